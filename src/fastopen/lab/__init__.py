@@ -1,0 +1,1 @@
+"""The lab: network namespaces the project creates, links between them, benchmarks."""

@@ -1,0 +1,199 @@
+"""Network namespaces that fastopen creates (always named ``fo-...``) and always removes again.
+
+A :class:`Netns` is a context manager: on every exit path, exceptions included, it stops the
+processes it started and deletes the namespace. Namespaces still open when the interpreter exits
+(an unhandled signal turned into SystemExit, say) are removed by an ``atexit`` hook.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from fastopen.errors import KernelFeatureMissing, NamespaceError, NeedsRoot
+from fastopen.kernel import counters as _counters
+from fastopen.kernel import sysctl as _sysctl
+
+CLONE_NEWNET = 0x40000000
+PREFIX = "fo-"
+_libc = ctypes.CDLL(None, use_errno=True)
+_open: dict[str, Netns] = {}
+
+
+def check_support() -> None:
+    """Raise a clear error unless this process can create network namespaces."""
+    if os.geteuid() != 0:
+        raise NeedsRoot(
+            "network namespaces need root", hint="run as root (sudo), or in CI with CI=true"
+        )
+    if shutil.which("ip") is None:
+        raise KernelFeatureMissing("the ip command is missing", hint="apt-get install iproute2")
+    if not Path("/proc/self/ns/net").exists():
+        raise KernelFeatureMissing("this kernel has no network namespaces (CONFIG_NET_NS)")
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NamespaceError(f"setns failed: {os.strerror(err)}")
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise NamespaceError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
+
+
+@dataclass
+class Netns:
+    """One network namespace, named ``fo-<tag>-<random>``, with loopback up."""
+
+    tag: str = "ns"
+    name: str = field(init=False)
+    _procs: list[subprocess.Popen[Any]] = field(default_factory=list, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_support()
+        self.name = f"{PREFIX}{self.tag}-{secrets.token_hex(3)}"
+        _ip("netns", "add", self.name)
+        _open[self.name] = self
+        try:
+            self.ip("link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+
+    # -- running things inside -------------------------------------------------------------
+    def ip(self, *args: str) -> None:
+        """Run ``ip ARGS`` inside the namespace."""
+        _ip("-n", self.name, *args)
+
+    def run(
+        self, args: Sequence[str], *, check: bool = True, timeout: float | None = 60, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace and wait for it (output captured as text)."""
+        kw.setdefault("capture_output", True)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.name, *args],
+            check=check,
+            timeout=timeout,
+            text=True,
+            **kw,
+        )
+
+    def popen(self, args: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+        """Start a process inside the namespace; it is stopped when the namespace closes."""
+        proc: subprocess.Popen[Any] = subprocess.Popen(
+            ["ip", "netns", "exec", self.name, *args], start_new_session=True, **kw
+        )
+        self._procs.append(proc)
+        return proc
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """Move the calling thread into the namespace for the block (sockets made there stay)."""
+        with open("/proc/thread-self/ns/net", "rb") as home, open(
+            f"/run/netns/{self.name}", "rb"
+        ) as target:
+            _setns(target.fileno())
+            try:
+                yield
+            finally:
+                _setns(home.fileno())
+
+    def sysctl(self, name: str, value: str | int | None = None) -> str:
+        """Read, or set then read, a sysctl of this namespace."""
+        with self.entered():
+            if value is not None:
+                _sysctl.write(name, value)
+            return _sysctl.read(name)
+
+    def counters(self) -> dict[str, int]:
+        """The TFO TcpExt counters of this namespace."""
+        with self.entered():
+            return _counters.tfo_counters()
+
+    # -- lifetime --------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for proc in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=3)
+        # Anything else still running in the namespace (a daemonized nginx, say) goes too.
+        pids = subprocess.run(
+            ["ip", "netns", "pids", self.name], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        _open.pop(self.name, None)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
+
+    def __enter__(self) -> Netns:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """The addresses of one end of a lab link."""
+
+    ipv4: str
+    ipv6: str
+
+
+CLIENT = Addresses("198.18.0.1", "fd00:f0::1")
+SERVER = Addresses("198.18.0.2", "fd00:f0::2")
+
+
+def veth_link(
+    a: Netns, b: Netns, *, a_addr: Addresses = CLIENT, b_addr: Addresses = SERVER, mtu: int = 1500
+) -> None:
+    """Join two namespaces with a veth pair named ``eth0`` on both sides, IPv4 and IPv6 up."""
+    _ip(
+        "link", "add", "name", "eth0", "netns", a.name, "mtu", str(mtu), "type", "veth",
+        "peer", "name", "eth0", "netns", b.name, "mtu", str(mtu),
+    )  # fmt: skip
+    for ns, addr in ((a, a_addr), (b, b_addr)):
+        ns.ip("addr", "add", f"{addr.ipv4}/24", "dev", "eth0")
+        ns.ip("-6", "addr", "add", f"{addr.ipv6}/64", "dev", "eth0", "nodad")
+        ns.ip("link", "set", "eth0", "up")
+
+
+def enable_tfo(ns: Netns, bits: int = 0x3) -> None:
+    """Turn kernel TFO on in a namespace (client and server by default)."""
+    ns.sysctl("net.ipv4.tcp_fastopen", bits)
+
+
+@atexit.register
+def _remove_leftovers() -> None:
+    for ns in list(_open.values()):
+        ns.close()
