@@ -39,6 +39,8 @@ def _rotl(x: int, b: int) -> int:
 
 def siphash24_py(key: bytes, data: bytes) -> int:
     """SipHash-2-4 in pure Python (the reference algorithm); ``key`` is 16 bytes."""
+    k0: int
+    k1: int
     k0, k1 = struct.unpack("<QQ", key)
     v0 = k0 ^ 0x736F6D6570736575
     v1 = k1 ^ 0x646F72616E646F6D
