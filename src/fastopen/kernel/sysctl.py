@@ -40,7 +40,8 @@ def write(name: str, value: str | int) -> None:
         raise NeedsRoot(f"setting {name} needs root", hint="run as root") from None
     except OSError as exc:
         if exc.errno == errno.EINVAL:
-            raise FastOpenError(f"the kernel refused {name}={value!s}: invalid value") from None
+            shown = "<key>" if name.endswith("_key") else str(value)  # never echo a key
+            raise FastOpenError(f"the kernel refused {name}={shown}: invalid value") from None
         raise
 
 
