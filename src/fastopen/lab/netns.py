@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import ctypes
+import errno
 import os
 import secrets
 import shutil
@@ -46,7 +48,32 @@ def check_support() -> None:
 def _setns(fd: int) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
+        if err == errno.EPERM:
+            raise NeedsRoot("entering a network namespace needs root", hint="run as root")
         raise NamespaceError(f"setns failed: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Move the calling thread into the network namespace ``name`` (``/run/netns/NAME``).
+
+    Sockets made in the block stay in that namespace; threads and processes started in it are
+    born there. The thread goes back to its own namespace when the block ends.
+    """
+    try:
+        target = open(f"/run/netns/{name}", "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        raise NamespaceError(
+            f"no network namespace named {name!r}", hint="see `ip netns list`"
+        ) from None
+    except PermissionError:
+        raise NeedsRoot(f"entering network namespace {name!r} needs root") from None
+    with open("/proc/thread-self/ns/net", "rb") as home, target:
+        _setns(target.fileno())
+        try:
+            yield
+        finally:
+            _setns(home.fileno())
 
 
 def _ip(*args: str) -> None:
@@ -104,14 +131,8 @@ class Netns:
     @contextlib.contextmanager
     def entered(self) -> Iterator[None]:
         """Move the calling thread into the namespace for the block (sockets made there stay)."""
-        with open("/proc/thread-self/ns/net", "rb") as home, open(
-            f"/run/netns/{self.name}", "rb"
-        ) as target:
-            _setns(target.fileno())
-            try:
-                yield
-            finally:
-                _setns(home.fileno())
+        with entered(self.name):
+            yield
 
     def sysctl(self, name: str, value: str | int | None = None) -> str:
         """Read, or set then read, a sysctl of this namespace."""
@@ -140,15 +161,13 @@ class Netns:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=3)
-        # Anything else still running in the namespace (a daemonized nginx, say) goes too.
-        pids = subprocess.run(
-            ["ip", "netns", "pids", self.name], capture_output=True, text=True, check=False
-        ).stdout.split()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
         _open.pop(self.name, None)
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
+        remove(self.name)
+
+    def keep(self) -> None:
+        """Leave the namespace in place after this process exits (``fastopen lab up``)."""
+        self._closed = True
+        _open.pop(self.name, None)
 
     def __enter__(self) -> Netns:
         return self
@@ -160,6 +179,17 @@ class Netns:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def remove(name: str) -> None:
+    """Kill whatever still runs in namespace ``name`` (a daemonized nginx, say), then delete it."""
+    pids = subprocess.run(
+        ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+    ).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 @dataclass(frozen=True)
@@ -174,6 +204,18 @@ CLIENT = Addresses("198.18.0.1", "fd00:f0::1")
 SERVER = Addresses("198.18.0.2", "fd00:f0::2")
 
 
+def link_address(ns: Netns, dev: str) -> str:
+    """The hardware address of device ``dev`` in namespace ``ns``."""
+    out = subprocess.run(
+        ["ip", "-n", ns.name, "-j", "link", "show", "dev", dev],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise NamespaceError(f"no device {dev} in {ns.name}: {out.stderr.strip()}")
+    address: str = json.loads(out.stdout)[0]["address"]
+    return address
+
+
 def veth_link(
     a: Netns, b: Netns, *, a_addr: Addresses = CLIENT, b_addr: Addresses = SERVER, mtu: int = 1500
 ) -> None:
@@ -186,6 +228,11 @@ def veth_link(
         ns.ip("addr", "add", f"{addr.ipv4}/24", "dev", "eth0")
         ns.ip("-6", "addr", "add", f"{addr.ipv6}/64", "dev", "eth0", "nodad")
         ns.ip("link", "set", "eth0", "up")
+    # Static neighbours: no ARP or neighbour discovery delays the first packet of a test.
+    for ns, peer, peer_addr in ((a, b, b_addr), (b, a, a_addr)):
+        lladdr = link_address(peer, "eth0")
+        for ip in (peer_addr.ipv4, peer_addr.ipv6):
+            ns.ip("neigh", "replace", ip, "lladdr", lladdr, "dev", "eth0", "nud", "permanent")
 
 
 def enable_tfo(ns: Netns, bits: int = 0x3) -> None:
