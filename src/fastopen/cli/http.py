@@ -1,0 +1,100 @@
+"""``fastopen serve`` and ``fastopen get``: HTTP/1.1 with TFO, and what TFO did on each request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import click
+
+from fastopen.errors import FastOpenError
+from fastopen.http.fetch import fetch
+from fastopen.http.responder import serve_http
+from fastopen.report import TfoReport
+from fastopen.streams import STACKS, Stack
+
+_STACK = click.option(
+    "--stack",
+    type=click.Choice(sorted(STACKS)),
+    default="kernel",
+    show_default=True,
+    help="The TCP stack that carries the connections.",
+)
+
+
+def _stack(name: str) -> Stack:
+    return STACKS[name]()
+
+
+@click.command()
+@click.argument("host")
+@click.argument("port", type=click.IntRange(1, 65535))
+@_STACK
+@click.option("--body", default="hello from fastopen\n", show_default=True, help="Response body.")
+@click.option("--fastopen-backlog", type=click.IntRange(1), help="Default: net.core.somaxconn.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print a line per request.")
+def serve(
+    host: str, port: int, stack: str, body: str, fastopen_backlog: int | None, quiet: bool
+) -> None:
+    """Serve BODY over HTTP/1.1 on HOST PORT with TFO on (GET and HEAD; Ctrl-C stops)."""
+
+    def on_request(peer: str, method: str | None, status: int, report: TfoReport) -> None:
+        click.echo(f"{peer} {method or '-'} {status} {report}")
+
+    async def run() -> None:
+        server = await serve_http(
+            host,
+            port,
+            body=body.encode(),
+            stack=_stack(stack),
+            fastopen_backlog=fastopen_backlog,
+            on_request=None if quiet else on_request,
+        )
+        click.echo(f"serving http://{host}:{port}/ with TFO on ({stack} stack)")
+        async with server:
+            await server.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise FastOpenError(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+            hint="is the address local and the port free?",
+        ) from None
+
+
+@click.command()
+@click.argument("url")
+@_STACK
+@click.option("--repeat", type=click.IntRange(1, 10000), default=1, show_default=True)
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per request.")
+def get(url: str, stack: str, repeat: int, timeout: float, as_json: bool) -> None:
+    """GET URL with TFO and print status, time to first byte and the TFO report of each request.
+
+    The first request to a server usually fetches a cookie; later ones send the request in the SYN.
+    """
+
+    async def run() -> None:
+        for i in range(1, repeat + 1):
+            try:
+                got = await fetch(url, stack=_stack(stack), timeout=timeout)
+            except TimeoutError:
+                raise FastOpenError(f"{url}: no answer within {timeout} s") from None
+            except OSError as exc:
+                raise FastOpenError(
+                    f"{url}: {exc.strerror or exc}", hint="is the server up and reachable?"
+                ) from None
+            if as_json:
+                click.echo(json.dumps({"request": i, **got.to_dict()}))
+            else:
+                click.echo(
+                    f"{i}: {got.status} {got.reason}  ttfb {got.ttfb * 1000:.3f} ms  {got.report}"
+                )
+
+    asyncio.run(run())
+
+
+COMMANDS = [serve, get]
