@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import ctypes
 import errno
+import json
 import os
 import secrets
 import shutil

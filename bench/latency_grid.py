@@ -1,0 +1,69 @@
+"""The latency grid of the TFO paper: time to first byte, plain TCP and TFO, at several RTTs.
+
+For each RTT (20, 100 and 200 ms by default) and each stack, a fresh lab link; ``--connections``
+plain connections, one cookie request, then ``--connections`` TFO connections with the cookie,
+each a 100-byte request and its answer (the demo's exchange). Prints the median and p95 time to
+first byte and the ratio TFO/plain of the medians (goal: at most 0.52, the paper's figure for
+a page of one round trip). Stacks are columns of the grid: the kernel's now, the userspace
+stack's when ``fastopen.streams.STACKS`` has it.
+
+Needs root. ``.venv/bin/python bench/latency_grid.py [--connections 30] [--rtt 20 --rtt 100 ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+
+from fastopen.lab.demo import Kind, Sample, measure, plan
+from fastopen.lab.emulator import Lab, check_support
+from fastopen.streams import STACKS
+
+GOAL = 0.52
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def _grid_cell(stack_name: str, rtt: float, connections: int) -> list[Sample]:
+    stack = STACKS[stack_name]()
+    with Lab(rtt=rtt) as lab:
+        return asyncio.run(measure(lab, stack, plan(connections), lab.server_addr.ipv4))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=30, help="per kind, RTT and stack")
+    parser.add_argument("--rtt", type=float, action="append", help="RTT in ms (repeatable)")
+    parser.add_argument("--stack", action="append", choices=sorted(STACKS), help="(repeatable)")
+    args = parser.parse_args()
+    check_support("bench/latency_grid.py")
+    rtts = args.rtt or [20.0, 100.0, 200.0]
+    stacks = args.stack or sorted(STACKS)
+
+    print(f"time to first byte, {args.connections} connections per figure, medians and p95 in ms")
+    header = f"{'RTT':>7}  {'stack':<10}{'plain':>17}{'TFO':>17}{'TFO/plain':>11}  goal"
+    print(header)
+    worst = 0.0
+    for rtt_ms in rtts:
+        for name in stacks:
+            samples = _grid_cell(name, rtt_ms / 1000, args.connections)
+            plain = [s.ttfb * 1000 for s in samples if s.kind is Kind.PLAIN]
+            tfo = [s.ttfb * 1000 for s in samples if s.kind is Kind.TFO_COOKIE]
+            unused = sum(1 for s in samples if s.kind is Kind.TFO_COOKIE and not s.client.used)
+            ratio = statistics.median(tfo) / statistics.median(plain)
+            worst = max(worst, ratio)
+            cells = [f"{statistics.median(v):7.1f} / {_p95(v):6.1f}" for v in (plain, tfo)]
+            note = f"  ({unused} TFO connections without SYN data!)" if unused else ""
+            print(
+                f"{rtt_ms:>4g} ms  {name:<10}{cells[0]:>17}{cells[1]:>17}{ratio:>11.2f}"
+                f"  <= {GOAL}{note}"
+            )
+    print("goal met" if worst <= GOAL else "goal NOT met")
+
+
+if __name__ == "__main__":
+    main()

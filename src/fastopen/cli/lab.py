@@ -1,0 +1,129 @@
+"""``fastopen lab up`` / ``fastopen lab down``: two namespaces joined by an emulated link."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fastopen.errors import FastOpenError
+from fastopen.lab.emulator import STATE, Lab, check_support, load_state, remove_detached, save_state
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+_RATES = {"": 1.0, "bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+
+
+def parse_duration(text: str) -> float:
+    """``100ms``, ``50us``, ``0.2s`` (a bare number is milliseconds), in seconds."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(us|ms|s)?\s*", text)
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a duration like 100ms, 50us or 0.2s")
+    return float(match[1]) * _UNITS[match[2] or "ms"]
+
+
+def parse_percent(text: str) -> float:
+    """``1%`` or ``0.01``, as a probability."""
+    text = text.strip()
+    try:
+        number = float(text.removesuffix("%"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a percentage like 1% or 0.01") from None
+    return number / 100 if text.endswith("%") else number
+
+
+def parse_rate(text: str) -> float:
+    """``10mbit``, ``512kbit``, ``1gbit`` (bits per second)."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([kmg]?bit)?\s*", text.lower())
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a rate like 10mbit or 512kbit")
+    return float(match[1]) * _RATES[match[2] or ""]
+
+
+def _convert(parse: Callable[[str], float]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        return None if value is None else parse(value)
+
+    return callback
+
+
+_DURATION = _convert(parse_duration)
+_PERCENT = _convert(parse_percent)
+
+
+@click.group()
+def lab() -> None:
+    """Two namespaces (fo-lab-c, fo-lab-s) joined by an emulated link."""
+
+
+@lab.command()
+@click.option("--rtt", default="0ms", callback=_DURATION, show_default=True, help="Round trip.")
+@click.option("--jitter", default="0ms", callback=_DURATION, help="Each way, uniform +/-.")
+@click.option("--loss", default="0%", callback=_PERCENT, help="Packets lost, each way.")
+@click.option("--duplicate", default="0%", callback=_PERCENT, help="Packets sent twice.")
+@click.option("--reorder", default="0%", callback=_PERCENT, help="Held back --reorder-gap.")
+@click.option("--reorder-gap", default="1ms", callback=_DURATION, show_default=True)
+@click.option("--rate", callback=_convert(parse_rate), help="Bottleneck rate, e.g. 10mbit.")
+@click.option("--queue", type=int, default=1000, show_default=True, help="Bottleneck packets.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the impairments.")
+@click.option("--capture", type=click.Path(path_type=Path), help="Record packets to a pcap file.")
+def up(
+    rtt: float,
+    jitter: float,
+    loss: float,
+    duplicate: float,
+    reorder: float,
+    reorder_gap: float,
+    rate: float | None,
+    queue: int,
+    seed: int,
+    capture: Path | None,
+) -> None:
+    """Build the lab and leave it running (state in /run/fastopen/lab.json)."""
+    check_support("fastopen lab up")
+    if load_state() is not None:
+        raise FastOpenError("a lab is already up", hint="fastopen lab down removes it")
+    try:
+        emulated = Lab(
+            rtt=rtt,
+            jitter=jitter,
+            loss=loss,
+            duplicate=duplicate,
+            reorder=reorder,
+            reorder_gap=reorder_gap,
+            rate=rate,
+            queue=queue,
+            seed=seed,
+            capture=None if capture is None else capture.resolve(),
+        )
+    except ValueError as exc:
+        raise FastOpenError(str(exc)) from None
+    emulated.start(detached=True)
+    config = emulated.config
+    state = emulated.detach()
+    save_state(state)
+    client, server = state["client"], state["server"]
+    click.echo(f"lab up: {config.describe()}")
+    there, here = emulated.server_addr, emulated.client_addr
+    click.echo(f"  client namespace {client}: {here.ipv4} {here.ipv6}")
+    click.echo(f"  server namespace {server}: {there.ipv4} {there.ipv6}")
+    click.echo(f"  link forwarder pid {state['forwarder']}; state in {STATE}")
+    click.echo(f"  try: ip netns exec {server} fastopen serve {there.ipv4} 8080 &")
+    click.echo(f"       ip netns exec {client} fastopen get --repeat 3 http://{there.ipv4}:8080/")
+    click.echo("  remove it with: fastopen lab down")
+
+
+@lab.command()
+def down() -> None:
+    """Remove the lab: forwarder, TUN devices, namespaces."""
+    check_support("fastopen lab down")
+    state = remove_detached()
+    if state is None:
+        click.echo("no lab is up")
+        return
+    click.echo(f"lab down: removed {state['client']}, {state['server']} and the link forwarder")
+
+
+COMMANDS = [lab]

@@ -1,0 +1,375 @@
+"""Two network namespaces joined by an emulated link: TUN devices and the forwarder between them.
+
+``with Lab(rtt=0.1, loss=0.01) as lab:`` gives a client namespace (``lab.client``, 198.18.0.1 and
+fd00:f0::1) and a server namespace (``lab.server``, 198.18.0.2 and fd00:f0::2), each with a TUN
+device ``tun0`` and TFO on, and a forwarder process (:mod:`fastopen.lab.link`) that carries the
+packets between the two devices through the impairments. Everything goes on every exit path:
+exceptions, KeyboardInterrupt, and SIGTERM (turned into SystemExit while a lab is open); and the
+forwarder exits by itself when the process that made the lab dies.
+
+``fastopen lab up`` makes a lab that outlives the command (:meth:`Lab.detach`, state in
+``/run/fastopen/lab.json``, or ``$FASTOPEN_LAB_STATE``); ``fastopen lab down`` removes it
+(:func:`remove_detached`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from fastopen.errors import FastOpenError, KernelFeatureMissing, NamespaceError, NeedsRoot
+from fastopen.lab import netns
+from fastopen.lab.link import CapturedPacket, LinkConfig, LinkStats, read_pcap
+from fastopen.lab.netns import CLIENT, SERVER, Addresses, Netns
+
+TUN = Path("/dev/net/tun")
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+DEVICE = "tun0"
+STATE = Path(os.environ.get("FASTOPEN_LAB_STATE", "/run/fastopen/lab.json"))
+#: Where a detached forwarder (``fastopen lab up``) writes its errors.
+FORWARDER_LOG = STATE.with_name("lab-forwarder.log")
+#: How long to wait for the forwarder to come up, or to answer a control request.
+CONTROL_TIMEOUT = 10.0
+
+
+def check_support(command: str = "the lab") -> None:
+    """Raise a clear error unless this process can build a lab (root, namespaces, TUN).
+
+    ``command`` names what needs the lab in the message (``fastopen demo``, say).
+    """
+    try:
+        netns.check_support()
+    except NeedsRoot:
+        raise NeedsRoot(
+            f"{command} needs root: the lab is two network namespaces joined by TUN devices",
+            hint=f"run it as root, e.g. sudo {command}" if command.startswith("fastopen") else None,
+        ) from None
+    except KernelFeatureMissing as exc:
+        raise KernelFeatureMissing(f"{command} cannot run: {exc.message}", hint=exc.hint) from None
+    if not TUN.exists():
+        raise KernelFeatureMissing(
+            f"{command} cannot run: {TUN} is missing, so there are no TUN devices",
+            hint="load the tun module (modprobe tun), or in a container pass --device /dev/net/tun",
+        )
+
+
+def open_tun(ns: Netns, name: str = DEVICE) -> int:
+    """Create TUN device ``name`` (IFF_TUN | IFF_NO_PI) inside ``ns``; its non-blocking fd.
+
+    The device lives as long as the fd is open.
+    """
+    with ns.entered():
+        try:
+            fd = os.open(TUN, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise KernelFeatureMissing(
+                f"cannot open {TUN}: {exc.strerror}", hint="load the tun module (modprobe tun)"
+            ) from None
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TUN | IFF_NO_PI))
+        except OSError as exc:
+            os.close(fd)
+            raise NamespaceError(f"cannot create TUN device {name}: {exc.strerror}") from None
+    return fd
+
+
+def _address(ns: Netns, addr: Addresses, mtu: int) -> None:
+    ns.ip("link", "set", DEVICE, "mtu", str(mtu), "up")
+    ns.ip("addr", "add", f"{addr.ipv4}/24", "dev", DEVICE)
+    ns.ip("-6", "addr", "add", f"{addr.ipv6}/64", "dev", DEVICE, "nodad")
+
+
+@dataclass(frozen=True)
+class LinkStatsPair:
+    """The forwarder's counts for both directions."""
+
+    c2s: LinkStats
+    s2c: LinkStats
+
+
+class Lab:
+    """A client and a server namespace joined by an emulated link; a context manager.
+
+    Keyword arguments are the :class:`~fastopen.lab.link.LinkConfig` fields (``delay`` is one-way;
+    ``rtt`` sets it to half the round trip), plus ``capture`` (a pcap file of every packet the
+    link carries, read back with :meth:`packets`), ``tfo`` (the ``net.ipv4.tcp_fastopen`` bits of
+    both namespaces) and ``mtu``.
+    """
+
+    def __init__(
+        self,
+        *,
+        rtt: float | None = None,
+        capture: Path | None = None,
+        tfo: int = 0x3,
+        mtu: int = 1500,
+        **link: Any,
+    ) -> None:
+        if rtt is not None:
+            if "delay" in link:
+                raise ValueError("give rtt or delay, not both")
+            link["delay"] = rtt / 2
+        self.config = LinkConfig(**link)
+        self.capture = capture
+        self.tfo = tfo
+        self.mtu = mtu
+        self.client_addr = CLIENT
+        self.server_addr = SERVER
+        self._client: Netns | None = None
+        self._server: Netns | None = None
+        self._forwarder: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._old_sigterm: Any = None
+        self._lock = threading.Lock()
+
+    # -- the two ends ------------------------------------------------------------------------
+    @property
+    def client(self) -> Netns:
+        if self._client is None:
+            raise FastOpenError("the lab is not up")
+        return self._client
+
+    @property
+    def server(self) -> Netns:
+        if self._server is None:
+            raise FastOpenError("the lab is not up")
+        return self._server
+
+    @property
+    def forwarder_pid(self) -> int:
+        if self._forwarder is None:
+            raise FastOpenError("the lab is not up")
+        return self._forwarder.pid
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def start(self, *, detached: bool = False) -> Lab:
+        """Build the namespaces, the TUN devices and the forwarder (undone on any failure)."""
+        check_support()
+        self._catch_sigterm()
+        try:
+            self._build(detached)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _build(self, detached: bool) -> None:
+        self._client = Netns("lab-c")
+        self._server = Netns("lab-s")
+        fds: list[int] = []
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._control = ours  # closed by close() whatever fails below
+        try:
+            for ns in (self._client, self._server):
+                fds.append(open_tun(ns))
+            for ns, addr in ((self._client, CLIENT), (self._server, SERVER)):
+                _address(ns, addr, self.mtu)
+                netns.enable_tfo(ns, self.tfo)
+            cmd = [
+                sys.executable, "-m", "fastopen.lab.link",
+                "--client-fd", str(fds[0]), "--server-fd", str(fds[1]),
+                "--control-fd", str(theirs.fileno()),
+                "--config", json.dumps(self.config.to_dict()),
+            ]  # fmt: skip
+            if self.capture is not None:
+                cmd += ["--capture", str(self.capture)]
+            if detached:
+                cmd.append("--detached")
+            # A detached forwarder must not hold the command's output open after it exits.
+            with contextlib.ExitStack() as stack:
+                stderr = None
+                if detached:
+                    FORWARDER_LOG.parent.mkdir(parents=True, exist_ok=True)
+                    stderr = stack.enter_context(FORWARDER_LOG.open("ab"))
+                self._forwarder = subprocess.Popen(
+                    cmd,
+                    pass_fds=(*fds, theirs.fileno()),
+                    start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
+        finally:
+            theirs.close()
+            for fd in fds:
+                os.close(fd)
+        ours.settimeout(CONTROL_TIMEOUT)
+        try:
+            ready = json.loads(ours.recv(65536) or b"{}")
+        except TimeoutError:
+            ready = {}
+        if not ready.get("ready"):
+            where = f"in {FORWARDER_LOG}" if detached else "above"
+            raise FastOpenError("the link forwarder did not start", hint=f"see its error {where}")
+
+    def _catch_sigterm(self) -> None:
+        """While the lab is open, SIGTERM raises SystemExit so that cleanup runs."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm)
+
+    def close(self) -> None:
+        """Stop the forwarder (its TUN devices go with it) and delete both namespaces."""
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._forwarder is not None:
+            _stop(self._forwarder)
+            self._forwarder = None
+        for ns in (self._client, self._server):
+            if ns is not None:
+                ns.close()
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
+    def detach(self) -> dict[str, Any]:
+        """Leave the lab running after this process exits; the state ``lab down`` needs."""
+        if self._forwarder is None or self._client is None or self._server is None:
+            raise FastOpenError("the lab is not up")
+        state = {
+            "client": self._client.name,
+            "server": self._server.name,
+            "forwarder": self._forwarder.pid,
+            "client_addr": asdict(CLIENT),
+            "server_addr": asdict(SERVER),
+            "config": self.config.to_dict(),
+        }
+        self._client.keep()
+        self._server.keep()
+        if self._control is not None:
+            self._control.close()  # a detached forwarder keeps running without it
+            self._control = None
+        self._forwarder = None
+        self._client = self._server = None
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+        return state
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the forwarder -----------------------------------------------------------------------
+    def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+        if self._control is None:
+            raise FastOpenError("the lab is not up")
+        with self._lock:
+            self._control.send(json.dumps(message).encode())
+            reply: dict[str, Any] = json.loads(self._control.recv(65536) or b"{}")
+        if not reply.get("ok"):
+            raise FastOpenError(f"the link forwarder refused {message}: {reply.get('error')}")
+        return reply
+
+    def stats(self) -> LinkStatsPair:
+        """What the link did so far, client to server and back."""
+        stats = self._request({"op": "stats"})["stats"]
+        return LinkStatsPair(LinkStats(**stats["c2s"]), LinkStats(**stats["s2c"]))
+
+    def configure(self, **changes: Any) -> LinkConfig:
+        """Change impairments of the running link (LinkConfig fields, or ``rtt``)."""
+        if "rtt" in changes:
+            changes["delay"] = changes.pop("rtt") / 2
+        config = replace(self.config, **changes)
+        self._request({"op": "set", "config": config.to_dict()})
+        self.config = config
+        return config
+
+    def packets(self) -> list[CapturedPacket]:
+        """Every packet the link carried so far (needs ``capture``), in the order it read them."""
+        if self.capture is None:
+            raise FastOpenError("this lab records no packets", hint="pass capture=<pcap path>")
+        return read_pcap(self.capture)
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the forwarder to see its control socket close and exit; else stop it."""
+    for stop in (None, proc.terminate, proc.kill):
+        if stop is not None:
+            with contextlib.suppress(ProcessLookupError):
+                stop()
+        try:
+            proc.wait(timeout=2)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# -- a lab that outlives the command (fastopen lab up / down) ----------------------------------
+def save_state(state: dict[str, Any], path: Path = STATE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state, indent=2) + "\n")
+
+
+def load_state(path: Path = STATE) -> dict[str, Any] | None:
+    """The state of the detached lab, or None when there is none."""
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise FastOpenError(
+            f"cannot read the lab state {path}: {exc}", hint=f"remove {path} by hand"
+        ) from None
+    return state
+
+
+def _is_forwarder(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"fastopen.lab.link" in cmdline
+
+
+def remove_detached(path: Path = STATE) -> dict[str, Any] | None:
+    """Remove the detached lab: its forwarder, TUN devices and namespaces; its state."""
+    state = load_state(path)
+    if state is None:
+        return None
+    pid = int(state["forwarder"])
+    if _is_forwarder(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while _is_forwarder(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if _is_forwarder(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for name in (state["client"], state["server"]):
+        if str(name).startswith(netns.PREFIX):
+            netns.remove(name)
+    path.unlink(missing_ok=True)
+    log = path.with_name(FORWARDER_LOG.name)
+    if log.exists() and not log.stat().st_size:
+        log.unlink()  # kept only when the forwarder had something to say
+    return state

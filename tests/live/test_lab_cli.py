@@ -1,0 +1,134 @@
+"""``fastopen lab up/down`` and ``fastopen demo``, run as the real command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import require_namespaces
+
+from fastopen.cli import main
+from fastopen.lab.netns import CLIENT, SERVER
+
+pytestmark = pytest.mark.live
+FASTOPEN = [str(Path(sys.executable).parent / "fastopen")]
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def _namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
+def _forwarder_running(pid: int) -> bool:
+    """The link forwarder ``pid`` still runs (an exited one, even unreaped, has no cmdline)."""
+    try:
+        return b"fastopen.lab.link" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _fastopen(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FASTOPEN, *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
+def test_lab_up_leaves_a_working_link_and_lab_down_removes_everything(tmp_path: Path) -> None:
+    require_namespaces()
+    env = {**os.environ, "FASTOPEN_LAB_STATE": str(tmp_path / "lab.json")}
+    up = _fastopen("lab", "up", "--rtt", "20ms", "--loss", "0%", "--seed", "3", env=env)
+    assert up.returncode == 0, up.stderr
+    state = json.loads((tmp_path / "lab.json").read_text())
+    client, server, pid = state["client"], state["server"], state["forwarder"]
+    try:
+        assert _forwarder_running(pid)
+        assert f"client namespace {client}" in up.stdout
+        assert {client, server} <= _namespaces()
+        assert state["config"]["delay"] == 0.01
+        # The command has exited; the link still carries a TCP connection across.
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", server, sys.executable, "-c",
+             "import socket; s = socket.create_server(('198.18.0.2', 7001)); print('ready', "
+             "flush=True); c, _ = s.accept(); c.sendall(c.recv(10))"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert listener.stdout is not None and listener.stdout.readline() == "ready\n"
+            echo = subprocess.run(
+                ["ip", "netns", "exec", client, sys.executable, "-c",
+                 f"import socket; c = socket.create_connection(({SERVER.ipv4!r}, 7001), 5); "
+                 "c.sendall(b'hi'); print(c.recv(10).decode())"],
+                capture_output=True, text=True, timeout=30, check=True,
+            )  # fmt: skip
+            assert echo.stdout.strip() == "hi"
+        finally:
+            listener.kill()
+            listener.wait()
+        again = _fastopen("lab", "up", env=env)
+        assert again.returncode == 1
+        assert "a lab is already up" in again.stderr
+    finally:
+        down = _fastopen("lab", "down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert f"removed {client}, {server}" in down.stdout
+    assert not {client, server} & _namespaces()
+    assert not _forwarder_running(pid)
+    assert list(tmp_path.iterdir()) == []  # no state, no forwarder log (it had nothing to say)
+    assert "no lab is up" in _fastopen("lab", "down", env=env).stdout
+
+
+def test_lab_up_rejects_bad_values(tmp_path: Path) -> None:
+    env = {**os.environ, "FASTOPEN_LAB_STATE": str(tmp_path / "lab.json")}
+    result = _fastopen("lab", "up", "--rtt", "fast", env=env)
+    assert result.returncode == 2
+    assert "'fast' is not a duration" in result.stderr
+    result = _fastopen("lab", "up", "--loss", "150%", env=env)
+    assert result.returncode == 1
+    assert "loss must be a probability" in result.stderr
+
+
+def test_demo_runs_end_to_end() -> None:
+    require_namespaces()
+    before = _namespaces()
+    result = CliRunner().invoke(main, ["demo", "--rtt", "20", "-n", "1"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for row in ("plain TCP", "TFO, first contact", "TFO with a cookie", "TFO/plain"):
+        assert row in out
+    assert "cookie requested" in out
+    assert "request in the SYN, acked; server read it at once" in out
+    assert re.search(r"TCPFastOpenActive\s*│\s*1\s*│\s*0", out)
+    assert re.search(r"TCPFastOpenPassive\s*│\s*0\s*│\s*1", out)
+    assert re.search(r"TCPFastOpenCookieReqd\s*│\s*0\s*│\s*1", out)
+    # The ladder, drawn from the packets the link carried.
+    assert re.search(r"─ SYN, FO cookie [0-9a-f]{16}, 100 bytes ─+▶", out)
+    assert "◀─ SYN-ACK, acks SYN + 100 bytes" in out
+    assert f"client {CLIENT.ipv4}:" in out
+    assert not {n for n in _namespaces() - before if n.startswith("fo-lab-")}
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+@pytest.mark.parametrize(
+    "command", [["demo"], ["lab", "up"], ["lab", "down"]], ids=["demo", "lab-up", "lab-down"]
+)
+def test_clear_error_when_not_root(command: list[str], tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    tmp_path.chmod(0o777)
+    env = {**os.environ, "FASTOPEN_LAB_STATE": str(tmp_path / "lab.json")}
+    result = subprocess.run(
+        [*NOBODY, *FASTOPEN, *command], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 1
+    assert "fastopen: error:" in result.stderr
+    assert "root" in result.stderr
+    assert "fastopen: hint: run" in result.stderr
+    assert "Traceback" not in result.stderr
