@@ -1,0 +1,127 @@
+"""Hosts joined by an in-memory wire with seeded loss, duplication and reordering, in virtual time.
+
+The wire of the pair tests and of ``bench/engine.py``: each packet a host sends reaches the host
+owning its destination address after ``delay`` seconds, unless the seeded random generator drops
+it (``loss``), sends it twice (``duplicate``) or holds it back for a while (``reorder``, up to
+``reorder_delay`` more). ``encode=True`` carries whole IP packets as bytes (``packets_to_send`` ->
+``receive``); the default carries parsed segments (``segments_to_send`` -> ``receive_segment``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass
+
+from fastopen.engine.cache import IPAddress
+from fastopen.engine.host import Host, Segment
+from fastopen.wire import parse_ip
+
+
+@dataclass
+class LinkStats:
+    sent: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+
+
+class Link:
+    """A virtual clock and a wire between hosts (routed by destination address)."""
+
+    def __init__(
+        self,
+        *hosts: Host,
+        delay: float = 0.001,
+        loss: float = 0.0,
+        duplicate: float = 0.0,
+        reorder: float = 0.0,
+        reorder_delay: float = 0.003,
+        seed: int = 0,
+        encode: bool = False,
+    ) -> None:
+        self.hosts = hosts
+        self.now = 0.0
+        self.delay = delay
+        self.loss = loss
+        self.duplicate = duplicate
+        self.reorder = reorder
+        self.reorder_delay = reorder_delay
+        self.encode = encode
+        self.stats = LinkStats()
+        self._random = random.Random(seed)
+        self._route: dict[IPAddress, Host] = {a: h for h in hosts for a in h.addresses}
+        self._wire: list[tuple[float, int, Host, bytes | Segment]] = []
+        self._tick = itertools.count()
+
+    def _put(self, host: Host, item: bytes | Segment) -> None:
+        stats = self.stats
+        stats.sent += 1
+        rnd = self._random.random
+        if self.loss and rnd() < self.loss:
+            stats.dropped += 1
+            return
+        copies = 1
+        if self.duplicate and rnd() < self.duplicate:
+            stats.duplicated += 1
+            copies = 2
+        for _ in range(copies):
+            at = self.now + self.delay
+            if self.reorder and rnd() < self.reorder:
+                stats.reordered += 1
+                at += rnd() * self.reorder_delay
+            heapq.heappush(self._wire, (at, next(self._tick), host, item))
+
+    def flush(self) -> None:
+        """Put on the wire what every host has to send."""
+        route = self._route
+        for host in self.hosts:
+            if self.encode:
+                for packet in host.packets_to_send():
+                    dst = parse_ip(packet).dst
+                    if dst in route:
+                        self._put(route[dst], packet)
+            else:
+                for src, dst, seg in host.segments_to_send():
+                    if dst in route:
+                        self._put(route[dst], (src, dst, seg))
+
+    def next_time(self) -> float | None:
+        """When something happens next: a delivery or a host's timer."""
+        times = [t for t in (h.get_timer() for h in self.hosts) if t is not None]
+        if self._wire:
+            times.append(self._wire[0][0])
+        return min(times) if times else None
+
+    def step(self, until: float | None = None) -> bool:
+        """Advance to the next delivery or timer (not past ``until``); False when there is none."""
+        self.flush()
+        when = self.next_time()
+        if when is None or (until is not None and when > until):
+            if until is not None:
+                self.now = max(self.now, until)
+            return False
+        self.now = max(self.now, when)
+        now = self.now
+        wire = self._wire
+        while wire and wire[0][0] <= now:
+            _, _, host, item = heapq.heappop(wire)
+            self.stats.delivered += 1
+            if isinstance(item, bytes):
+                host.receive(item, now)
+            else:
+                host.receive_segment(item[0], item[1], item[2], now)
+        for host in self.hosts:
+            timer = host.get_timer()
+            if timer is not None and timer <= now:
+                host.handle_timer(now)
+        self.flush()
+        return True
+
+    def advance(self, seconds: float) -> None:
+        """Run everything due in the next ``seconds`` of virtual time."""
+        until = self.now + seconds
+        while self.step(until):
+            pass

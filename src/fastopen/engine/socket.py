@@ -1,0 +1,441 @@
+"""Engine sockets: Linux's non-blocking BSD socket API over the engine, errno for errno.
+
+Every call that Linux would fail raises :class:`EngineError` with Linux's errno (EINPROGRESS,
+EAGAIN, EALREADY, EISCONN, ENOTCONN, ECONNREFUSED, ECONNRESET, EPIPE, EOPNOTSUPP, ...), so a
+packetdrill script's ``= -1 EINPROGRESS`` maps one to one. Addresses are ``(host, port)`` tuples.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import ipaddress
+import socket as _socket
+from collections import deque
+from typing import TYPE_CHECKING
+
+from fastopen.cookies import KeyRing
+from fastopen.engine.cache import IPAddress
+from fastopen.engine.events import EngineError
+from fastopen.engine.info import FastOpenClientFail, TcpInfo
+from fastopen.engine.states import TcpState
+from fastopen.engine.tcb import Connection
+from fastopen.errors import KeyFormatError
+from fastopen.kernel.constants import (
+    MSG_FASTOPEN,
+    TCP_FASTOPEN,
+    TCP_FASTOPEN_CONNECT,
+    TCP_FASTOPEN_KEY,
+    TCP_FASTOPEN_NO_COOKIE,
+    TCP_INFO,
+    TFO_CLIENT_ENABLE,
+    TFO_CLIENT_NO_COOKIE,
+)
+from fastopen.wire import FastOpen
+
+if TYPE_CHECKING:
+    from fastopen.engine.host import Host
+
+SOL_SOCKET = _socket.SOL_SOCKET
+SOL_TCP = _socket.IPPROTO_TCP
+SO_REUSEADDR = _socket.SO_REUSEADDR
+SO_ERROR = _socket.SO_ERROR
+TCP_NODELAY = _socket.TCP_NODELAY
+SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
+
+SockAddr = tuple[str, int]
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip_address(text: str) -> IPAddress:
+    """An address from its text (cached: applications connect to the same few addresses)."""
+    return ipaddress.ip_address(text)
+
+
+def _fail(code: int) -> EngineError:
+    return EngineError(code)
+
+
+class EngineSocket:
+    """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking)."""
+
+    def __init__(self, host: Host, family: int = AF_INET) -> None:
+        if family not in (AF_INET, AF_INET6):
+            raise _fail(errno.EAFNOSUPPORT)
+        self.host = host
+        self.family = family
+        self.conn: Connection | None = None
+        self.bound: tuple[IPAddress | None, int] | None = None
+        self.listening = False
+        self.backlog = 0
+        self.accept_queue: deque[EngineSocket] = deque()
+        # listener side of TCP Fast Open (Linux struct fastopen_queue)
+        self.fastopen_max_qlen = 0
+        self.fastopen_qlen = 0
+        self.fastopen_rst: deque[float] = deque()
+        self.fastopen_keys: KeyRing | None = None
+        self.fastopen_no_cookie = False
+        # client side
+        self.fastopen_connect = False
+        self.defer_connect = False
+        self.nodelay = False
+        self.reuseaddr = False
+        self.closed = False
+        self._error_reported = False
+
+    def __repr__(self) -> str:
+        state = self.state.name
+        if self.conn is not None:
+            c = self.conn
+            return f"<EngineSocket {state} {c.local}:{c.lport} -> {c.remote}:{c.rport}>"
+        return f"<EngineSocket {state} {self.bound}>"
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> TcpState:
+        if self.conn is not None:
+            return self.conn.state
+        return TcpState.LISTEN if self.listening else TcpState.CLOSED
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise _fail(errno.EBADF)
+
+    def _take_error(self) -> int | None:
+        """The pending error (sk_err), reported once as Linux does."""
+        conn = self.conn
+        if conn is not None and conn.error is not None and not self._error_reported:
+            self._error_reported = True
+            return conn.error
+        return None
+
+    # -- options -----------------------------------------------------------------------------------
+
+    def setsockopt(self, level: int, name: int, value: int | bytes) -> None:
+        self._check_open()
+        host = self.host
+        st = self.state
+        if level == SOL_SOCKET:
+            if name == SO_REUSEADDR:
+                self.reuseaddr = bool(value)
+                return
+            raise _fail(errno.ENOPROTOOPT)
+        if level != SOL_TCP:
+            raise _fail(errno.ENOPROTOOPT)
+        if name == TCP_FASTOPEN_KEY:
+            if not isinstance(value, bytes):
+                raise _fail(errno.EINVAL)
+            try:
+                self.fastopen_keys = KeyRing.from_raw(value)
+            except KeyFormatError:
+                raise _fail(errno.EINVAL) from None
+            return
+        if not isinstance(value, int):
+            raise _fail(errno.EINVAL)
+        if name == TCP_NODELAY:
+            self.nodelay = bool(value)
+            if self.nodelay and self.conn is not None:
+                self.conn.output(host.last_now)
+            return
+        if name == TCP_FASTOPEN:
+            if value < 0 or st not in (TcpState.CLOSED, TcpState.LISTEN):
+                raise _fail(errno.EINVAL)
+            self.fastopen_max_qlen = min(value, host.somaxconn)
+            return
+        if name == TCP_FASTOPEN_CONNECT:
+            if value not in (0, 1):
+                raise _fail(errno.EINVAL)
+            if not host.tcp_fastopen & TFO_CLIENT_ENABLE:
+                raise _fail(errno.EOPNOTSUPP)
+            if st is not TcpState.CLOSED:
+                raise _fail(errno.EINVAL)
+            self.fastopen_connect = bool(value)
+            return
+        if name == TCP_FASTOPEN_NO_COOKIE:
+            if value not in (0, 1) or st not in (TcpState.CLOSED, TcpState.LISTEN):
+                raise _fail(errno.EINVAL)
+            self.fastopen_no_cookie = bool(value)
+            return
+        raise _fail(errno.ENOPROTOOPT)
+
+    def getsockopt(self, level: int, name: int) -> int | bytes | TcpInfo:
+        self._check_open()
+        if level == SOL_SOCKET:
+            if name == SO_REUSEADDR:
+                return int(self.reuseaddr)
+            if name == SO_ERROR:
+                return self._take_error() or 0
+            raise _fail(errno.ENOPROTOOPT)
+        if level != SOL_TCP:
+            raise _fail(errno.ENOPROTOOPT)
+        if name == TCP_INFO:
+            return self.tcp_info()
+        if name == TCP_NODELAY:
+            return int(self.nodelay)
+        if name == TCP_FASTOPEN:
+            return self.fastopen_max_qlen
+        if name == TCP_FASTOPEN_CONNECT:
+            return int(self.fastopen_connect)
+        if name == TCP_FASTOPEN_NO_COOKIE:
+            return int(self.fastopen_no_cookie)
+        if name == TCP_FASTOPEN_KEY:
+            ring = self.fastopen_keys or self.host.keys
+            return ring.to_raw()
+        raise _fail(errno.ENOPROTOOPT)
+
+    # -- addresses ---------------------------------------------------------------------------------
+
+    def _parse_addr(self, addr: SockAddr) -> tuple[IPAddress | None, int]:
+        host, port = addr
+        if not 0 <= port <= 0xFFFF:
+            raise _fail(errno.EINVAL)
+        if host in ("", "0.0.0.0", "::"):
+            return None, port
+        try:
+            ip = _ip_address(host)
+        except ValueError:
+            raise _fail(errno.EINVAL) from None
+        if (ip.version == 4) != (self.family == AF_INET):
+            raise _fail(errno.EAFNOSUPPORT)
+        return ip, port
+
+    def bind(self, addr: SockAddr) -> None:
+        self._check_open()
+        if self.bound is not None or self.conn is not None:
+            raise _fail(errno.EINVAL)
+        ip, port = self._parse_addr(addr)
+        if ip is not None and ip not in self.host.addresses:
+            raise _fail(errno.EADDRNOTAVAIL)
+        self.bound = self.host.bind_port(self, ip, port)
+
+    def getsockname(self) -> SockAddr:
+        if self.conn is not None:
+            return str(self.conn.local), self.conn.lport
+        if self.bound is not None:
+            ip, port = self.bound
+            return (str(ip) if ip is not None else self._any()), port
+        return self._any(), 0
+
+    def _any(self) -> str:
+        return "0.0.0.0" if self.family == AF_INET else "::"
+
+    def getpeername(self) -> SockAddr:
+        conn = self.conn
+        if conn is None or conn.state in (TcpState.CLOSED, TcpState.LISTEN):
+            raise _fail(errno.ENOTCONN)
+        return str(conn.remote), conn.rport
+
+    # -- passive open ------------------------------------------------------------------------------
+
+    def listen(self, backlog: int) -> None:
+        self._check_open()
+        if self.conn is not None:
+            raise _fail(errno.EINVAL)
+        if self.bound is None:
+            self.bound = self.host.bind_port(self, None, 0)
+        self.backlog = max(0, min(backlog, self.host.somaxconn))
+        if not self.listening:
+            self.host.start_listening(self)
+        self.listening = True
+
+    def accept(self, now: float) -> tuple[EngineSocket, SockAddr]:
+        self._check_open()
+        self.host.last_now = now
+        if not self.listening:
+            raise _fail(errno.EINVAL)
+        if not self.accept_queue:
+            raise _fail(errno.EAGAIN)
+        child = self.accept_queue.popleft()
+        conn = child.conn
+        assert conn is not None
+        return child, (str(conn.remote), conn.rport)
+
+    # -- active open -------------------------------------------------------------------------------
+
+    def _new_connection(self, addr: SockAddr) -> Connection:
+        ip, port = self._parse_addr(addr)
+        if ip is None or port == 0:
+            raise _fail(errno.ECONNREFUSED if ip is not None else errno.EINVAL)
+        host = self.host
+        local = self.bound[0] if self.bound is not None else None
+        if local is None:
+            local = host.source_address(ip)
+        lport = self.bound[1] if self.bound is not None else host.ephemeral_port(local, ip, port)
+        if (local, lport, ip, port) in host.connections:
+            raise _fail(errno.EADDRNOTAVAIL)
+        conn = Connection(host, self, local, lport, ip, port)
+        self.conn = conn
+        self._error_reported = False
+        host.connections[conn.key] = conn
+        return conn
+
+    def _fastopen_option(self, conn: Connection, now: float) -> tuple[bool, FastOpen | None]:
+        """Linux tcp_fastopen_cookie_check: (data may ride in the SYN, the option to send)."""
+        host = self.host
+        _, cookie, experimental = host.cookie_cache.get(conn.local, conn.remote)
+        if host.fastopen_active_should_disable(now) or host.cookie_cache.disabled(
+            (conn.local, conn.remote, conn.rport), now
+        ):
+            return False, None
+        conn.fo_blackhole_check = host.blackhole_disabled_before()
+        if host.tcp_fastopen & TFO_CLIENT_NO_COOKIE or self.fastopen_no_cookie:
+            return True, None
+        if cookie:
+            conn.fo_cookie = cookie
+            return True, FastOpen(cookie, experimental)
+        conn.fastopen_client_fail = FastOpenClientFail.COOKIE_UNAVAILABLE
+        return False, FastOpen(b"", experimental)
+
+    def _syn_data_space(self, conn: Connection) -> int:
+        """Linux: min(cached MSS or our MSS, path MSS) minus 40 bytes kept for options."""
+        host = self.host
+        cached, _, _ = host.cookie_cache.get(conn.local, conn.remote)
+        path = host.adv_mss(conn.local)
+        return max(min(cached or path, path) - 40, 0)
+
+    def connect(self, addr: SockAddr, now: float) -> None:
+        """Non-blocking connect: raises EINPROGRESS (or returns at once for a deferred TFO one)."""
+        self._check_open()
+        self.host.last_now = now
+        if self.listening:
+            raise _fail(errno.EISCONN)
+        conn = self.conn
+        if conn is not None and conn.state is not TcpState.CLOSED:
+            if self.defer_connect:
+                raise _fail(errno.EISCONN)
+            if conn.state is TcpState.SYN_SENT:
+                raise _fail(errno.EALREADY)
+            raise _fail(errno.EISCONN)
+        if conn is not None and conn.error is not None and not self._error_reported:
+            self._error_reported = True
+            raise _fail(conn.error)
+        conn = self._new_connection(addr)
+        if self.fastopen_connect:
+            usable, option = self._fastopen_option(conn, now)
+            if usable:
+                conn.defer_connect()
+                self.defer_connect = True
+                return
+            conn.open_active(now, b"", option)
+        else:
+            conn.open_active(now, b"", None)
+        raise _fail(errno.EINPROGRESS)
+
+    # -- data --------------------------------------------------------------------------------------
+
+    def sendto(self, data: bytes, flags: int, addr: SockAddr | None, now: float) -> int:
+        self._check_open()
+        self.host.last_now = now
+        if flags & MSG_FASTOPEN or self.defer_connect:
+            return self._sendmsg_fastopen(data, addr, now)
+        return self.send(data, now)
+
+    def _sendmsg_fastopen(self, data: bytes, addr: SockAddr | None, now: float) -> int:
+        """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached."""
+        host = self.host
+        if not host.tcp_fastopen & TFO_CLIENT_ENABLE:
+            raise _fail(errno.EOPNOTSUPP)
+        conn = self.conn
+        if self.defer_connect:
+            assert conn is not None
+            self.defer_connect = False
+            usable, option = self._fastopen_option(conn, now)
+            payload = data[: self._syn_data_space(conn)] if usable else b""
+            sent = conn.open_active(now, payload, option)
+            if sent:
+                return sent
+            raise _fail(errno.EINPROGRESS)
+        if self.listening:
+            raise _fail(errno.EISCONN)
+        if conn is not None and conn.state is not TcpState.CLOSED:
+            raise _fail(errno.EALREADY if conn.state is TcpState.SYN_SENT else errno.EISCONN)
+        if addr is None:
+            raise _fail(errno.EINVAL)
+        conn = self._new_connection(addr)
+        usable, option = self._fastopen_option(conn, now)
+        payload = data[: self._syn_data_space(conn)] if usable else b""
+        sent = conn.open_active(now, payload, option)
+        if sent:
+            return sent
+        raise _fail(errno.EINPROGRESS)
+
+    def send(self, data: bytes, now: float) -> int:
+        self._check_open()
+        self.host.last_now = now
+        if self.defer_connect:
+            return self._sendmsg_fastopen(data, None, now)
+        conn = self.conn
+        if conn is None:
+            raise _fail(errno.EPIPE)
+        err = self._take_error()
+        if err is not None:
+            raise _fail(err)
+        st = conn.state
+        if conn.shut_wr:
+            raise _fail(errno.EPIPE)
+        if (
+            st is TcpState.ESTABLISHED
+            or st is TcpState.CLOSE_WAIT
+            or (st is TcpState.SYN_RECEIVED and conn.tfo_child)
+        ):
+            if not data:
+                return 0
+            return conn.send(data, now)
+        if st is TcpState.SYN_SENT or st is TcpState.SYN_RECEIVED:
+            raise _fail(errno.EAGAIN)
+        raise _fail(errno.EPIPE)
+
+    def recv(self, n: int, now: float) -> bytes:
+        self._check_open()
+        self.host.last_now = now
+        conn = self.conn
+        if conn is None:
+            raise _fail(errno.ENOTCONN)
+        if conn.rcv_buf:
+            return conn.recv(n)
+        err = self._take_error()
+        if err is not None:
+            raise _fail(err)
+        if conn.shut_rd or conn.fin_received() or conn.error is not None:
+            return b""
+        if conn.state is TcpState.CLOSED:
+            raise _fail(errno.ENOTCONN)
+        raise _fail(errno.EAGAIN)
+
+    def shutdown(self, how: int, now: float) -> None:
+        self._check_open()
+        self.host.last_now = now
+        conn = self.conn
+        if conn is None or conn.state in (TcpState.CLOSED, TcpState.SYN_SENT):
+            raise _fail(errno.ENOTCONN)
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise _fail(errno.EINVAL)
+        if how in (SHUT_RD, SHUT_RDWR):
+            conn.shut_rd = True
+        if how in (SHUT_WR, SHUT_RDWR):
+            conn.shutdown_write(now)
+
+    def close(self, now: float) -> None:
+        """close(): an orderly FIN (RST with unread data); the connection lives on orphaned."""
+        if self.closed:
+            return
+        self.host.last_now = now
+        self.closed = True
+        if self.listening:
+            self.host.stop_listening(self, now)
+            self.listening = False
+        if self.bound is not None:
+            self.host.release_port(self)
+        conn = self.conn
+        if conn is not None and conn.state is not TcpState.CLOSED:
+            conn.close(now)
+
+    def tcp_info(self) -> TcpInfo:
+        """What getsockopt(TCP_INFO) shows (a listener or unconnected socket: mostly zeros)."""
+        if self.conn is not None:
+            return self.conn.info()
+        fields = {name: 0 for name in TcpInfo.__dataclass_fields__}
+        fields["tcpi_state"] = int(self.state)
+        return TcpInfo(**fields)

@@ -1,0 +1,1206 @@
+"""One TCP connection (a transmission control block) with the TCP Fast Open client and server.
+
+Sans-I/O: every method takes ``now``; segments go out through the host, timers are deadlines the
+host collects. State changes go through :func:`fastopen.engine.states.transition` only.
+Linux is the model wherever RFCs leave room: option layout, initial windows, RTO bounds,
+delayed ACKs, the TFO client and server paths (``net/ipv4/tcp_fastopen.c``).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from fastopen.engine.cache import IPAddress, NegativeReason
+from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
+from fastopen.engine.info import FastOpenClientFail, TcpInfo
+from fastopen.engine.states import TcpEvent, TcpState, transition
+from fastopen.kernel.constants import (
+    TCPI_OPT_SACK,
+    TCPI_OPT_SYN_DATA,
+    TCPI_OPT_TFO_CHILD,
+    TCPI_OPT_TIMESTAMPS,
+    TCPI_OPT_WSCALE,
+)
+from fastopen.wire import (
+    FastOpen,
+    Flags,
+    Nop,
+    Sack,
+    TcpOption,
+    TcpSegment,
+    Timestamps,
+    linux_syn_options,
+    linux_synack_options,
+)
+
+if TYPE_CHECKING:
+    from fastopen.engine.host import Host
+    from fastopen.engine.socket import EngineSocket
+
+MASK = 0xFFFFFFFF
+HALF = 0x80000000
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+#: Linux: TCP_TIMEOUT_INIT, TCP_RTO_MIN, TCP_RTO_MAX, TCP_DELACK_MIN, TCP_TIMEWAIT_LEN.
+RTO_INIT = 1.0
+RTO_MIN = 0.2
+RTO_MAX = 120.0
+DELACK = 0.04
+TIME_WAIT_LEN = 60.0
+FIN_TIMEOUT = 60.0
+#: Linux net.ipv4.tcp_invalid_ratelimit: one duplicate ACK per 500 ms for out-of-window ACKs.
+OOW_RATELIMIT = 0.5
+#: Linux TCP_MAX_QUICKACKS, MAX_TCP_OPTION_SPACE, TCP_MSS_DEFAULT.
+MAX_QUICKACKS = 16
+OPTION_SPACE = 40
+MSS_DEFAULT = 536
+TS_OPTION_LEN = 12
+
+S = TcpState
+E = TcpEvent
+_SYNCHRONIZED = frozenset(
+    (S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK)
+)
+_CAN_RECEIVE = frozenset((S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2))
+_FIN_SENT = frozenset((S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME_WAIT))
+
+
+_NOP = Nop()
+_FLAGS = [Flags(i) for i in range(256)]
+
+
+def seq_lt(a: int, b: int) -> bool:
+    """``a`` before ``b`` in sequence space."""
+    return ((a - b) & MASK) >= HALF
+
+
+def seq_le(a: int, b: int) -> bool:
+    return ((b - a) & MASK) < HALF
+
+
+class Connection:
+    """A TCB: sequence space, buffers, options, RTT, congestion window, timers and TFO state."""
+
+    __slots__ = (
+        "_adv_mss",
+        "_ato_pending",
+        "_ato_started",
+        "_cwnd_cnt",
+        "_delack_at",
+        "_fin_queued",
+        "_fin_seq",
+        "_last_oow",
+        "_quickack",
+        "_rcv_fin_seq",
+        "_rto_at",
+        "_rtt_seq",
+        "_rtt_time",
+        "_syn_sent_at",
+        "_tw_at",
+        "bytes_acked",
+        "bytes_received",
+        "cwnd",
+        "data_segs_in",
+        "data_segs_out",
+        "dupacks",
+        "error",
+        "fastopen_client_fail",
+        "fo_blackhole_check",
+        "fo_cookie",
+        "fo_pending",
+        "fo_request",
+        "host",
+        "irs",
+        "iss",
+        "key",
+        "listener",
+        "local",
+        "lport",
+        "max_window",
+        "ooo",
+        "orphan",
+        "pushed_at",
+        "rcv_adv",
+        "rcv_buf",
+        "rcv_nxt",
+        "rcv_wnd_init",
+        "rcv_wscale",
+        "remote",
+        "retransmits",
+        "rport",
+        "rto",
+        "rttvar",
+        "sack_ok",
+        "segs_in",
+        "segs_out",
+        "shut_rd",
+        "shut_wr",
+        "snd_buf",
+        "snd_buf_seq",
+        "snd_max",
+        "snd_mss",
+        "snd_nxt",
+        "snd_sml",
+        "snd_una",
+        "snd_wl1",
+        "snd_wl2",
+        "snd_wnd",
+        "snd_wscale",
+        "sock",
+        "srtt",
+        "ssthresh",
+        "state",
+        "syn_acked",
+        "syn_data",
+        "syn_data_acked",
+        "syn_fastopen",
+        "syn_fastopen_exp",
+        "tfo_child",
+        "total_retrans",
+        "ts_ok",
+        "ts_recent",
+        "tsoffset",
+        "want_write",
+        "wscale_ok",
+    )
+
+    def __init__(
+        self,
+        host: Host,
+        sock: EngineSocket,
+        local: IPAddress,
+        lport: int,
+        remote: IPAddress,
+        rport: int,
+    ) -> None:
+        self.host = host
+        self.sock = sock
+        self.listener: EngineSocket | None = None
+        self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
+        self.key = (local, lport, remote, rport)
+        self.state = S.CLOSED
+        self.iss = host.choose_isn(local, lport, remote, rport)
+        self.irs = 0
+        self.snd_una = self.snd_nxt = self.snd_max = self.snd_sml = self.iss
+        self.snd_wnd = 0
+        self.snd_wl1 = self.snd_wl2 = 0
+        self.max_window = 0
+        self.snd_buf = bytearray()
+        self.snd_buf_seq = (self.iss + 1) & MASK
+        self._fin_queued = False
+        self._fin_seq = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0
+        self.rcv_buf = bytearray()
+        self.ooo: list[tuple[int, bytes]] = []
+        self._rcv_fin_seq: int | None = None
+        mss = host.adv_mss(local)
+        self._adv_mss = mss
+        self.snd_mss = MSS_DEFAULT
+        self.rcv_wnd_init = (min(65535, host.rmem) // mss) * mss
+        self.rcv_wscale = host.wscale if host.window_scaling else 0
+        self.snd_wscale = 0
+        self.wscale_ok = self.sack_ok = self.ts_ok = False
+        self.ts_recent = 0
+        self.tsoffset = host.choose_tsoffset(local, remote) if host.timestamps else 0
+        self.srtt = 0.0
+        self.rttvar = 0.0
+        self.rto = RTO_INIT
+        self._rtt_seq: int | None = None
+        self._rtt_time = 0.0
+        self.retransmits = 0
+        self.total_retrans = 0
+        self.cwnd = 10  # Linux initial window (segments)
+        self._cwnd_cnt = 0
+        self.ssthresh = 0x7FFFFFFF
+        self.dupacks = 0
+        self._rto_at: float | None = None
+        self._delack_at: float | None = None
+        self._tw_at: float | None = None
+        self._syn_sent_at = 0.0
+        self._last_oow = -OOW_RATELIMIT
+        self.pushed_at: float | None = None
+        self._ato_pending = 0
+        self._ato_started = False
+        self._quickack = 0
+        self.error: int | None = None
+        self.orphan = False
+        self.shut_rd = self.shut_wr = False
+        self.want_write = False
+        # TCP Fast Open
+        self.syn_fastopen = False
+        self.syn_fastopen_exp = False
+        self.syn_data = False
+        self.syn_data_acked = False
+        self.syn_acked = False
+        self.fo_request = False
+        self.fo_cookie: bytes | None = None
+        self.fo_blackhole_check = False
+        self.fastopen_client_fail = FastOpenClientFail.UNSPEC
+        self.tfo_child = False
+        self.fo_pending = False
+        # statistics
+        self.segs_in = self.segs_out = 0
+        self.data_segs_in = self.data_segs_out = 0
+        self.bytes_acked = self.bytes_received = 0
+
+    # -- state and timers --------------------------------------------------------------------------
+
+    def _move(self, event: TcpEvent) -> None:
+        self.state = transition(self.state, event)
+
+    def deadline(self) -> float | None:
+        """When this connection's next timer is due (retransmission, delayed ACK, TIME-WAIT)."""
+        t = self._rto_at
+        d = self._delack_at
+        if d is not None and (t is None or d < t):
+            t = d
+        w = self._tw_at
+        if w is not None and (t is None or w < t):
+            t = w
+        return t
+
+    def _rearm(self) -> None:
+        t = self.deadline()
+        if t is not None and (self.pushed_at is None or t < self.pushed_at):
+            self.host.schedule(self, t)
+
+    def _set_rto(self, now: float) -> None:
+        self._rto_at = now + min(self.rto * (1 << min(self.retransmits, 15)), RTO_MAX)
+
+    def on_timer(self, now: float) -> None:
+        """Fire every timer of this connection that is due at ``now``."""
+        if self.state is S.CLOSED:
+            return
+        if self._tw_at is not None and now >= self._tw_at:
+            self._tw_at = None
+            if self.state is S.TIME_WAIT:
+                self._move(E.TIME_WAIT_EXPIRED)
+                self.destroy(None)
+                return
+            if self.state is S.FIN_WAIT_2:
+                self._move(E.FIN_WAIT_2_TIMEOUT)
+                self.destroy(None)
+                return
+        if self._delack_at is not None and now >= self._delack_at:
+            self._delack_at = None
+            self.send_ack(now)
+        if self._rto_at is not None and now >= self._rto_at:
+            self._rto_at = None
+            self._on_rto(now)
+        if not self.gone():
+            self._rearm()
+
+    def gone(self) -> bool:
+        """The connection reached CLOSED (a method, so type checkers re-read the state)."""
+        return self.state is S.CLOSED
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def _window(self) -> int:
+        """The window field for a non-SYN segment (scaled), never shrinking the right edge."""
+        ws = self.rcv_wscale
+        win = min(self.host.rmem - len(self.rcv_buf), self.rcv_wnd_init)
+        edge = (self.rcv_adv - self.rcv_nxt) & MASK
+        if edge < HALF and win < edge:
+            win = edge
+        field = min((win + (1 << ws) - 1) >> ws, 65535)
+        self.rcv_adv = (self.rcv_nxt + (field << ws)) & MASK
+        return field
+
+    def _tsopt(self, now: float, echo: int) -> Timestamps:
+        return Timestamps((int(now * 1000) + self.tsoffset) & MASK, echo)
+
+    def _options(self, now: float) -> tuple[TcpOption, ...]:
+        """Linux's layout for segments after the SYN: ``nop,nop,TS`` then ``nop,nop,sack``."""
+        opts: tuple[TcpOption, ...] = ()
+        if self.ts_ok:
+            opts = (_NOP, _NOP, self._tsopt(now, self.ts_recent))
+        if self.sack_ok and self.ooo:
+            opts += (_NOP, _NOP, Sack(self._sack_blocks(3 if self.ts_ok else 4)))
+        return opts
+
+    def _sack_blocks(self, limit: int) -> tuple[tuple[int, int], ...]:
+        blocks: list[tuple[int, int]] = []
+        for seq, data in self.ooo:
+            end = (seq + len(data)) & MASK
+            if blocks and blocks[-1][1] == seq:
+                blocks[-1] = (blocks[-1][0], end)
+            else:
+                blocks.append((seq, end))
+        return tuple(blocks[:limit])
+
+    def _emit(
+        self,
+        seq: int,
+        flags: int,
+        payload: bytes = b"",
+        options: tuple[TcpOption, ...] | None = None,
+        now: float = 0.0,
+    ) -> None:
+        if flags & ACK:
+            self._ato_pending = 0
+            self._delack_at = None
+        if options is None:
+            options = self._options(now)
+        if flags & SYN:  # never scaled; the SYN-ACK opens the receive window
+            window = min(self.rcv_wnd_init, 65535)
+            if flags & ACK:
+                self.rcv_adv = (self.rcv_nxt + window) & MASK
+        else:
+            window = self._window()
+        seg = TcpSegment(
+            self.lport,
+            self.rport,
+            seq,
+            self.rcv_nxt if flags & ACK else 0,
+            _FLAGS[flags],
+            window,
+            options,
+            payload,
+        )
+        self.segs_out += 1
+        if payload:
+            self.data_segs_out += 1
+        self.host.output(self.local, self.remote, seg)
+
+    def send_ack(self, now: float) -> None:
+        """A pure ACK, with the highest sequence sent (never one rewound for a retransmission)."""
+        self._emit(self.snd_max, ACK, now=now)
+
+    def send_rst(self, now: float) -> None:
+        self._emit(self.snd_max, RST | ACK, options=(), now=now)
+        self.host.counters["TcpOutRsts"] += 1
+
+    def _send_syn(
+        self, now: float, *, payload: bytes = b"", fastopen: FastOpen | None = None
+    ) -> None:
+        ts = self._tsopt(now, 0) if self.host.timestamps else None
+        options = linux_syn_options(
+            self._adv_mss,
+            sack=self.host.sack,
+            wscale=self.rcv_wscale if self.host.window_scaling else None,
+            timestamps=ts,
+            fastopen=fastopen,
+        )
+        self._emit(self.iss, SYN, payload, options, now)
+
+    def _send_synack(self, now: float, fastopen: FastOpen | None = None) -> None:
+        ts = self._tsopt(now, self.ts_recent) if self.ts_ok else None
+        options = linux_synack_options(
+            self._adv_mss,
+            sack=self.sack_ok,
+            wscale=self.rcv_wscale if self.wscale_ok else None,
+            timestamps=ts,
+            fastopen=fastopen,
+        )
+        self._emit(self.iss, SYN | ACK, b"", options, now)
+
+    def output(self, now: float) -> None:
+        """Send what the windows, Nagle and the state allow: data at the MSS, then a FIN."""
+        st = self.state
+        if st is S.SYN_SENT or st is S.CLOSED or st is S.LISTEN:
+            return
+        if st is S.SYN_RECEIVED and not self.tfo_child:
+            return
+        mss = self.snd_mss
+        buf = self.snd_buf
+        end_data = (self.snd_buf_seq + len(buf)) & MASK
+        wnd_edge = (self.snd_una + min(self.snd_wnd, self.cwnd * mss)) & MASK
+        nodelay = self.sock.nodelay
+        while True:
+            nxt = self.snd_nxt
+            off = (nxt - self.snd_buf_seq) & MASK
+            unsent = len(buf) - off if off < HALF else 0
+            if unsent > 0:
+                room = (wnd_edge - nxt) & MASK
+                if room >= HALF or room == 0:
+                    if self.snd_wnd == 0 and self.snd_una == self.snd_max and self._rto_at is None:
+                        self._set_rto(now)  # persist: probe the zero window on expiry
+                    break
+                size = min(unsent, mss, room)
+                last = size == unsent
+                if (
+                    size < mss
+                    and last
+                    and not nodelay
+                    and seq_le(self.snd_max, nxt)  # new data, not a retransmission
+                    and seq_lt(self.snd_una, self.snd_sml)
+                    and not self._fin_queued
+                ):
+                    break  # Nagle, Minshall's variant as Linux: a small segment is unacked
+                flags = ACK | (PSH if last else 0)
+                if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
+                    flags |= FIN
+                data = bytes(buf[off : off + size])
+                self._transmit(nxt, flags, data, now)
+                continue
+            if self._fin_queued and nxt == self._fin_seq and nxt == end_data:
+                self._transmit(nxt, FIN | ACK, b"", now)
+            break
+
+    def _transmit(self, seq: int, flags: int, data: bytes, now: float) -> None:
+        end = (seq + len(data) + (1 if flags & FIN else 0)) & MASK
+        retrans = seq_lt(seq, self.snd_max)
+        if retrans:
+            self.total_retrans += 1
+            self.host.counters["TcpRetransSegs"] += 1
+        elif self._rtt_seq is None and not self.ts_ok:
+            self._rtt_seq, self._rtt_time = end, now
+        self._emit(seq, flags, data, now=now)
+        if len(data) < self.snd_mss:
+            self.snd_sml = end
+        self.snd_nxt = end
+        if seq_lt(self.snd_max, end):
+            self.snd_max = end
+        if self._rto_at is None:
+            self._set_rto(now)
+
+    # -- application side --------------------------------------------------------------------------
+
+    def open_active(self, now: float, data: bytes, fastopen: FastOpen | None) -> int:
+        """Send the SYN, with ``data`` in it when TFO allows (a cookie, or no-cookie mode).
+
+        ``fastopen`` is the option to send (a cookie or a request). Returns the bytes in the SYN.
+        """
+        if self.state is S.CLOSED:  # else a deferred connect (already SYN-SENT) sends now
+            self._move(E.APP_FASTOPEN if data else E.APP_CONNECT)
+            self.host.counters["TcpActiveOpens"] += 1
+        sent = b""
+        if data:
+            self.syn_data = True
+            sent = data
+            self.snd_buf += data
+        self.syn_fastopen = fastopen is not None or bool(data)
+        self.syn_fastopen_exp = fastopen is not None and fastopen.experimental
+        self.fo_request = fastopen is not None and not fastopen.cookie
+        self._send_syn(now, payload=sent, fastopen=fastopen)
+        self.snd_nxt = self.snd_max = (self.iss + 1 + len(sent)) & MASK
+        self._syn_sent_at = now
+        self._set_rto(now)
+        self._rearm()
+        return len(sent)
+
+    def defer_connect(self) -> None:
+        """TCP_FASTOPEN_CONNECT with a cookie: SYN-SENT now, the SYN goes with the first write."""
+        self._move(E.APP_CONNECT)
+        self.host.counters["TcpActiveOpens"] += 1
+
+    def send(self, data: bytes, now: float) -> int:
+        space = self.host.wmem - len(self.snd_buf)
+        if space <= 0:
+            self.want_write = True
+            raise EngineError(errno.EAGAIN)
+        chunk = data[:space]
+        self.snd_buf += chunk
+        if len(chunk) < len(data):
+            self.want_write = True
+        self.output(now)
+        self._rearm()
+        return len(chunk)
+
+    def recv(self, n: int) -> bytes:
+        buf = self.rcv_buf
+        if not buf:
+            return b""
+        before = self._window_would_open()
+        data = bytes(buf[:n])
+        del buf[:n]
+        if not before and self._window_would_open() and self.state in _SYNCHRONIZED:
+            self.send_ack(self.host.last_now)  # window update after a full buffer drained
+        return data
+
+    def _window_would_open(self) -> bool:
+        return self.host.rmem - len(self.rcv_buf) >= self._adv_mss
+
+    def fin_received(self) -> bool:
+        return self._rcv_fin_seq is not None and self.rcv_nxt == ((self._rcv_fin_seq + 1) & MASK)
+
+    def close(self, now: float) -> None:
+        """close(): RST if unread data (Linux), else a FIN after the queued data."""
+        self.orphan = True
+        self._fastopen_ofo_check(now)
+        st = self.state
+        if st is S.SYN_SENT:
+            self._move(E.APP_CLOSE)
+            self.destroy(None, notify=False)
+            return
+        if self.rcv_buf and st in _SYNCHRONIZED:
+            self.abort(now)
+            return
+        self.shut_rd = True
+        self.shutdown_write(now)
+        if self.state is S.FIN_WAIT_2 and self._tw_at is None:
+            self._tw_at = now + FIN_TIMEOUT
+            self._rearm()
+
+    def _fastopen_ofo_check(self, now: float) -> None:
+        """Linux tcp_fastopen_active_disable_ofo_check: a lone out-of-order FIN and no data on
+        an active TFO connection is a middlebox at work; data on one opened after a disable
+        period clears the count."""
+        if self.listener is not None or not self.syn_fastopen:
+            return
+        if not self.data_segs_in:
+            if self._rcv_fin_seq is not None and not self.fin_received() and not self.ooo:
+                self.host.fastopen_active_disable(now)
+        elif self.fo_blackhole_check:
+            self.host.reset_blackhole()
+
+    def shutdown_write(self, now: float) -> None:
+        if self.shut_wr or self.state not in _SYNCHRONIZED:
+            return
+        self.shut_wr = True
+        self._fin_queued = True
+        self._fin_seq = (self.snd_buf_seq + len(self.snd_buf)) & MASK
+        self._move(E.APP_CLOSE_FIN)
+        self.output(now)
+        self._rearm()
+
+    def abort(self, now: float, *, rst: bool = True) -> None:
+        """Drop the connection at once (with a RST to the peer unless ``rst=False``)."""
+        self.orphan = True
+        if rst:
+            self.send_rst(now)
+        self._move(E.APP_ABORT)
+        self.destroy(None, notify=False)
+
+    def end_time_wait(self) -> None:
+        """A new SYN for this 4-tuple ends TIME-WAIT (Linux TCP_TW_SYN): the listener takes it."""
+        self._move(E.RCV_SYN)
+        self.destroy(None, notify=False)
+
+    def destroy(self, error: int | None, *, notify: bool = True) -> None:
+        """Leave for good (the state already CLOSED): out of the host's tables; the
+        application learns why."""
+        self._rto_at = self._delack_at = self._tw_at = None
+        if error is not None and self.error is None:
+            self.error = error
+        self.host.forget(self, reset=error == errno.ECONNRESET)
+        if notify and not self.orphan:
+            self.host.emit(Readable(self.sock))
+            self.host.emit(Closed(self.sock, error))
+
+    # -- options -----------------------------------------------------------------------------------
+
+    def _take_syn_options(self, seg: TcpSegment) -> None:
+        """Negotiate from a SYN or SYN-ACK as Linux does (both sides must offer)."""
+        host = self.host
+        peer_mss = seg.mss or MSS_DEFAULT
+        ws = seg.wscale
+        if ws is not None and host.window_scaling:
+            self.wscale_ok = True
+            self.snd_wscale = min(ws, 14)
+        else:
+            self.wscale_ok = False
+            self.rcv_wscale = 0
+        self.sack_ok = seg.sack_permitted and host.sack
+        ts = seg.timestamps
+        if ts is not None and host.timestamps:
+            self.ts_ok = True
+            self.ts_recent = ts.tsval
+        else:
+            self.ts_ok = False
+        self.snd_mss = min(peer_mss, self._adv_mss) - (TS_OPTION_LEN if self.ts_ok else 0)
+        self.snd_wnd = seg.window
+        self.max_window = max(self.max_window, self.snd_wnd)
+
+    # -- passive open (child) ----------------------------------------------------------------------
+
+    def accept_syn(
+        self,
+        listener: EngineSocket,
+        seg: TcpSegment,
+        now: float,
+        *,
+        fastopen: bool,
+        reply: FastOpen | None,
+    ) -> None:
+        """A child of ``listener`` born from a SYN: SYN-RECEIVED; with ``fastopen``, its data in."""
+        self.listener = listener
+        self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
+        self.irs = seg.seq
+        self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
+        self._take_syn_options(seg)
+        if self.ts_ok:
+            mss = self._adv_mss - TS_OPTION_LEN
+            self.rcv_wnd_init = (min(65535, self.host.rmem) // mss) * mss
+        self.snd_wl1, self.snd_wl2 = seg.seq, self.iss
+        self._move(E.RCV_SYN_VALID_COOKIE if fastopen else E.RCV_SYN)
+        self.host.counters["TcpPassiveOpens"] += 1
+        if fastopen:
+            self.tfo_child = True
+            self.fo_pending = True
+            if seg.payload:
+                self.rcv_buf += seg.payload
+                self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
+                self.bytes_received += len(seg.payload)
+                self.syn_data_acked = True
+            if int(seg.flags) & FIN:
+                self._rcv_fin_seq = self.rcv_nxt
+                self.rcv_nxt = (self.rcv_nxt + 1) & MASK
+                self._move(E.RCV_FIN)
+        self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
+        self._send_synack(now, reply)
+        self._syn_sent_at = now
+        self._set_rto(now)
+        self._rearm()
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    def segment_arrives(self, seg: TcpSegment, now: float) -> None:
+        self.segs_in += 1
+        if self.state is S.SYN_SENT:
+            self._rcv_syn_sent(seg, now)
+        else:
+            self._rcv_synchronized(seg, now)
+        if self.state is not S.CLOSED:
+            self._rearm()
+
+    def _rcv_syn_sent(self, seg: TcpSegment, now: float) -> None:
+        flags = int(seg.flags)
+        if flags & ACK:
+            ack = seg.ack
+            if seq_le(ack, self.iss) or seq_lt(self.snd_max, ack):
+                if not flags & RST:
+                    self.host.send_reset_for(self.local, self.remote, seg)
+                return
+        if flags & RST:
+            if flags & ACK:
+                self._move(E.RCV_RST)
+                self.destroy(errno.ECONNREFUSED)
+            return
+        if not flags & SYN:
+            return
+        self.irs = seg.seq
+        self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
+        self._take_syn_options(seg)
+        self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+        if not flags & ACK:  # simultaneous open
+            self._move(E.RCV_SYN)
+            self.snd_nxt = (self.iss + 1) & MASK
+            self._send_synack(now)
+            return
+        self._move(E.RCV_SYN_ACK)
+        if self.retransmits == 0:
+            self._rtt_sample(now - self._syn_sent_at)
+        self.retransmits = 0
+        self._rto_at = None
+        fo_fail = False
+        if self.syn_fastopen:
+            fo_fail = self._rcv_fastopen_synack(seg, now)
+        else:
+            self._process_ack(seg.ack, now)
+        if seg.payload or flags & FIN:
+            self._rcv_data(seg, flags, now)
+        self.host.emit(Connected(self.sock))
+        self.host.emit(Writable(self.sock))
+        before = self.segs_out
+        if fo_fail:
+            self.snd_nxt = self.snd_una
+        self.output(now)
+        if self.segs_out == before:
+            self.send_ack(now)
+
+    # -- TFO client: the SYN-ACK (Linux tcp_rcv_fastopen_synack) -----------------------------------
+
+    def _rcv_fastopen_synack(self, seg: TcpSegment, now: float) -> bool:
+        """Learn from the SYN-ACK; True when SYN data must go again (TFO failed)."""
+        host = self.host
+        fo = seg.fastopen
+        cookie: bytes | None = None
+        length = -1
+        bad_length = False
+        if fo is not None:
+            n = len(fo.cookie)
+            if n == 0 or (4 <= n <= 16 and n % 2 == 0):
+                length = n
+                cookie = fo.cookie or None
+            else:
+                bad_length = True
+        self._process_ack(seg.ack, now)
+        unacked = self.syn_data and self.snd_una != self.snd_max
+        syn_drop = False
+        try_exp = 0
+        if self.total_retrans:
+            syn_drop = length < 0 and unacked
+        elif length < 0 and not self.syn_data:
+            try_exp = 2 if self.syn_fastopen_exp else 1
+        host.cookie_cache.set(
+            self.local,
+            self.remote,
+            mss=seg.mss or 0,
+            cookie=cookie,
+            experimental=fo.experimental if fo is not None else False,
+            syn_lost=syn_drop,
+            try_exp=try_exp,
+            now=now,
+        )
+        path = (self.local, self.remote, self.rport)
+        option_sent = self.fo_request or self.fo_cookie is not None
+        if bad_length:
+            host.cookie_cache.disable(path, NegativeReason.BAD_COOKIE_LENGTH, now)
+        elif option_sent and length <= 0 and (self.fo_request or unacked):
+            host.cookie_cache.disable(path, NegativeReason.NO_OPTION, now)
+        if unacked:
+            self.fastopen_client_fail = (
+                FastOpenClientFail.SYN_RETRANSMITTED
+                if self.total_retrans
+                else FastOpenClientFail.DATA_NOT_ACKED
+            )
+            host.counters["TCPFastOpenActiveFail"] += 1
+            return True
+        self.syn_data_acked = self.syn_data
+        if self.syn_data_acked:
+            host.counters["TCPFastOpenActive"] += 1
+        return False
+
+    # -- synchronized states -----------------------------------------------------------------------
+
+    def _rcv_synchronized(self, seg: TcpSegment, now: float) -> None:
+        flags = int(seg.flags)
+        st = self.state
+        if st is S.TIME_WAIT:
+            self._rcv_time_wait(seg, flags, now)
+            return
+        seq = seg.seq
+        plen = len(seg.payload)
+        if flags & SYN and st is S.SYN_RECEIVED and seq == self.irs and not flags & RST:
+            if self.tfo_child:
+                self.send_ack(now)
+            else:
+                self._send_synack(now)  # a retransmitted SYN: the SYN-ACK again, no option
+            return
+        end = (seq + plen + (flags & SYN) // SYN + (flags & FIN)) & MASK
+        wnd = (self.rcv_adv - self.rcv_nxt) & MASK
+        if wnd >= HALF:
+            wnd = 0
+        if seq_lt(end, self.rcv_nxt) or seq_lt((self.rcv_nxt + wnd) & MASK, seq):
+            if not flags & RST:
+                self._oow_ack(now, seq == end)  # out of window: a duplicate ACK (RFC 9293)
+            return
+        if flags & RST:
+            if seq == self.rcv_nxt:
+                self._reset(now)
+            else:
+                self._challenge_ack(now)  # RFC 5961 3.2
+            return
+        if flags & SYN:
+            self.host.counters["TCPSYNChallenge"] += 1
+            self._challenge_ack(now)  # RFC 5961 4.2
+            return
+        if not flags & ACK:
+            return
+        ack = seg.ack
+        if not self.syn_acked:
+            if seq_le(ack, self.snd_una) or seq_lt(self.snd_max, ack):
+                self.host.send_reset_for(self.local, self.remote, seg)
+                return
+            self._handshake_done(now)
+        if seq_lt(self.snd_max, ack):
+            self.send_ack(now)  # acknowledges what was never sent
+            return
+        if seq_lt(ack, (self.snd_una - self.max_window) & MASK):
+            self._challenge_ack(now)  # RFC 5961 5.2
+            return
+        self._update_window(seg, flags)
+        ts = seg.timestamps if self.ts_ok else None
+        if ack == self.snd_una:
+            if (
+                not plen
+                and not flags & FIN
+                and self.snd_una != self.snd_max
+                and seg.window << self.snd_wscale == self.snd_wnd
+            ):
+                self._dupack(now)
+        elif seq_lt(self.snd_una, ack):
+            self._process_ack(ack, now, ts)
+            fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
+            if fin_acked and not self._fin_acked(now):
+                return
+        if ts is not None and seq_le(seq, self.rcv_nxt):
+            self.ts_recent = ts.tsval
+        if plen or flags & FIN:
+            self._rcv_data(seg, flags, now)
+        self.output(now)
+
+    def _fin_acked(self, now: float) -> bool:
+        """Our FIN is acknowledged; False when the connection is gone."""
+        st = self.state
+        if st is S.FIN_WAIT_1:
+            self._move(E.RCV_ACK_OF_FIN)
+            if self.orphan:
+                self._tw_at = now + FIN_TIMEOUT
+        elif st is S.CLOSING:
+            self._move(E.RCV_ACK_OF_FIN)
+            self._tw_at = now + TIME_WAIT_LEN
+        elif st is S.LAST_ACK:
+            self._move(E.RCV_ACK_OF_FIN)
+            self.destroy(None)
+            return False
+        return True
+
+    def _handshake_done(self, now: float) -> None:
+        """The ACK of our SYN-ACK: the handshake is complete (whatever the state by now)."""
+        self.syn_acked = True
+        if self.retransmits == 0:
+            self._rtt_sample(now - self._syn_sent_at)
+        self.retransmits = 0
+        self._rto_at = None
+        if self.state is S.SYN_RECEIVED:
+            self._move(E.RCV_ACK_OF_SYN)
+        listener = self.listener
+        if listener is None:
+            self.host.emit(Connected(self.sock))
+            self.host.emit(Writable(self.sock))
+            return
+        if self.fo_pending:
+            self.fo_pending = False
+            listener.fastopen_qlen -= 1
+        if not self.tfo_child:
+            self.host.enqueue_accept(listener, self)
+
+    def _update_window(self, seg: TcpSegment, flags: int) -> None:
+        seq, ack = seg.seq, seg.ack
+        if seq_lt(self.snd_wl1, seq) or (self.snd_wl1 == seq and seq_le(self.snd_wl2, ack)):
+            self.snd_wnd = seg.window << self.snd_wscale
+            self.snd_wl1, self.snd_wl2 = seq, ack
+            if self.snd_wnd > self.max_window:
+                self.max_window = self.snd_wnd
+
+    def _dupack(self, now: float) -> None:
+        self.dupacks += 1
+        if self.dupacks == 3:  # fast retransmit (RFC 5681)
+            flight = ((self.snd_max - self.snd_una) & MASK) // self.snd_mss
+            self.ssthresh = max(flight // 2, 2)
+            self.cwnd = self.ssthresh
+            self._retransmit_head(now)
+
+    def _retransmit_head(self, now: float) -> None:
+        off = (self.snd_una - self.snd_buf_seq) & MASK
+        size = min(len(self.snd_buf) - off, self.snd_mss) if off < HALF else 0
+        flags = ACK
+        if size > 0:
+            data = bytes(self.snd_buf[off : off + size])
+            if self._fin_queued and ((self.snd_una + size) & MASK) == self._fin_seq:
+                flags |= FIN
+        elif self._fin_queued and self.snd_una == self._fin_seq:
+            data = b""
+            flags |= FIN
+        else:
+            return
+        self._rtt_seq = None
+        self.total_retrans += 1
+        self.host.counters["TcpRetransSegs"] += 1
+        self._emit(self.snd_una, flags | (PSH if data else 0), data, now=now)
+
+    def _process_ack(self, ack: int, now: float, ts: Timestamps | None = None) -> None:
+        """``ack`` acknowledges new data (or our SYN): drop it from the send buffer."""
+        if not self.syn_acked and self.snd_una == self.iss:
+            self.syn_acked = True
+        off = (ack - self.snd_buf_seq) & MASK
+        if off < HALF:
+            n = min(off, len(self.snd_buf))
+            if n:
+                del self.snd_buf[:n]
+                self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
+                self.bytes_acked += n
+        self.snd_una = ack
+        if seq_lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        if ts is not None and ts.tsecr:
+            ms = (int(now * 1000) + self.tsoffset - ts.tsecr) & MASK
+            if ms < HALF:
+                self._rtt_sample(max(ms, 1) / 1000)
+        elif self._rtt_seq is not None and seq_le(self._rtt_seq, ack):
+            self._rtt_sample(now - self._rtt_time)
+            self._rtt_seq = None
+        self.retransmits = 0
+        self.dupacks = 0
+        if self.cwnd < self.ssthresh:
+            self.cwnd += 1  # slow start
+        else:  # congestion avoidance: one segment per window of ACKs (RFC 5681)
+            self._cwnd_cnt += 1
+            if self._cwnd_cnt >= self.cwnd:
+                self._cwnd_cnt = 0
+                self.cwnd += 1
+        if self.snd_una == self.snd_max:
+            self._rto_at = None
+        else:
+            self._set_rto(now)
+        if self.want_write and len(self.snd_buf) < self.host.wmem:
+            self.want_write = False
+            self.host.emit(Writable(self.sock))
+
+    def _rtt_sample(self, r: float) -> None:
+        """RFC 6298 with Linux's floor: RTO = SRTT + max(4 RTTVAR, 200 ms), at most 120 s."""
+        if self.srtt == 0.0:
+            self.srtt = r
+            self.rttvar = r / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
+            self.srtt = 0.875 * self.srtt + 0.125 * r
+        self.rto = min(max(self.srtt + max(4 * self.rttvar, RTO_MIN), RTO_MIN), RTO_MAX)
+
+    def _oow_ack(self, now: float, pure: bool) -> None:
+        """A duplicate ACK for an out-of-window segment; for a pure ACK at most one per 500 ms
+        (Linux tcp_oow_rate_limited, tcp_invalid_ratelimit), so two ends cannot ACK forever."""
+        if pure:
+            if now - self._last_oow < OOW_RATELIMIT:
+                self.host.counters["TCPACKSkippedSeq"] += 1
+                return
+            self._last_oow = now
+        self.send_ack(now)
+
+    def _challenge_ack(self, now: float) -> None:
+        self.host.counters["TCPChallengeACK"] += 1
+        self.send_ack(now)
+
+    def _reset(self, now: float) -> None:
+        """An acceptable RST: the error Linux reports (tcp_reset)."""
+        err = errno.EPIPE if self.state is S.CLOSE_WAIT else errno.ECONNRESET
+        if self.listener is None and self.syn_data_acked and not self.data_segs_in:
+            self.host.fastopen_active_disable(now)  # a RST where the answer to SYN data should be
+        self.host.counters["TcpEstabResets"] += 1
+        self._move(E.RCV_RST)
+        self.destroy(err)
+
+    def _rcv_time_wait(self, seg: TcpSegment, flags: int, now: float) -> None:
+        if flags & RST:
+            self._move(E.RCV_RST)  # Linux kills TIME-WAIT on a RST (tcp_rfc1337 = 0)
+            self.destroy(None)
+            return
+        if flags & FIN and ((seg.seq + len(seg.payload) + 1) & MASK) == self.rcv_nxt:
+            self._tw_at = now + TIME_WAIT_LEN  # the peer lost our ACK of its FIN
+            self.send_ack(now)
+        elif flags & ACK and (seg.payload or flags & FIN):
+            self.send_ack(now)
+
+    def time_wait_reusable(self, seg: TcpSegment) -> bool:
+        """A SYN in TIME-WAIT that starts a new connection (sequence beyond the old one)."""
+        flags = int(seg.flags)
+        return (
+            self.state is S.TIME_WAIT
+            and flags & (SYN | ACK | RST) == SYN
+            and seq_lt(self.rcv_nxt, seg.seq)
+        )
+
+    # -- data and FIN ------------------------------------------------------------------------------
+
+    def _rcv_data(self, seg: TcpSegment, flags: int, now: float) -> None:
+        payload = seg.payload
+        seq = seg.seq
+        if flags & SYN:
+            seq = (seq + 1) & MASK
+        fin_seq = (seq + len(payload)) & MASK
+        st = self.state
+        if st not in _CAN_RECEIVE:
+            if payload or flags & FIN:
+                self.send_ack(now)  # after the peer's FIN: only duplicates can come
+            return
+        if self.orphan and payload and seq_lt(self.rcv_nxt, fin_seq):
+            self.abort(now)  # new data after close(): Linux resets
+            return
+        off = (self.rcv_nxt - seq) & MASK
+        if off < HALF and off:
+            payload = payload[off:] if off < len(payload) else b""
+            seq = self.rcv_nxt
+        limit = (self.host.rmem - len(self.rcv_buf)) - ((seq - self.rcv_nxt) & MASK)
+        if len(payload) > limit:
+            payload = payload[: max(limit, 0)]
+            flags &= ~FIN
+        if flags & FIN:
+            self._rcv_fin_seq = fin_seq
+        delivered = 0
+        if payload:
+            self.data_segs_in += 1
+            if seq == self.rcv_nxt:
+                self.rcv_buf += payload
+                delivered = len(payload)
+                self.rcv_nxt = (seq + delivered) & MASK
+                if self.ooo:
+                    delivered += self._drain_ooo()
+            else:
+                self._ooo_insert(seq, payload)
+        if delivered:
+            self.bytes_received += delivered
+        if self._rcv_fin_seq is not None and self.rcv_nxt == self._rcv_fin_seq:
+            self.rcv_nxt = (self.rcv_nxt + 1) & MASK
+            self._move(E.RCV_FIN)
+            if self.state is S.TIME_WAIT:
+                self._rto_at = None
+                self._tw_at = now + TIME_WAIT_LEN
+            self.send_ack(now)
+            self.host.emit(Readable(self.sock))
+            return
+        if delivered:
+            self.host.emit(Readable(self.sock))
+            if self.ooo:
+                self.send_ack(now)
+            else:
+                self._schedule_ack(now)
+        else:
+            self.send_ack(now)  # out of order or duplicate: ACK at once (with SACK blocks)
+
+    def _schedule_ack(self, now: float) -> None:
+        """Linux's quick ACKs at the start, then an ACK every second segment or after 40 ms."""
+        self._ato_pending += 1
+        if not self._ato_started:  # first data: Linux enters quick ACK mode (tcp_event_data_recv)
+            self._ato_started = True
+            self._quickack = MAX_QUICKACKS
+        if self._quickack > 0:
+            self._quickack -= 1
+            self.send_ack(now)
+        elif self._ato_pending >= 2:
+            self.send_ack(now)
+        elif self._delack_at is None:
+            self._delack_at = now + DELACK
+
+    def _ooo_insert(self, seq: int, data: bytes) -> None:
+        base = self.rcv_nxt
+        start = (seq - base) & MASK
+        end = start + len(data)
+        blocks: list[tuple[int, int, bytes]] = []
+        cur = start
+        for s, d in self.ooo:
+            a = (s - base) & MASK
+            b = a + len(d)
+            if cur < end and cur < a:
+                piece = data[cur - start : min(a, end) - start]
+                blocks.append(((base + cur) & MASK, cur, piece))
+            if b > cur:
+                cur = max(cur, b)
+            blocks.append((s, a, d))
+        if cur < end:
+            blocks.append(((base + cur) & MASK, cur, data[cur - start :]))
+        blocks.sort(key=lambda x: x[1])
+        self.ooo = [(s, d) for s, _, d in blocks]
+
+    def _drain_ooo(self) -> int:
+        got = 0
+        ooo = self.ooo
+        while ooo:
+            s, d = ooo[0]
+            off = (self.rcv_nxt - s) & MASK
+            if off >= HALF:
+                break
+            ooo.pop(0)
+            if off < len(d):
+                self.rcv_buf += d[off:]
+                got += len(d) - off
+                self.rcv_nxt = (self.rcv_nxt + len(d) - off) & MASK
+        return got
+
+    # -- retransmission timeout --------------------------------------------------------------------
+
+    def _on_rto(self, now: float) -> None:
+        host = self.host
+        st = self.state
+        if st is S.SYN_SENT:
+            limit = host.syn_retries
+        elif not self.syn_acked:
+            limit = host.synack_retries + (1 if self.tfo_child else 0)
+        else:
+            limit = host.retries2
+        expired = self.retransmits >= limit
+        if (
+            self.listener is None
+            and (self.syn_fastopen or self.syn_data_acked)
+            and (self.retransmits == 2 or (self.retransmits < 2 and expired))
+        ):
+            host.counters["TCPFastOpenActiveFail"] += 1
+            host.fastopen_active_disable(now)  # Linux tcp_fastopen_active_detect_blackhole
+        if expired:
+            self._move(E.TIMEOUT)
+            self.destroy(errno.ETIMEDOUT)
+            return
+        host.counters["TCPTimeouts"] += 1
+        self._rtt_seq = None
+        if st is S.SYN_SENT:
+            if self.retransmits == 0 and self.syn_data:
+                host.cookie_cache.disable(
+                    (self.local, self.remote, self.rport), NegativeReason.SYN_DATA_TIMEOUT, now
+                )
+            self.retransmits += 1
+            self.total_retrans += 1
+            host.counters["TcpRetransSegs"] += 1
+            self._send_syn(now)  # without data and without the option
+            self._set_rto(now)
+            return
+        if not self.syn_acked:
+            self.retransmits += 1
+            self.total_retrans += 1
+            host.counters["TcpRetransSegs"] += 1
+            self._send_synack(now)  # without the option
+            self._set_rto(now)
+            return
+        self.retransmits += 1
+        if self.snd_una == self.snd_max:
+            if self.snd_buf and self.snd_wnd == 0:
+                self._probe_zero_window(now)
+            return
+        flight = ((self.snd_max - self.snd_una) & MASK) // self.snd_mss
+        self.ssthresh = max(flight // 2, 2)
+        self.cwnd = 1
+        self.snd_nxt = self.snd_una
+        self.output(now)
+        if self.snd_nxt == self.snd_una:
+            self._retransmit_head(now)
+        self._set_rto(now)
+
+    def _probe_zero_window(self, now: float) -> None:
+        off = (self.snd_nxt - self.snd_buf_seq) & MASK
+        probe = bytes(self.snd_buf[off : off + 1])
+        if probe:
+            self._emit(self.snd_nxt, ACK, probe, now=now)
+            self.snd_nxt = self.snd_max = (self.snd_nxt + 1) & MASK
+        self._set_rto(now)
+
+    # -- introspection -----------------------------------------------------------------------------
+
+    def info(self) -> TcpInfo:
+        options = 0
+        if self.ts_ok:
+            options |= TCPI_OPT_TIMESTAMPS
+        if self.sack_ok:
+            options |= TCPI_OPT_SACK
+        if self.wscale_ok:
+            options |= TCPI_OPT_WSCALE
+        if self.syn_data_acked:
+            options |= TCPI_OPT_SYN_DATA
+        if self.tfo_child:
+            options |= TCPI_OPT_TFO_CHILD
+        unacked = ((self.snd_max - self.snd_una) & MASK) // max(self.snd_mss, 1)
+        return TcpInfo(
+            tcpi_state=int(self.state),
+            tcpi_ca_state=1 if self.dupacks else (4 if self.retransmits else 0),
+            tcpi_retransmits=self.retransmits,
+            tcpi_probes=0,
+            tcpi_backoff=self.retransmits,
+            tcpi_options=options,
+            tcpi_snd_wscale=self.snd_wscale if self.wscale_ok else 0,
+            tcpi_rcv_wscale=self.rcv_wscale if self.wscale_ok else 0,
+            tcpi_fastopen_client_fail=int(self.fastopen_client_fail),
+            tcpi_rto=int(min(self.rto * (1 << min(self.retransmits, 15)), RTO_MAX) * 1e6),
+            tcpi_ato=int(DELACK * 1e6),
+            tcpi_snd_mss=self.snd_mss,
+            tcpi_rcv_mss=self.snd_mss,
+            tcpi_unacked=unacked,
+            tcpi_lost=0,
+            tcpi_retrans=1 if self.retransmits and unacked else 0,
+            tcpi_rtt=int(self.srtt * 1e6),
+            tcpi_rttvar=int(self.rttvar * 1e6),
+            tcpi_snd_ssthresh=min(self.ssthresh, 0x7FFFFFFF),
+            tcpi_snd_cwnd=self.cwnd,
+            tcpi_advmss=self._adv_mss - (TS_OPTION_LEN if self.ts_ok else 0),
+            tcpi_rcv_space=self.rcv_wnd_init,
+            tcpi_total_retrans=self.total_retrans,
+            tcpi_bytes_acked=self.bytes_acked,
+            tcpi_bytes_received=self.bytes_received,
+            tcpi_segs_out=self.segs_out,
+            tcpi_segs_in=self.segs_in,
+            tcpi_data_segs_in=self.data_segs_in,
+            tcpi_data_segs_out=self.data_segs_out,
+            tcpi_snd_wnd=self.snd_wnd,
+            tcpi_rcv_wnd=(self.rcv_adv - self.rcv_nxt) & MASK if self.state in _SYNCHRONIZED else 0,
+        )

@@ -1,0 +1,522 @@
+"""TCP itself, the smoltcp way: handshake options as Linux, windows and segmentation, RTO and
+backoff, out-of-order/duplicate/overlapping data, FIN and RST (RFC 5961), TIME-WAIT, keyed ISNs."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from collections.abc import Callable
+
+import pytest
+from engine_support import (
+    CLIENT,
+    ISN,
+    PEER_ISN,
+    SERVER,
+    SERVER_ADDR,
+    SOL_TCP,
+    A,
+    F,
+    P,
+    R,
+    S,
+    host,
+    one,
+    out,
+    seg,
+    synack,
+)
+
+from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
+from fastopen.engine.link import Link
+from fastopen.kernel.constants import TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE
+from fastopen.wire import (
+    Flags,
+    Mss,
+    Nop,
+    Sack,
+    SackPermitted,
+    TcpSegment,
+    Timestamps,
+    WindowScale,
+    ip_packet,
+    parse_tcp_packet,
+)
+
+
+def connected(**kw: object) -> tuple[Host, EngineSocket, TcpSegment]:
+    """A client host with one ESTABLISHED connection (peer MSS 1000, window 65535, no scaling)."""
+    h = host(CLIENT, **kw)
+    sock = h.socket()
+    with pytest.raises(EngineError) as exc:
+        sock.connect(SERVER_ADDR, 0.0)
+    assert exc.value.errno == errno.EINPROGRESS
+    syn = one(h)
+    opts = (Mss(1000), SackPermitted())
+    h.receive_segment(SERVER, CLIENT, seg(S | A, PEER_ISN, ISN + 1, options=opts), 0.1)
+    ack = one(h)
+    assert ack.flags == A and ack.seq == ISN + 1 and ack.ack == PEER_ISN + 1
+    return h, sock, syn
+
+
+def data(seq: int, payload: bytes, flags: Flags = A | P) -> TcpSegment:
+    return seg(flags, seq, ISN + 1, payload)
+
+
+# -- handshake -------------------------------------------------------------------------------------
+
+
+def test_syn_options_as_linux_with_timestamps() -> None:
+    h = host(CLIENT, timestamps=True, tsoffset=lambda *_: 7)
+    sock = h.socket()
+    with pytest.raises(EngineError):
+        sock.connect(SERVER_ADDR, 2.5)
+    syn = one(h)
+    assert syn.options == (Mss(1460), SackPermitted(), Timestamps(2507, 0), Nop(), WindowScale(7))
+    assert syn.window == 64240 and syn.seq == ISN
+
+
+def test_syn_options_as_linux_without_timestamps() -> None:
+    h = host(CLIENT)
+    sock = h.socket()
+    with pytest.raises(EngineError):
+        sock.connect(SERVER_ADDR, 0.0)
+    syn = one(h)
+    assert syn.options == (Mss(1460), Nop(), Nop(), SackPermitted(), Nop(), WindowScale(7))
+
+
+def test_negotiation_both_sides_must_offer() -> None:
+    h = host(CLIENT, timestamps=True)
+    sock = h.socket()
+    with pytest.raises(EngineError):
+        sock.connect(SERVER_ADDR, 0.0)
+    syn = one(h)
+    # the peer offers only MSS: no SACK, no scaling, no timestamps
+    h.receive_segment(SERVER, CLIENT, synack(syn, ISN + 1, mss=536), 0.0)
+    ack = one(h)
+    assert ack.options == ()
+    info = sock.tcp_info()
+    assert info.tcpi_options & (TCPI_OPT_SACK | TCPI_OPT_WSCALE | TCPI_OPT_TIMESTAMPS) == 0
+    assert info.tcpi_snd_mss == 536
+    # and with everything offered: mss minus the 12 bytes of timestamps
+    h2 = host(CLIENT, timestamps=True)
+    sock2 = h2.socket()
+    with pytest.raises(EngineError):
+        sock2.connect(SERVER_ADDR, 0.0)
+    syn2 = one(h2)
+    assert syn2.timestamps is not None
+    opts = (Mss(1460), SackPermitted(), Timestamps(9, syn2.timestamps.tsval), Nop(), WindowScale(2))
+    h2.receive_segment(
+        SERVER, CLIENT, seg(S | A, PEER_ISN, ISN + 1, options=opts, dport=syn2.src_port), 0.0
+    )
+    ack2 = one(h2)
+    assert ack2.options[:2] == (Nop(), Nop()) and ack2.timestamps is not None
+    assert ack2.timestamps.tsecr == 9
+    info2 = sock2.tcp_info()
+    assert info2.tcpi_options & (TCPI_OPT_SACK | TCPI_OPT_WSCALE | TCPI_OPT_TIMESTAMPS) == 7
+    assert info2.tcpi_snd_mss == 1448 and info2.tcpi_snd_wscale == 2 and ack2.window == 502
+
+
+def test_bytes_in_bytes_out_with_checksums() -> None:
+    h = host(CLIENT)
+    sock = h.socket()
+    with pytest.raises(EngineError):
+        sock.connect(SERVER_ADDR, 0.0)
+    packet = h.packets_to_send()[0]
+    ip, syn = parse_tcp_packet(packet)
+    assert ip.src == CLIENT and ip.dst == SERVER and syn.flags == S
+    h.receive(ip_packet(SERVER, CLIENT, synack(syn, ISN + 1)), 0.0)
+    assert sock.state.name == "ESTABLISHED"
+    bad = bytearray(ip_packet(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1, b"x")))
+    bad[-1] ^= 0xFF  # checksum no longer matches
+    h.receive(bytes(bad), 0.0)
+    assert h.counters["TcpInErrs"] == 1 and h.packets_to_send()[0:1] != []
+
+
+def test_keyed_isn_differs_per_connection_and_is_injectable() -> None:
+    h = Host([CLIENT])
+    isns = set()
+    for _ in range(3):
+        with pytest.raises(EngineError):
+            h.socket().connect(SERVER_ADDR, 0.0)
+        isns.add(one_seg(h).seq)
+    assert len(isns) == 3
+    h2 = Host([CLIENT], isn=lambda local, lport, remote, rport, now: 0xFFFFFFFF)
+    with pytest.raises(EngineError):
+        h2.socket().connect(SERVER_ADDR, 0.0)
+    assert one_seg(h2).seq == 0xFFFFFFFF
+
+
+def one_seg(h: Host) -> TcpSegment:
+    return one(h)
+
+
+def test_connect_to_closed_port_refused() -> None:
+    h = host(CLIENT)
+    sock = h.socket()
+    with pytest.raises(EngineError):
+        sock.connect(SERVER_ADDR, 0.0)
+    syn = one(h)
+    h.receive_segment(SERVER, CLIENT, seg(R | A, 0, ISN + 1, dport=syn.src_port), 0.0)
+    with pytest.raises(EngineError) as exc:
+        sock.recv(10, 0.0)
+    assert exc.value.errno == errno.ECONNREFUSED
+    assert sock.recv(10, 0.0) == b""  # reported once, as Linux
+    with pytest.raises(EngineError) as exc:
+        sock.send(b"x", 0.0)
+    assert exc.value.errno == errno.EPIPE
+
+
+def test_segment_to_a_closed_port_gets_a_reset() -> None:
+    h = host(SERVER)
+    h.receive_segment(CLIENT, SERVER, seg(S, 77, sport=1234, dport=9), 0.0)
+    rst = one(h)
+    assert rst.flags == R | A and rst.seq == 0 and rst.ack == 78
+    h.receive_segment(CLIENT, SERVER, seg(A, 77, 555, sport=1234, dport=9), 0.0)
+    rst = one(h)
+    assert rst.flags == R and rst.seq == 555
+
+
+def test_socket_errors_as_linux() -> None:
+    h = host(CLIENT)
+    sock = h.socket()
+    calls: list[tuple[Callable[[], object], int]] = [
+        (lambda: sock.send(b"x", 0.0), errno.EPIPE),
+        (lambda: sock.recv(1, 0.0), errno.ENOTCONN),
+    ]
+    for call, code in calls:
+        with pytest.raises(EngineError) as exc:
+            call()
+        assert exc.value.errno == code
+    listener = h.socket()
+    listener.bind((str(CLIENT), 80))
+    listener.listen(5)
+    calls = [
+        (lambda: listener.connect(SERVER_ADDR, 0.0), errno.EISCONN),
+        (lambda: listener.accept(0.0), errno.EAGAIN),
+        (lambda: listener.recv(1, 0.0), errno.ENOTCONN),
+    ]
+    for call, code in calls:
+        with pytest.raises(EngineError) as exc:
+            call()
+        assert exc.value.errno == code
+    other = h.socket()
+    with pytest.raises(EngineError) as exc:
+        other.bind((str(CLIENT), 80))
+    assert exc.value.errno == errno.EADDRINUSE
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+def test_segmentation_at_the_mss_and_the_peer_window() -> None:
+    h, sock, _ = connected()
+    sock.setsockopt(SOL_TCP, 1, 1)  # TCP_NODELAY
+    assert sock.send(b"z" * 2500, 0.2) == 2500
+    segs = out(h)
+    assert [len(s.payload) for s in segs] == [1000, 1000, 500]
+    assert [s.seq for s in segs] == [ISN + 1, ISN + 1001, ISN + 2001]
+    assert segs[-1].flags == A | P
+
+
+def test_send_window_limits_what_is_in_flight() -> None:
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1, window=1500), 0.2)
+    sock.send(b"w" * 4000, 0.2)
+    assert sum(len(s.payload) for s in out(h)) == 1500
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1501, window=1500), 0.3)
+    assert sum(len(s.payload) for s in out(h)) == 1500
+
+
+def test_nagle_holds_a_small_segment_while_one_is_unacked() -> None:
+    h, sock, _ = connected()
+    sock.send(b"a", 0.2)
+    assert one(h).payload == b"a"
+    sock.send(b"b", 0.2)
+    assert out(h) == []
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 2), 0.3)
+    assert one(h).payload == b"b"
+
+
+def test_rto_initial_one_second_exponential_backoff_then_rtt_estimate() -> None:
+    h, sock, _ = connected()
+    info = sock.tcp_info()
+    assert info.tcpi_rtt == 100_000  # SYN to SYN-ACK
+    assert info.tcpi_rto == pytest.approx(300_000)  # SRTT + max(4 RTTVAR, 200 ms)
+    sock.send(b"x" * 10, 1.0)
+    first = one(h)
+    times = []
+    t = 1.0
+    for _ in range(3):
+        t = h.get_timer() or 0.0
+        h.handle_timer(t)
+        again = one(h)
+        assert again.seq == first.seq and again.payload == first.payload
+        times.append(round(t - 1.0, 3))
+    assert times == [0.3, 0.9, 2.1]  # 0.3, then doubled: +0.6, +1.2
+    assert sock.tcp_info().tcpi_total_retrans == 3
+
+
+def test_out_of_order_duplicate_and_overlapping_data_delivered_once_in_order() -> None:
+    h, sock, _ = connected()
+    base = PEER_ISN + 1
+    text = bytes(range(200))
+    h.receive_segment(SERVER, CLIENT, data(base + 100, text[100:150]), 0.2)
+    dup = one(h)  # out of order: an immediate duplicate ACK with a SACK block
+    assert dup.ack == base and Sack(((base + 100, base + 150),)) in dup.options
+    h.receive_segment(SERVER, CLIENT, data(base + 120, text[120:200]), 0.2)  # overlaps
+    out(h)
+    h.receive_segment(SERVER, CLIENT, data(base, text[:60]), 0.2)
+    h.receive_segment(SERVER, CLIENT, data(base + 40, text[40:110]), 0.2)  # fills the hole
+    acks = out(h)
+    assert acks[-1].ack == base + 200
+    h.receive_segment(SERVER, CLIENT, data(base, text[:200]), 0.3)  # a full duplicate
+    assert one(h).ack == base + 200
+    assert sock.recv(1000, 0.3) == text
+
+
+def test_delayed_ack_after_the_quick_acks() -> None:
+    h, _sock, _ = connected()
+    base = PEER_ISN + 1
+    for i in range(16):  # Linux: quick ACKs at the start of a connection
+        h.receive_segment(SERVER, CLIENT, data(base + i, b"q"), 0.2)
+        assert one(h).ack == base + i + 1
+    h.receive_segment(SERVER, CLIENT, data(base + 16, b"d"), 0.3)
+    assert out(h) == []
+    assert h.get_timer() == pytest.approx(0.34)  # 40 ms
+    h.handle_timer(0.34)
+    assert one(h).ack == base + 17
+    h.receive_segment(SERVER, CLIENT, data(base + 17, b"e"), 0.5)
+    h.receive_segment(SERVER, CLIENT, data(base + 18, b"f"), 0.5)
+    assert one(h).ack == base + 19  # every second segment
+
+
+def test_zero_window_probe() -> None:
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1, window=0), 0.2)
+    sock.send(b"p" * 10, 0.2)
+    assert out(h) == []
+    t = h.get_timer()
+    assert t is not None
+    h.handle_timer(t)
+    probe = one(h)
+    assert probe.seq == ISN + 1 and len(probe.payload) == 1
+
+
+# -- FIN, RST and TIME-WAIT ------------------------------------------------------------------------
+
+
+def test_active_close_fin_wait_time_wait_60_seconds() -> None:
+    h, sock, _ = connected()
+    sock.close(1.0)
+    fin = one(h)
+    assert fin.flags == F | A and fin.seq == ISN + 1
+    assert sock.state.name == "FIN_WAIT_1"
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 2), 1.1)
+    assert sock.state.name == "FIN_WAIT_2"
+    h.receive_segment(SERVER, CLIENT, seg(F | A, PEER_ISN + 1, ISN + 2), 1.2)
+    assert one(h).ack == PEER_ISN + 2
+    assert sock.state.name == "TIME_WAIT"
+    assert h.get_timer() == pytest.approx(61.2)
+    h.receive_segment(SERVER, CLIENT, seg(F | A, PEER_ISN + 1, ISN + 2), 2.0)  # lost ACK
+    assert one(h).ack == PEER_ISN + 2 and h.get_timer() == pytest.approx(62.0)
+    h.handle_timer(62.0)
+    assert sock.state.name == "CLOSED" and h.connections == {}
+
+
+def test_simultaneous_close_goes_through_closing() -> None:
+    h, sock, _ = connected()
+    sock.close(1.0)
+    out(h)
+    h.receive_segment(SERVER, CLIENT, seg(F | A, PEER_ISN + 1, ISN + 1), 1.1)
+    assert sock.state.name == "CLOSING"
+    out(h)
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 2, ISN + 2), 1.2)
+    assert sock.state.name == "TIME_WAIT"
+
+
+def test_passive_close_close_wait_last_ack() -> None:
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, seg(F | A, PEER_ISN + 1, ISN + 1), 1.0)
+    assert one(h).ack == PEER_ISN + 2
+    assert sock.state.name == "CLOSE_WAIT" and sock.recv(10, 1.0) == b""
+    sock.close(1.1)
+    assert one(h).flags == F | A and sock.state.name == "LAST_ACK"
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 2, ISN + 2), 1.2)
+    assert h.connections == {}
+
+
+def test_close_with_unread_data_sends_a_reset() -> None:
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"unread"), 0.2)
+    out(h)
+    sock.close(0.3)
+    rst = one(h)
+    assert rst.flags & R and rst.seq == ISN + 1
+    assert h.connections == {}
+
+
+@pytest.mark.parametrize("state", ["established", "close_wait"])
+def test_rst_exact_sequence_resets(state: str) -> None:
+    h, sock, _ = connected()
+    seq = PEER_ISN + 1
+    if state == "close_wait":
+        h.receive_segment(SERVER, CLIENT, seg(F | A, seq, ISN + 1), 0.2)
+        out(h)
+        seq += 1
+    h.receive_segment(SERVER, CLIENT, seg(R, seq), 0.3)
+    events = []
+    while (ev := h.next_event()) is not None:
+        events.append(ev)
+    assert Closed(sock, errno.EPIPE if state == "close_wait" else errno.ECONNRESET) in events
+    assert h.connections == {}
+
+
+def test_rst_in_window_but_not_exact_gets_a_challenge_ack() -> None:
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 100), 0.2)
+    ack = one(h)
+    assert ack.flags == A and ack.ack == PEER_ISN + 1  # RFC 5961 3.2
+    assert sock.state.name == "ESTABLISHED"
+    assert h.counters["TCPChallengeACK"] == 1
+    h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 1_000_000), 0.2)  # out of window
+    assert out(h) == [] and sock.state.name == "ESTABLISHED"
+
+
+def test_syn_in_a_synchronized_state_gets_a_challenge_ack() -> None:
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, seg(S, PEER_ISN + 5), 0.2)
+    ack = one(h)
+    assert ack.flags == A and ack.ack == PEER_ISN + 1  # RFC 5961 4.2
+    assert sock.state.name == "ESTABLISHED" and h.counters["TCPSYNChallenge"] == 1
+
+
+def test_ack_of_unsent_data_is_answered_and_dropped() -> None:
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 500, b"x"), 0.2)
+    ack = one(h)
+    assert ack.ack == PEER_ISN + 1  # the data was not taken
+    with pytest.raises(EngineError):
+        sock.recv(10, 0.2)
+
+
+def test_syn_sent_gives_up_after_syn_retries() -> None:
+    h = host(CLIENT, syn_retries=2)
+    sock = h.socket()
+    with pytest.raises(EngineError):
+        sock.connect(SERVER_ADDR, 0.0)
+    out(h)
+    for t in (1.0, 3.0):
+        h.handle_timer(t)
+        assert one(h).flags == S
+    h.handle_timer(7.0)
+    assert out(h) == []
+    with pytest.raises(EngineError) as exc:
+        sock.recv(1, 7.0)
+    assert exc.value.errno == errno.ETIMEDOUT
+
+
+def test_passive_open_events_and_accept() -> None:
+    server = host(SERVER)
+    client = host(CLIENT)
+    listener = server.socket()
+    listener.bind(SERVER_ADDR)
+    listener.listen(8)
+    link = Link(client, server)
+    sock = client.socket()
+    with pytest.raises(EngineError):
+        sock.connect(SERVER_ADDR, 0.0)
+    link.advance(0.01)
+    assert isinstance(client.next_event(), Connected)
+    child, addr = listener.accept(link.now)
+    assert addr[0] == str(CLIENT) and child.getpeername() == addr
+    assert child.state.name == "ESTABLISHED"
+    sock.send(b"ping", link.now)
+    link.advance(0.01)
+    events = []
+    while (ev := server.next_event()) is not None:
+        events.append(ev)
+    assert Readable(child) in events and child.recv(10, link.now) == b"ping"
+
+
+def test_ipv6_connection() -> None:
+    a = Host(["fd00:f0::1"], isn=lambda *_: ISN)
+    b = Host(["fd00:f0::2"])
+    listener = b.socket(10)
+    listener.bind(("fd00:f0::2", 80))
+    listener.listen(8)
+    link = Link(a, b, encode=True)
+    sock = a.socket(10)
+    with pytest.raises(EngineError):
+        sock.connect(("fd00:f0::2", 80), 0.0)
+    link.advance(0.01)
+    child, _ = listener.accept(link.now)
+    assert child.getsockname() == ("fd00:f0::2", 80)
+    assert sock.tcp_info().tcpi_snd_mss == 1500 - 60 - 12
+    assert ipaddress.ip_address(sock.getsockname()[0]).version == 6
+
+
+def test_out_of_window_pure_acks_get_rate_limited_duplicate_acks() -> None:
+    h, _, _ = connected()
+    h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"abc"), 0.2)
+    out(h)
+    old = seg(A, PEER_ISN, ISN + 1)  # before rcv_nxt: out of window
+    h.receive_segment(SERVER, CLIENT, old, 0.3)
+    assert one(h).ack == PEER_ISN + 4
+    h.receive_segment(SERVER, CLIENT, old, 0.4)  # within 500 ms: no second ACK (no ACK loop)
+    assert out(h) == [] and h.counters["TCPACKSkippedSeq"] == 1
+    h.receive_segment(SERVER, CLIENT, old, 0.9)
+    assert one(h).ack == PEER_ISN + 4
+
+
+def test_pure_ack_carries_the_highest_sequence_sent_during_a_retransmission() -> None:
+    h, sock, _ = connected()
+    sock.setsockopt(SOL_TCP, 1, 1)
+    sock.send(b"x" * 3000, 0.2)
+    assert len(out(h)) == 3
+    h.handle_timer(h.get_timer() or 0.0)  # RTO: go back to the first segment
+    assert one(h).seq == ISN + 1
+    h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"hi"), 1.0)
+    assert one(h).seq == ISN + 3001  # not the rewound ISN + 1001
+
+
+def test_a_newer_syn_reuses_a_time_wait_connection() -> None:
+    h = host(SERVER)
+    listener = h.socket()
+    listener.bind(SERVER_ADDR)
+    listener.listen(8)
+    h.receive_segment(CLIENT, SERVER, seg(S, PEER_ISN, sport=40000, dport=80), 0.0)
+    synack = one(h)
+    h.receive_segment(
+        CLIENT, SERVER, seg(A, PEER_ISN + 1, synack.seq + 1, sport=40000, dport=80), 0.1
+    )
+    child, _ = listener.accept(0.1)
+    child.close(0.2)  # the server closes first: it will hold TIME-WAIT
+    fin = one(h)
+    h.receive_segment(
+        CLIENT, SERVER, seg(F | A, PEER_ISN + 1, fin.seq + 1, sport=40000, dport=80), 0.3
+    )
+    out(h)
+    assert child.state.name == "TIME_WAIT"
+    h.receive_segment(CLIENT, SERVER, seg(S, PEER_ISN + 100_000, sport=40000, dport=80), 1.0)
+    again = one(h)
+    assert again.flags == S | A and again.ack == PEER_ISN + 100_001
+    assert child.state.name == "CLOSED"
+
+
+def test_closing_a_listener_resets_the_connections_not_accepted() -> None:
+    h = host(SERVER)
+    listener = h.socket()
+    listener.bind(SERVER_ADDR)
+    listener.listen(8)
+    h.receive_segment(CLIENT, SERVER, seg(S, PEER_ISN, sport=40000, dport=80), 0.0)
+    synack = one(h)
+    h.receive_segment(
+        CLIENT, SERVER, seg(A, PEER_ISN + 1, synack.seq + 1, sport=40000, dport=80), 0.1
+    )
+    h.receive_segment(CLIENT, SERVER, seg(S, PEER_ISN, sport=40001, dport=80), 0.1)  # an embryo
+    out(h)
+    listener.close(0.2)
+    rst = one(h)  # only the established one is reset; the embryo goes silently
+    assert rst.flags & R and rst.dst_port == 40000
+    assert h.connections == {} and h.get_timer() is None
