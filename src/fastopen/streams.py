@@ -19,15 +19,11 @@ from typing import Any, Protocol
 
 from fastopen.cookies import KeyRing
 from fastopen.kernel import attempts, client, server, tcpinfo
+from fastopen.kernel.client import SocketOption
 from fastopen.report import OffReason, Side, TfoReport
 
 #: The default buffer limit of asyncio streams.
 LIMIT = 2**16
-
-#: A ``setsockopt`` argument tuple (the forms httpcore passes on).
-SocketOption = (
-    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
-)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
 
@@ -291,10 +287,4 @@ async def open_deferred(
     sock, peer = await client.open_socket(
         host, port, deferred=True, replay_safe=replay_safe, local_addr=local_addr
     )
-    try:
-        for option in socket_options:
-            sock.setsockopt(*option)
-    except BaseException:
-        sock.close()
-        raise
-    return await _streams(sock, peer, limit)
+    return await _streams(client.set_options(sock, socket_options), peer, limit)

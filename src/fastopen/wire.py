@@ -62,7 +62,6 @@ TCP_FASTOPEN_COOKIE_MAX = 16
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
 _TCP_HEADER = struct.Struct("!HHIIBBHHH")
 _IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
 _IPV6_HEADER = struct.Struct("!IHBB16s16s")

@@ -4,19 +4,18 @@ the reports on both ends, the TcpExt counters and the data that arrived must all
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import socketserver
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from tfo import PORT, cached_cookie, serving
 
 import fastopen
 from fastopen.cookies import KeyRing
 from fastopen.lab.netns import CLIENT, SERVER, Netns
 from fastopen.report import FailReason, OffReason, Side, TfoReport
 
-PORT = 8080
 OLD = "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4"
 NEW = "01234567-89abcdef-fedcba98-76543210"
 
@@ -33,21 +32,11 @@ class Echo(socketserver.BaseRequestHandler):
 
 
 @contextmanager
-def echo_server(ns: Netns, **attrs: object) -> Iterator[list[TfoReport]]:
+def echo_server(ns: Netns) -> Iterator[list[TfoReport]]:
     """A ThreadingFastOpenTCPServer in ``ns`` on SERVER.ipv4:PORT; yields the server reports."""
     reports: list[TfoReport] = []
-    handler = type("H", (Echo,), {"reports": reports})
-    server_cls = type("S", (fastopen.ThreadingFastOpenTCPServer,), attrs)
-    with ns.entered():
-        srv = server_cls((SERVER.ipv4, PORT), handler)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(ns, type("H", (Echo,), {"reports": reports})):
         yield reports
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 def exchange(ns: Netns, data: bytes = b"GET /") -> TfoReport:
@@ -214,6 +203,4 @@ def test_asyncio_client_and_server_with_listener_keys(netns_pair: tuple[Netns, N
         (True, True),
     ]
     # the cookie the client cached was made with the listener's own key, not the namespace's
-    out = client.run(["ip", "tcp_metrics", "show", SERVER.ipv6]).stdout
-    match = re.search(r"fo_cookie ([0-9a-f]+)", out)
-    assert match and match.group(1) == ring.mint(CLIENT.ipv6, SERVER.ipv6).hex()
+    assert cached_cookie(client, SERVER.ipv6) == ring.mint(CLIENT.ipv6, SERVER.ipv6).hex()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socketserver
 import struct
-import threading
 
 import dns.message
 import dns.rrset
+from tfo import serving
 
 import fastopen
 from fastopen.kernel.dns import query_tcp
@@ -37,21 +37,12 @@ class DnsHandler(socketserver.StreamRequestHandler):
 def test_dns_query_rides_in_the_syn(netns_pair: tuple[Netns, Netns]) -> None:
     client, server = netns_pair
     log: list[TfoReport] = []
-    handler = type("H", (DnsHandler,), {"log": log})
-    with server.entered():
-        srv = fastopen.ThreadingFastOpenTCPServer((SERVER.ipv4, PORT), handler)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        results = []
+    results = []
+    with serving(server, type("H", (DnsHandler,), {"log": log}), PORT):
         for _ in range(2):
             query = dns.message.make_query("fastopen.example.", "A")
             with client.entered():
                 results.append(query_tcp(query, SERVER.ipv4, port=PORT))
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
     for answer, _ in results:
         assert answer.answer[0][0].to_text() == "198.18.0.99"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from tfo import PORT, serving
 
 import fastopen
 from fastopen.http.httpx_transport import AsyncFastOpenTransport, FastOpenTransport
@@ -17,7 +17,6 @@ from fastopen.http.urllib3_pool import FastOpenPoolManager, response_report
 from fastopen.lab.netns import SERVER, Netns
 from fastopen.report import FailReason, OffReason, TfoReport
 
-PORT = 8080
 URL = f"http://{SERVER.ipv4}:{PORT}/"
 
 
@@ -50,17 +49,8 @@ def served(
 ) -> Iterator[tuple[Netns, Netns, list[tuple[str, TfoReport]]]]:
     client, server = netns_pair
     log: list[tuple[str, TfoReport]] = []
-    handler = type("H", (Handler,), {"log": log})
-    with server.entered():
-        srv = fastopen.ThreadingFastOpenTCPServer((SERVER.ipv4, PORT), handler)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(server, type("H", (Handler,), {"log": log})):
         yield client, server, log
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 def check(

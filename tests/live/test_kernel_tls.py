@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import socketserver
 import ssl
-import threading
 
 import httpx
 import trustme
+from tfo import serving
 
 import fastopen
 from fastopen.http.httpx_transport import AsyncFastOpenTransport, FastOpenTransport
@@ -51,10 +51,6 @@ def test_client_hello_rides_in_the_syn(netns_pair: tuple[Netns, Netns]) -> None:
 
     log: list[TfoReport] = []
     handler = type("H", (TlsHandler,), {"context": server_ctx, "log": log})
-    with server.entered():
-        srv = fastopen.ThreadingFastOpenTCPServer((SERVER.ipv4, PORT), handler)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
 
     def sync_tls() -> TfoReport:
         with client.entered():
@@ -84,7 +80,7 @@ def test_client_hello_rides_in_the_syn(netns_pair: tuple[Netns, Netns]) -> None:
         rep: TfoReport = response.extensions["fastopen"]
         return rep
 
-    try:
+    with serving(server, handler, PORT):
         first = sync_tls()  # no cookie yet: a cookie request
         c0, s0 = client.counters(), server.counters()
         reports = [sync_tls(), asyncio.run(asyncio_tls())]
@@ -96,10 +92,6 @@ def test_client_hello_rides_in_the_syn(netns_pair: tuple[Netns, Netns]) -> None:
             reports.append(response.extensions["fastopen"])
         reports.append(asyncio.run(httpx_async()))
         c1, s1 = client.counters(), server.counters()
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
     assert first.fail_reason is FailReason.NO_COOKIE
     assert all(r.syn_data_acked and r.fail_reason is None for r in reports), reports

@@ -3,33 +3,27 @@ and their rotation, farm keys, the exporter and alerts, the client cookie cache,
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
+from tfo import echo_server, request
 
 from fastopen.cli import main
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.lab.netns import CLIENT, SERVER, Netns, enable_tfo, veth_link
 
 FASTOPEN = str(Path(sys.executable).with_name("fastopen"))
 KEY = "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4"
 OTHER = "01234567-89abcdef-fedcba98-76543210"
-ZERO = "00000000-00000000-00000000-00000000"
-PORT = 8080
 KEY_SYSCTL = "net.ipv4.tcp_fastopen_key"
 BITS_SYSCTL = "net.ipv4.tcp_fastopen"
 
@@ -46,55 +40,6 @@ def ok(*args: str) -> Result:
 
 def as_json(*args: str) -> Any:
     return json.loads(ok(*args, "--json").stdout)
-
-
-@contextlib.contextmanager
-def echo_server(ns: Netns, addr: str) -> Iterator[None]:
-    """A TFO listener (qlen 16) at ``addr``:8080 in ``ns`` answering ``ok:`` + what it got."""
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    with ns.entered():
-        lsock = socket.socket(family, socket.SOCK_STREAM)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
-    lsock.bind((addr, PORT))
-    lsock.listen(16)
-    lsock.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = lsock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                conn.sendall(b"ok:" + conn.recv(100))
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(5)
-        lsock.close()
-
-
-def request(ns: Netns, dst: str, data: bytes, src: str | None = None) -> bytes:
-    """One TFO request from ``ns`` (sendto MSG_FASTOPEN, blocking); the server's answer."""
-    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-    with ns.entered():
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    with sock:
-        # blocking (without a cookie the kernel completes the handshake first), bounded by the
-        # kernel's own send timeout; then a Python timeout for the answer
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 5, 0))
-        if src is not None:
-            sock.bind((src, 0))
-        sock.sendto(data, MSG_FASTOPEN, (dst, PORT))
-        sock.settimeout(5)
-        return sock.recv(100)
 
 
 def rises(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

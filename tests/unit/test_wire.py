@@ -3,10 +3,10 @@ but ignores, IPv6 extension headers, and a reason for every kind of malformed in
 
 from __future__ import annotations
 
-import struct
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address
 
 import pytest
+from wirehelpers import COOKIE, V4, V6, fix_ipv4_checksum, pseudo_header
 
 from fastopen.errors import MalformedPacket
 from fastopen.wire import (
@@ -36,9 +36,6 @@ from fastopen.wire import (
     parse_tcp_packet,
 )
 
-V4 = (IPv4Address("198.18.0.1"), IPv4Address("198.18.0.2"))
-V6 = (IPv6Address("fd00:f0::1"), IPv6Address("fd00:f0::2"))
-COOKIE = bytes.fromhex("3021b9d889017eeb")
 TS = Timestamps(0x01020304, 0)
 
 
@@ -160,18 +157,11 @@ def test_segment_round_trip_and_accessors(addrs: tuple[IPv4Address, IPv4Address]
     seg = TcpSegment(40000, 80, 0xFFFFFFFF, 7, Flags.SYN | Flags.ECE, 1, options, b"x", 3, 1)
     raw = seg.emit(*addrs)
     assert raw[12] == (20 + 32) // 4 << 4 | 1  # data offset and the AE bit
-    assert internet_checksum(_pseudo(addrs, raw) + raw) == 0  # the checksum checks out
+    assert internet_checksum(pseudo_header(*addrs, len(raw)) + raw) == 0  # it checks out
     assert TcpSegment.parse(raw, *addrs) == seg
     assert (seg.mss, seg.wscale, seg.timestamps, seg.sack_permitted) == (1460, 7, TS, True)
     assert seg.fastopen == cookie and seg.sack_blocks == ()
     assert _syn().fastopen is None and _syn().mss is None and not _syn().sack_permitted
-
-
-def _pseudo(addrs: tuple[IPv4Address, IPv4Address], raw: bytes) -> bytes:
-    src, dst = addrs
-    if src.version == 4:
-        return src.packed + dst.packed + struct.pack("!BBH", 0, 6, len(raw))
-    return src.packed + dst.packed + struct.pack("!I3xB", len(raw), 6)
 
 
 def test_fastopen_accessor_returns_the_first_even_if_invalid() -> None:
@@ -254,9 +244,7 @@ def _patch(raw: bytes, offset: int, value: bytes, fix_ipv4: bool = False) -> byt
     out = bytearray(raw)
     out[offset : offset + len(value)] = value
     if fix_ipv4:
-        ihl = (out[0] & 15) * 4
-        out[10:12] = b"\x00\x00"
-        out[10:12] = struct.pack("!H", internet_checksum(bytes(out[:ihl])))
+        fix_ipv4_checksum(out)
     return bytes(out)
 
 

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
+from wirehelpers import COOKIE, V4, V6, fix_ipv4_checksum, pseudo_header
+
 from fastopen.errors import MalformedPacket
 from fastopen.wire import (
     PROTO_TCP,
@@ -37,9 +39,6 @@ from fastopen.wire import (
 
 SEED = 7413
 ROUNDS = 1500  # a round: one input per mutator and corpus packet (72 inputs, 108,000 in all)
-V4 = (IPv4Address("198.18.0.1"), IPv4Address("198.18.0.2"))
-V6 = (IPv6Address("fd00:f0::1"), IPv6Address("fd00:f0::2"))
-COOKIE = bytes.fromhex("3021b9d889017eeb")
 TS = Timestamps(123456, 654321)
 
 
@@ -152,9 +151,7 @@ def _fix_checksums(data: bytes, tcp: int) -> bytes:
     allow it, so that the mutation reaches the checks behind the checksums."""
     out = bytearray(data)
     if len(out) >= 20 and out[0] >> 4 == 4 and 20 <= (out[0] & 15) * 4 <= len(out):
-        ihl = (out[0] & 15) * 4
-        out[10:12] = b"\x00\x00"
-        out[10:12] = struct.pack("!H", internet_checksum(bytes(out[:ihl])))
+        fix_ipv4_checksum(out)
         src: IPAddress = IPv4Address(bytes(out[12:16]))
         dst: IPAddress = IPv4Address(bytes(out[16:20]))
     elif len(out) >= 40 and out[0] >> 4 == 6:
@@ -163,11 +160,8 @@ def _fix_checksums(data: bytes, tcp: int) -> bytes:
         return bytes(out)
     if len(out) >= tcp + 18:
         segment = bytes(out[tcp : tcp + 16]) + b"\x00\x00" + bytes(out[tcp + 18 :])
-        if src.version == 4:
-            pseudo = src.packed + dst.packed + struct.pack("!BBH", 0, PROTO_TCP, len(segment))
-        else:
-            pseudo = src.packed + dst.packed + struct.pack("!I3xB", len(segment), PROTO_TCP)
-        out[tcp + 16 : tcp + 18] = struct.pack("!H", internet_checksum(pseudo + segment))
+        checksum = internet_checksum(pseudo_header(src, dst, len(segment)) + segment)
+        out[tcp + 16 : tcp + 18] = struct.pack("!H", checksum)
     return bytes(out)
 
 

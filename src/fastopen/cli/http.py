@@ -82,7 +82,10 @@ def get(url: str, stack: str, repeat: int, timeout: float, as_json: bool) -> Non
             try:
                 got = await fetch(url, stack=_stack(stack), timeout=timeout)
             except TimeoutError:
-                raise FastOpenError(f"{url}: no answer within {timeout} s") from None
+                raise FastOpenError(
+                    f"{url}: no answer within {timeout} s",
+                    hint="is the server up and reachable? a slow one needs a longer --timeout",
+                ) from None
             except OSError as exc:
                 raise FastOpenError(
                     f"{url}: {exc.strerror or exc}", hint="is the server up and reachable?"

@@ -47,6 +47,10 @@ _COMMON_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON 
 _COMMON_NETNS = click.option(
     "--netns", metavar="NAME", help="Run inside the network namespace NAME."
 )
+_REVEAL = click.option("--reveal", is_flag=True, help="Print the keys in full (they are secrets).")
+_ALERT_EVERY = click.option(
+    "--alert-every", default="5m", show_default=True, help="At most one warning a counter per."
+)
 
 
 def ops_command(f: Callable[..., None]) -> Callable[..., None]:
@@ -227,7 +231,7 @@ def generate(out: Out, force: bool, store: Path | None) -> None:
 
 
 @key.command()
-@click.option("--reveal", is_flag=True, help="Print the keys in full (they are secrets).")
+@_REVEAL
 @_STORE
 @ops_command
 def show(out: Out, reveal: bool, store: Path | None) -> None:
@@ -314,7 +318,7 @@ _INTERVAL = click.option(
 @_SECRET
 @_INTERVAL
 @click.option("--at", "at", type=float, help="Unix time to derive for (default: now).")
-@click.option("--reveal", is_flag=True, help="Print the keys in full (they are secrets).")
+@_REVEAL
 @ops_command
 def derive(out: Out, secret_file: Path, interval: str, at: float | None, reveal: bool) -> None:
     """The farm's primary and backup keys for now, from a shared secret and the time."""
@@ -346,9 +350,7 @@ def derive(out: Out, secret_file: Path, interval: str, at: float | None, reveal:
 @click.option(
     "--check", "check_every", default="60s", show_default=True, help="How often to look around."
 )
-@click.option(
-    "--alert-every", default="5m", show_default=True, help="At most one warning a counter per."
-)
+@_ALERT_EVERY
 @click.option("--once", is_flag=True, help="Apply the current farm key and exit.")
 @ops_command
 def keyd(
@@ -395,9 +397,7 @@ def _rows_text(rows: list[stats.Row]) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a node_exporter textfile (*.prom); rewritten each --watch period.",
 )
-@click.option(
-    "--alert-every", default="5m", show_default=True, help="At most one warning a counter per."
-)
+@_ALERT_EVERY
 @ops_command
 def stats_cmd(
     out: Out,

@@ -55,7 +55,7 @@ def _split(url: str) -> tuple[bool, str, int, str, str]:
     try:
         port = parts.port or (443 if tls else 80)
     except ValueError as exc:
-        raise BadURL(f"bad port in {url!r}: {exc}") from None
+        raise BadURL(f"bad port in {url!r}: {exc}", hint="a port is 1 to 65535") from None
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -93,12 +93,18 @@ async def fetch(
             total = time.perf_counter() - start
             report = writer.get_extra_info("fastopen")
         except asyncio.IncompleteReadError:
-            raise BadResponse(f"{url}: the connection closed before a whole response") from None
+            raise BadResponse(
+                f"{url}: the connection closed before a whole response",
+                hint="is an HTTP server listening there?",
+            ) from None
         finally:
             writer.close()
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     version, _, status_rest = status_line.partition(" ")
     code, _, reason = status_rest.partition(" ")
     if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise BadResponse(f"{url}: not an HTTP/1.x response: {status_line[:60]!r}")
+        raise BadResponse(
+            f"{url}: not an HTTP/1.x response: {status_line[:60]!r}",
+            hint="is an HTTP server listening there?",
+        )
     return Fetched(int(code), reason, ttfb, total, rest, report)

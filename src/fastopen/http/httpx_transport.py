@@ -21,15 +21,15 @@ import select
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpcore
 import httpx
 
 from fastopen.http import replay_safe
 from fastopen.kernel import attempts
-from fastopen.kernel.client import connect_deferred
-from fastopen.streams import FastOpenStreamWriter, SocketOption, open_deferred
+from fastopen.kernel.client import SocketOption, connect_deferred, set_options
+from fastopen.streams import FastOpenStreamWriter, open_deferred
 
 T = TypeVar("T")
 
@@ -76,7 +76,19 @@ def _local_address(local_address: str | None) -> tuple[str, int] | None:
 # -- sync --------------------------------------------------------------------------------------
 
 
-class FastOpenStream(httpcore.NetworkStream):
+class _Stream(httpcore.NetworkStream):
+    """A sync stream that TLS runs over through :class:`TlsStream`."""
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return TlsStream(self, ssl_context, server_hostname, timeout)
+
+
+class FastOpenStream(_Stream):
     """A kernel TCP socket whose first write may ride in the SYN."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -97,14 +109,6 @@ class FastOpenStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._sock.close()
 
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        return TlsStream(self, ssl_context, server_hostname, timeout)
-
     def get_extra_info(self, info: str) -> Any:
         if info == "fastopen":
             return attempts.report(self._sock)
@@ -119,7 +123,7 @@ class FastOpenStream(httpcore.NetworkStream):
         return None
 
 
-class TlsStream(httpcore.NetworkStream):
+class TlsStream(_Stream):
     """TLS over another stream with the ssl module's MemoryBIO.
 
     The handshake's first write (the ClientHello) is the first write of the stream below, so on
@@ -178,14 +182,6 @@ class TlsStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        return TlsStream(self, ssl_context, server_hostname, timeout)
-
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":
             return self._tls
@@ -210,13 +206,7 @@ class FastOpenBackend(httpcore.NetworkBackend):
                 timeout=timeout,
                 source_address=_local_address(local_address),
             )
-            try:
-                for option in socket_options or ():
-                    sock.setsockopt(*option)
-            except OSError:
-                sock.close()
-                raise
-        return FastOpenStream(sock)
+            return FastOpenStream(set_options(sock, socket_options or ()))
 
     def sleep(self, seconds: float) -> None:
         httpcore.SyncBackend().sleep(seconds)
@@ -239,9 +229,17 @@ def _requesting(request: httpx.Request) -> Iterator[None]:
         _replay_safe.reset(token)
 
 
-class FastOpenTransport(httpx.HTTPTransport):
-    """``httpx.HTTPTransport`` connecting with TFO; ``response.extensions["fastopen"]`` is the
-    connection's :class:`~fastopen.report.TfoReport`. No proxies or Unix sockets."""
+class _PoolOnFastOpen:
+    """The constructor of both transports: httpx's transport options (no proxies or Unix
+    sockets) for an httpcore pool whose network backend is a TFO one.
+
+    ``HTTPTransport`` (and its async twin) maps httpx requests and responses onto the pool it
+    keeps in ``_pool``; the transports keep that mapping and only build the pool themselves.
+    """
+
+    #: The httpcore pool (sync or async) and the network backend it gets.
+    _pool_class: ClassVar[type[Any]]
+    _backend_class: ClassVar[type[Any]]
 
     def __init__(
         self,
@@ -256,9 +254,7 @@ class FastOpenTransport(httpx.HTTPTransport):
         retries: int = 0,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> None:
-        # HTTPTransport maps httpx requests and responses onto the httpcore pool it keeps in
-        # ``_pool``; we keep that mapping and give the pool our network backend.
-        self._pool = httpcore.ConnectionPool(
+        self._pool: Any = self._pool_class(
             ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
@@ -268,8 +264,16 @@ class FastOpenTransport(httpx.HTTPTransport):
             local_address=local_address,
             retries=retries,
             socket_options=socket_options,
-            network_backend=FastOpenBackend(),
+            network_backend=self._backend_class(),
         )
+
+
+class FastOpenTransport(_PoolOnFastOpen, httpx.HTTPTransport):
+    """``httpx.HTTPTransport`` connecting with TFO; ``response.extensions["fastopen"]`` is the
+    connection's :class:`~fastopen.report.TfoReport`. No proxies or Unix sockets."""
+
+    _pool_class = httpcore.ConnectionPool
+    _backend_class = FastOpenBackend
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         with _requesting(request):
@@ -357,36 +361,12 @@ class AsyncFastOpenBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class AsyncFastOpenTransport(httpx.AsyncHTTPTransport):
+class AsyncFastOpenTransport(_PoolOnFastOpen, httpx.AsyncHTTPTransport):
     """``httpx.AsyncHTTPTransport`` connecting with TFO (asyncio only); see
     :class:`FastOpenTransport`."""
 
-    def __init__(
-        self,
-        *,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = _DEFAULT_LIMITS,
-        local_address: str | None = None,
-        retries: int = 0,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> None:
-        # as in FastOpenTransport: keep AsyncHTTPTransport's mapping, swap the pool's backend
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=http1,
-            http2=http2,
-            local_address=local_address,
-            retries=retries,
-            socket_options=socket_options,
-            network_backend=AsyncFastOpenBackend(),
-        )
+    _pool_class = httpcore.AsyncConnectionPool
+    _backend_class = AsyncFastOpenBackend
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         with _requesting(request):

@@ -24,7 +24,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 
 from fastopen.http import replay_safe
 from fastopen.kernel import attempts, tcpinfo
-from fastopen.kernel.client import connect_deferred
+from fastopen.kernel.client import connect_deferred, set_options
 from fastopen.report import TfoReport
 
 _reports: weakref.WeakKeyDictionary[urllib3.BaseHTTPResponse, TfoReport] = (
@@ -70,13 +70,7 @@ class FastOpenHTTPConnection(HTTPConnection):
             ) from exc
         except OSError as exc:
             raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
-        try:
-            for option in self.socket_options or ():
-                sock.setsockopt(*option)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        return set_options(sock, self.socket_options or ())
 
     def getresponse(self) -> urllib3.HTTPResponse:  # type: ignore[override]
         sock = self.sock

@@ -15,13 +15,21 @@ import errno
 import select
 import socket
 import ssl
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from fastopen.kernel.attempts import Attempt, remember
 from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.report import OffReason, Side
 
 Address = tuple[Any, ...]
+
+#: A ``setsockopt`` argument tuple (the forms httpcore passes on).
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+
+_SocketT = TypeVar("_SocketT", bound=socket.socket)
 
 
 class _Way(enum.Enum):
@@ -43,6 +51,14 @@ def _choose(sock: socket.socket, off: OffReason | None) -> tuple[_Way, OffReason
             return _Way.SENDTO, None
         raise
     return _Way.CONNECT_OPTION, None
+
+
+def _choose_deferred(sock: socket.socket, off: OffReason | None) -> tuple[_Way, OffReason | None]:
+    """:func:`_choose` for a connect whose data comes later (``MSG_FASTOPEN`` cannot wait)."""
+    way, why = _choose(sock, off)
+    if way is _Way.SENDTO:
+        return _Way.PLAIN, OffReason.KERNEL_UNSUPPORTED
+    return way, why
 
 
 def _sendto_off_reason(exc: OSError) -> OffReason | None:
@@ -70,6 +86,20 @@ def _first_flight_off(first_flight: bytes, fastopen: bool) -> OffReason | None:
     if not first_flight:
         return OffReason.NO_FIRST_FLIGHT
     return None
+
+
+def set_options(
+    sock: socket.socket, options: Iterable[SocketOption | tuple[int, int, int | bytes]]
+) -> socket.socket:
+    """``sock`` with each ``setsockopt`` argument tuple of ``options`` (httpcore's or urllib3's
+    forms) applied; closed if one fails."""
+    try:
+        for option in options:
+            sock.setsockopt(*option)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _resolve(address: tuple[str, int]) -> list[tuple[Any, ...]]:
@@ -116,6 +146,33 @@ def _connect_sync(
     _wait_established(sock)
 
 
+def _first_connected(
+    address: tuple[str, int],
+    timeout: float | None,
+    source_address: tuple[str, int] | None,
+    connect: Callable[[socket.socket, Address], _SocketT],
+) -> _SocketT:
+    """Try each address ``address`` resolves to in turn: ``connect`` gets a fresh socket (with
+    ``timeout``, bound to ``source_address``) and the peer. The first success, or the last error.
+    """
+    last: OSError | None = None
+    for family, type_, proto, _, peer in _resolve(address):
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.settimeout(timeout)
+            if source_address is not None:
+                sock.bind(source_address)
+            return connect(sock, peer)
+        except OSError as exc:
+            sock.close()
+            last = exc
+        except BaseException:
+            sock.close()
+            raise
+    assert last is not None
+    raise last
+
+
 def create_connection(
     address: tuple[str, int],
     first_flight: bytes = b"",
@@ -132,21 +189,12 @@ def create_connection(
     connected (its handshake complete); ``fastopen.report(sock)`` tells what TFO did.
     """
     off = _first_flight_off(first_flight, fastopen)
-    last: OSError | None = None
-    for family, type_, proto, _, peer in _resolve(address):
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.settimeout(timeout)
-            if source_address is not None:
-                sock.bind(source_address)
-            _connect_sync(sock, peer, first_flight, off)
-        except OSError as exc:
-            sock.close()
-            last = exc
-            continue
+
+    def connect(sock: socket.socket, peer: Address) -> socket.socket:
+        _connect_sync(sock, peer, first_flight, off)
         return sock
-    assert last is not None
-    raise last
+
+    return _first_connected(address, timeout, source_address, connect)
 
 
 def connect_deferred(
@@ -163,25 +211,14 @@ def connect_deferred(
     once and only the first address is tried, as the cookie proves it answered before.
     """
     off = None if replay_safe else OffReason.NOT_REPLAY_SAFE
-    last: OSError | None = None
-    for family, type_, proto, _, peer in _resolve(address):
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.settimeout(timeout)
-            if source_address is not None:
-                sock.bind(source_address)
-            way, why = _choose(sock, off)
-            if way is _Way.SENDTO:  # MSG_FASTOPEN needs the data at connect time
-                way, why = _Way.PLAIN, OffReason.KERNEL_UNSUPPORTED
-            _record(sock, way, why, peer)
-            sock.connect(peer)
-        except OSError as exc:
-            sock.close()
-            last = exc
-            continue
+
+    def connect(sock: socket.socket, peer: Address) -> socket.socket:
+        way, why = _choose_deferred(sock, off)
+        _record(sock, way, why, peer)
+        sock.connect(peer)
         return sock
-    assert last is not None
-    raise last
+
+    return _first_connected(address, timeout, source_address, connect)
 
 
 def tls_connection(
@@ -199,30 +236,19 @@ def tls_connection(
     handshake's first write is the deferred connect's first write. Every address is tried.
     """
     off = None if fastopen else OffReason.DISABLED_BY_CALLER
-    last: OSError | None = None
-    for family, type_, proto, _, peer in _resolve(address):
-        raw = socket.socket(family, type_, proto)
-        try:
-            raw.settimeout(timeout)
-            if source_address is not None:
-                raw.bind(source_address)
-            way, why = _choose(raw, off)
-            if way is _Way.SENDTO:  # MSG_FASTOPEN cannot carry the handshake's write
-                way, why = _Way.PLAIN, OffReason.KERNEL_UNSUPPORTED
-            tls = context.wrap_socket(raw, server_hostname=server_hostname or address[0])
-        except BaseException:
-            raw.close()
-            raise
-        try:
+
+    def connect(raw: socket.socket, peer: Address) -> ssl.SSLSocket:
+        way, why = _choose_deferred(raw, off)
+        tls = context.wrap_socket(raw, server_hostname=server_hostname or address[0])
+        try:  # ``raw`` is detached now: ``tls`` holds the socket
             _record(tls, way, why, peer)
             tls.connect(peer)  # deferred with a cookie: the ClientHello goes out with the SYN
-        except OSError as exc:
+        except BaseException:
             tls.close()
-            last = exc
-            continue
+            raise
         return tls
-    assert last is not None
-    raise last
+
+    return _first_connected(address, timeout, source_address, connect)
 
 
 # -- asyncio -----------------------------------------------------------------------------------
@@ -254,25 +280,22 @@ async def _connect_async(
     *,
     wait: bool,
 ) -> None:
-    way, off = _choose(sock, off)
+    way, off = _choose(sock, off) if first_flight else _choose_deferred(sock, off)
     if way is _Way.SENDTO:
-        if not first_flight:  # MSG_FASTOPEN needs the data at connect time
-            way, off = _Way.PLAIN, OffReason.KERNEL_UNSUPPORTED
-        else:
-            try:
-                sent = sock.sendto(first_flight, MSG_FASTOPEN, peer)
-            except BlockingIOError:  # no cookie: the SYN carries a cookie request, no data
-                sent = 0
-            except OSError as exc:
-                off = _sendto_off_reason(exc)
-                if off is None:
-                    raise
-                way = _Way.PLAIN
-            if way is _Way.SENDTO:
-                _record(sock, way, off, peer)
-                await _writable(loop, sock)
-                await loop.sock_sendall(sock, first_flight[sent:])
-                return
+        try:
+            sent = sock.sendto(first_flight, MSG_FASTOPEN, peer)
+        except BlockingIOError:  # no cookie: the SYN carries a cookie request, no data
+            sent = 0
+        except OSError as exc:
+            off = _sendto_off_reason(exc)
+            if off is None:
+                raise
+            way = _Way.PLAIN
+        if way is _Way.SENDTO:
+            _record(sock, way, off, peer)
+            await _writable(loop, sock)
+            await loop.sock_sendall(sock, first_flight[sent:])
+            return
     _record(sock, way, off, peer)
     await loop.sock_connect(sock, peer)
     if first_flight:

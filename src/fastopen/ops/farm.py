@@ -27,7 +27,6 @@ from fastopen.ops.files import read_private
 
 LABEL = b"fastopen-tfo-key"
 MIN_SECRET = 16
-DEFAULT_INTERVAL = 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+)([smhdw]?)")
 

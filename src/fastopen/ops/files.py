@@ -18,7 +18,7 @@ def check_private(path: Path) -> None:
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
-        raise FastOpenError(f"{path} does not exist") from None
+        raise FastOpenError(f"{path} does not exist", hint="check the path given") from None
     if mode & 0o077:
         raise UnsafePermissions(
             f"{path} is open to other users (mode {mode:04o}); a TFO secret must be private",

@@ -150,7 +150,10 @@ def retire(
     now = time.time() if now is None else now
     old = current(path)
     if not old.ring.backups:
-        raise FastOpenError("there is no backup key to retire")
+        raise FastOpenError(
+            "there is no backup key to retire",
+            hint="nothing to do: only the primary key is set (`fastopen key show`)",
+        )
     left = grace_left(old, grace, now)
     if not force and left != 0.0:
         when = (
@@ -172,10 +175,7 @@ def describe(ring: KeyRing | None, *, reveal: bool) -> dict[str, Any]:
     """A ring for output: masked unless ``reveal``."""
     if ring is None:
         return {"set": False}
-
-    def show(key: Key) -> str:
-        return key.to_text() if reveal else key.masked()
-
+    show = Key.to_text if reveal else Key.masked
     return {
         "set": True,
         "primary": show(ring.primary),
