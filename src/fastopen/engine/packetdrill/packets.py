@@ -1,0 +1,157 @@
+"""Packets in packetdrill's text form, and the outbound packet matcher.
+
+The matcher compares a segment the engine sent, already mapped into script space (sequence
+and ack numbers relative, TS val rebased), with the script's expectation, as packetdrill's
+``verify_outbound_live_packet`` does: flags, seq, ack, payload length, window (when the script
+gives one), and the options in order (unless ``<...>``); TS val within the tolerance when a
+timestamp tick is configured, TS ecr not checked.
+"""
+
+from __future__ import annotations
+
+from fastopen.engine.packetdrill.script import PacketSpec
+from fastopen.wire import (
+    Eol,
+    FastOpen,
+    Flags,
+    Mss,
+    Nop,
+    Sack,
+    SackPermitted,
+    TcpOption,
+    TcpSegment,
+    Timestamps,
+    UnknownOption,
+    WindowScale,
+)
+
+#: packetdrill's flag letters, in the order it prints them.
+FLAG_LETTERS = (
+    ("S", Flags.SYN),
+    ("F", Flags.FIN),
+    ("R", Flags.RST),
+    ("P", Flags.PSH),
+    ("E", Flags.ECE),
+    ("W", Flags.CWR),
+    ("U", Flags.URG),
+    (".", Flags.ACK),
+)
+
+
+def flags_from_text(text: str) -> Flags:
+    flags = Flags(0)
+    letters = dict(FLAG_LETTERS)
+    for ch in text:
+        flags |= letters[ch]
+    return flags
+
+
+def flags_to_text(flags: Flags) -> str:
+    return "".join(letter for letter, bit in FLAG_LETTERS if flags & bit)
+
+
+def option_to_text(option: TcpOption) -> str:
+    """One option as packetdrill writes it (``mss 1460``, ``FO abcd1234``, ``TS val 1 ecr 0``)."""
+    match option:
+        case Nop():
+            return "nop"
+        case Eol():
+            return "eol"
+        case Mss(value):
+            return f"mss {value}"
+        case WindowScale(shift):
+            return f"wscale {shift}"
+        case SackPermitted():
+            return "sackOK"
+        case Sack(blocks):
+            return "sack " + " ".join(f"{a}:{b}" for a, b in blocks)
+        case Timestamps(tsval, tsecr):
+            return f"TS val {tsval} ecr {tsecr}"
+        case FastOpen(cookie, experimental):
+            name = "FOEXP" if experimental else "FO"
+            return f"{name} {cookie.hex()}" if cookie else name
+        case UnknownOption(kind, data):
+            return f"opt{kind} {data.hex()}" if data else f"opt{kind}"
+    raise AssertionError(option)
+
+
+def options_to_text(options: tuple[TcpOption, ...] | None) -> str:
+    if options is None:
+        return " <...>"
+    if not options:
+        return ""
+    return " <" + ",".join(option_to_text(o) for o in options) + ">"
+
+
+def spec_to_text(spec: PacketSpec) -> str:
+    text = f"{spec.flags} {spec.seq}:{spec.end}({spec.length})"
+    if spec.ack is not None:
+        text += f" ack {spec.ack}"
+    if spec.window is not None:
+        text += f" win {spec.window}"
+    return text + options_to_text(spec.options)
+
+
+def segment_to_text(seg: TcpSegment) -> str:
+    """A segment (in script space) as packetdrill prints an actual packet."""
+    flags = flags_to_text(seg.flags)
+    end = (seg.seq + len(seg.payload)) & 0xFFFFFFFF
+    text = f"{flags} {seg.seq}:{end}({len(seg.payload)})"
+    if seg.flags & Flags.ACK:
+        text += f" ack {seg.ack}"
+    text += f" win {seg.window}"
+    return text + options_to_text(seg.options)
+
+
+def _field(name: str, expected: int, actual: int) -> str | None:
+    if expected == actual:
+        return None
+    return (
+        f"live packet field {name}: expected: {expected} (0x{expected:x})"
+        f" vs actual: {actual} (0x{actual:x})"
+    )
+
+
+def compare(spec: PacketSpec, actual: TcpSegment, *, ts_tolerance_ticks: int | None) -> str | None:
+    """None when ``actual`` (script space) is what ``spec`` expects, else packetdrill's reason.
+
+    ``ts_tolerance_ticks`` is how far TS val may stray (None: TS val is not checked).
+    """
+    expected_flags = flags_from_text(spec.flags)
+    for _, bit in FLAG_LETTERS:
+        name = f"tcp_{(bit.name or '').lower()}"
+        problem = _field(name, int(bool(expected_flags & bit)), int(bool(actual.flags & bit)))
+        if problem:
+            return problem
+    checks = [
+        ("tcp_seq", spec.seq, actual.seq),
+        ("tcp_payload_len", spec.length, len(actual.payload)),
+    ]
+    if expected_flags & Flags.ACK:
+        checks.append(("tcp_ack_seq", spec.ack or 0, actual.ack))
+    if spec.window is not None:
+        checks.append(("tcp_window", spec.window, actual.window))
+    for name, expected, got in checks:
+        problem = _field(name, expected, got)
+        if problem:
+            return problem
+    if spec.options is None:
+        return None
+    return _compare_options(spec.options, actual.options, ts_tolerance_ticks)
+
+
+def _compare_options(
+    expected: tuple[TcpOption, ...], actual: tuple[TcpOption, ...], ts_tolerance: int | None
+) -> str | None:
+    if len(expected) != len(actual):
+        return "bad outbound TCP options"
+    for want, got in zip(expected, actual, strict=True):
+        if type(want) is not type(got):
+            return "bad outbound TCP options"
+        if isinstance(want, Timestamps) and isinstance(got, Timestamps):
+            if ts_tolerance is not None and abs(want.tsval - got.tsval) > ts_tolerance:
+                return f"bad outbound TCP timestamp value {got.tsval}, expected {want.tsval}"
+            continue
+        if want != got:
+            return f"bad value outbound TCP option {option_to_text(got).split()[0]}"
+    return None

@@ -1,0 +1,905 @@
+"""Runs a packetdrill script against one engine :class:`~fastopen.engine.Host`, in virtual time.
+
+Nothing sleeps: the runner moves a virtual clock from event to event, firing the engine's
+timers on the way, so a script that spans minutes runs in milliseconds and always the same way.
+It follows packetdrill's conventions (``gtests/net/packetdrill``):
+
+- one *socket under test*: the connection the script's packets belong to. ``listen()`` makes
+  the next inbound SYN start a new one (with a fresh remote port); ``connect()`` or
+  ``sendto(MSG_FASTOPEN)`` on a new socket starts an active one, whose port and ISN are
+  learned from its first SYN;
+- sequence and ack numbers are absolute in packets with SYN set and relative to the ISN of
+  their side otherwise; SACK blocks likewise; outbound TS val is rebased on the first one seen,
+  an inbound TS ecr is mapped back to the TS val it echoes;
+- a blocking system call (no ``O_NONBLOCK``) lets the script go on while it waits, and must
+  return within the tolerance of its time, or of ``start...end``;
+- an outbound packet must come out within the tolerance of its time (4 ms, or 12.5% of the time
+  since the previous event when that is more, as packetdrill on Linux);
+  ``*`` accepts any time.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import errno as errno_mod
+import inspect
+import ipaddress
+import os
+import socket as socket_mod
+import textwrap
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
+from fastopen.engine.cache import IPAddress
+from fastopen.engine.packetdrill.errors import ScriptError, ScriptSyntaxError
+from fastopen.engine.packetdrill.packets import (
+    compare,
+    flags_from_text,
+    segment_to_text,
+    spec_to_text,
+)
+from fastopen.engine.packetdrill.script import (
+    ELLIPSIS,
+    Call,
+    Ellipsis_,
+    Event,
+    Expr,
+    KeyValue,
+    ListExpr,
+    Name,
+    OrExpr,
+    PacketSpec,
+    Python,
+    Quoted,
+    Script,
+    Shell,
+    StructExpr,
+    Syscall,
+    TimeKind,
+)
+from fastopen.engine.packetdrill.shell import SYSCTLS, ShellCommands
+from fastopen.kernel import constants as K
+from fastopen.wire import Flags, Sack, TcpOption, TcpSegment, Timestamps
+
+MASK = 0xFFFFFFFF
+#: packetdrill's default addresses (local = the stack under test) and ports.
+DEFAULT_ADDRESSES = {
+    4: ("192.168.0.1", "192.0.2.1"),
+    6: ("fd3d:a0b:17d6::1", "fd3d:fa7b:d17d::1"),
+}
+DEFAULT_PORT = 8080
+DEFAULT_TOLERANCE_USECS = 4000
+#: packetdrill on Linux also allows 12.5% of the time since the previous event (timer wheel slack).
+DEFAULT_TOLERANCE_PERCENT = 12.5
+#: Remote ports the runner gives to the connections the script opens to the engine.
+FIRST_REMOTE_PORT = 40000
+#: How far past its expected time the runner looks for an outbound packet (virtual seconds).
+MAX_WAIT = 600.0
+#: A limit on the timers fired by one step of the clock, against a runaway engine.
+MAX_TIMER_STEPS = 100_000
+
+SYMBOLS: dict[str, int] = {
+    "AF_INET": socket_mod.AF_INET,
+    "AF_INET6": socket_mod.AF_INET6,
+    "PF_INET": socket_mod.AF_INET,
+    "PF_INET6": socket_mod.AF_INET6,
+    "SOCK_STREAM": socket_mod.SOCK_STREAM,
+    "SOCK_NONBLOCK": socket_mod.SOCK_NONBLOCK,
+    "IPPROTO_TCP": socket_mod.IPPROTO_TCP,
+    "SOL_TCP": socket_mod.IPPROTO_TCP,
+    "SOL_SOCKET": socket_mod.SOL_SOCKET,
+    "SO_REUSEADDR": socket_mod.SO_REUSEADDR,
+    "SO_ERROR": socket_mod.SO_ERROR,
+    "TCP_NODELAY": socket_mod.TCP_NODELAY,
+    "TCP_SYNCNT": socket_mod.TCP_SYNCNT,
+    "TCP_INFO": K.TCP_INFO,
+    "TCP_FASTOPEN": K.TCP_FASTOPEN,
+    "TCP_FASTOPEN_CONNECT": K.TCP_FASTOPEN_CONNECT,
+    "TCP_FASTOPEN_KEY": K.TCP_FASTOPEN_KEY,
+    "TCP_FASTOPEN_NO_COOKIE": K.TCP_FASTOPEN_NO_COOKIE,
+    "MSG_FASTOPEN": K.MSG_FASTOPEN,
+    "MSG_DONTWAIT": socket_mod.MSG_DONTWAIT,
+    "F_GETFL": 3,
+    "F_SETFL": 4,
+    "O_RDWR": os.O_RDWR,
+    "O_NONBLOCK": os.O_NONBLOCK,
+    "SHUT_RD": socket_mod.SHUT_RD,
+    "SHUT_WR": socket_mod.SHUT_WR,
+    "SHUT_RDWR": socket_mod.SHUT_RDWR,
+}
+#: Names a ``%{ }%`` block sees besides the tcpi_* fields: TCPI_OPT_* and Linux's TCP_* states.
+PYTHON_CONSTANTS = {name: getattr(K, name) for name in dir(K) if name.startswith("TCPI_OPT_")}
+PYTHON_CONSTANTS.update(
+    {
+        "TCP_" + name: int(state)
+        for name, state in (
+            ("ESTABLISHED", TcpState.ESTABLISHED),
+            ("SYN_SENT", TcpState.SYN_SENT),
+            ("SYN_RECV", TcpState.SYN_RECEIVED),
+            ("FIN_WAIT1", TcpState.FIN_WAIT_1),
+            ("FIN_WAIT2", TcpState.FIN_WAIT_2),
+            ("TIME_WAIT", TcpState.TIME_WAIT),
+            ("CLOSE", TcpState.CLOSED),
+            ("CLOSE_WAIT", TcpState.CLOSE_WAIT),
+            ("LAST_ACK", TcpState.LAST_ACK),
+            ("LISTEN", TcpState.LISTEN),
+            ("CLOSING", TcpState.CLOSING),
+        )
+    }
+)
+
+
+@dataclass(slots=True)
+class Config:
+    """Where and how a script runs (packetdrill's command-line flags of the same names)."""
+
+    ip_version: int = 4
+    local_ip: IPAddress | None = None
+    remote_ip: IPAddress | None = None
+    bind_port: int = DEFAULT_PORT
+    connect_port: int = DEFAULT_PORT
+    tolerance_usecs: int = DEFAULT_TOLERANCE_USECS
+    tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT
+    tcp_ts_tick_usecs: int | None = None
+    mtu: int = 1500
+    #: packetdrill's ``-D NAME=VALUE`` (applied when the script is parsed).
+    defines: dict[str, str] = field(default_factory=dict)
+    #: Options given on the command line, by packetdrill's names: they override the script's.
+    command_line: dict[str, str] = field(default_factory=dict)
+
+    def apply(self, options: dict[str, str], path: str) -> None:
+        """The script's ``--name=value`` lines."""
+        for name, value in options.items():
+            try:
+                self._apply(name, value)
+            except ValueError:
+                raise ScriptSyntaxError(path, 0, f"bad value for --{name}: {value!r}") from None
+
+    def _apply(self, name: str, value: str) -> None:
+        if name == "ip_version":
+            if value not in ("ipv4", "ipv6"):
+                raise ValueError(value)
+            self.ip_version = 4 if value == "ipv4" else 6
+        elif name == "local_ip":
+            self.local_ip = ipaddress.ip_address(value)
+        elif name == "remote_ip":
+            self.remote_ip = ipaddress.ip_address(value)
+        elif name in ("bind_port", "connect_port", "tolerance_usecs", "tcp_ts_tick_usecs", "mtu"):
+            setattr(self, name, int(value))
+        elif name == "tolerance_percent":
+            self.tolerance_percent = float(value)
+        elif name not in ("gateway_ip", "netmask_ip"):  # those only route packetdrill's tun device
+            raise ValueError(value)
+
+    def addresses(self) -> tuple[IPAddress, IPAddress]:
+        version = self.ip_version
+        if self.local_ip is not None:
+            version = self.local_ip.version
+        local, remote = DEFAULT_ADDRESSES[version]
+        return (
+            self.local_ip or ipaddress.ip_address(local),
+            self.remote_ip or ipaddress.ip_address(remote),
+        )
+
+
+@dataclass(slots=True)
+class Flow:
+    """The socket under test: one connection between the engine and the script's peer."""
+
+    passive: bool
+    remote_port: int
+    local_port: int | None
+    sock: EngineSocket | None = None
+    remote_isn: int | None = None
+    local_isn_live: int | None = None
+    local_isn_script: int = 0
+    ts_first: tuple[int, int] | None = None  # (script TS val, actual TS val)
+    ts_map: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Fd:
+    sock: EngineSocket
+    nonblocking: bool = False
+
+
+@dataclass(slots=True)
+class Pending:
+    """A blocking system call in progress: ``attempt`` returns its result once it is done."""
+
+    event: Event
+    start: float
+    since: float  # the script time of the event before it (for the tolerance)
+    attempt: Callable[[], int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a script did: counts and the virtual time it covered."""
+
+    path: str
+    events: int
+    packets_in: int
+    packets_out: int
+    syscalls: int
+    duration: float
+
+
+class Runner:
+    """One run of one script; use :func:`run_script`."""
+
+    def __init__(self, script: Script, config: Config) -> None:
+        self.script = script
+        self.config = config
+        self.local, self.remote = config.addresses()
+        if self.local.version != self.remote.version:
+            raise ScriptSyntaxError(script.path, 0, "local and remote address families differ")
+        self.host = Host(
+            [self.local],
+            tcp_fastopen=K.TFO_CLIENT_ENABLE,
+            mtu=config.mtu,
+            negative_cache_time=0,
+            tsoffset=lambda local, remote: 0,
+        )
+        self.now = 0.0
+        self.last_time = 0.0
+        self.fds: dict[int, Fd] = {}
+        self.flow: Flow | None = None
+        self.next_remote_port = FIRST_REMOTE_PORT
+        self.outbound: deque[tuple[float, IPAddress, IPAddress, TcpSegment]] = deque()
+        self.pending: Pending | None = None
+        self.event: Event | None = None
+        self.call: Syscall | None = None
+        self.counts = {"in": 0, "out": 0, "syscalls": 0}
+
+    # -- errors ------------------------------------------------------------------------------------
+
+    def fail(
+        self, message: str, event: Event | None = None, hint: str | None = None
+    ) -> ScriptError:
+        ev = event or self.event
+        return ScriptError(self.script.path, ev.line if ev else 0, message, hint=hint)
+
+    # -- virtual time ------------------------------------------------------------------------------
+
+    def tolerance(self, start: float, since: float) -> float:
+        """packetdrill's timing slack for an event at ``start`` whose previous event was at
+        ``since``: ``tolerance_usecs``, or ``tolerance_percent`` of the gap when that is more."""
+        gap = max(start - since, 0.0)
+        return max(self.config.tolerance_usecs / 1e6, self.config.tolerance_percent / 100 * gap)
+
+    def event_window(self, event: Event) -> tuple[float, float | None]:
+        """(script time of the event, the end of its range or None)."""
+        t = event.time
+        if t.kind is TimeKind.ANY:
+            return self.now, None
+        start = t.start + (self.last_time if t.kind is TimeKind.RELATIVE else 0.0)
+        if t.end is None:
+            return start, start
+        return start, t.end + (start if t.end_relative else 0.0)
+
+    def advance(self, until: float) -> None:
+        """Fire every engine timer due up to ``until``, then set the clock there."""
+        steps = 0
+        while True:
+            due = self.host.get_timer()
+            if due is None or due > until:
+                break
+            self.now = max(self.now, due)
+            self.host.handle_timer(self.now)
+            self.collect()
+            steps += 1
+            if steps > MAX_TIMER_STEPS:
+                raise self.fail(f"the engine's timers do not advance at {self.now:.6f} sec")
+        self.now = max(self.now, until)
+
+    def step(self) -> bool:
+        """Fire the next engine timer, whenever it is; False when there is none."""
+        due = self.host.get_timer()
+        if due is None:
+            return False
+        self.advance(due)
+        return True
+
+    def collect(self) -> None:
+        """Take the engine's output (stamped with the clock) and events; retry a blocked call."""
+        for src, dst, seg in self.host.segments_to_send():
+            self.outbound.append((self.now, src, dst, seg))
+        while self.host.next_event() is not None:
+            pass
+        if self.pending is not None:
+            self.retry_pending()
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        for event in self.script.events:
+            self.event = event
+            start, end = self.event_window(event)
+            action = event.action
+            if isinstance(action, PacketSpec) and action.direction == ">":
+                self.expect_packet(event, action, start, end)
+            else:
+                if isinstance(action, Syscall):
+                    self.finish_pending()
+                if event.time.kind is not TimeKind.ANY:
+                    self.advance(start)
+                self.perform(event, action)
+                self.last_time = self.now if event.time.kind is TimeKind.ANY else start
+        self.finish_pending()
+        return RunResult(
+            self.script.path,
+            len(self.script.events),
+            self.counts["in"],
+            self.counts["out"],
+            self.counts["syscalls"],
+            self.now,
+        )
+
+    def perform(self, event: Event, action: PacketSpec | Syscall | Shell | Python) -> None:
+        if isinstance(action, PacketSpec):
+            self.inject(action)
+        elif isinstance(action, Syscall):
+            self.counts["syscalls"] += 1
+            self.syscall(event, action)
+        elif isinstance(action, Shell):
+            failed = ShellCommands(self.host).run(action.command)
+            if failed is not None:
+                known = ", ".join(name.rsplit(".", 1)[1] for name in SYSCTLS)
+                raise self.fail(
+                    f"shell command failed or unsupported: {failed!r}",
+                    hint=f"the runner knows the sysctls {known}, defaults.sh, set_sysctls.py "
+                    "and 'ip tcp_metrics flush'",
+                )
+        else:
+            self.python(action)
+        self.collect()
+
+    # -- inbound packets ---------------------------------------------------------------------------
+
+    def inject(self, spec: PacketSpec) -> None:
+        flags = flags_from_text(spec.flags)
+        syn = bool(flags & Flags.SYN)
+        if spec.window is None:
+            raise self.fail("an inbound packet needs a window ('win N')")
+        flow = self.flow
+        if syn and not flags & Flags.ACK and flow is None:
+            flow = self.flow = Flow(True, self.next_remote_port, self.config.bind_port)
+            self.next_remote_port += 1
+        if flow is None:
+            raise self.fail("an inbound packet, but no socket is listening or connecting")
+        if flow.local_port is None:
+            raise self.fail("an inbound packet before the engine's SYN")
+        if syn:
+            flow.remote_isn = spec.seq
+        remote_isn = flow.remote_isn or 0
+        seq = spec.seq if syn else spec.seq + remote_isn
+        local_live = flow.local_isn_live or 0
+        ack_offset = local_live - flow.local_isn_script if syn else local_live
+        ack = (spec.ack or 0) + ack_offset if flags & Flags.ACK else 0
+        assert spec.options is not None
+        options = tuple(self.inbound_option(flow, o, ack_offset, flags) for o in spec.options)
+        try:
+            seg = TcpSegment(
+                self.config.connect_port if not flow.passive else flow.remote_port,
+                flow.local_port,
+                seq & MASK,
+                ack & MASK,
+                flags,
+                spec.window,
+                options,
+                bytes(spec.length),
+            )
+        except ValueError as exc:
+            raise self.fail(f"cannot build the inbound packet: {exc}") from None
+        self.counts["in"] += 1
+        self.host.receive_segment(self.remote, self.local, seg, self.now)
+
+    def inbound_option(
+        self, flow: Flow, opt: TcpOption, ack_offset: int, flags: Flags
+    ) -> TcpOption:
+        if isinstance(opt, Sack):
+            return Sack(
+                tuple(((a + ack_offset) & MASK, (b + ack_offset) & MASK) for a, b in opt.blocks)
+            )
+        if isinstance(opt, Timestamps) and flags & Flags.ACK:
+            live = flow.ts_map.get(opt.tsecr)
+            if live is None and flow.ts_first is not None:
+                live = opt.tsecr - flow.ts_first[0] + flow.ts_first[1]
+            if live is None:
+                raise self.fail(
+                    f"unable to infer live TS ecr for script TS ecr {opt.tsecr}; "
+                    "no matching or preceding outbound TS val"
+                )
+            return Timestamps(opt.tsval, live & MASK)
+        return opt
+
+    # -- outbound packets --------------------------------------------------------------------------
+
+    def belongs(self, src: IPAddress, dst: IPAddress, seg: TcpSegment) -> bool:
+        flow = self.flow
+        if flow is None or dst != self.remote:
+            return False
+        if flow.passive:
+            return seg.src_port == flow.local_port and seg.dst_port == flow.remote_port
+        if seg.dst_port != self.config.connect_port:
+            return False
+        if flow.local_port is None:
+            return bool(seg.flags & Flags.SYN) and not seg.flags & Flags.ACK
+        return seg.src_port == flow.local_port
+
+    def next_outbound(self) -> tuple[float, TcpSegment] | None:
+        while self.outbound:
+            when, src, dst, seg = self.outbound.popleft()
+            if self.belongs(src, dst, seg):
+                return when, seg
+        return None
+
+    def expect_packet(
+        self, event: Event, spec: PacketSpec, start: float, end: float | None
+    ) -> None:
+        found = self.next_outbound()
+        while found is None:
+            # Look past the expected time too, so that a late packet is reported as late.
+            if self.now > start + MAX_WAIT or not self.step():
+                self.advance(max(start, self.now))
+                raise self.fail(
+                    "error handling packet: expected outbound packet was not sent\n"
+                    f"script packet: {start:9.6f} {spec_to_text(spec)}"
+                )
+            found = self.next_outbound()
+        when, seg = found
+        self.counts["out"] += 1
+        flow = self.flow
+        assert flow is not None
+        actual = self.to_script_space(flow, seg, spec)
+        expected_text = f"script packet: {start:9.6f} {spec_to_text(spec)}"
+        actual_text = f"actual packet: {when:9.6f} {segment_to_text(actual)}"
+        tick = self.config.tcp_ts_tick_usecs
+        ts_tolerance = None if not tick else self.config.tolerance_usecs // tick
+        problem = compare(spec, actual, ts_tolerance_ticks=ts_tolerance)
+        tol = self.tolerance(start, self.last_time)
+        late = end is not None and not start - tol <= when <= end + tol
+        if problem is None and late:
+            wanted = f"{start:.6f}" if end == start else f"{start:.6f}~{end:.6f}"
+            problem = (
+                f"timing error: expected outbound packet at {wanted} sec "
+                f"but happened at {when:.6f} sec; tolerance {round(tol * 1e6)} usecs"
+            )
+        if problem is not None:
+            raise self.fail(f"error handling packet: {problem}\n{expected_text}\n{actual_text}")
+        self.now = max(self.now, when)
+        self.last_time = when if event.time.kind is TimeKind.ANY else start
+
+    def to_script_space(self, flow: Flow, seg: TcpSegment, spec: PacketSpec) -> TcpSegment:
+        syn = bool(seg.flags & Flags.SYN)
+        if syn:
+            flow.local_isn_live = seg.seq
+            flow.local_isn_script = spec.seq
+            if not flow.passive:
+                flow.local_port = seg.src_port
+        live_isn = flow.local_isn_live or 0
+        seq_offset = live_isn - flow.local_isn_script if syn else live_isn
+        ack_offset = 0 if syn else flow.remote_isn or 0
+        options: list[TcpOption] = []
+        for opt in seg.options:
+            if isinstance(opt, Sack):
+                opt = Sack(
+                    tuple(((a - ack_offset) & MASK, (b - ack_offset) & MASK) for a, b in opt.blocks)
+                )
+            elif isinstance(opt, Timestamps):
+                opt = self.rebase_tsval(flow, opt, spec)
+            options.append(opt)
+        return dataclasses.replace(
+            seg,
+            seq=(seg.seq - seq_offset) & MASK,
+            ack=(seg.ack - ack_offset) & MASK,
+            options=tuple(options),
+        )
+
+    def rebase_tsval(self, flow: Flow, actual: Timestamps, spec: PacketSpec) -> Timestamps:
+        script_ts = next((o for o in spec.options or () if isinstance(o, Timestamps)), None)
+        if script_ts is None:
+            return actual
+        flow.ts_map[script_ts.tsval] = actual.tsval
+        if flow.ts_first is None:
+            flow.ts_first = (script_ts.tsval, actual.tsval)
+        first_script, first_actual = flow.ts_first
+        return Timestamps((first_script + actual.tsval - first_actual) & MASK, actual.tsecr)
+
+    # -- system calls ------------------------------------------------------------------------------
+
+    def value(self, expr: Expr) -> int | None:
+        """An integer argument (``[1]`` is 1; ``...`` is None)."""
+        if isinstance(expr, Ellipsis_):
+            return None
+        if isinstance(expr, int):
+            return expr
+        if isinstance(expr, Name):
+            known = SYMBOLS.get(expr.name, PYTHON_CONSTANTS.get(expr.name))
+            if known is None:
+                raise self.fail(f"unknown symbol {expr.name}")
+            return known
+        if isinstance(expr, OrExpr):
+            total = 0
+            for item in expr.items:
+                total |= self.value(item) or 0
+            return total
+        if isinstance(expr, ListExpr) and len(expr.items) == 1:
+            return self.value(expr.items[0])
+        raise self.fail(f"expected a number, found {expr!r}")
+
+    def fd(self, expr: Expr) -> Fd:
+        number = self.value(expr)
+        if number is None or number not in self.fds:
+            raise EngineError(errno_mod.EBADF)
+        return self.fds[number]
+
+    def new_fd(self, sock: EngineSocket, want: int | Ellipsis_, nonblocking: bool = False) -> int:
+        """A descriptor for ``sock``: ``want`` (the number the script expects), else the lowest
+        free one from 3.
+
+        packetdrill maps script descriptors to live ones, so a script may give a new socket a
+        number still in use: the old socket stays open, out of the script's reach.
+        """
+        number = want if isinstance(want, int) and want >= 0 else 3
+        if number != want:
+            while number in self.fds:
+                number += 1
+        self.fds[number] = Fd(sock, nonblocking)
+        return number
+
+    def expected_result(self) -> int | Ellipsis_:
+        assert self.call is not None
+        return self.call.result
+
+    def syscall(self, event: Event, call: Syscall) -> None:
+        handler = getattr(self, f"sys_{call.name}", None)
+        if handler is None:
+            raise self.fail(f"unsupported system call {call.name}()")
+        try:
+            inspect.signature(handler).bind(*call.args)
+        except TypeError:
+            raise self.fail(f"wrong number of arguments to {call.name}()") from None
+        self.call = call
+        try:
+            outcome = handler(*call.args)
+        except EngineError as exc:
+            self.check_result(event, call, -1, exc.errno)
+            return
+        if callable(outcome):
+            self.pending = Pending(event, self.now, self.last_time, outcome)
+            self.retry_pending()
+            return
+        self.check_result(event, call, outcome, None)
+
+    def check_result(self, event: Event, call: Syscall, result: int, err: int | None) -> None:
+        if isinstance(call.result, Ellipsis_):
+            return
+        ok = call.result == result
+        if ok and err is not None and call.errno is not None:
+            ok = getattr(errno_mod, call.errno, None) == err  # EOPNOTSUPP is ENOTSUP...
+        if ok:
+            return
+        expected = f"{call.result}" + (f" {call.errno}" if call.errno else "")
+        actual = f"{result}"
+        if err is not None:
+            actual += f" {errno_mod.errorcode.get(err, err)} ({os.strerror(err)})"
+        raise self.fail(
+            f"runtime error in {call.name} call: expected result {expected} but got {actual}", event
+        )
+
+    def retry_pending(self) -> None:
+        pending = self.pending
+        assert pending is not None
+        call = pending.event.action
+        assert isinstance(call, Syscall)
+        try:
+            result = pending.attempt()
+        except EngineError as exc:
+            self.pending = None
+            self.check_return_time(pending)
+            self.check_result(pending.event, call, -1, exc.errno)
+            return
+        if result is None:
+            return
+        self.pending = None
+        self.check_return_time(pending)
+        self.check_result(pending.event, call, result, None)
+
+    def check_return_time(self, pending: Pending) -> None:
+        event = pending.event
+        if event.time.kind is TimeKind.ANY:
+            return
+        start = pending.start
+        end = start
+        if event.time.end is not None:
+            end = event.time.end + (start if event.time.end_relative else 0.0)
+        tol = self.tolerance(start, pending.since)
+        if not start - tol <= self.now <= end + tol:
+            wanted = f"{start:.6f}" if end == start else f"{start:.6f}~{end:.6f}"
+            raise self.fail(
+                f"timing error: expected system call return at {wanted} sec "
+                f"but happened at {self.now:.6f} sec; tolerance {round(tol * 1e6)} usecs",
+                event,
+            )
+
+    def finish_pending(self) -> None:
+        """Wait (in virtual time) for a blocked call to return."""
+        while self.pending is not None:
+            if not self.step():
+                raise self.fail("the blocking system call never returned", self.pending.event)
+
+    def blocking(
+        self, fd: Fd, attempt: Callable[[], int], flags: int = 0
+    ) -> int | Callable[[], int | None]:
+        """Run ``attempt`` now; on a blocking socket, keep trying while it would block."""
+        try:
+            return attempt()
+        except EngineError as exc:
+            if exc.errno not in (errno_mod.EAGAIN, errno_mod.EINPROGRESS):
+                raise
+            if fd.nonblocking or flags & socket_mod.MSG_DONTWAIT:
+                raise
+
+        def again() -> int | None:
+            try:
+                return attempt()
+            except EngineError as exc:
+                if exc.errno in (errno_mod.EAGAIN, errno_mod.EINPROGRESS):
+                    return None
+                raise
+
+        return again
+
+    def sys_socket(self, domain: Expr, kind: Expr, protocol: Expr) -> int:
+        family = self.value(domain)
+        if family is None:
+            family = socket_mod.AF_INET if self.local.version == 4 else socket_mod.AF_INET6
+        type_ = self.value(kind) or socket_mod.SOCK_STREAM
+        if type_ & ~socket_mod.SOCK_NONBLOCK != socket_mod.SOCK_STREAM:
+            raise self.fail("only SOCK_STREAM sockets are supported")
+        sock = self.host.socket(family)
+        return self.new_fd(sock, self.expected_result(), bool(type_ & socket_mod.SOCK_NONBLOCK))
+
+    def sys_fcntl(self, fd: Expr, cmd: Expr, arg: Expr = ELLIPSIS) -> int:
+        entry = self.fd(fd)
+        command = self.value(cmd)
+        if command == SYMBOLS["F_SETFL"]:
+            entry.nonblocking = bool((self.value(arg) or 0) & os.O_NONBLOCK)
+            return 0
+        if command == SYMBOLS["F_GETFL"]:
+            return os.O_RDWR | (os.O_NONBLOCK if entry.nonblocking else 0)
+        raise self.fail("fcntl supports F_GETFL and F_SETFL")
+
+    def sys_setsockopt(self, fd: Expr, level: Expr, name: Expr, value: Expr, length: Expr) -> int:
+        sock = self.fd(fd).sock
+        size = self.value(length)
+        data: int | bytes
+        if isinstance(value, Quoted):
+            raw = value.data
+            data = raw[:size].ljust(size, b"\0") if size is not None else raw
+        else:
+            data = self.value(value) or 0
+        sock.setsockopt(self.value(level) or 0, self.value(name) or 0, data)
+        return 0
+
+    def sys_getsockopt(self, fd: Expr, level: Expr, name: Expr, value: Expr, length: Expr) -> int:
+        sock = self.fd(fd).sock
+        actual = sock.getsockopt(self.value(level) or 0, self.value(name) or 0)
+        if isinstance(actual, int) and isinstance(value, ListExpr):
+            expected = self.value(value)
+            if expected is not None and expected != actual:
+                raise self.fail(f"getsockopt: expected value {expected} but got {actual}")
+        if isinstance(actual, TcpInfo) and isinstance(value, StructExpr):
+            self.check_tcp_info(actual, value)
+        return 0
+
+    def check_tcp_info(self, info: TcpInfo, fields: StructExpr) -> None:
+        """``{tcpi_state=TCP_ESTABLISHED, tcpi_options=..., ...}``: each named field must match."""
+        for item in fields.items:
+            if not isinstance(item, KeyValue):
+                continue
+            if not isinstance(item.key, Name) or not hasattr(info, item.key.name):
+                raise self.fail(
+                    f"getsockopt TCP_INFO: no field {item.key!r} in the engine's TcpInfo"
+                )
+            expected = self.value(item.value)
+            got = getattr(info, item.key.name)
+            if expected is not None and expected != got:
+                raise self.fail(
+                    f"getsockopt TCP_INFO: {item.key.name} expected {expected} but got {got}"
+                )
+
+    def sys_bind(self, fd: Expr, addr: Expr, addrlen: Expr) -> int:
+        self.fd(fd).sock.bind((str(self.local), self.config.bind_port))
+        return 0
+
+    def sys_listen(self, fd: Expr, backlog: Expr) -> int:
+        self.fd(fd).sock.listen(self.value(backlog) or 0)
+        self.flow = None
+        return 0
+
+    def sys_accept(self, fd: Expr, addr: Expr, addrlen: Expr) -> int | Callable[[], int | None]:
+        entry = self.fd(fd)
+        want = self.expected_result()
+
+        def attempt() -> int:
+            child, _ = entry.sock.accept(self.now)
+            if self.flow is not None and self.flow.passive and self.flow.sock is None:
+                self.flow.sock = child
+            return self.new_fd(child, want)
+
+        return self.blocking(entry, attempt)
+
+    def start_active(self, sock: EngineSocket) -> None:
+        """A connect or a first sendto: this socket becomes the socket under test."""
+        if sock.conn is None or sock.state is TcpState.CLOSED:
+            self.flow = Flow(False, self.config.connect_port, None, sock)
+
+    def sys_connect(self, fd: Expr, addr: Expr, addrlen: Expr) -> int | Callable[[], int | None]:
+        entry = self.fd(fd)
+        sock = entry.sock
+        if isinstance(addr, Name) and addr.name == "AF_UNSPEC":
+            raise self.fail(
+                "connect(AF_UNSPEC) (Linux tcp_disconnect) is not in the engine's socket API"
+            )
+        self.start_active(sock)
+        try:
+            sock.connect((str(self.remote), self.config.connect_port), self.now)
+            return 0
+        except EngineError as exc:
+            if exc.errno != errno_mod.EINPROGRESS or entry.nonblocking:
+                raise
+
+        def attempt() -> int | None:
+            if sock.state is TcpState.SYN_SENT:
+                return None
+            error = sock.getsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_ERROR)
+            if isinstance(error, int) and error:
+                raise EngineError(error)
+            return 0
+
+        return attempt
+
+    def send_all(
+        self, entry: Fd, total: int, first: Callable[[], int], flags: int
+    ) -> int | Callable[[], int | None]:
+        """A send of ``total`` bytes; blocking sockets wait for the connection and the buffer."""
+        sock = entry.sock
+        blocking = not entry.nonblocking and not flags & socket_mod.MSG_DONTWAIT
+        try:
+            sent = first()
+        except EngineError as exc:
+            if not blocking or exc.errno not in (errno_mod.EINPROGRESS, errno_mod.EAGAIN):
+                raise
+            sent = 0
+        if not blocking or sent == total:
+            return sent
+        done = [sent]
+
+        def attempt() -> int | None:
+            try:
+                done[0] += sock.send(bytes(total - done[0]), self.now)
+            except EngineError as exc:
+                if exc.errno == errno_mod.EAGAIN:
+                    return None
+                raise
+            return total if done[0] >= total else None
+
+        return attempt
+
+    def sys_sendto(
+        self, fd: Expr, buf: Expr, length: Expr, flags: Expr, addr: Expr, addrlen: Expr
+    ) -> int | Callable[[], int | None]:
+        return self.send_to(self.fd(fd), self.value(length) or 0, self.value(flags) or 0)
+
+    def sys_sendmsg(self, fd: Expr, msg: Expr, flags: Expr) -> int | Callable[[], int | None]:
+        return self.send_to(self.fd(fd), self.iov_length(msg), self.value(flags) or 0)
+
+    def send_to(self, entry: Fd, total: int, flags: int) -> int | Callable[[], int | None]:
+        """sendto/sendmsg to the script's remote address (MSG_FASTOPEN starts a connection)."""
+        if flags & K.MSG_FASTOPEN:
+            self.start_active(entry.sock)
+        target = (str(self.remote), self.config.connect_port)
+
+        def first() -> int:
+            return entry.sock.sendto(bytes(total), flags, target, self.now)
+
+        return self.send_all(entry, total, first, flags)
+
+    def iov_length(self, msg: Expr) -> int:
+        """The bytes in ``msg_iov(N)=[{..., LEN}, ...]`` of a struct msghdr."""
+        if not isinstance(msg, StructExpr):
+            raise self.fail("sendmsg needs a struct msghdr")
+        for item in msg.items:
+            if not isinstance(item, KeyValue):
+                continue
+            key = item.key
+            name = key.name if isinstance(key, (Name, Call)) else ""
+            if name == "msg_iov" and isinstance(item.value, ListExpr):
+                total = 0
+                for iov in item.value.items:
+                    if isinstance(iov, StructExpr) and iov.items:
+                        total += self.value(iov.items[-1]) or 0
+                return total
+        raise self.fail("sendmsg: no msg_iov in the struct msghdr")
+
+    def sys_send(
+        self, fd: Expr, buf: Expr, length: Expr, flags: Expr
+    ) -> int | Callable[[], int | None]:
+        entry = self.fd(fd)
+        total = self.value(length) or 0
+        bits = self.value(flags) or 0
+        return self.send_all(entry, total, lambda: entry.sock.send(bytes(total), self.now), bits)
+
+    def sys_write(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
+        return self.sys_send(fd, buf, length, 0)
+
+    def sys_recv(
+        self, fd: Expr, buf: Expr, length: Expr, flags: Expr
+    ) -> int | Callable[[], int | None]:
+        entry = self.fd(fd)
+        size = self.value(length) or 0
+        bits = self.value(flags) or 0
+        return self.blocking(entry, lambda: len(entry.sock.recv(size, self.now)), bits)
+
+    def sys_read(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
+        return self.sys_recv(fd, buf, length, 0)
+
+    def sys_shutdown(self, fd: Expr, how: Expr) -> int:
+        self.fd(fd).sock.shutdown(self.value(how) or 0, self.now)
+        return 0
+
+    def sys_close(self, fd: Expr) -> int:
+        number = self.value(fd)
+        if number is None or number not in self.fds:
+            raise EngineError(errno_mod.EBADF)
+        self.fds.pop(number).sock.close(self.now)
+        return 0
+
+    # -- %{ }% -------------------------------------------------------------------------------------
+
+    def flow_socket(self) -> EngineSocket | None:
+        flow = self.flow
+        if flow is None:
+            return None
+        if flow.sock is None and flow.passive and flow.local_port is not None:
+            key = (self.local, flow.local_port, self.remote, flow.remote_port)
+            conn = self.host.connections.get(key)
+            if conn is not None:
+                flow.sock = conn.sock
+        return flow.sock
+
+    def python(self, block: Python) -> None:
+        sock = self.flow_socket()
+        if sock is None:
+            raise self.fail("a %{ }% block, but there is no socket under test")
+        info = sock.tcp_info()
+        namespace: dict[str, object] = {"__builtins__": builtins}
+        namespace.update(PYTHON_CONSTANTS)
+        namespace.update({f.name: getattr(info, f.name) for f in dataclasses.fields(info)})
+        code = textwrap.dedent(block.code).strip()
+        try:
+            exec(compile(code, self.script.path, "exec"), namespace)
+        except AssertionError as exc:
+            detail = f": {exc}" if str(exc) else ""
+            raise self.fail(f"assertion failed: {code}{detail}") from None
+        except NameError as exc:
+            raise self.fail(
+                f"error in Python code: {exc}",
+                hint="the engine's tcp_info has the tcpi_* fields of fastopen.engine.TcpInfo",
+            ) from None
+        except Exception as exc:  # the script's own code: report any failure as a script error
+            raise self.fail(f"error in Python code: {type(exc).__name__}: {exc}") from None
+
+
+def run_script(script: Script, config: Config | None = None) -> RunResult:
+    """Run a parsed script; raises :class:`ScriptError` at the first difference."""
+    cfg = dataclasses.replace(config) if config is not None else Config()
+    cfg.apply(script.options, script.path)
+    cfg.apply(cfg.command_line, "command line")
+    return Runner(script, cfg).run()

@@ -1,0 +1,148 @@
+"""The backtick commands of packetdrill scripts, applied to an engine Host instead of a kernel.
+
+Scripts configure the stack with ``sysctl``, packetdrill's ``defaults.sh`` (google/packetdrill's
+``gtests/net/common/defaults.sh`` or the Linux selftests' own) and ``set_sysctls.py``, and
+``ip tcp_metrics flush``. Each maps onto a :class:`~fastopen.engine.Host` attribute; anything
+else fails, so that a script never runs under settings it did not get.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+
+from fastopen.cookies import KeyRing
+from fastopen.engine import Host
+from fastopen.errors import KeyFormatError
+
+#: packetdrill's ``gtests/net/common/defaults.sh``, the part the engine has: buffers, TFO on for
+#: clients and for servers without the socket option too, the selftests key, timestamps, SACK.
+DEFAULTS_SH = {
+    "net.ipv4.tcp_rmem": "4096 540000 15728640",
+    "net.ipv4.tcp_wmem": "4096 262144 4194304",
+    "net.ipv4.tcp_fastopen": "0x70403",
+    "net.ipv4.tcp_fastopen_key": "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4",
+    "net.ipv4.tcp_timestamps": "1",
+    "net.ipv4.tcp_sack": "1",
+    "net.ipv4.tcp_syn_retries": "5",
+    "net.ipv4.tcp_synack_retries": "5",
+}
+#: The Linux selftests' own ``defaults.sh`` (tools/testing/selftests/net/packetdrill): the same
+#: but TFO on for clients and servers only (0x3).
+SELFTESTS_DEFAULTS_SH = DEFAULTS_SH | {"net.ipv4.tcp_fastopen": "0x3"}
+
+
+def _int(attr: str) -> Callable[[Host, str], None]:
+    return lambda host, value: setattr(host, attr, int(value, 0))
+
+
+def _flag(attr: str) -> Callable[[Host, str], None]:
+    return lambda host, value: setattr(host, attr, int(value, 0) != 0)
+
+
+def _wmem(host: Host, value: str) -> None:
+    """``tcp_wmem``: "min default max"; the engine's send buffer is the default."""
+    host.wmem = int(value.split()[1], 0)
+
+
+def _rmem(host: Host, value: str) -> None:
+    """``tcp_rmem``: the receive buffer is the default; the window scale follows the maximum,
+    as Linux's tcp_select_initial_window: ilog2(max) - 15, within 0..14."""
+    _, default, maximum = (int(word, 0) for word in value.split())
+    host.rmem = default
+    host.wscale = min(max(maximum.bit_length() - 1 - 15, 0), 14)
+
+
+def _keys(host: Host, value: str) -> None:
+    host.keys = KeyRing.from_text(value)
+
+
+def _blackhole(host: Host, value: str) -> None:
+    host.blackhole_timeout = float(int(value, 0))
+
+
+#: The sysctls the runner applies to the engine Host.
+SYSCTLS: dict[str, Callable[[Host, str], None]] = {
+    "net.ipv4.tcp_fastopen": _int("tcp_fastopen"),
+    "net.ipv4.tcp_fastopen_key": _keys,
+    "net.ipv4.tcp_fastopen_blackhole_timeout_sec": _blackhole,
+    "net.ipv4.tcp_timestamps": _flag("timestamps"),
+    "net.ipv4.tcp_sack": _flag("sack"),
+    "net.ipv4.tcp_window_scaling": _flag("window_scaling"),
+    "net.ipv4.tcp_rmem": _rmem,
+    "net.ipv4.tcp_wmem": _wmem,
+    "net.ipv4.tcp_syn_retries": _int("syn_retries"),
+    "net.ipv4.tcp_synack_retries": _int("synack_retries"),
+    "net.core.somaxconn": _int("somaxconn"),
+}
+#: Knobs that change nothing the engine does, with the value for which that holds ("*": any):
+#: the engine never builds TSO segments, and it has no ECN.
+IGNORED_SYSCTLS = {"net.ipv4.tcp_min_tso_segs": "*", "net.ipv4.tcp_ecn": "0"}
+_REDIRECTIONS = (">", "&>", "2>", "1>")
+
+
+class ShellCommands:
+    """The backtick commands scripts use to configure the stack, applied to the engine Host:
+    ``sysctl``, packetdrill's ``defaults.sh`` and ``set_sysctls.py``, ``ip tcp_metrics flush``;
+    ``A || B`` runs B when A fails or is unsupported."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def run(self, text: str) -> str | None:
+        """Run the commands of one backtick block; the first that failed, or None."""
+        text = text.replace("\\\n", " ")
+        for line in text.replace(";", "\n").splitlines():
+            for command in filter(str.strip, line.split("&&")):
+                if not any(self.command(c) for c in command.split("||")):
+                    return command.strip()
+        return None
+
+    def command(self, text: str) -> bool:
+        try:
+            tokens = shlex.split(text)
+        except ValueError:
+            return False
+        words: list[str] = []
+        skip = False
+        for token in tokens:
+            if skip:
+                skip = False
+            elif token in _REDIRECTIONS:
+                skip = True  # the file name follows
+            elif not token.startswith(_REDIRECTIONS):
+                words.append(token)
+        if not words:
+            return True
+        program = words[0]
+        if program.endswith("defaults.sh"):
+            self.host.cookie_cache.delete()
+            google = program.endswith("common/defaults.sh")
+            defaults = DEFAULTS_SH if google else SELFTESTS_DEFAULTS_SH
+            return all(self.sysctl(name, value) for name, value in defaults.items())
+        if program.endswith("set_sysctls.py") or program == "sysctl":
+            return all(self.assignment(w) for w in words[1:] if not w.startswith("-"))
+        if words[:3] == ["ip", "tcp_metrics", "flush"]:
+            self.host.cookie_cache.delete()
+            return True
+        return "sysctl_restore" in program  # packetdrill's restore script: nothing to undo
+
+    def assignment(self, word: str) -> bool:
+        """``net.ipv4.X=V`` or ``/proc/sys/net/ipv4/X=V``."""
+        name, sep, value = word.partition("=")
+        if not sep:
+            return False
+        return self.sysctl(name.removeprefix("/proc/sys/").replace("/", "."), value)
+
+    def sysctl(self, name: str, value: str) -> bool:
+        ignored = IGNORED_SYSCTLS.get(name)
+        if ignored is not None:
+            return ignored in ("*", value)
+        setter = SYSCTLS.get(name)
+        if setter is None:
+            return False
+        try:
+            setter(self.host, value)
+        except (ValueError, KeyFormatError):
+            return False
+        return True
