@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fastopen.engine.packetdrill.packets import compare, segment_to_text, spec_to_text
-from fastopen.engine.packetdrill.script import parse_packet
+from fastopen.packetdrill.packets import compare, segment_to_text, spec_to_text
+from fastopen.packetdrill.script import parse_packet
 from fastopen.wire import FastOpen, Flags, Mss, Nop, SackPermitted, TcpSegment, Timestamps
 
 SYNACK = TcpSegment(

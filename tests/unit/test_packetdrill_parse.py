@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fastopen.engine.packetdrill import ScriptSyntaxError, parse_script
-from fastopen.engine.packetdrill.script import (
+from fastopen.packetdrill import ScriptSyntaxError, parse_script
+from fastopen.packetdrill.script import (
     ELLIPSIS,
     Call,
     EventTime,
@@ -130,13 +130,13 @@ def test_multiline_syscall_with_string_and_struct() -> None:
 
 def test_options_commands_python_and_comments_keep_line_numbers() -> None:
     script = parse_script(
-        "/* a block\n comment */ --local_ip=192.168.0.2\n"
+        "/* a block\n comment */ --local_ip=198.18.0.1 --remote_ip=198.18.0.2\n"
         "`../common/defaults.sh\n sysctl -q net.ipv4.tcp_fastopen=0x3`\n"
         "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3 // trailing\n"
         "+0 %{\nassert tcpi_state == 1\n}%\n",
         "t.pkt",
     )
-    assert script.options == {"local_ip": "192.168.0.2"}
+    assert script.options == {"local_ip": "198.18.0.1", "remote_ip": "198.18.0.2"}
     shell, sock, block = script.events
     assert shell.line == 3 and isinstance(shell.action, Shell)
     assert "tcp_fastopen=0x3" in shell.action.command
@@ -155,6 +155,7 @@ def test_options_commands_python_and_comments_keep_line_numbers() -> None:
         ("+0 frobnicate", 1, "cannot parse"),
         ("hello", 1, "expected a time"),
         ("+0 `sysctl", 1, "unterminated backtick"),
+        ("--ip_version=ipv6 remote_ip=fd00::2", 1, "bad option 'remote_ip=fd00::2'"),
     ],
 )
 def test_syntax_errors_name_the_line(text: str, line: int, message: str) -> None:

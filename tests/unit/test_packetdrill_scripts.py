@@ -1,7 +1,9 @@
-"""The team's packetdrill scripts and the vendored Linux ones, run against the engine.
+"""The team's packetdrill scripts, run against the engine in virtual time.
 
-Each script asserts engine behaviour packet by packet (see the comment at its top); a runner
-that stopped checking would be caught by the deliberately wrong scripts below.
+Each script asserts behaviour packet by packet (see the comment at its top); the same scripts run
+against the Linux kernel in tests/live/test_packetdrill_kernel.py, so a script that passes here
+too shows the engine does what Linux does. A runner that stopped checking would be caught by the
+deliberately wrong scripts below.
 """
 
 from __future__ import annotations
@@ -13,75 +15,18 @@ from click.testing import CliRunner
 
 from fastopen.cli import main
 from fastopen.engine import Host
-from fastopen.engine.packetdrill import (
+from fastopen.packetdrill import (
     Config,
     ScriptError,
     ScriptSyntaxError,
     parse_script,
     run_file,
 )
-from fastopen.engine.packetdrill.runner import run_script
-from fastopen.engine.packetdrill.shell import ShellCommands
+from fastopen.packetdrill.runner import run_script
+from fastopen.packetdrill.shell import EngineStack, ShellCommands
 
 HERE = Path(__file__).resolve().parent.parent / "packetdrill"
 TEAM = sorted(HERE.glob("*.pkt"))
-LINUX = HERE / "linux"
-#: Scripts from google/packetdrill that the engine runs unchanged.
-LINUX_PASSING = [
-    "client/cookie-req-timeout.pkt",
-    "client/valid-cookie-format.pkt",
-    "server/basic-cookie-not-reqd.pkt",
-    "server/basic-non-tfo-listener.pkt",
-    "server/basic-rw.pkt",
-    "server/basic-zero-payload.pkt",
-    "server/fin-close-socket.pkt",
-    "server/listener-closed-trigger-rst.pkt",
-    "server/reset-after-accept.pkt",
-    "server/reset-before-accept.pkt",
-    "server/reset-close-with-unread-data.pkt",
-    "server/reset-non-tfo-socket.pkt",
-    "server/unread-data-closed-trigger-rst.pkt",
-]
-#: The others: where they stop, and why.
-LINUX_FAILING = {
-    # Linux holds back the ACK of the SYN-ACK while a blocking sendto waits to send the rest
-    # (sk_write_pending); the engine cannot know a writer waits, so the ACK goes alone.
-    "client/cookie-less-sendto.pkt": (37, "tcp_psh"),
-    # Written for kernels that ignored MSG_FASTOPEN on a connected socket: 6.x gives EISCONN.
-    "client/nonblocking-sendto.pkt": (61, "EISCONN"),
-    # TCP_SYNCNT (per-socket SYN retries) is not an engine socket option; all before it passes.
-    "client/nonblocking-sendto-errnos.pkt": (120, "ENOPROTOOPT"),
-    # tcpi_delivered is not in the engine's TcpInfo.
-    "client/syn-data-only-syn-acked.pkt": (14, "tcpi_delivered"),
-    # The engine has no ECN (the first three connections of the script pass).
-    "server/pure-syn-data.pkt": (56, "tcp_ecn=2"),
-}
-
-
-#: The Linux selftests' scripts (tools/testing/selftests/net/packetdrill), run as their
-#: ksft_runner.sh runs them: IPv4 and IPv6, with the cookies defined for each.
-SELFTESTS = LINUX / "selftests"
-SELFTESTS_RUNS = {
-    "ipv4": Config(
-        ip_version=4,
-        defines={"TFO_COOKIE": "3021b9d889017eeb", "TFO_COOKIE_ZERO": "b7c12350a90dc8f5"},
-    ),
-    "ipv6": Config(
-        ip_version=6,
-        mtu=1520,
-        defines={"TFO_COOKIE": "c1d1e9742a47a9bc", "TFO_COOKIE_ZERO": "82af1a8f9a205c34"},
-    ),
-}
-SELFTESTS_PASSING = [
-    "tcp_fastopen_server_basic-no-setsockopt.pkt",
-    "tcp_fastopen_server_basic-rw.pkt",
-    "tcp_fastopen_server_experimental_option.pkt",
-    "tcp_fastopen_server_sockopt-fastopen-key.pkt",
-]
-SELFTESTS_FAILING = {
-    # With defaults.sh's tcp_rmem Linux's SYN-ACK offers 65535 (measured), the engine 64240.
-    "tcp_fastopen_server_reset-after-disconnect.pkt": (11, "tcp_window: expected: 65535"),
-}
 
 
 def test_every_behaviour_has_a_script() -> None:
@@ -104,6 +49,9 @@ def test_every_behaviour_has_a_script() -> None:
         "client-syn-retransmit",
         "client-exp-fallback",
         "client-blocking-connect",
+        "client-blocking-sendto",
+        "client-syncnt",
+        "server-disconnect",
         "sysctl-knobs",
     ):
         assert behaviour in names
@@ -116,40 +64,26 @@ def test_team_script(path: Path) -> None:
     assert result.packets_out > 0
 
 
-@pytest.mark.parametrize("name", LINUX_PASSING)
-def test_linux_script_passes_unchanged(name: str) -> None:
-    run_file(LINUX / name)
+def test_team_scripts_use_only_lab_addresses() -> None:
+    for path in TEAM:
+        options = parse_script(path.read_text(), str(path)).options
+        local, remote = options["local_ip"], options["remote_ip"]
+        assert (local, remote) in (
+            ("198.18.0.1", "198.18.0.2"),
+            ("fd00:f0::1", "fd00:f0::2"),
+        ), path.name
 
 
-@pytest.mark.parametrize("name", sorted(LINUX_FAILING))
-def test_linux_script_stops_where_the_engine_differs(name: str) -> None:
-    line, reason = LINUX_FAILING[name]
+def test_kernel_backend_refuses_other_addresses() -> None:
+    script = parse_script("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n", "default.pkt")
     with pytest.raises(ScriptError) as info:
-        run_file(LINUX / name)
-    assert info.value.line == line
-    assert reason in str(info.value)
-
-
-@pytest.mark.parametrize("family", sorted(SELFTESTS_RUNS))
-@pytest.mark.parametrize("name", SELFTESTS_PASSING)
-def test_linux_selftest_passes_unchanged(name: str, family: str) -> None:
-    run_file(SELFTESTS / name, SELFTESTS_RUNS[family])
-
-
-@pytest.mark.parametrize("family", sorted(SELFTESTS_RUNS))
-@pytest.mark.parametrize("name", sorted(SELFTESTS_FAILING))
-def test_linux_selftest_stops_where_the_engine_differs(name: str, family: str) -> None:
-    line, reason = SELFTESTS_FAILING[name]
-    with pytest.raises(ScriptError) as info:
-        run_file(SELFTESTS / name, SELFTESTS_RUNS[family])
-    assert info.value.line == line
-    assert reason in str(info.value)
-
-
-def test_vendored_scripts_are_all_listed() -> None:
-    vendored = {str(p.relative_to(LINUX)) for p in LINUX.glob("[cs]*/*.pkt")}
-    selftests = {f"selftests/{name}" for name in [*SELFTESTS_PASSING, *SELFTESTS_FAILING]}
-    assert vendored == set(LINUX_PASSING) | set(LINUX_FAILING) | selftests
+        run_script(script, Config(stack="kernel"))
+    assert "only uses 198.18.0.0/15 and fd00::/8, not the local address 192.168.0.1" in str(
+        info.value
+    )
+    v6 = parse_script("--local_ip=fd00::1 --remote_ip=2001:db8::1\n", "v6.pkt")
+    with pytest.raises(ScriptError, match="remote address 2001:db8::1"):
+        run_script(v6, Config(stack="kernel"))
 
 
 SERVER_HEAD = """`../common/defaults.sh
@@ -178,7 +112,7 @@ def test_wrong_cookie_names_line_and_both_packets() -> None:
     assert lines[0] == "wrong.pkt:8: error handling packet: bad value outbound TCP option FO"
     assert lines[1].startswith("script packet:  0.000000 S. 0:0(0) ack 1")
     assert "FO 0000000000000000" in lines[1]
-    assert lines[2].startswith("actual packet:  0.000000 S. 0:0(0) ack 1 win 64240")
+    assert lines[2].startswith("actual packet:  0.000000 S. 0:0(0) ack 1 win 65535")
     assert "FO 3021b9d889017eeb" in lines[2]
 
 
@@ -322,20 +256,29 @@ def test_cli_ip_version_and_tolerance(tmp_path: Path) -> None:
     assert "tolerance 1000 usecs" in strict.output
 
 
-def test_cli_defines_like_packetdrill() -> None:
-    script = str(SELFTESTS / "tcp_fastopen_server_basic-rw.pkt")
-    ok = CliRunner().invoke(main, ["packetdrill", "-D", "TFO_COOKIE=3021b9d889017eeb", script])
+def test_cli_defines_like_packetdrill(tmp_path: Path) -> None:
+    script = tmp_path / "defines.pkt"
+    script.write_text(
+        SERVER_HEAD + "   +0 < S 0:10(10) win 65535 <mss 1460,FO TFO_COOKIE,nop,nop>\n"
+        "   +0 > S. 0:0(0) ack 11 <...>\n"
+    )
+    ok = CliRunner().invoke(main, ["packetdrill", "-D", "TFO_COOKIE=3021b9d889017eeb", str(script)])
     assert ok.exit_code == 0, ok.output
-    missing = CliRunner().invoke(main, ["packetdrill", script])
+    wrong = CliRunner().invoke(
+        main, ["packetdrill", "-D", "TFO_COOKIE=0011223344556677", str(script)]
+    )
+    assert wrong.exit_code == 1
+    assert "tcp_ack_seq: expected: 11 (0xb) vs actual: 1 (0x1)" in wrong.output
+    missing = CliRunner().invoke(main, ["packetdrill", str(script)])
     assert missing.exit_code == 1
     assert "bad TCP option 'FO TFO_COOKIE'" in missing.output
-    bad = CliRunner().invoke(main, ["packetdrill", "-D", "nonsense", script])
+    bad = CliRunner().invoke(main, ["packetdrill", "-D", "nonsense", str(script)])
     assert bad.exit_code == 2
 
 
 def test_shell_commands_map_onto_the_host() -> None:
     host = Host(["192.168.0.1"])
-    shell = ShellCommands(host)
+    shell = ShellCommands(EngineStack(host))
     assert (
         shell.run(
             "../common/defaults.sh\n"

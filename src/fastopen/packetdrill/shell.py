@@ -1,15 +1,18 @@
-"""The backtick commands of packetdrill scripts, applied to an engine Host instead of a kernel.
+"""The backtick commands of packetdrill scripts, applied to the stack under test.
 
 Scripts configure the stack with ``sysctl``, packetdrill's ``defaults.sh`` (google/packetdrill's
 ``gtests/net/common/defaults.sh`` or the Linux selftests' own) and ``set_sysctls.py``, and
-``ip tcp_metrics flush``. Each maps onto a :class:`~fastopen.engine.Host` attribute; anything
-else fails, so that a script never runs under settings it did not get.
+``ip tcp_metrics flush``. A :class:`Stack` applies them: :class:`EngineStack` maps each onto a
+:class:`~fastopen.engine.Host` attribute, the kernel backend writes the namespace's real
+sysctls. Anything a stack does not know fails, so that a script never runs under settings it
+did not get.
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from typing import Protocol
 
 from fastopen.cookies import KeyRing
 from fastopen.engine import Host
@@ -81,13 +84,48 @@ IGNORED_SYSCTLS = {"net.ipv4.tcp_min_tso_segs": "*", "net.ipv4.tcp_ecn": "0"}
 _REDIRECTIONS = (">", "&>", "2>", "1>")
 
 
-class ShellCommands:
-    """The backtick commands scripts use to configure the stack, applied to the engine Host:
-    ``sysctl``, packetdrill's ``defaults.sh`` and ``set_sysctls.py``, ``ip tcp_metrics flush``;
-    ``A || B`` runs B when A fails or is unsupported."""
+class Stack(Protocol):
+    """What the shell commands act on."""
+
+    def sysctl(self, name: str, value: str) -> bool:
+        """Set sysctl ``name`` (dotted form); False when unknown or refused."""
+        ...
+
+    def flush_metrics(self) -> None:
+        """Forget the cached client cookies (``ip tcp_metrics flush``)."""
+        ...
+
+
+class EngineStack:
+    """The sysctls of an engine :class:`~fastopen.engine.Host`."""
 
     def __init__(self, host: Host) -> None:
         self.host = host
+
+    def sysctl(self, name: str, value: str) -> bool:
+        ignored = IGNORED_SYSCTLS.get(name)
+        if ignored is not None:
+            return ignored in ("*", value)
+        setter = SYSCTLS.get(name)
+        if setter is None:
+            return False
+        try:
+            setter(self.host, value)
+        except (ValueError, KeyFormatError):
+            return False
+        return True
+
+    def flush_metrics(self) -> None:
+        self.host.cookie_cache.delete()
+
+
+class ShellCommands:
+    """The backtick commands scripts use to configure the stack: ``sysctl``, packetdrill's
+    ``defaults.sh`` and ``set_sysctls.py``, ``ip tcp_metrics flush``; ``A || B`` runs B when A
+    fails or is unsupported."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
 
     def run(self, text: str) -> str | None:
         """Run the commands of one backtick block; the first that failed, or None."""
@@ -116,14 +154,14 @@ class ShellCommands:
             return True
         program = words[0]
         if program.endswith("defaults.sh"):
-            self.host.cookie_cache.delete()
+            self.stack.flush_metrics()
             google = program.endswith("common/defaults.sh")
             defaults = DEFAULTS_SH if google else SELFTESTS_DEFAULTS_SH
-            return all(self.sysctl(name, value) for name, value in defaults.items())
+            return all(self.stack.sysctl(name, value) for name, value in defaults.items())
         if program.endswith("set_sysctls.py") or program == "sysctl":
             return all(self.assignment(w) for w in words[1:] if not w.startswith("-"))
         if words[:3] == ["ip", "tcp_metrics", "flush"]:
-            self.host.cookie_cache.delete()
+            self.stack.flush_metrics()
             return True
         return "sysctl_restore" in program  # packetdrill's restore script: nothing to undo
 
@@ -132,17 +170,4 @@ class ShellCommands:
         name, sep, value = word.partition("=")
         if not sep:
             return False
-        return self.sysctl(name.removeprefix("/proc/sys/").replace("/", "."), value)
-
-    def sysctl(self, name: str, value: str) -> bool:
-        ignored = IGNORED_SYSCTLS.get(name)
-        if ignored is not None:
-            return ignored in ("*", value)
-        setter = SYSCTLS.get(name)
-        if setter is None:
-            return False
-        try:
-            setter(self.host, value)
-        except (ValueError, KeyFormatError):
-            return False
-        return True
+        return self.stack.sysctl(name.removeprefix("/proc/sys/").replace("/", "."), value)

@@ -9,7 +9,7 @@ timestamp tick is configured, TS ecr not checked.
 
 from __future__ import annotations
 
-from fastopen.engine.packetdrill.script import PacketSpec
+from fastopen.packetdrill.script import PacketSpec
 from fastopen.wire import (
     Eol,
     FastOpen,

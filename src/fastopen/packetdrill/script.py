@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastopen.engine.packetdrill.errors import ScriptSyntaxError
+from fastopen.packetdrill.errors import ScriptSyntaxError
 from fastopen.wire import (
     Eol,
     FastOpen,
@@ -485,10 +485,11 @@ def parse_script(
         line = bisect.bisect_right(line_starts, pos)
         if clean.startswith("--", pos):
             eol = end_of_line(pos)
-            key, sep, value = clean[pos + 2 : eol].strip().partition("=")
-            if not key or not sep:
-                raise ScriptSyntaxError(path, line, f"bad option {clean[pos:eol].strip()!r}")
-            script.options[key.strip()] = value.strip()
+            for word in clean[pos:eol].split():  # one or more --name=value on a line
+                key, sep, value = word.removeprefix("--").partition("=")
+                if not word.startswith("--") or not key or not sep:
+                    raise ScriptSyntaxError(path, line, f"bad option {word!r}")
+                script.options[key] = value
             pos = eol
             continue
         time = EventTime(TimeKind.RELATIVE, 0.0)
