@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
 import socket
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from fastopen.cookies import KeyRing
-from fastopen.engine import Host
+from fastopen.engine import EngineError, EngineSocket, Host
+from fastopen.kernel.constants import MSG_FASTOPEN
 from fastopen.wire import FastOpen, Flags, Mss, TcpOption, TcpSegment
 
 CLIENT = ipaddress.IPv4Address("198.18.0.1")
@@ -29,6 +35,22 @@ def host(addr: ipaddress.IPv4Address, **kw: Any) -> Host:
     kw.setdefault("keys", RING)
     kw.setdefault("tsoffset", lambda *_: 0)
     return Host([addr], **kw)
+
+
+@contextlib.contextmanager
+def fails_with(code: int) -> Iterator[None]:
+    """The block raises EngineError with errno ``code``."""
+    with pytest.raises(EngineError) as exc:
+        yield
+    assert exc.value.errno == code, errno.errorcode.get(exc.value.errno or 0)
+
+
+def connecting(h: Host) -> tuple[EngineSocket, TcpSegment]:
+    """A new socket of ``h`` connecting to the server (EINPROGRESS), and its SYN."""
+    sock = h.socket()
+    with fails_with(errno.EINPROGRESS):
+        sock.connect(SERVER_ADDR, 0.0)
+    return sock, one(h)
 
 
 def out(h: Host) -> list[TcpSegment]:
@@ -68,3 +90,46 @@ def synack(
     if cookie is not None:
         opts += (cookie,)
     return seg(S | A, PEER_ISN, ack, options=opts, dport=syn.src_port)
+
+
+# -- the TFO client side ---------------------------------------------------------------------------
+
+COOKIE = bytes(range(1, 9))
+NEW_COOKIE = bytes(range(11, 19))
+DATA = bytes(range(256)) * 8  # 2048 bytes
+
+
+def client(**kw: object) -> Host:
+    kw.setdefault("negative_cache_time", 0)
+    return host(CLIENT, **kw)
+
+
+def sendto(h: Host, data: bytes = DATA, now: float = 0.0) -> tuple[EngineSocket, int | str]:
+    sock = h.socket()
+    try:
+        return sock, sock.sendto(data, MSG_FASTOPEN, SERVER_ADDR, now)
+    except EngineError as exc:
+        return sock, errno.errorcode[exc.errno or 0]
+
+
+def with_cookie(h: Host, cookie: bytes = COOKIE, mss: int = 1460, exp: bool = False) -> None:
+    """Learn a cookie the way Linux does: a cookie request answered (then the server resets)."""
+    sock, res = sendto(h)
+    assert res == "EINPROGRESS"
+    syn = one(h)
+    fo = FastOpen(cookie, exp)
+    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1, cookie=fo, mss=mss), 0.0)
+    out(h)
+    h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 1, dport=syn.src_port), 0.0)
+    assert h.connections == {} and h.get_timer() is None
+    sock.close(0.0)
+
+
+def syn_data_answered(
+    h: Host, data: bytes, acked: int, now: float = 0.0, rtt: float = 0.01
+) -> tuple[EngineSocket, TcpSegment]:
+    """SYN data (a cookie cached), then a SYN-ACK acknowledging ``acked`` bytes of it."""
+    sock, _ = sendto(h, data, now)
+    syn = one(h)
+    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1 + acked), now + rtt)
+    return sock, syn

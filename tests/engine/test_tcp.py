@@ -20,6 +20,8 @@ from engine_support import (
     P,
     R,
     S,
+    connecting,
+    fails_with,
     host,
     one,
     out,
@@ -29,6 +31,7 @@ from engine_support import (
 
 from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
+from fastopen.engine.socket import TCP_SYNCNT
 from fastopen.kernel.constants import TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE
 from fastopen.wire import (
     Flags,
@@ -47,11 +50,7 @@ from fastopen.wire import (
 def connected(**kw: object) -> tuple[Host, EngineSocket, TcpSegment]:
     """A client host with one ESTABLISHED connection (peer MSS 1000, window 65535, no scaling)."""
     h = host(CLIENT, **kw)
-    sock = h.socket()
-    with pytest.raises(EngineError) as exc:
-        sock.connect(SERVER_ADDR, 0.0)
-    assert exc.value.errno == errno.EINPROGRESS
-    syn = one(h)
+    sock, syn = connecting(h)
     opts = (Mss(1000), SackPermitted())
     h.receive_segment(SERVER, CLIENT, seg(S | A, PEER_ISN, ISN + 1, options=opts), 0.1)
     ack = one(h)
@@ -78,19 +77,13 @@ def test_syn_options_as_linux_with_timestamps() -> None:
 
 def test_syn_options_as_linux_without_timestamps() -> None:
     h = host(CLIENT)
-    sock = h.socket()
-    with pytest.raises(EngineError):
-        sock.connect(SERVER_ADDR, 0.0)
-    syn = one(h)
+    _, syn = connecting(h)
     assert syn.options == (Mss(1460), Nop(), Nop(), SackPermitted(), Nop(), WindowScale(7))
 
 
 def test_negotiation_both_sides_must_offer() -> None:
     h = host(CLIENT, timestamps=True)
-    sock = h.socket()
-    with pytest.raises(EngineError):
-        sock.connect(SERVER_ADDR, 0.0)
-    syn = one(h)
+    sock, syn = connecting(h)
     # the peer offers only MSS: no SACK, no scaling, no timestamps
     h.receive_segment(SERVER, CLIENT, synack(syn, ISN + 1, mss=536), 0.0)
     ack = one(h)
@@ -153,10 +146,7 @@ def one_seg(h: Host) -> TcpSegment:
 
 def test_connect_to_closed_port_refused() -> None:
     h = host(CLIENT)
-    sock = h.socket()
-    with pytest.raises(EngineError):
-        sock.connect(SERVER_ADDR, 0.0)
-    syn = one(h)
+    sock, syn = connecting(h)
     h.receive_segment(SERVER, CLIENT, seg(R | A, 0, ISN + 1, dport=syn.src_port), 0.0)
     with pytest.raises(EngineError) as exc:
         sock.recv(10, 0.0)
@@ -185,9 +175,8 @@ def test_socket_errors_as_linux() -> None:
         (lambda: sock.recv(1, 0.0), errno.ENOTCONN),
     ]
     for call, code in calls:
-        with pytest.raises(EngineError) as exc:
+        with fails_with(code):
             call()
-        assert exc.value.errno == code
     listener = h.socket()
     listener.bind((str(CLIENT), 80))
     listener.listen(5)
@@ -197,9 +186,8 @@ def test_socket_errors_as_linux() -> None:
         (lambda: listener.recv(1, 0.0), errno.ENOTCONN),
     ]
     for call, code in calls:
-        with pytest.raises(EngineError) as exc:
+        with fails_with(code):
             call()
-        assert exc.value.errno == code
     other = h.socket()
     with pytest.raises(EngineError) as exc:
         other.bind((str(CLIENT), 80))
@@ -400,20 +388,57 @@ def test_ack_of_unsent_data_is_answered_and_dropped() -> None:
         sock.recv(10, 0.2)
 
 
-def test_syn_sent_gives_up_after_syn_retries() -> None:
-    h = host(CLIENT, syn_retries=2)
-    sock = h.socket()
+def syn_timeline(h: Host, sock: EngineSocket) -> tuple[list[float], float]:
+    """Connect and let every SYN time out: (when SYNs went again, when the connect failed)."""
     with pytest.raises(EngineError):
         sock.connect(SERVER_ADDR, 0.0)
     out(h)
-    for t in (1.0, 3.0):
-        h.handle_timer(t)
-        assert one(h).flags == S
-    h.handle_timer(7.0)
-    assert out(h) == []
+    sent: list[float] = []
+    when = 0.0
+    while (timer := h.get_timer()) is not None:
+        when = timer
+        h.handle_timer(when)
+        segs = out(h)
+        assert all(s.flags == S for s in segs)
+        sent += [when] * len(segs)
     with pytest.raises(EngineError) as exc:
-        sock.recv(1, 7.0)
+        sock.recv(1, when)
     assert exc.value.errno == errno.ETIMEDOUT
+    return sent, when
+
+
+def test_syn_retransmitted_at_a_linear_then_doubling_rto_until_syn_retries_plus_linear() -> None:
+    """Linux 6.x (tcp_syn_linear_timeouts = 4): SYN RTOs 1, 1, 1, 1, 1, 2, 4 ... s, and
+    syn_retries + 4 retransmissions before ETIMEDOUT (131 s with the default 6)."""
+    h = host(CLIENT)
+    sent = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0, 19.0, 35.0, 67.0]
+    assert syn_timeline(h, h.socket()) == (sent, 131.0)
+    h = host(CLIENT, syn_retries=2, syn_linear_timeouts=0)  # the Linux 5.x timing
+    assert syn_timeline(h, h.socket()) == ([1.0, 3.0], 7.0)
+
+
+def test_syn_sent_also_gives_up_after_the_time_syn_retries_doublings_take() -> None:
+    """Linux retransmits_timed_out: with syn_retries 2 the connect fails after 1 + 2 + 4 s even
+    though the linear timeouts would allow more SYNs."""
+    h = host(CLIENT, syn_retries=2)
+    assert syn_timeline(h, h.socket()) == ([1.0, 2.0, 3.0, 4.0, 5.0], 7.0)
+
+
+def test_tcp_syncnt_sets_the_syn_retries_of_one_socket() -> None:
+    h = host(CLIENT, syn_linear_timeouts=0)
+    sock = h.socket()
+    assert sock.getsockopt(SOL_TCP, TCP_SYNCNT) == 6  # the host's until set
+    for bad in (0, 128):
+        with pytest.raises(EngineError) as exc:
+            sock.setsockopt(SOL_TCP, TCP_SYNCNT, bad)
+        assert exc.value.errno == errno.EINVAL
+    sock.setsockopt(SOL_TCP, TCP_SYNCNT, 1)
+    assert sock.getsockopt(SOL_TCP, TCP_SYNCNT) == 1
+    assert syn_timeline(h, sock) == ([1.0], 3.0)
+    h = host(CLIENT)  # with the linear timeouts: SYNs at 0, 1 and 2 s, ETIMEDOUT at 3 s
+    sock = h.socket()
+    sock.setsockopt(SOL_TCP, TCP_SYNCNT, 1)
+    assert syn_timeline(h, sock) == ([1.0, 2.0], 3.0)
 
 
 def test_passive_open_events_and_accept() -> None:
@@ -480,7 +505,8 @@ def test_pure_ack_carries_the_highest_sequence_sent_during_a_retransmission() ->
     assert one(h).seq == ISN + 3001  # not the rewound ISN + 1001
 
 
-def test_a_newer_syn_reuses_a_time_wait_connection() -> None:
+def plain_server() -> tuple[Host, EngineSocket]:
+    """A server listening on port 80, with one handshake from port 40000 done at 0.1 s."""
     h = host(SERVER)
     listener = h.socket()
     listener.bind(SERVER_ADDR)
@@ -490,6 +516,11 @@ def test_a_newer_syn_reuses_a_time_wait_connection() -> None:
     h.receive_segment(
         CLIENT, SERVER, seg(A, PEER_ISN + 1, synack.seq + 1, sport=40000, dport=80), 0.1
     )
+    return h, listener
+
+
+def test_a_newer_syn_reuses_a_time_wait_connection() -> None:
+    h, listener = plain_server()
     child, _ = listener.accept(0.1)
     child.close(0.2)  # the server closes first: it will hold TIME-WAIT
     fin = one(h)
@@ -505,18 +536,64 @@ def test_a_newer_syn_reuses_a_time_wait_connection() -> None:
 
 
 def test_closing_a_listener_resets_the_connections_not_accepted() -> None:
-    h = host(SERVER)
-    listener = h.socket()
-    listener.bind(SERVER_ADDR)
-    listener.listen(8)
-    h.receive_segment(CLIENT, SERVER, seg(S, PEER_ISN, sport=40000, dport=80), 0.0)
-    synack = one(h)
-    h.receive_segment(
-        CLIENT, SERVER, seg(A, PEER_ISN + 1, synack.seq + 1, sport=40000, dport=80), 0.1
-    )
+    h, listener = plain_server()
     h.receive_segment(CLIENT, SERVER, seg(S, PEER_ISN, sport=40001, dport=80), 0.1)  # an embryo
     out(h)
     listener.close(0.2)
     rst = one(h)  # only the established one is reset; the embryo goes silently
     assert rst.flags & R and rst.dst_port == 40000
     assert h.connections == {} and h.get_timer() is None
+
+
+# -- Linux details ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rmem", "window"), [(131072, 64240), (540000, 65535), (1000, 500)])
+def test_initial_window_is_half_the_receive_buffer_rounded_to_the_mss(
+    rmem: int, window: int
+) -> None:
+    """Linux tcp_select_initial_window (measured on 6.18: 64240 with the stock tcp_rmem,
+    65535 with packetdrill's 540000)."""
+    h = host(CLIENT, rmem=rmem)
+    with pytest.raises(EngineError):
+        h.socket().connect(SERVER_ADDR, 0.0)
+    assert one(h).window == window
+
+
+def test_a_reset_right_after_the_peers_fin_is_accepted() -> None:
+    """Linux tcp_reset_check: in CLOSE-WAIT a RST at RCV.NXT - 1 (sent with the FIN's sequence)
+    resets; elsewhere it is out of window."""
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"", A | F), 0.2)
+    assert one(h).ack == PEER_ISN + 2
+    h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 1), 0.3)
+    assert h.connections == {}
+    with pytest.raises(EngineError) as exc:
+        sock.send(b"x", 0.3)
+    assert exc.value.errno == errno.EPIPE
+
+
+def test_data_in_a_plain_synack_is_dropped() -> None:
+    """Linux queues SYN-ACK data only for TCP Fast Open; a plain SYN-ACK's data is acked away."""
+    h = host(CLIENT)
+    sock, _ = connecting(h)
+    h.receive_segment(SERVER, CLIENT, seg(S | A, PEER_ISN, ISN + 1, b"early"), 0.1)
+    assert one(h).ack == PEER_ISN + 1
+    with pytest.raises(EngineError) as exc:
+        sock.recv(10, 0.1)
+    assert exc.value.errno == errno.EAGAIN
+
+
+def test_a_synack_echoing_a_timestamp_never_sent_is_answered_with_a_reset() -> None:
+    """Linux PAWS in SYN-SENT (TcpExt PAWSActive): RST, and a good SYN-ACK still connects."""
+    h = host(CLIENT, timestamps=True)
+    sock, syn = connecting(h)
+    assert syn.timestamps is not None
+    bad = seg(S | A, PEER_ISN, ISN + 1, options=(Mss(1460), Timestamps(7, 9999)))
+    h.receive_segment(SERVER, CLIENT, bad, 0.01)
+    rst = one(h)
+    assert rst.flags == R and rst.seq == ISN + 1 and sock.state.name == "SYN_SENT"
+    assert h.counters["PAWSActive"] == 1
+    good = seg(S | A, PEER_ISN, ISN + 1, options=(Mss(1460), Timestamps(7, syn.timestamps.tsval)))
+    h.receive_segment(SERVER, CLIENT, good, 0.02)
+    assert one(h).flags == A and sock.state.name == "ESTABLISHED"

@@ -8,6 +8,8 @@ import errno
 import pytest
 from engine_support import (
     CLIENT,
+    COOKIE,
+    DATA,
     ISN,
     PEER_ISN,
     SERVER,
@@ -18,11 +20,14 @@ from engine_support import (
     P,
     R,
     S,
-    host,
+    client,
     one,
     out,
     seg,
+    sendto,
+    syn_data_answered,
     synack,
+    with_cookie,
 )
 
 from fastopen.engine import EngineError, EngineSocket, FastOpenClientFail, Host, NegativeReason
@@ -36,35 +41,7 @@ from fastopen.kernel.constants import (
 )
 from fastopen.wire import FastOpen, TcpSegment
 
-COOKIE = bytes(range(1, 9))
 NEW_COOKIE = bytes(range(11, 19))
-DATA = bytes(range(256)) * 8  # 2048 bytes
-
-
-def client(**kw: object) -> Host:
-    kw.setdefault("negative_cache_time", 0)
-    return host(CLIENT, **kw)
-
-
-def sendto(h: Host, data: bytes = DATA, now: float = 0.0) -> tuple[EngineSocket, int | str]:
-    sock = h.socket()
-    try:
-        return sock, sock.sendto(data, MSG_FASTOPEN, SERVER_ADDR, now)
-    except EngineError as exc:
-        return sock, errno.errorcode[exc.errno or 0]
-
-
-def with_cookie(h: Host, cookie: bytes = COOKIE, mss: int = 1460, exp: bool = False) -> None:
-    """Learn a cookie the way Linux does: a cookie request answered (then the server resets)."""
-    sock, res = sendto(h)
-    assert res == "EINPROGRESS"
-    syn = one(h)
-    fo = FastOpen(cookie, exp)
-    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1, cookie=fo, mss=mss), 0.0)
-    out(h)
-    h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 1, dport=syn.src_port), 0.0)
-    assert h.connections == {} and h.get_timer() is None
-    sock.close(0.0)
 
 
 def info(sock: EngineSocket) -> TcpInfo:
@@ -106,9 +83,7 @@ def test_syn_data_without_cached_mss_uses_our_mss_minus_40() -> None:
 def test_syn_data_fully_acked_counts_active_and_sets_syn_data() -> None:
     h = client()
     with_cookie(h)
-    sock, _n = sendto(h, b"x" * 100)
-    syn = one(h)
-    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1 + 100), 0.05)
+    sock, syn = syn_data_answered(h, b"x" * 100, 100, rtt=0.05)
     ack = one(h)
     assert ack.flags == A and ack.payload == b"" and ack.seq == syn.seq + 101
     assert h.counters["TCPFastOpenActive"] == 1
@@ -175,8 +150,31 @@ def test_msg_fastopen_errors_as_linux() -> None:
         sock.sendto(b"x", MSG_FASTOPEN, SERVER_ADDR, 0.0)
     assert exc.value.errno == errno.EALREADY
     h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1), 0.0)
+    out(h)
+    # Linux (measured on 6.18): the socket is still SS_CONNECTING, so the first MSG_FASTOPEN
+    # after the handshake sees it connected and sends as an ordinary send; then EISCONN
+    assert sock.sendto(b"x", MSG_FASTOPEN, SERVER_ADDR, 0.0) == 1
+    assert one(h).payload == b"x"
     with pytest.raises(EngineError) as exc:
         sock.sendto(b"x", MSG_FASTOPEN, SERVER_ADDR, 0.0)
+    assert exc.value.errno == errno.EISCONN
+
+
+def test_a_connect_after_an_asynchronous_connect_completed_returns_once() -> None:
+    """Linux __inet_stream_connect: EALREADY in SYN-SENT, 0 once connected, then EISCONN."""
+    h = client()
+    sock = h.socket()
+    with pytest.raises(EngineError) as exc:
+        sock.connect(SERVER_ADDR, 0.0)
+    assert exc.value.errno == errno.EINPROGRESS
+    syn = one(h)
+    with pytest.raises(EngineError) as exc:
+        sock.connect(SERVER_ADDR, 0.0)
+    assert exc.value.errno == errno.EALREADY
+    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1), 0.0)
+    sock.connect(SERVER_ADDR, 0.0)
+    with pytest.raises(EngineError) as exc:
+        sock.connect(SERVER_ADDR, 0.0)
     assert exc.value.errno == errno.EISCONN
 
 
@@ -194,9 +192,9 @@ def test_syn_retransmissions_carry_neither_data_nor_option() -> None:
     again = one(h)
     assert again.flags == S and again.seq == first.seq
     assert again.payload == b"" and again.fastopen is None
-    assert h.get_timer() == pytest.approx(3.0)  # backed off: 1 s, then 2 s
+    assert h.get_timer() == pytest.approx(2.0)  # Linux 6.x: SYN timeouts linear at first
     # the SYN-ACK to the retransmitted SYN acks only the SYN: client_fail 3
-    h.receive_segment(SERVER, CLIENT, synack(first, first.seq + 1), 3.0)
+    h.receive_segment(SERVER, CLIENT, synack(first, first.seq + 1), 2.0)
     data = one(h)
     assert data.payload == first.payload
     assert info(sock).tcpi_fastopen_client_fail == FastOpenClientFail.SYN_RETRANSMITTED
@@ -206,9 +204,7 @@ def test_syn_retransmissions_carry_neither_data_nor_option() -> None:
 def test_synack_acking_only_the_syn_sends_the_data_again_at_once_with_the_first_ack() -> None:
     h = client()
     with_cookie(h)
-    sock, _n = sendto(h, b"q" * 300)
-    syn = one(h)
-    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1), 0.01)
+    sock, syn = syn_data_answered(h, b"q" * 300, 0)
     data = one(h)  # the data is the first ACK: no separate pure ACK
     assert data.flags & A and data.seq == syn.seq + 1 and data.payload == b"q" * 300
     assert data.ack == PEER_ISN + 1
@@ -221,9 +217,7 @@ def test_synack_acking_only_the_syn_sends_the_data_again_at_once_with_the_first_
 def test_partial_acknowledgement_of_syn_data_resends_the_rest() -> None:
     h = client()
     with_cookie(h)
-    sock, _n = sendto(h, b"r" * 300)
-    syn = one(h)
-    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1 + 100), 0.01)
+    sock, syn = syn_data_answered(h, b"r" * 300, 100)
     rest = one(h)
     assert rest.seq == syn.seq + 101 and rest.payload == b"r" * 200
     assert info(sock).tcpi_fastopen_client_fail == FastOpenClientFail.DATA_NOT_ACKED
@@ -384,14 +378,15 @@ def test_syn_data_acked_then_second_data_isn(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _established_tfo(h: Host, now: float) -> tuple[EngineSocket, TcpSegment]:
-    sock, _ = sendto(h, b"x" * 10, now=now)
-    syn = one(h)
-    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 11), now)
+    sock, syn = syn_data_answered(h, b"x" * 10, 10, now, rtt=0.0)
     out(h)
     return sock, syn
 
 
 def test_blackhole_a_lone_out_of_order_fin_then_data_clears_the_count() -> None:
+    """Linux tcp_fastopen_active_disable_ofo_check, run when the socket is destroyed: a lone
+    out-of-order FIN and no data disables client TFO; data on a connection opened after the
+    period clears the count (checked as it enters TIME-WAIT)."""
     h = client(blackhole_timeout=60)
     with_cookie(h)
     sock, syn = _established_tfo(h, 1.0)
@@ -399,9 +394,10 @@ def test_blackhole_a_lone_out_of_order_fin_then_data_clears_the_count() -> None:
     fin = seg(A | F, PEER_ISN + 1 + 500, syn.seq + 11, dport=syn.src_port)
     h.receive_segment(SERVER, CLIENT, fin, 1.1)
     out(h)
-    sock.close(1.2)
-    out(h)
+    assert h.counters["TCPFastOpenBlackhole"] == 0  # not while the socket lives
+    h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 1, dport=syn.src_port), 1.2)
     assert h.counters["TCPFastOpenBlackhole"] == 1
+    sock.close(1.2)
     _, res = sendto(h, now=30.0)
     assert res == "EINPROGRESS" and one(h).fastopen is None  # off for 60 s
     # after the period, data on a TFO connection clears the count (the next period is not doubled)
@@ -412,17 +408,46 @@ def test_blackhole_a_lone_out_of_order_fin_then_data_clears_the_count() -> None:
     out(h)
     assert sock.recv(10, 70.1) == b"ok"
     sock.close(70.2)
+    fin = one(h)
+    assert h.blackhole_disabled_before()
+    last = seg(A | F, PEER_ISN + 3, fin.seq + 1, dport=syn.src_port)
+    h.receive_segment(SERVER, CLIENT, last, 70.3)
+    assert sock.conn is not None and sock.conn.state.name == "TIME_WAIT"
     assert not h.blackhole_disabled_before()
 
 
-def test_blackhole_a_reset_instead_of_an_answer() -> None:
+def test_blackhole_an_out_of_order_fin_after_close() -> None:
+    """Linux tcp_rcv_state_process (FIN-WAIT-1 after close()): our FIN acked together with a FIN
+    beyond a hole: a RST (TCPAbortOnData) and client TFO off."""
+    h = client(blackhole_timeout=60)
+    with_cookie(h)
+    sock, syn = _established_tfo(h, 1.0)
+    sock.close(1.1)
+    fin = one(h)
+    assert fin.flags & F
+    h.receive_segment(
+        SERVER, CLIENT, seg(A | F, PEER_ISN + 500, fin.seq + 1, dport=syn.src_port), 1.2
+    )
+    assert one(h).flags & R and h.connections == {}
+    assert h.counters["TCPFastOpenBlackhole"] == 1
+
+
+def test_blackhole_an_out_of_order_reset_instead_of_an_answer() -> None:
+    """Linux tcp_validate_incoming: an in-window RST that is not at RCV.NXT on an active TFO
+    connection that got no data gets a challenge ACK and disables client TFO; an exact RST
+    (an ordinary reset) does not."""
     h = client(blackhole_timeout=60)
     with_cookie(h)
     _, syn = _established_tfo(h, 1.0)
     h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 1, dport=syn.src_port), 1.1)
+    assert h.counters["TCPFastOpenBlackhole"] == 0 and h.connections == {}
+    _, syn = _established_tfo(h, 2.0)
+    h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 100, dport=syn.src_port), 2.1)
+    challenge = one(h)
+    assert challenge.flags == A and challenge.ack == PEER_ISN + 1
     assert h.counters["TCPFastOpenBlackhole"] == 1
-    _, res = sendto(h, now=2.0)
-    assert res == "EINPROGRESS"
+    _, res = sendto(h, now=3.0)
+    assert res == "EINPROGRESS" and one(h).fastopen is None
 
 
 def test_blackhole_period_doubles_per_detection_up_to_64_times() -> None:
@@ -435,3 +460,104 @@ def test_blackhole_period_doubles_per_detection_up_to_64_times() -> None:
             off += 1
         periods.append(off - 1000.0 * n)
     assert periods == [10, 20, 40, 80, 160, 320, 640, 640]
+
+
+# -- Linux details: delivered and bytes_acked, SYN data floor, unsolicited cookies, a waiting writer
+
+
+def test_delivered_and_bytes_acked_count_the_syn_as_linux() -> None:
+    """Linux: the SYN counts in tcpi_delivered and tcpi_bytes_acked; SYN data fully acked
+    counts once more in bytes but not in segments (tcp_rcv_fastopen_synack's --delivered)."""
+    h = client()
+    sock, _ = sendto(h)
+    syn = one(h)
+    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1, cookie=FastOpen(COOKIE)), 0.01)
+    assert (info(sock).tcpi_delivered, info(sock).tcpi_bytes_acked) == (1, 1)
+    out(h)
+    sock, syn = syn_data_answered(h, b"x" * 700, 0, 1.0)  # only the SYN acked
+    assert (info(sock).tcpi_delivered, info(sock).tcpi_bytes_acked) == (1, 1)
+    assert one(h).payload == b"x" * 700
+    sock, syn = syn_data_answered(h, b"y" * 700, 700, 2.0)
+    assert (info(sock).tcpi_delivered, info(sock).tcpi_bytes_acked) == (1, 701)
+    assert info(sock).tcpi_delivered_ce == 0
+
+
+def test_syn_data_never_below_the_minimum_mss() -> None:
+    """Linux __tcp_mtu_to_mss: a tiny cached MSS is raised to tcp_min_snd_mss (48), minus 40."""
+    h = client()
+    with_cookie(h, mss=44)
+    _, res = sendto(h)
+    assert res == 48 - 40
+
+
+def test_no_cookie_mode_ignores_an_unsolicited_cookie() -> None:
+    """Linux tcp_rcv_fastopen_synack: a SYN that carried no option learns no cookie."""
+    h = client(tcp_fastopen=0x1 | TFO_CLIENT_NO_COOKIE)
+    _, res = sendto(h, b"x" * 10)
+    syn = one(h)
+    assert res == 10 and syn.fastopen is None
+    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 11, cookie=FastOpen(COOKIE)), 0.01)
+    assert h.cookie_cache.entries[CLIENT, SERVER].cookie == b""
+    assert h.counters["TCPFastOpenActive"] == 1
+
+
+def test_a_waiting_writer_gets_the_ack_of_the_synack_with_its_data() -> None:
+    """Linux sk_write_pending: the ACK of the SYN-ACK waits for the blocked writer, so the rest of
+    the data carries it (P. 901:1901); with nothing written it goes after TCP_DELACK_MAX."""
+    h = client()
+    with_cookie(h, mss=940)
+    sock, res = sendto(h, DATA[:1900])
+    syn = one(h)
+    assert res == 900
+    sock.write_pending += 1  # the application blocks in sendto for the other 1000 bytes
+    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 901), 0.01)
+    assert out(h) == []
+    assert sock.send(DATA[900:1900], 0.01) == 1000
+    sock.write_pending -= 1
+    data = out(h)
+    assert [(s.seq - syn.seq, len(s.payload), s.flags) for s in data] == [(901, 1000, A | P)]
+    # no data after all: the ACK leaves 200 ms later
+    h = client()
+    with_cookie(h, mss=940)
+    sock, _ = sendto(h, DATA[:1900], now=1.0)
+    syn = one(h)
+    sock.write_pending = 1
+    h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1 + len(syn.payload)), 1.01)
+    assert out(h) == [] and h.get_timer() == pytest.approx(1.21)
+    h.handle_timer(1.21)
+    ack = one(h)
+    assert ack.flags == A and ack.seq == syn.seq + 1 + len(syn.payload) and ack.ack == PEER_ISN + 1
+
+
+def test_repeated_syn_losses_are_counted_but_do_not_disable_tfo() -> None:
+    """Linux 6.x tcp_fastopen_cookie_check no longer has 4.x's rule (syn_loss > 1 within
+    60 s << syn_loss: no SYN data): the count is kept for tcp_metrics, SYN data still goes."""
+    h = client()
+    with_cookie(h)
+    for n, start in enumerate((1.0, 10.0), 1):
+        _, res = sendto(h, b"z" * 100, now=start)
+        syn = one(h)
+        assert res == 100
+        h.handle_timer(start + 1.0)  # the SYN with data is lost: a bare SYN goes again
+        assert one(h).payload == b""
+        h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1), start + 1.01)
+        assert one(h).payload == b"z" * 100  # the data again, with the first ACK
+        h.receive_segment(
+            SERVER, CLIENT, seg(A, PEER_ISN + 1, syn.seq + 101, dport=syn.src_port), start + 1.02
+        )
+        assert h.cookie_cache.entries[CLIENT, SERVER].syn_loss == n
+    _, res = sendto(h, b"z" * 100, now=20.0)
+    assert res == 100 and one(h).fastopen == FastOpen(COOKIE)
+
+
+def test_data_in_the_synack_is_queued_and_acked_once() -> None:
+    """Linux tcp_fastopen_add_skb: a TFO SYN-ACK's data is queued for the application, and one
+    ACK answers it (packetdrill's fastopen/client/synack-data.pkt)."""
+    h = client()
+    with_cookie(h)
+    sock, syn = sendto(h, b"x" * 100)[0], one(h)
+    answer = seg(S | A, PEER_ISN, syn.seq + 101, b"d" * 1400, (), dport=syn.src_port)
+    h.receive_segment(SERVER, CLIENT, answer, 0.01)
+    ack = one(h)
+    assert ack.flags == A and ack.ack == PEER_ISN + 1401
+    assert sock.recv(2000, 0.01) == b"d" * 1400

@@ -136,14 +136,16 @@ def test_valid_cookie_without_data_still_makes_a_tfo_child() -> None:
     assert info.tcpi_options & TCPI_OPT_TFO_CHILD and not info.tcpi_options & TCPI_OPT_SYN_DATA
 
 
-def test_fin_in_the_syn_is_queued_for_the_application() -> None:
+def test_a_syn_with_fin_is_dropped_even_with_a_valid_cookie() -> None:
+    """Linux 6.x tcp_rcv_state_process discards SYN+FIN in LISTEN (checked on the 6.18 kernel:
+    tests/packetdrill/server-fin-in-syn.pkt); the same SYN without FIN is then accepted."""
     h, listener = server()
-    synack = send_syn(h, syn(FastOpen(cookie_for()), REQ, flags=S | F))
-    assert synack.ack == PEER_ISN + 1 + len(REQ) + 1
+    h.receive_segment(CLIENT, SERVER, syn(FastOpen(cookie_for()), REQ, flags=S | F), 0.0)
+    assert out(h) == [] and h.connections == {} and not listener.accept_queue
+    synack = send_syn(h, syn(FastOpen(cookie_for()), REQ))
+    assert synack.ack == PEER_ISN + 1 + len(REQ)
     child, _ = listener.accept(0.0)
-    assert child.state.name == "CLOSE_WAIT"
     assert child.recv(100, 0.0) == REQ
-    assert child.recv(100, 0.0) == b""
 
 
 def test_backup_key_cookie_accepted_and_the_primary_cookie_sent_back() -> None:
@@ -204,9 +206,16 @@ def test_fastopen_backlog_bounds_pending_requests_overflow_gets_no_cookie() -> N
     assert send_syn(h, syn(FastOpen(cookie_for()), REQ, sport=40004)).ack > PEER_ISN + 1
 
 
-def test_a_reset_pending_child_still_counts_for_60_seconds() -> None:
-    h, _listener = server(qlen=1)
-    send_syn(h, syn(FastOpen(cookie_for()), REQ), 0.0)
+def test_a_reset_pending_child_still_counts_for_60_seconds_once_accepted() -> None:
+    """Linux reqsk_fastopen_remove: a pending child reset before accept() frees its place at
+    once; one the application accepted stays counted for 60 s."""
+    h, listener = server(qlen=1)
+    send_syn(h, syn(FastOpen(cookie_for()), REQ, sport=39999), 0.0)
+    h.receive_segment(CLIENT, SERVER, seg(R, PEER_ISN + 1 + len(REQ), sport=39999, dport=80), 0.5)
+    assert listener.fastopen_qlen == 0
+    send_syn(h, syn(FastOpen(cookie_for()), REQ), 0.5)
+    listener.accept(0.5)  # the reset one, as Linux: accept() returns it, reads give ECONNRESET
+    assert listener.accept(0.5)[1][1] == 40000
     h.receive_segment(CLIENT, SERVER, seg(R, PEER_ISN + 1 + len(REQ), sport=40000, dport=80), 1.0)
     assert h.connections.get((SERVER, 80, CLIENT, 40000)) is None  # the child is gone
     synack = send_syn(h, syn(FastOpen(cookie_for()), REQ, sport=40001), 30.0)
@@ -261,3 +270,37 @@ def test_tcp_fastopen_option_errors_as_linux() -> None:
     assert exc.value.errno == errno.EINVAL
     listener.setsockopt(SOL_TCP, TCP_FASTOPEN, 100000)
     assert listener.getsockopt(SOL_TCP, TCP_FASTOPEN) == h.somaxconn  # min(qlen, somaxconn)
+
+
+def test_disconnect_resets_a_tfo_child_and_frees_its_place_at_once() -> None:
+    """Linux selftest tcp_fastopen_server_reset-after-disconnect: connect(AF_UNSPEC) on an
+    accepted child in SYN-RECEIVED sends R. with the SYN data acked, frees the fastopen
+    backlog at once, and the socket connects again with a plain SYN."""
+    h, listener = server(qlen=1)
+    send_syn(h, syn(FastOpen(cookie_for()), b"x" * 10), 0.0)
+    child, _ = listener.accept(0.1)
+    child.disconnect(0.1)
+    rst = one(h)
+    assert rst.flags == R | A and rst.seq == ISN + 1 and rst.ack == PEER_ISN + 11
+    assert listener.fastopen_qlen == 0 and child.conn is None
+    with pytest.raises(EngineError) as exc:
+        child.connect((str(CLIENT), 8080), 0.1)
+    assert exc.value.errno == errno.EINPROGRESS
+    again = one(h)
+    assert again.flags == S and again.fastopen is None
+    h.handle_timer(1.1)
+    assert one(h).flags == S
+
+
+def test_delivered_counts_the_synack_and_the_data_acked_by_the_third_ack() -> None:
+    """Linux tcp_rcv_state_process (SYN-RECV): delivered++ for the SYN-ACK, which tcp_ack does
+    not track; the child's SYN-ACK is not in bytes_acked (snd_una starts at ISS + 1)."""
+    h, listener = server()
+    send_syn(h, syn(FastOpen(cookie_for()), REQ))
+    child, _ = listener.accept(0.0)
+    assert child.send(b"answer", 0.0) == 6
+    out(h)
+    h.receive_segment(
+        CLIENT, SERVER, seg(A, PEER_ISN + 1 + len(REQ), ISN + 7, sport=40000, dport=80), 0.1
+    )
+    assert (child.tcp_info().tcpi_delivered, child.tcp_info().tcpi_bytes_acked) == (2, 6)

@@ -15,6 +15,7 @@ from fastopen.engine.events import (
     EngineError,
     Event,
     Readable,
+    SocketEvent,
     Writable,
 )
 from fastopen.engine.host import Host
@@ -37,6 +38,7 @@ __all__ = [
     "NegativeEntry",
     "NegativeReason",
     "Readable",
+    "SocketEvent",
     "TcpEvent",
     "TcpInfo",
     "TcpState",

@@ -25,17 +25,32 @@ class EngineError(FastOpenError, OSError):
 
 
 @dataclass(frozen=True, slots=True)
-class Readable:
-    """Data, end of stream or an error is there to read."""
+class SocketEvent:
+    """Something happened on ``sock``."""
 
     sock: EngineSocket
 
 
 @dataclass(frozen=True, slots=True)
-class Writable:
+class Readable(SocketEvent):
+    """Data, end of stream or an error is there to read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Writable(SocketEvent):
     """Room in the send buffer again, after a send ran out of it."""
 
-    sock: EngineSocket
+
+@dataclass(frozen=True, slots=True)
+class Connected(SocketEvent):
+    """An active open completed (SYN-ACK received)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed(SocketEvent):
+    """The connection is gone: ``error`` is None after an orderly close, else the errno."""
+
+    error: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,21 +58,6 @@ class Accepted:
     """A connection is ready to be accepted on this listener."""
 
     listener: EngineSocket
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """An active open completed (SYN-ACK received)."""
-
-    sock: EngineSocket
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The connection is gone: ``error`` is None after an orderly close, else the errno."""
-
-    sock: EngineSocket
-    error: int | None
 
 
 Event = Readable | Writable | Accepted | Connected | Closed

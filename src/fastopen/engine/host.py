@@ -48,6 +48,8 @@ class Host:
     ``tcp_fastopen`` takes the bits of ``net.ipv4.tcp_fastopen`` (default 0x1, as Linux).
     ``keys`` is the namespace's TFO key ring (``net.ipv4.tcp_fastopen_key``; random by default).
     ``blackhole_timeout`` is ``tcp_fastopen_blackhole_timeout_sec`` (0, off, as Linux 5.14+).
+    ``syn_linear_timeouts`` is ``tcp_syn_linear_timeouts`` (Linux 6.x: SYNs are retransmitted
+    that many times more, at the initial RTO, before the RTO doubles).
     ``negative_cache_time`` is the FreeBSD-style per-path disable time (0 turns it off).
     ``isn`` and ``tsoffset`` replace the keyed (RFC 6528) ISN and timestamp offset.
     """
@@ -67,6 +69,7 @@ class Host:
         wmem: int = 262144,
         somaxconn: int = 4096,
         syn_retries: int = 6,
+        syn_linear_timeouts: int = 4,
         synack_retries: int = 5,
         retries2: int = 15,
         blackhole_timeout: float = 0.0,
@@ -89,6 +92,7 @@ class Host:
         self.wmem = wmem
         self.somaxconn = somaxconn
         self.syn_retries = syn_retries
+        self.syn_linear_timeouts = syn_linear_timeouts
         self.synack_retries = synack_retries
         self.retries2 = retries2
         self.blackhole_timeout = blackhole_timeout
@@ -329,8 +333,8 @@ class Host:
         if flags & ACK:
             self.send_reset_for(dst, src, seg)
             return
-        if not flags & SYN:
-            return
+        if not flags & SYN or flags & FIN:
+            return  # Linux tcp_rcv_state_process (6.x) discards a SYN with FIN in LISTEN
         if len(listener.accept_queue) >= max(listener.backlog, 1):
             self.counters["ListenOverflows"] += 1
             self.counters["ListenDrops"] += 1
@@ -344,7 +348,7 @@ class Host:
         if fastopen:
             listener.fastopen_qlen += 1
             self.enqueue_accept(listener, conn)
-            if conn.rcv_buf or conn.fin_received():
+            if conn.rcv_buf:
                 self.emit(Readable(child))
 
     def enqueue_accept(self, listener: EngineSocket, conn: Connection) -> None:
@@ -360,7 +364,7 @@ class Host:
         fo = seg.fastopen
         length = len(fo.cookie) if fo is not None and fo.valid else -1
         experimental = fo.experimental if fo is not None else False
-        syn_data = bool(seg.payload) or bool(int(seg.flags) & FIN)
+        syn_data = bool(seg.payload)
         if length == 0:
             self.counters["TCPFastOpenCookieReqd"] += 1
         if not (
@@ -404,14 +408,15 @@ class Host:
         return True
 
     def forget(self, conn: Connection, *, reset: bool) -> None:
-        """``conn`` is closed: out of the tables; a reset pending TFO child stays counted 60 s."""
+        """``conn`` is closed: out of the tables; a pending TFO child reset after the
+        application accepted it stays counted 60 s (Linux reqsk_fastopen_remove)."""
         if self.connections.get(conn.key) is conn:
             del self.connections[conn.key]
         conn.pushed_at = None
         listener = conn.listener
         if listener is not None and conn.fo_pending:
             conn.fo_pending = False
-            if reset and listener.listening:
+            if reset and listener.listening and conn.sock not in listener.accept_queue:
                 listener.fastopen_rst.append(self.last_now + FASTOPEN_RST_HOLD)
             else:
                 listener.fastopen_qlen -= 1

@@ -50,3 +50,5 @@ class TcpInfo:
     tcpi_data_segs_out: int
     tcpi_snd_wnd: int
     tcpi_rcv_wnd: int
+    tcpi_delivered: int
+    tcpi_delivered_ce: int

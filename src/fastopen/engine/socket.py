@@ -19,7 +19,7 @@ from fastopen.engine.cache import IPAddress
 from fastopen.engine.events import EngineError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.states import TcpState
-from fastopen.engine.tcb import Connection
+from fastopen.engine.tcb import OPTION_SPACE, Connection
 from fastopen.errors import KeyFormatError
 from fastopen.kernel.constants import (
     MSG_FASTOPEN,
@@ -41,6 +41,11 @@ SOL_TCP = _socket.IPPROTO_TCP
 SO_REUSEADDR = _socket.SO_REUSEADDR
 SO_ERROR = _socket.SO_ERROR
 TCP_NODELAY = _socket.TCP_NODELAY
+TCP_SYNCNT = _socket.TCP_SYNCNT
+#: Linux MAX_TCP_SYNCNT: the most TCP_SYNCNT takes.
+MAX_SYNCNT = 127
+#: Linux net.ipv4.tcp_min_snd_mss: the MSS never goes below it, SYN data's neither.
+MIN_SND_MSS = 48
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 
@@ -81,7 +86,15 @@ class EngineSocket:
         self.defer_connect = False
         self.nodelay = False
         self.reuseaddr = False
+        #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
+        self.syn_retries = 0
+        #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
+        #: the connection counts itself here; the ACK of the SYN-ACK then waits for its data.
+        self.write_pending = 0
         self.closed = False
+        #: Linux SS_CONNECTING: a connect (or MSG_FASTOPEN) started and no later connect saw it
+        #: complete; such a socket takes one more connect (0) or MSG_FASTOPEN (a plain send).
+        self.connecting = False
         self._error_reported = False
 
     def __repr__(self) -> str:
@@ -102,6 +115,11 @@ class EngineSocket:
     def _check_open(self) -> None:
         if self.closed:
             raise _fail(errno.EBADF)
+
+    def _enter(self, now: float) -> None:
+        """A call at ``now`` on an open socket (EBADF once closed)."""
+        self._check_open()
+        self.host.last_now = now
 
     def _take_error(self) -> int | None:
         """The pending error (sk_err), reported once as Linux does."""
@@ -139,6 +157,11 @@ class EngineSocket:
             if self.nodelay and self.conn is not None:
                 self.conn.output(host.last_now)
             return
+        if name == TCP_SYNCNT:
+            if not 1 <= value <= MAX_SYNCNT:
+                raise _fail(errno.EINVAL)
+            self.syn_retries = value
+            return
         if name == TCP_FASTOPEN:
             if value < 0 or st not in (TcpState.CLOSED, TcpState.LISTEN):
                 raise _fail(errno.EINVAL)
@@ -174,6 +197,8 @@ class EngineSocket:
             return self.tcp_info()
         if name == TCP_NODELAY:
             return int(self.nodelay)
+        if name == TCP_SYNCNT:
+            return self.syn_retries or self.host.syn_retries
         if name == TCP_FASTOPEN:
             return self.fastopen_max_qlen
         if name == TCP_FASTOPEN_CONNECT:
@@ -241,8 +266,7 @@ class EngineSocket:
         self.listening = True
 
     def accept(self, now: float) -> tuple[EngineSocket, SockAddr]:
-        self._check_open()
-        self.host.last_now = now
+        self._enter(now)
         if not self.listening:
             raise _fail(errno.EINVAL)
         if not self.accept_queue:
@@ -289,29 +313,30 @@ class EngineSocket:
         return False, FastOpen(b"", experimental)
 
     def _syn_data_space(self, conn: Connection) -> int:
-        """Linux: min(cached MSS or our MSS, path MSS) minus 40 bytes kept for options."""
+        """Linux tcp_send_syn_data: the MSS of the path clamped by the cached MSS (or ours), at
+        least tcp_min_snd_mss, minus 40 bytes kept for options (MAX_TCP_OPTION_SPACE)."""
         host = self.host
         cached, _, _ = host.cookie_cache.get(conn.local, conn.remote)
         path = host.adv_mss(conn.local)
-        return max(min(cached or path, path) - 40, 0)
+        return max(min(cached or path, path), MIN_SND_MSS) - OPTION_SPACE
 
     def connect(self, addr: SockAddr, now: float) -> None:
         """Non-blocking connect: raises EINPROGRESS (or returns at once for a deferred TFO one)."""
-        self._check_open()
-        self.host.last_now = now
+        self._enter(now)
         if self.listening:
             raise _fail(errno.EISCONN)
         conn = self.conn
         if conn is not None and conn.state is not TcpState.CLOSED:
             if self.defer_connect:
                 raise _fail(errno.EISCONN)
-            if conn.state is TcpState.SYN_SENT:
-                raise _fail(errno.EALREADY)
-            raise _fail(errno.EISCONN)
+            self._connected_again()
+            return
+        self.connecting = False
         if conn is not None and conn.error is not None and not self._error_reported:
             self._error_reported = True
             raise _fail(conn.error)
         conn = self._new_connection(addr)
+        self.connecting = True
         if self.fastopen_connect:
             usable, option = self._fastopen_option(conn, now)
             if usable:
@@ -323,11 +348,35 @@ class EngineSocket:
             conn.open_active(now, b"", None)
         raise _fail(errno.EINPROGRESS)
 
+    def _connected_again(self) -> None:
+        """Linux __inet_stream_connect on a socket with a connection: EALREADY while the
+        handshake runs, EISCONN once connected; the first call after an asynchronous connect
+        completed returns 0 (SS_CONNECTING becomes SS_CONNECTED)."""
+        conn = self.conn
+        assert conn is not None
+        if not self.connecting:
+            raise _fail(errno.EISCONN)
+        if conn.state is TcpState.SYN_SENT or conn.state is TcpState.SYN_RECEIVED:
+            raise _fail(errno.EALREADY)
+        self.connecting = False
+
+    def disconnect(self, now: float) -> None:
+        """connect(AF_UNSPEC) (Linux tcp_disconnect): the connection is dropped, with a RST when
+        one is owed, and the socket can connect again; a listener stops listening."""
+        self._enter(now)
+        if self.listening:
+            self.host.stop_listening(self, now)
+            self.listening = False
+        conn = self.conn
+        if conn is not None and conn.state is not TcpState.CLOSED:
+            conn.disconnect(now)
+        self.conn = None
+        self.defer_connect = self.connecting = False
+
     # -- data --------------------------------------------------------------------------------------
 
     def sendto(self, data: bytes, flags: int, addr: SockAddr | None, now: float) -> int:
-        self._check_open()
-        self.host.last_now = now
+        self._enter(now)
         if flags & MSG_FASTOPEN or self.defer_connect:
             return self._sendmsg_fastopen(data, addr, now)
         return self.send(data, now)
@@ -341,19 +390,21 @@ class EngineSocket:
         if self.defer_connect:
             assert conn is not None
             self.defer_connect = False
-            usable, option = self._fastopen_option(conn, now)
-            payload = data[: self._syn_data_space(conn)] if usable else b""
-            sent = conn.open_active(now, payload, option)
-            if sent:
-                return sent
-            raise _fail(errno.EINPROGRESS)
+            return self._send_syn(conn, data, now)
         if self.listening:
             raise _fail(errno.EISCONN)
         if conn is not None and conn.state is not TcpState.CLOSED:
-            raise _fail(errno.EALREADY if conn.state is TcpState.SYN_SENT else errno.EISCONN)
+            self._connected_again()
+            return self.send(data, now)  # connected by now: an ordinary send
         if addr is None:
             raise _fail(errno.EINVAL)
+        self.connecting = False
         conn = self._new_connection(addr)
+        self.connecting = True
+        return self._send_syn(conn, data, now)
+
+    def _send_syn(self, conn: Connection, data: bytes, now: float) -> int:
+        """The SYN of a fast open: what of ``data`` fits rides in it (EINPROGRESS when none)."""
         usable, option = self._fastopen_option(conn, now)
         payload = data[: self._syn_data_space(conn)] if usable else b""
         sent = conn.open_active(now, payload, option)
@@ -362,8 +413,7 @@ class EngineSocket:
         raise _fail(errno.EINPROGRESS)
 
     def send(self, data: bytes, now: float) -> int:
-        self._check_open()
-        self.host.last_now = now
+        self._enter(now)
         if self.defer_connect:
             return self._sendmsg_fastopen(data, None, now)
         conn = self.conn
@@ -388,8 +438,7 @@ class EngineSocket:
         raise _fail(errno.EPIPE)
 
     def recv(self, n: int, now: float) -> bytes:
-        self._check_open()
-        self.host.last_now = now
+        self._enter(now)
         conn = self.conn
         if conn is None:
             raise _fail(errno.ENOTCONN)
@@ -405,8 +454,7 @@ class EngineSocket:
         raise _fail(errno.EAGAIN)
 
     def shutdown(self, how: int, now: float) -> None:
-        self._check_open()
-        self.host.last_now = now
+        self._enter(now)
         conn = self.conn
         if conn is None or conn.state in (TcpState.CLOSED, TcpState.SYN_SENT):
             raise _fail(errno.ENOTCONN)

@@ -35,6 +35,7 @@ class TcpEvent(enum.Enum):
     APP_CLOSE = "close"
     APP_CLOSE_FIN = "close or shutdown / FIN"
     APP_ABORT = "close with unread data / RST"
+    APP_DISCONNECT = "connect AF_UNSPEC / RST if owed"
     RCV_SYN = "SYN / SYN-ACK"
     RCV_SYN_VALID_COOKIE = "SYN+valid cookie / child, SYN-ACK acks data"
     RCV_SYN_ACK = "SYN-ACK / ACK"
@@ -91,6 +92,7 @@ TRANSITIONS: dict[tuple[TcpState, TcpEvent], TcpState] = {
     **{(s, E.RCV_RST): S.CLOSED for s in _SYNCHRONIZED},
     **{(s, E.APP_ABORT): S.CLOSED for s in _SYNCHRONIZED},
     **{(s, E.TIMEOUT): S.CLOSED for s in _SYNCHRONIZED},
+    **{(s, E.APP_DISCONNECT): S.CLOSED for s in (*_SYNCHRONIZED, S.SYN_SENT, S.TIME_WAIT)},
 }
 
 
@@ -118,19 +120,19 @@ def mermaid() -> str:
         "",
         "Generated from `fastopen.engine.states.TRANSITIONS` by",
         "`python -m fastopen.engine.states > docs/tcp-states.md`; a test checks it is up to date.",
-        "Edge labels are `event / what is sent`. RST, abort (close with unread data) and",
-        "exhausted retransmissions lead from every synchronized state to CLOSED.",
+        "Edge labels are `event / what is sent`. RST, abort (close with unread data),",
+        "exhausted retransmissions and disconnect lead from every synchronized state to CLOSED.",
         "",
         "```mermaid",
         "stateDiagram-v2",
         "    [*] --> CLOSED",
     ]
-    grouped = {E.RCV_RST, E.APP_ABORT, E.TIMEOUT}
+    grouped = {E.RCV_RST, E.APP_ABORT, E.TIMEOUT, E.APP_DISCONNECT}
     for (state, event), new in TRANSITIONS.items():
         if event in grouped and state in _SYNCHRONIZED:
             continue
         lines.append(f"    {state.name} --> {new.name}: {event.value}")
-    for event in (E.RCV_RST, E.APP_ABORT, E.TIMEOUT):
+    for event in (E.RCV_RST, E.APP_ABORT, E.TIMEOUT, E.APP_DISCONNECT):
         lines.append(f"    synchronized --> CLOSED: {event.value}")
     lines.append("    CLOSED --> [*]")
     lines.append("```")

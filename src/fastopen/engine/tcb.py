@@ -9,6 +9,7 @@ delayed ACKs, the TFO client and server paths (``net/ipv4/tcp_fastopen.c``).
 from __future__ import annotations
 
 import errno
+from collections import deque
 from typing import TYPE_CHECKING
 
 from fastopen.engine.cache import IPAddress, NegativeReason
@@ -47,6 +48,8 @@ RTO_INIT = 1.0
 RTO_MIN = 0.2
 RTO_MAX = 120.0
 DELACK = 0.04
+#: Linux TCP_DELACK_MAX: the longest an ACK is held back (a writer about to send, ...).
+DELACK_MAX = 0.2
 TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
 #: Linux net.ipv4.tcp_invalid_ratelimit: one duplicate ACK per 500 ms for out-of-window ACKs.
@@ -64,6 +67,10 @@ _SYNCHRONIZED = frozenset(
 )
 _CAN_RECEIVE = frozenset((S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2))
 _FIN_SENT = frozenset((S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME_WAIT))
+#: Linux tcp_need_reset: the states in which tcp_disconnect sends a RST.
+_NEED_RESET = frozenset((S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.FIN_WAIT_2, S.SYN_RECEIVED))
+#: Linux tcp_reset_check: after the peer's FIN, a RST at RCV.NXT - 1 is accepted too.
+_RST_AFTER_FIN = frozenset((S.CLOSE_WAIT, S.LAST_ACK, S.CLOSING))
 
 
 _NOP = Nop()
@@ -77,6 +84,27 @@ def seq_lt(a: int, b: int) -> bool:
 
 def seq_le(a: int, b: int) -> bool:
     return ((b - a) & MASK) < HALF
+
+
+def _timed_out(elapsed: float, boundary: int, rto_base: float) -> bool:
+    """Linux retransmits_timed_out: ``elapsed`` (ms ticks) reached tcp_model_timeout, the time
+    ``boundary`` retransmissions take with an RTO doubling from ``rto_base`` up to 120 s."""
+    thresh = int(RTO_MAX / rto_base).bit_length() - 1
+    if boundary <= thresh:
+        timeout = ((2 << boundary) - 1) * rto_base
+    else:
+        timeout = ((2 << thresh) - 1) * rto_base + (boundary - thresh) * RTO_MAX
+    return round(elapsed * 1000) >= round(timeout * 1000)
+
+
+def initial_window(rmem: int, mss: int) -> int:
+    """The window of a SYN or SYN-ACK, as Linux tcp_select_initial_window offers it: the space
+    of the receive buffer (half of it: tcp_win_from_space with the default scaling ratio),
+    rounded down to the MSS, at most 65535 (64240 for the default 131072, 65535 for 540000)."""
+    space = rmem // 2
+    if space > mss:
+        space -= space % mss
+    return min(space, 65535)
 
 
 class Connection:
@@ -93,16 +121,21 @@ class Connection:
         "_last_oow",
         "_quickack",
         "_rcv_fin_seq",
+        "_reno_sacked",
+        "_retrans_stamp",
         "_rto_at",
         "_rtt_seq",
         "_rtt_time",
+        "_sent_ends",
         "_syn_sent_at",
         "_tw_at",
+        "backoff",
         "bytes_acked",
         "bytes_received",
         "cwnd",
         "data_segs_in",
         "data_segs_out",
+        "delivered",
         "dupacks",
         "error",
         "fastopen_client_fail",
@@ -198,7 +231,7 @@ class Connection:
         mss = host.adv_mss(local)
         self._adv_mss = mss
         self.snd_mss = MSS_DEFAULT
-        self.rcv_wnd_init = (min(65535, host.rmem) // mss) * mss
+        self.rcv_wnd_init = initial_window(host.rmem, mss)
         self.rcv_wscale = host.wscale if host.window_scaling else 0
         self.snd_wscale = 0
         self.wscale_ok = self.sack_ok = self.ts_ok = False
@@ -210,6 +243,8 @@ class Connection:
         self._rtt_seq: int | None = None
         self._rtt_time = 0.0
         self.retransmits = 0
+        self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
+        self._retrans_stamp = 0.0
         self.total_retrans = 0
         self.cwnd = 10  # Linux initial window (segments)
         self._cwnd_cnt = 0
@@ -244,6 +279,9 @@ class Connection:
         self.segs_in = self.segs_out = 0
         self.data_segs_in = self.data_segs_out = 0
         self.bytes_acked = self.bytes_received = 0
+        self.delivered = 0  # Linux tp->delivered: segments acknowledged (SYN and FIN count)
+        self._sent_ends: deque[int] = deque()  # end of each segment sent once, for delivered
+        self._reno_sacked = 0  # duplicate ACKs already counted as delivered (no SACK)
 
     # -- state and timers --------------------------------------------------------------------------
 
@@ -267,7 +305,7 @@ class Connection:
             self.host.schedule(self, t)
 
     def _set_rto(self, now: float) -> None:
-        self._rto_at = now + min(self.rto * (1 << min(self.retransmits, 15)), RTO_MAX)
+        self._rto_at = now + min(self.rto * (1 << min(self.backoff, 15)), RTO_MAX)
 
     def on_timer(self, now: float) -> None:
         """Fire every timer of this connection that is due at ``now``."""
@@ -446,8 +484,10 @@ class Connection:
         if retrans:
             self.total_retrans += 1
             self.host.counters["TcpRetransSegs"] += 1
-        elif self._rtt_seq is None and not self.ts_ok:
-            self._rtt_seq, self._rtt_time = end, now
+        else:
+            self._sent_ends.append(end)
+            if self._rtt_seq is None and not self.ts_ok:
+                self._rtt_seq, self._rtt_time = end, now
         self._emit(seq, flags, data, now=now)
         if len(data) < self.snd_mss:
             self.snd_sml = end
@@ -472,11 +512,16 @@ class Connection:
             self.syn_data = True
             sent = data
             self.snd_buf += data
-        self.syn_fastopen = fastopen is not None or bool(data)
+        # Linux tcp_syn_options: syn_fastopen means the SYN carried the option (not the no-cookie
+        # mode's bare SYN data, which the SYN-ACK path handles through syn_data)
+        self.syn_fastopen = fastopen is not None
         self.syn_fastopen_exp = fastopen is not None and fastopen.experimental
         self.fo_request = fastopen is not None and not fastopen.cookie
         self._send_syn(now, payload=sent, fastopen=fastopen)
         self.snd_nxt = self.snd_max = (self.iss + 1 + len(sent)) & MASK
+        self._sent_ends.append((self.iss + 1) & MASK)  # the SYN and its data: two in tcp_ack
+        if sent:
+            self._sent_ends.append(self.snd_nxt)
         self._syn_sent_at = now
         self._set_rto(now)
         self._rearm()
@@ -520,7 +565,6 @@ class Connection:
     def close(self, now: float) -> None:
         """close(): RST if unread data (Linux), else a FIN after the queued data."""
         self.orphan = True
-        self._fastopen_ofo_check(now)
         st = self.state
         if st is S.SYN_SENT:
             self._move(E.APP_CLOSE)
@@ -536,9 +580,9 @@ class Connection:
             self._rearm()
 
     def _fastopen_ofo_check(self, now: float) -> None:
-        """Linux tcp_fastopen_active_disable_ofo_check: a lone out-of-order FIN and no data on
-        an active TFO connection is a middlebox at work; data on one opened after a disable
-        period clears the count."""
+        """Linux tcp_fastopen_active_disable_ofo_check, when the socket is destroyed (or enters
+        TIME-WAIT): a lone out-of-order FIN and no data on an active TFO connection is a
+        middlebox at work; data on one opened after a disable period clears the count."""
         if self.listener is not None or not self.syn_fastopen:
             return
         if not self.data_segs_in:
@@ -565,6 +609,17 @@ class Connection:
         self._move(E.APP_ABORT)
         self.destroy(None, notify=False)
 
+    def disconnect(self, now: float) -> None:
+        """connect(AF_UNSPEC), Linux tcp_disconnect: a RST when one is owed (tcp_need_reset, or
+        CLOSING/LAST-ACK with something unsent), then CLOSED; a TFO child frees its place in the
+        fastopen backlog at once (reqsk_fastopen_remove without the 60 s hold)."""
+        st = self.state
+        unsent = self._fin_queued and seq_lt(self.snd_max, (self._fin_seq + 1) & MASK)
+        if st in _NEED_RESET or (st in (S.CLOSING, S.LAST_ACK) and unsent):
+            self.send_rst(now)
+        self._move(E.APP_DISCONNECT)
+        self.destroy(None, notify=False)
+
     def end_time_wait(self) -> None:
         """A new SYN for this 4-tuple ends TIME-WAIT (Linux TCP_TW_SYN): the listener takes it."""
         self._move(E.RCV_SYN)
@@ -573,6 +628,8 @@ class Connection:
     def destroy(self, error: int | None, *, notify: bool = True) -> None:
         """Leave for good (the state already CLOSED): out of the host's tables; the
         application learns why."""
+        if self.state is not S.TIME_WAIT:  # else checked when it entered TIME-WAIT
+            self._fastopen_ofo_check(self.host.last_now)
         self._rto_at = self._delack_at = self._tw_at = None
         if error is not None and self.error is None:
             self.error = error
@@ -616,15 +673,17 @@ class Connection:
         fastopen: bool,
         reply: FastOpen | None,
     ) -> None:
-        """A child of ``listener`` born from a SYN: SYN-RECEIVED; with ``fastopen``, its data in."""
+        """A child of ``listener`` born from a SYN (never with FIN: the listener drops those):
+        SYN-RECEIVED; with ``fastopen``, its data in."""
         self.listener = listener
+        self.sock.syn_retries = listener.syn_retries
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
         self.irs = seg.seq
         self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
         self._take_syn_options(seg)
         if self.ts_ok:
             mss = self._adv_mss - TS_OPTION_LEN
-            self.rcv_wnd_init = (min(65535, self.host.rmem) // mss) * mss
+            self.rcv_wnd_init = initial_window(self.host.rmem, mss)
         self.snd_wl1, self.snd_wl2 = seg.seq, self.iss
         self._move(E.RCV_SYN_VALID_COOKIE if fastopen else E.RCV_SYN)
         self.host.counters["TcpPassiveOpens"] += 1
@@ -636,10 +695,6 @@ class Connection:
                 self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
                 self.bytes_received += len(seg.payload)
                 self.syn_data_acked = True
-            if int(seg.flags) & FIN:
-                self._rcv_fin_seq = self.rcv_nxt
-                self.rcv_nxt = (self.rcv_nxt + 1) & MASK
-                self._move(E.RCV_FIN)
         self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
         self._send_synack(now, reply)
         self._syn_sent_at = now
@@ -661,7 +716,7 @@ class Connection:
         flags = int(seg.flags)
         if flags & ACK:
             ack = seg.ack
-            if seq_le(ack, self.iss) or seq_lt(self.snd_max, ack):
+            if seq_le(ack, self.iss) or seq_lt(self.snd_max, ack) or self._paws_rejects(seg, now):
                 if not flags & RST:
                     self.host.send_reset_for(self.local, self.remote, seg)
                 return
@@ -684,30 +739,53 @@ class Connection:
         self._move(E.RCV_SYN_ACK)
         if self.retransmits == 0:
             self._rtt_sample(now - self._syn_sent_at)
-        self.retransmits = 0
+        self.retransmits = self.backoff = 0
         self._rto_at = None
         fo_fail = False
-        if self.syn_fastopen:
+        before = self.segs_out  # one ACK for the SYN-ACK, whatever it carried
+        if self.syn_fastopen or self.syn_data:
             fo_fail = self._rcv_fastopen_synack(seg, now)
+            if not fo_fail and (seg.payload or flags & FIN):
+                self._rcv_data(seg, flags, now)  # Linux tcp_fastopen_add_skb
         else:
-            self._process_ack(seg.ack, now)
-        if seg.payload or flags & FIN:
-            self._rcv_data(seg, flags, now)
+            self._process_ack(seg.ack, now)  # data in a plain SYN-ACK is dropped, as Linux does
         self.host.emit(Connected(self.sock))
         self.host.emit(Writable(self.sock))
-        before = self.segs_out
         if fo_fail:
             self.snd_nxt = self.snd_una
         self.output(now)
         if self.segs_out == before:
-            self.send_ack(now)
+            if self.sock.write_pending and not fo_fail:
+                self._hold_ack(now)
+            else:
+                self.send_ack(now)
+
+    def _hold_ack(self, now: float) -> None:
+        """A writer is waiting for the connection (Linux sk_write_pending): the ACK of the SYN-ACK
+        waits up to TCP_DELACK_MAX for its data, in quick ACK mode, so the data carries it."""
+        self._ato_started = True
+        self._quickack = MAX_QUICKACKS
+        self._ato_pending = 1
+        self._delack_at = now + DELACK_MAX
+
+    def _paws_rejects(self, seg: TcpSegment, now: float) -> bool:
+        """Linux tcp_rcv_synsent_state_process: a SYN-ACK whose TS echo is not a TSval we sent
+        since the SYN (TcpExt PAWSActive) is answered with a RST."""
+        ts = seg.timestamps
+        if ts is None or not ts.tsecr or not self.host.timestamps:
+            return False
+        first = int(self._syn_sent_at * 1000) + self.tsoffset  # TSval of the first SYN
+        if ((int(now * 1000) + self.tsoffset - first) & MASK) >= ((ts.tsecr - first) & MASK):
+            return False
+        self.host.counters["PAWSActive"] += 1
+        return True
 
     # -- TFO client: the SYN-ACK (Linux tcp_rcv_fastopen_synack) -----------------------------------
 
     def _rcv_fastopen_synack(self, seg: TcpSegment, now: float) -> bool:
         """Learn from the SYN-ACK; True when SYN data must go again (TFO failed)."""
         host = self.host
-        fo = seg.fastopen
+        fo = seg.fastopen if self.syn_fastopen else None  # an unsolicited cookie is ignored
         cookie: bytes | None = None
         length = -1
         bad_length = False
@@ -753,6 +831,8 @@ class Connection:
         self.syn_data_acked = self.syn_data
         if self.syn_data_acked:
             host.counters["TCPFastOpenActive"] += 1
+            if self.delivered > 1:
+                self.delivered -= 1  # Linux: SYN-data counts as two packets in tcp_ack()
         return False
 
     # -- synchronized states -----------------------------------------------------------------------
@@ -778,12 +858,18 @@ class Connection:
         if seq_lt(end, self.rcv_nxt) or seq_lt((self.rcv_nxt + wnd) & MASK, seq):
             if not flags & RST:
                 self._oow_ack(now, seq == end)  # out of window: a duplicate ACK (RFC 9293)
+            elif st in _RST_AFTER_FIN and seq == (self.rcv_nxt - 1) & MASK:
+                self._reset(now)  # Linux tcp_reset_check: a RST sent right after the peer's FIN
             return
         if flags & RST:
             if seq == self.rcv_nxt:
                 self._reset(now)
-            else:
-                self._challenge_ack(now)  # RFC 5961 3.2
+                return
+            if self.syn_fastopen and not self.data_segs_in and st is S.ESTABLISHED:
+                # Linux tcp_validate_incoming: an out-of-order RST on an active TFO connection
+                # that got no data is a middlebox at work (a blackhole detection)
+                self.host.fastopen_active_disable(now)
+            self._challenge_ack(now)  # RFC 5961 3.2
             return
         if flags & SYN:
             self.host.counters["TCPSYNChallenge"] += 1
@@ -821,6 +907,15 @@ class Connection:
         if ts is not None and seq_le(seq, self.rcv_nxt):
             self.ts_recent = ts.tsval
         if plen or flags & FIN:
+            if (
+                flags & FIN
+                and self.orphan
+                and self.syn_fastopen
+                and st is S.FIN_WAIT_1
+                and seq_lt(self.rcv_nxt, (seq + plen) & MASK)
+            ):
+                # Linux tcp_rcv_state_process: an out-of-order FIN after close() in FIN-WAIT-1
+                self.host.fastopen_active_disable(now)
             self._rcv_data(seg, flags, now)
         self.output(now)
 
@@ -834,6 +929,7 @@ class Connection:
         elif st is S.CLOSING:
             self._move(E.RCV_ACK_OF_FIN)
             self._tw_at = now + TIME_WAIT_LEN
+            self._fastopen_ofo_check(now)
         elif st is S.LAST_ACK:
             self._move(E.RCV_ACK_OF_FIN)
             self.destroy(None)
@@ -843,9 +939,10 @@ class Connection:
     def _handshake_done(self, now: float) -> None:
         """The ACK of our SYN-ACK: the handshake is complete (whatever the state by now)."""
         self.syn_acked = True
+        self.delivered += 1  # Linux: the SYN-ACK's delivery is not tracked in tcp_ack
         if self.retransmits == 0:
             self._rtt_sample(now - self._syn_sent_at)
-        self.retransmits = 0
+        self.retransmits = self.backoff = 0
         self._rto_at = None
         if self.state is S.SYN_RECEIVED:
             self._move(E.RCV_ACK_OF_SYN)
@@ -868,8 +965,25 @@ class Connection:
             if self.snd_wnd > self.max_window:
                 self.max_window = self.snd_wnd
 
+    def _count_delivered(self, ends: deque[int], ack: int) -> None:
+        """Linux tcp_clean_rtx_queue: each segment ``ack`` covers is delivered; without SACK
+        (tcp_remove_reno_sacks) the duplicate ACKs already counted take their share."""
+        segments = 0
+        while ends and ((ack - ends[0]) & MASK) < HALF:
+            ends.popleft()
+            segments += 1
+        if self.sack_ok:
+            self.delivered += segments
+            return
+        sacked = self._reno_sacked
+        self.delivered += max(segments - sacked, 1)
+        self._reno_sacked = 0 if segments - 1 >= sacked else sacked - (segments - 1)
+
     def _dupack(self, now: float) -> None:
         self.dupacks += 1
+        if not self.sack_ok and self._reno_sacked + 1 < len(self._sent_ends):
+            self._reno_sacked += 1  # Linux tcp_add_reno_sack: a duplicate ACK, one delivered
+            self.delivered += 1
         if self.dupacks == 3:  # fast retransmit (RFC 5681)
             flight = ((self.snd_max - self.snd_una) & MASK) // self.snd_mss
             self.ssthresh = max(flight // 2, 2)
@@ -896,15 +1010,24 @@ class Connection:
 
     def _process_ack(self, ack: int, now: float, ts: Timestamps | None = None) -> None:
         """``ack`` acknowledges new data (or our SYN): drop it from the send buffer."""
-        if not self.syn_acked and self.snd_una == self.iss:
+        # Linux tcp_snd_una_update: bytes_acked counts sequence space, SYN and FIN included
+        # (a child starts with its SYN-ACK acknowledged: snd_una = ISS + 1)
+        una = self.snd_una
+        acked = (ack - una) & MASK
+        if una == self.iss:
+            if self.listener is not None:
+                acked -= 1
             self.syn_acked = True
+        self.bytes_acked += acked
         off = (ack - self.snd_buf_seq) & MASK
         if off < HALF:
             n = min(off, len(self.snd_buf))
             if n:
                 del self.snd_buf[:n]
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
-                self.bytes_acked += n
+        ends = self._sent_ends
+        if ends and ((ack - ends[0]) & MASK) < HALF:  # the oldest segment sent is acked
+            self._count_delivered(ends, ack)
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
@@ -915,7 +1038,7 @@ class Connection:
         elif self._rtt_seq is not None and seq_le(self._rtt_seq, ack):
             self._rtt_sample(now - self._rtt_time)
             self._rtt_seq = None
-        self.retransmits = 0
+        self.retransmits = self.backoff = 0
         self.dupacks = 0
         if self.cwnd < self.ssthresh:
             self.cwnd += 1  # slow start
@@ -959,8 +1082,6 @@ class Connection:
     def _reset(self, now: float) -> None:
         """An acceptable RST: the error Linux reports (tcp_reset)."""
         err = errno.EPIPE if self.state is S.CLOSE_WAIT else errno.ECONNRESET
-        if self.listener is None and self.syn_data_acked and not self.data_segs_in:
-            self.host.fastopen_active_disable(now)  # a RST where the answer to SYN data should be
         self.host.counters["TcpEstabResets"] += 1
         self._move(E.RCV_RST)
         self.destroy(err)
@@ -998,8 +1119,9 @@ class Connection:
             if payload or flags & FIN:
                 self.send_ack(now)  # after the peer's FIN: only duplicates can come
             return
-        if self.orphan and payload and seq_lt(self.rcv_nxt, fin_seq):
-            self.abort(now)  # new data after close(): Linux resets
+        if self.orphan and seq_lt(self.rcv_nxt, fin_seq):
+            # new data, or a FIN beyond a hole, after close(): Linux resets (TCPAbortOnData)
+            self.abort(now)
             return
         off = (self.rcv_nxt - seq) & MASK
         if off < HALF and off:
@@ -1026,10 +1148,12 @@ class Connection:
             self.bytes_received += delivered
         if self._rcv_fin_seq is not None and self.rcv_nxt == self._rcv_fin_seq:
             self.rcv_nxt = (self.rcv_nxt + 1) & MASK
+            self.bytes_received += 1  # Linux tcp_rcv_nxt_update counts the FIN's sequence
             self._move(E.RCV_FIN)
             if self.state is S.TIME_WAIT:
                 self._rto_at = None
                 self._tw_at = now + TIME_WAIT_LEN
+                self._fastopen_ofo_check(now)
             self.send_ack(now)
             self.host.emit(Readable(self.sock))
             return
@@ -1096,16 +1220,27 @@ class Connection:
     def _on_rto(self, now: float) -> None:
         host = self.host
         st = self.state
+        syncnt = self.sock.syn_retries  # TCP_SYNCNT (a child has its listener's)
         if st is S.SYN_SENT:
-            limit = host.syn_retries
-        elif not self.syn_acked:
-            limit = host.synack_retries + (1 if self.tfo_child else 0)
-        else:
-            limit = host.retries2
-        expired = self.retransmits >= limit
+            # Linux 6.x tcp_write_timeout: syn_retries plus the linear timeouts, or the time
+            # syn_retries doubling RTOs from 1 s would take (1 + 2 + ... s), whichever comes first
+            retries = syncnt or host.syn_retries
+            expired = self.retransmits >= retries + host.syn_linear_timeouts or (
+                self.retransmits > 0 and _timed_out(now - self._syn_sent_at, retries, RTO_INIT)
+            )
+        elif not self.syn_acked:  # a TFO child gets one more (tcp_fastopen_synack_timer)
+            expired = self.retransmits >= (
+                syncnt or host.synack_retries + (1 if self.tfo_child else 0)
+            )
+        else:  # retries2, as the time that many doubling RTOs from 200 ms would take
+            if self.retransmits == 0:
+                self._retrans_stamp = now - self.rto  # when the timer was armed
+            expired = self.retransmits > 0 and _timed_out(
+                now - self._retrans_stamp, host.retries2, RTO_MIN
+            )
         if (
             self.listener is None
-            and (self.syn_fastopen or self.syn_data_acked)
+            and (self.syn_fastopen or self.syn_data or self.syn_data_acked)
             and (self.retransmits == 2 or (self.retransmits < 2 and expired))
         ):
             host.counters["TCPFastOpenActiveFail"] += 1
@@ -1116,25 +1251,24 @@ class Connection:
             return
         host.counters["TCPTimeouts"] += 1
         self._rtt_seq = None
-        if st is S.SYN_SENT:
-            if self.retransmits == 0 and self.syn_data:
-                host.cookie_cache.disable(
-                    (self.local, self.remote, self.rport), NegativeReason.SYN_DATA_TIMEOUT, now
-                )
-            self.retransmits += 1
-            self.total_retrans += 1
-            host.counters["TcpRetransSegs"] += 1
-            self._send_syn(now)  # without data and without the option
-            self._set_rto(now)
-            return
-        if not self.syn_acked:
-            self.retransmits += 1
-            self.total_retrans += 1
-            host.counters["TcpRetransSegs"] += 1
-            self._send_synack(now)  # without the option
-            self._set_rto(now)
-            return
+        if st is S.SYN_SENT and self.retransmits == 0 and self.syn_data:
+            host.cookie_cache.disable(
+                (self.local, self.remote, self.rport), NegativeReason.SYN_DATA_TIMEOUT, now
+            )
         self.retransmits += 1
+        # Linux 6.x tcp_retransmit_timer: SYN-SENT keeps the RTO for tcp_syn_linear_timeouts
+        # retransmissions (1, 1, 1, 1, 1, 2, 4 s with the default 4), every other state doubles
+        if st is not S.SYN_SENT or self.retransmits > host.syn_linear_timeouts:
+            self.backoff += 1
+        if not self.syn_acked:
+            self.total_retrans += 1
+            host.counters["TcpRetransSegs"] += 1
+            if st is S.SYN_SENT:
+                self._send_syn(now)  # without data and without the option
+            else:
+                self._send_synack(now)  # without the option
+            self._set_rto(now)
+            return
         if self.snd_una == self.snd_max:
             if self.snd_buf and self.snd_wnd == 0:
                 self._probe_zero_window(now)
@@ -1154,6 +1288,7 @@ class Connection:
         if probe:
             self._emit(self.snd_nxt, ACK, probe, now=now)
             self.snd_nxt = self.snd_max = (self.snd_nxt + 1) & MASK
+            self._sent_ends.append(self.snd_nxt)
         self._set_rto(now)
 
     # -- introspection -----------------------------------------------------------------------------
@@ -1176,12 +1311,12 @@ class Connection:
             tcpi_ca_state=1 if self.dupacks else (4 if self.retransmits else 0),
             tcpi_retransmits=self.retransmits,
             tcpi_probes=0,
-            tcpi_backoff=self.retransmits,
+            tcpi_backoff=self.backoff,
             tcpi_options=options,
             tcpi_snd_wscale=self.snd_wscale if self.wscale_ok else 0,
             tcpi_rcv_wscale=self.rcv_wscale if self.wscale_ok else 0,
             tcpi_fastopen_client_fail=int(self.fastopen_client_fail),
-            tcpi_rto=int(min(self.rto * (1 << min(self.retransmits, 15)), RTO_MAX) * 1e6),
+            tcpi_rto=int(min(self.rto * (1 << min(self.backoff, 15)), RTO_MAX) * 1e6),
             tcpi_ato=int(DELACK * 1e6),
             tcpi_snd_mss=self.snd_mss,
             tcpi_rcv_mss=self.snd_mss,
@@ -1203,4 +1338,6 @@ class Connection:
             tcpi_data_segs_out=self.data_segs_out,
             tcpi_snd_wnd=self.snd_wnd,
             tcpi_rcv_wnd=(self.rcv_adv - self.rcv_nxt) & MASK if self.state in _SYNCHRONIZED else 0,
+            tcpi_delivered=self.delivered,
+            tcpi_delivered_ce=0,  # no ECN
         )
