@@ -204,8 +204,15 @@ class KernelStack:
         return srv
 
 
-#: The stacks ``fastopen serve/get --stack`` offers, by name.
-STACKS: dict[str, Callable[[], Stack]] = {"kernel": KernelStack}
+def _userspace() -> Stack:
+    """The userspace engine in place of the kernel, in each namespace it is used from."""
+    from fastopen.runtime import NamespaceStacks  # the runtime builds on this module
+
+    return NamespaceStacks()
+
+
+#: The stacks by name (``fastopen serve/get/demo --stack``, bench/latency_grid.py).
+STACKS: dict[str, Callable[[], Stack]] = {"kernel": KernelStack, "userspace": _userspace}
 
 _KERNEL = KernelStack()
 

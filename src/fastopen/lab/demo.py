@@ -12,19 +12,21 @@ diagram of one TFO exchange is drawn. Another stack (the userspace engine) is on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastopen.kernel.constants import TFO_COUNTERS
 from fastopen.lab.emulator import Lab
 from fastopen.lab.ladder import Endpoint, Rung, rungs
-from fastopen.lab.netns import Addresses
+from fastopen.lab.netns import Addresses, Netns
 from fastopen.report import TfoReport
+from fastopen.runtime import NamespaceStacks
 from fastopen.streams import KernelStack, Stack
 
 PORT = 8080
@@ -137,18 +139,40 @@ async def measure(lab: Lab, stack: Stack, kinds: Sequence[Kind], address: str) -
     return samples
 
 
+@contextlib.contextmanager
+def in_lab(stack: Stack, lab: Lab) -> Iterator[None]:
+    """The userspace stack takes the kernel's place in both namespaces of ``lab`` for the block
+    (before any timing); the kernel's stack needs nothing."""
+    if not isinstance(stack, NamespaceStacks):
+        yield
+        return
+    with stack:
+        for ns in (lab.client, lab.server):
+            with ns.entered():
+                stack.here()
+        yield
+
+
+def _counters(stack: Stack, ns: Netns) -> dict[str, int]:
+    """The TFO counters of ``stack`` in ``ns``: the engine's, or the kernel's TcpExt."""
+    return stack.counters(ns) if isinstance(stack, NamespaceStacks) else ns.counters()
+
+
 def run_stack(
     stack: Stack, *, rtt: float = 0.1, samples: int = 3, ipv6: bool = False, seed: int = 0
 ) -> StackResult:
     """Time the three kinds of connection on ``stack`` over a fresh lab with this RTT."""
     with tempfile.TemporaryDirectory(prefix="fastopen-demo-") as tmp:
         capture = Path(tmp) / "link.pcap"
-        with Lab(rtt=rtt, seed=seed, capture=capture) as lab:
+        with Lab(rtt=rtt, seed=seed, capture=capture) as lab, in_lab(stack, lab):
             result = StackResult(stack.name, lab.client.name, lab.server.name)
             server_addr: Addresses = lab.server_addr
             address = server_addr.ipv6 if ipv6 else server_addr.ipv4
             result.samples = asyncio.run(measure(lab, stack, plan(samples), address))
-            client_counters, server_counters = lab.client.counters(), lab.server.counters()
+            client_counters, server_counters = (
+                _counters(stack, lab.client),
+                _counters(stack, lab.server),
+            )
             result.counters = {
                 name: (client_counters[name], server_counters[name]) for name in TFO_COUNTERS
             }

@@ -15,12 +15,10 @@ forwarder exits by itself when the process that made the lab dies.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -30,15 +28,13 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from fastopen.errors import FastOpenError, KernelFeatureMissing, NamespaceError, NeedsRoot
+from fastopen.errors import FastOpenError, KernelFeatureMissing, NeedsRoot
 from fastopen.lab import netns
-from fastopen.lab.link import CapturedPacket, LinkConfig, LinkStats, read_pcap
+from fastopen.lab.link import LinkConfig, LinkStats
 from fastopen.lab.netns import CLIENT, SERVER, Addresses, Netns
+from fastopen.pcap import CapturedPacket, read_pcap
+from fastopen.runtime.tun import TUN, open_tun
 
-TUN = Path("/dev/net/tun")
-TUNSETIFF = 0x400454CA
-IFF_TUN = 0x0001
-IFF_NO_PI = 0x1000
 DEVICE = "tun0"
 STATE = Path(os.environ.get("FASTOPEN_LAB_STATE", "/run/fastopen/lab.json"))
 #: Where a detached forwarder (``fastopen lab up``) writes its errors.
@@ -66,26 +62,6 @@ def check_support(command: str = "the lab") -> None:
             f"{command} cannot run: {TUN} is missing, so there are no TUN devices",
             hint="load the tun module (modprobe tun), or in a container pass --device /dev/net/tun",
         )
-
-
-def open_tun(ns: Netns, name: str = DEVICE) -> int:
-    """Create TUN device ``name`` (IFF_TUN | IFF_NO_PI) inside ``ns``; its non-blocking fd.
-
-    The device lives as long as the fd is open.
-    """
-    with ns.entered():
-        try:
-            fd = os.open(TUN, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            raise KernelFeatureMissing(
-                f"cannot open {TUN}: {exc.strerror}", hint="load the tun module (modprobe tun)"
-            ) from None
-        try:
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TUN | IFF_NO_PI))
-        except OSError as exc:
-            os.close(fd)
-            raise NamespaceError(f"cannot create TUN device {name}: {exc.strerror}") from None
-    return fd
 
 
 def _address(ns: Netns, addr: Addresses, mtu: int) -> None:
@@ -176,7 +152,7 @@ class Lab:
         self._control = ours  # closed by close() whatever fails below
         try:
             for ns in (self._client, self._server):
-                fds.append(open_tun(ns))
+                fds.append(open_tun(ns, DEVICE))
             for ns, addr in ((self._client, CLIENT), (self._server, SERVER)):
                 _address(ns, addr, self.mtu)
                 netns.enable_tfo(ns, self.tfo)

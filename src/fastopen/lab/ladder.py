@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fastopen.errors import MalformedPacket
-from fastopen.lab.link import CapturedPacket
+from fastopen.pcap import CapturedPacket
 from fastopen.wire import Flags, TcpSegment, parse_tcp_packet
 
 

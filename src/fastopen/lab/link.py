@@ -38,11 +38,12 @@ import random
 import select
 import signal
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from fastopen.pcap import SNAPLEN, write_pcap_header, write_pcap_record
 
 #: The two directions: packets from the client's device to the server's, and back.
 DIRECTIONS = ("c2s", "s2c")
@@ -51,11 +52,6 @@ SPIN = 50e-6
 #: Read at most this many packets from one device before looking at the other.
 BATCH = 64
 PR_SET_TIMERSLACK = 29
-PCAP_HEADER = struct.Struct("<IHHiIII")
-PCAP_RECORD = struct.Struct("<IIII")
-PCAP_MAGIC = 0xA1B2C3D4
-LINKTYPE_RAW = 101
-SNAPLEN = 65535
 
 
 @dataclass(frozen=True)
@@ -134,38 +130,6 @@ class LinkStats:
     bytes: int = 0
 
 
-@dataclass(frozen=True)
-class CapturedPacket:
-    """One packet the forwarder read, with the wall-clock time it read it."""
-
-    time: float
-    data: bytes
-
-
-def write_pcap_header(out: BinaryIO) -> None:
-    out.write(PCAP_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, LINKTYPE_RAW))
-
-
-def read_pcap(path: Path) -> list[CapturedPacket]:
-    """The packets of a raw-IP pcap file the forwarder wrote."""
-    data = path.read_bytes()
-    if len(data) < PCAP_HEADER.size:
-        return []
-    magic, *_, linktype = PCAP_HEADER.unpack_from(data)
-    if magic != PCAP_MAGIC or linktype != LINKTYPE_RAW:
-        raise ValueError(f"{path} is not a raw-IP pcap file written by the link forwarder")
-    packets = []
-    offset = PCAP_HEADER.size
-    while offset + PCAP_RECORD.size <= len(data):
-        sec, usec, incl, _ = PCAP_RECORD.unpack_from(data, offset)
-        offset += PCAP_RECORD.size
-        if offset + incl > len(data):
-            break  # a record still being written
-        packets.append(CapturedPacket(sec + usec / 1e6, data[offset : offset + incl]))
-        offset += incl
-    return packets
-
-
 def _multicast(packet: bytes) -> bool:
     """An IPv4 or IPv6 packet to a multicast address (neighbour discovery, MLD, IGMP)."""
     version = packet[0] >> 4 if packet else 0
@@ -240,10 +204,7 @@ class Forwarder:
     # -- packets -------------------------------------------------------------------------------
     def _record(self, packet: bytes) -> None:
         assert self.capture is not None
-        now = time.time()
-        sec = int(now)
-        size = len(packet)
-        self.capture.write(PCAP_RECORD.pack(sec, int((now - sec) * 1e6), size, size) + packet)
+        write_pcap_record(self.capture, packet)
         self.capture.flush()
 
     def _admit(self, fd: int, packet: bytes, now: float) -> None:

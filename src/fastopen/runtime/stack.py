@@ -1,0 +1,706 @@
+"""The userspace stack: the engine on a TUN device, driven by one asyncio reader and one timer.
+
+A :class:`UserspaceStack` owns addresses (IPv4 and IPv6) that the kernel of its namespace routes
+into a TUN device. It reads every packet the kernel writes there into the engine
+(``host.receive``), writes every packet the engine makes back to the device, re-arms a single
+``loop.call_at`` timer from ``host.get_timer()``, and turns engine events into asyncio
+transports and streams. It implements :class:`fastopen.streams.Stack`, so
+``fastopen.open_connection(..., stack=stack)`` and ``fastopen.start_server(..., stack=stack)``
+work on it as on the kernel's stack, ``writer.get_extra_info("fastopen")`` included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import ipaddress
+import os
+import socket
+import ssl as _ssl
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from fastopen.cookies import KeyRing
+from fastopen.engine import (
+    Accepted,
+    Closed,
+    Connected,
+    EngineError,
+    EngineSocket,
+    Host,
+    Readable,
+    Writable,
+)
+from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, SOL_TCP
+from fastopen.errors import FastOpenError
+from fastopen.kernel.attempts import Attempt, build_report
+from fastopen.kernel.constants import (
+    MSG_FASTOPEN,
+    TCP_FASTOPEN,
+    TCP_FASTOPEN_KEY,
+    TFO_CLIENT_ENABLE,
+    TFO_COUNTERS,
+    TFO_SERVER_ENABLE,
+)
+from fastopen.kernel.tcpinfo import TcpInfo as KernelTcpInfo
+from fastopen.pcap import write_pcap_header, write_pcap_record
+from fastopen.report import OffReason, Side, TfoReport
+from fastopen.runtime.transport import EngineTransport
+from fastopen.runtime.tun import (
+    THREAD_NS,
+    Namespace,
+    ThreadNamespace,
+    give_back,
+    host_route,
+    open_tun,
+    route_into,
+    take_over,
+)
+from fastopen.streams import LIMIT, FastOpenStreamWriter, Handler
+
+#: Packets read from the device per wake-up at most (then the loop serves others).
+BATCH = 256
+#: Larger than any packet the device can carry.
+READ_SIZE = 65536
+
+
+class UnsupportedOnUserspace(FastOpenError):
+    """A feature of the kernel stack that the userspace stack does not have."""
+
+
+def report(sock: EngineSocket, attempt: Attempt) -> TfoReport:
+    """The TFO report of an engine connection, read from its ``tcp_info`` as the kernel's is."""
+    info = sock.tcp_info()
+    kernel_view = KernelTcpInfo(
+        state=info.tcpi_state,
+        options=info.tcpi_options,
+        fastopen_client_fail=info.tcpi_fastopen_client_fail,
+        rtt_us=info.tcpi_rtt,
+        total_retrans=info.tcpi_total_retrans,
+    )
+    return dataclasses.replace(build_report(kernel_view, attempt), stack="userspace")
+
+
+def _sockaddr(addr: tuple[str, int]) -> tuple[Any, ...]:
+    """An address as asyncio shows it (IPv6 with flow info and scope id)."""
+    return addr if ":" not in addr[0] else (addr[0], addr[1], 0, 0)
+
+
+async def _resolve(host: str, port: int) -> list[tuple[int, tuple[str, int]]]:
+    """(IP version, address) of each address of ``host``: a literal at once, a name by DNS."""
+    try:
+        return [(ipaddress.ip_address(host).version, (host, port))]
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found = [
+        (4 if family == socket.AF_INET else 6, (str(addr[0]), int(addr[1])))
+        for family, _, _, _, addr in infos
+    ]
+    return list(dict.fromkeys(found))
+
+
+class UserspaceStack:
+    """The engine as a TCP stack for asyncio, on a TUN device (see the module docstring).
+
+    ``fd`` is a TUN descriptor (non-blocking, IFF_TUN | IFF_NO_PI) the stack closes when it
+    closes; ``addresses`` are its own. ``pcap`` records every packet it sends and receives.
+    Other keyword arguments are :class:`~fastopen.engine.Host` settings (``tcp_fastopen`` is
+    0x3 by default: client and server, as ``net.ipv4.tcp_fastopen=3``).
+    """
+
+    name = "userspace"
+
+    def __init__(
+        self,
+        fd: int,
+        addresses: Sequence[str],
+        *,
+        pcap: Path | None = None,
+        tcp_fastopen: int = 0x3,
+        **host_options: Any,
+    ) -> None:
+        self.host = Host(addresses, tcp_fastopen=tcp_fastopen, **host_options)
+        self.fd = fd
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._transports: dict[EngineSocket, EngineTransport] = {}
+        self._listeners: dict[EngineSocket, EngineServer] = {}
+        self._connecting: dict[EngineSocket, asyncio.Future[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._kicked = False
+        self._servicing = False
+        self._given_back: Callable[[], None] | None = None
+        self._pcap: BinaryIO | None = None
+        if pcap is not None:
+            self._pcap = pcap.open("wb")
+            write_pcap_header(self._pcap)
+
+    @classmethod
+    def attach(
+        cls,
+        ns: Namespace | None,
+        tun: str,
+        addresses: Sequence[str],
+        *,
+        kernel_addresses: Sequence[str] = (),
+        mtu: int = 1500,
+        pcap: Path | None = None,
+        **host_options: Any,
+    ) -> UserspaceStack:
+        """A stack on a new TUN device ``tun`` in ``ns`` (None: this thread's namespace).
+
+        ``addresses`` (``ADDR/PREFIX``) are the stack's; the kernel routes each prefix into the
+        device. ``kernel_addresses`` (``ADDR/PREFIX``) are put on the device for the kernel.
+        """
+        own = [ipaddress.ip_interface(a) for a in addresses]
+        fd = open_tun(ns, tun)
+        try:
+            kernel = [ipaddress.ip_interface(a) for a in kernel_addresses]
+            route_into(ns, tun, own, kernel_addresses=kernel, mtu=mtu)
+            return cls(fd, [str(a.ip) for a in own], mtu=mtu, pcap=pcap, **host_options)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def replace_kernel(
+        cls, ns: Namespace | None, tun: str = "fous0", *, pcap: Path | None = None, **options: Any
+    ) -> UserspaceStack:
+        """A stack that takes over every global address of ``ns`` (None: this thread's
+        namespace) from its kernel, which only routes them into ``tun`` from then on.
+
+        Peers reach the stack at the addresses they knew; :meth:`close` gives them back.
+        """
+        where = ThreadNamespace() if ns is None else ns  # closing may happen elsewhere
+
+        def give_all_back() -> None:
+            try:
+                give_back(where, taken)
+            finally:
+                if isinstance(where, ThreadNamespace):
+                    where.close()
+
+        try:
+            taken = take_over(where)
+        except BaseException:
+            if isinstance(where, ThreadNamespace):
+                where.close()
+            raise
+        try:
+            stack = cls.attach(
+                where, tun, [str(host_route(i)) for i in taken.interfaces], pcap=pcap, **options
+            )
+        except BaseException:
+            give_all_back()
+            raise
+        stack._given_back = give_all_back
+        return stack
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop reading, close the device (it disappears) and the capture; give back the
+        addresses taken over from the kernel."""
+        if self.fd < 0:
+            return
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self.fd)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._flush()  # the last FINs and RSTs
+        os.close(self.fd)
+        self.fd = -1
+        if self._pcap is not None:
+            self._pcap.close()
+        if self._given_back is not None:
+            self._given_back()
+
+    def __enter__(self) -> UserspaceStack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the Wire the transports use -------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def kick(self) -> None:
+        """After an application call: send what it made at once; its events, soon."""
+        if self._servicing or self.fd < 0:
+            return  # the service under way sends everything when it ends
+        self._flush()
+        self._rearm()
+        if not self._kicked:
+            self._kicked = True
+            self.loop.call_soon(self._service)
+
+    def forget(self, sock: EngineSocket) -> None:
+        self._transports.pop(sock, None)
+
+    # -- the driver: one reader, one timer -------------------------------------------------------
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        """Bind to the running loop (again, after the previous loop closed)."""
+        if self.fd < 0:
+            raise FastOpenError("the userspace stack is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return loop
+        if self._loop is not None and not self._loop.is_closed():
+            raise FastOpenError(
+                "the userspace stack already runs on another event loop",
+                hint="use one stack per event loop",
+            )
+        self._loop = loop
+        self._timer = None
+        self._timer_at = None
+        self._kicked = False
+        loop.add_reader(self.fd, self._on_readable)
+        return loop
+
+    def _on_readable(self) -> None:
+        host, fd, pcap = self.host, self.fd, self._pcap
+        now = self.loop.time()
+        for _ in range(BATCH):
+            try:
+                packet = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            if pcap is not None:
+                write_pcap_record(pcap, packet)
+            host.receive(packet, now)
+        self._service()
+
+    def _on_timer(self) -> None:
+        when = self._timer_at
+        self._timer = self._timer_at = None
+        now = self.loop.time()
+        self.host.handle_timer(now if when is None else max(now, when))
+        self._service()
+
+    def _service(self) -> None:
+        """Dispatch the engine's events, send its packets, re-arm its timer."""
+        self._kicked = False
+        if self.fd < 0:
+            return
+        self._servicing = True
+        try:
+            self._dispatch()
+        finally:
+            self._servicing = False
+        self._flush()
+        self._rearm()
+
+    def _dispatch(self) -> None:
+        host = self.host
+        while (event := host.next_event()) is not None:
+            if isinstance(event, Readable):
+                transport = self._transports.get(event.sock)
+                if transport is not None:
+                    transport.read_ready()
+            elif isinstance(event, Writable):
+                transport = self._transports.get(event.sock)
+                if transport is not None:
+                    transport.write_ready()
+            elif isinstance(event, Accepted):
+                server = self._listeners.get(event.listener)
+                if server is not None:
+                    server.accept_ready()
+            elif isinstance(event, Connected):
+                waiter = self._connecting.pop(event.sock, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            elif isinstance(event, Closed):
+                waiter = self._connecting.pop(event.sock, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(EngineError(event.error or errno.ECONNREFUSED))
+                transport = self._transports.get(event.sock)
+                if transport is not None:
+                    transport.closed(event.error)
+
+    def _rearm(self) -> None:
+        when = self.host.get_timer()
+        if when != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = when
+            self._timer = None if when is None else self.loop.call_at(when, self._on_timer)
+
+    def _flush(self) -> None:
+        packets = self.host.packets_to_send()
+        if not packets:
+            return
+        fd, pcap = self.fd, self._pcap
+        for packet in packets:
+            if pcap is not None:
+                write_pcap_record(pcap, packet)
+            # a full device queue loses the packet, as a wire would: TCP sends it again
+            with contextlib.suppress(BlockingIOError):
+                os.write(fd, packet)
+        if pcap is not None:
+            pcap.flush()
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _streams(
+        self,
+        sock: EngineSocket,
+        limit: int,
+        attempt: Attempt,
+        handler: Handler | None = None,
+    ) -> tuple[asyncio.StreamReader, FastOpenStreamWriter]:
+        loop = self.loop
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        made: list[FastOpenStreamWriter] = []
+
+        def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Any:
+            writer = FastOpenStreamWriter(
+                w.transport, protocol, r, loop, report=lambda: report(sock, attempt)
+            )
+            made.append(writer)
+            return None if handler is None else handler(r, writer)
+
+        protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+        extra = {
+            "peername": _sockaddr(sock.getpeername()),
+            "sockname": _sockaddr(sock.getsockname()),
+        }
+        transport = EngineTransport(self, sock, protocol, extra)
+        self._transports[sock] = transport
+        return reader, made[0]
+
+    async def open_connection(
+        self,
+        host: str,
+        port: int,
+        *,
+        first_flight: bytes = b"",
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        local_addr: tuple[str, int] | None = None,
+        fastopen: bool = True,
+        limit: int = LIMIT,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect; ``first_flight`` rides in the SYN when a cookie is cached (MSG_FASTOPEN).
+
+        Each address of ``host`` of a family the stack has is tried in turn.
+        """
+        if ssl is not None:
+            raise UnsupportedOnUserspace(
+                "TLS is not available on the userspace stack", hint="use the kernel stack"
+            )
+        self._start()
+        families = {a.version for a in self.host.addresses}
+        targets = [t for t in await _resolve(host, port) if t[0] in families]
+        if not targets:
+            raise EngineError(
+                errno.ENETUNREACH,
+                hint=f"{host} has no address of a family the userspace stack has "
+                f"({', '.join(map(str, self.host.addresses))})",
+            )
+        error: OSError | None = None
+        for version, addr in targets:
+            family = AF_INET if version == 4 else AF_INET6
+            try:
+                return await self._connect(family, addr, first_flight, local_addr, fastopen, limit)
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    def _off_reason(self, first_flight: bytes, fastopen: bool) -> OffReason | None:
+        if not first_flight:
+            return OffReason.NO_FIRST_FLIGHT
+        if not fastopen:
+            return OffReason.DISABLED_BY_CALLER
+        if not self.host.tcp_fastopen & TFO_CLIENT_ENABLE:
+            return OffReason.CLIENT_SYSCTL_OFF
+        return None
+
+    async def _connect(
+        self,
+        family: int,
+        addr: tuple[str, int],
+        first_flight: bytes,
+        local_addr: tuple[str, int] | None,
+        fastopen: bool,
+        limit: int,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        loop = self.loop
+        sock = self.host.socket(family)
+        sock.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1)
+        off = self._off_reason(first_flight, fastopen)
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._connecting[sock] = waiter
+        in_syn = 0
+        try:
+            if local_addr is not None:
+                sock.bind(local_addr)
+            try:
+                if off is None:
+                    in_syn = sock.sendto(first_flight, MSG_FASTOPEN, addr, self.now())
+                else:
+                    sock.connect(addr, self.now())
+            except EngineError as exc:
+                if exc.errno != errno.EINPROGRESS:
+                    raise
+            # the rest of the first flight waits for the connection: it carries the third ACK
+            sock.write_pending = int(len(first_flight) > in_syn)
+            self._service()
+            await waiter
+            sock.write_pending = 0
+        except BaseException:
+            self._connecting.pop(sock, None)
+            sock.close(self.now())
+            self._service()
+            raise
+        attempt = Attempt(Side.CLIENT, attempted=off is None, off_reason=off, peer=addr)
+        reader, writer = self._streams(sock, limit, attempt)
+        if first_flight[in_syn:]:
+            writer.write(first_flight[in_syn:])
+        return reader, writer
+
+    async def start_server(
+        self,
+        handler: Handler,
+        host: str | None,
+        port: int,
+        *,
+        fastopen_backlog: int | None = None,
+        keys: KeyRing | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        backlog: int = 100,
+        limit: int = LIMIT,
+    ) -> EngineServer:
+        """Listen on ``host`` (one of the stack's addresses; None, "", "0.0.0.0" or "::" for
+        all of them, or those of one family) with TFO on.
+
+        ``fastopen_backlog`` bounds pending fast open requests (default ``somaxconn`` of the
+        engine); ``keys`` gives the listeners their own key ring (``TCP_FASTOPEN_KEY``).
+        """
+        if ssl is not None:
+            raise UnsupportedOnUserspace(
+                "TLS is not available on the userspace stack", hint="use the kernel stack"
+            )
+        self._start()
+        engine = self.host
+        if host in (None, ""):
+            chosen = list(engine.addresses)
+        elif host in ("0.0.0.0", "::"):
+            chosen = [a for a in engine.addresses if a.version == (4 if "." in host else 6)]
+        else:
+            chosen = [ipaddress.ip_address(host)]
+        off = None if engine.tcp_fastopen & TFO_SERVER_ENABLE else OffReason.SERVER_SYSCTL_OFF
+        server = EngineServer(self, handler, limit, Attempt(Side.SERVER, off is None, off))
+        try:
+            for address in chosen:
+                lsock = engine.socket(AF_INET if address.version == 4 else AF_INET6)
+                server.listeners.append(lsock)
+                lsock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)
+                try:
+                    lsock.bind((str(address), port))
+                except EngineError as exc:
+                    if exc.errno != errno.EADDRNOTAVAIL:
+                        raise
+                    raise EngineError(
+                        exc.errno,
+                        hint=f"the userspace stack owns "
+                        f"{', '.join(map(str, engine.addresses))}, not {address}",
+                    ) from None
+                if keys is not None:
+                    lsock.setsockopt(SOL_TCP, TCP_FASTOPEN_KEY, keys.to_raw())
+                lsock.setsockopt(SOL_TCP, TCP_FASTOPEN, fastopen_backlog or engine.somaxconn)
+                lsock.listen(backlog)
+                self._listeners[lsock] = server
+        except BaseException:
+            server.close()
+            raise
+        return server
+
+    def serve(self, server: EngineServer, lsock: EngineSocket) -> None:
+        """Accept every connection waiting on ``lsock`` and start ``server``'s handler on it."""
+        while True:
+            try:
+                child, _ = lsock.accept(self.now())
+            except EngineError:
+                return  # EAGAIN: none left
+            child.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1)
+            self._streams(child, server.limit, server.attempt, server.handler)
+
+    def unlisten(self, lsock: EngineSocket) -> None:
+        self._listeners.pop(lsock, None)
+        lsock.close(self.now())
+        self.kick()
+
+
+class EngineServer(asyncio.AbstractServer):
+    """The listeners of one ``start_server`` call on a :class:`UserspaceStack`."""
+
+    def __init__(self, stack: UserspaceStack, handler: Handler, limit: int, attempt: Attempt):
+        self.stack = stack
+        self.handler = handler
+        self.limit = limit
+        self.attempt = attempt
+        self.listeners: list[EngineSocket] = []
+        self._loop = stack.loop
+        self._serving = True
+        self._closed = asyncio.Event()
+        self._forever: asyncio.Future[None] | None = None
+
+    @property
+    def sockets(self) -> tuple[EngineSocket, ...]:
+        """The listening engine sockets (``getsockname()`` gives each address and port)."""
+        return tuple(self.listeners)
+
+    def accept_ready(self) -> None:
+        if self._serving:
+            for lsock in self.listeners:
+                self.stack.serve(self, lsock)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._serving = False
+        for lsock in self.listeners:
+            self.stack.unlisten(lsock)
+        if self._forever is not None and not self._forever.done():
+            self._forever.cancel()
+        self._closed.set()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    async def start_serving(self) -> None:
+        if not self._closed.is_set() and not self._serving:
+            self._serving = True
+            self.accept_ready()
+
+    async def serve_forever(self) -> None:
+        if self._forever is not None:
+            raise RuntimeError("the server is already being awaited on serve_forever()")
+        if self._closed.is_set():
+            raise RuntimeError("the server is closed")
+        self._forever = self._loop.create_future()
+        try:
+            await self._forever
+        finally:
+            self.close()
+            await self.wait_closed()
+            self._forever = None
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+
+class NamespaceStacks:
+    """The userspace stack in place of the kernel, in each namespace it is used from.
+
+    The first call from a thread in a network namespace makes a :class:`UserspaceStack` there
+    with :meth:`UserspaceStack.replace_kernel`, so servers listen and clients connect from the
+    addresses the kernel had: ``with ns.entered(): await stacks.start_server(...)``.
+    :meth:`close` closes them all (and gives the addresses back).
+    """
+
+    name = "userspace"
+
+    def __init__(self, tun: str = "fous0", **options: Any) -> None:
+        self.tun = tun
+        self.options = options
+        self.stacks: dict[int, UserspaceStack] = {}
+
+    def here(self) -> UserspaceStack:
+        """The stack of the namespace the calling thread is in (made on first use)."""
+        key = os.stat(THREAD_NS).st_ino
+        stack = self.stacks.get(key)
+        if stack is None:
+            stack = self.stacks[key] = UserspaceStack.replace_kernel(None, self.tun, **self.options)
+        return stack
+
+    async def open_connection(
+        self,
+        host: str,
+        port: int,
+        *,
+        first_flight: bytes = b"",
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        local_addr: tuple[str, int] | None = None,
+        fastopen: bool = True,
+        limit: int = LIMIT,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await self.here().open_connection(
+            host,
+            port,
+            first_flight=first_flight,
+            ssl=ssl,
+            server_hostname=server_hostname,
+            local_addr=local_addr,
+            fastopen=fastopen,
+            limit=limit,
+        )
+
+    async def start_server(
+        self,
+        handler: Handler,
+        host: str | None,
+        port: int,
+        *,
+        fastopen_backlog: int | None = None,
+        keys: KeyRing | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        backlog: int = 100,
+        limit: int = LIMIT,
+    ) -> asyncio.AbstractServer:
+        return await self.here().start_server(
+            handler,
+            host,
+            port,
+            fastopen_backlog=fastopen_backlog,
+            keys=keys,
+            ssl=ssl,
+            backlog=backlog,
+            limit=limit,
+        )
+
+    def counters(self, ns: Namespace) -> dict[str, int]:
+        """The TFO counters (TcpExt names) of the stack in ``ns``; zeros if it has none."""
+        with ns.entered():
+            stack = self.stacks.get(os.stat(THREAD_NS).st_ino)
+        return {name: 0 if stack is None else stack.host.counters[name] for name in TFO_COUNTERS}
+
+    def close(self) -> None:
+        for stack in self.stacks.values():
+            stack.close()
+        self.stacks.clear()
+
+    def __enter__(self) -> NamespaceStacks:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,197 @@
+"""TUN devices: a non-blocking descriptor carrying whole IP packets, and their routes.
+
+The kernel of the namespace routes the userspace stack's addresses into the device; every packet
+it writes there is read by the stack, and every packet the stack writes comes out of the device
+as if it had arrived on a wire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import ipaddress
+import json
+import os
+import struct
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from fastopen.errors import KernelFeatureMissing, NamespaceError, NeedsRoot
+from fastopen.kernel import sysctl
+
+TUN = Path("/dev/net/tun")
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+class Namespace(Protocol):
+    """A network namespace the calling thread can enter (:class:`fastopen.lab.netns.Netns`)."""
+
+    def entered(self) -> AbstractContextManager[None]: ...
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+#: The network namespace of the calling thread.
+THREAD_NS = "/proc/thread-self/ns/net"
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise NamespaceError(f"setns failed: {os.strerror(code)}", hint="are you root?")
+
+
+class ThreadNamespace:
+    """The network namespace the calling thread is in when this is made, to enter it again
+    from anywhere (it stays alive until :meth:`close`)."""
+
+    def __init__(self) -> None:
+        self._fd = os.open(THREAD_NS, os.O_RDONLY | os.O_CLOEXEC)
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        home = os.open(THREAD_NS, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(self._fd)
+            try:
+                yield
+            finally:
+                _setns(home)
+        finally:
+            os.close(home)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+@contextlib.contextmanager
+def inside(ns: Namespace | None) -> Iterator[None]:
+    """Run the block in ``ns`` (``None``: the namespace the thread is already in)."""
+    if ns is None:
+        yield
+        return
+    with ns.entered():
+        yield
+
+
+def open_tun(ns: Namespace | None, name: str) -> int:
+    """Create TUN device ``name`` (IFF_TUN | IFF_NO_PI) inside ``ns``; its non-blocking fd.
+
+    The device lives as long as the fd is open.
+    """
+    with inside(ns):
+        try:
+            fd = os.open(TUN, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise KernelFeatureMissing(
+                f"cannot open {TUN}: {exc.strerror}", hint="load the tun module (modprobe tun)"
+            ) from None
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TUN | IFF_NO_PI))
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno == errno.EPERM:
+                raise NeedsRoot(f"creating TUN device {name} needs root") from None
+            raise NamespaceError(
+                f"cannot create TUN device {name}: {exc.strerror}",
+                hint="is the name taken by another device? see `ip link`",
+            ) from None
+    return fd
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise NamespaceError(
+            f"ip {' '.join(args)} failed: {proc.stderr.strip()}", hint="are you root?"
+        )
+
+
+def route_into(
+    ns: Namespace | None,
+    name: str,
+    addresses: Sequence[Interface],
+    *,
+    kernel_addresses: Sequence[Interface] = (),
+    mtu: int = 1500,
+) -> None:
+    """Bring device ``name`` up and have the kernel of ``ns`` route ``addresses`` into it.
+
+    ``kernel_addresses`` go on the device (the kernel's own end, and its source address towards
+    the stack); each network of ``addresses`` they do not cover is routed into the device.
+    """
+    with inside(ns):  # `ip` started here runs in the namespace
+        _ip("link", "set", name, "mtu", str(mtu), "up")
+        for kernel in kernel_addresses:
+            extra = ("nodad",) if kernel.version == 6 else ()
+            _ip(f"-{kernel.version}", "addr", "add", str(kernel), "dev", name, *extra)
+        for own in addresses:
+            if not any(own.ip in kernel.network for kernel in kernel_addresses):
+                _ip(f"-{own.version}", "route", "replace", str(own.network), "dev", name)
+
+
+@dataclass(frozen=True)
+class TakenOver:
+    """Addresses a userspace stack took over from the kernel of a namespace, to give back."""
+
+    addresses: tuple[tuple[str, Interface], ...]
+    forwarding: tuple[tuple[str, str], ...]
+
+    @property
+    def interfaces(self) -> list[Interface]:
+        return [iface for _, iface in self.addresses]
+
+
+_FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+
+
+def take_over(ns: Namespace | None) -> TakenOver:
+    """Take every global address of ``ns`` away from its kernel, which then only routes.
+
+    Each address leaves its device; the device keeps the route to the address's network, and
+    forwarding goes on, so the kernel carries the traffic of those addresses to wherever they
+    are routed next (a TUN device: :func:`route_into` with host prefixes).
+    """
+    with inside(ns):
+        shown = subprocess.run(
+            ["ip", "-j", "addr", "show", "scope", "global"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        taken = tuple(
+            (link["ifname"], ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"))
+            for link in json.loads(shown.stdout)
+            for a in link.get("addr_info", ())
+            if a.get("scope") == "global"
+        )
+        forwarding = tuple((name, sysctl.read(name)) for name in _FORWARDING)
+        for name in _FORWARDING:
+            sysctl.write(name, 1)
+        for dev, iface in taken:
+            _ip(f"-{iface.version}", "addr", "del", str(iface), "dev", dev)
+            _ip(f"-{iface.version}", "route", "replace", str(iface.network), "dev", dev)
+    return TakenOver(taken, forwarding)
+
+
+def give_back(ns: Namespace | None, taken: TakenOver) -> None:
+    """Undo :func:`take_over`: the addresses back on their devices, forwarding as it was."""
+    with inside(ns):
+        for dev, iface in taken.addresses:
+            extra = ("nodad",) if iface.version == 6 else ()
+            _ip(f"-{iface.version}", "addr", "replace", str(iface), "dev", dev, *extra)
+        for name, value in taken.forwarding:
+            sysctl.write(name, value)
+
+
+def host_route(iface: Interface) -> Interface:
+    """The address alone (/32 or /128): routed into a TUN device, not its whole network."""
+    return ipaddress.ip_interface(f"{iface.ip}/{iface.max_prefixlen}")
