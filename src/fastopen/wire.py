@@ -102,6 +102,14 @@ def _check_range(name: str, value: int, bits: int) -> None:
         raise ValueError(f"{name} {value} does not fit in {bits} bits")
 
 
+def _check_ranges(*fields: tuple[str, int, int]) -> None:
+    """``_check_range`` of each (name, value, bits): the slow path of the headers' checks, which
+    first test all their fields at once (a negative value or one of too many bits shifts to a
+    non-zero number)."""
+    for name, value, bits in fields:
+        _check_range(name, value, bits)
+
+
 # -- TCP options -------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Eol:
@@ -183,8 +191,8 @@ class Timestamps:
     tsecr: int
 
     def __post_init__(self) -> None:
-        _check_range("TSval", self.tsval, 32)
-        _check_range("TSecr", self.tsecr, 32)
+        if (self.tsval | self.tsecr) >> 32:
+            _check_ranges(("TSval", self.tsval, 32), ("TSecr", self.tsecr, 32))
 
     def encode(self) -> bytes:
         return b"\x08\x0a" + _TIMESTAMPS.pack(self.tsval, self.tsecr)
@@ -396,14 +404,22 @@ class TcpSegment:
     reserved: int = 0
 
     def __post_init__(self) -> None:
-        _check_range("source port", self.src_port, 16)
-        _check_range("destination port", self.dst_port, 16)
-        _check_range("sequence number", self.seq, 32)
-        _check_range("acknowledgment number", self.ack, 32)
-        _check_range("flags", self.flags, 8)
-        _check_range("window", self.window, 16)
-        _check_range("urgent pointer", self.urgent, 16)
-        _check_range("reserved bits", self.reserved, 4)
+        if (
+            (self.src_port | self.dst_port | self.window | self.urgent) >> 16
+            or (self.seq | self.ack) >> 32
+            or self.flags >> 8
+            or self.reserved >> 4
+        ):
+            _check_ranges(
+                ("source port", self.src_port, 16),
+                ("destination port", self.dst_port, 16),
+                ("sequence number", self.seq, 32),
+                ("acknowledgment number", self.ack, 32),
+                ("flags", self.flags, 8),
+                ("window", self.window, 16),
+                ("urgent pointer", self.urgent, 16),
+                ("reserved bits", self.reserved, 4),
+            )
 
     @classmethod
     def parse(
@@ -522,12 +538,20 @@ class IPv4Packet:
     MF: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
-        _check_range("protocol", self.protocol, 8)
-        _check_range("TTL", self.ttl, 8)
-        _check_range("TOS", self.tos, 8)
-        _check_range("identification", self.identification, 16)
-        _check_range("IPv4 flags", self.flags, 3)
-        _check_range("fragment offset", self.fragment_offset, 13)
+        if (
+            (self.protocol | self.ttl | self.tos) >> 8
+            or self.identification >> 16
+            or self.flags >> 3
+            or self.fragment_offset >> 13
+        ):
+            _check_ranges(
+                ("protocol", self.protocol, 8),
+                ("TTL", self.ttl, 8),
+                ("TOS", self.tos, 8),
+                ("identification", self.identification, 16),
+                ("IPv4 flags", self.flags, 3),
+                ("fragment offset", self.fragment_offset, 13),
+            )
         if len(self.options) & 3 or len(self.options) > 40:
             raise ValueError(f"IPv4 options must be 0..40 bytes in 4s, not {len(self.options)}")
         if IPV4_HEADER_LEN + len(self.options) + len(self.payload) > 0xFFFF:
@@ -651,10 +675,13 @@ class IPv6Packet:
     version: ClassVar[int] = 6
 
     def __post_init__(self) -> None:
-        _check_range("protocol", self.protocol, 8)
-        _check_range("hop limit", self.hop_limit, 8)
-        _check_range("traffic class", self.traffic_class, 8)
-        _check_range("flow label", self.flow_label, 20)
+        if (self.protocol | self.hop_limit | self.traffic_class) >> 8 or self.flow_label >> 20:
+            _check_ranges(
+                ("protocol", self.protocol, 8),
+                ("hop limit", self.hop_limit, 8),
+                ("traffic class", self.traffic_class, 8),
+                ("flow label", self.flow_label, 20),
+            )
         if self.protocol in _IPV6_EXTENSIONS:
             raise ValueError(
                 f"protocol {self.protocol} is an extension header: use extension_headers"

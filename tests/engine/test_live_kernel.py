@@ -21,8 +21,8 @@ import pytest
 from fastopen.cookies import KeyRing
 from fastopen.engine import Connected, EngineError, EngineSocket, Host
 from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN, TCPI_OPT_TFO_CHILD
-from fastopen.lab.emulator import open_tun
 from fastopen.lab.netns import Netns
+from fastopen.runtime.tun import open_tun
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(30)]
 

@@ -18,6 +18,7 @@ import pytest
 from tfo import request
 
 import fastopen
+from fastopen.engine import TcpState
 from fastopen.lab.netns import SERVER, Netns
 from fastopen.runtime import NamespaceStacks, UnsupportedOnUserspace, UserspaceStack
 
@@ -100,6 +101,46 @@ def test_engine_client_upload_and_write_eof(wire: tuple[Netns, UserspaceStack]) 
             return answer
 
     assert asyncio.run(scenario()) == hashlib.sha256(BULK).digest()
+
+
+def test_rest_of_the_first_flight_leaves_with_the_handshake_ack(
+    wire: tuple[Netns, UserspaceStack],
+) -> None:
+    """A plain connect with a first flight (Linux's blocked writer): the data, carrying the ACK
+    of the SYN-ACK, is in flight at the end of the very pass that read the SYN-ACK, before the
+    application's coroutine has resumed; the kernel server gets it exact."""
+    ns, stack = wire
+    flight = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    in_flight_when_established: list[int] = []
+    read_pass = stack._on_readable
+
+    def spy() -> None:
+        connecting = list(stack._connecting.values())
+        read_pass()
+        for c in connecting:
+            conn = c.sock.conn
+            if conn is not None and conn.state is TcpState.ESTABLISHED:
+                in_flight_when_established.append((conn.snd_nxt - conn.snd_una) & 0xFFFFFFFF)
+
+    stack._on_readable = spy  # type: ignore[method-assign]
+
+    async def scenario() -> bytes:
+        with kernel_socket(ns) as lsock:
+            lsock.bind((KERNEL, PORT))
+            lsock.listen()
+            accepted = asyncio.create_task(asyncio.to_thread(lsock.accept))
+            _, writer = await fastopen.open_connection(
+                KERNEL, PORT, first_flight=flight, fastopen=False, stack=stack
+            )
+            conn, _ = await accepted
+            with conn:
+                conn.settimeout(20)
+                got = await asyncio.to_thread(conn.recv, 1000)
+            writer.close()
+            return got
+
+    assert asyncio.run(scenario()) == flight
+    assert in_flight_when_established == [len(flight)]
 
 
 def test_abort_resets_the_kernel_peer(wire: tuple[Netns, UserspaceStack]) -> None:

@@ -3,6 +3,7 @@ but ignores, IPv6 extension headers, and a reason for every kind of malformed in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 import pytest
@@ -199,6 +200,40 @@ def test_emit_pads_options_with_zeros() -> None:
 def test_unencodable_values_raise_value_error(make: object) -> None:
     with pytest.raises(ValueError):
         make()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "bits"),
+    [
+        (lambda v: TcpSegment(v, 1, 0, 0, Flags.SYN, 0), "source port", 16),
+        (lambda v: TcpSegment(1, v, 0, 0, Flags.SYN, 0), "destination port", 16),
+        (lambda v: TcpSegment(1, 1, v, 0, Flags.SYN, 0), "sequence number", 32),
+        (lambda v: TcpSegment(1, 1, 0, v, Flags.SYN, 0), "acknowledgment number", 32),
+        (lambda v: TcpSegment(1, 1, 0, 0, v, 0), "flags", 8),
+        (lambda v: TcpSegment(1, 1, 0, 0, Flags.SYN, v), "window", 16),
+        (lambda v: TcpSegment(1, 1, 0, 0, Flags.SYN, 0, urgent=v), "urgent pointer", 16),
+        (lambda v: TcpSegment(1, 1, 0, 0, Flags.SYN, 0, reserved=v), "reserved bits", 4),
+        (lambda v: Timestamps(v, 0), "TSval", 32),
+        (lambda v: Timestamps(0, v), "TSecr", 32),
+        (lambda v: IPv4Packet(*V4, v, b""), "protocol", 8),
+        (lambda v: IPv4Packet(*V4, 6, b"", ttl=v), "TTL", 8),
+        (lambda v: IPv4Packet(*V4, 6, b"", tos=v), "TOS", 8),
+        (lambda v: IPv4Packet(*V4, 6, b"", identification=v), "identification", 16),
+        (lambda v: IPv4Packet(*V4, 6, b"", flags=v), "IPv4 flags", 3),
+        (lambda v: IPv4Packet(*V4, 6, b"", fragment_offset=v), "fragment offset", 13),
+        (lambda v: IPv6Packet(*V6, v, b""), "protocol", 8),
+        (lambda v: IPv6Packet(*V6, 6, b"", hop_limit=v), "hop limit", 8),
+        (lambda v: IPv6Packet(*V6, 6, b"", traffic_class=v), "traffic class", 8),
+        (lambda v: IPv6Packet(*V6, 6, b"", flow_label=v), "flow label", 20),
+    ],
+)
+def test_every_header_field_is_range_checked_by_name(
+    make: Callable[[int], object], field: str, bits: int
+) -> None:
+    make((1 << bits) - 1)  # the largest value fits
+    for bad in (1 << bits, -1):
+        with pytest.raises(ValueError, match=f"^{field} {bad} does not fit in {bits} bits$"):
+            make(bad)
 
 
 # -- IP packets and extension headers -----------------------------------------------------------

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import errno
 import json
 import os
 import secrets
@@ -26,10 +24,9 @@ from typing import Any
 from fastopen.errors import KernelFeatureMissing, NamespaceError, NeedsRoot
 from fastopen.kernel import counters as _counters
 from fastopen.kernel import sysctl as _sysctl
+from fastopen.runtime.tun import THREAD_NS, setns
 
-CLONE_NEWNET = 0x40000000
 PREFIX = "fo-"
-_libc = ctypes.CDLL(None, use_errno=True)
 _open: dict[str, Netns] = {}
 
 
@@ -43,14 +40,6 @@ def check_support() -> None:
         raise KernelFeatureMissing("the ip command is missing", hint="apt-get install iproute2")
     if not Path("/proc/self/ns/net").exists():
         raise KernelFeatureMissing("this kernel has no network namespaces (CONFIG_NET_NS)")
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        if err == errno.EPERM:
-            raise NeedsRoot("entering a network namespace needs root", hint="run as root")
-        raise NamespaceError(f"setns failed: {os.strerror(err)}")
 
 
 @contextlib.contextmanager
@@ -68,12 +57,12 @@ def entered(name: str) -> Iterator[None]:
         ) from None
     except PermissionError:
         raise NeedsRoot(f"entering network namespace {name!r} needs root") from None
-    with open("/proc/thread-self/ns/net", "rb") as home, target:
-        _setns(target.fileno())
+    with open(THREAD_NS, "rb") as home, target:
+        setns(target.fileno())
         try:
             yield
         finally:
-            _setns(home.fileno())
+            setns(home.fileno())
 
 
 def _ip(*args: str) -> None:

@@ -129,7 +129,7 @@ class UserspaceStack:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transports: dict[EngineSocket, EngineTransport] = {}
         self._listeners: dict[EngineSocket, EngineServer] = {}
-        self._connecting: dict[EngineSocket, asyncio.Future[None]] = {}
+        self._connecting: dict[EngineSocket, _Connecting] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._kicked = False
@@ -325,13 +325,13 @@ class UserspaceStack:
                 if server is not None:
                     server.accept_ready()
             elif isinstance(event, Connected):
-                waiter = self._connecting.pop(event.sock, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                connecting = self._connecting.pop(event.sock, None)
+                if connecting is not None:
+                    connecting.established(self.now())
             elif isinstance(event, Closed):
-                waiter = self._connecting.pop(event.sock, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_exception(EngineError(event.error or errno.ECONNREFUSED))
+                connecting = self._connecting.pop(event.sock, None)
+                if connecting is not None and not connecting.waiter.done():
+                    connecting.waiter.set_exception(EngineError(event.error or errno.ECONNREFUSED))
                 transport = self._transports.get(event.sock)
                 if transport is not None:
                     transport.closed(event.error)
@@ -448,8 +448,6 @@ class UserspaceStack:
         sock = self.host.socket(family)
         sock.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1)
         off = self._off_reason(first_flight, fastopen)
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._connecting[sock] = waiter
         in_syn = 0
         try:
             if local_addr is not None:
@@ -462,20 +460,20 @@ class UserspaceStack:
             except EngineError as exc:
                 if exc.errno != errno.EINPROGRESS:
                     raise
-            # the rest of the first flight waits for the connection: it carries the third ACK
-            sock.write_pending = int(len(first_flight) > in_syn)
+            connecting = _Connecting(sock, loop.create_future(), first_flight[in_syn:])
+            self._connecting[sock] = connecting
             self._service()
-            await waiter
-            sock.write_pending = 0
+            sent = await connecting.waiter
         except BaseException:
             self._connecting.pop(sock, None)
+            sock.write_pending = 0
             sock.close(self.now())
             self._service()
             raise
         attempt = Attempt(Side.CLIENT, attempted=off is None, off_reason=off, peer=addr)
         reader, writer = self._streams(sock, limit, attempt)
-        if first_flight[in_syn:]:
-            writer.write(first_flight[in_syn:])
+        if first_flight[in_syn + sent :]:
+            writer.write(first_flight[in_syn + sent :])
         return reader, writer
 
     async def start_server(
@@ -549,6 +547,34 @@ class UserspaceStack:
         self._listeners.pop(lsock, None)
         lsock.close(self.now())
         self.kick()
+
+
+@dataclasses.dataclass
+class _Connecting:
+    """A connect under way, and the rest of its first flight (beyond what rode in the SYN).
+
+    That rest is the blocked writer of Linux (``sk_write_pending``): the engine holds the ACK of
+    the SYN-ACK for it, and it is handed to the engine in the same pass that reads the SYN-ACK,
+    so the ACK carries it at once (not after the application's coroutine has resumed).
+    """
+
+    sock: EngineSocket
+    waiter: asyncio.Future[int]
+    rest: bytes
+
+    def __post_init__(self) -> None:
+        self.sock.write_pending = int(bool(self.rest))
+
+    def established(self, now: float) -> None:
+        """Send the rest; the waiter gets how many bytes of it the engine took."""
+        self.sock.write_pending = 0
+        if self.waiter.done():
+            return  # cancelled: the connect is being undone
+        sent = 0
+        if self.rest:
+            with contextlib.suppress(EngineError):  # the streams' write reports the error
+                sent = self.sock.send(self.rest, now)
+        self.waiter.set_result(sent)
 
 
 class EngineServer(asyncio.AbstractServer):

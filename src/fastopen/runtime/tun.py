@@ -45,10 +45,13 @@ CLONE_NEWNET = 0x40000000
 THREAD_NS = "/proc/thread-self/ns/net"
 
 
-def _setns(fd: int) -> None:
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace of ``fd``."""
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
-        raise NamespaceError(f"setns failed: {os.strerror(code)}", hint="are you root?")
+        if code == errno.EPERM:
+            raise NeedsRoot("entering a network namespace needs root", hint="run as root")
+        raise NamespaceError(f"setns failed: {os.strerror(code)}")
 
 
 class ThreadNamespace:
@@ -62,11 +65,11 @@ class ThreadNamespace:
     def entered(self) -> Iterator[None]:
         home = os.open(THREAD_NS, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _setns(self._fd)
+            setns(self._fd)
             try:
                 yield
             finally:
-                _setns(home)
+                setns(home)
         finally:
             os.close(home)
 
