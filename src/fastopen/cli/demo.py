@@ -64,7 +64,12 @@ def _times_table(results: list[StackResult], rtt: float) -> Table:
 
 
 def _counters_table(result: StackResult) -> Table:
-    table = Table(title=f"TFO counters ({result.stack} stack, TcpExt of each namespace)")
+    source = (
+        "/proc/net/netstat TcpExt of each namespace"
+        if result.stack == "kernel"
+        else "the engine's counters, TcpExt names"
+    )
+    table = Table(title=f"TFO counters ({result.stack} stack: {source})")
     table.add_column("counter")
     table.add_column(f"client {result.client_ns}", justify="right")
     table.add_column(f"server {result.server_ns}", justify="right")
