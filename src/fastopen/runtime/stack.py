@@ -664,50 +664,16 @@ class NamespaceStacks:
         return stack
 
     async def open_connection(
-        self,
-        host: str,
-        port: int,
-        *,
-        first_flight: bytes = b"",
-        ssl: _ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-        local_addr: tuple[str, int] | None = None,
-        fastopen: bool = True,
-        limit: int = LIMIT,
+        self, host: str, port: int, **options: Any
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await self.here().open_connection(
-            host,
-            port,
-            first_flight=first_flight,
-            ssl=ssl,
-            server_hostname=server_hostname,
-            local_addr=local_addr,
-            fastopen=fastopen,
-            limit=limit,
-        )
+        """:meth:`UserspaceStack.open_connection` on the stack of this thread's namespace."""
+        return await self.here().open_connection(host, port, **options)
 
     async def start_server(
-        self,
-        handler: Handler,
-        host: str | None,
-        port: int,
-        *,
-        fastopen_backlog: int | None = None,
-        keys: KeyRing | None = None,
-        ssl: _ssl.SSLContext | None = None,
-        backlog: int = 100,
-        limit: int = LIMIT,
+        self, handler: Handler, host: str | None, port: int, **options: Any
     ) -> asyncio.AbstractServer:
-        return await self.here().start_server(
-            handler,
-            host,
-            port,
-            fastopen_backlog=fastopen_backlog,
-            keys=keys,
-            ssl=ssl,
-            backlog=backlog,
-            limit=limit,
-        )
+        """:meth:`UserspaceStack.start_server` on the stack of this thread's namespace."""
+        return await self.here().start_server(handler, host, port, **options)
 
     def counters(self, ns: Namespace) -> dict[str, int]:
         """The TFO counters (TcpExt names) of the stack in ``ns``; zeros if it has none."""
