@@ -77,7 +77,7 @@ def test_client_hello_rides_in_the_syn(netns_pair: tuple[Netns, Netns]) -> None:
             with client.entered():
                 response = await http.get(f"https://{SERVER.ipv4}:{PORT}/")
         assert response.text == "hello"
-        rep: TfoReport = response.extensions["fastopen"]
+        rep: TfoReport = response.extensions["fastopen"].connection
         return rep
 
     with serving(server, handler, PORT):
@@ -89,7 +89,7 @@ def test_client_hello_rides_in_the_syn(netns_pair: tuple[Netns, Netns]) -> None:
                 # a POST over https: the ClientHello (not the request) is what rides in the SYN
                 response = http.post(f"https://{SERVER.ipv4}:{PORT}/", content=b"x")
             assert response.text == "hello"
-            reports.append(response.extensions["fastopen"])
+            reports.append(response.extensions["fastopen"].connection)
         reports.append(asyncio.run(httpx_async()))
         c1, s1 = client.counters(), server.counters()
 
