@@ -10,6 +10,7 @@ import http.server
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 import requests
@@ -18,6 +19,7 @@ from tfo import PORT, cached_cookie, serving
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 import fastopen
+from fastopen.http.aiohttp_connector import FastOpenConnector, FastOpenResponse
 from fastopen.http.httpx_transport import (
     AsyncFastOpenTransport,
     DeferredConnectError,
@@ -161,6 +163,32 @@ def test_requests(served: tuple[Netns, Netns, list[tuple[str, TfoReport]]]) -> N
     check(reports, log, before, server.counters())
 
 
+def aiohttp_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=FastOpenConnector(), response_class=FastOpenResponse)
+
+
+def test_aiohttp(served: tuple[Netns, Netns, list[tuple[str, TfoReport]]]) -> None:
+    """The connector keeps the rule: the POST connects first (the server's TCP_INFO and its
+    TFO counters show no SYN data for it) though a cookie is cached by then."""
+    client, server, log = served
+    before = server.counters()
+
+    async def main() -> list[RequestReport | None]:
+        reports = []
+        async with aiohttp_session() as http:
+            for method in METHODS:
+                body = b"x=1" if method == "POST" else None
+                with client.entered():
+                    async with http.request(method, URL, data=body) as response:
+                        assert response.status == 200
+                        content = await response.read()
+                assert content == {"POST": b"got x=1", "HEAD": b""}.get(method, b"hello")
+                reports.append(response_report(response))
+        return reports
+
+    check(asyncio.run(main()), log, before, server.counters())
+
+
 # -- per-request reports on a kept-alive connection ---------------------------------------------
 
 
@@ -197,7 +225,23 @@ def _requests(client: Netns) -> list[RequestReport | None]:
             return [response_report(session.get(KEEP)) for _ in range(3)]
 
 
-@pytest.mark.parametrize("run", [_httpx_sync, _httpx_async, _urllib3, _requests])
+def _aiohttp(client: Netns) -> list[RequestReport | None]:
+    async def main() -> list[RequestReport | None]:
+        reports = []
+        async with aiohttp_session() as http:
+            with client.entered():
+                async with http.get(URL) as response:
+                    await response.read()
+                for _ in range(3):
+                    async with http.get(KEEP) as response:
+                        await response.read()
+                    reports.append(response_report(response))
+        return reports
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("run", [_httpx_sync, _httpx_async, _urllib3, _requests, _aiohttp])
 def test_reports_per_request_on_a_kept_alive_connection(
     served: tuple[Netns, Netns, list[tuple[str, TfoReport]]],
     run: Callable[[Netns], list[RequestReport | None]],

@@ -1,0 +1,114 @@
+"""An aiohttp connector that connects with TFO, under the rule of every fastopen client.
+
+A GET, HEAD or OPTIONS request that opens a connection rides in its SYN (when a cookie is
+cached); any other method connects first, without SYN data. Over https the TLS ClientHello, always
+safe to replay, rides in the SYN whatever the method. :class:`FastOpenResponse` gives each
+response its per-request report::
+
+    async with aiohttp.ClientSession(
+        connector=FastOpenConnector(), response_class=FastOpenResponse
+    ) as session:
+        async with session.get("http://198.18.0.2/") as response:
+            print(response_report(response))
+
+The connector replaces ``TCPConnector._wrap_create_connection``, a private method (hence the
+upper bound on aiohttp): the socket is made by :func:`fastopen.kernel.client.open_socket`, one
+address at a time (aiohttp moves on to the next address when one fails). No proxies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import weakref
+from typing import Any
+
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+
+from fastopen.http import replay_safe
+from fastopen.http.reports import Connection, attach, connect_deferred_now, response_report
+from fastopen.kernel import attempts, client, tcpinfo
+from fastopen.report import TfoReport
+
+__all__ = ["FastOpenConnector", "FastOpenResponse", "response_report"]
+
+
+class _Tracked:
+    """A connection the connector made: its socket and the integrations' view of it."""
+
+    def __init__(self, sock: socket.socket, tls: bool) -> None:
+        self.sock = sock
+        #: While a response head is read: a duplicate of the socket (the transport may close it).
+        self.dup: socket.socket | None = None
+        self.connection = Connection(
+            self._report, pending=connect_deferred_now(sock), tls=tls, sock=sock
+        )
+
+    def _report(self) -> TfoReport:
+        info = tcpinfo.read(self.sock if self.dup is None else self.dup)
+        return attempts.build_report(info, attempts.recall(self.sock))
+
+
+_tracked: weakref.WeakKeyDictionary[ResponseHandler, _Tracked] = weakref.WeakKeyDictionary()
+
+
+class FastOpenConnector(aiohttp.TCPConnector):
+    """``aiohttp.TCPConnector`` whose connections open with TFO (see the module's rule)."""
+
+    async def _wrap_create_connection(
+        self,
+        *args: Any,
+        addr_infos: list[Any],
+        req: aiohttp.ClientRequest,
+        timeout: aiohttp.ClientTimeout,
+        client_error: type[Exception] = aiohttp.ClientConnectorError,
+        **kwargs: Any,
+    ) -> tuple[asyncio.Transport, ResponseHandler]:
+        address = addr_infos[0][4]
+        tls = req.is_ssl()
+        # over https the first write is the ClientHello, safe to replay whatever the method
+        safe = tls or replay_safe(req.method)
+        try:
+            async with asyncio.timeout(timeout.sock_connect):
+                sock, _ = await client.open_socket(
+                    address[0], address[1], deferred=True, replay_safe=safe
+                )
+                try:
+                    transport, protocol = await self._loop.create_connection(
+                        *args, **kwargs, sock=sock
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+        except ssl.CertificateError as exc:
+            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
+        except ssl.SSLError as exc:
+            raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
+        except OSError as exc:
+            if exc.errno is None and isinstance(exc, TimeoutError):
+                raise
+            raise client_error(req.connection_key, exc) from exc
+        _tracked[protocol] = _Tracked(sock, tls)
+        return transport, protocol
+
+
+class FastOpenResponse(aiohttp.ClientResponse):
+    """A ``ClientResponse`` that records its request's
+    :class:`~fastopen.http.reports.RequestReport` (read with :func:`response_report`)."""
+
+    async def start(self, connection: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        tracked = None if connection.protocol is None else _tracked.get(connection.protocol)
+        if tracked is None or tracked.sock.fileno() < 0:
+            return await super().start(connection)
+        with socket.socket(fileno=os.dup(tracked.sock.fileno())) as dup:
+            response = await super().start(connection)
+            tracked.connection.received()
+            tracked.dup = dup
+            try:
+                attach(self, tracked.connection.request())
+            finally:
+                tracked.dup = None
+        return response
