@@ -26,6 +26,8 @@ from fastopen.report import OffReason
 #: Keys as the helpers take them: a ring, or the path of a key store (``fastopen key``'s file).
 Keys = KeyRing | str | os.PathLike[str]
 
+_TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
 #: (local host, local port, peer host, peer port) of a connection, as the server sees it.
 _Key = tuple[str, int, str, int]
 
@@ -67,9 +69,15 @@ class FastOpenListener(socket.socket):
     def accept(self) -> tuple[socket.socket, Any]:
         conn, peer = super().accept()
         _track(conn, self.fastopen_off)
-        if conn.family in (socket.AF_INET, socket.AF_INET6):
+        if conn.family in _TCP_FAMILIES:
             _by_address[(*_address(conn.getsockname()), *_address(peer))] = conn
         return conn, peer
+
+
+def is_tcp(sock: Any) -> bool:
+    """Whether ``sock`` is an IPv4 or IPv6 socket, whatever family its object claims
+    (``socket.fromfd`` callers may guess wrong: uvicorn's ``fd`` says AF_UNIX)."""
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) in _TCP_FAMILIES
 
 
 def adopt(
@@ -78,7 +86,7 @@ def adopt(
     """TFO on for the listening socket ``sock`` (made by a server, or passed by systemd): its
     fastopen backlog (default ``net.core.somaxconn``) and, if given, its own key ring. Returns
     the same socket as a :class:`FastOpenListener`; ``sock`` itself is detached."""
-    listener = FastOpenListener(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    listener = FastOpenListener(fileno=sock.detach())  # the family the kernel says
     try:
         listener.fastopen_off = server.enable(
             listener, fastopen_backlog=fastopen_backlog, keys=key_ring(keys)

@@ -23,15 +23,13 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fastopen.http.listeners import Keys, connection_of, key_ring, request_report
+from fastopen.http.listeners import Keys, connection_of, is_tcp, key_ring, request_report
 from fastopen.kernel import server
 
 #: The environ key of the request's report.
 ENVIRON_KEY = "fastopen.report"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-_TCP = (socket.AF_INET, socket.AF_INET6)
 
 
 class FastOpenWSGIMiddleware:
@@ -42,7 +40,7 @@ class FastOpenWSGIMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         sock = environ.get("gunicorn.socket")
-        if isinstance(sock, socket.socket) and sock.family in _TCP:
+        if isinstance(sock, socket.socket) and is_tcp(sock):
             tls = environ.get("wsgi.url_scheme") == "https"
             environ[ENVIRON_KEY] = request_report(connection_of(sock), tls=tls)
         return self.app(environ, start_response)
@@ -58,7 +56,7 @@ def gunicorn_when_ready(
 
     def when_ready(arbiter: Any) -> None:
         for listener in arbiter.LISTENERS:
-            if listener.family in _TCP:
+            if is_tcp(listener):
                 server.enable(listener, fastopen_backlog=fastopen_backlog, keys=ring)
 
     return when_ready
