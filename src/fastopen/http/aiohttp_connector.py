@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
-from fastopen.http import replay_safe
+from fastopen.http import first_write_replay_safe
 from fastopen.http.reports import Connection, attach, connect_deferred_now, response_report
 from fastopen.kernel import attempts, client, tcpinfo
 from fastopen.report import TfoReport
@@ -69,8 +69,7 @@ class FastOpenConnector(aiohttp.TCPConnector):
     ) -> tuple[asyncio.Transport, ResponseHandler]:
         address = addr_infos[0][4]
         tls = req.is_ssl()
-        # over https the first write is the ClientHello, safe to replay whatever the method
-        safe = tls or replay_safe(req.method)
+        safe = first_write_replay_safe(req.method, tls=tls)
         try:
             async with asyncio.timeout(timeout.sock_connect):
                 sock, _ = await client.open_socket(

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, TypeVar
 import httpcore
 import httpx
 
-from fastopen.http import replay_safe
+from fastopen.http import first_write_replay_safe
 from fastopen.http.reports import Connection, connect_deferred_now
 from fastopen.kernel import attempts
 from fastopen.kernel.client import SocketOption, connect_deferred, set_options
@@ -284,8 +284,8 @@ def _deferred_failure(exc: httpx.ConnectError | httpx.ConnectTimeout) -> bool:
 
 @contextlib.contextmanager
 def _requesting(request: httpx.Request) -> Iterator[None]:
-    # over https the first write is the ClientHello, safe to replay whatever the method
-    token = _replay_safe.set(request.url.scheme == "https" or replay_safe(request.method))
+    safe = first_write_replay_safe(request.method, tls=request.url.scheme == "https")
+    token = _replay_safe.set(safe)
     try:
         yield
     finally:
