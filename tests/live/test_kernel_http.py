@@ -333,3 +333,19 @@ def test_urllib3_and_requests_refused_deferred_connect_is_a_new_connection_error
             session.get(URL, timeout=5)
         assert isinstance(refused_.value.args[0].reason, NewConnectionError)
         assert out_rsts(server) - rsts == 2
+
+
+def test_aiohttp_refused_deferred_connect_is_a_connector_error(
+    refused: tuple[Netns, Netns],
+) -> None:
+    client, server = refused
+
+    async def main() -> None:
+        async with aiohttp_session() as http:
+            with client.entered(), pytest.raises(aiohttp.ClientConnectorError) as caught:
+                await http.get(URL)
+        assert isinstance(caught.value.os_error, ConnectionRefusedError)
+
+    rsts = out_rsts(server)
+    asyncio.run(main())
+    assert out_rsts(server) - rsts == 1

@@ -3,7 +3,8 @@
 A GET, HEAD or OPTIONS request that opens a connection rides in its SYN (when a cookie is
 cached); any other method connects first, without SYN data. Over https the TLS ClientHello, always
 safe to replay, rides in the SYN whatever the method. :class:`FastOpenResponse` gives each
-response its per-request report::
+response its per-request report, and turns a failed deferred connect (refused, unreachable) back
+into ``aiohttp.ClientConnectorError``::
 
     async with aiohttp.ClientSession(
         connector=FastOpenConnector(), response_class=FastOpenResponse
@@ -39,8 +40,10 @@ __all__ = ["FastOpenConnector", "FastOpenResponse", "response_report"]
 class _Tracked:
     """A connection the connector made: its socket and the integrations' view of it."""
 
-    def __init__(self, sock: socket.socket, tls: bool) -> None:
+    def __init__(self, sock: socket.socket, tls: bool, key: Any) -> None:
         self.sock = sock
+        #: aiohttp's ConnectionKey of the request that opened it (for ClientConnectorError).
+        self.key = key
         #: While a response head is read: a duplicate of the socket (the transport may close it).
         self.dup: socket.socket | None = None
         self.connection = Connection(
@@ -90,7 +93,7 @@ class FastOpenConnector(aiohttp.TCPConnector):
             if exc.errno is None and isinstance(exc, TimeoutError):
                 raise
             raise client_error(req.connection_key, exc) from exc
-        _tracked[protocol] = _Tracked(sock, tls)
+        _tracked[protocol] = _Tracked(sock, tls, req.connection_key)
         return transport, protocol
 
 
@@ -103,7 +106,13 @@ class FastOpenResponse(aiohttp.ClientResponse):
         if tracked is None or tracked.sock.fileno() < 0:
             return await super().start(connection)
         with socket.socket(fileno=os.dup(tracked.sock.fileno())) as dup:
-            response = await super().start(connection)
+            try:
+                response = await super().start(connection)
+            except OSError as exc:  # aiohttp's ClientOSError keeps the errno
+                failed = tracked.connection.connect_failure(exc)
+                if failed is not None:
+                    raise aiohttp.ClientConnectorError(tracked.key, failed) from exc
+                raise
             tracked.connection.received()
             tracked.dup = dup
             try:

@@ -142,18 +142,16 @@ class Connection:
         """The failed connect behind ``exc`` (raised by the first I/O of a connection whose
         connect was deferred), or None when ``exc`` is not one.
 
-        The error is taken from ``exc`` or from the socket's pending error (``SO_ERROR``); it is
-        a connect failure when it is one of :data:`CONNECT_ERRNOS`, or a timeout while the
-        socket is still in SYN-SENT.
+        The error is taken from ``exc`` (a library may wrap it in its own OSError subclass) or
+        from the socket's pending error (``SO_ERROR``); it is a connect failure when it is one of
+        :data:`CONNECT_ERRNOS`, or a timeout while the socket is still in SYN-SENT.
         """
         if not self.pending or not isinstance(exc, OSError):
             return None
         if isinstance(exc, TimeoutError) and exc.errno is None:
             return exc if self._state() == _TCP_SYN_SENT else None
-        if exc.errno in CONNECT_ERRNOS:
-            return exc
-        code = self._socket_error()
-        if code in CONNECT_ERRNOS:
+        code = exc.errno if exc.errno in CONNECT_ERRNOS else self._socket_error()
+        if code in CONNECT_ERRNOS:  # as the socket module raises it: ConnectionRefusedError...
             return OSError(code, os.strerror(code))
         return None
 
