@@ -102,17 +102,36 @@ def check(
 METHODS = ("GET", "GET", "POST", "HEAD", "OPTIONS")
 
 
+#: What a request with each method sends, and what the Handler answers.
+BODY = {"POST": b"x=1"}
+ANSWER = {"POST": b"got x=1", "HEAD": b""}
+
+#: One request: method, body -> status, content and the response's report.
+Send = Callable[[str, bytes | None], tuple[int, bytes, RequestReport | None]]
+
+
+def each_method(client: Netns, send: Send) -> list[RequestReport | None]:
+    """Send one request of each of METHODS from ``client``; check the answers; the reports."""
+    reports = []
+    for method in METHODS:
+        with client.entered():
+            status, content, report = send(method, BODY.get(method))
+        assert status == 200
+        assert content == ANSWER.get(method, b"hello")
+        reports.append(report)
+    return reports
+
+
 def test_httpx_sync(served: tuple[Netns, Netns, list[tuple[str, TfoReport]]]) -> None:
     client, server, log = served
     before = server.counters()
-    reports = []
     with httpx.Client(transport=FastOpenTransport()) as http:
-        for method in METHODS:
-            with client.entered():
-                response = http.request(method, URL, content=b"x=1" if method == "POST" else None)
-            assert response.status_code == 200
-            assert response.content == {"POST": b"got x=1", "HEAD": b""}.get(method, b"hello")
-            reports.append(response_report(response))
+
+        def send(method: str, body: bytes | None) -> tuple[int, bytes, RequestReport | None]:
+            response = http.request(method, URL, content=body)
+            return response.status_code, response.content, response_report(response)
+
+        reports = each_method(client, send)
     check(reports, log, before, server.counters())
 
 
@@ -125,8 +144,9 @@ def test_httpx_async(served: tuple[Netns, Netns, list[tuple[str, TfoReport]]]) -
         async with httpx.AsyncClient(transport=AsyncFastOpenTransport()) as http:
             for method in METHODS:
                 with client.entered():
-                    response = await http.request(method, URL)
+                    response = await http.request(method, URL, content=BODY.get(method))
                 assert response.status_code == 200
+                assert response.content == ANSWER.get(method, b"hello")
                 reports.append(response.extensions.get("fastopen"))
         return reports
 
@@ -137,13 +157,12 @@ def test_urllib3(served: tuple[Netns, Netns, list[tuple[str, TfoReport]]]) -> No
     client, server, log = served
     before = server.counters()
     pool = FastOpenPoolManager()
-    reports = []
-    for method in METHODS:
-        with client.entered():
-            response = pool.request(method, URL, body=b"x=1" if method == "POST" else None)
-        assert response.status == 200
-        assert response.data == {"POST": b"got x=1", "HEAD": b""}.get(method, b"hello")
-        reports.append(response_report(response))
+
+    def send(method: str, body: bytes | None) -> tuple[int, bytes, RequestReport | None]:
+        response = pool.request(method, URL, body=body)
+        return response.status, response.data, response_report(response)
+
+    reports = each_method(client, send)
     pool.clear()
     check(reports, log, before, server.counters())
 
@@ -151,15 +170,14 @@ def test_urllib3(served: tuple[Netns, Netns, list[tuple[str, TfoReport]]]) -> No
 def test_requests(served: tuple[Netns, Netns, list[tuple[str, TfoReport]]]) -> None:
     client, server, log = served
     before = server.counters()
-    reports = []
     with requests.Session() as session:
         session.mount("http://", FastOpenAdapter())
-        for method in METHODS:
-            with client.entered():
-                response = session.request(method, URL, data=b"x=1" if method == "POST" else None)
-            assert response.status_code == 200
-            assert response.content == {"POST": b"got x=1", "HEAD": b""}.get(method, b"hello")
-            reports.append(response_report(response))
+
+        def send(method: str, body: bytes | None) -> tuple[int, bytes, RequestReport | None]:
+            response = session.request(method, URL, data=body)
+            return response.status_code, response.content, response_report(response)
+
+        reports = each_method(client, send)
     check(reports, log, before, server.counters())
 
 
@@ -177,12 +195,11 @@ def test_aiohttp(served: tuple[Netns, Netns, list[tuple[str, TfoReport]]]) -> No
         reports = []
         async with aiohttp_session() as http:
             for method in METHODS:
-                body = b"x=1" if method == "POST" else None
                 with client.entered():
-                    async with http.request(method, URL, data=body) as response:
+                    async with http.request(method, URL, data=BODY.get(method)) as response:
                         assert response.status == 200
                         content = await response.read()
-                assert content == {"POST": b"got x=1", "HEAD": b""}.get(method, b"hello")
+                assert content == ANSWER.get(method, b"hello")
                 reports.append(response_report(response))
         return reports
 

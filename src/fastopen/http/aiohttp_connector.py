@@ -20,7 +20,6 @@ address at a time (aiohttp moves on to the next address when one fails). No prox
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
 import weakref
@@ -30,9 +29,8 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
 from fastopen.http import first_write_replay_safe
-from fastopen.http.reports import Connection, attach, connect_deferred_now, response_report
-from fastopen.kernel import attempts, client, tcpinfo
-from fastopen.report import TfoReport
+from fastopen.http.reports import SocketConnection, response_report
+from fastopen.kernel import client
 
 __all__ = ["FastOpenConnector", "FastOpenResponse", "response_report"]
 
@@ -44,15 +42,7 @@ class _Tracked:
         self.sock = sock
         #: aiohttp's ConnectionKey of the request that opened it (for ClientConnectorError).
         self.key = key
-        #: While a response head is read: a duplicate of the socket (the transport may close it).
-        self.dup: socket.socket | None = None
-        self.connection = Connection(
-            self._report, pending=connect_deferred_now(sock), tls=tls, sock=sock
-        )
-
-    def _report(self) -> TfoReport:
-        info = tcpinfo.read(self.sock if self.dup is None else self.dup)
-        return attempts.build_report(info, attempts.recall(self.sock))
+        self.connection = SocketConnection(sock, tls=tls)
 
 
 _tracked: weakref.WeakKeyDictionary[ResponseHandler, _Tracked] = weakref.WeakKeyDictionary()
@@ -105,7 +95,7 @@ class FastOpenResponse(aiohttp.ClientResponse):
         tracked = None if connection.protocol is None else _tracked.get(connection.protocol)
         if tracked is None or tracked.sock.fileno() < 0:
             return await super().start(connection)
-        with socket.socket(fileno=os.dup(tracked.sock.fileno())) as dup:
+        with tracked.connection.held():  # the transport closes it when the response ends it
             try:
                 response = await super().start(connection)
             except OSError as exc:  # aiohttp's ClientOSError keeps the errno
@@ -113,10 +103,5 @@ class FastOpenResponse(aiohttp.ClientResponse):
                 if failed is not None:
                     raise aiohttp.ClientConnectorError(tracked.key, failed) from exc
                 raise
-            tracked.connection.received()
-            tracked.dup = dup
-            try:
-                attach(self, tracked.connection.request())
-            finally:
-                tracked.dup = None
+            tracked.connection.responded(self)
         return response

@@ -34,7 +34,7 @@ import httpcore
 import httpx
 
 from fastopen.http import first_write_replay_safe
-from fastopen.http.reports import Connection, connect_deferred_now
+from fastopen.http.reports import Connection, SocketConnection, connect_deferred_now
 from fastopen.kernel import attempts
 from fastopen.kernel.client import SocketOption, connect_deferred, set_options
 from fastopen.streams import FastOpenStreamWriter, open_deferred
@@ -133,9 +133,7 @@ class FastOpenStream(_Stream):
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._connection = Connection(
-            lambda: attempts.report(sock), pending=connect_deferred_now(sock), sock=sock
-        )
+        self._connection = SocketConnection(sock)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         with _mapped(httpcore.ReadTimeout, httpcore.ReadError, self._connection):

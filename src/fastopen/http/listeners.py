@@ -18,8 +18,8 @@ from typing import Any
 
 from fastopen.cookies import KeyRing
 from fastopen.errors import FastOpenError
-from fastopen.http.reports import Connection, RequestReport
-from fastopen.kernel import attempts, server
+from fastopen.http.reports import Connection, RequestReport, SocketConnection
+from fastopen.kernel import server
 from fastopen.ops import keys as key_store
 from fastopen.report import OffReason
 
@@ -55,7 +55,7 @@ def _track(sock: socket.socket, off: OffReason | None) -> Connection:
     """Record ``sock`` as accepted by a TFO listener (``fastopen.report`` then takes the server
     side) and start counting its requests."""
     server.accepted(sock, off)
-    connection = Connection(lambda: attempts.report(sock), pending=False)
+    connection = SocketConnection(sock)
     _connections[sock] = connection
     return connection
 

@@ -13,16 +13,17 @@ raise their ecosystem's connect error (and retry policies keyed on it behave as 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fastopen.kernel import tcpinfo
+from fastopen.kernel import attempts, tcpinfo
 from fastopen.kernel.tcpinfo import HasSockopt
 from fastopen.report import TfoReport
 
@@ -171,6 +172,39 @@ class Connection:
         except OSError:
             return 0
         return int.from_bytes(raw, sys.byteorder)
+
+
+class SocketConnection(Connection):
+    """A :class:`Connection` over a kernel socket the integration holds (its report is read
+    from ``TCP_INFO``, with what fastopen recorded when it made or accepted the socket)."""
+
+    def __init__(self, sock: socket.socket, *, tls: bool = False) -> None:
+        super().__init__(self._read, pending=connect_deferred_now(sock), tls=tls, sock=sock)
+        self._socket = sock
+        self._dup: socket.socket | None = None
+
+    def _read(self) -> TfoReport:
+        info = tcpinfo.read(self._socket if self._dup is None else self._dup)
+        return attempts.build_report(info, attempts.recall(self._socket))
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep the socket readable for the block, though the library may close it meanwhile
+        (http.client and aiohttp do, when a response ends its connection)."""
+        with socket.socket(fileno=os.dup(self._socket.fileno())) as dup:
+            self._dup = dup
+            try:
+                yield
+            finally:
+                self._dup = None
+
+    def responded(self, response: Any) -> RequestReport:
+        """``response`` (to the next request) has come: its report, recorded for
+        :func:`response_report`."""
+        self.received()
+        report = self.request()
+        attach(response, report)
+        return report
 
 
 #: The per-request reports of responses that carry no place for one (urllib3, aiohttp).

@@ -19,7 +19,6 @@ SYN-ACK came in time) as without TFO, so ``Retry(connect=...)`` retries it.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 from collections.abc import Mapping
@@ -30,10 +29,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from fastopen.http import replay_safe
-from fastopen.http.reports import Connection, attach, connect_deferred_now, response_report
-from fastopen.kernel import attempts, tcpinfo
+from fastopen.http.reports import SocketConnection, response_report
 from fastopen.kernel.client import connect_deferred, set_options, tls_connection
-from fastopen.report import TfoReport
 
 __all__ = [
     "FastOpenHTTPConnection",
@@ -50,9 +47,7 @@ class _FastOpen(HTTPConnection):
     connection's state, connect errors as urllib3 raises them, and per-request reports."""
 
     _fastopen_method = ""
-    _fastopen: Connection | None = None
-    #: While a response head is read: a duplicate of the socket (http.client may close it).
-    _fastopen_dup: socket.socket | None = None
+    _fastopen: SocketConnection | None = None
 
     def _timeout(self) -> float | None:
         return self.timeout if isinstance(self.timeout, int | float) else None
@@ -66,14 +61,6 @@ class _FastOpen(HTTPConnection):
                 self, f"Connection to {self.host} timed out. (connect timeout={self._timeout()})"
             )
         return NewConnectionError(self, f"Failed to establish a new connection: {exc}")
-
-    def _track(self, sock: socket.socket, *, tls: bool) -> None:
-        def read() -> TfoReport:
-            info = tcpinfo.read(sock if self._fastopen_dup is None else self._fastopen_dup)
-            return attempts.build_report(info, attempts.recall(sock))
-
-        pending = connect_deferred_now(sock)
-        self._fastopen = Connection(read, pending=pending, tls=tls, sock=sock)
 
     def _raise_if_connect_failed(self, exc: BaseException) -> None:
         failed = None if self._fastopen is None else self._fastopen.connect_failure(exc)
@@ -96,23 +83,15 @@ class _FastOpen(HTTPConnection):
             raise
 
     def getresponse(self) -> urllib3.HTTPResponse:  # type: ignore[override]
-        sock = self.sock
-        if sock is None or self._fastopen is None:
+        if self.sock is None or self._fastopen is None:
             return super().getresponse()
-        # http.client closes the socket here when the response ends the connection: read
-        # TCP_INFO (once the response has come) through a duplicate of it
-        with socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno())) as dup:
+        with self._fastopen.held():  # http.client closes the socket when the response ends it
             try:
                 response = super().getresponse()
             except OSError as exc:
                 self._raise_if_connect_failed(exc)
                 raise
-            self._fastopen.received()
-            self._fastopen_dup = dup
-            try:
-                attach(response, self._fastopen.request())
-            finally:
-                self._fastopen_dup = None
+            self._fastopen.responded(response)
         return response
 
 
@@ -129,7 +108,7 @@ class FastOpenHTTPConnection(_FastOpen):
             )
         except OSError as exc:
             raise self._connect_error(exc) from exc
-        self._track(sock, tls=False)
+        self._fastopen = SocketConnection(sock)
         return set_options(sock, self.socket_options or ())
 
 
@@ -177,7 +156,7 @@ class FastOpenHTTPSConnection(_FastOpen, HTTPSConnection):
             if isinstance(exc, ssl.SSLError):  # urllib3 turns it into its SSLError
                 raise
             raise self._connect_error(exc) from exc
-        self._track(tls, tls=True)  # the handshake is done: no longer pending
+        self._fastopen = SocketConnection(tls, tls=True)  # handshake done: not pending
         self.sock = set_options(tls, self.socket_options or ())
 
 
