@@ -33,6 +33,8 @@ from fastopen.lab.netns import SERVER, Netns
 from fastopen.report import FailReason, OffReason, TfoReport
 
 URL = f"http://{SERVER.ipv4}:{PORT}/"
+#: Nothing listens there (the cookie cached for the server's address serves every port).
+HTTPS_URL = f"https://{SERVER.ipv4}:8443/"
 #: Answered without closing: requests to it share one kept-alive connection.
 KEEP = URL + "keep"
 
@@ -325,6 +327,17 @@ def test_httpx_refused_deferred_connect_is_a_connect_error(
     asyncio.run(main())
     assert out_rsts(server) - rsts == 2
 
+    # https: the deferred connect fails in the TLS handshake, where httpcore's own retries
+    # apply (and the transport's do not come on top)
+    rsts = out_rsts(server)
+    with (
+        httpx.Client(transport=FastOpenTransport(retries=2)) as http,
+        client.entered(),
+        pytest.raises(httpx.ConnectError),
+    ):
+        http.get(HTTPS_URL)
+    assert out_rsts(server) - rsts == 3
+
 
 def test_urllib3_and_requests_refused_deferred_connect_is_a_new_connection_error(
     refused: tuple[Netns, Netns],
@@ -342,6 +355,11 @@ def test_urllib3_and_requests_refused_deferred_connect_is_a_new_connection_error
             pool.request("GET", URL, retries=retry)
         assert isinstance(retried.value.reason, NewConnectionError)
         assert out_rsts(server) - rsts == 3
+
+    # https: the ClientHello rode in the SYN that was refused
+    with client.entered(), pytest.raises(NewConnectionError) as caught:
+        FastOpenPoolManager().request("GET", HTTPS_URL, retries=False)
+    assert isinstance(caught.value.__cause__, ConnectionRefusedError)
 
     with requests.Session() as session:
         session.mount("http://", FastOpenAdapter(max_retries=1))
