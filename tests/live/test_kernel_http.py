@@ -384,3 +384,19 @@ def test_aiohttp_refused_deferred_connect_is_a_connector_error(
     rsts = out_rsts(server)
     asyncio.run(main())
     assert out_rsts(server) - rsts == 1
+
+
+def test_unanswered_deferred_connect_is_a_connect_timeout(refused: tuple[Netns, Netns]) -> None:
+    """The server's address gone, its kernel drops the SYN: the deferred connect never ends,
+    and the read timeout that catches it, in SYN-SENT, is the library's connect timeout."""
+    client, server = refused
+    server.ip("addr", "del", f"{SERVER.ipv4}/24", "dev", "eth0")
+    with (
+        httpx.Client(transport=FastOpenTransport(), timeout=1.0) as http,
+        client.entered(),
+        pytest.raises(httpx.ConnectTimeout),
+    ):
+        http.get(URL)
+    with client.entered(), pytest.raises(urllib3.exceptions.ConnectTimeoutError) as caught:
+        FastOpenPoolManager(timeout=1.0).request("GET", URL, retries=False)
+    assert not isinstance(caught.value, NewConnectionError)
