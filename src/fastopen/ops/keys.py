@@ -31,7 +31,8 @@ from fastopen.ops.farm import format_duration
 from fastopen.ops.files import PRIVATE, read_private, staged_write
 
 SYSCTL = "net.ipv4.tcp_fastopen_key"
-STORE_DIR = Path("/var/lib/fastopen")
+#: Where key stores live (``$FASTOPEN_KEY_DIR`` to put them elsewhere).
+STORE_DIR = Path(os.environ.get("FASTOPEN_KEY_DIR", "/var/lib/fastopen"))
 #: How long a retired key stays accepted by default: as long as a farm interval.
 DEFAULT_GRACE = 86400.0
 _FORMAT = 1
