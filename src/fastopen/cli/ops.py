@@ -399,10 +399,11 @@ _SECRET = click.option(
 )
 _INTERVAL = click.option(
     "--interval",
-    type=Duration("s", minimum=1.0, whole=True),
+    type=Duration("s", minimum=60.0, whole=True),
     default="1d",
     show_default=True,
-    help="How often the farm key changes (whole seconds, e.g. 1d, 12h; bare: seconds).",
+    help="How often the farm key changes: a cookie lives one to two of them (at least 1m, whole "
+    "seconds; e.g. 1d, 12h; bare: seconds).",
 )
 
 

@@ -50,8 +50,12 @@ def staged_write(path: Path, data: bytes, *, mode: int, dir_mode: int = 0o755) -
         path.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except PermissionError:
-        raise NeedsRoot(f"writing {path} needs root", hint="run as root") from None
+    except PermissionError as exc:
+        if os.geteuid() != 0:
+            raise NeedsRoot(f"writing {path} needs root", hint="run as root") from None
+        raise FastOpenError(
+            f"cannot write {path}: {exc.strerror}", hint="choose a path on a writable file system"
+        ) from None
     except OSError as exc:  # read-only, not a directory, /proc...
         raise FastOpenError(
             f"cannot write {path}: {exc.strerror}", hint="choose a path on a writable file system"
