@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,12 +95,18 @@ def _tfo_state(stack: Stack) -> str:
     )
 
 
-async def _publish_counters(stack: UserspaceStack, tun: str, period: float = 1.0) -> None:
-    """Keep the userspace stack's counters where `fastopen stats --stack userspace` reads them."""
+async def _publish_counters(stack: UserspaceStack, tun: str, period: float = 0.2) -> None:
+    """Keep the userspace stack's counters where `fastopen stats --stack userspace` reads them:
+    within ``period`` of a change, and at least every 10 s (the file says when)."""
     published = stats.CounterFile(tun)
+    last: dict[str, int] | None = None
+    written = 0.0
     try:
         while True:
-            published.publish(stack.host.counters)
+            values = dict(stack.host.counters)
+            if values != last or time.monotonic() - written > 10:
+                published.publish(values)
+                last, written = values, time.monotonic()
             await asyncio.sleep(period)
     finally:
         published.close()
@@ -156,6 +164,9 @@ def serve(
         publisher = None
         if isinstance(engine, UserspaceStack):
             publisher = asyncio.create_task(_publish_counters(engine, tun))
+        main_task = asyncio.current_task()
+        if main_task is not None:  # SIGTERM stops as Ctrl-C does: everything is removed
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
         try:
             async with server:
                 await server.serve_forever()
@@ -168,7 +179,7 @@ def serve(
     try:
         with in_netns(netns), _stack(stack, tun, addresses, pcap) as engine:
             asyncio.run(run(engine))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     except OSError as exc:
         raise FastOpenError(

@@ -520,7 +520,11 @@ def _rows_table(sample: stats.Snapshot, before: stats.Snapshot | None) -> Table:
     metavar="DURATION",
     help="Print the rises every DURATION (10s, 500ms; bare: seconds), with alerts.",
 )
-@click.option("--count", type=click.IntRange(1), help="With --watch: stop after this many reports.")
+@click.option(
+    "--count",
+    type=click.IntRange(1, 1_000_000_000),
+    help="With --watch: stop after this many reports.",
+)
 @click.option(
     "--serve",
     metavar="HOST:PORT",
