@@ -345,8 +345,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 # -- a lab that outlives the command (fastopen lab up / down) ----------------------------------
 def save_state(state: dict[str, Any], path: Path = STATE) -> None:
+    """Write the state atomically: a signal never leaves half a file that ``lab down`` cannot
+    read."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def load_state(path: Path = STATE) -> dict[str, Any] | None:
