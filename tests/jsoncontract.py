@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import jsonschema
+from click.testing import CliRunner, Result
 
 from fastopen.cli import main
 
@@ -61,3 +62,15 @@ def check(args: Sequence[str], doc: Any) -> Any:
     name = "error" if isinstance(doc, dict) and "error" in doc else None
     jsonschema.validate(doc, schema(name or COMMAND_SCHEMA[command_words(args)]))
     return doc
+
+
+def cli(*args: str) -> Result:
+    """``fastopen ARGS`` run in this process (its thread's namespace)."""
+    return CliRunner().invoke(main, list(args))
+
+
+def as_json(*args: str) -> Any:
+    """The JSON document of ``fastopen ARGS --json``, once it follows the command's schema."""
+    result = cli(*args, "--json")
+    assert result.exit_code == 0, (result.output, result.stderr)
+    return check(args, json.loads(result.stdout))

@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner, Result
-from jsoncontract import check
+from click.testing import Result
+from jsoncontract import as_json, check, cli
 from tfo import echo_server, request
 
 from fastopen.cli import main
@@ -32,16 +32,6 @@ FASTOPEN = str(Path(sys.executable).with_name("fastopen"))
 KEY_SYSCTL = "net.ipv4.tcp_fastopen_key"
 BITS_SYSCTL = "net.ipv4.tcp_fastopen"
 SET_BY_HAND = "00112233-44556677-8899aabb-ccddeeff"
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
-def as_json(*args: str) -> Any:
-    result = cli(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return check(args, json.loads(result.stdout))
 
 
 def refused(result: Result | subprocess.CompletedProcess[str], *words: str) -> str:

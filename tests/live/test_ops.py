@@ -13,13 +13,11 @@ import tempfile
 import threading
 import urllib.request
 from pathlib import Path
-from typing import Any
 
-from click.testing import CliRunner, Result
-from jsoncontract import check
+from click.testing import Result
+from jsoncontract import as_json, check, cli
 from tfo import echo_server, request
 
-from fastopen.cli import main
 from fastopen.lab.netns import CLIENT, SERVER, Netns, enable_tfo, veth_link
 
 FASTOPEN = str(Path(sys.executable).with_name("fastopen"))
@@ -29,19 +27,10 @@ KEY_SYSCTL = "net.ipv4.tcp_fastopen_key"
 BITS_SYSCTL = "net.ipv4.tcp_fastopen"
 
 
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
 def ok(*args: str) -> Result:
     result = cli(*args)
     assert result.exit_code == 0, (result.output, result.stderr)
     return result
-
-
-def as_json(*args: str) -> Any:
-    """The command's JSON document, once it follows the command's schema (docs/json.md)."""
-    return check(args, json.loads(ok(*args, "--json").stdout))
 
 
 def rises(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
