@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -10,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +20,10 @@ from click.testing import CliRunner
 from conftest import require_namespaces
 
 from fastopen.cli import main
+from fastopen.lab.demo import Kind, measure
+from fastopen.lab.emulator import Lab, LabError
 from fastopen.lab.netns import CLIENT, SERVER
+from fastopen.streams import KernelStack
 
 pytestmark = pytest.mark.live
 FASTOPEN = [str(Path(sys.executable).parent / "fastopen")]
@@ -162,18 +167,6 @@ def test_demo_without_root_runs_the_engine_in_virtual_time() -> None:
     assert "Every namespace" not in out  # it made none
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def test_a_signal_during_lab_up_leaves_nothing_behind(tmp_path: Path) -> None:
     """SIGINT or SIGTERM the moment `lab up` has recorded the names (so while `ip netns add`
     runs), or has made one namespace, or two: whatever the command made, it removed, or recorded
@@ -221,29 +214,25 @@ def test_a_signal_during_lab_up_leaves_nothing_behind(tmp_path: Path) -> None:
 
 def test_a_dead_forwarder_is_reported_at_once_and_everything_removed() -> None:
     require_namespaces()
-    before = _namespaces()
-    demo = subprocess.Popen(
-        [*FASTOPEN, "demo", "--rtt", "300ms", "-n", "20", "--stack", "kernel"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        forwarders: list[int] = []
-        while not forwarders and time.monotonic() < deadline:
-            forwarders = [pid for pid in _children(demo.pid) if _forwarder_running(pid)]
-            time.sleep(0.05)
-        assert forwarders, "the demo's forwarder never started"
-        time.sleep(1.0)  # the timing is under way
-        killed = time.monotonic()
-        os.kill(forwarders[0], signal.SIGKILL)
-        _, err = demo.communicate(timeout=20)
-        took = time.monotonic() - killed
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-    assert demo.returncode == 2, err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert f"forwarder (pid {forwarders[0]}) died (killed by signal 9)" in err
-    assert took < 5  # reported at once, not after a 10 s timeout (bounded generously here)
-    assert not {n for n in _namespaces() - before if n.startswith("fo-lab-")}
+    with Lab(rtt=0.3) as lab:
+        ours = {lab.client.name, lab.server.name}
+        pid = lab.forwarder_pid
+        killed: list[float] = []
+
+        def kill() -> None:
+            killed.append(time.monotonic())
+            os.kill(pid, signal.SIGKILL)
+
+        killer = threading.Timer(1.0, kill)
+        killer.start()
+        try:
+            with pytest.raises(LabError) as info:
+                asyncio.run(measure(lab, KernelStack(), [Kind.PLAIN] * 20, SERVER.ipv4))
+            took = time.monotonic() - killed[0]  # the exchange timeout is 10 s
+            with pytest.raises(LabError, match="died"):
+                lab.stats()  # the control channel says the same
+        finally:
+            killer.cancel()
+    assert info.value.message == f"the lab's link forwarder (pid {pid}) died (killed by signal 9)"
+    assert took < 2 and not _forwarder_running(pid)
+    assert not ours & _namespaces()
