@@ -217,22 +217,16 @@ def test_a_dead_forwarder_is_reported_at_once_and_everything_removed() -> None:
     with Lab(rtt=0.3) as lab:
         ours = {lab.client.name, lab.server.name}
         pid = lab.forwarder_pid
-        killed: list[float] = []
-
-        def kill() -> None:
-            killed.append(time.monotonic())
-            os.kill(pid, signal.SIGKILL)
-
-        killer = threading.Timer(1.0, kill)
+        killer = threading.Timer(1.0, os.kill, (pid, signal.SIGKILL))
         killer.start()
         try:
+            # reported by the forwarder check, not by the exchange's 10 s timeout (another error)
             with pytest.raises(LabError) as info:
                 asyncio.run(measure(lab, KernelStack(), [Kind.PLAIN] * 20, SERVER.ipv4))
-            took = time.monotonic() - killed[0]  # the exchange timeout is 10 s
             with pytest.raises(LabError, match="died"):
                 lab.stats()  # the control channel says the same
         finally:
             killer.cancel()
     assert info.value.message == f"the lab's link forwarder (pid {pid}) died (killed by signal 9)"
-    assert took < 2 and not _forwarder_running(pid)
+    assert not _forwarder_running(pid)
     assert not ours & _namespaces()
