@@ -420,3 +420,23 @@ def test_the_issues_bad_inputs_fail_cleanly_and_change_nothing(
         timeout=30,
     )
     assert watched.returncode == 0 and check(["stats"], json.loads(watched.stdout))
+
+
+def test_serve_says_tfo_on_only_when_the_server_bit_is_on(netns: Netns) -> None:
+    def first_line(command: list[str]) -> str:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            return proc.stdout.readline()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    serve = [FASTOPEN, "serve", "127.0.0.1", "8080", "--netns", netns.name]
+    netns.sysctl(BITS_SYSCTL, 0x1)
+    assert first_line(serve) == (
+        "serving http://127.0.0.1:8080/ with TFO off: net.ipv4.tcp_fastopen is 0x1, without the "
+        "server bit (`fastopen enable --server` turns it on) (kernel stack)\n"
+    )
+    netns.sysctl(BITS_SYSCTL, 0x3)
+    assert first_line(serve) == "serving http://127.0.0.1:8080/ with TFO on (kernel stack)\n"
