@@ -41,16 +41,19 @@ def test_every_command_and_option_has_help() -> None:
     assert missing == []
 
 
-def test_top_level_help_shows_every_summary_in_full() -> None:
-    result = CliRunner().invoke(main, ["--help"], env={"COLUMNS": "80"})
-    assert result.exit_code == 0
-    flat = " ".join(result.output.split())
-    for name in main.list_commands(click.Context(main)):
-        command = main.get_command(click.Context(main), name)
-        assert command is not None and command.help is not None
-        first = " ".join(command.help.split("\n\n")[0].split())
-        assert f"{name} {first}" in flat, name  # nothing cut with "..."
-    assert "..." not in result.output.split("Commands:")[1]
+def test_every_groups_help_shows_every_summary_in_full() -> None:
+    for path, group in walk():
+        if not isinstance(group, click.Group):
+            continue
+        result = CliRunner().invoke(main, [*path, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0
+        flat = " ".join(result.output.split())
+        for name in group.list_commands(click.Context(group)):
+            command = group.get_command(click.Context(group), name)
+            assert command is not None and command.help is not None
+            first = " ".join(command.help.split("\n\n")[0].split())
+            assert f"{name} {first}" in flat, (path, name)  # nothing cut with "..."
+        assert "..." not in result.output.split("Commands:")[1], path
 
 
 def test_version() -> None:

@@ -20,10 +20,17 @@ from typing import Any, NoReturn
 
 import click
 
+from fastopen.cli.options import Group
 from fastopen.errors import FastOpenError
 
 #: The exit status of every error (bad input, missing privilege or kernel feature).
 EXIT_ERROR = 2
+#: A group run without a command (click 8.2+ raises this; before, it printed the help itself).
+_NO_ARGS: tuple[type[click.ClickException], ...] = tuple(
+    getattr(click.exceptions, name)
+    for name in ("NoArgsIsHelpError",)
+    if hasattr(click.exceptions, name)
+)
 
 
 def _fail(message: str, hint: str | None, as_json: bool) -> NoReturn:
@@ -45,18 +52,8 @@ def _os_error(exc: OSError) -> tuple[str, str]:
     return f"{where}{what}", "check the path or the device named"
 
 
-class _Group(click.Group):
+class _Group(Group):
     """The top-level group: full command summaries in the help, and the one error path."""
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            command = self.get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit=1_000)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
@@ -67,6 +64,9 @@ class _Group(click.Group):
             return super().main(argv, prog_name or "fastopen", standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        except _NO_ARGS as exc:  # `fastopen`, `fastopen key`: the help, as click prints it
+            click.echo(exc.format_message(), err=True)
+            sys.exit(EXIT_ERROR)
         except click.ClickException as exc:
             hint = None
             if isinstance(exc, click.UsageError) and exc.ctx is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from fastopen.cli.options import Duration
+from fastopen.cli.options import Duration, Group
 from fastopen.errors import FastOpenError
 from fastopen.lab.emulator import STATE, Lab, check_support, load_state, remove_detached, save_state
 
@@ -50,7 +50,7 @@ def _convert(parse: Callable[[str], float]) -> Callable[[click.Context, click.Pa
 _PERCENT = _convert(parse_percent)
 
 
-@click.group()
+@click.group(cls=Group)
 def lab() -> None:
     """Two namespaces (fo-lab-c, fo-lab-s) joined by an emulated link."""
 

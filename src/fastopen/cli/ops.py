@@ -22,6 +22,7 @@ from rich.table import Table
 
 from fastopen.cli.options import (
     Duration,
+    Group,
     Out,
     UnixTime,
     json_option,
@@ -242,7 +243,7 @@ def reset_cmd(out: Out, persist: bool, persist_file: Path) -> None:
 # -- key -----------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 def key() -> None:
     """The TFO key: generate, show, set, rotate, retire, and derive farm keys."""
 
@@ -590,7 +591,7 @@ def _age(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.1f}s"
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=Group, invoke_without_command=True)
 @json_option
 @netns_option()
 @click.pass_context

@@ -130,6 +130,20 @@ class UnixTime(click.ParamType):  # type: ignore[type-arg,unused-ignore]
         return number
 
 
+class Group(click.Group):
+    """A group whose help shows each command's summary in full (click cuts them at 45 chars)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 # -- --netns ------------------------------------------------------------------------------------
 
 
