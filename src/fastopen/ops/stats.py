@@ -108,6 +108,8 @@ class CounterFile:
     def close(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        with contextlib.suppress(OSError):  # the last one leaves no empty directory behind
+            self.path.parent.rmdir()
 
 
 @dataclass(frozen=True, slots=True)
