@@ -7,7 +7,7 @@ from its own connection state. Both hand it out as ``writer.get_extra_info("fast
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -86,6 +86,8 @@ class TfoReport:
     Server: ``tfo_child`` (the connection was created from a valid cookie), ``syn_data_received``
     (data arrived in the SYN and was accepted); ``attempted`` is true when either holds.
     A field a stack cannot know on this side is ``None``. ``rtt`` is the smoothed RTT in seconds.
+    With a replay guard (server), ``replay_suspected`` tells whether this connection's first
+    flight was delivered before (``replay_first_server`` recorded it); None without a guard.
     """
 
     side: Side
@@ -99,6 +101,12 @@ class TfoReport:
     syn_data_received: bool = False
     rtt: float | None = None
     stack: str = "kernel"
+    replay_suspected: bool | None = None
+    replay_first_server: str | None = None
+
+    def with_replay(self, suspected: bool, first_server: str | None = None) -> TfoReport:
+        """This report with a replay guard's verdict."""
+        return replace(self, replay_suspected=suspected, replay_first_server=first_server)
 
     @property
     def used(self) -> bool:
@@ -112,9 +120,13 @@ class TfoReport:
         if self.off_reason is not None:
             return f"TFO off ({self.side.value}): {_OFF_TEXT[self.off_reason]}{rtt}"
         if self.side is Side.SERVER:
+            replay = ""
+            if self.replay_suspected:
+                first = self.replay_first_server
+                replay = ", replay suspected" + (f" (first delivered by {first})" if first else "")
             return (
                 f"TFO server: came in by TFO {_yes(self.tfo_child)}, "
-                f"SYN data received {_yes(self.syn_data_received)}{rtt}"
+                f"SYN data received {_yes(self.syn_data_received)}{replay}{rtt}"
             )
         text = (
             f"TFO client: cookie requested {_yes(self.cookie_requested)}, "
@@ -138,4 +150,6 @@ class TfoReport:
             "tfo_child": self.tfo_child,
             "syn_data_received": self.syn_data_received,
             "rtt": self.rtt,
+            "replay_suspected": self.replay_suspected,
+            "replay_first_server": self.replay_first_server,
         }

@@ -379,10 +379,12 @@ class UserspaceStack:
             return None if handler is None else handler(r, writer)
 
         protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
-        extra = {
+        extra: dict[str, Any] = {
             "peername": _sockaddr(sock.getpeername()),
             "sockname": _sockaddr(sock.getsockname()),
         }
+        if sock.conn is not None and sock.conn.listener is not None:
+            extra["peer_isn"] = sock.conn.irs  # an accepted child: the client's ISN (replay guard)
         transport = EngineTransport(self, sock, protocol, extra)
         self._transports[sock] = transport
         return reader, made[0]
