@@ -7,13 +7,14 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
 from fastopen.errors import FastOpenError
 from fastopen.http.fetch import fetch
 from fastopen.http.responder import serve_http
+from fastopen.replay import WINDOW, ReplayGuard
 from fastopen.report import TfoReport
 from fastopen.runtime import UserspaceStack
 from fastopen.streams import STACKS, Stack
@@ -81,6 +82,37 @@ def _stack(name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None) -
 @_stack_options
 @click.option("--body", default="hello from fastopen\n", show_default=True, help="Response body.")
 @click.option("--fastopen-backlog", type=click.IntRange(1), help="Default: net.core.somaxconn.")
+@click.option(
+    "--replay-guard",
+    "replay_store",
+    metavar="STORE",
+    help="Check every connection for replayed SYN data in STORE: memory, sqlite:PATH or a Redis "
+    "URL (redis://host:port, unix:///path); a suspected replay of a request that is not safe to "
+    "replay gets 425 Too Early.",
+)
+@click.option(
+    "--replay-window",
+    type=click.FloatRange(0, min_open=True),
+    default=WINDOW,
+    show_default=True,
+    help="Seconds a first delivery is remembered (the clients' SYN retransmission time).",
+)
+@click.option(
+    "--replay-unavailable",
+    type=click.Choice(["open", "closed"]),
+    default="closed",
+    show_default=True,
+    help="When the store cannot answer: closed flags SYN data, open lets it pass.",
+)
+@click.option(
+    "--replay-quarantine",
+    type=click.Choice(["listener", "flag", "off"]),
+    default="listener",
+    show_default=True,
+    help="For one window after the store forgot (a restart): keep TFO off on the listener, "
+    "or flag SYN data, or neither.",
+)
+@click.option("--server-id", help="This server's name in the replay store (default host/pid).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print a line per request.")
 def serve(
     host: str,
@@ -91,12 +123,27 @@ def serve(
     pcap: Path | None,
     body: str,
     fastopen_backlog: int | None,
+    replay_store: str | None,
+    replay_window: float,
+    replay_unavailable: Literal["open", "closed"],
+    replay_quarantine: Literal["listener", "flag", "off"],
+    server_id: str | None,
     quiet: bool,
 ) -> None:
     """Serve BODY over HTTP/1.1 on HOST PORT with TFO on (GET and HEAD; Ctrl-C stops)."""
 
     def on_request(peer: str, method: str | None, status: int, report: TfoReport) -> None:
         click.echo(f"{peer} {method or '-'} {status} {report}")
+
+    guard = None
+    if replay_store is not None:
+        guard = ReplayGuard(
+            replay_store,
+            window=replay_window,
+            on_unavailable=replay_unavailable,
+            quarantine=replay_quarantine,
+            server_id=server_id,
+        )
 
     async def run(engine: Stack) -> None:
         server = await serve_http(
@@ -106,10 +153,16 @@ def serve(
             stack=engine,
             fastopen_backlog=fastopen_backlog,
             on_request=None if quiet else on_request,
+            replay_guard=guard,
         )
-        click.echo(f"serving http://{host}:{port}/ with TFO on ({stack} stack)")
-        async with server:
-            await server.serve_forever()
+        guarded = "" if guard is None else f", replay guard {guard.store.name}"
+        click.echo(f"serving http://{host}:{port}/ with TFO on ({stack} stack{guarded})")
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            if guard is not None:
+                await guard.close()
 
     try:
         with _stack(stack, tun, addresses, pcap) as engine:

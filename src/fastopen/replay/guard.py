@@ -158,6 +158,10 @@ class ReplayGuard:
         except StoreUnavailable as exc:
             self._failed(exc)
             since = time.time()
+        return self._forgot_before(since)
+
+    def _forgot_before(self, since: float) -> float:
+        """The store remembers since ``since``: quarantine until one window after it."""
         until = since + self.window if self.quarantine != "off" else 0.0
         self._quarantine_until = max(self._quarantine_until or 0.0, until)
         return self._quarantine_until
@@ -182,15 +186,11 @@ class ReplayGuard:
                 self.on_unavailable,
             )
 
-    async def _recovered(self) -> None:
-        self._down = False
-        log.warning("replay store %s answers again", self.store.name)
-        await self.start()  # it may have restarted (and forgotten) meanwhile
-
-    def _unavailable(self, arrival: Arrival) -> Verdict:
+    def _unavailable(self, arrival: Arrival, reason: Reason = Reason.STORE_UNAVAILABLE) -> Verdict:
+        """The failure policy's verdict: the store cannot clear this connection."""
         suspected = arrival.syn_data and self.on_unavailable == "closed"
         self.counters["suspected"] += suspected
-        return Verdict(suspected, Reason.STORE_UNAVAILABLE, arrival.syn_data)
+        return Verdict(suspected, reason, arrival.syn_data)
 
     async def check(self, arrival: Arrival) -> Verdict:
         """The verdict for a new connection (one store round trip; never raises)."""
@@ -200,15 +200,18 @@ class ReplayGuard:
         key = arrival.fingerprint()
         if key is None:
             self.counters["no-isn"] += 1
-            return self._unavailable(arrival)
+            return self._unavailable(arrival, Reason.NO_ISN)
         if self._down:
             if time.monotonic() < self._down_until:
                 return self._unavailable(arrival)
             try:
-                await self._recovered()
+                since = await self.store.since()  # it may have restarted (and forgotten)
             except StoreUnavailable as exc:
                 self._failed(exc)
                 return self._unavailable(arrival)
+            self._down = False
+            log.warning("replay store %s answers again", self.store.name)
+            self._forgot_before(since)
         try:
             if arrival.syn_data:
                 old = await self.store.record(

@@ -242,8 +242,8 @@ class RedisStore:
 
     async def record(self, key: bytes, value: str, ttl: float) -> str | None:
         try:
-            old = await self._redis.execute_command(
-                "SET", self.key(key), value, "NX", "PX", max(1, int(ttl * 1000)), "GET"
+            old = await self._redis.set(
+                self.key(key), value, nx=True, px=max(1, int(ttl * 1000)), get=True
             )
         except self._errors as exc:
             raise StoreUnavailable(f"{self.name}: {exc}") from exc
