@@ -45,7 +45,7 @@ class App:
             parsed = parse_head(raw[:-4])
             if parsed is None:
                 return
-            method, target, _, headers = parsed
+            method, _, _, headers = parsed
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             report: TfoReport = writer.get_extra_info("fastopen")
             if too_early(method, report):
