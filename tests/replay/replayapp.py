@@ -8,7 +8,7 @@ import asyncio
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +78,20 @@ def serving(
 ) -> Iterator[asyncio.AbstractEventLoop]:
     """``fastopen.start_server(handler, host, port, replay_guard=guard)`` in ``ns``, on an event
     loop of its own in a thread, until the block ends (the guard is closed then)."""
+    with running(
+        ns, lambda: fastopen.start_server(handler, host, port, replay_guard=guard), guard
+    ) as loop:
+        yield loop
+
+
+@contextmanager
+def running(
+    ns: Netns,
+    start: Callable[[], Awaitable[asyncio.AbstractServer]],
+    guard: ReplayGuard | None,
+) -> Iterator[asyncio.AbstractEventLoop]:
+    """The server ``start()`` makes, in ``ns``, on an event loop of its own in a thread, until the
+    block ends (``guard`` is closed then)."""
     ready = threading.Event()
     state: dict[str, Any] = {}
 
@@ -86,7 +100,7 @@ def serving(
         stop = loop.create_future()
         state["loop"], state["stop"] = loop, stop
         try:
-            server = await fastopen.start_server(handler, host, port, replay_guard=guard)
+            server = await start()
         except BaseException as exc:
             state["error"] = exc
             ready.set()
@@ -122,7 +136,8 @@ def serving(
 
 def request(method: str, body: bytes = b"") -> bytes:
     return (
-        f"{method} /order HTTP/1.1\r\nHost: farm\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        f"{method} /order HTTP/1.1\r\nHost: farm\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n".encode()
         + body
     )
 
