@@ -26,6 +26,7 @@ from fastopen.kernel.constants import TCP_FASTOPEN
 from fastopen.lab.netns import SERVER, Netns
 from fastopen.replay import ReplayGuard
 from fastopen.report import TfoReport
+from fastopen.runtime import UserspaceStack
 
 pytestmark = pytest.mark.live
 PORT = 8080
@@ -54,6 +55,48 @@ def wait_for(log: Log, count: int, timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
+def replay_twice(
+    ns: Netns, spoofed: str, server: str, ring: KeyRing, log: Log
+) -> list[tuple[str | None, int, TfoReport]]:
+    """From ``ns``, a POST then a GET in a SYN with a good cookie from ``spoofed`` to
+    ``server``, each sent twice as the very same bytes (scapy), the first connection reset
+    before the copy; what the server's responder did with each."""
+    cookie = ring.primary.cookie(ipaddress.ip_address(spoofed), ipaddress.ip_address(server))
+    with ns.entered():
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    with raw:
+        for n, (method, sport, isn) in enumerate(
+            [("POST", 40000, 0x1234_5678), ("GET", 40001, 0x2345_6789)]
+        ):
+            data = request(method)
+            ip = IP(src=spoofed, dst=server)
+            syn = bytes(
+                ip
+                / TCP(sport=sport, dport=PORT, flags="S", seq=isn, window=64240,
+                      options=[("MSS", 1460), ("SAckOK", b""), ("TFO", cookie)])
+                / Raw(data)
+            )  # fmt: skip
+            rst = bytes(ip / TCP(sport=sport, dport=PORT, flags="R", seq=isn + 1 + len(data)))
+            for copy in range(2):  # the SYN, then the very same bytes again
+                raw.sendto(syn, (server, 0))
+                wait_for(log, 2 * n + copy + 1)
+                raw.sendto(rst, (server, 0))  # the first connection is over
+                time.sleep(0.05)
+    return log
+
+
+def check_replays(log: Log, guard: ReplayGuard) -> None:
+    (m1, s1, r1), (m2, s2, r2), (m3, s3, r3), (m4, s4, r4) = log
+    assert all(r.syn_data_received for r in (r1, r2, r3, r4))  # the cookie was good each time
+    assert (m1, s1, r1.replay_suspected) == ("POST", 405, False)  # first delivery
+    assert (m2, s2, r2.replay_suspected) == ("POST", 425, True)  # the replay: Too Early
+    assert r2.replay_first_server == "srv"
+    assert (m3, s3, r3.replay_suspected) == ("GET", 200, False)
+    assert (m4, s4, r4.replay_suspected) == ("GET", 200, True)  # safe to replay: served, flagged
+    assert guard.counters["recorded"] == 2 and guard.counters["suspected"] == 2
+    assert guard.counters["no-isn"] == 0
+
+
 def test_replayed_syn_is_flagged(netns_pair: tuple[Netns, Netns]) -> None:
     client, server = netns_pair
     ring = KeyRing.generate()
@@ -65,35 +108,32 @@ def test_replayed_syn_is_flagged(netns_pair: tuple[Netns, Netns]) -> None:
             SERVER.ipv4, PORT, keys=ring, replay_guard=guard, on_request=recorder(log)
         )
 
-    cookie = ring.primary.cookie(ipaddress.ip_address(SPOOFED), ipaddress.ip_address(SERVER.ipv4))
-    with running(server, start, guard), client.entered():  # type: ignore[arg-type]
-        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        with raw:
-            for n, (method, sport, isn) in enumerate(
-                [("POST", 40000, 0x1234_5678), ("GET", 40001, 0x2345_6789)]
-            ):
-                data = request(method)
-                ip = IP(src=SPOOFED, dst=SERVER.ipv4)
-                syn = bytes(
-                    ip
-                    / TCP(sport=sport, dport=PORT, flags="S", seq=isn, window=64240,
-                          options=[("MSS", 1460), ("SAckOK", b""), ("TFO", cookie)])
-                    / Raw(data)
-                )  # fmt: skip
-                rst = bytes(ip / TCP(sport=sport, dport=PORT, flags="R", seq=isn + 1 + len(data)))
-                for copy in range(2):  # the SYN, then the very same bytes again
-                    raw.sendto(syn, (SERVER.ipv4, 0))
-                    wait_for(log, 2 * n + copy + 1)
-                    raw.sendto(rst, (SERVER.ipv4, 0))  # the first connection is over
-                    time.sleep(0.05)
-    (m1, s1, r1), (m2, s2, r2), (m3, s3, r3), (m4, s4, r4) = log
-    assert all(r.syn_data_received for r in (r1, r2, r3, r4))  # the cookie was good each time
-    assert (m1, s1, r1.replay_suspected) == ("POST", 405, False)  # first delivery
-    assert (m2, s2, r2.replay_suspected) == ("POST", 425, True)  # the replay: Too Early
-    assert r2.replay_first_server == "srv"
-    assert (m3, s3, r3.replay_suspected) == ("GET", 200, False)
-    assert (m4, s4, r4.replay_suspected) == ("GET", 200, True)  # safe to replay: served, flagged
-    assert guard.counters["recorded"] == 2 and guard.counters["suspected"] == 2
+    with running(server, start, guard):  # type: ignore[arg-type]
+        replay_twice(client, SPOOFED, SERVER.ipv4, ring, log)
+    check_replays(log, guard)
+
+
+def test_replayed_syn_is_flagged_on_the_userspace_stack(netns: Netns) -> None:
+    """The engine gives the guard the client's ISN itself (no saved SYN to read)."""
+    ring = KeyRing.generate()
+    guard = ReplayGuard(quarantine="off", server_id="srv")
+    log: Log = []
+    with UserspaceStack.attach(
+        netns, "fous0", ["198.18.1.2/24"], kernel_addresses=["198.18.1.1/24"]
+    ) as stack:
+
+        async def scenario() -> None:
+            server = await serve_http(
+                "198.18.1.2", PORT, keys=ring, stack=stack, replay_guard=guard,
+                on_request=recorder(log),
+            )  # fmt: skip
+            async with server:
+                # the engine's SYN-ACKs to 198.18.1.9 leave by the TUN and go nowhere
+                await asyncio.to_thread(replay_twice, netns, "198.18.1.9", "198.18.1.2", ring, log)
+
+        asyncio.run(scenario())
+    check_replays(log, guard)
+    assert all(r.stack == "userspace" for _, _, r in log)
 
 
 def ordinary_connections(
