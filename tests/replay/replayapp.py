@@ -5,15 +5,21 @@ network namespace; and a kernel TFO client that puts any request in the SYN."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import struct
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from scapy.layers.inet import IP, TCP
+from scapy.packet import Raw
+
 import fastopen
+from fastopen.cookies import KeyRing
 from fastopen.http.responder import parse_head, too_early
 from fastopen.kernel.constants import MSG_FASTOPEN
 from fastopen.lab.netns import Netns
@@ -154,3 +160,32 @@ def tfo_request(ns: Netns, host: str, port: int, data: bytes, timeout: float = 8
         while chunk := sock.recv(4096):
             answer += chunk
         return answer
+
+
+def replay_twice(
+    ns: Netns, spoofed: str, server: str, port: int, ring: KeyRing, wait: Callable[[int], None]
+) -> None:
+    """From ``ns``, a POST then a GET in a SYN with a good cookie from ``spoofed`` to
+    ``server``, each sent twice as the very same bytes (scapy); after each copy
+    ``wait(copies so far)`` returns once the server has answered it, then a RST ends it."""
+    cookie = ring.primary.cookie(ipaddress.ip_address(spoofed), ipaddress.ip_address(server))
+    with ns.entered():
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    with raw:
+        for n, (method, sport, isn) in enumerate(
+            [("POST", 40000, 0x1234_5678), ("GET", 40001, 0x2345_6789)]
+        ):
+            data = request(method)
+            ip = IP(src=spoofed, dst=server)
+            syn = bytes(
+                ip
+                / TCP(sport=sport, dport=port, flags="S", seq=isn, window=64240,
+                      options=[("MSS", 1460), ("SAckOK", b""), ("TFO", cookie)])
+                / Raw(data)
+            )  # fmt: skip
+            rst = bytes(ip / TCP(sport=sport, dport=port, flags="R", seq=isn + 1 + len(data)))
+            for copy in range(2):  # the SYN, then the very same bytes again
+                raw.sendto(syn, (server, 0))
+                wait(2 * n + copy + 1)
+                raw.sendto(rst, (server, 0))  # the first connection is over
+                time.sleep(0.05)

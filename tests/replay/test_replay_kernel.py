@@ -6,7 +6,6 @@ listener's TFO off for one window."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import threading
 import time
@@ -15,9 +14,7 @@ from pathlib import Path
 
 import pytest
 from redisserver import RedisServer
-from replayapp import request, running, tfo_request
-from scapy.layers.inet import IP, TCP
-from scapy.packet import Raw
+from replayapp import replay_twice, request, running, tfo_request
 
 import fastopen
 from fastopen.cookies import KeyRing
@@ -55,36 +52,6 @@ def wait_for(log: Log, count: int, timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
-def replay_twice(
-    ns: Netns, spoofed: str, server: str, ring: KeyRing, log: Log
-) -> list[tuple[str | None, int, TfoReport]]:
-    """From ``ns``, a POST then a GET in a SYN with a good cookie from ``spoofed`` to
-    ``server``, each sent twice as the very same bytes (scapy), the first connection reset
-    before the copy; what the server's responder did with each."""
-    cookie = ring.primary.cookie(ipaddress.ip_address(spoofed), ipaddress.ip_address(server))
-    with ns.entered():
-        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    with raw:
-        for n, (method, sport, isn) in enumerate(
-            [("POST", 40000, 0x1234_5678), ("GET", 40001, 0x2345_6789)]
-        ):
-            data = request(method)
-            ip = IP(src=spoofed, dst=server)
-            syn = bytes(
-                ip
-                / TCP(sport=sport, dport=PORT, flags="S", seq=isn, window=64240,
-                      options=[("MSS", 1460), ("SAckOK", b""), ("TFO", cookie)])
-                / Raw(data)
-            )  # fmt: skip
-            rst = bytes(ip / TCP(sport=sport, dport=PORT, flags="R", seq=isn + 1 + len(data)))
-            for copy in range(2):  # the SYN, then the very same bytes again
-                raw.sendto(syn, (server, 0))
-                wait_for(log, 2 * n + copy + 1)
-                raw.sendto(rst, (server, 0))  # the first connection is over
-                time.sleep(0.05)
-    return log
-
-
 def check_replays(log: Log, guard: ReplayGuard) -> None:
     (m1, s1, r1), (m2, s2, r2), (m3, s3, r3), (m4, s4, r4) = log
     assert all(r.syn_data_received for r in (r1, r2, r3, r4))  # the cookie was good each time
@@ -109,7 +76,7 @@ def test_replayed_syn_is_flagged(netns_pair: tuple[Netns, Netns]) -> None:
         )
 
     with running(server, start, guard):  # type: ignore[arg-type]
-        replay_twice(client, SPOOFED, SERVER.ipv4, ring, log)
+        replay_twice(client, SPOOFED, SERVER.ipv4, PORT, ring, lambda n: wait_for(log, n))
     check_replays(log, guard)
 
 
@@ -129,7 +96,10 @@ def test_replayed_syn_is_flagged_on_the_userspace_stack(netns: Netns) -> None:
             )  # fmt: skip
             async with server:
                 # the engine's SYN-ACKs to 198.18.1.9 leave by the TUN and go nowhere
-                await asyncio.to_thread(replay_twice, netns, "198.18.1.9", "198.18.1.2", ring, log)
+                await asyncio.to_thread(
+                    replay_twice, netns, "198.18.1.9", "198.18.1.2", PORT, ring,
+                    lambda n: wait_for(log, n),
+                )  # fmt: skip
 
         asyncio.run(scenario())
     check_replays(log, guard)

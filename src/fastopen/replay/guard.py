@@ -27,6 +27,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fastopen.kernel import tcpinfo
 from fastopen.kernel.constants import TCP_FASTOPEN
 from fastopen.replay import syn
 from fastopen.replay.stores import ReplayStoreError, Store, StoreUnavailable, open_store
@@ -240,13 +241,14 @@ class ReplayGuard:
         """What a server's new connection shows the guard (reads the saved SYN: call once)."""
         client, client_port = _client(writer.get_extra_info("peername"))
         service = self.service or str(writer.get_extra_info("sockname")[1])
+        isn = writer.get_extra_info("peer_isn")  # the userspace stack knows it
+        sock = writer.get_extra_info("socket")
+        if isn is None and sock is not None:  # the kernel's: the saved SYN, TCP_INFO
+            saved = syn.read(sock)
+            isn = None if saved is None else saved.isn
+            return Arrival(service, client, client_port, isn, tcpinfo.read(sock).syn_data)
         report = writer.get_extra_info("fastopen")
         syn_data = bool(report is not None and report.syn_data_received)
-        isn = writer.get_extra_info("peer_isn")  # the userspace stack knows it
-        if isn is None:
-            sock = writer.get_extra_info("socket")  # the kernel's: from the saved SYN
-            saved = None if sock is None else syn.read(sock)
-            isn = None if saved is None else saved.isn
         return Arrival(service, client, client_port, isn, syn_data)
 
     def wrap(self, handler: Handler) -> Handler:

@@ -205,15 +205,19 @@ class RedisStore:
     """Records in Redis, shared by every server of a farm (Redis 7.0 or later).
 
     A record is one ``SET key value NX PX ttl GET`` (set unless present, return what was there),
-    a lookup one ``GET``: one round trip each. Keys are ``fastopen:replay:{<fingerprint>}``, one
-    key a command, so they work on Redis Cluster; the hash tag keeps anything later stored for the
-    same fingerprint in the same slot. Continuity comes from ``INFO server`` (the uptime): a Redis
-    that restarted forgot its records, unless it persists them (then say ``persistent=True``).
+    a lookup one ``GET``: one round trip each, on one connection (commands from concurrent
+    checks take turns on it; redis-py's pool costs more per command than the round trip). Keys
+    are ``fastopen:replay:{<fingerprint>}``, one key a command, so they work on Redis Cluster;
+    the hash tag keeps anything later stored for the same fingerprint in the same slot.
+    Continuity comes from ``INFO server`` (the uptime): a Redis that restarted forgot its
+    records, unless it persists them (then say ``persistent=True``).
     """
 
     def __init__(self, url: str, *, persistent: bool = False) -> None:
         try:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
         except ImportError:
             raise ReplayStoreError(
                 "a Redis replay store needs the redis client",
@@ -221,7 +225,9 @@ class RedisStore:
             ) from None
         self.name = url
         self.persistent = persistent
-        options: dict[str, Any] = {}
+        # One connection (no pool to take from and give back on every check), and no retries:
+        # when Redis does not answer, the guard's failure policy decides at once.
+        options: dict[str, Any] = {"single_connection_client": True, "retry": Retry(NoBackoff(), 0)}
         query = urlsplit(url).query
         if "socket_timeout" not in query:
             options["socket_timeout"] = REDIS_TIMEOUT
@@ -242,8 +248,8 @@ class RedisStore:
 
     async def record(self, key: bytes, value: str, ttl: float) -> str | None:
         try:
-            old = await self._redis.set(
-                self.key(key), value, nx=True, px=max(1, int(ttl * 1000)), get=True
+            old = await self._redis.execute_command(
+                "SET", self.key(key), value, "NX", "PX", max(1, int(ttl * 1000)), "GET", get=True
             )
         except self._errors as exc:
             raise StoreUnavailable(f"{self.name}: {exc}") from exc
