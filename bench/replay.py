@@ -15,45 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import fastopen
 from fastopen.lab.netns import Netns, enable_tfo
+from fastopen.lab.redis import RedisServer
 from fastopen.replay import Arrival, ReplayGuard
 
 HOST = "127.0.0.1"
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 MEMORY_GOAL, REDIS_GOAL = 20e-6, 0.3e-3
-
-
-@contextmanager
-def redis_server(folder: Path) -> Iterator[str]:
-    """A redis-server on ``folder``/redis.sock until the block ends; its URL."""
-    if shutil.which("redis-server") is None:
-        raise SystemExit("redis-server is missing: ./dev installs it")
-    sock = folder / "redis.sock"
-    process = subprocess.Popen(
-        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
-         "--appendonly", "no", "--dir", str(folder), "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("redis-server did not start")
-            time.sleep(0.01)
-        yield f"unix://{sock}"
-    finally:
-        process.kill()
-        process.wait(10)
 
 
 def guard_for(store: str) -> ReplayGuard:
@@ -129,9 +103,9 @@ def main() -> None:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="fastopen-replay-") as tmp,
-        redis_server(Path(tmp)) as redis,
+        RedisServer(Path(tmp)) as redis,
     ):
-        stores = {"memory": "memory", "sqlite": f"sqlite:{tmp}/replay.db", "redis": redis}
+        stores = {"memory": "memory", "sqlite": f"sqlite:{tmp}/replay.db", "redis": redis.url}
         goals = {"memory": MEMORY_GOAL, "redis": REDIS_GOAL}
         print(f"per check, best of {args.repeats} x {args.checks}:  record (SYN data)   lookup")
         for name, store in stores.items():

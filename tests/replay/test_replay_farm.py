@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 from conftest import require_namespaces
-from redisserver import RedisServer
 from replayapp import App, request, serving, tfo_request
 
 from fastopen.lab.farm import Farm
+from fastopen.lab.redis import RedisServer
 from fastopen.replay import Reason, ReplayGuard
 
+#: The redis client's timeouts: generous, the machine is shared (the default is 0.25 s).
+TIMEOUT = 5
 pytestmark = pytest.mark.live
 PORT = 8080
 
@@ -42,7 +44,7 @@ def lose_the_first_syn_ack(farm: Farm, data: bytes) -> bytes:
 def test_lost_syn_ack_post_runs_once(farm: Farm, tmp_path: Path, guarded: bool) -> None:
     apps = [App("s0"), App("s1")]
     with ExitStack() as stack:
-        redis = stack.enter_context(RedisServer(tmp_path))
+        redis = stack.enter_context(RedisServer(tmp_path, timeout=TIMEOUT))
         for index, app in enumerate(apps):
             guard = None
             if guarded:  # Redis just started: quarantine is tested elsewhere
@@ -79,7 +81,7 @@ def test_lost_syn_ack_get_passes_flagged(farm: Farm, tmp_path: Path) -> None:
     """A GET (safe to replay) that came again is served, and the application sees the flag."""
     apps = [App("s0"), App("s1")]
     with ExitStack() as stack:
-        redis = stack.enter_context(RedisServer(tmp_path))
+        redis = stack.enter_context(RedisServer(tmp_path, timeout=TIMEOUT))
         for index, app in enumerate(apps):
             guard = ReplayGuard(redis.url, window=10, quarantine="off", server_id=app.name)
             stack.enter_context(serving(farm.servers[index], farm.vip, PORT, app.handle, guard))

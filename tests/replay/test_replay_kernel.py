@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from redisserver import RedisServer
 from replayapp import replay_twice, request, running, tfo_request
 
 import fastopen
@@ -21,10 +20,13 @@ from fastopen.cookies import KeyRing
 from fastopen.http.responder import serve_http
 from fastopen.kernel.constants import TCP_FASTOPEN
 from fastopen.lab.netns import SERVER, Netns
+from fastopen.lab.redis import RedisServer
 from fastopen.replay import ReplayGuard
 from fastopen.report import TfoReport
 from fastopen.runtime import UserspaceStack
 
+#: The redis client's timeouts: generous, the machine is shared (the default is 0.25 s).
+TIMEOUT = 5
 pytestmark = pytest.mark.live
 PORT = 8080
 #: A client address on the client's link that no namespace owns: the SYN-ACKs to it go nowhere
@@ -154,7 +156,7 @@ def ordinary_connections(
 def test_ordinary_clients_are_never_flagged(
     netns: Netns, tmp_path: Path, store: str, count: int
 ) -> None:
-    with RedisServer(tmp_path) as redis:
+    with RedisServer(tmp_path, timeout=TIMEOUT) as redis:
         guard = ReplayGuard(
             "memory" if store == "memory" else redis.url, window=120, quarantine="off"
         )
@@ -168,7 +170,7 @@ def test_ordinary_clients_are_never_flagged(
 
 @pytest.mark.parametrize("policy", ["closed", "open"])
 def test_redis_killed_mid_run(netns: Netns, tmp_path: Path, policy: str) -> None:
-    redis = RedisServer(tmp_path).start()
+    redis = RedisServer(tmp_path, timeout=TIMEOUT).start()
     try:
         guard = ReplayGuard(
             redis.url,

@@ -133,4 +133,6 @@ def test_text_and_json() -> None:
         "tfo_child",
         "syn_data_received",
         "rtt",
+        "replay_suspected",
+        "replay_first_server",
     }
