@@ -74,6 +74,21 @@ class Arrival:
     #: The first flight came in the SYN and was accepted (TFO delivered it at once).
     syn_data: bool
 
+    @classmethod
+    def of_socket(cls, sock: Any, service: str | None = None) -> Arrival:
+        """A connection accepted on the kernel's stack (a socket, or asyncio's TransportSocket;
+        a sync server's too): its saved SYN (read once; the listener needs
+        :func:`fastopen.replay.syn.enable`) and ``TCP_INFO``."""
+        client, client_port = _client(sock.getpeername())
+        saved = syn.read(sock)
+        return cls(
+            service or str(sock.getsockname()[1]),
+            client,
+            client_port,
+            None if saved is None else saved.isn,
+            tcpinfo.read(sock).syn_data,
+        )
+
     def fingerprint(self) -> bytes | None:
         """16 bytes naming this SYN: the same for its retransmissions and replays, not for new
         connections. None without the ISN."""
@@ -239,14 +254,12 @@ class ReplayGuard:
 
     def arrival(self, writer: asyncio.StreamWriter) -> Arrival:
         """What a server's new connection shows the guard (reads the saved SYN: call once)."""
-        client, client_port = _client(writer.get_extra_info("peername"))
-        service = self.service or str(writer.get_extra_info("sockname")[1])
         isn = writer.get_extra_info("peer_isn")  # the userspace stack knows it
         sock = writer.get_extra_info("socket")
-        if isn is None and sock is not None:  # the kernel's: the saved SYN, TCP_INFO
-            saved = syn.read(sock)
-            isn = None if saved is None else saved.isn
-            return Arrival(service, client, client_port, isn, tcpinfo.read(sock).syn_data)
+        if isn is None and sock is not None:  # the kernel's
+            return Arrival.of_socket(sock, self.service)
+        client, client_port = _client(writer.get_extra_info("peername"))
+        service = self.service or str(writer.get_extra_info("sockname")[1])
         report = writer.get_extra_info("fastopen")
         syn_data = bool(report is not None and report.syn_data_received)
         return Arrival(service, client, client_port, isn, syn_data)
