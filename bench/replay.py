@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,21 @@ HOST = "127.0.0.1"
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 MEMORY_GOAL, REDIS_GOAL = 20e-6, 0.3e-3
+
+
+def bare_round_trip(path: Path, count: int, repeats: int) -> float:
+    """Seconds per ``PING`` on a blocking unix socket: the machine's floor for any Redis client."""
+    best = 1.0
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(path))
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(count):
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64) != b"+PONG\r\n":
+                    raise SystemExit("redis-server did not answer PING")
+            best = min(best, (time.perf_counter() - start) / count)
+    return best
 
 
 def guard_for(store: str) -> ReplayGuard:
@@ -118,6 +134,8 @@ def main() -> None:
                 + ("met" if max(record, lookup) <= goal else "MISSED")
             )
             print(f"  {name:8} {record * 1e6:27.1f} us {lookup * 1e6:7.1f} us   {verdict}")
+        floor = bare_round_trip(redis.socket, args.checks, args.repeats)
+        print(f"  (a bare Redis round trip here, blocking socket and PING: {floor * 1e6:.1f} us)")
         with Netns("bench") as ns:
             enable_tfo(ns)
             ns.sysctl("net.ipv4.ip_local_port_range", "1024 65000")
