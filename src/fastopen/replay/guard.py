@@ -240,7 +240,7 @@ class ReplayGuard:
             return self._unavailable(arrival)
         if old is not None:
             self.counters["suspected"] += 1
-            return Verdict(True, Reason.DUPLICATE, arrival.syn_data, old.rsplit(" ", 1)[0])
+            return Verdict(True, Reason.DUPLICATE, arrival.syn_data, old.rsplit(" ", 1)[0] or None)
         if arrival.syn_data:
             self.counters["recorded"] += 1
             if self.quarantine_left() > 0:

@@ -123,6 +123,11 @@ CREATE TABLE IF NOT EXISTS records
     (key BLOB PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
+_RECORD = """
+INSERT INTO records VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE
+    SET value = excluded.value, expires = excluded.expires WHERE records.expires <= ?4
+RETURNING 1
+"""
 #: Records between two sweeps of expired rows.
 SWEEP_EVERY = 1024
 
@@ -130,8 +135,10 @@ SWEEP_EVERY = 1024
 class SqliteStore:
     """Records in an SQLite file: shared by the processes of one host, kept across restarts.
 
-    Each :meth:`record` is one ``BEGIN IMMEDIATE`` transaction (processes take turns); the file
-    is in WAL mode. Expiry uses wall-clock time, since processes share the file.
+    Each :meth:`record` is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expired RETURNING``
+    statement, its own transaction (processes take turns on the file's write lock), and a
+    ``SELECT`` of the earlier row when one was live; the file is in WAL mode (SQLite 3.35+).
+    Expiry uses wall-clock time, since processes share the file.
     """
 
     persistent = True
@@ -161,25 +168,18 @@ class SqliteStore:
         now = time.time()
         db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(
-                    "SELECT value FROM records WHERE key = ? AND expires > ?", (key, now)
-                ).fetchone()
-                if row is None:
-                    db.execute(
-                        "INSERT OR REPLACE INTO records VALUES (?, ?, ?)", (key, value, now + ttl)
-                    )
-                    self._records += 1
-                    if self._records % SWEEP_EVERY == 0:
-                        db.execute("DELETE FROM records WHERE expires <= ?", (now,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            # one statement, one transaction: insert, or take over an expired row
+            written = db.execute(_RECORD, (key, value, now + ttl, now)).fetchone()
+            if written is not None:
+                self._records += 1
+                if self._records % SWEEP_EVERY == 0:
+                    db.execute("DELETE FROM records WHERE expires <= ?", (now,))
+                return None
+            row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"{self.name}: {exc}") from exc
-        return None if row is None else str(row[0])
+        # a live row was there (gone since only if it expired meanwhile: then it was live)
+        return "" if row is None else str(row[0])
 
     async def lookup(self, key: bytes) -> str | None:
         try:
