@@ -81,12 +81,14 @@ class Arrival:
         :func:`fastopen.replay.syn.enable`) and ``TCP_INFO``."""
         client, client_port = _client(sock.getpeername())
         saved = syn.read(sock)
+        # TCP_INFO tells whether SYN data was accepted; a SYN without data needs no asking
+        carried = saved is None or saved.data_length > 0
         return cls(
             service or str(sock.getsockname()[1]),
             client,
             client_port,
             None if saved is None else saved.isn,
-            tcpinfo.read(sock).syn_data,
+            carried and tcpinfo.read(sock).syn_data,
         )
 
     def fingerprint(self) -> bytes | None:
