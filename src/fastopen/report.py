@@ -52,6 +52,9 @@ class OffReason(enum.Enum):
     SERVER_SYSCTL_OFF = "server-sysctl-off"
     #: The kernel has neither TCP_FASTOPEN_CONNECT nor MSG_FASTOPEN.
     KERNEL_UNSUPPORTED = "kernel-unsupported"
+    #: SYN data failed on this path before; TFO is off on it until a backoff has passed
+    #: (:mod:`fastopen.kernel.pathcache`; :attr:`TfoReport.note` says how often and how long).
+    PATH_BLOCKED = "path-blocked"
 
 
 _OFF_TEXT = {
@@ -61,6 +64,7 @@ _OFF_TEXT = {
     OffReason.CLIENT_SYSCTL_OFF: "client TFO is off (net.ipv4.tcp_fastopen lacks bit 0x1)",
     OffReason.SERVER_SYSCTL_OFF: "server TFO is off (net.ipv4.tcp_fastopen lacks bit 0x2)",
     OffReason.KERNEL_UNSUPPORTED: "this kernel has no TCP Fast Open",
+    OffReason.PATH_BLOCKED: "TFO skipped: SYN data failed on this path before",
 }
 
 _FAIL_TEXT = {
@@ -99,6 +103,8 @@ class TfoReport:
     syn_data_received: bool = False
     rtt: float | None = None
     stack: str = "kernel"
+    #: More about :attr:`off_reason` (the path cache's count and backoff), or None.
+    note: str | None = None
 
     @property
     def used(self) -> bool:
@@ -110,7 +116,8 @@ class TfoReport:
     def __str__(self) -> str:
         rtt = "" if self.rtt is None else f", rtt {self.rtt * 1000:.3f} ms"
         if self.off_reason is not None:
-            return f"TFO off ({self.side.value}): {_OFF_TEXT[self.off_reason]}{rtt}"
+            why = self.note or _OFF_TEXT[self.off_reason]
+            return f"TFO off ({self.side.value}): {why}{rtt}"
         if self.side is Side.SERVER:
             return (
                 f"TFO server: came in by TFO {_yes(self.tfo_child)}, "
@@ -138,4 +145,5 @@ class TfoReport:
             "tfo_child": self.tfo_child,
             "syn_data_received": self.syn_data_received,
             "rtt": self.rtt,
+            "note": self.note,
         }

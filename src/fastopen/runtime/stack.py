@@ -37,6 +37,7 @@ from fastopen.engine import (
 )
 from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, SOL_TCP
 from fastopen.errors import FastOpenError
+from fastopen.kernel import pathcache
 from fastopen.kernel.attempts import Attempt, build_report
 from fastopen.kernel.constants import (
     MSG_FASTOPEN,
@@ -447,7 +448,7 @@ class UserspaceStack:
         loop = self.loop
         sock = self.host.socket(family)
         sock.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1)
-        off = self._off_reason(first_flight, fastopen)
+        off = self._off_reason(first_flight, fastopen) or pathcache.skip(addr)
         in_syn = 0
         try:
             if local_addr is not None:
@@ -470,7 +471,9 @@ class UserspaceStack:
             sock.close(self.now())
             self._service()
             raise
-        attempt = Attempt(Side.CLIENT, attempted=off is None, off_reason=off, peer=addr)
+        note = pathcache.note(addr) if off is OffReason.PATH_BLOCKED else None
+        attempt = Attempt(Side.CLIENT, attempted=off is None, off_reason=off, peer=addr, note=note)
+        pathcache.learn(report(sock, attempt), addr)
         reader, writer = self._streams(sock, limit, attempt)
         if first_flight[in_syn + sent :]:
             writer.write(first_flight[in_syn + sent :])
