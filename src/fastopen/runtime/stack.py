@@ -127,6 +127,8 @@ class UserspaceStack:
     ) -> None:
         self.host = Host(addresses, tcp_fastopen=tcp_fastopen, **host_options)
         self.fd = fd
+        #: Clients consult and teach the path cache (:mod:`fastopen.kernel.pathcache`).
+        self.learn_paths = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transports: dict[EngineSocket, EngineTransport] = {}
         self._listeners: dict[EngineSocket, EngineServer] = {}
@@ -448,7 +450,9 @@ class UserspaceStack:
         loop = self.loop
         sock = self.host.socket(family)
         sock.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1)
-        off = self._off_reason(first_flight, fastopen) or pathcache.skip(addr)
+        off = self._off_reason(first_flight, fastopen)
+        if off is None and self.learn_paths:
+            off = pathcache.skip(addr)
         in_syn = 0
         try:
             if local_addr is not None:
@@ -473,7 +477,8 @@ class UserspaceStack:
             raise
         note = pathcache.note(addr) if off is OffReason.PATH_BLOCKED else None
         attempt = Attempt(Side.CLIENT, attempted=off is None, off_reason=off, peer=addr, note=note)
-        pathcache.learn(report(sock, attempt), addr)
+        if self.learn_paths:
+            pathcache.learn(report(sock, attempt), addr)
         reader, writer = self._streams(sock, limit, attempt)
         if first_flight[in_syn + sent :]:
             writer.write(first_flight[in_syn + sent :])
