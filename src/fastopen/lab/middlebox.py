@@ -22,8 +22,10 @@ from fastopen.lab.router import attach, iptables, make_router, nft
 
 #: The router's device towards the link (the client) and its veth towards the server.
 TO_CLIENT, TO_SERVER = "tun0", "s0"
-#: The router's address on the server's side: the server's gateway to the NAT pool.
+#: The router's address on the server's side.
 ROUTER_ADDR = "198.18.0.254"
+#: The server's scope-link address that keeps its link set up under a userspace stack.
+SERVER_ANCHOR = "198.18.0.3"
 #: Carrier-grade NAT: the public addresses the client is mapped to (198.18.64.1 and on).
 NAT_POOL = "198.18.64.0/24"
 #: The TFO option kinds: IANA's 34, and the experimental 254 (RFC 6994, magic 0xF989).
@@ -246,11 +248,16 @@ def insert_router(router: Netns, server: Netns, *, mtu: int = 1500) -> None:
     ``s0`` in the router, ``eth0`` with the server's addresses in the server)."""
     make_router(router)
     router.ip("link", "set", TO_CLIENT, "mtu", str(mtu), "up")
-    attach(router, TO_SERVER, ROUTER_ADDR, server, "eth0", SERVER.ipv4, mtu=mtu)
-    # The router owns no address on the client's /24: it routes each end to its device.
+    # The server's link is the whole lab's /15 (the client and the NAT pool on it, the router
+    # answering ARP for them); the router owns no address on the client's side and routes
+    # each end to its device.
+    attach(
+        router, TO_SERVER, ROUTER_ADDR, server, "eth0", SERVER.ipv4,
+        prefix=15, mtu=mtu, anchor=SERVER_ANCHOR,
+    )  # fmt: skip
     router.ip("route", "replace", f"{CLIENT.ipv4}/32", "dev", TO_CLIENT)
+    router.ip("route", "replace", NAT_POOL, "dev", TO_CLIENT)
     router.ip("route", "replace", f"{SERVER.ipv4}/32", "dev", TO_SERVER)
-    server.ip("route", "add", NAT_POOL, "via", ROUTER_ADDR, "dev", "eth0", "onlink")
     # IPv6: no address on the router either; static neighbours on the veth.
     server.ip("-6", "addr", "add", f"{SERVER.ipv6}/64", "dev", "eth0", "nodad")
     router.ip("-6", "route", "replace", f"{CLIENT.ipv6}/128", "dev", TO_CLIENT)

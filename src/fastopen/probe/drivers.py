@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from errno import ECONNREFUSED, ECONNRESET
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -84,7 +85,7 @@ def _failed(outcome: Outcome, exc: BaseException) -> Outcome:
     if isinstance(exc, TimeoutError):
         outcome.error = "no answer"
     else:
-        outcome.reset = isinstance(exc, ConnectionRefusedError | ConnectionResetError)
+        outcome.reset = isinstance(exc, OSError) and exc.errno in (ECONNREFUSED, ECONNRESET)
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome
 
