@@ -115,5 +115,5 @@ def report(sock: socket.socket) -> TfoReport:
         and sock not in _learned
     ):
         _learned.add(sock)
-        pathcache.learn(built, attempt.peer)
+        pathcache.learn(built, attempt.peer, syn_retransmitted=info.total_retrans > 0)
     return built

@@ -2,15 +2,16 @@
 
 Linux counts SYN-data losses per destination (``fo_syn_drops`` in ``tcp_metrics``) but keeps
 sending data in SYNs (its blackhole detection is off by default since 5.14), so behind a box that
-drops SYNs with data every connection waits for the 1 s SYN timeout. FreeBSD and Apple turn TFO off
-on such a path instead; fastopen does too, for both its stacks: after SYN data was lost (the
-kernel's ``tcpi_fastopen_client_fail`` = 3: the SYN was retransmitted without its data) or
-answered with a reset, the next connections to that address and port go out as a plain connect
-(no TFO option at all) until a backoff has passed; it starts at :data:`BASE_BACKOFF` and doubles
-with each failure. Then TFO is tried again: a success clears the entry, a failure doubles the wait.
+drops SYNs with data every connection waits for the 1 s SYN timeout. FreeBSD and Apple turn TFO
+off on such a path instead; fastopen does too, for both its stacks. After SYN data was lost (the
+kernel's ``tcpi_fastopen_client_fail`` = 3: the SYN was retransmitted without its data), or
+answered with a reset, or after a cookie request needed a retransmitted SYN, the next
+connections to that address and port go out as a plain connect (no TFO option at all) until a
+backoff has passed; it starts at :data:`BASE_BACKOFF` and doubles with each failure. Then TFO
+is tried again: a success clears the entry, a failure doubles the wait.
 
 The cache is one small JSON file per network namespace (the processes of a host share it),
-``/run/fastopen/paths/<namespace inode>.json``, or ``$FASTOPEN_PATHS_DIR``; where it cannot be
+``/run/fastopen/paths/<namespace cookie>.json``, or ``$FASTOPEN_PATHS_DIR``; where it cannot be
 written it lives in the process only. ``$FASTOPEN_TFO_BACKOFF`` sets the first backoff (seconds).
 :func:`entries` lists it, :func:`reset` clears it (``fastopen paths``, ``fastopen paths reset``).
 """
@@ -46,9 +47,15 @@ class Failure(enum.Enum):
 
     LOST = "lost"
     RESET = "reset"
+    #: A SYN with the TFO option (a cookie request) went unanswered; the plain one was not.
+    OPTION_LOST = "option-lost"
 
 
-_FAILURE_TEXT = {Failure.LOST: "was lost", Failure.RESET: "was answered with a reset"}
+_FAILURE_TEXT = {
+    Failure.LOST: "SYN data was lost",
+    Failure.RESET: "SYN data was answered with a reset",
+    Failure.OPTION_LOST: "a SYN with the TFO option was lost",
+}
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ class PathEntry:
         left = max(0.0, self.retry_at - (time.time() if now is None else now))
         times = "1 time" if self.failures == 1 else f"{self.failures} times"
         return (
-            f"TFO skipped: SYN data {_FAILURE_TEXT[self.reason]} on this path {times}, "
+            f"TFO skipped: {_FAILURE_TEXT[self.reason]} on this path {times}, "
             f"retry in {_duration(left)}"
         )
 
@@ -207,12 +214,14 @@ def record(address: str, port: int, reason: Failure, now: float | None = None) -
     return entry
 
 
-def clear(address: str, port: int) -> bool:
-    """SYN data went through on the path: forget its failures. Whether there were any."""
+def clear(address: str, port: int, *, only: Failure | None = None) -> bool:
+    """TFO went through on the path: forget its failures (``only`` those of one kind).
+    Whether there were any."""
     path = store_path()
     if not path.exists() and str(path) not in _memory:
         return False
-    if _key(address, port) not in _load(path):
+    found = _load(path).get(_key(address, port))
+    if found is None or (only is not None and found.get("reason") != only.value):
         return False
     with _locked() as data:
         return data.pop(_key(address, port), None) is not None
@@ -256,12 +265,19 @@ def reset_seen(peer: Peer) -> None:
     record(str(peer[0]), int(peer[1]), Failure.RESET)
 
 
-def learn(report: TfoReport, peer: Peer) -> None:
+def learn(report: TfoReport, peer: Peer, *, syn_retransmitted: bool = False) -> None:
     """What a completed handshake with TFO on says about the path: SYN data lost (the SYN went
-    again without it) is a failure; SYN data that reached the server clears the path."""
+    again without it) is a failure, and so is a cookie request that needed a retransmitted SYN
+    (a box drops SYNs with the option, or SYN-ACKs with it); SYN data that reached the server
+    clears the path, a cookie request answered at once clears a lost option."""
     if not report.attempted:
         return
     if report.fail_reason is FailReason.SYN_RETRANSMITTED:
         record(peer[0], peer[1], Failure.LOST)
+    elif report.fail_reason is FailReason.NO_COOKIE:
+        if syn_retransmitted:
+            record(peer[0], peer[1], Failure.OPTION_LOST)
+        else:
+            clear(peer[0], peer[1], only=Failure.OPTION_LOST)
     elif report.syn_data_acked or report.fail_reason is FailReason.DATA_NOT_ACKED:
         clear(peer[0], peer[1])

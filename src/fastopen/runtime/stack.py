@@ -478,7 +478,8 @@ class UserspaceStack:
         note = pathcache.note(addr) if off is OffReason.PATH_BLOCKED else None
         attempt = Attempt(Side.CLIENT, attempted=off is None, off_reason=off, peer=addr, note=note)
         if self.learn_paths:
-            pathcache.learn(report(sock, attempt), addr)
+            retransmitted = sock.tcp_info().tcpi_total_retrans > 0
+            pathcache.learn(report(sock, attempt), addr, syn_retransmitted=retransmitted)
         reader, writer = self._streams(sock, limit, attempt)
         if first_flight[in_syn + sent :]:
             writer.write(first_flight[in_syn + sent :])
