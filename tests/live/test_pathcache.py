@@ -3,20 +3,36 @@ without TFO at once after the first loss, and TFO comes back after the backoff."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
+from conftest import require_namespaces
 from tfo import echo_server
 
 import fastopen
 from fastopen.kernel import pathcache, tcpinfo
+from fastopen.lab.emulator import Lab
 from fastopen.lab.netns import SERVER, Netns
 from fastopen.lab.router import iptables
+from fastopen.lab.servers import kernel_echo
 from fastopen.report import FailReason, OffReason
+from fastopen.runtime.stack import UserspaceStack
 
 pytestmark = pytest.mark.live
-DROP_SYN_DATA = ["INPUT", "-p", "tcp", "--syn", "-m", "length", "--length", "100:65535", "-j", "DROP"]
+DROP_SYN_DATA = [
+    "INPUT",
+    "-p",
+    "tcp",
+    "--syn",
+    "-m",
+    "length",
+    "--length",
+    "100:65535",
+    "-j",
+    "DROP",
+]
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"x" * 60  # read whole by the echo server
 
 
@@ -76,3 +92,36 @@ def test_failures_double_the_backoff_and_reset_clears(
         assert [e.address for e in pathcache.entries()] == ["198.18.0.3"]
     # another namespace has a cache of its own
     assert pathcache.entries() == []
+
+
+@pytest.mark.parametrize("box", ["drop-syn-data", "reset-syn-data"])
+def test_userspace_client_learns_too(
+    box: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_namespaces()
+    monkeypatch.setenv("FASTOPEN_PATHS_DIR", str(tmp_path))
+    with Lab(middleboxes=[box]) as lab, kernel_echo(lab.server, SERVER.ipv4, 8080):
+
+        async def requests() -> list[fastopen.TfoReport]:
+            reports = []
+            with UserspaceStack.replace_kernel(lab.client) as stack:
+                for _ in range(4):
+                    reader, writer = await stack.open_connection(
+                        SERVER.ipv4, 8080, first_flight=REQUEST
+                    )
+                    assert (await reader.read(200)).startswith(b"ok:")
+                    reports.append(writer.get_extra_info("fastopen"))
+                    writer.close()
+            return reports
+
+        reports = asyncio.run(requests())
+        with lab.client.entered():
+            [entry] = pathcache.entries()
+    how = pathcache.Failure.LOST if box == "drop-syn-data" else pathcache.Failure.RESET
+    assert (entry.reason, entry.failures) == (how, 1)
+    assert reports[0].fail_reason is FailReason.NO_COOKIE
+    if box == "drop-syn-data":  # the 2nd lost its SYN data; the 3rd and 4th skip TFO
+        assert reports[1].fail_reason is FailReason.SYN_RETRANSMITTED
+    else:  # the 2nd was reset, and went again at once without TFO
+        assert reports[1].off_reason is OffReason.PATH_BLOCKED
+    assert all(r.off_reason is OffReason.PATH_BLOCKED for r in reports[2:])

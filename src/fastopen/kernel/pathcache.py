@@ -19,6 +19,7 @@ written it lives in the process only. ``$FASTOPEN_TFO_BACKOFF`` sets the first b
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import enum
 import fcntl
 import json
@@ -130,10 +131,24 @@ def namespace_id() -> str:
     return str(int.from_bytes(raw, sys.byteorder))
 
 
+_host: contextvars.ContextVar[str | None] = contextvars.ContextVar("path_host", default=None)
+
+
+@contextlib.contextmanager
+def host(namespace: str) -> Iterator[None]:
+    """Use the cache of ``namespace`` (a :func:`namespace_id`) in the block, not the calling
+    thread's: a userspace stack's host is the namespace it took over, wherever its loop runs."""
+    token = _host.set(namespace)
+    try:
+        yield
+    finally:
+        _host.reset(token)
+
+
 def store_path() -> Path:
-    """The file of this thread's network namespace."""
+    """The file of this thread's network namespace (or of the :func:`host` in force)."""
     where = Path(os.environ.get("FASTOPEN_PATHS_DIR") or DIR)
-    return where / f"{namespace_id()}.json"
+    return where / f"{_host.get() or namespace_id()}.json"
 
 
 _memory: dict[str, dict[str, dict[str, Any]]] = {}
@@ -263,6 +278,17 @@ def note(peer: Peer) -> str | None:
 def reset_seen(peer: Peer) -> None:
     """A connect with TFO on was reset where a plain one to ``peer`` then went through."""
     record(str(peer[0]), int(peer[1]), Failure.RESET)
+
+
+def forget_reset(peer: Peer) -> None:
+    """Undo :func:`reset_seen`: the plain connect was refused too (a closed port)."""
+    entry = lookup(str(peer[0]), int(peer[1]))
+    if entry is not None and entry.reason is Failure.RESET:
+        if entry.failures > 1:
+            with _locked() as data:
+                data[_key(entry.address, entry.port)]["failures"] = entry.failures - 1
+        else:
+            clear(entry.address, entry.port, only=Failure.RESET)
 
 
 def learn(report: TfoReport, peer: Peer, *, syn_retransmitted: bool = False) -> None:

@@ -67,6 +67,7 @@ def attach(
     if anchor is not None:
         other.ip("addr", "add", f"{anchor}/32", "dev", other_dev, "scope", "link")
     router.sysctl(f"net.ipv4.conf.{router_dev}.proxy_arp", 1)
+    router.sysctl(f"net.ipv4.neigh.{router_dev}.proxy_delay", 0)  # not up to 0.8 s late
     for ns, dev, peer, peer_dev, peer_addr in (
         (router, router_dev, other, other_dev, other_addr),
         (other, other_dev, router, router_dev, router_addr),
