@@ -38,6 +38,7 @@ from fastopen.lab.emulator import Lab, check_support
 from fastopen.lab.farm import Farm
 from fastopen.lab.middlebox import MIDDLEBOXES
 from fastopen.lab.netns import SERVER, Netns
+from fastopen.lab.router import iptables
 from fastopen.lab.servers import kernel_echo
 from fastopen.probe import Probe, Target, UserspaceDriver, run
 from fastopen.runtime.stack import UserspaceStack
@@ -164,6 +165,34 @@ def print_matrix(rows: list[Row]) -> None:
             )
 
 
+# -- the issue's rule: a SYN-data-dropping server namespace ------------------------------------
+RULE = ["INPUT", "-p", "tcp", "--syn", "-m", "length", "--length", "100:65535", "-j", "DROP"]
+
+
+def learned(backoff: float = 2.0) -> None:
+    """20 connections of each kernel client behind the issue's rule in the server's namespace;
+    then the rule goes, and after the backoff TFO comes back for fastopen's client."""
+    os.environ["FASTOPEN_TFO_BACKOFF"] = str(backoff)
+    try:
+        for name, connect in (("linux", _linux), ("fastopen-kernel", _fastopen_kernel)):
+            with Lab() as lab, kernel_echo(lab.server, SERVER.ipv4, PORT):
+                iptables(lab.server, ["-A", *RULE])
+                conns = [connect(lab.client) for _ in range(20)]
+                slowest = max(c.ttfb_ms or float("inf") for c in conns[2:])
+                line = (
+                    f"behind the SYN-data drop, {name:15}: 1st {_ms(conns, 0)} ms, 2nd "
+                    f"{_ms(conns, 1)} ms, 3rd-20th at most {slowest:.1f} ms"
+                )
+                if name == "fastopen-kernel":
+                    iptables(lab.server, ["-D", *RULE])
+                    time.sleep(backoff + 0.2)
+                    back = connect(lab.client)
+                    line += f"; rule removed, after {backoff:g} s: TFO used {back.tfo}"
+                print(line)
+    finally:
+        del os.environ["FASTOPEN_TFO_BACKOFF"]
+
+
 # -- farms -----------------------------------------------------------------------------------
 def _farm_tfo(shared: bool, count: int = 10) -> tuple[int, int, str]:
     """TFO use of ``count`` kernel connections to a farm of 2 taking turns; the probe."""
@@ -223,7 +252,7 @@ def draw(rows: list[Row], nat: dict[str, list[tuple[int, float]]], out: Path) ->
         for x, name in enumerate(CLIENTS):
             conns = row.runs[name]
             later = conns[1:]
-            if not any(c.ok for c in conns):
+            if 2 * sum(c.ok for c in conns) < len(conns):
                 state = "fail"
             elif any(c.tfo for c in conns[2:]):
                 state = "tfo"
@@ -241,7 +270,7 @@ def draw(rows: list[Row], nat: dict[str, list[tuple[int, float]]], out: Path) ->
     ax.tick_params(length=0)
     ax.set_title(
         "time to first byte of connections 1 / 2 / 10; green: TFO used from #3 on,\n"
-        "yellow: through fast without TFO, orange: slow, red: no answer",
+        "yellow: through fast without TFO, orange: slow, red: most requests failed",
         fontsize=9,
     )
     for spine in ax.spines.values():
@@ -266,6 +295,8 @@ def main() -> None:
     check_support("bench/middleboxes.py")
     with tempfile.TemporaryDirectory(prefix="fo-paths-") as tmp:
         os.environ["FASTOPEN_PATHS_DIR"] = tmp  # a path cache of the bench's own
+        learned()
+        print()
         rows = []
         for box in ["", *MIDDLEBOXES]:
             row = Row(box, {name: run_client(box, name) for name in CLIENTS})
