@@ -133,4 +133,5 @@ def test_text_and_json() -> None:
         "tfo_child",
         "syn_data_received",
         "rtt",
+        "note",
     }
