@@ -11,6 +11,7 @@ import click
 
 from fastopen.errors import FastOpenError
 from fastopen.lab.emulator import STATE, Lab, check_support, load_state, remove_detached, save_state
+from fastopen.lab.middlebox import MIDDLEBOXES
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 _RATES = {"": 1.0, "bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
@@ -69,6 +70,13 @@ def lab() -> None:
 @click.option("--queue", type=int, default=1000, show_default=True, help="Bottleneck packets.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the impairments.")
 @click.option("--capture", type=click.Path(path_type=Path), help="Record packets to a pcap file.")
+@click.option(
+    "--middlebox",
+    "middleboxes",
+    multiple=True,
+    metavar="NAME[:K=V,...]",
+    help="A middlebox in a router between link and server (repeatable; see lab middleboxes).",
+)
 def up(
     rtt: float,
     jitter: float,
@@ -80,6 +88,7 @@ def up(
     queue: int,
     seed: int,
     capture: Path | None,
+    middleboxes: tuple[str, ...],
 ) -> None:
     """Build the lab and leave it running (state in /run/fastopen/lab.json)."""
     check_support("fastopen lab up")
@@ -97,6 +106,7 @@ def up(
             queue=queue,
             seed=seed,
             capture=None if capture is None else capture.resolve(),
+            middleboxes=middleboxes,
         )
     except ValueError as exc:
         raise FastOpenError(str(exc)) from None
@@ -109,6 +119,9 @@ def up(
     there, here = emulated.server_addr, emulated.client_addr
     click.echo(f"  client namespace {client}: {here.ipv4} {here.ipv6}")
     click.echo(f"  server namespace {server}: {there.ipv4} {there.ipv6}")
+    if "router" in state:
+        boxes = ", ".join(state["middleboxes"])
+        click.echo(f"  router namespace {state['router']} between link and server: {boxes}")
     click.echo(f"  link forwarder pid {state['forwarder']}; state in {STATE}")
     click.echo(f"  try: ip netns exec {server} fastopen serve {there.ipv4} 8080 &")
     click.echo(f"       ip netns exec {client} fastopen get --repeat 3 http://{there.ipv4}:8080/")
@@ -124,6 +137,14 @@ def down() -> None:
         click.echo("no lab is up")
         return
     click.echo(f"lab down: removed {state['client']}, {state['server']} and the link forwarder")
+
+
+@lab.command("middleboxes")
+def list_middleboxes() -> None:
+    """The middleboxes lab up --middlebox can put between the link and the server."""
+    for box in MIDDLEBOXES.values():
+        params = ",".join(f"{k}={v}" for k, v in box.defaults.items())
+        click.echo(f"{box.name:<20} {box.summary}" + (f" [{params}]" if params else ""))
 
 
 COMMANDS = [lab]

@@ -21,28 +21,28 @@ first server and then be reset by the second.
 
 With ``shared_key`` every server's kernel has the same TFO key (``net.ipv4.tcp_fastopen_key`` of
 its namespace), so a cookie from one is good on all; without, each has its own random key. Keys
-are never printed. :meth:`Farm.serve` runs a kernel TFO echo server on every server that counts
-what each one processed (:attr:`Farm.served`).
+are never printed. :meth:`Farm.serve` runs a kernel TFO echo server on every server and tells
+what each one processed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 
 from fastopen.cookies import KeyRing
 from fastopen.errors import FastOpenError
-from fastopen.kernel.constants import TCP_FASTOPEN
 from fastopen.lab import netns
-from fastopen.lab.netns import Netns
+from fastopen.lab.netns import Netns, link_address
 from fastopen.lab.router import attach, make_router, nft, nft_counter
+from fastopen.lab.servers import kernel_echo
 
 CLIENT_ADDR = "198.18.0.1"
 CLIENT_GATEWAY = "198.18.0.254"
+#: The client's scope-link address that keeps its link set up under a userspace stack.
+CLIENT_ANCHOR = "198.18.0.253"
 VIP = "198.18.1.1"
 #: Where the whole lab lives; the client and the servers route it through the load balancer.
 LAB_NET = "198.18.0.0/15"
@@ -90,9 +90,6 @@ class Farm:
         self._lb: Netns | None = None
         self._servers: list[Netns] = []
         self._keys: list[KeyRing] = []
-        self._drops = 0
-        self.served: list[Served] = [Served() for _ in range(servers)]
-        self._lock = threading.Lock()
 
     # -- the namespaces ------------------------------------------------------------------------
     @property
@@ -131,8 +128,16 @@ class Farm:
         self._client = Netns("farm-c")
         self._lb = Netns("farm-lb")
         make_router(self._lb)
-        attach(self._lb, "c0", CLIENT_GATEWAY, self._client, "eth0", CLIENT_ADDR)
-        self._client.ip("route", "add", LAB_NET, "via", CLIENT_GATEWAY)
+        # The client's link is the whole lab's /15, the load balancer answering ARP for the VIP
+        # and the servers (see router.attach), so no gateway route is needed.
+        attach(
+            self._lb, "c0", CLIENT_GATEWAY, self._client, "eth0", CLIENT_ADDR,
+            prefix=15, anchor=CLIENT_ANCHOR,
+        )  # fmt: skip
+        lb_mac = link_address(self._lb, "c0")
+        self._client.ip(
+            "neigh", "replace", VIP, "lladdr", lb_mac, "dev", "eth0", "nud", "permanent"
+        )
         netns.enable_tfo(self._client, self.tfo)
         shared = KeyRing.generate()
         for index in range(self.count):
@@ -149,6 +154,8 @@ class Farm:
             table = str(100 + index)
             self._lb.ip("rule", "add", "fwmark", str(index + 1), "table", table)
             self._lb.ip("route", "add", f"{VIP}/32", "via", server_address(index), "table", table)
+        # What the marks do not steer (not TCP: a ping, say) goes to server 0.
+        self._lb.ip("route", "add", f"{VIP}/32", "via", server_address(0))
         nft(
             self._lb,
             f"""
@@ -237,52 +244,11 @@ class Farm:
     # -- an echo server on every server --------------------------------------------------------
     @contextlib.contextmanager
     def serve(self, port: int = 8080) -> Iterator[list[Served]]:
-        """A kernel TFO listener at VIP:``port`` on every server, answering
-        ``b"s<index>:" + request`` (one read a connection) and recording each request in
-        :attr:`served` (``served[index].requests``), until the block ends."""
-        stop = threading.Event()
-        listeners: list[socket.socket] = []
-        threads: list[threading.Thread] = []
-        try:
-            for index, server in enumerate(self.servers):
-                with server.entered():
-                    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                listeners.append(lsock)
-                lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                lsock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 64)
-                lsock.bind((VIP, port))
-                lsock.listen(64)
-                lsock.settimeout(0.1)
-                thread = threading.Thread(
-                    target=self._echo, args=(index, lsock, stop), name=f"farm-s{index}"
-                )
-                thread.start()
-                threads.append(thread)
-            yield self.served
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(5)
-            for lsock in listeners:
-                lsock.close()
-
-    def _echo(self, index: int, lsock: socket.socket, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = lsock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(3)
-                try:
-                    data = conn.recv(4096)
-                except OSError:
-                    continue
-                if not data:
-                    continue
-                with self._lock:
-                    self.served[index].requests.append(data)
-                with contextlib.suppress(OSError):
-                    conn.sendall(f"s{index}:".encode() + data)
+        """A kernel TFO echo server at VIP:``port`` on every server, answering
+        ``b"s<index>:" + request``; yields what each one processed (``served[index].requests``,
+        the first read of each connection), until the block ends."""
+        with contextlib.ExitStack() as stack:
+            yield [
+                Served(stack.enter_context(kernel_echo(server, VIP, port, tag=f"s{i}:".encode())))
+                for i, server in enumerate(self.servers)
+            ]

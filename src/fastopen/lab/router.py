@@ -41,9 +41,17 @@ def attach(
     *,
     prefix: int = 24,
     mtu: int = 1500,
+    anchor: str | None = None,
 ) -> None:
     """A veth pair between ``router`` (``router_dev``) and ``other`` (``other_dev``), IPv4
-    addresses ``router_addr``/``other_addr`` in one ``/prefix``, up, with static neighbours."""
+    addresses ``router_addr``/``other_addr`` in one ``/prefix``, up, with static neighbours.
+
+    A userspace stack that takes the other side's address over (``replace_kernel``) would leave
+    its kernel without an IPv4 address on the device, which flushes the device's neighbours and
+    gateway routes and leaves ARP without a source address. ``anchor`` is a second address for
+    the other side, scope link (not taken over), that keeps them; and the router answers ARP for
+    what it routes elsewhere (proxy ARP), so a wide ``prefix`` on the other side needs no
+    gateway."""
     proc = subprocess.run(
         [
             "ip", "link", "add", "name", router_dev, "netns", router.name, "mtu", str(mtu),
@@ -56,6 +64,10 @@ def attach(
     for ns, dev, addr in ((router, router_dev, router_addr), (other, other_dev, other_addr)):
         ns.ip("addr", "add", f"{addr}/{prefix}", "dev", dev)
         ns.ip("link", "set", dev, "up")
+    if anchor is not None:
+        other.ip("addr", "add", f"{anchor}/32", "dev", other_dev, "scope", "link")
+    router.sysctl(f"net.ipv4.conf.{router_dev}.proxy_arp", 1)
+    router.sysctl(f"net.ipv4.neigh.{router_dev}.proxy_delay", 0)  # not up to 0.8 s late
     for ns, dev, peer, peer_dev, peer_addr in (
         (router, router_dev, other, other_dev, other_addr),
         (other, other_dev, router, router_dev, router_addr),
