@@ -133,4 +133,7 @@ def test_text_and_json() -> None:
         "tfo_child",
         "syn_data_received",
         "rtt",
+        "note",
+        "replay_suspected",
+        "replay_first_server",
     }

@@ -12,6 +12,7 @@ import click
 from fastopen.cli.options import Duration, Group
 from fastopen.errors import FastOpenError
 from fastopen.lab.emulator import STATE, Lab, check_support, load_state, remove_detached, save_state
+from fastopen.lab.middlebox import MIDDLEBOXES
 
 _RATES = {"": 1.0, "bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 
@@ -117,6 +118,13 @@ _LINK_DELAY = Duration("ms", maximum=10.0)
     type=click.Path(dir_okay=False, path_type=Path),
     help="Record every packet the link carries to this pcap file.",
 )
+@click.option(
+    "--middlebox",
+    "middleboxes",
+    multiple=True,
+    metavar="NAME[:K=V,...]",
+    help="A middlebox in a router between link and server (repeatable; see lab middleboxes).",
+)
 def up(
     rtt: float,
     jitter: float,
@@ -128,6 +136,7 @@ def up(
     queue: int,
     seed: int,
     capture: Path | None,
+    middleboxes: tuple[str, ...],
 ) -> None:
     """Build the lab and leave it running (state in /run/fastopen/lab.json)."""
     check_support("fastopen lab up")
@@ -145,6 +154,7 @@ def up(
             queue=queue,
             seed=seed,
             capture=None if capture is None else capture.resolve(),
+            middleboxes=middleboxes,
         )
     except ValueError as exc:
         raise FastOpenError(str(exc)) from None
@@ -157,6 +167,9 @@ def up(
     there, here = emulated.server_addr, emulated.client_addr
     click.echo(f"  client namespace {client}: {here.ipv4} {here.ipv6}")
     click.echo(f"  server namespace {server}: {there.ipv4} {there.ipv6}")
+    if "router" in state:
+        boxes = ", ".join(state["middleboxes"])
+        click.echo(f"  router namespace {state['router']} between link and server: {boxes}")
     click.echo(f"  link forwarder pid {state['forwarder']}; state in {STATE}")
     click.echo(f"  try: ip netns exec {server} fastopen serve {there.ipv4} 8080 &")
     click.echo(f"       ip netns exec {client} fastopen get --repeat 3 http://{there.ipv4}:8080/")
@@ -172,6 +185,14 @@ def down() -> None:
         click.echo("no lab is up")
         return
     click.echo(f"lab down: removed {state['client']}, {state['server']} and the link forwarder")
+
+
+@lab.command("middleboxes")
+def list_middleboxes() -> None:
+    """The middleboxes lab up --middlebox can put between the link and the server."""
+    for box in MIDDLEBOXES.values():
+        params = ",".join(f"{k}={v}" for k, v in box.defaults.items())
+        click.echo(f"{box.name:<20} {box.summary}" + (f" [{params}]" if params else ""))
 
 
 COMMANDS = [lab]

@@ -37,6 +37,7 @@ from fastopen.engine import (
 )
 from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, SOL_TCP
 from fastopen.errors import FastOpenError
+from fastopen.kernel import pathcache
 from fastopen.kernel.attempts import Attempt, build_report
 from fastopen.kernel.constants import (
     MSG_FASTOPEN,
@@ -56,6 +57,7 @@ from fastopen.runtime.tun import (
     ThreadNamespace,
     give_back,
     host_route,
+    inside,
     open_tun,
     route_into,
     take_over,
@@ -126,6 +128,10 @@ class UserspaceStack:
     ) -> None:
         self.host = Host(addresses, tcp_fastopen=tcp_fastopen, **host_options)
         self.fd = fd
+        #: Clients consult and teach the path cache (:mod:`fastopen.kernel.pathcache`) of the
+        #: namespace the stack is in (:meth:`attach` sets it; by default the creating thread's).
+        self.learn_paths = True
+        self.path_host = pathcache.namespace_id()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transports: dict[EngineSocket, EngineTransport] = {}
         self._listeners: dict[EngineSocket, EngineServer] = {}
@@ -162,7 +168,10 @@ class UserspaceStack:
         try:
             kernel = [ipaddress.ip_interface(a) for a in kernel_addresses]
             route_into(ns, tun, own, kernel_addresses=kernel, mtu=mtu)
-            return cls(fd, [str(a.ip) for a in own], mtu=mtu, pcap=pcap, **host_options)
+            stack = cls(fd, [str(a.ip) for a in own], mtu=mtu, pcap=pcap, **host_options)
+            with inside(ns):
+                stack.path_host = pathcache.namespace_id()
+            return stack
         except BaseException:
             os.close(fd)
             raise
@@ -379,10 +388,12 @@ class UserspaceStack:
             return None if handler is None else handler(r, writer)
 
         protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
-        extra = {
+        extra: dict[str, Any] = {
             "peername": _sockaddr(sock.getpeername()),
             "sockname": _sockaddr(sock.getsockname()),
         }
+        if sock.conn is not None and sock.conn.listener is not None:
+            extra["peer_isn"] = sock.conn.irs  # an accepted child: the client's ISN (replay guard)
         transport = EngineTransport(self, sock, protocol, extra)
         self._transports[sock] = transport
         return reader, made[0]
@@ -423,8 +434,41 @@ class UserspaceStack:
                 return await self._connect(family, addr, first_flight, local_addr, fastopen, limit)
             except OSError as exc:
                 error = exc
+                if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET) and self._tfo_on(
+                    addr, first_flight, fastopen
+                ):
+                    with contextlib.suppress(OSError):  # SYN data reset? A plain connect tells.
+                        return await self._plain_after_reset(
+                            family, addr, first_flight, local_addr, limit
+                        )
         assert error is not None
         raise error
+
+    def _tfo_on(self, addr: tuple[str, int], first_flight: bytes, fastopen: bool) -> bool:
+        """Whether a connect to ``addr`` tries TFO and the path cache is in use."""
+        if not self.learn_paths or self._off_reason(first_flight, fastopen) is not None:
+            return False
+        with pathcache.host(self.path_host):
+            return pathcache.skip(addr) is None
+
+    async def _plain_after_reset(
+        self,
+        family: int,
+        addr: tuple[str, int],
+        first_flight: bytes,
+        local_addr: tuple[str, int] | None,
+        limit: int,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect without TFO after a TFO connect was reset: a success tells the path cache
+        that the path resets SYN data (a closed port refuses the plain connect too)."""
+        with pathcache.host(self.path_host):
+            pathcache.reset_seen(addr)
+        try:
+            return await self._connect(family, addr, first_flight, local_addr, True, limit)
+        except OSError:
+            with pathcache.host(self.path_host):
+                pathcache.forget_reset(addr)
+            raise
 
     def _off_reason(self, first_flight: bytes, fastopen: bool) -> OffReason | None:
         if not first_flight:
@@ -448,6 +492,9 @@ class UserspaceStack:
         sock = self.host.socket(family)
         sock.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1)
         off = self._off_reason(first_flight, fastopen)
+        if off is None and self.learn_paths:
+            with pathcache.host(self.path_host):
+                off = pathcache.skip(addr)
         in_syn = 0
         try:
             if local_addr is not None:
@@ -470,7 +517,14 @@ class UserspaceStack:
             sock.close(self.now())
             self._service()
             raise
-        attempt = Attempt(Side.CLIENT, attempted=off is None, off_reason=off, peer=addr)
+        with pathcache.host(self.path_host):
+            note = pathcache.note(addr) if off is OffReason.PATH_BLOCKED else None
+            attempt = Attempt(
+                Side.CLIENT, attempted=off is None, off_reason=off, peer=addr, note=note
+            )
+            if self.learn_paths:
+                retransmitted = sock.tcp_info().tcpi_total_retrans > 0
+                pathcache.learn(report(sock, attempt), addr, syn_retransmitted=retransmitted)
         reader, writer = self._streams(sock, limit, attempt)
         if first_flight[in_syn + sent :]:
             writer.write(first_flight[in_syn + sent :])

@@ -1,0 +1,73 @@
+"""The farm behind a direct-server-return load balancer: steering, shared keys, the seed's third
+duplicate case (SYN-ACK lost, the retransmitted SYN lands on another server)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+from conftest import require_namespaces
+
+from fastopen.kernel.constants import MSG_FASTOPEN
+from fastopen.lab.farm import Farm
+
+pytestmark = pytest.mark.live
+PORT = 8080
+
+
+@pytest.fixture(params=[True, False], ids=["shared-key", "own-keys"])
+def farm(request: pytest.FixtureRequest) -> Iterator[Farm]:
+    require_namespaces()
+    with Farm(servers=2, shared_key=request.param, policy=0) as farm:
+        yield farm
+
+
+def tfo_request(farm: Farm, data: bytes) -> bytes:
+    """One kernel TFO request (sendto MSG_FASTOPEN) from the farm's client to the VIP."""
+    with farm.client.entered():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 5, 0))
+        sock.sendto(data, MSG_FASTOPEN, (farm.vip, PORT))
+        sock.settimeout(5)
+        return sock.recv(100)
+
+
+def test_cookie_from_one_server_on_the_other(farm: Farm) -> None:
+    with farm.serve(PORT) as served:
+        assert tfo_request(farm, b"first") == b"s0:first"  # asks server 0 for a cookie
+        farm.steer(1)
+        before = farm.servers[1].counters()
+        assert tfo_request(farm, b"second") == b"s1:second"
+        after = farm.servers[1].counters()
+    passive = after["TCPFastOpenPassive"] - before["TCPFastOpenPassive"]
+    failed = after["TCPFastOpenPassiveFail"] - before["TCPFastOpenPassiveFail"]
+    if farm.shared_key:
+        assert (passive, failed) == (1, 0)  # server 0's cookie is good on server 1
+    else:
+        assert (passive, failed) == (0, 1)  # refused: the data came after the handshake
+    assert [s.requests for s in served] == [[b"first"], [b"second"]]
+
+
+def test_hash_policy_keeps_a_client_port_on_one_server(farm: Farm) -> None:
+    farm.steer("hash")
+    with farm.serve(PORT) as served:
+        for _ in range(6):
+            assert tfo_request(farm, b"x")[:1] == b"s"
+    assert sum(len(s.requests) for s in served) == 6
+
+
+def test_lost_syn_ack_makes_the_request_run_twice() -> None:
+    require_namespaces()
+    with Farm(servers=2, shared_key=True, policy=0) as farm, farm.serve(PORT) as served:
+        tfo_request(farm, b"warm-up")  # the client now has a cookie good on both servers
+        farm.steer("round_robin")  # this SYN to server 0, its retransmission to server 1
+        # server 0's SYN-ACK is lost, and so are its own retransmissions of it
+        farm.drop_syn_acks(6, server=0)
+        assert tfo_request(farm, b"pay") == b"s1:pay"
+        assert farm.syn_acks_dropped >= 1
+    # server 0 took the request from the SYN; server 1 got it again after the handshake
+    assert served[0].requests == [b"warm-up", b"pay"]
+    assert served[1].requests == [b"pay"]
