@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -162,3 +163,29 @@ def test_cli_json_and_middlebox_list(tmp_path: Path) -> None:
     }
     assert set(found["ttfb_ms"]) == {"plain", "tfo"} and found["syn_data_acked"] == 0
     assert (tmp_path / "probe.pcap").stat().st_size > 24  # more than the pcap header
+
+
+def test_lab_up_with_middleboxes_and_down(tmp_path: Path) -> None:
+    require_namespaces()
+    fastopen = str(Path(sys.executable).parent / "fastopen")
+    env = {**os.environ, "FASTOPEN_LAB_STATE": str(tmp_path / "lab.json")}
+    up = subprocess.run(
+        [fastopen, "lab", "up", "--middlebox", "drop-syn-data", "--middlebox", "cgnat:pool=2"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    state = json.loads((tmp_path / "lab.json").read_text())
+    try:
+        assert state["middleboxes"] == ["drop-syn-data", "cgnat:pool=2"]
+        rules = subprocess.run(
+            ["ip", "netns", "exec", state["router"], "iptables", "-S", "FORWARD"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "-m u32" in rules and "-j DROP" in rules
+    finally:
+        down = subprocess.run(
+            [fastopen, "lab", "down"], capture_output=True, text=True, env=env, timeout=60
+        )
+    assert down.returncode == 0, down.stderr
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert state["router"] not in listed and state["server"] not in listed
