@@ -115,6 +115,14 @@ def test_verdict_against_nginx_and_the_userspace_server(
 
 
 @pytest.mark.parametrize(
+    ("box", "verdict"), [("drop-syn-data", "syn_data_blocked"), ("strip-option", "no_cookie")]
+)
+def test_ipv6(box: str, verdict: str) -> None:
+    result = probe_lab([box], addr=SERVER.ipv6)
+    assert result.verdict.value == verdict, result.to_json()
+
+
+@pytest.mark.parametrize(
     ("box", "verdict"), [("", "tfo"), ("drop-syn-option", "syn_option_blocked")]
 )
 def test_kernel_driver(box: str, verdict: str) -> None:
