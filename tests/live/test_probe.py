@@ -47,11 +47,16 @@ async def userspace(ns: Netns, addr: str) -> AsyncIterator[None]:
 Server = Callable[[Netns, str], AbstractAsyncContextManager[None]]
 
 
-def probe_lab(middleboxes: list[str], server: Server = linux, driver: str = "userspace") -> Result:
+def probe_lab(
+    middleboxes: list[str],
+    server: Server = linux,
+    driver: str = "userspace",
+    addr: str = SERVER.ipv4,
+) -> Result:
     """Probe the lab's server (on ``server``) through ``middleboxes`` from the client."""
     require_namespaces()
     with Lab(middleboxes=middleboxes) as lab:
-        return asyncio.run(_probe(lab.client, lab.server, SERVER.ipv4, server, driver))
+        return asyncio.run(_probe(lab.client, lab.server, addr, server, driver))
 
 
 async def _probe(client: Netns, ns: Netns, addr: str, server: Server, driver: str) -> Result:
