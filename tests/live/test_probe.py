@@ -18,6 +18,7 @@ from conftest import require_namespaces
 from fastopen.lab.emulator import Lab
 from fastopen.lab.farm import Farm
 from fastopen.lab.netns import SERVER, Netns
+from fastopen.lab.router import iptables
 from fastopen.lab.servers import kernel_echo, nginx, userspace_echo
 from fastopen.probe import Driver, KernelDriver, Probe, Result, Step, Target, UserspaceDriver, run
 
@@ -33,8 +34,8 @@ async def linux(ns: Netns, addr: str) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def nginx_server(ns: Netns, addr: str) -> AsyncIterator[None]:
-    with nginx(ns, addr, PORT):
+async def nginx_server(ns: Netns, addr: str, port: int = PORT) -> AsyncIterator[None]:
+    with nginx(ns, addr, port):
         yield
 
 
@@ -202,3 +203,26 @@ def test_lab_up_with_middleboxes_and_down(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert state["router"] not in listed and state["server"] not in listed
+
+
+def test_many_targets_at_once_within_bounds() -> None:
+    require_namespaces()
+    with Lab() as lab, kernel_echo(lab.server, SERVER.ipv4, PORT):
+        iptables(lab.server, ["-A", "INPUT", "-p", "tcp", "--dport", "7", "-j", "DROP"])
+        targets = [Target(SERVER.ipv4, p) for p in (PORT, 9, 7, 8081)]
+
+        async def probe() -> list[Result]:
+            with lab.client.entered():
+                driver = UserspaceDriver.here()
+            try:
+                async with nginx_server(lab.server, SERVER.ipv4, 8081):
+                    settings = Probe(repeat=1, timeout=1.0, concurrency=4, rate=50)
+                    return await run(targets, driver, settings)
+            finally:
+                driver.close()
+
+        results = asyncio.run(probe())
+    assert [r.target for r in results] == targets
+    assert [r.verdict.value for r in results] == ["tfo", "offline", "offline", "tfo"]
+    assert results[1].outcomes[0].reset  # a closed port answers with a reset
+    assert results[2].error == "stopped at the time bound of 1 s"  # a port that never answers
