@@ -3,9 +3,14 @@ duplicate case (SYN-ACK lost, the retransmitted SYN lands on another server)."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import require_namespaces
@@ -71,3 +76,37 @@ def test_lost_syn_ack_makes_the_request_run_twice() -> None:
     # server 0 took the request from the SYN; server 1 got it again after the handshake
     assert served[0].requests == [b"warm-up", b"pay"]
     assert served[1].requests == [b"pay"]
+
+
+def test_lab_farm_up_and_down(tmp_path: Path) -> None:
+    require_namespaces()
+    fastopen = str(Path(sys.executable).parent / "fastopen")
+    env = {**os.environ, "FASTOPEN_LAB_STATE": str(tmp_path / "lab.json")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([fastopen, "lab", "farm", *args], capture_output=True, text=True,
+                              env=env, timeout=60, check=False)  # fmt: skip
+
+    up = cli("up", "--servers", "3", "--own-keys")
+    assert up.returncode == 0, up.stderr
+    state = json.loads((tmp_path / "farm.json").read_text())
+    try:
+        assert len(state["servers"]) == 3 and state["shared_key"] is False
+        keys = {
+            subprocess.run(
+                ["ip", "netns", "exec", name, "sysctl", "-n", "net.ipv4.tcp_fastopen_key"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            for name in state["servers"]
+        }
+        assert len(keys) == 3  # each server its own key
+        again = cli("up")
+        assert again.returncode == 1 and "a farm is already up" in again.stderr
+    finally:
+        down = cli("down")
+    assert down.returncode == 0, down.stderr
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(name in listed for name in [state["client"], state["lb"], *state["servers"]])
+    assert not (tmp_path / "farm.json").exists()

@@ -4,6 +4,10 @@ without TFO at once after the first loss, and TFO comes back after the backoff."
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -125,3 +129,32 @@ def test_userspace_client_learns_too(
     else:  # the 2nd was reset, and went again at once without TFO
         assert reports[1].off_reason is OffReason.PATH_BLOCKED
     assert all(r.off_reason is OffReason.PATH_BLOCKED for r in reports[2:])
+
+
+def test_paths_command(netns: Netns, tmp_path: Path) -> None:
+    env = {**os.environ, "FASTOPEN_PATHS_DIR": str(tmp_path)}
+    fastopen_cmd = [str(Path(sys.executable).parent / "fastopen"), "paths", "--netns", netns.name]
+    with netns.entered():
+        os.environ["FASTOPEN_PATHS_DIR"] = str(tmp_path)
+        try:
+            pathcache.record("198.18.0.2", 443, pathcache.Failure.RESET)
+            pathcache.record("fd00:f0::2", 80, pathcache.Failure.LOST)
+        finally:
+            del os.environ["FASTOPEN_PATHS_DIR"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*fastopen_cmd, *args], capture_output=True, text=True, env=env, check=False
+        )
+
+    listed = json.loads(run("--json").stdout)
+    assert sorted((e["address"], e["port"], e["reason"]) for e in listed) == [
+        ("198.18.0.2", 443, "reset"),
+        ("fd00:f0::2", 80, "lost"),
+    ]
+    assert json.loads(run("reset", "--json", "[fd00:f0::2]:80").stdout)["reset"] == 1
+    assert [e["port"] for e in json.loads(run("list", "--json").stdout)] == [443]
+    assert run("reset").stdout.strip() == "reset 1 path(s)"
+    assert json.loads(run("--json").stdout) == []
+    bad = run("reset", "host:port")
+    assert bad.returncode == 1 and "give ADDRESS or ADDRESS:PORT" in bad.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from conftest import require_namespaces
 from fastopen.lab.emulator import Lab
 from fastopen.lab.farm import Farm
 from fastopen.lab.netns import SERVER, Netns
+from fastopen.lab.router import iptables
 from fastopen.lab.servers import kernel_echo, nginx, userspace_echo
 from fastopen.probe import Driver, KernelDriver, Probe, Result, Step, Target, UserspaceDriver, run
 
@@ -32,8 +34,8 @@ async def linux(ns: Netns, addr: str) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def nginx_server(ns: Netns, addr: str) -> AsyncIterator[None]:
-    with nginx(ns, addr, PORT):
+async def nginx_server(ns: Netns, addr: str, port: int = PORT) -> AsyncIterator[None]:
+    with nginx(ns, addr, port):
         yield
 
 
@@ -46,11 +48,16 @@ async def userspace(ns: Netns, addr: str) -> AsyncIterator[None]:
 Server = Callable[[Netns, str], AbstractAsyncContextManager[None]]
 
 
-def probe_lab(middleboxes: list[str], server: Server = linux, driver: str = "userspace") -> Result:
+def probe_lab(
+    middleboxes: list[str],
+    server: Server = linux,
+    driver: str = "userspace",
+    addr: str = SERVER.ipv4,
+) -> Result:
     """Probe the lab's server (on ``server``) through ``middleboxes`` from the client."""
     require_namespaces()
     with Lab(middleboxes=middleboxes) as lab:
-        return asyncio.run(_probe(lab.client, lab.server, SERVER.ipv4, server, driver))
+        return asyncio.run(_probe(lab.client, lab.server, addr, server, driver))
 
 
 async def _probe(client: Netns, ns: Netns, addr: str, server: Server, driver: str) -> Result:
@@ -114,6 +121,14 @@ def test_verdict_against_nginx_and_the_userspace_server(
 
 
 @pytest.mark.parametrize(
+    ("box", "verdict"), [("drop-syn-data", "syn_data_blocked"), ("strip-option", "no_cookie")]
+)
+def test_ipv6(box: str, verdict: str) -> None:
+    result = probe_lab([box], addr=SERVER.ipv6)
+    assert result.verdict.value == verdict, result.to_json()
+
+
+@pytest.mark.parametrize(
     ("box", "verdict"), [("", "tfo"), ("drop-syn-option", "syn_option_blocked")]
 )
 def test_kernel_driver(box: str, verdict: str) -> None:
@@ -162,3 +177,52 @@ def test_cli_json_and_middlebox_list(tmp_path: Path) -> None:
     }
     assert set(found["ttfb_ms"]) == {"plain", "tfo"} and found["syn_data_acked"] == 0
     assert (tmp_path / "probe.pcap").stat().st_size > 24  # more than the pcap header
+
+
+def test_lab_up_with_middleboxes_and_down(tmp_path: Path) -> None:
+    require_namespaces()
+    fastopen = str(Path(sys.executable).parent / "fastopen")
+    env = {**os.environ, "FASTOPEN_LAB_STATE": str(tmp_path / "lab.json")}
+    up = subprocess.run(
+        [fastopen, "lab", "up", "--middlebox", "drop-syn-data", "--middlebox", "cgnat:pool=2"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    state = json.loads((tmp_path / "lab.json").read_text())
+    try:
+        assert state["middleboxes"] == ["drop-syn-data", "cgnat:pool=2"]
+        rules = subprocess.run(
+            ["ip", "netns", "exec", state["router"], "iptables", "-S", "FORWARD"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "-m u32" in rules and "-j DROP" in rules
+    finally:
+        down = subprocess.run(
+            [fastopen, "lab", "down"], capture_output=True, text=True, env=env, timeout=60
+        )
+    assert down.returncode == 0, down.stderr
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert state["router"] not in listed and state["server"] not in listed
+
+
+def test_many_targets_at_once_within_bounds() -> None:
+    require_namespaces()
+    with Lab() as lab, kernel_echo(lab.server, SERVER.ipv4, PORT):
+        iptables(lab.server, ["-A", "INPUT", "-p", "tcp", "--dport", "7", "-j", "DROP"])
+        targets = [Target(SERVER.ipv4, p) for p in (PORT, 9, 7, 8081)]
+
+        async def probe() -> list[Result]:
+            with lab.client.entered():
+                driver = UserspaceDriver.here()
+            try:
+                async with nginx_server(lab.server, SERVER.ipv4, 8081):
+                    settings = Probe(repeat=1, timeout=1.0, concurrency=4, rate=50)
+                    return await run(targets, driver, settings)
+            finally:
+                driver.close()
+
+        results = asyncio.run(probe())
+    assert [r.target for r in results] == targets
+    assert [r.verdict.value for r in results] == ["tfo", "offline", "offline", "tfo"]
+    assert results[1].outcomes[0].reset  # a closed port answers with a reset
+    assert results[2].error == "stopped at the time bound of 1 s"  # a port that never answers

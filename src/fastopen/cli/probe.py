@@ -62,7 +62,9 @@ def probe(
     verdict: tfo, cookie_only, no_cookie, syn_option_blocked, syn_data_blocked or offline."""
     parsed = [Target.parse(t, port) for t in targets]
     settings = Probe(
-        request=None if request is None else request.encode().decode("unicode_escape").encode(),
+        request=None
+        if request is None
+        else request.encode().decode("unicode_escape").encode("latin-1"),
         repeat=repeat,
         attempt_timeout=attempt_timeout,
         timeout=timeout,

@@ -187,6 +187,23 @@ class Farm:
         self._servers = []
         self._client = self._lb = None
 
+    def detach(self) -> dict[str, object]:
+        """Leave the farm running after this process exits; the state :func:`remove` needs."""
+        if self._client is None or self._lb is None:
+            raise FastOpenError("the farm is not up")
+        state: dict[str, object] = {
+            "client": self._client.name,
+            "lb": self._lb.name,
+            "servers": [s.name for s in self._servers],
+            "vip": VIP,
+            "shared_key": self.shared_key,
+            "policy": self._policy,
+        }
+        for ns in (self._client, self._lb, *self._servers):
+            ns.keep()
+        self._servers, self._client, self._lb = [], None, None
+        return state
+
     def __enter__(self) -> Farm:
         return self.start()
 
@@ -252,3 +269,14 @@ class Farm:
                 Served(stack.enter_context(kernel_echo(server, VIP, port, tag=f"s{i}:".encode())))
                 for i, server in enumerate(self.servers)
             ]
+
+
+def remove(state: dict[str, object]) -> list[str]:
+    """Delete the namespaces of a detached farm (:meth:`Farm.detach`); their names."""
+    servers = state.get("servers")
+    names = [str(state.get("client")), str(state.get("lb"))]
+    names += [str(n) for n in servers] if isinstance(servers, list) else []
+    gone = [n for n in names if n.startswith(netns.PREFIX)]
+    for name in gone:
+        netns.remove(name)
+    return gone

@@ -81,6 +81,26 @@ async def _in_thread(work: Callable[[], T]) -> T:
     return await done
 
 
+def _handshake(
+    outcome: Outcome, client_fail: int, total_retrans: int, acked: bool, request: bytes
+) -> None:
+    """What ``TCP_INFO`` shows of the handshake: was the first SYN answered (for SYN data: not
+    retransmitted without its data; else: no retransmission at all), and the SYN data acked
+    (all of the request: it fits in one SYN)."""
+    if outcome.step is Step.DATA:
+        outcome.first_syn_answered = client_fail != _SYN_RETRANSMITTED
+    else:
+        outcome.first_syn_answered = total_retrans == 0
+    outcome.syn_data_acked = len(request) if acked else 0
+
+
+def _answer(outcome: Outcome, first: bytes, start: float) -> None:
+    """The first bytes of the answer arrived (or not), and when."""
+    outcome.ok = bool(first)
+    if first:
+        outcome.ttfb_ms = (time.monotonic() - start) * 1000
+
+
 def _failed(outcome: Outcome, exc: BaseException) -> Outcome:
     if isinstance(exc, TimeoutError):
         outcome.error = "no answer"
@@ -157,18 +177,10 @@ class UserspaceDriver:
                     transport = writer.transport
                     assert isinstance(transport, EngineTransport)
                     info = transport.sock.tcp_info()
-                    if step is Step.DATA:
-                        outcome.first_syn_answered = (
-                            info.tcpi_fastopen_client_fail != _SYN_RETRANSMITTED
-                        )
-                    else:
-                        outcome.first_syn_answered = info.tcpi_total_retrans == 0
-                    if writer.get_extra_info("fastopen").syn_data_acked:
-                        outcome.syn_data_acked = len(request)
-                    first = await reader.read(READ)
-                    outcome.ok = bool(first)
-                    if first:
-                        outcome.ttfb_ms = (time.monotonic() - start) * 1000
+                    acked = writer.get_extra_info("fastopen").syn_data_acked
+                    fail, retrans = info.tcpi_fastopen_client_fail, info.tcpi_total_retrans
+                    _handshake(outcome, fail, retrans, acked, request)
+                    _answer(outcome, await reader.read(READ), start)
                 finally:
                     writer.close()
         except (OSError, TimeoutError) as exc:
@@ -223,15 +235,9 @@ class KernelDriver:
                 await loop.sock_sendall(sock, request)
                 first = await loop.sock_recv(sock, READ)
             info = tcpinfo.read(sock)
-            if step is Step.DATA:
-                outcome.first_syn_answered = info.fastopen_client_fail != _SYN_RETRANSMITTED
-            else:
-                outcome.first_syn_answered = info.total_retrans == 0
-            if info.syn_data:  # all of the SYN's data (the request fits in one)
-                outcome.syn_data_acked = len(request)
-            outcome.ok = bool(first)
-            if first:
-                outcome.ttfb_ms = (time.monotonic() - start) * 1000
+            fail, retrans = info.fastopen_client_fail, info.total_retrans
+            _handshake(outcome, fail, retrans, info.syn_data, request)
+            _answer(outcome, first, start)
         except (OSError, TimeoutError) as exc:
             _failed(outcome, exc)
         finally:

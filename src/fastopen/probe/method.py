@@ -40,9 +40,11 @@ async def run(
         raise FastOpenError("concurrency and repeat must be at least 1")
     limit = RateLimit(settings.rate)
     gate = asyncio.Semaphore(settings.concurrency)
+    # The cookie caches are per server address: targets on one host take turns.
+    hosts = {t.host: asyncio.Lock() for t in targets}
 
     async def one(target: Target) -> Result:
-        async with gate:
+        async with hosts[target.host], gate:
             return await probe_target(target, driver, settings, limit)
 
     return list(await asyncio.gather(*(one(t) for t in targets)))
