@@ -70,7 +70,7 @@ from fastopen.packetdrill.script import (
     TimeKind,
 )
 from fastopen.packetdrill.shell import SYSCTLS, EngineStack, ShellCommands
-from fastopen.wire import Flags, Sack, TcpOption, TcpSegment, Timestamps
+from fastopen.wire import Flags, Sack, TcpOption, TcpSegment, Timestamps, emit_options
 
 MASK = 0xFFFFFFFF
 #: packetdrill's default addresses (local = the stack under test) and ports.
@@ -159,6 +159,10 @@ class Config:
     tolerance_usecs: int | None = None
     tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT
     tcp_ts_tick_usecs: int | None = None
+    #: Inbound TS ecr values with no outbound TS val of their own are interpolated.
+    tcp_ts_ecr_scaled: bool = False
+    #: Each outbound packet must match its script packet alone (no TSO/GSO aggregation).
+    strict_segments: bool = False
     mtu: int = 1500
     #: packetdrill's ``-D NAME=VALUE`` (applied when the script is parsed).
     defines: dict[str, str] = field(default_factory=dict)
@@ -184,6 +188,10 @@ class Config:
             self.remote_ip = ipaddress.ip_address(value)
         elif name in ("bind_port", "connect_port", "tolerance_usecs", "tcp_ts_tick_usecs", "mtu"):
             setattr(self, name, int(value))
+        elif name in ("tcp_ts_ecr_scaled", "strict_segments"):
+            if value not in ("", "true"):
+                raise ValueError(value)
+            setattr(self, name, True)
         elif name == "tolerance_percent":
             self.tolerance_percent = float(value)
         elif name not in ("gateway_ip", "netmask_ip"):  # those only route packetdrill's tun device
@@ -413,7 +421,7 @@ class ScriptRunner(ABC, Generic[S, F]):
             )
         if isinstance(opt, Timestamps) and flags & Flags.ACK:
             live = flow.ts_map.get(opt.tsecr)
-            if live is None and flow.ts_first is not None:
+            if live is None and flow.ts_first is not None and self.config.tcp_ts_ecr_scaled:
                 live = opt.tsecr - flow.ts_first[0] + flow.ts_first[1]
             if live is None:
                 raise self.fail(
@@ -446,7 +454,7 @@ class ScriptRunner(ABC, Generic[S, F]):
                 "error handling packet: expected outbound packet was not sent\n"
                 f"script packet: {start:9.6f} {spec_to_text(spec)}"
             )
-        when, seg = found
+        when, seg = self.aggregate(found, spec, start, end)
         self.counts["out"] += 1
         flow = self.flow
         assert flow is not None
@@ -467,6 +475,59 @@ class ScriptRunner(ABC, Generic[S, F]):
         if problem is not None:
             raise self.fail(f"error handling packet: {problem}\n{expected_text}\n{actual_text}")
         self.last_time = when if event.time.kind is TimeKind.ANY else start
+
+    def aggregate(
+        self, first: tuple[float, TcpSegment], spec: PacketSpec, start: float, end: float | None
+    ) -> tuple[float, TcpSegment]:
+        """The packets that together carry the payload ``spec`` expects, as one (packetdrill's
+        TSO/GSO aggregation, off with ``--strict_segments``).
+
+        As packetdrill's ``do_outbound_script_packet``: packets are taken while the payload is
+        short of the script's; each must continue the previous one (the next sequence number,
+        the same SYN, RST, ACK, URG and ECE bits, ack, window and option length) and all but the
+        last must be the size of the previous one. The result has the last packet's header and
+        time, with the first one's sequence number and CWR bit.
+        """
+        when, seg = first
+        if self.config.strict_segments:
+            return first
+        same = Flags.SYN | Flags.RST | Flags.ACK | Flags.URG | Flags.ECE
+        pieces = [seg]
+        total = len(seg.payload)
+        while total < spec.length:
+            found = self.next_packet(start, end)
+            if found is None:
+                break
+            when, seg = found
+            previous = pieces[-1]
+            last = len(seg.payload) >= spec.length - total
+            problem = None
+            if seg.seq != (previous.seq + len(previous.payload)) & MASK:
+                problem = "tcp_seq"
+            elif seg.flags & same != previous.flags & same:
+                problem = "tcp flags"
+            elif seg.ack != previous.ack or seg.window != previous.window:
+                problem = "tcp_ack_seq" if seg.ack != previous.ack else "tcp_window"
+            elif header_words(seg) != header_words(previous):
+                problem = "tcp_data_offset"
+            elif not last and len(seg.payload) != len(previous.payload):
+                problem = (
+                    f"fragment payload: expected {len(previous.payload)} bytes vs actual "
+                    f"{len(seg.payload)} bytes"
+                )
+            if problem is not None:
+                raise self.fail(
+                    f"error handling packet: aggregate candidate: {problem} differs\n"
+                    f"script packet: {start:9.6f} {spec_to_text(spec)}\n"
+                    f"actual packet: {when:9.6f} {segment_to_text(seg)} (live)"
+                )
+            pieces.append(seg)
+            total += len(seg.payload)
+        if len(pieces) == 1:
+            return when, seg
+        flags = (seg.flags & ~Flags.CWR) | (pieces[0].flags & Flags.CWR)
+        payload = b"".join(piece.payload for piece in pieces)
+        return when, dataclasses.replace(seg, seq=pieces[0].seq, flags=flags, payload=payload)
 
     def to_script_space(self, flow: Flow[S], seg: TcpSegment, spec: PacketSpec) -> TcpSegment:
         syn = bool(seg.flags & Flags.SYN)
@@ -661,6 +722,11 @@ class Pending:
     start: float
     since: float  # the script time of the event before it (for the tolerance)
     attempt: Callable[[], int | None]
+
+
+def header_words(seg: TcpSegment) -> int:
+    """The TCP data offset of ``seg`` (32-bit words of header and padded options)."""
+    return 5 + (len(emit_options(seg.options)) + 3) // 4
 
 
 def info_fields(info: TcpInfo) -> dict[str, int]:

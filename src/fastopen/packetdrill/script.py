@@ -485,9 +485,9 @@ def parse_script(
         line = bisect.bisect_right(line_starts, pos)
         if clean.startswith("--", pos):
             eol = end_of_line(pos)
-            for word in clean[pos:eol].split():  # one or more --name=value on a line
+            for word in clean[pos:eol].split():  # one or more --name=value or --flag on a line
                 key, sep, value = word.removeprefix("--").partition("=")
-                if not word.startswith("--") or not key or not sep:
+                if not word.startswith("--") or not key or (sep and not value):
                     raise ScriptSyntaxError(path, line, f"bad option {word!r}")
                 script.options[key] = value
             pos = eol
