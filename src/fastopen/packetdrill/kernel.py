@@ -34,8 +34,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fastopen.engine.icmp import IcmpError
 from fastopen.errors import FastOpenError, MalformedPacket, NeedsRoot
 from fastopen.kernel import constants as K
+from fastopen.kernel import counters as kernel_counters
 from fastopen.kernel import tcp_metrics, tcpinfo
 from fastopen.lab.emulator import check_support
 from fastopen.lab.netns import Netns
@@ -135,6 +137,10 @@ class KernelStack:
         with self.ns.entered():
             tcp_metrics.flush()
 
+    def counters(self) -> dict[str, int]:
+        with self.ns.entered():
+            return {"TcpExt" + name: value for name, value in kernel_counters.tcpext().items()}
+
 
 @dataclass(slots=True)
 class Pending:
@@ -227,6 +233,12 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
                 return None
             if self.belongs(self.local, self.remote, seg):
                 return when - self.t0, seg
+
+    def send_icmp(self, error: IcmpError) -> None:
+        raise self.fail(
+            "the kernel backend does not inject ICMP packets",
+            hint="run the script with --stack engine",
+        )
 
     def shell(self, command: str) -> str | None:
         """Run the commands; the time they take is not script time (the clock stops)."""

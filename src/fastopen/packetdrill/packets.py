@@ -9,7 +9,7 @@ timestamp tick is configured, TS ecr not checked.
 
 from __future__ import annotations
 
-from fastopen.packetdrill.script import PacketSpec
+from fastopen.packetdrill.script import IcmpSpec, PacketSpec
 from fastopen.wire import (
     Eol,
     FastOpen,
@@ -155,3 +155,101 @@ def _compare_options(
         if want != got:
             return f"bad value outbound TCP option {option_to_text(got).split()[0]}"
     return None
+
+
+# -- ICMP ------------------------------------------------------------------------------------------
+
+#: packetdrill's ICMPv4 destination-unreachable codes (RFC 1700), by name.
+ICMPV4_UNREACHABLE_CODES = {
+    name: code
+    for code, name in enumerate(
+        (
+            "net_unreachable",
+            "host_unreachable",
+            "protocol_unreachable",
+            "port_unreachable",
+            "frag_needed",
+            "source_route_failed",
+            "net_unknown",
+            "host_unknown",
+            "source_host_isolated",
+            "net_prohibited",
+            "host_prohibited",
+            "net_unreachable_for_tos",
+            "host_unreachable_for_tos",
+            "packet_filtered",
+            "precedence_violation",
+            "precedence_cutoff",
+        )
+    )
+}
+#: packetdrill's ICMP types by name and address family, each with its table of codes (if any).
+ICMP_TYPES: dict[int, dict[str, tuple[int, dict[str, int]]]] = {
+    4: {
+        "echo_reply": (0, {}),
+        "unreachable": (3, ICMPV4_UNREACHABLE_CODES),
+        "source_quench": (4, {}),
+        "redirect": (5, {}),
+        "echo_request": (8, {}),
+        "time_exceeded": (11, {}),
+        "parameter_problem": (12, {}),
+        "timestamp_request": (13, {}),
+        "timestamp_reply": (14, {}),
+        "information_request": (15, {}),
+        "information_reply": (16, {}),
+        "address_mask_request": (17, {}),
+        "address_mask_reply": (18, {}),
+    },
+    6: {
+        "unreachable": (
+            1,
+            {
+                "net_unreachable": 0,
+                "no_route": 0,
+                "admin_prohibited": 1,
+                "not_neighbour": 2,
+                "address_unreachable": 3,
+                "port_unreachable": 4,
+            },
+        ),
+        "packet_too_big": (2, {}),
+        "time_exceeded": (3, {"exceeded_hop_limit": 0, "exceeded_frag_time": 1}),
+        "parameter_problem": (
+            4,
+            {"header_field": 0, "unknown_next_header": 1, "unknown_option": 2},
+        ),
+        "echo_request": (128, {}),
+        "echo_reply": (129, {}),
+    },
+}
+
+
+def icmp_type_and_code(version: int, spec: IcmpSpec) -> tuple[int, int]:
+    """The type and code bytes of ``spec`` for IP ``version``, as packetdrill's
+    ``parse_icmp_type_and_code`` and ``set_icmpv4_header`` check them; ValueError says why not."""
+    known = ICMP_TYPES[version]
+    codes: dict[str, int] = {}
+    if spec.type_.startswith("type_") and spec.type_[5:].isdigit():
+        type_ = int(spec.type_[5:])
+    elif spec.type_ in known:
+        type_, codes = known[spec.type_]
+    else:
+        raise ValueError(f"bad ICMP type {spec.type_}")
+    if spec.code is None:
+        code = 0
+    elif spec.code.startswith("code_") and spec.code[5:].isdigit():
+        code = int(spec.code[5:])
+    elif spec.code in codes:
+        code = codes[spec.code]
+    else:
+        raise ValueError(f"bad ICMP code {spec.code}")
+    if type_ > 255 or code > 255:
+        raise ValueError(f"bad ICMP type or code {spec.type_} {spec.code}")
+    if spec.mtu is not None:
+        frag_needed = (type_, code) == ((3, 4) if version == 4 else (2, 0))
+        if not frag_needed:
+            kind = "unreachable-frag_needed" if version == 4 else "packet_too_big-0"
+            raise ValueError(f"ICMPv{version} MTU is only valid for {kind}")
+        if spec.mtu >= (1 << (16 if version == 4 else 32)):
+            raise ValueError(f"ICMPv{version} MTU out of range")
+    return type_, code

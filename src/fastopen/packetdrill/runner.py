@@ -32,6 +32,7 @@ import errno as errno_mod
 import inspect
 import ipaddress
 import os
+import select
 import socket as socket_mod
 import textwrap
 from abc import ABC, abstractmethod
@@ -42,20 +43,24 @@ from typing import Any, Generic, TypeVar
 
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
+from fastopen.engine.icmp import IcmpError
 from fastopen.kernel import constants as K
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
     compare,
     flags_from_text,
+    icmp_type_and_code,
     segment_to_text,
     spec_to_text,
 )
 from fastopen.packetdrill.script import (
     ELLIPSIS,
+    Action,
     Call,
     Ellipsis_,
     Event,
     Expr,
+    IcmpSpec,
     KeyValue,
     ListExpr,
     Name,
@@ -73,6 +78,10 @@ from fastopen.packetdrill.shell import SYSCTLS, EngineStack, ShellCommands
 from fastopen.wire import Flags, Sack, TcpOption, TcpSegment, Timestamps, emit_options
 
 MASK = 0xFFFFFFFF
+#: Linux's poll/epoll constants that Python's select module lacks.
+POLLRDHUP = 0x2000
+EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
+IP_RECVERR = 11
 #: packetdrill's default addresses (local = the stack under test) and ports.
 DEFAULT_ADDRESSES = {
     4: ("192.168.0.1", "192.0.2.1"),
@@ -119,6 +128,38 @@ SYMBOLS: dict[str, int] = {
     "SHUT_RD": socket_mod.SHUT_RD,
     "SHUT_WR": socket_mod.SHUT_WR,
     "SHUT_RDWR": socket_mod.SHUT_RDWR,
+    "AF_UNSPEC": socket_mod.AF_UNSPEC,
+    "SOL_IP": socket_mod.IPPROTO_IP,
+    "IP_RECVERR": IP_RECVERR,
+    "MSG_NOSIGNAL": socket_mod.MSG_NOSIGNAL,
+    "SO_KEEPALIVE": socket_mod.SO_KEEPALIVE,
+    "TCP_KEEPIDLE": socket_mod.TCP_KEEPIDLE,
+    "TCP_KEEPINTVL": socket_mod.TCP_KEEPINTVL,
+    "TCP_KEEPCNT": socket_mod.TCP_KEEPCNT,
+    "TCP_MAXSEG": socket_mod.TCP_MAXSEG,
+    "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
+    "POLLIN": select.POLLIN,
+    "POLLPRI": select.POLLPRI,
+    "POLLOUT": select.POLLOUT,
+    "POLLERR": select.POLLERR,
+    "POLLHUP": select.POLLHUP,
+    "POLLNVAL": select.POLLNVAL,
+    "POLLRDNORM": select.POLLRDNORM,
+    "POLLWRNORM": select.POLLWRNORM,
+    "POLLRDHUP": POLLRDHUP,
+    "EPOLLIN": select.EPOLLIN,
+    "EPOLLPRI": select.EPOLLPRI,
+    "EPOLLOUT": select.EPOLLOUT,
+    "EPOLLERR": select.EPOLLERR,
+    "EPOLLHUP": select.EPOLLHUP,
+    "EPOLLRDNORM": select.EPOLLRDNORM,
+    "EPOLLWRNORM": select.EPOLLWRNORM,
+    "EPOLLRDHUP": select.EPOLLRDHUP,
+    "EPOLLET": select.EPOLLET,
+    "EPOLLONESHOT": select.EPOLLONESHOT,
+    "EPOLL_CTL_ADD": EPOLL_CTL_ADD,
+    "EPOLL_CTL_DEL": EPOLL_CTL_DEL,
+    "EPOLL_CTL_MOD": EPOLL_CTL_MOD,
 }
 #: Names a ``%{ }%`` block sees besides the tcpi_* fields: TCPI_OPT_* and Linux's TCP_* states.
 PYTHON_CONSTANTS = {name: getattr(K, name) for name in dir(K) if name.startswith("TCPI_OPT_")}
@@ -263,6 +304,13 @@ class ScriptRunner(ABC, Generic[S, F]):
         self.event: Event | None = None
         self.call: Syscall | None = None
         self.counts = {"in": 0, "out": 0, "syscalls": 0}
+        self.icmp: dict[int, tuple[int, int]] = {}
+        for event in script.events:  # packetdrill resolves ICMP names when it parses
+            if isinstance(event.action, IcmpSpec):
+                try:
+                    self.icmp[event.line] = icmp_type_and_code(self.local.version, event.action)
+                except ValueError as exc:
+                    raise ScriptSyntaxError(script.path, event.line, str(exc)) from None
 
     # -- what each backend provides ----------------------------------------------------------------
 
@@ -281,6 +329,10 @@ class ScriptRunner(ABC, Generic[S, F]):
     @abstractmethod
     def send_segment(self, seg: TcpSegment) -> None:
         """Deliver an inbound segment (remote to local) to the stack."""
+
+    @abstractmethod
+    def send_icmp(self, error: IcmpError) -> None:
+        """Deliver an inbound ICMP error about the socket under test to the stack."""
 
     @abstractmethod
     def shell(self, command: str) -> str | None:
@@ -350,9 +402,11 @@ class ScriptRunner(ABC, Generic[S, F]):
             self.clock(),
         )
 
-    def perform(self, event: Event, action: PacketSpec | Syscall | Shell | Python) -> None:
+    def perform(self, event: Event, action: Action) -> None:
         if isinstance(action, PacketSpec):
             self.inject(action)
+        elif isinstance(action, IcmpSpec):
+            self.inject_icmp(event, action)
         elif isinstance(action, Syscall):
             self.counts["syscalls"] += 1
             self.syscall(event, action)
@@ -411,6 +465,30 @@ class ScriptRunner(ABC, Generic[S, F]):
             raise self.fail(f"cannot build the inbound packet: {exc}") from None
         self.counts["in"] += 1
         self.send_segment(seg)
+
+    def inject_icmp(self, event: Event, spec: IcmpSpec) -> None:
+        """An ICMP error quoting a segment of the socket under test, its sequence number in
+        script space (relative to the stack's ISN), as packetdrill's
+        ``map_inbound_icmp_tcp_packet``."""
+        flow = self.flow
+        if flow is None or flow.local_port is None:
+            raise self.fail("an inbound ICMP packet, but there is no socket under test")
+        type_, code = self.icmp[event.line]
+        remote_port = flow.remote_port if flow.passive else self.config.connect_port
+        seq = (spec.seq + (flow.local_isn_live or 0)) & MASK
+        error = IcmpError(
+            self.local.version,
+            type_,
+            code,
+            self.local,
+            self.remote,
+            flow.local_port,
+            remote_port,
+            seq,
+            spec.mtu or 0,
+        )
+        self.counts["in"] += 1
+        self.send_icmp(error)
 
     def inbound_option(
         self, flow: Flow[S], opt: TcpOption, ack_offset: int, flags: Flags
@@ -709,9 +787,36 @@ class ScriptRunner(ABC, Generic[S, F]):
 
 
 @dataclass(slots=True)
+class Interest:
+    """One descriptor an epoll instance watches: its events (with EPOLLET...), the data it
+    reports (the script's ``fd=``), and the readiness last reported (edge-triggered)."""
+
+    events: int
+    data: int
+    reported: int = 0
+
+
+@dataclass(slots=True)
 class Fd:
     sock: EngineSocket
     nonblocking: bool = False
+
+
+@dataclass(slots=True)
+class Epoll:
+    """An epoll descriptor: what it watches, by descriptor number."""
+
+    interest: dict[int, Interest] = field(default_factory=dict)
+
+
+#: epoll's flags that are not events.
+EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT
+
+
+def poll_text(mask: int) -> str:
+    """A poll mask as packetdrill prints it (POLLIN|POLLOUT)."""
+    names = [n for n, bit in SYMBOLS.items() if n.startswith("POLL") and bit & mask == bit]
+    return "|".join(names) or "0"
 
 
 @dataclass(slots=True)
@@ -722,6 +827,17 @@ class Pending:
     start: float
     since: float  # the script time of the event before it (for the tolerance)
     attempt: Callable[[], int | None]
+    #: When the call gives up waiting (poll's timeout), if it does.
+    deadline: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A call that waits, blocking socket or not (poll, epoll_wait): ``attempt`` returns its
+    result once it has one, and must give one at ``deadline`` (None: it may wait forever)."""
+
+    attempt: Callable[[], int | None]
+    deadline: float | None
 
 
 def header_words(seg: TcpSegment) -> int:
@@ -734,7 +850,7 @@ def info_fields(info: TcpInfo) -> dict[str, int]:
     return {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
 
 
-class EngineRunner(ScriptRunner[EngineSocket, Fd]):
+class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
     """One run of one script against a fresh engine Host, in virtual time."""
 
     def __init__(self, script: Script, config: Config) -> None:
@@ -758,11 +874,21 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
     def wait_until(self, when: float) -> None:
         self.advance(when)
 
+    def next_due(self) -> float | None:
+        """The next engine timer, or the timeout of a blocked call if that comes first."""
+        due = self.host.get_timer()
+        pending = self.pending
+        wake = pending.deadline if pending is not None else None
+        if wake is not None and (due is None or wake < due):
+            return wake
+        return due
+
     def advance(self, until: float) -> None:
-        """Fire every engine timer due up to ``until``, then set the clock there."""
+        """Fire every engine timer (and blocked call timeout) due up to ``until``, then set the
+        clock there."""
         steps = 0
         while True:
-            due = self.host.get_timer()
+            due = self.next_due()
             if due is None or due > until:
                 break
             self.now = max(self.now, due)
@@ -775,7 +901,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
 
     def step(self) -> bool:
         """Fire the next engine timer, whenever it is; False when there is none."""
-        due = self.host.get_timer()
+        due = self.next_due()
         if due is None:
             return False
         self.advance(due)
@@ -795,7 +921,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
         while self.host.next_event() is not None:
             pass
 
-    def perform(self, event: Event, action: PacketSpec | Syscall | Shell | Python) -> None:
+    def perform(self, event: Event, action: Action) -> None:
         super().perform(event, action)
         self.collect()
 
@@ -806,6 +932,9 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
 
     def send_segment(self, seg: TcpSegment) -> None:
         self.host.receive_segment(self.remote, self.local, seg, self.now)
+
+    def send_icmp(self, error: IcmpError) -> None:
+        self.host.receive_icmp(error, self.now)
 
     def next_outbound(self) -> tuple[float, TcpSegment] | None:
         while self.outbound:
@@ -829,7 +958,10 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
         number = self.value(expr)
         if number is None or number not in self.fds:
             raise EngineError(errno_mod.EBADF)
-        return self.fds[number]
+        entry = self.fds[number]
+        if not isinstance(entry, Fd):
+            raise EngineError(errno_mod.ENOTSOCK)
+        return entry
 
     def syscall(self, event: Event, call: Syscall) -> None:
         handler = self.handler(call)
@@ -837,6 +969,11 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
             outcome = handler(*call.args)
         except EngineError as exc:
             self.check_result(event, call, -1, exc.errno)
+            return
+        if isinstance(outcome, Waiting):
+            self.pending = Pending(event, self.now, self.last_time, outcome.attempt)
+            self.pending.deadline = outcome.deadline
+            self.retry_pending()
             return
         if callable(outcome):
             self.pending = Pending(event, self.now, self.last_time, outcome)
@@ -1069,8 +1206,137 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
         number = self.value(fd)
         if number is None or number not in self.fds:
             raise EngineError(errno_mod.EBADF)
-        self.fds.pop(number).sock.close(self.now)
+        entry = self.fds.pop(number)
+        if isinstance(entry, Fd):
+            entry.sock.close(self.now)
         return 0
+
+    # -- poll and epoll ----------------------------------------------------------------------------
+
+    def revents(self, number: int, events: int) -> int:
+        """poll's revents of descriptor ``number`` for ``events`` (errors and hang-ups always)."""
+        entry = self.fds.get(number)
+        if entry is None:
+            return select.POLLNVAL
+        if isinstance(entry, Epoll):
+            return 0  # nothing the scripts wait for
+        return entry.sock.poll() & (events | select.POLLERR | select.POLLHUP)
+
+    def sys_poll(self, fds: Expr, nfds: Expr, timeout: Expr) -> int | Waiting:
+        """``poll([{fd=N, events=..., revents=...}, ...], n, ms)``; each revents is checked."""
+        event = self.event
+        if not isinstance(fds, ListExpr):
+            raise self.fail("poll needs a list of struct pollfd")
+        entries: list[tuple[int, int, int]] = []
+        for item in fds.items:
+            fields = self.struct_fields(item, ("fd", "events", "revents"), "struct pollfd")
+            entries.append((fields["fd"], fields["events"], fields["revents"]))
+        if self.value(nfds) != len(entries):
+            raise self.fail("poll: nfds differs from the number of struct pollfd")
+        ms = self.value(timeout)
+        deadline = None if ms is None or ms < 0 else self.now + ms / 1000
+
+        def attempt() -> int | None:
+            got = [self.revents(number, events) for number, events, _ in entries]
+            count = sum(1 for r in got if r)
+            if not count and (deadline is None or self.now < deadline):
+                return None
+            for (number, _, want), actual in zip(entries, got, strict=True):
+                if want != actual:
+                    raise self.fail(
+                        f"poll: fd {number}: expected revents {poll_text(want)} "
+                        f"but got {poll_text(actual)}",
+                        event,
+                    )
+            return count
+
+        return Waiting(attempt, deadline)
+
+    def struct_fields(self, expr: Expr, names: tuple[str, ...], what: str) -> dict[str, int]:
+        """``{a=1, b=X|Y}`` as numbers; every name of ``names`` must be there."""
+        if not isinstance(expr, StructExpr):
+            raise self.fail(f"expected a {what}")
+        fields: dict[str, int] = {}
+        for item in expr.items:
+            if isinstance(item, KeyValue) and isinstance(item.key, Name):
+                value = self.value(item.value)
+                if value is not None:
+                    fields[item.key.name] = value
+        missing = [name for name in names if name not in fields]
+        if missing:
+            raise self.fail(f"{what}: no {', '.join(missing)}")
+        return fields
+
+    def sys_epoll_create(self, size: Expr) -> int:
+        if (self.value(size) or 0) <= 0:
+            raise EngineError(errno_mod.EINVAL)
+        return self.new_fd(Epoll(), self.expected_result())
+
+    def epoll(self, expr: Expr) -> Epoll:
+        number = self.value(expr)
+        entry = self.fds.get(number) if number is not None else None
+        if entry is None:
+            raise EngineError(errno_mod.EBADF)
+        if not isinstance(entry, Epoll):
+            raise EngineError(errno_mod.EINVAL)
+        return entry
+
+    def sys_epoll_ctl(self, epfd: Expr, op: Expr, fd: Expr, event: Expr) -> int:
+        """ADD, MOD or DEL ``fd`` with ``{events=..., fd=N}``; ADD and MOD check readiness
+        at once, as Linux's ep_insert and ep_modify do."""
+        entry = self.epoll(epfd)
+        number = self.value(fd)
+        if number is None or number not in self.fds:
+            raise EngineError(errno_mod.EBADF)
+        operation = self.value(op)
+        if operation == EPOLL_CTL_DEL:
+            if entry.interest.pop(number, None) is None:
+                raise EngineError(errno_mod.ENOENT)
+            return 0
+        fields = self.struct_fields(event, ("events", "fd"), "struct epoll_event")
+        if (operation == EPOLL_CTL_ADD) == (number in entry.interest):
+            raise EngineError(errno_mod.EEXIST if operation == EPOLL_CTL_ADD else errno_mod.ENOENT)
+        if operation not in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
+            raise EngineError(errno_mod.EINVAL)
+        entry.interest[number] = Interest(fields["events"], fields["fd"])
+        return 0
+
+    def sys_epoll_wait(
+        self, epfd: Expr, events: Expr, maxevents: Expr, timeout: Expr
+    ) -> int | Waiting:
+        """The ready descriptors, up to ``maxevents``; the first must be the script's
+        ``{events=..., fd=N}`` (packetdrill checks the first). An edge-triggered one is
+        reported once per rise of its readiness."""
+        entry = self.epoll(epfd)
+        call_event = self.event
+        want = self.struct_fields(events, ("events", "fd"), "struct epoll_event")
+        limit = self.value(maxevents) or 0
+        if limit <= 0:
+            raise EngineError(errno_mod.EINVAL)
+        ms = self.value(timeout)
+        deadline = None if ms is None or ms < 0 else self.now + ms / 1000
+
+        def attempt() -> int | None:
+            ready: list[tuple[int, int]] = []
+            for number, interest in entry.interest.items():
+                mask = self.revents(number, interest.events & ~EPOLL_FLAGS)
+                if interest.events & select.EPOLLET:
+                    rising = mask & ~interest.reported
+                    interest.reported = mask
+                    mask = mask if rising else 0
+                if mask and len(ready) < limit:
+                    ready.append((mask, interest.data))
+            if not ready and (deadline is None or self.now < deadline):
+                return None
+            if ready and (ready[0][0], ready[0][1]) != (want["events"], want["fd"]):
+                raise self.fail(
+                    f"epoll_event does not match script: expected events 0x{want['events']:x} "
+                    f"fd {want['fd']}, actual events 0x{ready[0][0]:x} fd {ready[0][1]}",
+                    call_event,
+                )
+            return len(ready)
+
+        return Waiting(attempt, deadline)
 
     # -- %{ }% -------------------------------------------------------------------------------------
 
