@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fastopen import constants as K
 from fastopen.errors import FastOpenError, MalformedPacket, NeedsRoot
-from fastopen.kernel import constants as K
 from fastopen.kernel import tcp_metrics, tcpinfo
 from fastopen.lab.emulator import check_support
 from fastopen.lab.netns import Netns
