@@ -29,10 +29,10 @@ from engine_support import (
     synack,
 )
 
+from fastopen.constants import TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE
 from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
 from fastopen.engine.socket import TCP_SYNCNT
-from fastopen.kernel.constants import TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE
 from fastopen.wire import (
     Flags,
     Mss,

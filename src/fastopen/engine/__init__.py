@@ -20,6 +20,7 @@ from fastopen.engine.events import (
 )
 from fastopen.engine.host import Host
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
+from fastopen.engine.settings import Settings
 from fastopen.engine.socket import EngineSocket
 from fastopen.engine.states import TRANSITIONS, TcpEvent, TcpState
 
@@ -38,6 +39,7 @@ __all__ = [
     "NegativeEntry",
     "NegativeReason",
     "Readable",
+    "Settings",
     "SocketEvent",
     "TcpEvent",
     "TcpInfo",

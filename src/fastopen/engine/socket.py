@@ -12,16 +12,8 @@ import functools
 import ipaddress
 import socket as _socket
 from collections import deque
-from typing import TYPE_CHECKING
 
-from fastopen.cookies import KeyRing
-from fastopen.engine.cache import IPAddress
-from fastopen.engine.events import EngineError
-from fastopen.engine.info import FastOpenClientFail, TcpInfo
-from fastopen.engine.states import TcpState
-from fastopen.engine.tcb import OPTION_SPACE, Connection
-from fastopen.errors import KeyFormatError
-from fastopen.kernel.constants import (
+from fastopen.constants import (
     MSG_FASTOPEN,
     TCP_FASTOPEN,
     TCP_FASTOPEN_CONNECT,
@@ -29,12 +21,17 @@ from fastopen.kernel.constants import (
     TCP_FASTOPEN_NO_COOKIE,
     TCP_INFO,
     TFO_CLIENT_ENABLE,
-    TFO_CLIENT_NO_COOKIE,
 )
+from fastopen.cookies import KeyRing
+from fastopen.engine.cache import IPAddress
+from fastopen.engine.context import SocketContext
+from fastopen.engine.events import Accepted, EngineError
+from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
+from fastopen.engine.info import TcpInfo
+from fastopen.engine.states import TcpState
+from fastopen.engine.tcb import Connection
+from fastopen.errors import KeyFormatError
 from fastopen.wire import FastOpen
-
-if TYPE_CHECKING:
-    from fastopen.engine.host import Host
 
 SOL_SOCKET = _socket.SOL_SOCKET
 SOL_TCP = _socket.IPPROTO_TCP
@@ -44,8 +41,6 @@ TCP_NODELAY = _socket.TCP_NODELAY
 TCP_SYNCNT = _socket.TCP_SYNCNT
 #: Linux MAX_TCP_SYNCNT: the most TCP_SYNCNT takes.
 MAX_SYNCNT = 127
-#: Linux net.ipv4.tcp_min_snd_mss: the MSS never goes below it, SYN data's neither.
-MIN_SND_MSS = 48
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 
@@ -63,12 +58,13 @@ def _fail(code: int) -> EngineError:
 
 
 class EngineSocket:
-    """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking)."""
+    """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking); it sees
+    its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
 
-    def __init__(self, host: Host, family: int = AF_INET) -> None:
+    def __init__(self, ctx: SocketContext, family: int = AF_INET) -> None:
         if family not in (AF_INET, AF_INET6):
             raise _fail(errno.EAFNOSUPPORT)
-        self.host = host
+        self.ctx = ctx
         self.family = family
         self.conn: Connection | None = None
         self.bound: tuple[IPAddress | None, int] | None = None
@@ -76,9 +72,7 @@ class EngineSocket:
         self.backlog = 0
         self.accept_queue: deque[EngineSocket] = deque()
         # listener side of TCP Fast Open (Linux struct fastopen_queue)
-        self.fastopen_max_qlen = 0
-        self.fastopen_qlen = 0
-        self.fastopen_rst: deque[float] = deque()
+        self.fastopen_queue = FastOpenQueue()
         self.fastopen_keys: KeyRing | None = None
         self.fastopen_no_cookie = False
         # client side
@@ -116,11 +110,6 @@ class EngineSocket:
         if self.closed:
             raise _fail(errno.EBADF)
 
-    def _enter(self, now: float) -> None:
-        """A call at ``now`` on an open socket (EBADF once closed)."""
-        self._check_open()
-        self.host.last_now = now
-
     def _take_error(self) -> int | None:
         """The pending error (sk_err), reported once as Linux does."""
         conn = self.conn
@@ -131,9 +120,14 @@ class EngineSocket:
 
     # -- options -----------------------------------------------------------------------------------
 
-    def setsockopt(self, level: int, name: int, value: int | bytes) -> None:
+    def setsockopt(
+        self, level: int, name: int, value: int | bytes, now: float | None = None
+    ) -> None:
+        """Set an option; ``now`` is when, for the options that send at once (TCP_NODELAY
+        pushes what Nagle held back: without ``now`` it goes with the connection's next
+        output)."""
         self._check_open()
-        host = self.host
+        settings = self.ctx.settings
         st = self.state
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
@@ -154,8 +148,8 @@ class EngineSocket:
             raise _fail(errno.EINVAL)
         if name == TCP_NODELAY:
             self.nodelay = bool(value)
-            if self.nodelay and self.conn is not None:
-                self.conn.output(host.last_now)
+            if self.nodelay and self.conn is not None and now is not None:
+                self.conn.output(now)
             return
         if name == TCP_SYNCNT:
             if not 1 <= value <= MAX_SYNCNT:
@@ -165,12 +159,12 @@ class EngineSocket:
         if name == TCP_FASTOPEN:
             if value < 0 or st not in (TcpState.CLOSED, TcpState.LISTEN):
                 raise _fail(errno.EINVAL)
-            self.fastopen_max_qlen = min(value, host.somaxconn)
+            self.fastopen_queue.max_qlen = min(value, settings.somaxconn)
             return
         if name == TCP_FASTOPEN_CONNECT:
             if value not in (0, 1):
                 raise _fail(errno.EINVAL)
-            if not host.tcp_fastopen & TFO_CLIENT_ENABLE:
+            if not settings.tcp_fastopen & TFO_CLIENT_ENABLE:
                 raise _fail(errno.EOPNOTSUPP)
             if st is not TcpState.CLOSED:
                 raise _fail(errno.EINVAL)
@@ -198,15 +192,15 @@ class EngineSocket:
         if name == TCP_NODELAY:
             return int(self.nodelay)
         if name == TCP_SYNCNT:
-            return self.syn_retries or self.host.syn_retries
+            return self.syn_retries or self.ctx.settings.syn_retries
         if name == TCP_FASTOPEN:
-            return self.fastopen_max_qlen
+            return self.fastopen_queue.max_qlen
         if name == TCP_FASTOPEN_CONNECT:
             return int(self.fastopen_connect)
         if name == TCP_FASTOPEN_NO_COOKIE:
             return int(self.fastopen_no_cookie)
         if name == TCP_FASTOPEN_KEY:
-            ring = self.fastopen_keys or self.host.keys
+            ring = self.fastopen_keys or self.ctx.settings.keys
             return ring.to_raw()
         raise _fail(errno.ENOPROTOOPT)
 
@@ -231,9 +225,9 @@ class EngineSocket:
         if self.bound is not None or self.conn is not None:
             raise _fail(errno.EINVAL)
         ip, port = self._parse_addr(addr)
-        if ip is not None and ip not in self.host.addresses:
+        if ip is not None and not self.ctx.has_address(ip):
             raise _fail(errno.EADDRNOTAVAIL)
-        self.bound = self.host.bind_port(self, ip, port)
+        self.bound = self.ctx.bind_port(self, ip, port)
 
     def getsockname(self) -> SockAddr:
         if self.conn is not None:
@@ -259,14 +253,15 @@ class EngineSocket:
         if self.conn is not None:
             raise _fail(errno.EINVAL)
         if self.bound is None:
-            self.bound = self.host.bind_port(self, None, 0)
-        self.backlog = max(0, min(backlog, self.host.somaxconn))
+            self.bound = self.ctx.bind_port(self, None, 0)
+        self.backlog = max(0, min(backlog, self.ctx.settings.somaxconn))
         if not self.listening:
-            self.host.start_listening(self)
+            self.ctx.start_listening(self)
+            self.fastopen_queue.listen(self.ctx.settings, self.backlog)
         self.listening = True
 
     def accept(self, now: float) -> tuple[EngineSocket, SockAddr]:
-        self._enter(now)
+        self._check_open()
         if not self.listening:
             raise _fail(errno.EINVAL)
         if not self.accept_queue:
@@ -276,53 +271,37 @@ class EngineSocket:
         assert conn is not None
         return child, (str(conn.remote), conn.rport)
 
+    def child_ready(self, child: EngineSocket) -> None:
+        """A child of this listener is established (or a TFO child was born): accept() takes it."""
+        self.accept_queue.append(child)
+        self.ctx.emit(Accepted(self))
+
     # -- active open -------------------------------------------------------------------------------
 
-    def _new_connection(self, addr: SockAddr) -> Connection:
+    def _new_connection(self, addr: SockAddr, now: float) -> Connection:
         ip, port = self._parse_addr(addr)
         if ip is None or port == 0:
             raise _fail(errno.ECONNREFUSED if ip is not None else errno.EINVAL)
-        host = self.host
-        local = self.bound[0] if self.bound is not None else None
-        if local is None:
-            local = host.source_address(ip)
-        lport = self.bound[1] if self.bound is not None else host.ephemeral_port(local, ip, port)
-        if (local, lport, ip, port) in host.connections:
-            raise _fail(errno.EADDRNOTAVAIL)
-        conn = Connection(host, self, local, lport, ip, port)
+        conn = self.ctx.new_connection(self, self.bound, ip, port, now)
         self.conn = conn
         self._error_reported = False
-        host.connections[conn.key] = conn
         return conn
 
     def _fastopen_option(self, conn: Connection, now: float) -> tuple[bool, FastOpen | None]:
         """Linux tcp_fastopen_cookie_check: (data may ride in the SYN, the option to send)."""
-        host = self.host
-        _, cookie, experimental = host.cookie_cache.get(conn.local, conn.remote)
-        if host.fastopen_active_should_disable(now) or host.cookie_cache.disabled(
-            (conn.local, conn.remote, conn.rport), now
-        ):
-            return False, None
-        conn.fo_blackhole_check = host.blackhole_disabled_before()
-        if host.tcp_fastopen & TFO_CLIENT_NO_COOKIE or self.fastopen_no_cookie:
-            return True, None
-        if cookie:
-            conn.fo_cookie = cookie
-            return True, FastOpen(cookie, experimental)
-        conn.fastopen_client_fail = FastOpenClientFail.COOKIE_UNAVAILABLE
-        return False, FastOpen(b"", experimental)
-
-    def _syn_data_space(self, conn: Connection) -> int:
-        """Linux tcp_send_syn_data: the MSS of the path clamped by the cached MSS (or ours), at
-        least tcp_min_snd_mss, minus 40 bytes kept for options (MAX_TCP_OPTION_SPACE)."""
-        host = self.host
-        cached, _, _ = host.cookie_cache.get(conn.local, conn.remote)
-        path = host.adv_mss(conn.local)
-        return max(min(cached or path, path), MIN_SND_MSS) - OPTION_SPACE
+        ctx = self.ctx
+        path = (conn.local, conn.remote, conn.rport)
+        check = client_cookie_check(
+            ctx.settings, ctx.cookie_cache, ctx.blackhole, self.fastopen_no_cookie, path, now
+        )
+        conn.fo_blackhole_check = check.marked
+        conn.fo_cookie = check.cookie
+        conn.fastopen_client_fail = check.fail
+        return check.usable, check.option
 
     def connect(self, addr: SockAddr, now: float) -> None:
         """Non-blocking connect: raises EINPROGRESS (or returns at once for a deferred TFO one)."""
-        self._enter(now)
+        self._check_open()
         if self.listening:
             raise _fail(errno.EISCONN)
         conn = self.conn
@@ -335,7 +314,7 @@ class EngineSocket:
         if conn is not None and conn.error is not None and not self._error_reported:
             self._error_reported = True
             raise _fail(conn.error)
-        conn = self._new_connection(addr)
+        conn = self._new_connection(addr, now)
         self.connecting = True
         if self.fastopen_connect:
             usable, option = self._fastopen_option(conn, now)
@@ -363,9 +342,9 @@ class EngineSocket:
     def disconnect(self, now: float) -> None:
         """connect(AF_UNSPEC) (Linux tcp_disconnect): the connection is dropped, with a RST when
         one is owed, and the socket can connect again; a listener stops listening."""
-        self._enter(now)
+        self._check_open()
         if self.listening:
-            self.host.stop_listening(self, now)
+            self.ctx.stop_listening(self, now)
             self.listening = False
         conn = self.conn
         if conn is not None and conn.state is not TcpState.CLOSED:
@@ -376,15 +355,14 @@ class EngineSocket:
     # -- data --------------------------------------------------------------------------------------
 
     def sendto(self, data: bytes, flags: int, addr: SockAddr | None, now: float) -> int:
-        self._enter(now)
+        self._check_open()
         if flags & MSG_FASTOPEN or self.defer_connect:
             return self._sendmsg_fastopen(data, addr, now)
         return self.send(data, now)
 
     def _sendmsg_fastopen(self, data: bytes, addr: SockAddr | None, now: float) -> int:
         """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached."""
-        host = self.host
-        if not host.tcp_fastopen & TFO_CLIENT_ENABLE:
+        if not self.ctx.settings.tcp_fastopen & TFO_CLIENT_ENABLE:
             raise _fail(errno.EOPNOTSUPP)
         conn = self.conn
         if self.defer_connect:
@@ -399,21 +377,25 @@ class EngineSocket:
         if addr is None:
             raise _fail(errno.EINVAL)
         self.connecting = False
-        conn = self._new_connection(addr)
+        conn = self._new_connection(addr, now)
         self.connecting = True
         return self._send_syn(conn, data, now)
 
     def _send_syn(self, conn: Connection, data: bytes, now: float) -> int:
         """The SYN of a fast open: what of ``data`` fits rides in it (EINPROGRESS when none)."""
         usable, option = self._fastopen_option(conn, now)
-        payload = data[: self._syn_data_space(conn)] if usable else b""
+        ctx = self.ctx
+        room = syn_data_space(
+            ctx.settings, ctx.cookie_cache, conn.local, conn.remote, ctx.adv_mss(conn.local)
+        )
+        payload = data[:room] if usable else b""
         sent = conn.open_active(now, payload, option)
         if sent:
             return sent
         raise _fail(errno.EINPROGRESS)
 
     def send(self, data: bytes, now: float) -> int:
-        self._enter(now)
+        self._check_open()
         if self.defer_connect:
             return self._sendmsg_fastopen(data, None, now)
         conn = self.conn
@@ -438,12 +420,12 @@ class EngineSocket:
         raise _fail(errno.EPIPE)
 
     def recv(self, n: int, now: float) -> bytes:
-        self._enter(now)
+        self._check_open()
         conn = self.conn
         if conn is None:
             raise _fail(errno.ENOTCONN)
         if conn.rcv_buf:
-            return conn.recv(n)
+            return conn.recv(n, now)
         err = self._take_error()
         if err is not None:
             raise _fail(err)
@@ -454,7 +436,7 @@ class EngineSocket:
         raise _fail(errno.EAGAIN)
 
     def shutdown(self, how: int, now: float) -> None:
-        self._enter(now)
+        self._check_open()
         conn = self.conn
         if conn is None or conn.state in (TcpState.CLOSED, TcpState.SYN_SENT):
             raise _fail(errno.ENOTCONN)
@@ -469,13 +451,12 @@ class EngineSocket:
         """close(): an orderly FIN (RST with unread data); the connection lives on orphaned."""
         if self.closed:
             return
-        self.host.last_now = now
         self.closed = True
         if self.listening:
-            self.host.stop_listening(self, now)
+            self.ctx.stop_listening(self, now)
             self.listening = False
         if self.bound is not None:
-            self.host.release_port(self)
+            self.ctx.release_port(self)
         conn = self.conn
         if conn is not None and conn.state is not TcpState.CLOSED:
             conn.close(now)

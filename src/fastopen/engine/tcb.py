@@ -9,20 +9,24 @@ delayed ACKs, the TFO client and server paths (``net/ipv4/tcp_fastopen.c``).
 from __future__ import annotations
 
 import errno
-from collections import deque
 from typing import TYPE_CHECKING
 
-from fastopen.engine.cache import IPAddress, NegativeReason
-from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
-from fastopen.engine.info import FastOpenClientFail, TcpInfo
-from fastopen.engine.states import TcpEvent, TcpState, transition
-from fastopen.kernel.constants import (
+from fastopen.constants import (
     TCPI_OPT_SACK,
     TCPI_OPT_SYN_DATA,
     TCPI_OPT_TFO_CHILD,
     TCPI_OPT_TIMESTAMPS,
     TCPI_OPT_WSCALE,
 )
+from fastopen.engine.cache import IPAddress, NegativeReason
+from fastopen.engine.context import ConnectionContext
+from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
+from fastopen.engine.fastopen import client_synack
+from fastopen.engine.info import FastOpenClientFail, TcpInfo
+from fastopen.engine.recovery import Recovery
+from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
+from fastopen.engine.seq import ACK, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
+from fastopen.engine.states import TcpEvent, TcpState, transition
 from fastopen.wire import (
     FastOpen,
     Flags,
@@ -36,24 +40,14 @@ from fastopen.wire import (
 )
 
 if TYPE_CHECKING:
-    from fastopen.engine.host import Host
     from fastopen.engine.socket import EngineSocket
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-
-#: Linux: TCP_TIMEOUT_INIT, TCP_RTO_MIN, TCP_RTO_MAX, TCP_DELACK_MIN, TCP_TIMEWAIT_LEN.
-RTO_INIT = 1.0
-RTO_MIN = 0.2
-RTO_MAX = 120.0
+#: Linux TCP_DELACK_MIN, TCP_TIMEWAIT_LEN.
 DELACK = 0.04
 #: Linux TCP_DELACK_MAX: the longest an ACK is held back (a writer about to send, ...).
 DELACK_MAX = 0.2
 TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
-#: Linux net.ipv4.tcp_invalid_ratelimit: one duplicate ACK per 500 ms for out-of-window ACKs.
-OOW_RATELIMIT = 0.5
 #: Linux TCP_MAX_QUICKACKS, MAX_TCP_OPTION_SPACE, TCP_MSS_DEFAULT.
 MAX_QUICKACKS = 16
 OPTION_SPACE = 40
@@ -75,15 +69,6 @@ _RST_AFTER_FIN = frozenset((S.CLOSE_WAIT, S.LAST_ACK, S.CLOSING))
 
 _NOP = Nop()
 _FLAGS = [Flags(i) for i in range(256)]
-
-
-def seq_lt(a: int, b: int) -> bool:
-    """``a`` before ``b`` in sequence space."""
-    return ((a - b) & MASK) >= HALF
-
-
-def seq_le(a: int, b: int) -> bool:
-    return ((b - a) & MASK) < HALF
 
 
 def _timed_out(elapsed: float, boundary: int, rto_base: float) -> bool:
@@ -114,36 +99,28 @@ class Connection:
         "_adv_mss",
         "_ato_pending",
         "_ato_started",
-        "_cwnd_cnt",
         "_delack_at",
         "_fin_queued",
         "_fin_seq",
         "_last_oow",
         "_quickack",
         "_rcv_fin_seq",
-        "_reno_sacked",
         "_retrans_stamp",
         "_rto_at",
-        "_rtt_seq",
-        "_rtt_time",
-        "_sent_ends",
         "_syn_sent_at",
         "_tw_at",
         "backoff",
         "bytes_acked",
         "bytes_received",
-        "cwnd",
+        "ctx",
         "data_segs_in",
         "data_segs_out",
-        "delivered",
-        "dupacks",
         "error",
         "fastopen_client_fail",
         "fo_blackhole_check",
         "fo_cookie",
         "fo_pending",
         "fo_request",
-        "host",
         "irs",
         "iss",
         "key",
@@ -159,11 +136,11 @@ class Connection:
         "rcv_nxt",
         "rcv_wnd_init",
         "rcv_wscale",
+        "recovery",
         "remote",
         "retransmits",
         "rport",
-        "rto",
-        "rttvar",
+        "rtt",
         "sack_ok",
         "segs_in",
         "segs_out",
@@ -181,8 +158,6 @@ class Connection:
         "snd_wnd",
         "snd_wscale",
         "sock",
-        "srtt",
-        "ssthresh",
         "state",
         "syn_acked",
         "syn_data",
@@ -200,20 +175,22 @@ class Connection:
 
     def __init__(
         self,
-        host: Host,
+        ctx: ConnectionContext,
         sock: EngineSocket,
         local: IPAddress,
         lport: int,
         remote: IPAddress,
         rport: int,
+        now: float,
     ) -> None:
-        self.host = host
+        self.ctx = ctx
+        settings = ctx.settings
         self.sock = sock
         self.listener: EngineSocket | None = None
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
         self.key = (local, lport, remote, rport)
         self.state = S.CLOSED
-        self.iss = host.choose_isn(local, lport, remote, rport)
+        self.iss = ctx.choose_isn(local, lport, remote, rport, now)
         self.irs = 0
         self.snd_una = self.snd_nxt = self.snd_max = self.snd_sml = self.iss
         self.snd_wnd = 0
@@ -228,33 +205,26 @@ class Connection:
         self.rcv_buf = bytearray()
         self.ooo: list[tuple[int, bytes]] = []
         self._rcv_fin_seq: int | None = None
-        mss = host.adv_mss(local)
+        mss = ctx.adv_mss(local)
         self._adv_mss = mss
         self.snd_mss = MSS_DEFAULT
-        self.rcv_wnd_init = initial_window(host.rmem, mss)
-        self.rcv_wscale = host.wscale if host.window_scaling else 0
+        self.rcv_wnd_init = initial_window(settings.rmem, mss)
+        self.rcv_wscale = settings.wscale if settings.window_scaling else 0
         self.snd_wscale = 0
         self.wscale_ok = self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
-        self.tsoffset = host.choose_tsoffset(local, remote) if host.timestamps else 0
-        self.srtt = 0.0
-        self.rttvar = 0.0
-        self.rto = RTO_INIT
-        self._rtt_seq: int | None = None
-        self._rtt_time = 0.0
+        self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
+        self.rtt = RttEstimator()
+        self.recovery = Recovery()
         self.retransmits = 0
         self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
         self._retrans_stamp = 0.0
         self.total_retrans = 0
-        self.cwnd = 10  # Linux initial window (segments)
-        self._cwnd_cnt = 0
-        self.ssthresh = 0x7FFFFFFF
-        self.dupacks = 0
         self._rto_at: float | None = None
         self._delack_at: float | None = None
         self._tw_at: float | None = None
         self._syn_sent_at = 0.0
-        self._last_oow = -OOW_RATELIMIT
+        self._last_oow = -settings.invalid_ratelimit
         self.pushed_at: float | None = None
         self._ato_pending = 0
         self._ato_started = False
@@ -279,9 +249,6 @@ class Connection:
         self.segs_in = self.segs_out = 0
         self.data_segs_in = self.data_segs_out = 0
         self.bytes_acked = self.bytes_received = 0
-        self.delivered = 0  # Linux tp->delivered: segments acknowledged (SYN and FIN count)
-        self._sent_ends: deque[int] = deque()  # end of each segment sent once, for delivered
-        self._reno_sacked = 0  # duplicate ACKs already counted as delivered (no SACK)
 
     # -- state and timers --------------------------------------------------------------------------
 
@@ -302,10 +269,10 @@ class Connection:
     def _rearm(self) -> None:
         t = self.deadline()
         if t is not None and (self.pushed_at is None or t < self.pushed_at):
-            self.host.schedule(self, t)
+            self.ctx.schedule(self, t)
 
     def _set_rto(self, now: float) -> None:
-        self._rto_at = now + min(self.rto * (1 << min(self.backoff, 15)), RTO_MAX)
+        self._rto_at = now + self.rtt.backed_off(self.backoff)
 
     def on_timer(self, now: float) -> None:
         """Fire every timer of this connection that is due at ``now``."""
@@ -315,11 +282,11 @@ class Connection:
             self._tw_at = None
             if self.state is S.TIME_WAIT:
                 self._move(E.TIME_WAIT_EXPIRED)
-                self.destroy(None)
+                self.destroy(now, None)
                 return
             if self.state is S.FIN_WAIT_2:
                 self._move(E.FIN_WAIT_2_TIMEOUT)
-                self.destroy(None)
+                self.destroy(now, None)
                 return
         if self._delack_at is not None and now >= self._delack_at:
             self._delack_at = None
@@ -339,7 +306,7 @@ class Connection:
     def _window(self) -> int:
         """The window field for a non-SYN segment (scaled), never shrinking the right edge."""
         ws = self.rcv_wscale
-        win = min(self.host.rmem - len(self.rcv_buf), self.rcv_wnd_init)
+        win = min(self.ctx.settings.rmem - len(self.rcv_buf), self.rcv_wnd_init)
         edge = (self.rcv_adv - self.rcv_nxt) & MASK
         if edge < HALF and win < edge:
             win = edge
@@ -401,7 +368,7 @@ class Connection:
         self.segs_out += 1
         if payload:
             self.data_segs_out += 1
-        self.host.output(self.local, self.remote, seg)
+        self.ctx.output(self.local, self.remote, seg)
 
     def send_ack(self, now: float) -> None:
         """A pure ACK, with the highest sequence sent (never one rewound for a retransmission)."""
@@ -409,16 +376,16 @@ class Connection:
 
     def send_rst(self, now: float) -> None:
         self._emit(self.snd_max, RST | ACK, options=(), now=now)
-        self.host.counters["TcpOutRsts"] += 1
+        self.ctx.counters["TcpOutRsts"] += 1
 
     def _send_syn(
         self, now: float, *, payload: bytes = b"", fastopen: FastOpen | None = None
     ) -> None:
-        ts = self._tsopt(now, 0) if self.host.timestamps else None
+        ts = self._tsopt(now, 0) if self.ctx.settings.timestamps else None
         options = linux_syn_options(
             self._adv_mss,
-            sack=self.host.sack,
-            wscale=self.rcv_wscale if self.host.window_scaling else None,
+            sack=self.ctx.settings.sack,
+            wscale=self.rcv_wscale if self.ctx.settings.window_scaling else None,
             timestamps=ts,
             fastopen=fastopen,
         )
@@ -445,7 +412,7 @@ class Connection:
         mss = self.snd_mss
         buf = self.snd_buf
         end_data = (self.snd_buf_seq + len(buf)) & MASK
-        wnd_edge = (self.snd_una + min(self.snd_wnd, self.cwnd * mss)) & MASK
+        wnd_edge = (self.snd_una + min(self.snd_wnd, self.recovery.cwnd * mss)) & MASK
         nodelay = self.sock.nodelay
         while True:
             nxt = self.snd_nxt
@@ -483,11 +450,11 @@ class Connection:
         retrans = seq_lt(seq, self.snd_max)
         if retrans:
             self.total_retrans += 1
-            self.host.counters["TcpRetransSegs"] += 1
+            self.ctx.counters["TcpRetransSegs"] += 1
         else:
-            self._sent_ends.append(end)
-            if self._rtt_seq is None and not self.ts_ok:
-                self._rtt_seq, self._rtt_time = end, now
+            self.recovery.sent(end)
+            if not self.ts_ok:
+                self.rtt.time_segment(end, now)
         self._emit(seq, flags, data, now=now)
         if len(data) < self.snd_mss:
             self.snd_sml = end
@@ -506,7 +473,7 @@ class Connection:
         """
         if self.state is S.CLOSED:  # else a deferred connect (already SYN-SENT) sends now
             self._move(E.APP_FASTOPEN if data else E.APP_CONNECT)
-            self.host.counters["TcpActiveOpens"] += 1
+            self.ctx.counters["TcpActiveOpens"] += 1
         sent = b""
         if data:
             self.syn_data = True
@@ -519,9 +486,9 @@ class Connection:
         self.fo_request = fastopen is not None and not fastopen.cookie
         self._send_syn(now, payload=sent, fastopen=fastopen)
         self.snd_nxt = self.snd_max = (self.iss + 1 + len(sent)) & MASK
-        self._sent_ends.append((self.iss + 1) & MASK)  # the SYN and its data: two in tcp_ack
+        self.recovery.sent((self.iss + 1) & MASK)  # the SYN and its data: two in tcp_ack
         if sent:
-            self._sent_ends.append(self.snd_nxt)
+            self.recovery.sent(self.snd_nxt)
         self._syn_sent_at = now
         self._set_rto(now)
         self._rearm()
@@ -530,10 +497,10 @@ class Connection:
     def defer_connect(self) -> None:
         """TCP_FASTOPEN_CONNECT with a cookie: SYN-SENT now, the SYN goes with the first write."""
         self._move(E.APP_CONNECT)
-        self.host.counters["TcpActiveOpens"] += 1
+        self.ctx.counters["TcpActiveOpens"] += 1
 
     def send(self, data: bytes, now: float) -> int:
-        space = self.host.wmem - len(self.snd_buf)
+        space = self.ctx.settings.wmem - len(self.snd_buf)
         if space <= 0:
             self.want_write = True
             raise EngineError(errno.EAGAIN)
@@ -545,7 +512,7 @@ class Connection:
         self._rearm()
         return len(chunk)
 
-    def recv(self, n: int) -> bytes:
+    def recv(self, n: int, now: float) -> bytes:
         buf = self.rcv_buf
         if not buf:
             return b""
@@ -553,11 +520,11 @@ class Connection:
         data = bytes(buf[:n])
         del buf[:n]
         if not before and self._window_would_open() and self.state in _SYNCHRONIZED:
-            self.send_ack(self.host.last_now)  # window update after a full buffer drained
+            self.send_ack(now)  # window update after a full buffer drained
         return data
 
     def _window_would_open(self) -> bool:
-        return self.host.rmem - len(self.rcv_buf) >= self._adv_mss
+        return self.ctx.settings.rmem - len(self.rcv_buf) >= self._adv_mss
 
     def fin_received(self) -> bool:
         return self._rcv_fin_seq is not None and self.rcv_nxt == ((self._rcv_fin_seq + 1) & MASK)
@@ -568,7 +535,7 @@ class Connection:
         st = self.state
         if st is S.SYN_SENT:
             self._move(E.APP_CLOSE)
-            self.destroy(None, notify=False)
+            self.destroy(now, None, notify=False)
             return
         if self.rcv_buf and st in _SYNCHRONIZED:
             self.abort(now)
@@ -585,11 +552,12 @@ class Connection:
         middlebox at work; data on one opened after a disable period clears the count."""
         if self.listener is not None or not self.syn_fastopen:
             return
-        if not self.data_segs_in:
-            if self._rcv_fin_seq is not None and not self.fin_received() and not self.ooo:
-                self.host.fastopen_active_disable(now)
-        elif self.fo_blackhole_check:
-            self.host.reset_blackhole()
+        self.ctx.blackhole.connection_closed(
+            data_in=bool(self.data_segs_in),
+            lone_ofo_fin=self._rcv_fin_seq is not None and not self.fin_received() and not self.ooo,
+            marked=self.fo_blackhole_check,
+            now=now,
+        )
 
     def shutdown_write(self, now: float) -> None:
         if self.shut_wr or self.state not in _SYNCHRONIZED:
@@ -607,7 +575,7 @@ class Connection:
         if rst:
             self.send_rst(now)
         self._move(E.APP_ABORT)
-        self.destroy(None, notify=False)
+        self.destroy(now, None, notify=False)
 
     def disconnect(self, now: float) -> None:
         """connect(AF_UNSPEC), Linux tcp_disconnect: a RST when one is owed (tcp_need_reset, or
@@ -618,47 +586,56 @@ class Connection:
         if st in _NEED_RESET or (st in (S.CLOSING, S.LAST_ACK) and unsent):
             self.send_rst(now)
         self._move(E.APP_DISCONNECT)
-        self.destroy(None, notify=False)
+        self.destroy(now, None, notify=False)
 
-    def end_time_wait(self) -> None:
+    def end_time_wait(self, now: float) -> None:
         """A new SYN for this 4-tuple ends TIME-WAIT (Linux TCP_TW_SYN): the listener takes it."""
         self._move(E.RCV_SYN)
-        self.destroy(None, notify=False)
+        self.destroy(now, None, notify=False)
 
-    def destroy(self, error: int | None, *, notify: bool = True) -> None:
-        """Leave for good (the state already CLOSED): out of the host's tables; the
-        application learns why."""
+    def destroy(self, now: float, error: int | None, *, notify: bool = True) -> None:
+        """Leave for good (the state already CLOSED): out of the host's tables and the
+        listener's fastopen queue; the application learns why."""
         if self.state is not S.TIME_WAIT:  # else checked when it entered TIME-WAIT
-            self._fastopen_ofo_check(self.host.last_now)
+            self._fastopen_ofo_check(now)
         self._rto_at = self._delack_at = self._tw_at = None
         if error is not None and self.error is None:
             self.error = error
-        self.host.forget(self, reset=error == errno.ECONNRESET)
+        self.pushed_at = None
+        listener = self.listener
+        if listener is not None and self.fo_pending:
+            self.fo_pending = False
+            # a pending TFO child reset after the application accepted it stays counted
+            accepted = listener.listening and self.sock not in listener.accept_queue
+            listener.fastopen_queue.remove(now, hold=error == errno.ECONNRESET and accepted)
+        self.ctx.forget(self.key, self)
         if notify and not self.orphan:
-            self.host.emit(Readable(self.sock))
-            self.host.emit(Closed(self.sock, error))
+            self.ctx.emit(Readable(self.sock))
+            self.ctx.emit(Closed(self.sock, error))
 
     # -- options -----------------------------------------------------------------------------------
 
     def _take_syn_options(self, seg: TcpSegment) -> None:
         """Negotiate from a SYN or SYN-ACK as Linux does (both sides must offer)."""
-        host = self.host
+        ctx = self.ctx
         peer_mss = seg.mss or MSS_DEFAULT
         ws = seg.wscale
-        if ws is not None and host.window_scaling:
+        if ws is not None and ctx.settings.window_scaling:
             self.wscale_ok = True
             self.snd_wscale = min(ws, 14)
         else:
             self.wscale_ok = False
             self.rcv_wscale = 0
-        self.sack_ok = seg.sack_permitted and host.sack
+        self.sack_ok = seg.sack_permitted and ctx.settings.sack
         ts = seg.timestamps
-        if ts is not None and host.timestamps:
+        if ts is not None and ctx.settings.timestamps:
             self.ts_ok = True
             self.ts_recent = ts.tsval
         else:
             self.ts_ok = False
-        self.snd_mss = min(peer_mss, self._adv_mss) - (TS_OPTION_LEN if self.ts_ok else 0)
+        # Linux tcp_mtu_to_mss: never below tcp_min_snd_mss, then the timestamps' room off
+        mss = max(min(peer_mss, self._adv_mss), ctx.settings.min_snd_mss)
+        self.snd_mss = mss - (TS_OPTION_LEN if self.ts_ok else 0)
         self.snd_wnd = seg.window
         self.max_window = max(self.max_window, self.snd_wnd)
 
@@ -683,10 +660,10 @@ class Connection:
         self._take_syn_options(seg)
         if self.ts_ok:
             mss = self._adv_mss - TS_OPTION_LEN
-            self.rcv_wnd_init = initial_window(self.host.rmem, mss)
+            self.rcv_wnd_init = initial_window(self.ctx.settings.rmem, mss)
         self.snd_wl1, self.snd_wl2 = seg.seq, self.iss
         self._move(E.RCV_SYN_VALID_COOKIE if fastopen else E.RCV_SYN)
-        self.host.counters["TcpPassiveOpens"] += 1
+        self.ctx.counters["TcpPassiveOpens"] += 1
         if fastopen:
             self.tfo_child = True
             self.fo_pending = True
@@ -718,12 +695,12 @@ class Connection:
             ack = seg.ack
             if seq_le(ack, self.iss) or seq_lt(self.snd_max, ack) or self._paws_rejects(seg, now):
                 if not flags & RST:
-                    self.host.send_reset_for(self.local, self.remote, seg)
+                    self.ctx.send_reset_for(self.local, self.remote, seg)
                 return
         if flags & RST:
             if flags & ACK:
                 self._move(E.RCV_RST)
-                self.destroy(errno.ECONNREFUSED)
+                self.destroy(now, errno.ECONNREFUSED)
             return
         if not flags & SYN:
             return
@@ -738,7 +715,7 @@ class Connection:
             return
         self._move(E.RCV_SYN_ACK)
         if self.retransmits == 0:
-            self._rtt_sample(now - self._syn_sent_at)
+            self.rtt.sample(now - self._syn_sent_at)
         self.retransmits = self.backoff = 0
         self._rto_at = None
         fo_fail = False
@@ -749,8 +726,8 @@ class Connection:
                 self._rcv_data(seg, flags, now)  # Linux tcp_fastopen_add_skb
         else:
             self._process_ack(seg.ack, now)  # data in a plain SYN-ACK is dropped, as Linux does
-        self.host.emit(Connected(self.sock))
-        self.host.emit(Writable(self.sock))
+        self.ctx.emit(Connected(self.sock))
+        self.ctx.emit(Writable(self.sock))
         if fo_fail:
             self.snd_nxt = self.snd_una
         self.output(now)
@@ -772,67 +749,46 @@ class Connection:
         """Linux tcp_rcv_synsent_state_process: a SYN-ACK whose TS echo is not a TSval we sent
         since the SYN (TcpExt PAWSActive) is answered with a RST."""
         ts = seg.timestamps
-        if ts is None or not ts.tsecr or not self.host.timestamps:
+        if ts is None or not ts.tsecr or not self.ctx.settings.timestamps:
             return False
         first = int(self._syn_sent_at * 1000) + self.tsoffset  # TSval of the first SYN
         if ((int(now * 1000) + self.tsoffset - first) & MASK) >= ((ts.tsecr - first) & MASK):
             return False
-        self.host.counters["PAWSActive"] += 1
+        self.ctx.counters["PAWSActive"] += 1
         return True
 
     # -- TFO client: the SYN-ACK (Linux tcp_rcv_fastopen_synack) -----------------------------------
 
     def _rcv_fastopen_synack(self, seg: TcpSegment, now: float) -> bool:
         """Learn from the SYN-ACK; True when SYN data must go again (TFO failed)."""
-        host = self.host
-        fo = seg.fastopen if self.syn_fastopen else None  # an unsolicited cookie is ignored
-        cookie: bytes | None = None
-        length = -1
-        bad_length = False
-        if fo is not None:
-            n = len(fo.cookie)
-            if n == 0 or (4 <= n <= 16 and n % 2 == 0):
-                length = n
-                cookie = fo.cookie or None
-            else:
-                bad_length = True
+        ctx = self.ctx
         self._process_ack(seg.ack, now)
         unacked = self.syn_data and self.snd_una != self.snd_max
-        syn_drop = False
-        try_exp = 0
-        if self.total_retrans:
-            syn_drop = length < 0 and unacked
-        elif length < 0 and not self.syn_data:
-            try_exp = 2 if self.syn_fastopen_exp else 1
-        host.cookie_cache.set(
-            self.local,
-            self.remote,
-            mss=seg.mss or 0,
-            cookie=cookie,
-            experimental=fo.experimental if fo is not None else False,
-            syn_lost=syn_drop,
-            try_exp=try_exp,
+        client_synack(
+            ctx.cookie_cache,
+            (self.local, self.remote, self.rport),
+            seg,
+            syn_fastopen=self.syn_fastopen,
+            syn_experimental=self.syn_fastopen_exp,
+            syn_data=self.syn_data,
+            fo_request=self.fo_request,
+            cookie_sent=self.fo_cookie is not None,
+            retransmitted=self.total_retrans > 0,
+            unacked=unacked,
             now=now,
         )
-        path = (self.local, self.remote, self.rport)
-        option_sent = self.fo_request or self.fo_cookie is not None
-        if bad_length:
-            host.cookie_cache.disable(path, NegativeReason.BAD_COOKIE_LENGTH, now)
-        elif option_sent and length <= 0 and (self.fo_request or unacked):
-            host.cookie_cache.disable(path, NegativeReason.NO_OPTION, now)
         if unacked:
             self.fastopen_client_fail = (
                 FastOpenClientFail.SYN_RETRANSMITTED
                 if self.total_retrans
                 else FastOpenClientFail.DATA_NOT_ACKED
             )
-            host.counters["TCPFastOpenActiveFail"] += 1
+            ctx.counters["TCPFastOpenActiveFail"] += 1
             return True
         self.syn_data_acked = self.syn_data
         if self.syn_data_acked:
-            host.counters["TCPFastOpenActive"] += 1
-            if self.delivered > 1:
-                self.delivered -= 1  # Linux: SYN-data counts as two packets in tcp_ack()
+            ctx.counters["TCPFastOpenActive"] += 1
+            self.recovery.syn_data_acked()
         return False
 
     # -- synchronized states -----------------------------------------------------------------------
@@ -868,11 +824,11 @@ class Connection:
             if self.syn_fastopen and not self.data_segs_in and st is S.ESTABLISHED:
                 # Linux tcp_validate_incoming: an out-of-order RST on an active TFO connection
                 # that got no data is a middlebox at work (a blackhole detection)
-                self.host.fastopen_active_disable(now)
+                self.ctx.blackhole.active_disable(now)
             self._challenge_ack(now)  # RFC 5961 3.2
             return
         if flags & SYN:
-            self.host.counters["TCPSYNChallenge"] += 1
+            self.ctx.counters["TCPSYNChallenge"] += 1
             self._challenge_ack(now)  # RFC 5961 4.2
             return
         if not flags & ACK:
@@ -880,7 +836,7 @@ class Connection:
         ack = seg.ack
         if not self.syn_acked:
             if seq_le(ack, self.snd_una) or seq_lt(self.snd_max, ack):
-                self.host.send_reset_for(self.local, self.remote, seg)
+                self.ctx.send_reset_for(self.local, self.remote, seg)
                 return
             self._handshake_done(now)
         if seq_lt(self.snd_max, ack):
@@ -915,7 +871,7 @@ class Connection:
                 and seq_lt(self.rcv_nxt, (seq + plen) & MASK)
             ):
                 # Linux tcp_rcv_state_process: an out-of-order FIN after close() in FIN-WAIT-1
-                self.host.fastopen_active_disable(now)
+                self.ctx.blackhole.active_disable(now)
             self._rcv_data(seg, flags, now)
         self.output(now)
 
@@ -932,30 +888,30 @@ class Connection:
             self._fastopen_ofo_check(now)
         elif st is S.LAST_ACK:
             self._move(E.RCV_ACK_OF_FIN)
-            self.destroy(None)
+            self.destroy(now, None)
             return False
         return True
 
     def _handshake_done(self, now: float) -> None:
         """The ACK of our SYN-ACK: the handshake is complete (whatever the state by now)."""
         self.syn_acked = True
-        self.delivered += 1  # Linux: the SYN-ACK's delivery is not tracked in tcp_ack
+        self.recovery.handshake_acked()
         if self.retransmits == 0:
-            self._rtt_sample(now - self._syn_sent_at)
+            self.rtt.sample(now - self._syn_sent_at)
         self.retransmits = self.backoff = 0
         self._rto_at = None
         if self.state is S.SYN_RECEIVED:
             self._move(E.RCV_ACK_OF_SYN)
         listener = self.listener
         if listener is None:
-            self.host.emit(Connected(self.sock))
-            self.host.emit(Writable(self.sock))
+            self.ctx.emit(Connected(self.sock))
+            self.ctx.emit(Writable(self.sock))
             return
         if self.fo_pending:
             self.fo_pending = False
-            listener.fastopen_qlen -= 1
+            listener.fastopen_queue.remove(now, hold=False)
         if not self.tfo_child:
-            self.host.enqueue_accept(listener, self)
+            listener.child_ready(self.sock)
 
     def _update_window(self, seg: TcpSegment, flags: int) -> None:
         seq, ack = seg.seq, seg.ack
@@ -965,29 +921,8 @@ class Connection:
             if self.snd_wnd > self.max_window:
                 self.max_window = self.snd_wnd
 
-    def _count_delivered(self, ends: deque[int], ack: int) -> None:
-        """Linux tcp_clean_rtx_queue: each segment ``ack`` covers is delivered; without SACK
-        (tcp_remove_reno_sacks) the duplicate ACKs already counted take their share."""
-        segments = 0
-        while ends and ((ack - ends[0]) & MASK) < HALF:
-            ends.popleft()
-            segments += 1
-        if self.sack_ok:
-            self.delivered += segments
-            return
-        sacked = self._reno_sacked
-        self.delivered += max(segments - sacked, 1)
-        self._reno_sacked = 0 if segments - 1 >= sacked else sacked - (segments - 1)
-
     def _dupack(self, now: float) -> None:
-        self.dupacks += 1
-        if not self.sack_ok and self._reno_sacked + 1 < len(self._sent_ends):
-            self._reno_sacked += 1  # Linux tcp_add_reno_sack: a duplicate ACK, one delivered
-            self.delivered += 1
-        if self.dupacks == 3:  # fast retransmit (RFC 5681)
-            flight = ((self.snd_max - self.snd_una) & MASK) // self.snd_mss
-            self.ssthresh = max(flight // 2, 2)
-            self.cwnd = self.ssthresh
+        if self.recovery.on_dupack(self.sack_ok):  # fast retransmit (RFC 5681)
             self._retransmit_head(now)
 
     def _retransmit_head(self, now: float) -> None:
@@ -1003,9 +938,9 @@ class Connection:
             flags |= FIN
         else:
             return
-        self._rtt_seq = None
+        self.rtt.forget_timed()
         self.total_retrans += 1
-        self.host.counters["TcpRetransSegs"] += 1
+        self.ctx.counters["TcpRetransSegs"] += 1
         self._emit(self.snd_una, flags | (PSH if data else 0), data, now=now)
 
     def _process_ack(self, ack: int, now: float, ts: Timestamps | None = None) -> None:
@@ -1025,71 +960,50 @@ class Connection:
             if n:
                 del self.snd_buf[:n]
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
-        ends = self._sent_ends
-        if ends and ((ack - ends[0]) & MASK) < HALF:  # the oldest segment sent is acked
-            self._count_delivered(ends, ack)
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         if ts is not None and ts.tsecr:
             ms = (int(now * 1000) + self.tsoffset - ts.tsecr) & MASK
             if ms < HALF:
-                self._rtt_sample(max(ms, 1) / 1000)
-        elif self._rtt_seq is not None and seq_le(self._rtt_seq, ack):
-            self._rtt_sample(now - self._rtt_time)
-            self._rtt_seq = None
+                self.rtt.sample(max(ms, 1) / 1000)
+        else:
+            self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
-        self.dupacks = 0
-        if self.cwnd < self.ssthresh:
-            self.cwnd += 1  # slow start
-        else:  # congestion avoidance: one segment per window of ACKs (RFC 5681)
-            self._cwnd_cnt += 1
-            if self._cwnd_cnt >= self.cwnd:
-                self._cwnd_cnt = 0
-                self.cwnd += 1
+        self.recovery.on_ack(ack, self.sack_ok)
         if self.snd_una == self.snd_max:
             self._rto_at = None
         else:
             self._set_rto(now)
-        if self.want_write and len(self.snd_buf) < self.host.wmem:
+        if self.want_write and len(self.snd_buf) < self.ctx.settings.wmem:
             self.want_write = False
-            self.host.emit(Writable(self.sock))
-
-    def _rtt_sample(self, r: float) -> None:
-        """RFC 6298 with Linux's floor: RTO = SRTT + max(4 RTTVAR, 200 ms), at most 120 s."""
-        if self.srtt == 0.0:
-            self.srtt = r
-            self.rttvar = r / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
-            self.srtt = 0.875 * self.srtt + 0.125 * r
-        self.rto = min(max(self.srtt + max(4 * self.rttvar, RTO_MIN), RTO_MIN), RTO_MAX)
+            self.ctx.emit(Writable(self.sock))
 
     def _oow_ack(self, now: float, pure: bool) -> None:
         """A duplicate ACK for an out-of-window segment; for a pure ACK at most one per 500 ms
         (Linux tcp_oow_rate_limited, tcp_invalid_ratelimit), so two ends cannot ACK forever."""
         if pure:
-            if now - self._last_oow < OOW_RATELIMIT:
-                self.host.counters["TCPACKSkippedSeq"] += 1
+            if now - self._last_oow < self.ctx.settings.invalid_ratelimit:
+                self.ctx.counters["TCPACKSkippedSeq"] += 1
                 return
             self._last_oow = now
         self.send_ack(now)
 
     def _challenge_ack(self, now: float) -> None:
-        self.host.counters["TCPChallengeACK"] += 1
+        self.ctx.counters["TCPChallengeACK"] += 1
         self.send_ack(now)
 
     def _reset(self, now: float) -> None:
         """An acceptable RST: the error Linux reports (tcp_reset)."""
         err = errno.EPIPE if self.state is S.CLOSE_WAIT else errno.ECONNRESET
-        self.host.counters["TcpEstabResets"] += 1
+        self.ctx.counters["TcpEstabResets"] += 1
         self._move(E.RCV_RST)
-        self.destroy(err)
+        self.destroy(now, err)
 
     def _rcv_time_wait(self, seg: TcpSegment, flags: int, now: float) -> None:
         if flags & RST:
             self._move(E.RCV_RST)  # Linux kills TIME-WAIT on a RST (tcp_rfc1337 = 0)
-            self.destroy(None)
+            self.destroy(now, None)
             return
         if flags & FIN and ((seg.seq + len(seg.payload) + 1) & MASK) == self.rcv_nxt:
             self._tw_at = now + TIME_WAIT_LEN  # the peer lost our ACK of its FIN
@@ -1127,7 +1041,7 @@ class Connection:
         if off < HALF and off:
             payload = payload[off:] if off < len(payload) else b""
             seq = self.rcv_nxt
-        limit = (self.host.rmem - len(self.rcv_buf)) - ((seq - self.rcv_nxt) & MASK)
+        limit = (self.ctx.settings.rmem - len(self.rcv_buf)) - ((seq - self.rcv_nxt) & MASK)
         if len(payload) > limit:
             payload = payload[: max(limit, 0)]
             flags &= ~FIN
@@ -1155,10 +1069,10 @@ class Connection:
                 self._tw_at = now + TIME_WAIT_LEN
                 self._fastopen_ofo_check(now)
             self.send_ack(now)
-            self.host.emit(Readable(self.sock))
+            self.ctx.emit(Readable(self.sock))
             return
         if delivered:
-            self.host.emit(Readable(self.sock))
+            self.ctx.emit(Readable(self.sock))
             if self.ooo:
                 self.send_ack(now)
             else:
@@ -1218,51 +1132,51 @@ class Connection:
     # -- retransmission timeout --------------------------------------------------------------------
 
     def _on_rto(self, now: float) -> None:
-        host = self.host
+        ctx = self.ctx
         st = self.state
         syncnt = self.sock.syn_retries  # TCP_SYNCNT (a child has its listener's)
         if st is S.SYN_SENT:
             # Linux 6.x tcp_write_timeout: syn_retries plus the linear timeouts, or the time
             # syn_retries doubling RTOs from 1 s would take (1 + 2 + ... s), whichever comes first
-            retries = syncnt or host.syn_retries
-            expired = self.retransmits >= retries + host.syn_linear_timeouts or (
+            retries = syncnt or ctx.settings.syn_retries
+            expired = self.retransmits >= retries + ctx.settings.syn_linear_timeouts or (
                 self.retransmits > 0 and _timed_out(now - self._syn_sent_at, retries, RTO_INIT)
             )
         elif not self.syn_acked:  # a TFO child gets one more (tcp_fastopen_synack_timer)
             expired = self.retransmits >= (
-                syncnt or host.synack_retries + (1 if self.tfo_child else 0)
+                syncnt or ctx.settings.synack_retries + (1 if self.tfo_child else 0)
             )
         else:  # retries2, as the time that many doubling RTOs from 200 ms would take
             if self.retransmits == 0:
-                self._retrans_stamp = now - self.rto  # when the timer was armed
+                self._retrans_stamp = now - self.rtt.rto  # when the timer was armed
             expired = self.retransmits > 0 and _timed_out(
-                now - self._retrans_stamp, host.retries2, RTO_MIN
+                now - self._retrans_stamp, ctx.settings.retries2, RTO_MIN
             )
         if (
             self.listener is None
             and (self.syn_fastopen or self.syn_data or self.syn_data_acked)
             and (self.retransmits == 2 or (self.retransmits < 2 and expired))
         ):
-            host.counters["TCPFastOpenActiveFail"] += 1
-            host.fastopen_active_disable(now)  # Linux tcp_fastopen_active_detect_blackhole
+            ctx.counters["TCPFastOpenActiveFail"] += 1
+            ctx.blackhole.active_disable(now)  # Linux tcp_fastopen_active_detect_blackhole
         if expired:
             self._move(E.TIMEOUT)
-            self.destroy(errno.ETIMEDOUT)
+            self.destroy(now, errno.ETIMEDOUT)
             return
-        host.counters["TCPTimeouts"] += 1
-        self._rtt_seq = None
+        ctx.counters["TCPTimeouts"] += 1
+        self.rtt.forget_timed()
         if st is S.SYN_SENT and self.retransmits == 0 and self.syn_data:
-            host.cookie_cache.disable(
+            ctx.cookie_cache.disable(
                 (self.local, self.remote, self.rport), NegativeReason.SYN_DATA_TIMEOUT, now
             )
         self.retransmits += 1
         # Linux 6.x tcp_retransmit_timer: SYN-SENT keeps the RTO for tcp_syn_linear_timeouts
         # retransmissions (1, 1, 1, 1, 1, 2, 4 s with the default 4), every other state doubles
-        if st is not S.SYN_SENT or self.retransmits > host.syn_linear_timeouts:
+        if st is not S.SYN_SENT or self.retransmits > ctx.settings.syn_linear_timeouts:
             self.backoff += 1
         if not self.syn_acked:
             self.total_retrans += 1
-            host.counters["TcpRetransSegs"] += 1
+            ctx.counters["TcpRetransSegs"] += 1
             if st is S.SYN_SENT:
                 self._send_syn(now)  # without data and without the option
             else:
@@ -1273,9 +1187,7 @@ class Connection:
             if self.snd_buf and self.snd_wnd == 0:
                 self._probe_zero_window(now)
             return
-        flight = ((self.snd_max - self.snd_una) & MASK) // self.snd_mss
-        self.ssthresh = max(flight // 2, 2)
-        self.cwnd = 1
+        self.recovery.on_timeout()
         self.snd_nxt = self.snd_una
         self.output(now)
         if self.snd_nxt == self.snd_una:
@@ -1288,7 +1200,7 @@ class Connection:
         if probe:
             self._emit(self.snd_nxt, ACK, probe, now=now)
             self.snd_nxt = self.snd_max = (self.snd_nxt + 1) & MASK
-            self._sent_ends.append(self.snd_nxt)
+            self.recovery.sent(self.snd_nxt)
         self._set_rto(now)
 
     # -- introspection -----------------------------------------------------------------------------
@@ -1305,10 +1217,10 @@ class Connection:
             options |= TCPI_OPT_SYN_DATA
         if self.tfo_child:
             options |= TCPI_OPT_TFO_CHILD
-        unacked = ((self.snd_max - self.snd_una) & MASK) // max(self.snd_mss, 1)
+        unacked = self.recovery.packets_out
         return TcpInfo(
             tcpi_state=int(self.state),
-            tcpi_ca_state=1 if self.dupacks else (4 if self.retransmits else 0),
+            tcpi_ca_state=1 if self.recovery.dupacks else (4 if self.retransmits else 0),
             tcpi_retransmits=self.retransmits,
             tcpi_probes=0,
             tcpi_backoff=self.backoff,
@@ -1316,17 +1228,17 @@ class Connection:
             tcpi_snd_wscale=self.snd_wscale if self.wscale_ok else 0,
             tcpi_rcv_wscale=self.rcv_wscale if self.wscale_ok else 0,
             tcpi_fastopen_client_fail=int(self.fastopen_client_fail),
-            tcpi_rto=int(min(self.rto * (1 << min(self.backoff, 15)), RTO_MAX) * 1e6),
+            tcpi_rto=int(self.rtt.backed_off(self.backoff) * 1e6),
             tcpi_ato=int(DELACK * 1e6),
             tcpi_snd_mss=self.snd_mss,
             tcpi_rcv_mss=self.snd_mss,
             tcpi_unacked=unacked,
             tcpi_lost=0,
             tcpi_retrans=1 if self.retransmits and unacked else 0,
-            tcpi_rtt=int(self.srtt * 1e6),
-            tcpi_rttvar=int(self.rttvar * 1e6),
-            tcpi_snd_ssthresh=min(self.ssthresh, 0x7FFFFFFF),
-            tcpi_snd_cwnd=self.cwnd,
+            tcpi_rtt=int(self.rtt.srtt * 1e6),
+            tcpi_rttvar=int(self.rtt.rttvar * 1e6),
+            tcpi_snd_ssthresh=min(self.recovery.ssthresh, 0x7FFFFFFF),
+            tcpi_snd_cwnd=self.recovery.cwnd,
             tcpi_advmss=self._adv_mss - (TS_OPTION_LEN if self.ts_ok else 0),
             tcpi_rcv_space=self.rcv_wnd_init,
             tcpi_total_retrans=self.total_retrans,
@@ -1338,6 +1250,6 @@ class Connection:
             tcpi_data_segs_out=self.data_segs_out,
             tcpi_snd_wnd=self.snd_wnd,
             tcpi_rcv_wnd=(self.rcv_adv - self.rcv_nxt) & MASK if self.state in _SYNCHRONIZED else 0,
-            tcpi_delivered=self.delivered,
+            tcpi_delivered=self.recovery.delivered,
             tcpi_delivered_ce=0,  # no ECN
         )

@@ -18,8 +18,8 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.kernel.attempts import Attempt, remember
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.report import OffReason, Side
 
 Address = tuple[Any, ...]

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastopen.kernel.constants import TFO_COUNTERS
+from fastopen.constants import TFO_COUNTERS
 from fastopen.lab.emulator import Lab
 from fastopen.lab.ladder import Endpoint, Rung, rungs
 from fastopen.lab.netns import Addresses, Netns

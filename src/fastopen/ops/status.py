@@ -10,9 +10,7 @@ import socket
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fastopen.errors import FastOpenError
-from fastopen.kernel import counters, sysctl
-from fastopen.kernel.constants import (
+from fastopen.constants import (
     TCP_FASTOPEN_CONNECT,
     TFO_CLIENT_ENABLE,
     TFO_CLIENT_NO_COOKIE,
@@ -20,6 +18,8 @@ from fastopen.kernel.constants import (
     TFO_SERVER_ENABLE,
     TFO_SERVER_WO_SOCKOPT1,
 )
+from fastopen.errors import FastOpenError
+from fastopen.kernel import counters, sysctl
 from fastopen.ops import enable, keys
 
 BLACKHOLE = "net.ipv4.tcp_fastopen_blackhole_timeout_sec"

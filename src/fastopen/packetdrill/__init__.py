@@ -29,7 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
-from fastopen.packetdrill.runner import Config, RunResult, run_script
+from fastopen.packetdrill.run import run_script
+from fastopen.packetdrill.runner import Config, RunResult
 from fastopen.packetdrill.script import Script, load_script, parse_script
 
 

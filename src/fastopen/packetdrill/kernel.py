@@ -34,9 +34,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fastopen import constants as K
 from fastopen.engine.icmp import IcmpError
 from fastopen.errors import FastOpenError, MalformedPacket, NeedsRoot
-from fastopen.kernel import constants as K
 from fastopen.kernel import counters as kernel_counters
 from fastopen.kernel import tcp_metrics, tcpinfo
 from fastopen.lab.emulator import check_support

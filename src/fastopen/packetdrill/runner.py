@@ -41,10 +41,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.icmp import IcmpError
-from fastopen.kernel import constants as K
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
     compare,
@@ -1056,7 +1056,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
             data = raw[:size].ljust(size, b"\0") if size is not None else raw
         else:
             data = self.value(value) or 0
-        sock.setsockopt(self.value(level) or 0, self.value(name) or 0, data)
+        sock.setsockopt(self.value(level) or 0, self.value(name) or 0, data, self.now)
         return 0
 
     def sys_getsockopt(self, fd: Expr, level: Expr, name: Expr, value: Expr, length: Expr) -> int:
@@ -1356,18 +1356,3 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         if sock is None:
             raise self.fail("a %{ }% block, but there is no socket under test")
         return info_fields(sock.tcp_info())
-
-
-def run_script(script: Script, config: Config | None = None) -> RunResult:
-    """Run a parsed script on ``config.stack``; raises :class:`ScriptError` at the first
-    difference (and :class:`~fastopen.errors.FastOpenError` when the kernel backend cannot run)."""
-    cfg = dataclasses.replace(config) if config is not None else Config()
-    cfg.apply(script.options, script.path)
-    cfg.apply(cfg.command_line, "command line")
-    if cfg.stack == "kernel":
-        from fastopen.packetdrill.kernel import run_kernel  # the lab imports the engine
-
-        return run_kernel(script, cfg)
-    if cfg.stack != "engine":
-        raise ScriptSyntaxError(script.path, 0, f"unknown stack {cfg.stack!r}")
-    return EngineRunner(script, cfg).run()

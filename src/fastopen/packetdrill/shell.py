@@ -36,32 +36,32 @@ SELFTESTS_DEFAULTS_SH = DEFAULTS_SH | {"net.ipv4.tcp_fastopen": "0x3"}
 
 
 def _int(attr: str) -> Callable[[Host, str], None]:
-    return lambda host, value: setattr(host, attr, int(value, 0))
+    return lambda host, value: setattr(host.settings, attr, int(value, 0))
 
 
 def _flag(attr: str) -> Callable[[Host, str], None]:
-    return lambda host, value: setattr(host, attr, int(value, 0) != 0)
+    return lambda host, value: setattr(host.settings, attr, int(value, 0) != 0)
 
 
 def _wmem(host: Host, value: str) -> None:
     """``tcp_wmem``: "min default max"; the engine's send buffer is the default."""
-    host.wmem = int(value.split()[1], 0)
+    host.settings.wmem = int(value.split()[1], 0)
 
 
 def _rmem(host: Host, value: str) -> None:
     """``tcp_rmem``: the receive buffer is the default; the window scale follows the maximum,
     as Linux's tcp_select_initial_window: ilog2(max) - 15, within 0..14."""
     _, default, maximum = (int(word, 0) for word in value.split())
-    host.rmem = default
-    host.wscale = min(max(maximum.bit_length() - 1 - 15, 0), 14)
+    host.settings.rmem = default
+    host.settings.wscale = min(max(maximum.bit_length() - 1 - 15, 0), 14)
 
 
 def _keys(host: Host, value: str) -> None:
-    host.keys = KeyRing.from_text(value)
+    host.settings.keys = KeyRing.from_text(value)
 
 
 def _blackhole(host: Host, value: str) -> None:
-    host.blackhole_timeout = float(int(value, 0))
+    host.settings.blackhole_timeout = float(int(value, 0))
 
 
 #: The sysctls the runner applies to the engine Host.
