@@ -54,6 +54,13 @@ class Settings:
     retries2: int = 15
     blackhole_timeout: float = 0.0
     negative_cache_time: float = NEGATIVE_TIME
+    #: tcp_keepalive_time, tcp_keepalive_intvl (seconds), tcp_keepalive_probes.
+    keepalive_time: int = 7200
+    keepalive_intvl: int = 75
+    keepalive_probes: int = 9
+    #: The device segments large sends itself (TSO): the engine hands it segments of many MSS,
+    #: as Linux sizes them (tcp_tso_autosize); off, every segment is at most one MSS.
+    tso: bool = False
 
 
 class SettingsChanges(TypedDict, total=False):
@@ -81,3 +88,7 @@ class SettingsChanges(TypedDict, total=False):
     retries2: int
     blackhole_timeout: float
     negative_cache_time: float
+    keepalive_time: int
+    keepalive_intvl: int
+    keepalive_probes: int
+    tso: bool

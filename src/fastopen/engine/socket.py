@@ -29,7 +29,7 @@ from fastopen.engine.events import Accepted, EngineError
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
 from fastopen.engine.info import TcpInfo
 from fastopen.engine.states import TcpState
-from fastopen.engine.tcb import Connection
+from fastopen.engine.tcb import MSS_DEFAULT, Connection
 from fastopen.errors import KeyFormatError
 from fastopen.wire import FastOpen
 
@@ -37,14 +37,41 @@ SOL_SOCKET = _socket.SOL_SOCKET
 SOL_TCP = _socket.IPPROTO_TCP
 SO_REUSEADDR = _socket.SO_REUSEADDR
 SO_ERROR = _socket.SO_ERROR
+SO_KEEPALIVE = _socket.SO_KEEPALIVE
 TCP_NODELAY = _socket.TCP_NODELAY
 TCP_SYNCNT = _socket.TCP_SYNCNT
+TCP_MAXSEG = _socket.TCP_MAXSEG
+TCP_QUICKACK = _socket.TCP_QUICKACK
+TCP_KEEPIDLE = _socket.TCP_KEEPIDLE
+TCP_KEEPINTVL = _socket.TCP_KEEPINTVL
+TCP_KEEPCNT = _socket.TCP_KEEPCNT
+#: Linux MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL (seconds), MAX_TCP_KEEPCNT; TCP_MIN_MSS and
+#: MAX_TCP_WINDOW bound TCP_MAXSEG.
+MAX_KEEPIDLE = 32767
+MAX_KEEPINTVL = 32767
+MAX_KEEPCNT = 127
+MIN_USER_MSS, MAX_USER_MSS = 88, 32767
+#: Linux's poll bits (tcp_poll), as <poll.h> has them.
+POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
+POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
+#: An address of family AF_UNSPEC, as sendto(MSG_FASTOPEN) may be given one (Linux refuses it).
+AF_UNSPEC_ADDRESS = ("", -1)
 #: Linux MAX_TCP_SYNCNT: the most TCP_SYNCNT takes.
 MAX_SYNCNT = 127
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 
 SockAddr = tuple[str, int]
+_KEEPALIVE_LIMITS = {
+    TCP_KEEPIDLE: MAX_KEEPIDLE,
+    TCP_KEEPINTVL: MAX_KEEPINTVL,
+    TCP_KEEPCNT: MAX_KEEPCNT,
+}
+_KEEPALIVE_LIMITS_ATTR = {
+    TCP_KEEPIDLE: "keepidle",
+    TCP_KEEPINTVL: "keepintvl",
+    TCP_KEEPCNT: "keepcnt",
+}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -80,6 +107,13 @@ class EngineSocket:
         self.defer_connect = False
         self.nodelay = False
         self.reuseaddr = False
+        #: SO_KEEPALIVE and its TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (0: the host's).
+        self.keepalive = False
+        self.keepidle = 0
+        self.keepintvl = 0
+        self.keepcnt = 0
+        #: TCP_MAXSEG (Linux rx_opt.user_mss; 0: none).
+        self.user_mss = 0
         #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
         self.syn_retries = 0
         #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
@@ -133,9 +167,31 @@ class EngineSocket:
             if name == SO_REUSEADDR:
                 self.reuseaddr = bool(value)
                 return
+            if name == SO_KEEPALIVE and isinstance(value, int):
+                self.keepalive = bool(value)
+                if self.conn is not None and now is not None:
+                    self.conn.keepalive_changed(now)
+                return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
+        if name in _KEEPALIVE_LIMITS and isinstance(value, int):
+            if not 1 <= value <= _KEEPALIVE_LIMITS[name]:
+                raise _fail(errno.EINVAL)
+            setattr(self, _KEEPALIVE_LIMITS_ATTR[name], value)
+            if self.conn is not None and now is not None:
+                self.conn.keepalive_changed(now)
+            return
+        if name == TCP_QUICKACK and isinstance(value, int):
+            if self.conn is not None and now is not None:
+                self.conn.set_quickack(bool(value & 1), now)
+            return
+        if name == TCP_MAXSEG and isinstance(value, int):
+            # Linux do_tcp_setsockopt: 0 clears it; else TCP_MIN_MSS..MAX_TCP_WINDOW
+            if value and not MIN_USER_MSS <= value <= MAX_USER_MSS:
+                raise _fail(errno.EINVAL)
+            self.user_mss = value
+            return
         if name == TCP_FASTOPEN_KEY:
             if not isinstance(value, bytes):
                 raise _fail(errno.EINVAL)
@@ -184,6 +240,8 @@ class EngineSocket:
                 return int(self.reuseaddr)
             if name == SO_ERROR:
                 return self._take_error() or 0
+            if name == SO_KEEPALIVE:
+                return int(self.keepalive)
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -193,6 +251,13 @@ class EngineSocket:
             return int(self.nodelay)
         if name == TCP_SYNCNT:
             return self.syn_retries or self.ctx.settings.syn_retries
+        if name in _KEEPALIVE_LIMITS:
+            return self.keepalive_setting(name)
+        if name == TCP_MAXSEG:
+            conn = self.conn
+            if conn is not None and conn.state not in (TcpState.CLOSED, TcpState.LISTEN):
+                return conn.snd_mss
+            return self.user_mss or MSS_DEFAULT
         if name == TCP_FASTOPEN:
             return self.fastopen_queue.max_qlen
         if name == TCP_FASTOPEN_CONNECT:
@@ -283,6 +348,8 @@ class EngineSocket:
         if ip is None or port == 0:
             raise _fail(errno.ECONNREFUSED if ip is not None else errno.EINVAL)
         conn = self.ctx.new_connection(self, self.bound, ip, port, now)
+        if self.user_mss:
+            conn.clamp_mss(self.user_mss)
         self.conn = conn
         self._error_reported = False
         return conn
@@ -361,8 +428,9 @@ class EngineSocket:
         return self.send(data, now)
 
     def _sendmsg_fastopen(self, data: bytes, addr: SockAddr | None, now: float) -> int:
-        """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached."""
-        if not self.ctx.settings.tcp_fastopen & TFO_CLIENT_ENABLE:
+        """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached (an
+        AF_UNSPEC address is refused, as TFO off is)."""
+        if not self.ctx.settings.tcp_fastopen & TFO_CLIENT_ENABLE or addr == AF_UNSPEC_ADDRESS:
             raise _fail(errno.EOPNOTSUPP)
         conn = self.conn
         if self.defer_connect:
@@ -385,9 +453,7 @@ class EngineSocket:
         """The SYN of a fast open: what of ``data`` fits rides in it (EINPROGRESS when none)."""
         usable, option = self._fastopen_option(conn, now)
         ctx = self.ctx
-        room = syn_data_space(
-            ctx.settings, ctx.cookie_cache, conn.local, conn.remote, ctx.adv_mss(conn.local)
-        )
+        room = syn_data_space(ctx.settings, ctx.cookie_cache, conn.local, conn.remote, conn.adv_mss)
         payload = data[:room] if usable else b""
         sent = conn.open_active(now, payload, option)
         if sent:
@@ -460,6 +526,51 @@ class EngineSocket:
         conn = self.conn
         if conn is not None and conn.state is not TcpState.CLOSED:
             conn.close(now)
+
+    def inherit(self, listener: EngineSocket) -> None:
+        """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY."""
+        self.keepalive = listener.keepalive
+        self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
+        self.keepcnt = listener.keepcnt
+        self.user_mss = listener.user_mss
+        self.nodelay = listener.nodelay
+
+    def keepalive_setting(self, name: int) -> int:
+        """TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT: the socket's, else the host's."""
+        settings = self.ctx.settings
+        if name == TCP_KEEPIDLE:
+            return self.keepidle or settings.keepalive_time
+        if name == TCP_KEEPINTVL:
+            return self.keepintvl or settings.keepalive_intvl
+        return self.keepcnt or settings.keepalive_probes
+
+    def poll(self) -> int:
+        """The poll bits of this socket now, as Linux tcp_poll computes them (POLLIN, POLLOUT,
+        POLLERR, POLLHUP, POLLRDHUP and the RDNORM/WRNORM twins)."""
+        if self.listening:
+            return POLLIN | POLLRDNORM if self.accept_queue else 0
+        conn = self.conn
+        st = self.state
+        mask = 0
+        shut_rd = conn is not None and (conn.shut_rd or conn.fin_received() or conn.gone())
+        shut_wr = conn is not None and (conn.shut_wr or conn.gone())
+        if (shut_rd and shut_wr) or st is TcpState.CLOSED:
+            mask |= POLLHUP
+        if shut_rd:
+            mask |= POLLIN | POLLRDNORM | POLLRDHUP
+        connected = st is not TcpState.SYN_SENT and (
+            st is not TcpState.SYN_RECEIVED or (conn is not None and conn.tfo_child)
+        )
+        if connected:
+            if conn is not None and conn.rcv_buf:
+                mask |= POLLIN | POLLRDNORM
+            if shut_wr or conn is None or conn.writable():
+                mask |= POLLOUT | POLLWRNORM
+        elif st is TcpState.SYN_SENT and self.defer_connect:
+            mask |= POLLOUT | POLLWRNORM  # TCP_FASTOPEN_CONNECT: write() sends the SYN
+        if conn is not None and conn.error is not None and not self._error_reported:
+            mask |= POLLERR
+        return mask
 
     def tcp_info(self) -> TcpInfo:
         """What getsockopt(TCP_INFO) shows (a listener or unconnected socket: mostly zeros)."""

@@ -9,6 +9,7 @@ delayed ACKs, the TFO client and server paths (``net/ipv4/tcp_fastopen.c``).
 from __future__ import annotations
 
 import errno
+import socket as _socket
 from typing import TYPE_CHECKING
 
 from fastopen.constants import (
@@ -65,6 +66,8 @@ _FIN_SENT = frozenset((S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME
 _NEED_RESET = frozenset((S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.FIN_WAIT_2, S.SYN_RECEIVED))
 #: Linux tcp_reset_check: after the peer's FIN, a RST at RCV.NXT - 1 is accepted too.
 _RST_AFTER_FIN = frozenset((S.CLOSE_WAIT, S.LAST_ACK, S.CLOSING))
+#: Linux tcp_keepalive_timer probes these (and FIN-WAIT-2 is left to its own timer).
+_KEEPALIVE_STATES = frozenset((S.ESTABLISHED, S.CLOSE_WAIT))
 
 
 _NOP = Nop()
@@ -97,12 +100,17 @@ class Connection:
 
     __slots__ = (
         "_adv_mss",
+        "_ato",
         "_ato_pending",
-        "_ato_started",
         "_delack_at",
         "_fin_queued",
         "_fin_seq",
+        "_ka_at",
+        "_ka_probes",
         "_last_oow",
+        "_lrcv",
+        "_lrcv_any",
+        "_pingpong",
         "_quickack",
         "_rcv_fin_seq",
         "_retrans_stamp",
@@ -223,12 +231,19 @@ class Connection:
         self._rto_at: float | None = None
         self._delack_at: float | None = None
         self._tw_at: float | None = None
+        self._ka_at: float | None = None  # keepalive (SO_KEEPALIVE)
+        self._ka_probes = 0
         self._syn_sent_at = 0.0
         self._last_oow = -settings.invalid_ratelimit
         self.pushed_at: float | None = None
+        # delayed ACKs, as Linux's icsk_ack: ato (0 until the first data), the quick ACKs left,
+        # the ping-pong count (replies sent within ato of the last data) and lrcvtime
+        self._ato = 0.0
         self._ato_pending = 0
-        self._ato_started = False
         self._quickack = 0
+        self._pingpong = 0
+        self._lrcv = 0.0
+        self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
         self.orphan = False
         self.shut_rd = self.shut_wr = False
@@ -264,6 +279,9 @@ class Connection:
         w = self._tw_at
         if w is not None and (t is None or w < t):
             t = w
+        k = self._ka_at
+        if k is not None and (t is None or k < t):
+            t = k
         return t
 
     def _rearm(self) -> None:
@@ -290,10 +308,17 @@ class Connection:
                 return
         if self._delack_at is not None and now >= self._delack_at:
             self._delack_at = None
+            if self._pingpong:  # Linux tcp_delack_timer_handler: a missed delayed ACK
+                self._ato = min(self._ato * 2, self.rtt.rto)
+            else:
+                self._ato = DELACK
             self.send_ack(now)
         if self._rto_at is not None and now >= self._rto_at:
             self._rto_at = None
             self._on_rto(now)
+        if self._ka_at is not None and now >= self._ka_at and not self.gone():
+            self._ka_at = None
+            self._keepalive_timer(now)
         if not self.gone():
             self._rearm()
 
@@ -345,6 +370,10 @@ class Connection:
         now: float = 0.0,
     ) -> None:
         if flags & ACK:
+            if self._ato_pending and self._quickack:
+                self._quickack -= 1  # Linux tcp_dec_quickack_mode, in tcp_event_ack_sent
+                if not self._quickack:
+                    self._ato = DELACK
             self._ato_pending = 0
             self._delack_at = None
         if options is None:
@@ -455,6 +484,8 @@ class Connection:
             self.recovery.sent(end)
             if not self.ts_ok:
                 self.rtt.time_segment(end, now)
+            if data and now - self._lrcv < self._ato:
+                self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
         self._emit(seq, flags, data, now=now)
         if len(data) < self.snd_mss:
             self.snd_sml = end
@@ -598,7 +629,7 @@ class Connection:
         listener's fastopen queue; the application learns why."""
         if self.state is not S.TIME_WAIT:  # else checked when it entered TIME-WAIT
             self._fastopen_ofo_check(now)
-        self._rto_at = self._delack_at = self._tw_at = None
+        self._rto_at = self._delack_at = self._tw_at = self._ka_at = None
         if error is not None and self.error is None:
             self.error = error
         self.pushed_at = None
@@ -654,6 +685,9 @@ class Connection:
         SYN-RECEIVED; with ``fastopen``, its data in."""
         self.listener = listener
         self.sock.syn_retries = listener.syn_retries
+        self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
+        if listener.user_mss:
+            self.clamp_mss(listener.user_mss)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
         self.irs = seg.seq
         self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
@@ -682,6 +716,10 @@ class Connection:
 
     def segment_arrives(self, seg: TcpSegment, now: float) -> None:
         self.segs_in += 1
+        self._lrcv_any = now
+        if self._ka_probes:
+            self._ka_probes = 0
+            self.keepalive_changed(now)
         if self.state is S.SYN_SENT:
             self._rcv_syn_sent(seg, now)
         else:
@@ -714,6 +752,8 @@ class Connection:
             self._send_synack(now)
             return
         self._move(E.RCV_SYN_ACK)
+        self._lrcv = now  # Linux lrcvtime: a reply within ato of it is ping-pong
+        self.keepalive_changed(now)  # Linux tcp_finish_connect
         if self.retransmits == 0:
             self.rtt.sample(now - self._syn_sent_at)
         self.retransmits = self.backoff = 0
@@ -737,13 +777,83 @@ class Connection:
             else:
                 self.send_ack(now)
 
+    # -- keepalive (Linux tcp_keepalive_timer) ------------------------------------------------
+
+    def keepalive_changed(self, now: float) -> None:
+        """SO_KEEPALIVE or its times changed: the keepalive timer restarts from the last
+        segment received (off: it stops)."""
+        self._ka_at = None
+        self._ka_probes = 0
+        if self.sock.keepalive and self.state in _KEEPALIVE_STATES:
+            idle = self.sock.keepalive_setting(_socket.TCP_KEEPIDLE)
+            last = self._lrcv_any or now
+            self._ka_at = max(now, last + idle)
+            self._rearm()
+
+    def _keepalive_timer(self, now: float) -> None:
+        """Idle for TCP_KEEPIDLE with nothing in flight: a probe (one byte below SND.UNA, no
+        data) every TCP_KEEPINTVL; TCP_KEEPCNT unanswered ones reset the connection with
+        ETIMEDOUT."""
+        sock = self.sock
+        if not sock.keepalive or self.state not in _KEEPALIVE_STATES:
+            return
+        idle = sock.keepalive_setting(_socket.TCP_KEEPIDLE)
+        interval = sock.keepalive_setting(_socket.TCP_KEEPINTVL)
+        if self.snd_una != self.snd_max or self.snd_buf:
+            self._ka_at = now + idle  # the retransmission timer watches the connection
+            return
+        elapsed = now - self._lrcv_any
+        if elapsed < idle and self._ka_probes == 0:
+            self._ka_at = now + idle - elapsed
+            return
+        if self._ka_probes >= sock.keepalive_setting(_socket.TCP_KEEPCNT):
+            self.send_rst(now)
+            self._move(E.APP_ABORT)
+            self.destroy(now, errno.ETIMEDOUT)
+            return
+        self._ka_probes += 1
+        self._emit((self.snd_una - 1) & MASK, ACK, now=now)
+        self._ka_at = now + interval
+
+    @property
+    def adv_mss(self) -> int:
+        """The MSS this end offers (Linux tp->advmss): the path's, clamped by TCP_MAXSEG."""
+        return self._adv_mss
+
+    def clamp_mss(self, mss: int) -> None:
+        """TCP_MAXSEG (Linux user_mss) or a lower path MTU: offer and send at most ``mss``."""
+        if mss < self._adv_mss:
+            self._adv_mss = mss
+            self.rcv_wnd_init = initial_window(self.ctx.settings.rmem, mss)
+            if self.state not in (S.CLOSED, S.SYN_SENT, S.LISTEN):
+                self.snd_mss = min(self.snd_mss, mss - (TS_OPTION_LEN if self.ts_ok else 0))
+
+    def writable(self) -> bool:
+        """Linux __sk_stream_is_writeable: the free send buffer is at least half what is queued."""
+        queued = len(self.snd_buf)
+        return self.ctx.settings.wmem - queued >= queued // 2
+
     def _hold_ack(self, now: float) -> None:
         """A writer is waiting for the connection (Linux sk_write_pending): the ACK of the SYN-ACK
         waits up to TCP_DELACK_MAX for its data, in quick ACK mode, so the data carries it."""
-        self._ato_started = True
-        self._quickack = MAX_QUICKACKS
+        self.enter_quickack()
         self._ato_pending = 1
         self._delack_at = now + DELACK_MAX
+
+    def enter_quickack(self) -> None:
+        """Linux tcp_enter_quickack_mode: quick ACKs again, out of ping-pong mode."""
+        self._quickack = MAX_QUICKACKS
+        self._pingpong = 0
+        self._ato = DELACK
+
+    def set_quickack(self, on: bool, now: float) -> None:
+        """TCP_QUICKACK: on sends a pending ACK now and leaves ping-pong mode; off enters it."""
+        if on:
+            self.enter_quickack()
+            if self._ato_pending and self.state in _SYNCHRONIZED:
+                self.send_ack(now)
+        else:
+            self._pingpong = max(self._pingpong, 1)
 
     def _paws_rejects(self, seg: TcpSegment, now: float) -> bool:
         """Linux tcp_rcv_synsent_state_process: a SYN-ACK whose TS echo is not a TSval we sent
@@ -902,6 +1012,7 @@ class Connection:
         self._rto_at = None
         if self.state is S.SYN_RECEIVED:
             self._move(E.RCV_ACK_OF_SYN)
+        self.keepalive_changed(now)
         listener = self.listener
         if listener is None:
             self.ctx.emit(Connected(self.sock))
@@ -1081,18 +1192,37 @@ class Connection:
             self.send_ack(now)  # out of order or duplicate: ACK at once (with SACK blocks)
 
     def _schedule_ack(self, now: float) -> None:
-        """Linux's quick ACKs at the start, then an ACK every second segment or after 40 ms."""
+        """In-order data arrived: Linux tcp_event_data_recv (ato, quick ACK mode at the start)
+        then __tcp_ack_snd_check: an ACK now for a second segment or in quick ACK mode (never
+        in ping-pong mode: the reply carries it), else a delayed ACK."""
         self._ato_pending += 1
-        if not self._ato_started:  # first data: Linux enters quick ACK mode (tcp_event_data_recv)
-            self._ato_started = True
+        if not self._ato:  # the first data: the delayed ACK engine starts in quick ACK mode
             self._quickack = MAX_QUICKACKS
-        if self._quickack > 0:
-            self._quickack -= 1
-            self.send_ack(now)
-        elif self._ato_pending >= 2:
+            self._ato = DELACK
+        else:
+            gap = now - self._lrcv
+            if gap <= DELACK / 2:
+                self._ato = self._ato / 2 + DELACK / 2
+            elif gap < self._ato:
+                self._ato = min(self._ato / 2 + gap, self.rtt.rto)
+            elif gap > self.rtt.rto:
+                self._quickack = MAX_QUICKACKS
+        self._lrcv = now
+        if self._ato_pending >= 2 or (self._quickack and not self._pingpong):
             self.send_ack(now)
         elif self._delack_at is None:
-            self._delack_at = now + DELACK
+            self._delack_at = now + self._delack_timeout()
+
+    def _delack_timeout(self) -> float:
+        """Linux tcp_send_delayed_ack: ato, at most 200 ms in ping-pong mode (500 ms else) and
+        at most the SRTT (not under 40 ms)."""
+        ato = self._ato
+        if ato > DELACK:
+            limit = DELACK_MAX if self._pingpong else 0.5
+            if self.rtt.srtt:
+                limit = min(limit, max(self.rtt.srtt, DELACK))
+            ato = min(ato, limit)
+        return min(ato, DELACK_MAX)
 
     def _ooo_insert(self, seq: int, data: bytes) -> None:
         base = self.rcv_nxt

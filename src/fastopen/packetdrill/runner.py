@@ -45,6 +45,7 @@ from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.icmp import IcmpError
+from fastopen.engine.socket import AF_UNSPEC_ADDRESS
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
     compare,
@@ -1160,16 +1161,20 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
     def sys_sendto(
         self, fd: Expr, buf: Expr, length: Expr, flags: Expr, addr: Expr, addrlen: Expr
     ) -> int | Callable[[], int | None]:
-        return self.send_to(self.fd(fd), self.value(length) or 0, self.value(flags) or 0)
+        unspec = isinstance(addr, Name) and addr.name == "AF_UNSPEC"
+        return self.send_to(self.fd(fd), self.value(length) or 0, self.value(flags) or 0, unspec)
 
     def sys_sendmsg(self, fd: Expr, msg: Expr, flags: Expr) -> int | Callable[[], int | None]:
         return self.send_to(self.fd(fd), sum(self.iov_lengths(msg)), self.value(flags) or 0)
 
-    def send_to(self, entry: Fd, total: int, flags: int) -> int | Callable[[], int | None]:
-        """sendto/sendmsg to the script's remote address (MSG_FASTOPEN starts a connection)."""
+    def send_to(
+        self, entry: Fd, total: int, flags: int, unspec: bool = False
+    ) -> int | Callable[[], int | None]:
+        """sendto/sendmsg to the script's remote address (MSG_FASTOPEN starts a connection),
+        or to an address of family AF_UNSPEC."""
         if flags & K.MSG_FASTOPEN:
             self.start_active(entry.sock)
-        target = (str(self.remote), self.config.connect_port)
+        target = AF_UNSPEC_ADDRESS if unspec else (str(self.remote), self.config.connect_port)
 
         def first() -> int:
             return entry.sock.sendto(bytes(total), flags, target, self.now)
