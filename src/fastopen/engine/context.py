@@ -70,6 +70,8 @@ class ConnectionContext(Protocol):
 
     def forget(self, key: ConnKey, conn: Connection) -> None: ...
 
+    def update_pmtu(self, remote: IPAddress, mtu: int, now: float) -> None: ...
+
 
 class SocketContext(ConnectionContext, Protocol):
     """What a socket needs besides: addresses and ports, listening, new connections."""

@@ -25,6 +25,7 @@ from fastopen.engine.cache import CookieCache, IPAddress, NegativeReason
 from fastopen.engine.context import Bound, ConnKey, Timed
 from fastopen.engine.events import EngineError, Event, Readable
 from fastopen.engine.fastopen import Blackhole, server_admission
+from fastopen.engine.icmp import PMTU_EXPIRES, IcmpError
 from fastopen.engine.seq import ACK, FIN, MASK, RST, SYN
 from fastopen.engine.settings import Settings, SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, EngineSocket
@@ -70,6 +71,8 @@ class Host:
         self.counters: Counter[str] = Counter({name: 0 for name in TFO_COUNTERS})
         self.blackhole = Blackhole(self.settings, self.counters)
         self.connections: dict[ConnKey, Connection] = {}
+        #: Path MTUs learnt from ICMP, by destination: (MTU, when it expires).
+        self.pmtu: dict[IPAddress, tuple[int, float]] = {}
         self.listeners: dict[Bound, EngineSocket] = {}
         self._bound: dict[Bound, EngineSocket] = {}
         self._isn = isn
@@ -174,6 +177,12 @@ class Host:
             raise EngineError(errno.EADDRNOTAVAIL)
         conn = Connection(self, sock, local, lport, remote, rport, now)
         self.connections[conn.key] = conn
+        route = self.pmtu.get(remote)
+        if route is not None:
+            if now < route[1]:
+                conn.clamp_mss(route[0] - (40 if remote.version == 4 else 60))
+            else:
+                del self.pmtu[remote]
         return conn
 
     def choose_isn(
@@ -294,6 +303,21 @@ class Host:
             self._listen_input(listener, src, dst, seg, now)
         else:
             self.send_reset_for(dst, src, seg)
+
+    def receive_icmp(self, error: IcmpError, now: float) -> None:
+        """An ICMP or ICMPv6 error quoting a segment this host sent (Linux tcp_v4_err,
+        tcp_v6_err): the connection it names takes it; one this host does not have counts as
+        an ICMP input error."""
+        conn = self.connections.get(error.key)
+        if conn is None:
+            self.counters["IcmpInErrors"] += 1
+            return
+        conn.icmp_error(error, now)
+
+    def update_pmtu(self, remote: IPAddress, mtu: int, now: float) -> None:
+        """A smaller path MTU to ``remote`` (a route exception, as Linux keeps one for
+        ip_rt_mtu_expires, 10 minutes): new connections to it start with it too."""
+        self.pmtu[remote] = (mtu, now + PMTU_EXPIRES)
 
     def receive_icmp_unreachable(self, dst: str | IPAddress, now: float) -> None:
         """An ICMP destination unreachable for ``dst``: TFO off to it (negative cache)."""

@@ -27,6 +27,8 @@ ICMPV6_TIME_EXCEED = 3
 ICMPV6_PARAMPROB = 4
 #: Linux's smallest path MTUs (``ip_rt_min_pmtu``; IPV6_MIN_MTU).
 MIN_PMTU = {4: 552, 6: 1280}
+#: How long a learnt path MTU holds (Linux ``ip_rt_mtu_expires``, seconds).
+PMTU_EXPIRES = 600.0
 
 #: Linux ``icmp_err_convert``: errno of each ICMPv4 destination-unreachable code.
 UNREACH_ERRNO = (

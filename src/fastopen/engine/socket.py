@@ -25,7 +25,7 @@ from fastopen.constants import (
 from fastopen.cookies import KeyRing
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.context import SocketContext
-from fastopen.engine.events import Accepted, EngineError
+from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
 from fastopen.engine.info import TcpInfo
 from fastopen.engine.states import TcpState
@@ -62,6 +62,8 @@ SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 
 SockAddr = tuple[str, int]
+#: (level, name) of IP_RECVERR and IPV6_RECVERR.
+_RECVERR = frozenset(((_socket.IPPROTO_IP, 11), (_socket.IPPROTO_IPV6, 25)))
 _KEEPALIVE_LIMITS = {
     TCP_KEEPIDLE: MAX_KEEPIDLE,
     TCP_KEEPINTVL: MAX_KEEPINTVL,
@@ -114,6 +116,8 @@ class EngineSocket:
         self.keepcnt = 0
         #: TCP_MAXSEG (Linux rx_opt.user_mss; 0: none).
         self.user_mss = 0
+        #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
+        self.recverr = False
         #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
         self.syn_retries = 0
         #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
@@ -163,6 +167,9 @@ class EngineSocket:
         self._check_open()
         settings = self.ctx.settings
         st = self.state
+        if (level, name) in _RECVERR and isinstance(value, int):
+            self.recverr = bool(value)
+            return
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 self.reuseaddr = bool(value)
@@ -235,6 +242,8 @@ class EngineSocket:
 
     def getsockopt(self, level: int, name: int) -> int | bytes | TcpInfo:
         self._check_open()
+        if (level, name) in _RECVERR:
+            return int(self.recverr)
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 return int(self.reuseaddr)
@@ -527,6 +536,12 @@ class EngineSocket:
         if conn is not None and conn.state is not TcpState.CLOSED:
             conn.close(now)
 
+    def error_pending(self) -> None:
+        """The connection has a new error to report (Linux sk_error_report)."""
+        self._error_reported = False
+        self.ctx.emit(Readable(self))
+        self.ctx.emit(Writable(self))
+
     def inherit(self, listener: EngineSocket) -> None:
         """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY."""
         self.keepalive = listener.keepalive
@@ -534,6 +549,7 @@ class EngineSocket:
         self.keepcnt = listener.keepcnt
         self.user_mss = listener.user_mss
         self.nodelay = listener.nodelay
+        self.recverr = listener.recverr
 
     def keepalive_setting(self, name: int) -> int:
         """TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT: the socket's, else the host's."""

@@ -23,6 +23,7 @@ from fastopen.engine.cache import IPAddress, NegativeReason
 from fastopen.engine.context import ConnectionContext
 from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
 from fastopen.engine.fastopen import client_synack
+from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.recovery import Recovery
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
@@ -166,6 +167,7 @@ class Connection:
         "snd_wnd",
         "snd_wscale",
         "sock",
+        "soft_error",
         "state",
         "syn_acked",
         "syn_data",
@@ -245,6 +247,8 @@ class Connection:
         self._lrcv = 0.0
         self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
+        #: Linux sk_err_soft: an ICMP error kept for a timeout to report.
+        self.soft_error: int | None = None
         self.orphan = False
         self.shut_rd = self.shut_wr = False
         self.want_write = False
@@ -754,7 +758,7 @@ class Connection:
         self._move(E.RCV_SYN_ACK)
         self._lrcv = now  # Linux lrcvtime: a reply within ato of it is ping-pong
         self.keepalive_changed(now)  # Linux tcp_finish_connect
-        if self.retransmits == 0:
+        if self.total_retrans == 0:  # Karn: no sample from a retransmitted SYN
             self.rtt.sample(now - self._syn_sent_at)
         self.retransmits = self.backoff = 0
         self._rto_at = None
@@ -776,6 +780,78 @@ class Connection:
                 self._hold_ack(now)
             else:
                 self.send_ack(now)
+
+    # -- ICMP (Linux tcp_v4_err, tcp_v6_err) ----------------------------------------------------
+
+    def icmp_error(self, err: IcmpError, now: float) -> None:
+        """An ICMP error about a segment of this connection. Out of the window (the sequence
+        not between SND.UNA, the ISN while a TFO child's handshake runs, and SND.NXT) it only
+        counts (OutOfWindowIcmps). A pending request is dropped by a fatal one (tcp_req_err);
+        fragmentation needed lowers the path MTU and resends at once (tcp_v4_mtu_reduced); an
+        error in a handshake (an active open, a TFO child not yet accepted) is hard, closing
+        the connection with its errno; later it is soft, kept for a timeout to report, unless
+        the socket asked for IP_RECVERR."""
+        st = self.state
+        ctx = self.ctx
+        if st is S.CLOSED or st is S.TIME_WAIT or st is S.LISTEN:
+            return
+        request = st is S.SYN_RECEIVED and self.listener is not None and not self.tfo_child
+        una = self.iss if (request or (self.tfo_child and not self.syn_acked)) else self.snd_una
+        outside = not seq_le(una, err.seq) or seq_lt(self.snd_nxt, err.seq)
+        if outside or (request and err.seq != self.iss):
+            ctx.counters["OutOfWindowIcmps"] += 1
+            return
+        if request:
+            if err.aborts_request:
+                ctx.counters["ListenDrops"] += 1
+                self._move(E.RCV_ICMP_ERROR)
+                self.destroy(now, None, notify=False)
+            return
+        if err.pmtu:
+            self._mtu_reduced(err, now)
+            return
+        code = err.errno()
+        if code is None:
+            return
+        listener = self.listener
+        accepted = listener is not None and self.sock not in listener.accept_queue
+        if st is S.SYN_SENT or (st is S.SYN_RECEIVED and not (self.tfo_child and accepted)):
+            self._move(E.RCV_ICMP_ERROR)
+            self.destroy(now, code)
+            return
+        if self.sock.recverr:
+            self.error = code
+            self.sock.error_pending()
+        else:
+            self.soft_error = code
+
+    def _mtu_reduced(self, err: IcmpError, now: float) -> None:
+        """Linux tcp_v4_mtu_reduced / tcp_v6_mtu_reduced: a path MTU below the one in use
+        lowers the MSS and resends what no longer fits, at once (tcp_simple_retransmit; a SYN
+        with data goes again as a bare SYN, as after a timeout)."""
+        floor = MIN_PMTU[err.version]
+        if err.mtu < floor:
+            if err.version == 6:
+                return  # tcp_v6_err ignores an MTU below IPV6_MIN_MTU
+            mtu = floor
+        else:
+            mtu = err.mtu
+        mss = mtu - (40 if err.version == 4 else 60)
+        if mss >= self._adv_mss:
+            return
+        self.ctx.update_pmtu(self.remote, mtu, now)
+        self.soft_error = errno.EMSGSIZE
+        self.clamp_mss(mss)
+        if self.state is S.SYN_SENT:
+            self.total_retrans += 1
+            self.ctx.counters["TcpRetransSegs"] += 1
+            self._send_syn(now)  # without data and without the option
+            self._set_rto(now)
+            return
+        if self.snd_una != self.snd_max and self.syn_acked:
+            self.snd_nxt = self.snd_una
+            self.output(now)
+            self._rearm()
 
     # -- keepalive (Linux tcp_keepalive_timer) ------------------------------------------------
 
@@ -1291,7 +1367,7 @@ class Connection:
             ctx.blackhole.active_disable(now)  # Linux tcp_fastopen_active_detect_blackhole
         if expired:
             self._move(E.TIMEOUT)
-            self.destroy(now, errno.ETIMEDOUT)
+            self.destroy(now, self.soft_error or errno.ETIMEDOUT)  # Linux tcp_write_err
             return
         ctx.counters["TCPTimeouts"] += 1
         self.rtt.forget_timed()
