@@ -71,6 +71,11 @@ class EngineSocket:
         self.listening = False
         self.backlog = 0
         self.accept_queue: deque[EngineSocket] = deque()
+        #: the SYN queue (Linux reqsk_queue_len / _young): embryonic children of a listener,
+        #: and those whose SYN-ACK was never retransmitted; when it last overflowed (cookies)
+        self.syn_qlen = 0
+        self.syn_young = 0
+        self.last_overflow: float | None = None
         # listener side of TCP Fast Open (Linux struct fastopen_queue)
         self.fastopen_queue = FastOpenQueue()
         self.fastopen_keys: KeyRing | None = None

@@ -22,6 +22,13 @@ from fastopen.engine.cache import IPAddress, NegativeReason
 from fastopen.engine.context import ConnectionContext
 from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
 from fastopen.engine.fastopen import client_synack
+from fastopen.engine.handshake import (
+    MSS_DEFAULT,
+    TS_OPTION_LEN,
+    Negotiated,
+    initial_window,
+    negotiate,
+)
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.recovery import Recovery
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
@@ -48,11 +55,8 @@ DELACK = 0.04
 DELACK_MAX = 0.2
 TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
-#: Linux TCP_MAX_QUICKACKS, MAX_TCP_OPTION_SPACE, TCP_MSS_DEFAULT.
+#: Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
-OPTION_SPACE = 40
-MSS_DEFAULT = 536
-TS_OPTION_LEN = 12
 
 S = TcpState
 E = TcpEvent
@@ -82,16 +86,6 @@ def _timed_out(elapsed: float, boundary: int, rto_base: float) -> bool:
     return round(elapsed * 1000) >= round(timeout * 1000)
 
 
-def initial_window(rmem: int, mss: int) -> int:
-    """The window of a SYN or SYN-ACK, as Linux tcp_select_initial_window offers it: the space
-    of the receive buffer (half of it: tcp_win_from_space with the default scaling ratio),
-    rounded down to the MSS, at most 65535 (64240 for the default 131072, 65535 for 540000)."""
-    space = rmem // 2
-    if space > mss:
-        space -= space % mss
-    return min(space, 65535)
-
-
 class Connection:
     """A TCB: sequence space, buffers, options, RTT, congestion window, timers and TFO state."""
 
@@ -102,12 +96,14 @@ class Connection:
         "_delack_at",
         "_fin_queued",
         "_fin_seq",
+        "_in_syn_queue",
         "_last_oow",
         "_quickack",
         "_rcv_fin_seq",
         "_retrans_stamp",
         "_rto_at",
         "_syn_sent_at",
+        "_synack_timed",
         "_tw_at",
         "backoff",
         "bytes_acked",
@@ -182,6 +178,7 @@ class Connection:
         remote: IPAddress,
         rport: int,
         now: float,
+        iss: int | None = None,
     ) -> None:
         self.ctx = ctx
         settings = ctx.settings
@@ -190,7 +187,7 @@ class Connection:
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
         self.key = (local, lport, remote, rport)
         self.state = S.CLOSED
-        self.iss = ctx.choose_isn(local, lport, remote, rport, now)
+        self.iss = ctx.choose_isn(local, lport, remote, rport, now) if iss is None else iss
         self.irs = 0
         self.snd_una = self.snd_nxt = self.snd_max = self.snd_sml = self.iss
         self.snd_wnd = 0
@@ -224,6 +221,8 @@ class Connection:
         self._delack_at: float | None = None
         self._tw_at: float | None = None
         self._syn_sent_at = 0.0
+        self._synack_timed = True  # the handshake's ACK gives an RTT sample
+        self._in_syn_queue = False  # counted in the listener's SYN queue
         self._last_oow = -settings.invalid_ratelimit
         self.pushed_at: float | None = None
         self._ato_pending = 0
@@ -603,6 +602,9 @@ class Connection:
             self.error = error
         self.pushed_at = None
         listener = self.listener
+        if listener is not None and self._in_syn_queue:
+            self._in_syn_queue = False
+            listener.syn_qlen -= 1
         if listener is not None and self.fo_pending:
             self.fo_pending = False
             # a pending TFO child reset after the application accepted it stays counted
@@ -615,67 +617,76 @@ class Connection:
 
     # -- options -----------------------------------------------------------------------------------
 
-    def _take_syn_options(self, seg: TcpSegment) -> None:
-        """Negotiate from a SYN or SYN-ACK as Linux does (both sides must offer)."""
-        ctx = self.ctx
-        peer_mss = seg.mss or MSS_DEFAULT
-        ws = seg.wscale
-        if ws is not None and ctx.settings.window_scaling:
-            self.wscale_ok = True
-            self.snd_wscale = min(ws, 14)
-        else:
-            self.wscale_ok = False
+    def _negotiated(self, neg: Negotiated, window: int) -> None:
+        """Take the options a SYN or SYN-ACK negotiated, and its (unscaled) window."""
+        self.wscale_ok, self.snd_wscale, self.sack_ok, self.ts_ok, ts_recent, self.snd_mss = neg
+        if not neg.wscale_ok:
             self.rcv_wscale = 0
-        self.sack_ok = seg.sack_permitted and ctx.settings.sack
-        ts = seg.timestamps
-        if ts is not None and ctx.settings.timestamps:
-            self.ts_ok = True
-            self.ts_recent = ts.tsval
-        else:
-            self.ts_ok = False
-        # Linux tcp_mtu_to_mss: never below tcp_min_snd_mss, then the timestamps' room off
-        mss = max(min(peer_mss, self._adv_mss), ctx.settings.min_snd_mss)
-        self.snd_mss = mss - (TS_OPTION_LEN if self.ts_ok else 0)
-        self.snd_wnd = seg.window
-        self.max_window = max(self.max_window, self.snd_wnd)
+        if neg.ts_ok:
+            self.ts_recent = ts_recent
+        self.snd_wnd = window
+        self.max_window = max(self.max_window, window)
 
     # -- passive open (child) ----------------------------------------------------------------------
 
-    def accept_syn(
-        self,
-        listener: EngineSocket,
-        seg: TcpSegment,
-        now: float,
-        *,
-        fastopen: bool,
-        reply: FastOpen | None,
-    ) -> None:
-        """A child of ``listener`` born from a SYN (never with FIN: the listener drops those):
-        SYN-RECEIVED; with ``fastopen``, its data in."""
+    def _open_passive(self, listener: EngineSocket, irs: int, neg: Negotiated, window: int) -> None:
+        """A child of ``listener`` for the peer's ISN ``irs``: what a SYN set up."""
         self.listener = listener
         self.sock.syn_retries = listener.syn_retries
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
-        self.irs = seg.seq
-        self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
-        self._take_syn_options(seg)
+        self.irs = irs
+        self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
+        self._negotiated(neg, window)
         if self.ts_ok:
             mss = self._adv_mss - TS_OPTION_LEN
             self.rcv_wnd_init = initial_window(self.ctx.settings.rmem, mss)
-        self.snd_wl1, self.snd_wl2 = seg.seq, self.iss
-        self._move(E.RCV_SYN_VALID_COOKIE if fastopen else E.RCV_SYN)
-        self.ctx.counters["TcpPassiveOpens"] += 1
-        if fastopen:
-            self.tfo_child = True
-            self.fo_pending = True
-            if seg.payload:
-                self.rcv_buf += seg.payload
-                self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
-                self.bytes_received += len(seg.payload)
-                self.syn_data_acked = True
+        self.snd_wl1, self.snd_wl2 = irs, self.iss
         self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
+
+    def accept_fastopen(
+        self, listener: EngineSocket, seg: TcpSegment, now: float, reply: FastOpen | None
+    ) -> None:
+        """A TFO child of ``listener`` born from a SYN (never with FIN: the listener drops
+        those): SYN-RECEIVED with the SYN data in, the SYN-ACK sent (with ``reply``, the
+        cookie of the primary key when the SYN's matched the backup)."""
+        self._open_passive(
+            listener, seg.seq, negotiate(self.ctx.settings, seg, self._adv_mss), seg.window
+        )
+        self._move(E.RCV_SYN_VALID_COOKIE)
+        self.ctx.counters["TcpPassiveOpens"] += 1
+        self.tfo_child = True
+        self.fo_pending = True
+        if seg.payload:
+            self.rcv_buf += seg.payload
+            self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
+            self.bytes_received += len(seg.payload)
+            self.syn_data_acked = True
         self._send_synack(now, reply)
         self._syn_sent_at = now
         self._set_rto(now)
+        self._rearm()
+
+    def from_request(
+        self,
+        listener: EngineSocket,
+        irs: int,
+        neg: Negotiated,
+        window: int,
+        *,
+        retransmits: int,
+        synack_at: float | None,
+        rto_at: float | None,
+    ) -> None:
+        """A child made from a request socket (``synack_at``: when its first SYN-ACK left) or
+        from a SYN cookie (None: no SYN-ACK to time, no timer): SYN-RECEIVED, in the listener's
+        SYN queue until the handshake completes."""
+        self._open_passive(listener, irs, neg, window)
+        self._move(E.RCV_SYN)
+        self.retransmits = self.backoff = self.total_retrans = retransmits
+        self._synack_timed = synack_at is not None
+        self._syn_sent_at = synack_at or 0.0
+        self._rto_at = rto_at
+        self._in_syn_queue = synack_at is not None
         self._rearm()
 
     # -- receiving ---------------------------------------------------------------------------------
@@ -706,7 +717,7 @@ class Connection:
             return
         self.irs = seg.seq
         self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
-        self._take_syn_options(seg)
+        self._negotiated(negotiate(self.ctx.settings, seg, self._adv_mss), seg.window)
         self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
         if not flags & ACK:  # simultaneous open
             self._move(E.RCV_SYN)
@@ -896,7 +907,7 @@ class Connection:
         """The ACK of our SYN-ACK: the handshake is complete (whatever the state by now)."""
         self.syn_acked = True
         self.recovery.handshake_acked()
-        if self.retransmits == 0:
+        if self.retransmits == 0 and self._synack_timed:
             self.rtt.sample(now - self._syn_sent_at)
         self.retransmits = self.backoff = 0
         self._rto_at = None
@@ -907,6 +918,9 @@ class Connection:
             self.ctx.emit(Connected(self.sock))
             self.ctx.emit(Writable(self.sock))
             return
+        if self._in_syn_queue:
+            self._in_syn_queue = False
+            listener.syn_qlen -= 1
         if self.fo_pending:
             self.fo_pending = False
             listener.fastopen_queue.remove(now, hold=False)
