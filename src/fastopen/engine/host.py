@@ -25,10 +25,13 @@ from fastopen.engine.cache import CookieCache, IPAddress, NegativeReason
 from fastopen.engine.context import Bound, ConnKey, Timed
 from fastopen.engine.events import EngineError, Event, Readable
 from fastopen.engine.fastopen import Blackhole, server_admission
+from fastopen.engine.handshake import Negotiated, clamp_mss, negotiate
 from fastopen.engine.icmp import PMTU_EXPIRES, IcmpError
+from fastopen.engine.request import RequestSock
 from fastopen.engine.seq import ACK, FIN, MASK, RST, SYN
 from fastopen.engine.settings import Settings, SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, EngineSocket
+from fastopen.engine.syncookies import VALID, SynCookies, decode_timestamp, timestamp
 from fastopen.engine.tcb import Connection
 from fastopen.errors import MalformedPacket
 from fastopen.wire import PROTO_TCP, Flags, TcpSegment, ip_packet, parse_ip
@@ -39,6 +42,8 @@ IsnFunction = Callable[[IPAddress, int, IPAddress, int, float], int]
 TsOffsetFunction = Callable[[IPAddress, IPAddress], int]
 
 EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999
+#: The MSS a SYN without the option gets a cookie for (Linux: TCP_MSS_DEFAULT, 536).
+MSS_COOKIE_DEFAULT = 536
 Segment = tuple[IPAddress, IPAddress, TcpSegment]
 
 
@@ -73,6 +78,8 @@ class Host:
         self.connections: dict[ConnKey, Connection] = {}
         #: Path MTUs learnt from ICMP, by destination: (MTU, when it expires).
         self.pmtu: dict[IPAddress, tuple[int, float]] = {}
+        #: request sockets: SYNs answered without a connection yet (Linux's SYN_RECV reqsks)
+        self.requests: dict[ConnKey, RequestSock] = {}
         self.listeners: dict[Bound, EngineSocket] = {}
         self._bound: dict[Bound, EngineSocket] = {}
         self._isn = isn
@@ -83,6 +90,7 @@ class Host:
         self._timers: list[tuple[float, int, Timed]] = []
         self._tick = itertools.count()
         self._next_port = EPHEMERAL_LOW
+        self.syncookies = SynCookies(self._secret)
 
     # -- sockets -----------------------------------------------------------------------------------
 
@@ -162,6 +170,8 @@ class Host:
         embryos = [c for c in self.connections.values() if c.listener is sock and not c.syn_acked]
         for conn in embryos:
             conn.abort(now, rst=False)  # Linux drops request sockets silently
+        for req in [r for r in self.requests.values() if r.listener is sock]:
+            req.leave()
 
     # -- identifiers (RFC 6528) --------------------------------------------------------------------
 
@@ -290,12 +300,20 @@ class Host:
     def receive_segment(self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float) -> None:
         """A parsed segment from ``src`` to ``dst`` (one of this host's addresses)."""
         self.counters["TcpInSegs"] += 1
-        conn = self.connections.get((dst, seg.dst_port, src, seg.src_port))
+        key = (dst, seg.dst_port, src, seg.src_port)
+        conn = self.connections.get(key)
         if conn is not None:
             if not conn.time_wait_reusable(seg):
                 conn.segment_arrives(seg, now)
                 return
             conn.end_time_wait(now)
+        req = self.requests.get(key)
+        if req is not None:
+            if req.is_syn_again(seg):
+                req.send_synack(now)  # the SYN-ACK again, without the cookie option
+                return
+            self._child_from_request(req, now).segment_arrives(seg, now)
+            return
         listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get(
             (None, seg.dst_port)
         )
@@ -309,10 +327,17 @@ class Host:
         tcp_v6_err): the connection it names takes it; one this host does not have counts as
         an ICMP input error."""
         conn = self.connections.get(error.key)
-        if conn is None:
-            self.counters["IcmpInErrors"] += 1
+        if conn is not None:
+            conn.icmp_error(error, now)
             return
-        conn.icmp_error(error, now)
+        req = self.requests.get(error.key)
+        if req is None:
+            self.counters["IcmpInErrors"] += 1
+        elif error.seq != req.iss:  # Linux tcp_req_err
+            self.counters["OutOfWindowIcmps"] += 1
+        elif error.aborts_request:
+            self.counters["ListenDrops"] += 1  # dropped silently, as POSIX wants of accept()
+            req.leave()
 
     def update_pmtu(self, remote: IPAddress, mtu: int, now: float) -> None:
         """A smaller path MTU to ``remote`` (a route exception, as Linux keeps one for
@@ -333,22 +358,38 @@ class Host:
         if flags & RST:
             return
         if flags & ACK:
+            if not flags & SYN and self._cookie_ack(listener, src, dst, seg, now):
+                return
             self.send_reset_for(dst, src, seg)
             return
         if not flags & SYN or flags & FIN:
             return  # Linux tcp_rcv_state_process (6.x) discards a SYN with FIN in LISTEN
+        # Linux tcp_conn_request: a full SYN queue (or tcp_syncookies=2) means SYN cookies
+        settings = self.settings
+        want_cookie = settings.syncookies == 2 or listener.syn_qlen > listener.backlog
+        if want_cookie:
+            if not settings.syncookies:
+                self.counters["TCPReqQFullDrop"] += 1
+                self.counters["ListenDrops"] += 1
+                return
+            self.counters["TCPReqQFullDoCookies"] += 1
         if len(listener.accept_queue) >= max(listener.backlog, 1):
             self.counters["ListenOverflows"] += 1
             self.counters["ListenDrops"] += 1
             return
-        child = EngineSocket(self, AF_INET if dst.version == 4 else AF_INET6)
-        conn = Connection(self, child, dst, seg.dst_port, src, seg.src_port, now)
-        child.conn = conn
-        self.connections[conn.key] = conn
+        key = (dst, seg.dst_port, src, seg.src_port)
+        neg = negotiate(settings, seg, self.adv_mss(dst))
+        if want_cookie:
+            self._send_cookie(listener, key, seg, neg, now)
+            return
+        limit = settings.max_syn_backlog
+        if not settings.syncookies and limit - listener.syn_qlen < limit >> 2:
+            self.counters["ListenDrops"] += 1  # the last quarter is kept (Linux: for proven peers)
+            return
         fastopen, reply = server_admission(
-            self.settings,
+            settings,
             listener.fastopen_queue,
-            listener.fastopen_keys or self.settings.keys,
+            listener.fastopen_keys or settings.keys,
             listener.fastopen_no_cookie,
             src,
             dst,
@@ -356,14 +397,123 @@ class Host:
             now,
             self.counters,
         )
-        conn.accept_syn(listener, seg, now, fastopen=fastopen, reply=reply)
-        if fastopen:
-            listener.fastopen_queue.add()
-            listener.child_ready(child)
-            if conn.rcv_buf:
-                self.emit(Readable(child))
+        iss = self.choose_isn(dst, seg.dst_port, src, seg.src_port, now)
+        if not fastopen:
+            req = RequestSock(self, listener, key, seg, neg, iss)
+            self.requests[key] = req
+            listener.syn_qlen += 1
+            listener.syn_young += 1
+            self.counters["TcpPassiveOpens"] += 1
+            req.start(now, reply)
+            return
+        conn = self._child(listener, key, iss, now)
+        child = conn.sock
+        conn.accept_fastopen(listener, seg, now, reply)
+        listener.fastopen_queue.add()
+        listener.child_ready(child)
+        if conn.rcv_buf:
+            self.emit(Readable(child))
 
-    def forget(self, key: ConnKey, conn: Connection) -> None:
-        """``conn`` is closed: out of the table."""
-        if self.connections.get(key) is conn:
+    def _child(self, listener: EngineSocket, key: ConnKey, iss: int, now: float) -> Connection:
+        """A new child connection of ``listener`` in the table (its socket made for it)."""
+        local, lport, remote, rport = key
+        child = EngineSocket(self, AF_INET if local.version == 4 else AF_INET6)
+        conn = Connection(self, child, local, lport, remote, rport, now, iss)
+        child.conn = conn
+        self.connections[key] = conn
+        return conn
+
+    def _child_from_request(self, req: RequestSock, now: float) -> Connection:
+        """A segment for a request socket: it becomes a full connection, which takes it."""
+        del self.requests[req.key]
+        req.pushed_at = None
+        listener = req.listener
+        if req.retransmits == 0:
+            listener.syn_young -= 1
+        conn = self._child(listener, req.key, req.iss, now)
+        conn.from_request(
+            listener,
+            req.irs,
+            req.neg,
+            req.window,
+            retransmits=req.retransmits,
+            synack_at=req.sent_at,
+            rto_at=req.deadline(),
+        )
+        return conn
+
+    # -- SYN cookies (Linux syncookies.c) ----------------------------------------------------------
+
+    def _send_cookie(
+        self, listener: EngineSocket, key: ConnKey, seg: TcpSegment, neg: Negotiated, now: float
+    ) -> None:
+        """A SYN-ACK whose ISN is a cookie; nothing is kept, and the SYN gets no fast open."""
+        local, lport, remote, rport = key
+        if not neg.ts_ok:  # Linux tcp_clear_options: no room to remember them without TS
+            neg = neg._replace(wscale_ok=False, snd_wscale=0, sack_ok=False)
+        isn, _ = self.syncookies.make(
+            remote, local, rport, lport, seg.seq, seg.mss or MSS_COOKIE_DEFAULT, now
+        )
+        req = RequestSock(self, listener, key, seg, neg, isn)
+        tsval = None
+        if neg.ts_ok:
+            wscale = neg.snd_wscale if neg.wscale_ok else None
+            tsval = timestamp(int(now * 1000), wscale, neg.sack_ok, False)
+        req.send_synack(now, tsval=tsval)
+        listener.last_overflow = now
+        self.counters["SyncookiesSent"] += 1
+
+    def _cookie_ack(
+        self, listener: EngineSocket, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float
+    ) -> bool:
+        """Linux cookie_v4_check: an ACK to a listener that returns a SYN cookie makes the
+        connection (False: no cookie, the ACK gets a RST)."""
+        settings = self.settings
+        last = listener.last_overflow
+        if not settings.syncookies or last is None or now - last > VALID:
+            return False  # Linux tcp_synq_no_recent_overflow
+        mss = self.syncookies.check(src, dst, seg.src_port, seg.dst_port, seg.seq, seg.ack, now)
+        if not mss:
+            self.counters["SyncookiesFailed"] += 1
+            return False
+        self.counters["SyncookiesRecv"] += 1
+        ts = seg.timestamps
+        key = (dst, seg.dst_port, src, seg.src_port)
+        if ts is not None and settings.timestamps:
+            offset = self.choose_tsoffset(dst, src)
+            opts = decode_timestamp((ts.tsecr - offset) & MASK)
+            if (opts.sack_ok and not settings.sack) or (
+                opts.wscale_ok and not settings.window_scaling
+            ):
+                return False
+            neg = Negotiated(
+                opts.wscale_ok,
+                opts.snd_wscale,
+                opts.sack_ok,
+                True,
+                ts.tsval,
+                clamp_mss(settings, mss, self.adv_mss(dst), True),
+            )
+        else:
+            neg = Negotiated(
+                False, 0, False, False, 0, clamp_mss(settings, mss, self.adv_mss(dst), False)
+            )
+        if len(listener.accept_queue) >= max(listener.backlog, 1):
+            self.counters["ListenOverflows"] += 1
+            self.counters["ListenDrops"] += 1
+            return True  # dropped: the peer's retransmission may find room
+        self.counters["TcpPassiveOpens"] += 1
+        conn = self._child(listener, key, (seg.ack - 1) & MASK, now)
+        irs = (seg.seq - 1) & MASK
+        conn.from_request(
+            listener, irs, neg, seg.window, retransmits=0, synack_at=None, rto_at=None
+        )
+        conn.segment_arrives(seg, now)
+        return True
+
+    def forget(self, key: ConnKey, owner: object) -> None:
+        """A connection closed, or a request socket went: out of its table."""
+        if self.connections.get(key) is owner:
             del self.connections[key]
+        elif self.requests.get(key) is owner:
+            del self.requests[key]

@@ -27,9 +27,10 @@ from fastopen.engine.cache import IPAddress
 from fastopen.engine.context import SocketContext
 from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
+from fastopen.engine.handshake import MSS_DEFAULT
 from fastopen.engine.info import TcpInfo
 from fastopen.engine.states import TcpState
-from fastopen.engine.tcb import MSS_DEFAULT, Connection
+from fastopen.engine.tcb import Connection
 from fastopen.errors import KeyFormatError
 from fastopen.wire import FastOpen
 
@@ -100,6 +101,11 @@ class EngineSocket:
         self.listening = False
         self.backlog = 0
         self.accept_queue: deque[EngineSocket] = deque()
+        #: the SYN queue (Linux reqsk_queue_len / _young): embryonic children of a listener,
+        #: and those whose SYN-ACK was never retransmitted; when it last overflowed (cookies)
+        self.syn_qlen = 0
+        self.syn_young = 0
+        self.last_overflow: float | None = None
         # listener side of TCP Fast Open (Linux struct fastopen_queue)
         self.fastopen_queue = FastOpenQueue()
         self.fastopen_keys: KeyRing | None = None

@@ -23,6 +23,13 @@ from fastopen.engine.cache import IPAddress, NegativeReason
 from fastopen.engine.context import ConnectionContext
 from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
 from fastopen.engine.fastopen import client_synack
+from fastopen.engine.handshake import (
+    MSS_DEFAULT,
+    TS_OPTION_LEN,
+    Negotiated,
+    initial_window,
+    negotiate,
+)
 from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.recovery import Recovery
@@ -50,11 +57,8 @@ DELACK = 0.04
 DELACK_MAX = 0.2
 TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
-#: Linux TCP_MAX_QUICKACKS, MAX_TCP_OPTION_SPACE, TCP_MSS_DEFAULT.
+#: Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
-OPTION_SPACE = 40
-MSS_DEFAULT = 536
-TS_OPTION_LEN = 12
 
 S = TcpState
 E = TcpEvent
@@ -86,16 +90,6 @@ def _timed_out(elapsed: float, boundary: int, rto_base: float) -> bool:
     return round(elapsed * 1000) >= round(timeout * 1000)
 
 
-def initial_window(rmem: int, mss: int) -> int:
-    """The window of a SYN or SYN-ACK, as Linux tcp_select_initial_window offers it: the space
-    of the receive buffer (half of it: tcp_win_from_space with the default scaling ratio),
-    rounded down to the MSS, at most 65535 (64240 for the default 131072, 65535 for 540000)."""
-    space = rmem // 2
-    if space > mss:
-        space -= space % mss
-    return min(space, 65535)
-
-
 class Connection:
     """A TCB: sequence space, buffers, options, RTT, congestion window, timers and TFO state."""
 
@@ -106,6 +100,7 @@ class Connection:
         "_delack_at",
         "_fin_queued",
         "_fin_seq",
+        "_in_syn_queue",
         "_ka_at",
         "_ka_probes",
         "_last_oow",
@@ -117,6 +112,7 @@ class Connection:
         "_retrans_stamp",
         "_rto_at",
         "_syn_sent_at",
+        "_synack_timed",
         "_tw_at",
         "backoff",
         "bytes_acked",
@@ -192,6 +188,7 @@ class Connection:
         remote: IPAddress,
         rport: int,
         now: float,
+        iss: int | None = None,
     ) -> None:
         self.ctx = ctx
         settings = ctx.settings
@@ -200,7 +197,7 @@ class Connection:
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
         self.key = (local, lport, remote, rport)
         self.state = S.CLOSED
-        self.iss = ctx.choose_isn(local, lport, remote, rport, now)
+        self.iss = ctx.choose_isn(local, lport, remote, rport, now) if iss is None else iss
         self.irs = 0
         self.snd_una = self.snd_nxt = self.snd_max = self.snd_sml = self.iss
         self.snd_wnd = 0
@@ -236,6 +233,8 @@ class Connection:
         self._ka_at: float | None = None  # keepalive (SO_KEEPALIVE)
         self._ka_probes = 0
         self._syn_sent_at = 0.0
+        self._synack_timed = True  # the handshake's ACK gives an RTT sample
+        self._in_syn_queue = False  # counted in the listener's SYN queue
         self._last_oow = -settings.invalid_ratelimit
         self.pushed_at: float | None = None
         # delayed ACKs, as Linux's icsk_ack: ato (0 until the first data), the quick ACKs left,
@@ -638,6 +637,9 @@ class Connection:
             self.error = error
         self.pushed_at = None
         listener = self.listener
+        if listener is not None and self._in_syn_queue:
+            self._in_syn_queue = False
+            listener.syn_qlen -= 1
         if listener is not None and self.fo_pending:
             self.fo_pending = False
             # a pending TFO child reset after the application accepted it stays counted
@@ -650,70 +652,79 @@ class Connection:
 
     # -- options -----------------------------------------------------------------------------------
 
-    def _take_syn_options(self, seg: TcpSegment) -> None:
-        """Negotiate from a SYN or SYN-ACK as Linux does (both sides must offer)."""
-        ctx = self.ctx
-        peer_mss = seg.mss or MSS_DEFAULT
-        ws = seg.wscale
-        if ws is not None and ctx.settings.window_scaling:
-            self.wscale_ok = True
-            self.snd_wscale = min(ws, 14)
-        else:
-            self.wscale_ok = False
+    def _negotiated(self, neg: Negotiated, window: int) -> None:
+        """Take the options a SYN or SYN-ACK negotiated, and its (unscaled) window."""
+        self.wscale_ok, self.snd_wscale, self.sack_ok, self.ts_ok, ts_recent, self.snd_mss = neg
+        if not neg.wscale_ok:
             self.rcv_wscale = 0
-        self.sack_ok = seg.sack_permitted and ctx.settings.sack
-        ts = seg.timestamps
-        if ts is not None and ctx.settings.timestamps:
-            self.ts_ok = True
-            self.ts_recent = ts.tsval
-        else:
-            self.ts_ok = False
-        # Linux tcp_mtu_to_mss: never below tcp_min_snd_mss, then the timestamps' room off
-        mss = max(min(peer_mss, self._adv_mss), ctx.settings.min_snd_mss)
-        self.snd_mss = mss - (TS_OPTION_LEN if self.ts_ok else 0)
-        self.snd_wnd = seg.window
-        self.max_window = max(self.max_window, self.snd_wnd)
+        if neg.ts_ok:
+            self.ts_recent = ts_recent
+        self.snd_wnd = window
+        self.max_window = max(self.max_window, window)
 
     # -- passive open (child) ----------------------------------------------------------------------
 
-    def accept_syn(
-        self,
-        listener: EngineSocket,
-        seg: TcpSegment,
-        now: float,
-        *,
-        fastopen: bool,
-        reply: FastOpen | None,
-    ) -> None:
-        """A child of ``listener`` born from a SYN (never with FIN: the listener drops those):
-        SYN-RECEIVED; with ``fastopen``, its data in."""
+    def _open_passive(self, listener: EngineSocket, irs: int, neg: Negotiated, window: int) -> None:
+        """A child of ``listener`` for the peer's ISN ``irs``: what a SYN set up."""
         self.listener = listener
         self.sock.syn_retries = listener.syn_retries
         self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
         if listener.user_mss:
             self.clamp_mss(listener.user_mss)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
-        self.irs = seg.seq
-        self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
-        self._take_syn_options(seg)
+        self.irs = irs
+        self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
+        self._negotiated(neg, window)
         if self.ts_ok:
             mss = self._adv_mss - TS_OPTION_LEN
             self.rcv_wnd_init = initial_window(self.ctx.settings.rmem, mss)
-        self.snd_wl1, self.snd_wl2 = seg.seq, self.iss
-        self._move(E.RCV_SYN_VALID_COOKIE if fastopen else E.RCV_SYN)
-        self.ctx.counters["TcpPassiveOpens"] += 1
-        if fastopen:
-            self.tfo_child = True
-            self.fo_pending = True
-            if seg.payload:
-                self.rcv_buf += seg.payload
-                self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
-                self.bytes_received += len(seg.payload)
-                self.syn_data_acked = True
+        self.snd_wl1, self.snd_wl2 = irs, self.iss
         self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
+
+    def accept_fastopen(
+        self, listener: EngineSocket, seg: TcpSegment, now: float, reply: FastOpen | None
+    ) -> None:
+        """A TFO child of ``listener`` born from a SYN (never with FIN: the listener drops
+        those): SYN-RECEIVED with the SYN data in, the SYN-ACK sent (with ``reply``, the
+        cookie of the primary key when the SYN's matched the backup)."""
+        self._open_passive(
+            listener, seg.seq, negotiate(self.ctx.settings, seg, self._adv_mss), seg.window
+        )
+        self._move(E.RCV_SYN_VALID_COOKIE)
+        self.ctx.counters["TcpPassiveOpens"] += 1
+        self.tfo_child = True
+        self.fo_pending = True
+        if seg.payload:
+            self.rcv_buf += seg.payload
+            self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
+            self.bytes_received += len(seg.payload)
+            self.syn_data_acked = True
         self._send_synack(now, reply)
         self._syn_sent_at = now
         self._set_rto(now)
+        self._rearm()
+
+    def from_request(
+        self,
+        listener: EngineSocket,
+        irs: int,
+        neg: Negotiated,
+        window: int,
+        *,
+        retransmits: int,
+        synack_at: float | None,
+        rto_at: float | None,
+    ) -> None:
+        """A child made from a request socket (``synack_at``: when its first SYN-ACK left) or
+        from a SYN cookie (None: no SYN-ACK to time, no timer): SYN-RECEIVED, in the listener's
+        SYN queue until the handshake completes."""
+        self._open_passive(listener, irs, neg, window)
+        self._move(E.RCV_SYN)
+        self.retransmits = self.backoff = self.total_retrans = retransmits
+        self._synack_timed = synack_at is not None
+        self._syn_sent_at = synack_at or 0.0
+        self._rto_at = rto_at
+        self._in_syn_queue = synack_at is not None
         self._rearm()
 
     # -- receiving ---------------------------------------------------------------------------------
@@ -748,7 +759,7 @@ class Connection:
             return
         self.irs = seg.seq
         self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
-        self._take_syn_options(seg)
+        self._negotiated(negotiate(self.ctx.settings, seg, self._adv_mss), seg.window)
         self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
         if not flags & ACK:  # simultaneous open
             self._move(E.RCV_SYN)
@@ -786,26 +797,17 @@ class Connection:
     def icmp_error(self, err: IcmpError, now: float) -> None:
         """An ICMP error about a segment of this connection. Out of the window (the sequence
         not between SND.UNA, the ISN while a TFO child's handshake runs, and SND.NXT) it only
-        counts (OutOfWindowIcmps). A pending request is dropped by a fatal one (tcp_req_err);
-        fragmentation needed lowers the path MTU and resends at once (tcp_v4_mtu_reduced); an
-        error in a handshake (an active open, a TFO child not yet accepted) is hard, closing
-        the connection with its errno; later it is soft, kept for a timeout to report, unless
-        the socket asked for IP_RECVERR."""
+        counts (OutOfWindowIcmps). Fragmentation needed lowers the path MTU and resends at
+        once (tcp_v4_mtu_reduced). An error in a handshake (an active open, a TFO child not
+        yet accepted) is hard, closing the connection with its errno; later it is soft, kept
+        for a timeout to report, unless the socket asked for IP_RECVERR."""
         st = self.state
         ctx = self.ctx
         if st is S.CLOSED or st is S.TIME_WAIT or st is S.LISTEN:
             return
-        request = st is S.SYN_RECEIVED and self.listener is not None and not self.tfo_child
-        una = self.iss if (request or (self.tfo_child and not self.syn_acked)) else self.snd_una
-        outside = not seq_le(una, err.seq) or seq_lt(self.snd_nxt, err.seq)
-        if outside or (request and err.seq != self.iss):
+        una = self.iss if (self.tfo_child and not self.syn_acked) else self.snd_una
+        if not seq_le(una, err.seq) or seq_lt(self.snd_nxt, err.seq):
             ctx.counters["OutOfWindowIcmps"] += 1
-            return
-        if request:
-            if err.aborts_request:
-                ctx.counters["ListenDrops"] += 1
-                self._move(E.RCV_ICMP_ERROR)
-                self.destroy(now, None, notify=False)
             return
         if err.pmtu:
             self._mtu_reduced(err, now)
@@ -1082,7 +1084,7 @@ class Connection:
         """The ACK of our SYN-ACK: the handshake is complete (whatever the state by now)."""
         self.syn_acked = True
         self.recovery.handshake_acked()
-        if self.retransmits == 0:
+        if self.retransmits == 0 and self._synack_timed:
             self.rtt.sample(now - self._syn_sent_at)
         self.retransmits = self.backoff = 0
         self._rto_at = None
@@ -1094,6 +1096,9 @@ class Connection:
             self.ctx.emit(Connected(self.sock))
             self.ctx.emit(Writable(self.sock))
             return
+        if self._in_syn_queue:
+            self._in_syn_queue = False
+            listener.syn_qlen -= 1
         if self.fo_pending:
             self.fo_pending = False
             listener.fastopen_queue.remove(now, hold=False)
