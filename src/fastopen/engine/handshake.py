@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from fastopen.engine.seq import ACK, CWR, ECE
 from fastopen.engine.settings import Settings
 from fastopen.wire import TcpSegment
 
@@ -35,6 +36,9 @@ class Negotiated(NamedTuple):
     ts_ok: bool
     ts_recent: int
     snd_mss: int  # the payload of a full segment (timestamps' room taken off)
+    #: ECN: a SYN with ECE and CWR to a host with tcp_ecn 1 or 2, or a SYN-ACK with ECE alone
+    #: (the SYN-ACK's is only good for a connection that asked, tcp_ecn 1).
+    ecn_ok: bool = False
 
 
 def clamp_mss(settings: Settings, peer_mss: int, adv_mss: int, ts_ok: bool) -> int:
@@ -57,4 +61,15 @@ def negotiate(settings: Settings, seg: TcpSegment, adv_mss: int) -> Negotiated:
         ts_ok=ts_ok,
         ts_recent=ts.tsval if ts is not None and ts_ok else 0,
         snd_mss=clamp_mss(settings, seg.mss or MSS_DEFAULT, adv_mss, ts_ok),
+        ecn_ok=ecn_setup(settings, seg.flags),
     )
+
+
+def ecn_setup(settings: Settings, flags: int) -> bool:
+    """Linux tcp_ecn_create_request (a SYN: ECE and CWR, tcp_ecn 1 or 2) and
+    tcp_ecn_rcv_synack (a SYN-ACK: ECE without CWR)."""
+    if not flags & ECE:
+        return False
+    if flags & ACK:
+        return not flags & CWR
+    return bool(flags & CWR) and settings.ecn in (1, 2)

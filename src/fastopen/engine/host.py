@@ -167,9 +167,8 @@ class Host:
             if conn is not None and not conn.gone():
                 conn.abort(now)
         sock.accept_queue.clear()
-        embryos = [c for c in self.connections.values() if c.listener is sock and not c.syn_acked]
-        for conn in embryos:
-            conn.abort(now, rst=False)  # Linux drops request sockets silently
+        # Linux inet_csk_listen_stop: what accept() took is the application's now (an accepted
+        # TFO child finishes its handshake alone); request sockets are dropped silently
         for req in [r for r in self.requests.values() if r.listener is sock]:
             req.leave()
 

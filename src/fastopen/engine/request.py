@@ -97,7 +97,13 @@ class RequestSock:
         local, lport, remote, rport = self.key
         window = min(self.rcv_wnd_init, 65535)
         seg = TcpSegment(
-            lport, rport, self.iss, (self.irs + 1) & MASK, Flags.SYN | Flags.ACK, window, options
+            lport,
+            rport,
+            self.iss,
+            (self.irs + 1) & MASK,
+            Flags.SYN | Flags.ACK | (Flags.ECE if neg.ecn_ok else Flags(0)),
+            window,
+            options,
         )
         self.ctx.output(local, remote, seg)
 

@@ -13,6 +13,7 @@ import socket as _socket
 from typing import TYPE_CHECKING
 
 from fastopen.constants import (
+    TCPI_OPT_ECN,
     TCPI_OPT_SACK,
     TCPI_OPT_SYN_DATA,
     TCPI_OPT_TFO_CHILD,
@@ -34,7 +35,7 @@ from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.recovery import Recovery
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
-from fastopen.engine.seq import ACK, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
+from fastopen.engine.seq import ACK, CWR, ECE, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
 from fastopen.engine.states import TcpEvent, TcpState, transition
 from fastopen.wire import (
     FastOpen,
@@ -98,6 +99,7 @@ class Connection:
         "_ato",
         "_ato_pending",
         "_delack_at",
+        "_ecn_asked",
         "_fin_queued",
         "_fin_seq",
         "_in_syn_queue",
@@ -120,6 +122,7 @@ class Connection:
         "ctx",
         "data_segs_in",
         "data_segs_out",
+        "ecn_ok",
         "error",
         "fastopen_client_fail",
         "fo_blackhole_check",
@@ -246,6 +249,8 @@ class Connection:
         self._lrcv = 0.0
         self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
+        self.ecn_ok = False  # ECN negotiated (Linux TCP_ECN_OK)
+        self._ecn_asked = False
         #: Linux sk_err_soft: an ICMP error kept for a timeout to report.
         self.soft_error: int | None = None
         self.orphan = False
@@ -421,7 +426,11 @@ class Connection:
             timestamps=ts,
             fastopen=fastopen,
         )
-        self._emit(self.iss, SYN, payload, options, now)
+        # Linux tcp_ecn_send_syn: tcp_ecn 1 asks for ECN in the first SYN; a retransmitted
+        # SYN goes without (tcp_ecn_clear_syn, tcp_ecn_fallback)
+        self._ecn_asked = self.ctx.settings.ecn == 1 and self.total_retrans == 0
+        flags = SYN | (ECE | CWR if self._ecn_asked else 0)
+        self._emit(self.iss, flags, payload, options, now)
 
     def _send_synack(self, now: float, fastopen: FastOpen | None = None) -> None:
         ts = self._tsopt(now, self.ts_recent) if self.ts_ok else None
@@ -432,7 +441,7 @@ class Connection:
             timestamps=ts,
             fastopen=fastopen,
         )
-        self._emit(self.iss, SYN | ACK, b"", options, now)
+        self._emit(self.iss, SYN | ACK | (ECE if self.ecn_ok else 0), b"", options, now)
 
     def output(self, now: float) -> None:
         """Send what the windows, Nagle and the state allow: data at the MSS, then a FIN."""
@@ -654,7 +663,10 @@ class Connection:
 
     def _negotiated(self, neg: Negotiated, window: int) -> None:
         """Take the options a SYN or SYN-ACK negotiated, and its (unscaled) window."""
-        self.wscale_ok, self.snd_wscale, self.sack_ok, self.ts_ok, ts_recent, self.snd_mss = neg
+        self.wscale_ok, self.snd_wscale, self.sack_ok = neg.wscale_ok, neg.snd_wscale, neg.sack_ok
+        self.ts_ok, ts_recent, self.snd_mss = neg.ts_ok, neg.ts_recent, neg.snd_mss
+        # a SYN-ACK's ECN is good only for a SYN that asked for it (Linux tcp_ecn_rcv_synack)
+        self.ecn_ok = neg.ecn_ok and (self.state is not S.SYN_SENT or self._ecn_asked)
         if not neg.wscale_ok:
             self.rcv_wscale = 0
         if neg.ts_ok:
@@ -1424,6 +1436,8 @@ class Connection:
             options |= TCPI_OPT_SACK
         if self.wscale_ok:
             options |= TCPI_OPT_WSCALE
+        if self.ecn_ok:
+            options |= TCPI_OPT_ECN
         if self.syn_data_acked:
             options |= TCPI_OPT_SYN_DATA
         if self.tfo_child:

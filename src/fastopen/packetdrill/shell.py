@@ -29,6 +29,7 @@ DEFAULTS_SH = {
     "net.ipv4.tcp_sack": "1",
     "net.ipv4.tcp_syn_retries": "5",
     "net.ipv4.tcp_synack_retries": "5",
+    "net.ipv4.tcp_ecn": "0",
 }
 #: The Linux selftests' own ``defaults.sh`` (tools/testing/selftests/net/packetdrill): the same
 #: but TFO on for clients and servers only (0x3).
@@ -64,6 +65,14 @@ def _blackhole(host: Host, value: str) -> None:
     host.settings.blackhole_timeout = float(int(value, 0))
 
 
+def _ecn(host: Host, value: str) -> None:
+    """``tcp_ecn``: 0 off, 1 ask and accept, 2 accept (AccECN's 3 to 5 the engine has not)."""
+    mode = int(value, 0)
+    if mode not in (0, 1, 2):
+        raise ValueError(value)
+    host.settings.ecn = mode
+
+
 #: The sysctls the runner applies to the engine Host.
 SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_fastopen": _int("tcp_fastopen"),
@@ -77,10 +86,10 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_syn_retries": _int("syn_retries"),
     "net.ipv4.tcp_synack_retries": _int("synack_retries"),
     "net.core.somaxconn": _int("somaxconn"),
+    "net.ipv4.tcp_ecn": _ecn,
 }
-#: Knobs that change nothing the engine does, with the value for which that holds ("*": any):
-#: the engine never builds TSO segments, and it has no ECN.
-IGNORED_SYSCTLS = {"net.ipv4.tcp_min_tso_segs": "*", "net.ipv4.tcp_ecn": "0"}
+#: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
+IGNORED_SYSCTLS = {"net.ipv4.tcp_min_tso_segs": "*"}
 _REDIRECTIONS = (">", "&>", "2>", "1>")
 
 
