@@ -305,4 +305,7 @@ def test_shell_commands_map_onto_the_host() -> None:
     )
     assert shell.run("./defaults.sh") is None
     assert host.settings.tcp_fastopen == 0x3  # the Linux selftests' defaults.sh
-    assert shell.run("sysctl -q net.ipv4.tcp_ecn=1") == "sysctl -q net.ipv4.tcp_ecn=1"
+    assert shell.run("sysctl -q net.ipv4.tcp_ecn=1") is None
+    assert host.settings.ecn == 1
+    # AccECN (3..5) is not modelled: refused, so no script runs under settings it did not get
+    assert shell.run("sysctl -q net.ipv4.tcp_ecn=3") == "sysctl -q net.ipv4.tcp_ecn=3"
