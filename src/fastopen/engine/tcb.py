@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket as _socket
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fastopen.constants import (
@@ -99,6 +100,7 @@ class Connection:
         "_ato",
         "_ato_pending",
         "_delack_at",
+        "_dsack",
         "_ecn_asked",
         "_fin_queued",
         "_fin_seq",
@@ -249,6 +251,7 @@ class Connection:
         self._lrcv = 0.0
         self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
+        self._dsack: tuple[int, int] | None = None  # a D-SACK block for the next ACK
         self.ecn_ok = False  # ECN negotiated (Linux TCP_ECN_OK)
         self._ecn_asked = False
         #: Linux sk_err_soft: an ICMP error kept for a timeout to report.
@@ -355,8 +358,14 @@ class Connection:
         opts: tuple[TcpOption, ...] = ()
         if self.ts_ok:
             opts = (_NOP, _NOP, self._tsopt(now, self.ts_recent))
-        if self.sack_ok and self.ooo:
-            opts += (_NOP, _NOP, Sack(self._sack_blocks(3 if self.ts_ok else 4)))
+        dsack = self._dsack
+        if self.sack_ok and (self.ooo or dsack is not None):
+            limit = 3 if self.ts_ok else 4
+            blocks = self._sack_blocks(limit - (dsack is not None))
+            if dsack is not None:  # RFC 2883: the duplicate first, once (Linux rx_opt.dsack)
+                self._dsack = None
+                blocks = (dsack, *blocks)
+            opts += (_NOP, _NOP, Sack(blocks))
         return opts
 
     def _sack_blocks(self, limit: int) -> tuple[tuple[int, int], ...]:
@@ -1001,6 +1010,24 @@ class Connection:
             return
         seq = seg.seq
         plen = len(seg.payload)
+        if (
+            flags & (SYN | ACK | RST) == SYN | ACK
+            and st is S.SYN_RECEIVED
+            and self.listener is None
+            and seq == self.irs
+            and not plen
+            and seg.ack == self.snd_max
+        ):
+            # Linux tcp_validate_incoming: in a simultaneous open, the peer's SYN-ACK for our
+            # SYN completes the handshake; its SYN, a duplicate, gets a D-SACK
+            self._rcv_synchronized(
+                replace(seg, seq=self.rcv_nxt, flags=seg.flags & ~Flags.SYN), now
+            )
+            if self.sack_ok:
+                self._dsack = (seq, (seq + 1) & MASK)
+            self.enter_quickack()
+            self.send_ack(now)
+            return
         if flags & SYN and st is S.SYN_RECEIVED and seq == self.irs and not flags & RST:
             if self.tfo_child:
                 self.send_ack(now)
@@ -1013,7 +1040,7 @@ class Connection:
             wnd = 0
         if seq_lt(end, self.rcv_nxt) or seq_lt((self.rcv_nxt + wnd) & MASK, seq):
             if not flags & RST:
-                self._oow_ack(now, seq == end)  # out of window: a duplicate ACK (RFC 9293)
+                self._oow_ack(now, seq == end, seq, end)  # out of window: a duplicate ACK
             elif st in _RST_AFTER_FIN and seq == (self.rcv_nxt - 1) & MASK:
                 self._reset(now)  # Linux tcp_reset_check: a RST sent right after the peer's FIN
             return
@@ -1183,14 +1210,21 @@ class Connection:
             self.want_write = False
             self.ctx.emit(Writable(self.sock))
 
-    def _oow_ack(self, now: float, pure: bool) -> None:
+    def _oow_ack(self, now: float, pure: bool, seq: int = 0, end: int = 0) -> None:
         """A duplicate ACK for an out-of-window segment; for a pure ACK at most one per 500 ms
-        (Linux tcp_oow_rate_limited, tcp_invalid_ratelimit), so two ends cannot ACK forever."""
+        (Linux tcp_oow_rate_limited, tcp_invalid_ratelimit), so two ends cannot ACK forever.
+        Old data (``seq`` before RCV.NXT) is reported in a D-SACK block (Linux
+        tcp_send_dupack) and the quick ACKs start again."""
         if pure:
             if now - self._last_oow < self.ctx.settings.invalid_ratelimit:
                 self.ctx.counters["TCPACKSkippedSeq"] += 1
                 return
             self._last_oow = now
+        elif seq_lt(seq, self.rcv_nxt):
+            self.ctx.counters["DelayedACKLost"] += 1
+            self.enter_quickack()
+            if self.sack_ok:
+                self._dsack = (seq, end if seq_lt(end, self.rcv_nxt) else self.rcv_nxt)
         self.send_ack(now)
 
     def _challenge_ack(self, now: float) -> None:
