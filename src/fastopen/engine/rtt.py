@@ -20,17 +20,20 @@ MAX_BACKOFF_SHIFT = 15
 class RttEstimator:
     """SRTT, RTTVAR and RTO of one connection, and the segment being timed."""
 
-    __slots__ = ("_timed_at", "_timed_seq", "rto", "rttvar", "srtt")
+    __slots__ = ("_timed_at", "_timed_seq", "min_rtt", "rto", "rttvar", "srtt")
 
     def __init__(self) -> None:
         self.srtt = 0.0
         self.rttvar = 0.0
+        self.min_rtt = 0.0  # the smallest sample (Linux tcp_min_rtt, here over the lifetime)
         self.rto = RTO_INIT
         self._timed_seq: int | None = None
         self._timed_at = 0.0
 
     def sample(self, rtt: float) -> None:
         """RFC 6298 with Linux's floor: RTO = SRTT + max(4 RTTVAR, 200 ms), at most 120 s."""
+        if not self.min_rtt or rtt < self.min_rtt:
+            self.min_rtt = rtt
         if self.srtt == 0.0:
             self.srtt = rtt
             self.rttvar = rtt / 2

@@ -61,6 +61,8 @@ class Settings:
     #: The device segments large sends itself (TSO): the engine hands it segments of many MSS,
     #: as Linux sizes them (tcp_tso_autosize); off, every segment is at most one MSS.
     tso: bool = False
+    #: tcp_min_tso_segs: the fewest segments a TSO packet is given.
+    min_tso_segs: int = 2
 
 
 class SettingsChanges(TypedDict, total=False):
@@ -92,3 +94,4 @@ class SettingsChanges(TypedDict, total=False):
     keepalive_intvl: int
     keepalive_probes: int
     tso: bool
+    min_tso_segs: int

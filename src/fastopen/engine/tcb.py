@@ -36,6 +36,7 @@ from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.recovery import Recovery
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
+from fastopen.engine.segmentation import SentPieces, cwnd_quota, segments, tso_segs
 from fastopen.engine.seq import ACK, CWR, ECE, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
 from fastopen.engine.states import TcpEvent, TcpState, transition
 from fastopen.wire import (
@@ -154,6 +155,7 @@ class Connection:
         "sack_ok",
         "segs_in",
         "segs_out",
+        "sent_pieces",
         "shut_rd",
         "shut_wr",
         "snd_buf",
@@ -228,6 +230,7 @@ class Connection:
         self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
         self.rtt = RttEstimator()
         self.recovery = Recovery()
+        self.sent_pieces = SentPieces()
         self.retransmits = 0
         self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
         self._retrans_stamp = 0.0
@@ -453,7 +456,8 @@ class Connection:
         self._emit(self.iss, SYN | ACK | (ECE if self.ecn_ok else 0), b"", options, now)
 
     def output(self, now: float) -> None:
-        """Send what the windows, Nagle and the state allow: data at the MSS, then a FIN."""
+        """Send what the windows, Nagle and the state allow, as Linux tcp_write_xmit: new data
+        in pieces of many MSS (:mod:`.segmentation`), each with PSH; then a FIN."""
         st = self.state
         if st is S.SYN_SENT or st is S.CLOSED or st is S.LISTEN:
             return
@@ -462,7 +466,10 @@ class Connection:
         mss = self.snd_mss
         buf = self.snd_buf
         end_data = (self.snd_buf_seq + len(buf)) & MASK
-        wnd_edge = (self.snd_una + min(self.snd_wnd, self.recovery.cwnd * mss)) & MASK
+        cwnd = self.recovery.cwnd
+        # what counts is data: a TFO child's SYN-ACK is not in its queue (Linux snd_una ISN + 1)
+        una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
+        wnd_edge = (una + min(self.snd_wnd, cwnd * mss)) & MASK
         nodelay = self.sock.nodelay
         while True:
             nxt = self.snd_nxt
@@ -474,42 +481,83 @@ class Connection:
                     if self.snd_wnd == 0 and self.snd_una == self.snd_max and self._rto_at is None:
                         self._set_rto(now)  # persist: probe the zero window on expiry
                     break
-                size = min(unsent, mss, room)
+                retrans = seq_lt(nxt, self.snd_max)
+                if retrans:  # a piece sent before goes again, cut at most at its end
+                    piece = self.sent_pieces.find(nxt)
+                    piece_end = piece[0] if piece is not None else end_data
+                    limit = cwnd * mss if self.ctx.settings.tso else mss
+                    size = min(unsent, room, limit, (piece_end - nxt) & MASK)
+                else:
+                    quota = cwnd_quota(cwnd, self.sent_pieces.in_flight(una, mss)[0])
+                    if not quota:
+                        break
+                    size = min(unsent, mss * min(quota, self._tso_segs()))
+                    if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
+                        size = room if room < mss else room - room % mss
                 last = size == unsent
                 if (
                     size < mss
                     and last
                     and not nodelay
-                    and seq_le(self.snd_max, nxt)  # new data, not a retransmission
+                    and not retrans
                     and seq_lt(self.snd_una, self.snd_sml)
                     and not self._fin_queued
                 ):
                     break  # Nagle, Minshall's variant as Linux: a small segment is unacked
-                flags = ACK | (PSH if last else 0)
+                flags = ACK | PSH
+                if retrans and piece is not None and (nxt + size) & MASK != piece_end:
+                    flags = ACK  # the head of a piece cut for its retransmission
                 if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
                     flags |= FIN
-                data = bytes(buf[off : off + size])
-                self._transmit(nxt, flags, data, now)
+                self._transmit(nxt, flags, bytes(buf[off : off + size]), now)
                 continue
             if self._fin_queued and nxt == self._fin_seq and nxt == end_data:
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
 
+    def _tso_segs(self) -> int:
+        rec = self.recovery
+        return tso_segs(
+            self.snd_mss,
+            rec.cwnd,
+            rec.ssthresh,
+            rec.packets_out,
+            self.rtt.srtt,
+            self.rtt.min_rtt,
+            self.ctx.settings.min_tso_segs,
+        )
+
     def _transmit(self, seq: int, flags: int, data: bytes, now: float) -> None:
+        """One piece: a single segment to a TSO device, else its MSS segments (PSH and FIN on
+        the last, as GSO cuts it)."""
         end = (seq + len(data) + (1 if flags & FIN else 0)) & MASK
         retrans = seq_lt(seq, self.snd_max)
+        mss = self.snd_mss
+        count = segments(len(data), mss) or 1
         if retrans:
-            self.total_retrans += 1
-            self.ctx.counters["TcpRetransSegs"] += 1
+            self.total_retrans += count
+            self.ctx.counters["TcpRetransSegs"] += count
+            if data:
+                self.sent_pieces.retransmitted(seq, (seq + len(data)) & MASK)
         else:
+            for i in range(1, count):
+                self.recovery.sent((seq + i * mss) & MASK)
             self.recovery.sent(end)
+            if data:
+                self.sent_pieces.sent((seq + len(data)) & MASK)
             if not self.ts_ok:
                 self.rtt.time_segment(end, now)
             if data and now - self._lrcv < self._ato:
                 self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
-        self._emit(seq, flags, data, now=now)
-        if len(data) < self.snd_mss:
-            self.snd_sml = end
+        if self.ctx.settings.tso or len(data) <= mss:
+            self._emit(seq, flags, data, now=now)
+        else:
+            for i in range(0, len(data), mss):
+                tail = i + mss >= len(data)
+                part = flags if tail else flags & ~(PSH | FIN)
+                self._emit((seq + i) & MASK, part, data[i : i + mss], now=now)
+        if not retrans and len(data) % mss:
+            self.snd_sml = end  # Linux tcp_minshall_update: new data not of whole MSS
         self.snd_nxt = end
         if seq_lt(self.snd_max, end):
             self.snd_max = end
@@ -538,6 +586,8 @@ class Connection:
         self.fo_request = fastopen is not None and not fastopen.cookie
         self._send_syn(now, payload=sent, fastopen=fastopen)
         self.snd_nxt = self.snd_max = (self.iss + 1 + len(sent)) & MASK
+        if sent:
+            self.sent_pieces.sent(self.snd_nxt)  # the SYN data: one piece, with PSH
         self.recovery.sent((self.iss + 1) & MASK)  # the SYN and its data: two in tcp_ack
         if sent:
             self.recovery.sent(self.snd_nxt)
@@ -1157,14 +1207,22 @@ class Connection:
             self._retransmit_head(now)
 
     def _retransmit_head(self, now: float) -> None:
-        off = (self.snd_una - self.snd_buf_seq) & MASK
+        """The first MSS at SND.UNA again (a fast retransmit), cut from its piece: PSH only
+        when it ends the piece."""
+        una = self.snd_una
+        off = (una - self.snd_buf_seq) & MASK
         size = min(len(self.snd_buf) - off, self.snd_mss) if off < HALF else 0
         flags = ACK
         if size > 0:
             data = bytes(self.snd_buf[off : off + size])
-            if self._fin_queued and ((self.snd_una + size) & MASK) == self._fin_seq:
+            piece = self.sent_pieces.find(una)
+            end = (una + size) & MASK
+            if piece is None or piece[0] == end:
+                flags |= PSH
+            self.sent_pieces.retransmitted(una, end)
+            if self._fin_queued and end == self._fin_seq:
                 flags |= FIN
-        elif self._fin_queued and self.snd_una == self._fin_seq:
+        elif self._fin_queued and una == self._fin_seq:
             data = b""
             flags |= FIN
         else:
@@ -1172,7 +1230,7 @@ class Connection:
         self.rtt.forget_timed()
         self.total_retrans += 1
         self.ctx.counters["TcpRetransSegs"] += 1
-        self._emit(self.snd_una, flags | (PSH if data else 0), data, now=now)
+        self._emit(una, flags, data, now=now)
 
     def _process_ack(self, ack: int, now: float, ts: Timestamps | None = None) -> None:
         """``ack`` acknowledges new data (or our SYN): drop it from the send buffer."""
@@ -1191,6 +1249,7 @@ class Connection:
             if n:
                 del self.snd_buf[:n]
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
+        self.sent_pieces.acked(ack)
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
@@ -1476,7 +1535,16 @@ class Connection:
             options |= TCPI_OPT_SYN_DATA
         if self.tfo_child:
             options |= TCPI_OPT_TFO_CHILD
-        unacked = self.recovery.packets_out
+        una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
+        unacked, retrans = self.sent_pieces.in_flight(una, self.snd_mss)
+        if self.state is S.SYN_SENT:
+            unacked += 1  # the SYN
+        if (
+            self._fin_queued
+            and seq_lt(self.snd_una, self.snd_max)
+            and seq_le(self._fin_seq, self.snd_max)
+        ):
+            unacked += 1  # the FIN
         return TcpInfo(
             tcpi_state=int(self.state),
             tcpi_ca_state=1 if self.recovery.dupacks else (4 if self.retransmits else 0),
@@ -1493,7 +1561,7 @@ class Connection:
             tcpi_rcv_mss=self.snd_mss,
             tcpi_unacked=unacked,
             tcpi_lost=0,
-            tcpi_retrans=1 if self.retransmits and unacked else 0,
+            tcpi_retrans=retrans,
             tcpi_rtt=int(self.rtt.srtt * 1e6),
             tcpi_rttvar=int(self.rtt.rttvar * 1e6),
             tcpi_snd_ssthresh=min(self.recovery.ssthresh, 0x7FFFFFFF),

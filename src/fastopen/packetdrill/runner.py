@@ -861,6 +861,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
             tcp_fastopen=K.TFO_CLIENT_ENABLE,
             mtu=config.mtu,
             negative_cache_time=0,
+            tso=True,  # packetdrill's tun device takes TSO packets (TUNSETOFFLOAD)
             tsoffset=lambda local, remote: 0,
         )
         self.now = 0.0

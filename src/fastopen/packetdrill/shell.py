@@ -87,9 +87,10 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_synack_retries": _int("synack_retries"),
     "net.core.somaxconn": _int("somaxconn"),
     "net.ipv4.tcp_ecn": _ecn,
+    "net.ipv4.tcp_min_tso_segs": _int("min_tso_segs"),
 }
 #: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
-IGNORED_SYSCTLS = {"net.ipv4.tcp_min_tso_segs": "*"}
+IGNORED_SYSCTLS: dict[str, str] = {}
 _REDIRECTIONS = (">", "&>", "2>", "1>")
 
 
