@@ -90,6 +90,17 @@ class Recovery:
             return True
         return False
 
+    def on_sack(self, sacked: int) -> bool:
+        """An ACK whose SACK blocks cover ``sacked`` segments above SND.UNA; True when that
+        starts recovery (Linux tcp_time_to_recover: more than tcp_reordering segments past
+        the hole), the head then being lost."""
+        if self.dupacks >= DUPACK_THRESHOLD or sacked + 1 <= DUPACK_THRESHOLD:
+            return False
+        self.dupacks = DUPACK_THRESHOLD
+        self.ssthresh = max(self.packets_out // 2, 2)
+        self.cwnd = self.ssthresh
+        return True
+
     def on_timeout(self) -> None:
         """The retransmission timer fired with data in flight: a window of one (RFC 5681)."""
         self.ssthresh = max(self.packets_out // 2, 2)

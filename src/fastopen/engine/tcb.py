@@ -1125,7 +1125,10 @@ class Connection:
         self._update_window(seg, flags)
         ts = seg.timestamps if self.ts_ok else None
         if ack == self.snd_una:
-            if (
+            sacked = self._sacked_segments(seg) if self.sack_ok else 0
+            if sacked and self.recovery.on_sack(sacked):
+                self._retransmit_head(now)  # SACKed beyond the reordering degree: lost
+            elif (
                 not plen
                 and not flags & FIN
                 and self.snd_una != self.snd_max
@@ -1206,6 +1209,20 @@ class Connection:
         if self.recovery.on_dupack(self.sack_ok):  # fast retransmit (RFC 5681)
             self._retransmit_head(now)
 
+    def _sacked_segments(self, seg: TcpSegment) -> int:
+        """The segments ``seg``'s SACK blocks report above SND.UNA (Linux sacked_out, by
+        tcp_skb_pcount)."""
+        total = 0
+        una, top = self.snd_una, self.snd_max
+        for start, end in seg.sack_blocks:
+            if seq_lt(start, una):
+                start = una
+            if seq_lt(top, end):
+                end = top
+            if seq_lt(start, end):
+                total += (end - start) & MASK
+        return segments(total, self.snd_mss)
+
     def _retransmit_head(self, now: float) -> None:
         """The first MSS at SND.UNA again (a fast retransmit), cut from its piece: PSH only
         when it ends the piece."""
@@ -1214,8 +1231,10 @@ class Connection:
         size = min(len(self.snd_buf) - off, self.snd_mss) if off < HALF else 0
         flags = ACK
         if size > 0:
-            data = bytes(self.snd_buf[off : off + size])
             piece = self.sent_pieces.find(una)
+            if piece is not None:
+                size = min(size, (piece[0] - una) & MASK)  # one piece at most (one skb)
+            data = bytes(self.snd_buf[off : off + size])
             end = (una + size) & MASK
             if piece is None or piece[0] == end:
                 flags |= PSH
