@@ -70,6 +70,8 @@ class ConnectionContext(Protocol):
 
     def forget(self, key: ConnKey, owner: object) -> None: ...
 
+    def challenge_ack_allowed(self, now: float) -> bool: ...
+
 
 class SocketContext(ConnectionContext, Protocol):
     """What a socket needs besides: addresses and ports, listening, new connections."""

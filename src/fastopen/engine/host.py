@@ -41,6 +41,8 @@ IsnFunction = Callable[[IPAddress, int, IPAddress, int, float], int]
 TsOffsetFunction = Callable[[IPAddress, IPAddress], int]
 
 EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999
+#: tcp_challenge_ack_limit's INT_MAX: the host-wide limit is off (Linux 6.x's default).
+CHALLENGE_ACK_UNLIMITED = 0x7FFFFFFF
 #: The MSS a SYN without the option gets a cookie for (Linux: TCP_MSS_DEFAULT, 536).
 MSS_COOKIE_DEFAULT = 536
 Segment = tuple[IPAddress, IPAddress, TcpSegment]
@@ -88,6 +90,8 @@ class Host:
         self._tick = itertools.count()
         self._next_port = EPHEMERAL_LOW
         self.syncookies = SynCookies(self._secret)
+        self._challenge_second = -1
+        self._challenge_count = 0
 
     # -- sockets -----------------------------------------------------------------------------------
 
@@ -273,6 +277,21 @@ class Host:
             rst = TcpSegment(seg.dst_port, seg.src_port, 0, end & MASK, Flags.RST | Flags.ACK, 0)
         self.counters["TcpOutRsts"] += 1
         self.output(local, remote, rst)
+
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """Linux's host-wide challenge ACK budget: tcp_challenge_ack_limit per second (INT_MAX,
+        Linux 6.x's default, is no limit; Linux draws the budget at random around the limit)."""
+        limit = self.settings.challenge_ack_limit
+        if limit >= CHALLENGE_ACK_UNLIMITED:
+            return True
+        second = int(now)
+        if second != self._challenge_second:
+            self._challenge_second = second
+            self._challenge_count = limit
+        if self._challenge_count <= 0:
+            return False
+        self._challenge_count -= 1
+        return True
 
     # -- input -------------------------------------------------------------------------------------
 
