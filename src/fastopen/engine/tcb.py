@@ -626,6 +626,29 @@ class Connection:
             self.ctx.emit(Readable(self.sock))
             self.ctx.emit(Closed(self.sock, error))
 
+    def fail(self, now: float) -> None:
+        """Drop a connection the engine failed in (Host.reset_faulty): out of every table at
+        once, a bare RST to the peer, ECONNRESET for the application; nothing else of its
+        state is trusted."""
+        self.state = S.CLOSED
+        self._rto_at = self._delack_at = self._tw_at = self._probe_at = self.pushed_at = None
+        listener = self.listener
+        if listener is not None and self._in_syn_queue:
+            self._in_syn_queue = False
+            listener.syn_qlen -= 1
+        if listener is not None and self.fo_pending:
+            self.fo_pending = False
+            listener.fastopen_queue.remove(now, hold=False)
+        self.ctx.forget(self.key, self)
+        rst = TcpSegment(self.lport, self.rport, self.snd_max, self.rcv_nxt, _FLAGS[RST | ACK], 0)
+        self.ctx.output(self.local, self.remote, rst)
+        self.ctx.counters["TcpOutRsts"] += 1
+        if self.error is None:
+            self.error = errno.ECONNRESET
+        if not self.orphan:
+            self.ctx.emit(Readable(self.sock))
+            self.ctx.emit(Closed(self.sock, errno.ECONNRESET))
+
     # -- options -----------------------------------------------------------------------------------
 
     def _negotiated(self, neg: Negotiated, window: int) -> None:
@@ -692,6 +715,7 @@ class Connection:
         from a SYN cookie (None: no SYN-ACK to time, no timer): SYN-RECEIVED, in the listener's
         SYN queue until the handshake completes."""
         self._open_passive(listener, irs, neg, window)
+        self.rcv_adv = (self.rcv_nxt + min(self.rcv_wnd_init, 65535)) & MASK  # the SYN-ACK's
         self._move(E.RCV_SYN)
         self.retransmits = self.backoff = self.total_retrans = retransmits
         self._synack_timed = synack_at is not None
@@ -867,6 +891,7 @@ class Connection:
         if seq_lt(ack, (self.snd_una - self.max_window) & MASK):
             self._challenge_ack(now)  # RFC 5961 5.2
             return
+        window_before = self.snd_wnd
         self._update_window(seg, flags)
         self._rcv_tstamp = now
         self._ack_probe(now)
@@ -876,7 +901,7 @@ class Connection:
                 not plen
                 and not flags & FIN
                 and self.snd_una != self.snd_max
-                and seg.window << self.snd_wscale == self.snd_wnd
+                and self.snd_wnd == window_before  # Linux: a window update is no duplicate
             ):
                 self._dupack(now)
         elif seq_lt(self.snd_una, ack):
