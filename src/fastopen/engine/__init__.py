@@ -18,7 +18,7 @@ from fastopen.engine.events import (
     SocketEvent,
     Writable,
 )
-from fastopen.engine.host import Host
+from fastopen.engine.host import ConnectionFault, Host
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.settings import Settings
 from fastopen.engine.socket import EngineSocket
@@ -30,6 +30,7 @@ __all__ = [
     "CacheEntry",
     "Closed",
     "Connected",
+    "ConnectionFault",
     "CookieCache",
     "EngineError",
     "EngineSocket",

@@ -72,6 +72,8 @@ class ConnectionContext(Protocol):
 
     def update_pmtu(self, remote: IPAddress, mtu: int, now: float) -> None: ...
 
+    def challenge_ack_allowed(self, now: float) -> bool: ...
+
 
 class SocketContext(ConnectionContext, Protocol):
     """What a socket needs besides: addresses and ports, listening, new connections."""

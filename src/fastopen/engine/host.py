@@ -42,9 +42,21 @@ IsnFunction = Callable[[IPAddress, int, IPAddress, int, float], int]
 TsOffsetFunction = Callable[[IPAddress, IPAddress], int]
 
 EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999
+#: tcp_challenge_ack_limit's INT_MAX: the host-wide limit is off (Linux 6.x's default).
+CHALLENGE_ACK_UNLIMITED = 0x7FFFFFFF
 #: The MSS a SYN without the option gets a cookie for (Linux: TCP_MSS_DEFAULT, 536).
 MSS_COOKIE_DEFAULT = 536
 Segment = tuple[IPAddress, IPAddress, TcpSegment]
+
+
+class ConnectionFault(Exception):
+    """An input failed inside the engine (a bug, never a peer's doing): ``owner`` is the
+    Connection or request socket it failed in (None: the listener or the host); the cause is
+    chained. :meth:`Host.reset_faulty` drops that one."""
+
+    def __init__(self, owner: object) -> None:
+        super().__init__(f"engine input failed in {owner!r}")
+        self.owner = owner
 
 
 class Host:
@@ -91,6 +103,8 @@ class Host:
         self._tick = itertools.count()
         self._next_port = EPHEMERAL_LOW
         self.syncookies = SynCookies(self._secret)
+        self._challenge_second = -1
+        self._challenge_count = 0
 
     # -- sockets -----------------------------------------------------------------------------------
 
@@ -236,11 +250,14 @@ class Host:
         """Fire every timer due at ``now``."""
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, _, conn = heapq.heappop(timers)
-            if conn.pushed_at != when:
+            when, _, timed = heapq.heappop(timers)
+            if timed.pushed_at != when:
                 continue
-            conn.pushed_at = None
-            conn.on_timer(now)
+            timed.pushed_at = None
+            try:
+                timed.on_timer(now)
+            except Exception as exc:  # a bug: the caller resets that one (reset_faulty)
+                raise ConnectionFault(timed) from exc
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
@@ -282,6 +299,21 @@ class Host:
         self.counters["TcpOutRsts"] += 1
         self.output(local, remote, rst)
 
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """Linux's host-wide challenge ACK budget: tcp_challenge_ack_limit per second (INT_MAX,
+        Linux 6.x's default, is no limit; Linux draws the budget at random around the limit)."""
+        limit = self.settings.challenge_ack_limit
+        if limit >= CHALLENGE_ACK_UNLIMITED:
+            return True
+        second = int(now)
+        if second != self._challenge_second:
+            self._challenge_second = second
+            self._challenge_count = limit
+        if self._challenge_count <= 0:
+            return False
+        self._challenge_count -= 1
+        return True
+
     # -- input -------------------------------------------------------------------------------------
 
     def receive(self, packet: bytes, now: float) -> None:
@@ -297,29 +329,49 @@ class Host:
         self.receive_segment(ip.src, ip.dst, seg, now)
 
     def receive_segment(self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float) -> None:
-        """A parsed segment from ``src`` to ``dst`` (one of this host's addresses)."""
+        """A parsed segment from ``src`` to ``dst`` (one of this host's addresses).
+
+        An exception inside the engine (a bug) comes out as :class:`ConnectionFault` naming
+        the connection it happened in; :meth:`reset_faulty` drops that one, the rest go on.
+        """
         self.counters["TcpInSegs"] += 1
         key = (dst, seg.dst_port, src, seg.src_port)
-        conn = self.connections.get(key)
-        if conn is not None:
-            if not conn.time_wait_reusable(seg):
+        owner: object = None
+        try:
+            conn = owner = self.connections.get(key)
+            if conn is not None:
+                if not conn.time_wait_reusable(seg):
+                    conn.segment_arrives(seg, now)
+                    return
+                conn.end_time_wait(now)
+            req = owner = self.requests.get(key)
+            if req is not None:
+                if req.is_syn_again(seg):
+                    req.send_synack(now)  # the SYN-ACK again, without the cookie option
+                    return
+                conn = owner = self._child_from_request(req, now)
                 conn.segment_arrives(seg, now)
                 return
-            conn.end_time_wait(now)
-        req = self.requests.get(key)
-        if req is not None:
-            if req.is_syn_again(seg):
-                req.send_synack(now)  # the SYN-ACK again, without the cookie option
-                return
-            self._child_from_request(req, now).segment_arrives(seg, now)
-            return
-        listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get(
-            (None, seg.dst_port)
-        )
-        if listener is not None:
-            self._listen_input(listener, src, dst, seg, now)
-        else:
-            self.send_reset_for(dst, src, seg)
+            owner = None
+            listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get(
+                (None, seg.dst_port)
+            )
+            if listener is not None:
+                self._listen_input(listener, src, dst, seg, now)
+            else:
+                self.send_reset_for(dst, src, seg)
+        except Exception as exc:
+            raise ConnectionFault(owner) from exc
+
+    def reset_faulty(self, fault: ConnectionFault, now: float) -> None:
+        """Drop what ``fault`` names (a RST to its peer, the application told ECONNRESET),
+        so that one failing connection never stops the others or the timers."""
+        owner = fault.owner
+        if isinstance(owner, RequestSock):
+            if self.requests.get(owner.key) is owner:
+                owner.leave()
+        elif isinstance(owner, Connection):
+            owner.fail(now)
 
     def receive_icmp(self, error: IcmpError, now: float) -> None:
         """An ICMP or ICMPv6 error quoting a segment this host sent (Linux tcp_v4_err,

@@ -34,6 +34,7 @@ from fastopen.engine.handshake import (
 )
 from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
+from fastopen.engine.ofo import OutOfOrderQueue
 from fastopen.engine.recovery import Recovery
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
 from fastopen.engine.segmentation import SentPieces, cwnd_quota, segments, tso_segs
@@ -62,6 +63,8 @@ TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
 #: Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
+#: Linux tcp_orphan_retries (0: 8 while the RTO is below TCP_RTO_MAX).
+ORPHAN_RETRIES = 8
 
 S = TcpState
 E = TcpEvent
@@ -112,8 +115,10 @@ class Connection:
         "_lrcv",
         "_lrcv_any",
         "_pingpong",
+        "_probe_at",
         "_quickack",
         "_rcv_fin_seq",
+        "_rcv_tstamp",
         "_retrans_stamp",
         "_rto_at",
         "_syn_sent_at",
@@ -141,6 +146,7 @@ class Connection:
         "max_window",
         "ooo",
         "orphan",
+        "probes_out",
         "pushed_at",
         "rcv_adv",
         "rcv_buf",
@@ -217,7 +223,7 @@ class Connection:
         self.rcv_nxt = 0
         self.rcv_adv = 0
         self.rcv_buf = bytearray()
-        self.ooo: list[tuple[int, bytes]] = []
+        self.ooo = OutOfOrderQueue()
         self._rcv_fin_seq: int | None = None
         mss = ctx.adv_mss(local)
         self._adv_mss = mss
@@ -240,6 +246,9 @@ class Connection:
         self._tw_at: float | None = None
         self._ka_at: float | None = None  # keepalive (SO_KEEPALIVE)
         self._ka_probes = 0
+        self._probe_at: float | None = None
+        self.probes_out = 0  # Linux icsk_probes_out: zero window probes unanswered
+        self._rcv_tstamp = now  # the last ACK's arrival (Linux tp->rcv_tstamp)
         self._syn_sent_at = 0.0
         self._synack_timed = True  # the handshake's ACK gives an RTT sample
         self._in_syn_queue = False  # counted in the listener's SYN queue
@@ -296,6 +305,9 @@ class Connection:
         k = self._ka_at
         if k is not None and (t is None or k < t):
             t = k
+        p = self._probe_at
+        if p is not None and (t is None or p < t):
+            t = p
         return t
 
     def _rearm(self) -> None:
@@ -333,6 +345,9 @@ class Connection:
         if self._ka_at is not None and now >= self._ka_at and not self.gone():
             self._ka_at = None
             self._keepalive_timer(now)
+        if self._probe_at is not None and now >= self._probe_at and not self.gone():
+            self._probe_at = None
+            self._probe_timer(now)
         if not self.gone():
             self._rearm()
 
@@ -364,22 +379,12 @@ class Connection:
         dsack = self._dsack
         if self.sack_ok and (self.ooo or dsack is not None):
             limit = 3 if self.ts_ok else 4
-            blocks = self._sack_blocks(limit - (dsack is not None))
+            blocks = self.ooo.sack_blocks(self.rcv_nxt, limit - (dsack is not None))
             if dsack is not None:  # RFC 2883: the duplicate first, once (Linux rx_opt.dsack)
                 self._dsack = None
                 blocks = (dsack, *blocks)
             opts += (_NOP, _NOP, Sack(blocks))
         return opts
-
-    def _sack_blocks(self, limit: int) -> tuple[tuple[int, int], ...]:
-        blocks: list[tuple[int, int]] = []
-        for seq, data in self.ooo:
-            end = (seq + len(data)) & MASK
-            if blocks and blocks[-1][1] == seq:
-                blocks[-1] = (blocks[-1][0], end)
-            else:
-                blocks.append((seq, end))
-        return tuple(blocks[:limit])
 
     def _emit(
         self,
@@ -478,8 +483,13 @@ class Connection:
             if unsent > 0:
                 room = (wnd_edge - nxt) & MASK
                 if room >= HALF or room == 0:
-                    if self.snd_wnd == 0 and self.snd_una == self.snd_max and self._rto_at is None:
-                        self._set_rto(now)  # persist: probe the zero window on expiry
+                    if (
+                        self.snd_wnd == 0
+                        and self.snd_una == self.snd_max
+                        and self._probe_at is None
+                        and self._rto_at is None
+                    ):  # Linux tcp_check_probe_timer: probe the zero window
+                        self._probe_at = now + self.rtt.backed_off(self.backoff)
                     break
                 retrans = seq_lt(nxt, self.snd_max)
                 if retrans:  # a piece sent before goes again, cut at most at its end
@@ -700,7 +710,7 @@ class Connection:
         listener's fastopen queue; the application learns why."""
         if self.state is not S.TIME_WAIT:  # else checked when it entered TIME-WAIT
             self._fastopen_ofo_check(now)
-        self._rto_at = self._delack_at = self._tw_at = self._ka_at = None
+        self._rto_at = self._delack_at = self._tw_at = self._ka_at = self._probe_at = None
         if error is not None and self.error is None:
             self.error = error
         self.pushed_at = None
@@ -717,6 +727,29 @@ class Connection:
         if notify and not self.orphan:
             self.ctx.emit(Readable(self.sock))
             self.ctx.emit(Closed(self.sock, error))
+
+    def fail(self, now: float) -> None:
+        """Drop a connection the engine failed in (Host.reset_faulty): out of every table at
+        once, a bare RST to the peer, ECONNRESET for the application; nothing else of its
+        state is trusted."""
+        self.state = S.CLOSED
+        self._rto_at = self._delack_at = self._tw_at = self._probe_at = self.pushed_at = None
+        listener = self.listener
+        if listener is not None and self._in_syn_queue:
+            self._in_syn_queue = False
+            listener.syn_qlen -= 1
+        if listener is not None and self.fo_pending:
+            self.fo_pending = False
+            listener.fastopen_queue.remove(now, hold=False)
+        self.ctx.forget(self.key, self)
+        rst = TcpSegment(self.lport, self.rport, self.snd_max, self.rcv_nxt, _FLAGS[RST | ACK], 0)
+        self.ctx.output(self.local, self.remote, rst)
+        self.ctx.counters["TcpOutRsts"] += 1
+        if self.error is None:
+            self.error = errno.ECONNRESET
+        if not self.orphan:
+            self.ctx.emit(Readable(self.sock))
+            self.ctx.emit(Closed(self.sock, errno.ECONNRESET))
 
     # -- options -----------------------------------------------------------------------------------
 
@@ -790,6 +823,7 @@ class Connection:
         from a SYN cookie (None: no SYN-ACK to time, no timer): SYN-RECEIVED, in the listener's
         SYN queue until the handshake completes."""
         self._open_passive(listener, irs, neg, window)
+        self.rcv_adv = (self.rcv_nxt + min(self.rcv_wnd_init, 65535)) & MASK  # the SYN-ACK's
         self._move(E.RCV_SYN)
         self.retransmits = self.backoff = self.total_retrans = retransmits
         self._synack_timed = synack_at is not None
@@ -1122,7 +1156,10 @@ class Connection:
         if seq_lt(ack, (self.snd_una - self.max_window) & MASK):
             self._challenge_ack(now)  # RFC 5961 5.2
             return
+        window_before = self.snd_wnd
         self._update_window(seg, flags)
+        self._rcv_tstamp = now
+        self._ack_probe(now)
         ts = seg.timestamps if self.ts_ok else None
         if ack == self.snd_una:
             sacked = self._sacked_segments(seg) if self.sack_ok else 0
@@ -1132,7 +1169,7 @@ class Connection:
                 not plen
                 and not flags & FIN
                 and self.snd_una != self.snd_max
-                and seg.window << self.snd_wscale == self.snd_wnd
+                and self.snd_wnd == window_before  # Linux: a window update is no duplicate
             ):
                 self._dupack(now)
         elif seq_lt(self.snd_una, ack):
@@ -1294,10 +1331,8 @@ class Connection:
         Old data (``seq`` before RCV.NXT) is reported in a D-SACK block (Linux
         tcp_send_dupack) and the quick ACKs start again."""
         if pure:
-            if now - self._last_oow < self.ctx.settings.invalid_ratelimit:
-                self.ctx.counters["TCPACKSkippedSeq"] += 1
+            if self._rate_limited(now, "TCPACKSkippedSeq"):
                 return
-            self._last_oow = now
         elif seq_lt(seq, self.rcv_nxt):
             self.ctx.counters["DelayedACKLost"] += 1
             self.enter_quickack()
@@ -1305,7 +1340,22 @@ class Connection:
                 self._dsack = (seq, end if seq_lt(end, self.rcv_nxt) else self.rcv_nxt)
         self.send_ack(now)
 
+    def _rate_limited(self, now: float, counter: str) -> bool:
+        """Linux __tcp_oow_rate_limited: at most one such ACK per tcp_invalid_ratelimit."""
+        elapsed = now - self._last_oow
+        if 0 <= elapsed < self.ctx.settings.invalid_ratelimit:
+            self.ctx.counters[counter] += 1
+            return True
+        self._last_oow = now
+        return False
+
     def _challenge_ack(self, now: float) -> None:
+        """Linux tcp_send_challenge_ack (RFC 5961): limited per socket like duplicate ACKs,
+        then by the host-wide tcp_challenge_ack_limit per second."""
+        if self._rate_limited(now, "TCPACKSkippedChallenge"):
+            return
+        if not self.ctx.challenge_ack_allowed(now):
+            return
         self.ctx.counters["TCPChallengeACK"] += 1
         self.send_ack(now)
 
@@ -1361,8 +1411,6 @@ class Connection:
         if len(payload) > limit:
             payload = payload[: max(limit, 0)]
             flags &= ~FIN
-        if flags & FIN:
-            self._rcv_fin_seq = fin_seq
         delivered = 0
         if payload:
             self.data_segs_in += 1
@@ -1371,9 +1419,16 @@ class Connection:
                 delivered = len(payload)
                 self.rcv_nxt = (seq + delivered) & MASK
                 if self.ooo:
-                    delivered += self._drain_ooo()
+                    more = self.ooo.take(self.rcv_nxt)
+                    self.rcv_buf += more
+                    self.rcv_nxt = (self.rcv_nxt + len(more)) & MASK
+                    delivered += len(more)
             else:
-                self._ooo_insert(seq, payload)
+                budget = self.ctx.settings.rmem - len(self.rcv_buf)
+                if not self.ooo.insert(seq, payload, self.rcv_nxt, budget, self.ctx.counters):
+                    flags &= ~FIN  # dropped for want of memory: its FIN too
+        if flags & FIN:
+            self._rcv_fin_seq = fin_seq
         if delivered:
             self.bytes_received += delivered
         if self._rcv_fin_seq is not None and self.rcv_nxt == self._rcv_fin_seq:
@@ -1429,41 +1484,6 @@ class Connection:
             ato = min(ato, limit)
         return min(ato, DELACK_MAX)
 
-    def _ooo_insert(self, seq: int, data: bytes) -> None:
-        base = self.rcv_nxt
-        start = (seq - base) & MASK
-        end = start + len(data)
-        blocks: list[tuple[int, int, bytes]] = []
-        cur = start
-        for s, d in self.ooo:
-            a = (s - base) & MASK
-            b = a + len(d)
-            if cur < end and cur < a:
-                piece = data[cur - start : min(a, end) - start]
-                blocks.append(((base + cur) & MASK, cur, piece))
-            if b > cur:
-                cur = max(cur, b)
-            blocks.append((s, a, d))
-        if cur < end:
-            blocks.append(((base + cur) & MASK, cur, data[cur - start :]))
-        blocks.sort(key=lambda x: x[1])
-        self.ooo = [(s, d) for s, _, d in blocks]
-
-    def _drain_ooo(self) -> int:
-        got = 0
-        ooo = self.ooo
-        while ooo:
-            s, d = ooo[0]
-            off = (self.rcv_nxt - s) & MASK
-            if off >= HALF:
-                break
-            ooo.pop(0)
-            if off < len(d):
-                self.rcv_buf += d[off:]
-                got += len(d) - off
-                self.rcv_nxt = (self.rcv_nxt + len(d) - off) & MASK
-        return got
-
     # -- retransmission timeout --------------------------------------------------------------------
 
     def _on_rto(self, now: float) -> None:
@@ -1481,6 +1501,10 @@ class Connection:
             expired = self.retransmits >= (
                 syncnt or ctx.settings.synack_retries + (1 if self.tfo_child else 0)
             )
+        elif self.snd_wnd == 0 and not self.orphan:
+            # Linux: into a window shrunk to zero the retransmission is a probe; it gives up
+            # only when no ACK came for TCP_RTO_MAX
+            expired = now - self._rcv_tstamp > RTO_MAX
         else:  # retries2, as the time that many doubling RTOs from 200 ms would take
             if self.retransmits == 0:
                 self._retrans_stamp = now - self.rtt.rto  # when the timer was armed
@@ -1519,9 +1543,7 @@ class Connection:
             self._set_rto(now)
             return
         if self.snd_una == self.snd_max:
-            if self.snd_buf and self.snd_wnd == 0:
-                self._probe_zero_window(now)
-            return
+            return  # nothing in flight (the zero window has its probe timer)
         self.recovery.on_timeout()
         self.snd_nxt = self.snd_una
         self.output(now)
@@ -1529,14 +1551,45 @@ class Connection:
             self._retransmit_head(now)
         self._set_rto(now)
 
-    def _probe_zero_window(self, now: float) -> None:
+    def _probe_timer(self, now: float) -> None:
+        """Linux tcp_probe_timer and tcp_send_probe0: data waits behind a zero window with
+        nothing in flight; a segment one below SND.UNA (no data) makes the peer ACK with its
+        window. The peer answering keeps the connection alive; ``retries2`` unanswered probes
+        (8 for an orphan) end it."""
+        if self.snd_una != self.snd_max or not self._unsent():
+            self.probes_out = 0
+            return
+        settings = self.ctx.settings
+        limit = ORPHAN_RETRIES if self.orphan else settings.retries2
+        if self.probes_out >= limit:
+            self._move(E.TIMEOUT)
+            self.destroy(now, errno.ETIMEDOUT)
+            return
+        self.ctx.counters["TCPWinProbe"] += 1
+        self._emit((self.snd_una - 1) & MASK, ACK, now=now)
+        self.probes_out += 1
+        if self.backoff < settings.retries2:
+            self.backoff += 1
+        self._probe_at = now + self.rtt.backed_off(self.backoff)
+
+    def _unsent(self) -> bool:
+        """Data or a FIN waits to be sent."""
         off = (self.snd_nxt - self.snd_buf_seq) & MASK
-        probe = bytes(self.snd_buf[off : off + 1])
-        if probe:
-            self._emit(self.snd_nxt, ACK, probe, now=now)
-            self.snd_nxt = self.snd_max = (self.snd_nxt + 1) & MASK
-            self.recovery.sent(self.snd_nxt)
-        self._set_rto(now)
+        return (off < HALF and off < len(self.snd_buf)) or (
+            self._fin_queued and self.snd_nxt == self._fin_seq
+        )
+
+    def _ack_probe(self, now: float) -> None:
+        """Linux tcp_ack_probe: an ACK while probing; an open window ends the probes (their
+        backoff too), a closed one times the next probe from now."""
+        self.probes_out = 0
+        if self._probe_at is None:
+            return
+        if self.snd_wnd:
+            self._probe_at = None
+            self.backoff = 0
+        else:
+            self._probe_at = now + self.rtt.backed_off(self.backoff)
 
     # -- introspection -----------------------------------------------------------------------------
 
@@ -1568,7 +1621,7 @@ class Connection:
             tcpi_state=int(self.state),
             tcpi_ca_state=1 if self.recovery.dupacks else (4 if self.retransmits else 0),
             tcpi_retransmits=self.retransmits,
-            tcpi_probes=0,
+            tcpi_probes=self.probes_out,
             tcpi_backoff=self.backoff,
             tcpi_options=options,
             tcpi_snd_wscale=self.snd_wscale if self.wscale_ok else 0,

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import errno
 import ipaddress
+import logging
 import os
 import socket
 import ssl as _ssl
@@ -43,6 +44,7 @@ from fastopen.engine import (
     Readable,
     Writable,
 )
+from fastopen.engine.host import ConnectionFault
 from fastopen.engine.settings import SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, SOL_TCP
 from fastopen.errors import FastOpenError
@@ -62,6 +64,8 @@ from fastopen.runtime.tun import (
     take_over,
 )
 from fastopen.streams import LIMIT, FastOpenStreamWriter, Handler
+
+_log = logging.getLogger("fastopen.runtime")
 
 #: Packets read from the device per wake-up at most (then the loop serves others).
 BATCH = 256
@@ -294,15 +298,30 @@ class UserspaceStack:
                 break
             if pcap is not None:
                 write_pcap_record(pcap, packet)
-            host.receive(packet, now)
+            try:
+                host.receive(packet, now)
+            except ConnectionFault as fault:
+                self._contain(fault, now)
         self._service()
 
     def _on_timer(self) -> None:
         when = self._timer_at
         self._timer = self._timer_at = None
         now = self.loop.time()
-        self.host.handle_timer(now if when is None else max(now, when))
+        now = now if when is None else max(now, when)
+        while True:  # each fault takes its connection's timers out: this ends
+            try:
+                self.host.handle_timer(now)
+                break
+            except ConnectionFault as fault:
+                self._contain(fault, now)
         self._service()
+
+    def _contain(self, fault: ConnectionFault, now: float) -> None:
+        """An engine bug inside one connection: that one is reset (and logged, once, as it is
+        gone then); the stack, its timers and the other connections go on."""
+        _log.error("engine failure: %s reset", fault.owner, exc_info=fault.__cause__)
+        self.host.reset_faulty(fault, now)
 
     def _service(self) -> None:
         """Dispatch the engine's events, send its packets, re-arm its timer."""
