@@ -9,11 +9,18 @@ timestamp tick is configured, TS ecr not checked.
 
 from __future__ import annotations
 
+import struct
+from ipaddress import IPv4Address, IPv6Address
+
+from fastopen.engine.icmp import IcmpError
 from fastopen.packetdrill.script import IcmpSpec, PacketSpec
 from fastopen.wire import (
+    PROTO_TCP,
     Eol,
     FastOpen,
     Flags,
+    IPv4Packet,
+    IPv6Packet,
     Mss,
     Nop,
     Sack,
@@ -23,6 +30,7 @@ from fastopen.wire import (
     Timestamps,
     UnknownOption,
     WindowScale,
+    internet_checksum,
 )
 
 #: packetdrill's flag letters, in the order it prints them.
@@ -159,6 +167,8 @@ def _compare_options(
 
 # -- ICMP ------------------------------------------------------------------------------------------
 
+#: IP protocol numbers of ICMP and ICMPv6.
+PROTO_ICMP, PROTO_ICMPV6 = 1, 58
 #: packetdrill's ICMPv4 destination-unreachable codes (RFC 1700), by name.
 ICMPV4_UNREACHABLE_CODES = {
     name: code
@@ -253,3 +263,27 @@ def icmp_type_and_code(version: int, spec: IcmpSpec) -> tuple[int, int]:
         if spec.mtu >= (1 << (16 if version == 4 else 32)):
             raise ValueError(f"ICMPv{version} MTU out of range")
     return type_, code
+
+
+def icmp_packet(error: IcmpError) -> bytes:
+    """The IP packet of an ICMP (or ICMPv6) error from the script's peer, quoting the IP header
+    and the first 8 bytes of the TCP header of a segment the stack sent, as packetdrill's
+    ``new_icmp_packet`` builds it (an MTU in the fifth to eighth byte when there is one)."""
+    sent = struct.pack("!HHI", error.sport, error.dport, error.seq)
+    if isinstance(error.src, IPv4Address) and isinstance(error.dst, IPv4Address):
+        quoted = IPv4Packet(error.src, error.dst, PROTO_TCP, sent + bytes(12)).emit()[:28]
+        rest = struct.pack("!HH", 0, error.mtu)
+        body = bytes([error.type, error.code, 0, 0]) + rest + quoted
+        csum = internet_checksum(body)
+        body = body[:2] + struct.pack("!H", csum) + body[4:]
+        return IPv4Packet(error.dst, error.src, PROTO_ICMP, body).emit()
+    if isinstance(error.src, IPv6Address) and isinstance(error.dst, IPv6Address):
+        quoted = IPv6Packet(error.src, error.dst, PROTO_TCP, sent + bytes(12)).emit()[:48]
+        body = bytes([error.type, error.code, 0, 0]) + struct.pack("!I", error.mtu) + quoted
+        pseudo = (
+            error.dst.packed + error.src.packed + struct.pack("!IxxxB", len(body), PROTO_ICMPV6)
+        )
+        csum = internet_checksum(pseudo + body)
+        body = body[:2] + struct.pack("!H", csum) + body[4:]
+        return IPv6Packet(error.dst, error.src, PROTO_ICMPV6, body).emit()
+    raise ValueError("the quoted segment's addresses are not of one IP family")

@@ -713,6 +713,48 @@ class ScriptRunner(ABC, Generic[S, F]):
                 ]
         raise self.fail("sendmsg: no msg_iov in the struct msghdr")
 
+    def poll_args(
+        self, fds: Expr, nfds: Expr, timeout: Expr
+    ) -> tuple[list[tuple[int, int, int]], int]:
+        """poll's (fd, events, expected revents) entries and its timeout in ms (-1: none)."""
+        if not isinstance(fds, ListExpr):
+            raise self.fail("poll needs a list of struct pollfd")
+        entries: list[tuple[int, int, int]] = []
+        for item in fds.items:
+            fields = self.struct_fields(item, ("fd", "events", "revents"), "struct pollfd")
+            entries.append((fields["fd"], fields["events"], fields["revents"]))
+        if self.value(nfds) != len(entries):
+            raise self.fail("poll: nfds differs from the number of struct pollfd")
+        ms = self.value(timeout)
+        return entries, -1 if ms is None else ms
+
+    def check_revents(
+        self, entries: list[tuple[int, int, int]], got: list[int], event: Event | None
+    ) -> None:
+        """Each struct pollfd's revents must be the script's (packetdrill's pollfds_check)."""
+        for (number, _, want), actual in zip(entries, got, strict=True):
+            if want != actual:
+                raise self.fail(
+                    f"poll: fd {number}: expected revents {poll_text(want)} "
+                    f"but got {poll_text(actual)}",
+                    event,
+                )
+
+    def struct_fields(self, expr: Expr, names: tuple[str, ...], what: str) -> dict[str, int]:
+        """``{a=1, b=X|Y}`` as numbers; every name of ``names`` must be there."""
+        if not isinstance(expr, StructExpr):
+            raise self.fail(f"expected a {what}")
+        fields: dict[str, int] = {}
+        for item in expr.items:
+            if isinstance(item, KeyValue) and isinstance(item.key, Name):
+                value = self.value(item.value)
+                if value is not None:
+                    fields[item.key.name] = value
+        missing = [name for name in names if name not in fields]
+        if missing:
+            raise self.fail(f"{what}: no {', '.join(missing)}")
+        return fields
+
     def check_result(self, event: Event, call: Syscall, result: int, err: int | None) -> None:
         if isinstance(call.result, Ellipsis_):
             return
@@ -1231,47 +1273,18 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
     def sys_poll(self, fds: Expr, nfds: Expr, timeout: Expr) -> int | Waiting:
         """``poll([{fd=N, events=..., revents=...}, ...], n, ms)``; each revents is checked."""
         event = self.event
-        if not isinstance(fds, ListExpr):
-            raise self.fail("poll needs a list of struct pollfd")
-        entries: list[tuple[int, int, int]] = []
-        for item in fds.items:
-            fields = self.struct_fields(item, ("fd", "events", "revents"), "struct pollfd")
-            entries.append((fields["fd"], fields["events"], fields["revents"]))
-        if self.value(nfds) != len(entries):
-            raise self.fail("poll: nfds differs from the number of struct pollfd")
-        ms = self.value(timeout)
-        deadline = None if ms is None or ms < 0 else self.now + ms / 1000
+        entries, ms = self.poll_args(fds, nfds, timeout)
+        deadline = None if ms < 0 else self.now + ms / 1000
 
         def attempt() -> int | None:
             got = [self.revents(number, events) for number, events, _ in entries]
             count = sum(1 for r in got if r)
             if not count and (deadline is None or self.now < deadline):
                 return None
-            for (number, _, want), actual in zip(entries, got, strict=True):
-                if want != actual:
-                    raise self.fail(
-                        f"poll: fd {number}: expected revents {poll_text(want)} "
-                        f"but got {poll_text(actual)}",
-                        event,
-                    )
+            self.check_revents(entries, got, event)
             return count
 
         return Waiting(attempt, deadline)
-
-    def struct_fields(self, expr: Expr, names: tuple[str, ...], what: str) -> dict[str, int]:
-        """``{a=1, b=X|Y}`` as numbers; every name of ``names`` must be there."""
-        if not isinstance(expr, StructExpr):
-            raise self.fail(f"expected a {what}")
-        fields: dict[str, int] = {}
-        for item in expr.items:
-            if isinstance(item, KeyValue) and isinstance(item.key, Name):
-                value = self.value(item.value)
-                if value is not None:
-                    fields[item.key.name] = value
-        missing = [name for name in names if name not in fields]
-        if missing:
-            raise self.fail(f"{what}: no {', '.join(missing)}")
-        return fields
 
     def sys_epoll_create(self, size: Expr) -> int:
         if (self.value(size) or 0) <= 0:
