@@ -53,6 +53,9 @@ def test_every_behaviour_has_a_script() -> None:
         "client-syncnt",
         "server-disconnect",
         "sysctl-knobs",
+        "client-syn-data-frag-needed",
+        "server-icmp-child",
+        "client-delayed-ack",
     ):
         assert behaviour in names
 
