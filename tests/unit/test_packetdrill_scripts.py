@@ -56,6 +56,7 @@ def test_every_behaviour_has_a_script() -> None:
         "client-syn-data-frag-needed",
         "server-icmp-child",
         "client-delayed-ack",
+        "client-keepalive",
     ):
         assert behaviour in names
 
