@@ -294,20 +294,12 @@ class Connection:
         self.state = transition(self.state, event)
 
     def deadline(self) -> float | None:
-        """When this connection's next timer is due (retransmission, delayed ACK, TIME-WAIT)."""
+        """When this connection's next timer is due (retransmission, delayed ACK, TIME-WAIT,
+        keepalive, zero window probe)."""
         t = self._rto_at
-        d = self._delack_at
-        if d is not None and (t is None or d < t):
-            t = d
-        w = self._tw_at
-        if w is not None and (t is None or w < t):
-            t = w
-        k = self._ka_at
-        if k is not None and (t is None or k < t):
-            t = k
-        p = self._probe_at
-        if p is not None and (t is None or p < t):
-            t = p
+        for d in (self._delack_at, self._tw_at, self._ka_at, self._probe_at):
+            if d is not None and (t is None or d < t):
+                t = d
         return t
 
     def _rearm(self) -> None:
