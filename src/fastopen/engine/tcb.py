@@ -706,19 +706,25 @@ class Connection:
         if error is not None and self.error is None:
             self.error = error
         self.pushed_at = None
-        listener = self.listener
-        if listener is not None and self._in_syn_queue:
-            self._in_syn_queue = False
-            listener.syn_qlen -= 1
-        if listener is not None and self.fo_pending:
-            self.fo_pending = False
-            # a pending TFO child reset after the application accepted it stays counted
-            accepted = listener.listening and self.sock not in listener.accept_queue
-            listener.fastopen_queue.remove(now, hold=error == errno.ECONNRESET and accepted)
+        self._leave_queues(now, reset=error == errno.ECONNRESET)
         self.ctx.forget(self.key, self)
         if notify and not self.orphan:
             self.ctx.emit(Readable(self.sock))
             self.ctx.emit(Closed(self.sock, error))
+
+    def _leave_queues(self, now: float, *, reset: bool) -> None:
+        """Out of the listener's SYN queue and fastopen queue; a pending TFO child ``reset``
+        after the application accepted it stays counted 60 s (Linux reqsk_fastopen_remove)."""
+        listener = self.listener
+        if listener is None:
+            return
+        if self._in_syn_queue:
+            self._in_syn_queue = False
+            listener.syn_qlen -= 1
+        if self.fo_pending:
+            self.fo_pending = False
+            accepted = listener.listening and self.sock not in listener.accept_queue
+            listener.fastopen_queue.remove(now, hold=reset and accepted)
 
     def fail(self, now: float) -> None:
         """Drop a connection the engine failed in (Host.reset_faulty): out of every table at
@@ -726,13 +732,7 @@ class Connection:
         state is trusted."""
         self.state = S.CLOSED
         self._rto_at = self._delack_at = self._tw_at = self._probe_at = self.pushed_at = None
-        listener = self.listener
-        if listener is not None and self._in_syn_queue:
-            self._in_syn_queue = False
-            listener.syn_qlen -= 1
-        if listener is not None and self.fo_pending:
-            self.fo_pending = False
-            listener.fastopen_queue.remove(now, hold=False)
+        self._leave_queues(now, reset=False)
         self.ctx.forget(self.key, self)
         rst = TcpSegment(self.lport, self.rport, self.snd_max, self.rcv_nxt, _FLAGS[RST | ACK], 0)
         self.ctx.output(self.local, self.remote, rst)
@@ -1217,12 +1217,7 @@ class Connection:
             self.ctx.emit(Connected(self.sock))
             self.ctx.emit(Writable(self.sock))
             return
-        if self._in_syn_queue:
-            self._in_syn_queue = False
-            listener.syn_qlen -= 1
-        if self.fo_pending:
-            self.fo_pending = False
-            listener.fastopen_queue.remove(now, hold=False)
+        self._leave_queues(now, reset=False)
         if not self.tfo_child:
             listener.child_ready(self.sock)
 
