@@ -57,6 +57,7 @@ def test_every_behaviour_has_a_script() -> None:
         "server-icmp-child",
         "client-delayed-ack",
         "client-keepalive",
+        "client-icmp-unreachable",
     ):
         assert behaviour in names
 

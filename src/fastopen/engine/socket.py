@@ -253,8 +253,12 @@ class EngineSocket:
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 return int(self.reuseaddr)
-            if name == SO_ERROR:
-                return self._take_error() or 0
+            if name == SO_ERROR:  # Linux: sk_err, else the soft error (both read once)
+                err = self._take_error()
+                conn = self.conn
+                if err is None and conn is not None and conn.soft_error is not None:
+                    err, conn.soft_error = conn.soft_error, None
+                return err or 0
             if name == SO_KEEPALIVE:
                 return int(self.keepalive)
             raise _fail(errno.ENOPROTOOPT)

@@ -1151,6 +1151,7 @@ class Connection:
         window_before = self.snd_wnd
         self._update_window(seg, flags)
         self._rcv_tstamp = now
+        self.soft_error = None  # Linux tcp_ack: something worked, no soft error to report
         self._ack_probe(now)
         ts = seg.timestamps if self.ts_ok else None
         if ack == self.snd_una:

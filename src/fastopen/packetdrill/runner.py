@@ -161,6 +161,12 @@ SYMBOLS: dict[str, int] = {
     "EPOLL_CTL_ADD": EPOLL_CTL_ADD,
     "EPOLL_CTL_DEL": EPOLL_CTL_DEL,
     "EPOLL_CTL_MOD": EPOLL_CTL_MOD,
+    # errno names, as packetdrill's symbol table has them (getsockopt SO_ERROR [ECONNREFUSED])
+    **{
+        name: getattr(errno_mod, name)
+        for name in dir(errno_mod)
+        if name[:1] == "E" and name.isupper()
+    },
 }
 #: Names a ``%{ }%`` block sees besides the tcpi_* fields: TCPI_OPT_* and Linux's TCP_* states.
 PYTHON_CONSTANTS = {name: getattr(K, name) for name in dir(K) if name.startswith("TCPI_OPT_")}
