@@ -1616,7 +1616,7 @@ class Connection:
             tcpi_rcv_wscale=self.rcv_wscale if self.wscale_ok else 0,
             tcpi_fastopen_client_fail=int(self.fastopen_client_fail),
             tcpi_rto=int(self.rtt.backed_off(self.backoff) * 1e6),
-            tcpi_ato=int(DELACK * 1e6),
+            tcpi_ato=int(self._ato * 1e6),  # Linux icsk_ack.ato (0 before the first data)
             tcpi_snd_mss=self.snd_mss,
             tcpi_rcv_mss=self.snd_mss,
             tcpi_unacked=unacked,
