@@ -58,6 +58,7 @@ def test_every_behaviour_has_a_script() -> None:
         "client-delayed-ack",
         "client-keepalive",
         "client-icmp-unreachable",
+        "client-syn-data-packet-too-big",
     ):
         assert behaviour in names
 
