@@ -72,7 +72,7 @@ class RequestSock:
         mss = self.adv_mss - (TS_OPTION_LEN if neg.ts_ok else 0)
         self.rcv_wnd_init = initial_window(settings.rmem, mss)
         self.rcv_wscale = settings.wscale if settings.window_scaling and neg.wscale_ok else 0
-        self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
+        self.tsoffset = ctx.choose_tsoffset(local, remote) if neg.ts_ok else 0
         self.retransmits = 0
         self.sent_at = 0.0
         self._rto_at: float | None = None

@@ -27,6 +27,7 @@ VALID = MAX_AGE * PERIOD
 #: The MSS a cookie can say (Linux msstab, and the IPv6 one of net/ipv6/syncookies.c).
 MSSTAB = {4: (536, 1300, 1440, 1460), 6: (1280 - 60, 1480 - 60, 1500 - 60, 9000 - 60)}
 TSBITS = 6
+_V4 = struct.Struct("!IIHHI")
 TS_OPT_WSCALE_MASK = 0xF
 TS_OPT_SACK = 1 << 4
 TS_OPT_ECN = 1 << 5
@@ -55,7 +56,10 @@ class SynCookies:
     def _hash(
         self, src: IPAddress, dst: IPAddress, sport: int, dport: int, count: int, c: int
     ) -> int:
-        data = src.packed + dst.packed + struct.pack("!HHI", sport, dport, count & MASK)
+        if src.version == 4:  # int() is much cheaper than .packed
+            data = _V4.pack(int(src), int(dst), sport, dport, count & MASK)
+        else:
+            data = src.packed + dst.packed + struct.pack("!HHI", sport, dport, count & MASK)
         return siphash24(self._keys[c], data) & MASK
 
     def make(
