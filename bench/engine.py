@@ -16,8 +16,8 @@ import errno
 import socket
 import time
 
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.engine import Connected, EngineError, Host, Readable
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN
 
 GOAL = 5000
 SERVER = ("198.18.0.2", 80)

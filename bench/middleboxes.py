@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fastopen
+from fastopen.constants import TCP_FASTOPEN_CONNECT
 from fastopen.kernel import tcpinfo
-from fastopen.kernel.constants import TCP_FASTOPEN_CONNECT
 from fastopen.lab.emulator import Lab, check_support
 from fastopen.lab.farm import Farm
 from fastopen.lab.middlebox import MIDDLEBOXES

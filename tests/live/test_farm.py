@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import require_namespaces
 
-from fastopen.kernel.constants import MSG_FASTOPEN
+from fastopen.constants import MSG_FASTOPEN
 from fastopen.lab.farm import Farm
 
 pytestmark = pytest.mark.live

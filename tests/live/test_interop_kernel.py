@@ -21,10 +21,10 @@ import pytest
 from tfo import cached_cookie
 
 import fastopen
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.cookies import Key, KeyRing
 from fastopen.http.responder import serve_http
 from fastopen.kernel import tcpinfo
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.lab.netns import Netns
 from fastopen.lab.servers import NGINX_CONF
 from fastopen.pcap import read_pcap
@@ -249,9 +249,11 @@ def test_experimental_option_kernel_client(
         echo = Echo(len(request))
         server = await fastopen.start_server(echo, STACK[4], PORT, stack=stack)
         async with server:
-            stack.host.tcp_fastopen = 0x1  # server TFO off: the cookie request gets no cookie
+            stack.host.settings.tcp_fastopen = (
+                0x1  # server TFO off: the cookie request gets no cookie
+            )
             await asyncio.to_thread(kernel_request, ns, 4, request)
-            stack.host.tcp_fastopen = 0x3
+            stack.host.settings.tcp_fastopen = 0x3
             for _ in range(2):
                 assert (await asyncio.to_thread(kernel_request, ns, 4, request))[0].endswith(
                     request

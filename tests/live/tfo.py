@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import fastopen
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.lab.netns import SERVER, Netns
 from fastopen.lab.servers import kernel_echo
 

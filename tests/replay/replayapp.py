@@ -19,9 +19,9 @@ from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
 
 import fastopen
+from fastopen.constants import MSG_FASTOPEN
 from fastopen.cookies import KeyRing
 from fastopen.http.responder import parse_head, too_early
-from fastopen.kernel.constants import MSG_FASTOPEN
 from fastopen.lab.netns import Netns
 from fastopen.replay import ReplayGuard, Verdict
 from fastopen.report import TfoReport

@@ -16,9 +16,9 @@ import pytest
 from replayapp import replay_twice, request, running, tfo_request
 
 import fastopen
+from fastopen.constants import TCP_FASTOPEN
 from fastopen.cookies import KeyRing
 from fastopen.http.responder import serve_http
-from fastopen.kernel.constants import TCP_FASTOPEN
 from fastopen.lab.netns import SERVER, Netns
 from fastopen.lab.redis import RedisServer
 from fastopen.replay import ReplayGuard

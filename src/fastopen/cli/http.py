@@ -14,10 +14,10 @@ from typing import Any, Literal
 import click
 
 from fastopen.cli.options import Duration, in_netns, json_option, netns_option, now
+from fastopen.constants import TFO_SERVER_ENABLE, TFO_SERVER_WO_SOCKOPT1
 from fastopen.errors import FastOpenError
 from fastopen.http.fetch import Fetched, fetch
 from fastopen.http.responder import serve_http
-from fastopen.kernel.constants import TFO_SERVER_ENABLE, TFO_SERVER_WO_SOCKOPT1
 from fastopen.ops import enable as bits
 from fastopen.ops import stats
 from fastopen.replay import WINDOW, ReplayGuard
@@ -86,7 +86,7 @@ def _stack(name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None) -
 def _tfo_state(stack: Stack) -> str:
     """What ``serve`` says about TFO: on only when the server side can do it."""
     if isinstance(stack, UserspaceStack):
-        return "TFO on" if stack.host.tcp_fastopen & SERVER_BITS else "TFO off"
+        return "TFO on" if stack.host.settings.tcp_fastopen & SERVER_BITS else "TFO off"
     value = bits.read()
     if value & SERVER_BITS:
         return "TFO on"
@@ -210,7 +210,9 @@ def serve(
             replay_guard=guard,
         )
         guarded = "" if guard is None else f", replay guard {guard.store.name}"
-        click.echo(f"serving http://{host}:{port}/ with {_tfo_state(engine)} ({stack} stack{guarded})")
+        click.echo(
+            f"serving http://{host}:{port}/ with {_tfo_state(engine)} ({stack} stack{guarded})"
+        )
         publisher = None
         if isinstance(engine, UserspaceStack):
             publisher = asyncio.create_task(_publish_counters(engine, tun))

@@ -6,14 +6,14 @@ import time
 
 import click
 
-from fastopen.cli.ops import _COMMON_JSON, _COMMON_NETNS, Out, ops_command
+from fastopen.cli.options import Group, Out, json_option, netns_option, ops_command
 from fastopen.errors import FastOpenError
 from fastopen.kernel import pathcache
 
 
-@click.group(invoke_without_command=True)
-@_COMMON_JSON
-@_COMMON_NETNS
+@click.group(cls=Group, invoke_without_command=True)
+@json_option
+@netns_option()
 @click.pass_context
 def paths(ctx: click.Context, netns: str | None, as_json: bool) -> None:
     """Paths where SYN data was lost or reset (TFO off until the backoff): list or reset."""

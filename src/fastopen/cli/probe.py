@@ -5,26 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
-from fastopen.cli.lab import parse_duration
+from fastopen.cli.options import Duration, in_netns, json_option, netns_option
 from fastopen.errors import FastOpenError
-from fastopen.lab.netns import entered
 from fastopen.probe import KernelDriver, Probe, Result, Target, UserspaceDriver, run
 from fastopen.probe.drivers import _root_namespace
 
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    return parse_duration(value)
+_TIMEOUT = Duration("s", minimum=0.0, min_open=True, maximum=3600.0)
 
 
 @click.command()
 @click.argument("targets", nargs=-1, required=True, metavar="HOST[:PORT]...")
-@click.option("--port", type=int, default=80, show_default=True, help="Port of targets without.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a target, a line each.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=80,
+    show_default=True,
+    help="The port of targets that name none.",
+)
+@json_option
 @click.option(
     "--driver",
     type=click.Choice(["auto", "userspace", "kernel"]),
@@ -33,15 +35,43 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
     help="userspace: the engine sends every SYN (root, not in the root namespace; kinds 34 and "
     "254); kernel: kernel sockets (kind 34 only). auto: userspace where it can.",
 )
-@click.option("--netns", metavar="NAME", help="Probe from inside the network namespace NAME.")
+@netns_option("Probe from inside the network namespace NETNS.")
 @click.option("--pcap", type=click.Path(path_type=Path), help="Record the packets (userspace).")
-@click.option("--repeat", type=int, default=3, show_default=True, help="SYN-data connections.")
-@click.option("--timeout", default="30s", callback=_duration, show_default=True, help="A target.")
 @click.option(
-    "--attempt-timeout", default="2.5s", callback=_duration, show_default=True, help="A connect."
+    "--repeat",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="SYN-data connections a target (to see whether its cookie is stable).",
 )
-@click.option("--concurrency", type=int, default=16, show_default=True, help="Targets at once.")
-@click.option("--rate", type=float, default=20.0, show_default=True, help="Connections a second.")
+@click.option(
+    "--timeout",
+    type=_TIMEOUT,
+    default="30s",
+    show_default=True,
+    help="The time bound of one target (a bare number is seconds).",
+)
+@click.option(
+    "--attempt-timeout",
+    type=_TIMEOUT,
+    default="2.5s",
+    show_default=True,
+    help="The time bound of one connection attempt (a bare number is seconds).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    help="Targets probed at once.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.1, 10_000.0),
+    default=20.0,
+    show_default=True,
+    help="New connections a second, over all targets.",
+)
 @click.option("--request", help="The bytes to send (default: an HTTP HEAD); safe to replay.")
 def probe(
     targets: tuple[str, ...],
@@ -71,7 +101,7 @@ def probe(
         concurrency=concurrency,
         rate=rate,
     )
-    with entered(netns) if netns else nullcontext():
+    with in_netns(netns):
         chosen = driver
         if chosen == "auto":
             root_ns = os.stat("/proc/thread-self/ns/net").st_ino == _root_namespace()

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.kernel import pathcache
 from fastopen.kernel.attempts import Attempt, remember, report
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.report import OffReason, Side
 
 Address = tuple[Any, ...]

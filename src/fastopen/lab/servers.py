@@ -17,8 +17,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from fastopen.constants import TCP_FASTOPEN
 from fastopen.errors import FastOpenError, KernelFeatureMissing
-from fastopen.kernel.constants import TCP_FASTOPEN
 from fastopen.lab.netns import Netns
 from fastopen.runtime.stack import UserspaceStack
 

@@ -15,10 +15,10 @@ from errno import ECONNREFUSED, ECONNRESET
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from fastopen.constants import TCP_FASTOPEN_CONNECT
 from fastopen.engine.cache import CacheEntry
 from fastopen.errors import FastOpenError
 from fastopen.kernel import tcp_metrics, tcpinfo
-from fastopen.kernel.constants import TCP_FASTOPEN_CONNECT
 from fastopen.probe.model import Outcome, Step, Target
 from fastopen.runtime.stack import UserspaceStack
 from fastopen.runtime.transport import EngineTransport

@@ -27,8 +27,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fastopen.constants import TCP_FASTOPEN
 from fastopen.kernel import tcpinfo
-from fastopen.kernel.constants import TCP_FASTOPEN
 from fastopen.replay import syn
 from fastopen.replay.stores import ReplayStoreError, Store, StoreUnavailable, open_store
 from fastopen.report import TfoReport

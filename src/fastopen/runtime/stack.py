@@ -16,14 +16,23 @@ import contextlib
 import dataclasses
 import errno
 import ipaddress
+import logging
 import os
 import socket
 import ssl as _ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Unpack
 
+from fastopen.constants import (
+    MSG_FASTOPEN,
+    TCP_FASTOPEN,
+    TCP_FASTOPEN_KEY,
+    TFO_CLIENT_ENABLE,
+    TFO_COUNTERS,
+    TFO_SERVER_ENABLE,
+)
 from fastopen.cookies import KeyRing
 from fastopen.engine import (
     Accepted,
@@ -35,18 +44,12 @@ from fastopen.engine import (
     Readable,
     Writable,
 )
+from fastopen.engine.host import ConnectionFault
+from fastopen.engine.settings import SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, SOL_TCP
 from fastopen.errors import FastOpenError
 from fastopen.kernel import pathcache
 from fastopen.kernel.attempts import Attempt, build_report
-from fastopen.kernel.constants import (
-    MSG_FASTOPEN,
-    TCP_FASTOPEN,
-    TCP_FASTOPEN_KEY,
-    TFO_CLIENT_ENABLE,
-    TFO_COUNTERS,
-    TFO_SERVER_ENABLE,
-)
 from fastopen.kernel.tcpinfo import TcpInfo as KernelTcpInfo
 from fastopen.pcap import write_pcap_header, write_pcap_record
 from fastopen.report import OffReason, Side, TfoReport
@@ -63,6 +66,8 @@ from fastopen.runtime.tun import (
     take_over,
 )
 from fastopen.streams import LIMIT, FastOpenStreamWriter, Handler
+
+_log = logging.getLogger("fastopen.runtime")
 
 #: Packets read from the device per wake-up at most (then the loop serves others).
 BATCH = 256
@@ -111,7 +116,7 @@ class UserspaceStack:
 
     ``fd`` is a TUN descriptor (non-blocking, IFF_TUN | IFF_NO_PI) the stack closes when it
     closes; ``addresses`` are its own. ``pcap`` records every packet it sends and receives.
-    Other keyword arguments are :class:`~fastopen.engine.Host` settings (``tcp_fastopen`` is
+    Other keyword arguments are :class:`~fastopen.engine.Settings` fields (``tcp_fastopen`` is
     0x3 by default: client and server, as ``net.ipv4.tcp_fastopen=3``).
     """
 
@@ -123,10 +128,11 @@ class UserspaceStack:
         addresses: Sequence[str],
         *,
         pcap: Path | None = None,
-        tcp_fastopen: int = 0x3,
-        **host_options: Any,
+        **sysctls: Unpack[SettingsChanges],
     ) -> None:
-        self.host = Host(addresses, tcp_fastopen=tcp_fastopen, **host_options)
+        changes = SettingsChanges(tcp_fastopen=0x3)
+        changes.update(sysctls)
+        self.host = Host(addresses, **changes)
         self.fd = fd
         #: Clients consult and teach the path cache (:mod:`fastopen.kernel.pathcache`) of the
         #: namespace the stack is in (:meth:`attach` sets it; by default the creating thread's).
@@ -154,21 +160,22 @@ class UserspaceStack:
         addresses: Sequence[str],
         *,
         kernel_addresses: Sequence[str] = (),
-        mtu: int = 1500,
         pcap: Path | None = None,
-        **host_options: Any,
+        **sysctls: Unpack[SettingsChanges],
     ) -> UserspaceStack:
         """A stack on a new TUN device ``tun`` in ``ns`` (None: this thread's namespace).
 
         ``addresses`` (``ADDR/PREFIX``) are the stack's; the kernel routes each prefix into the
-        device. ``kernel_addresses`` (``ADDR/PREFIX``) are put on the device for the kernel.
+        device. ``kernel_addresses`` (``ADDR/PREFIX``) are put on the device for the kernel;
+        ``mtu`` (a setting) is the device's too.
         """
+        mtu = sysctls.get("mtu", 1500)
         own = [ipaddress.ip_interface(a) for a in addresses]
         fd = open_tun(ns, tun)
         try:
             kernel = [ipaddress.ip_interface(a) for a in kernel_addresses]
             route_into(ns, tun, own, kernel_addresses=kernel, mtu=mtu)
-            stack = cls(fd, [str(a.ip) for a in own], mtu=mtu, pcap=pcap, **host_options)
+            stack = cls(fd, [str(a.ip) for a in own], pcap=pcap, **sysctls)
             with inside(ns):
                 stack.path_host = pathcache.namespace_id()
             return stack
@@ -178,7 +185,12 @@ class UserspaceStack:
 
     @classmethod
     def replace_kernel(
-        cls, ns: Namespace | None, tun: str = "fous0", *, pcap: Path | None = None, **options: Any
+        cls,
+        ns: Namespace | None,
+        tun: str = "fous0",
+        *,
+        pcap: Path | None = None,
+        **sysctls: Unpack[SettingsChanges],
     ) -> UserspaceStack:
         """A stack that takes over every global address of ``ns`` (None: this thread's
         namespace) from its kernel, which only routes them into ``tun`` from then on.
@@ -202,7 +214,7 @@ class UserspaceStack:
             raise
         try:
             stack = cls.attach(
-                where, tun, [str(host_route(i)) for i in taken.interfaces], pcap=pcap, **options
+                where, tun, [str(host_route(i)) for i in taken.interfaces], pcap=pcap, **sysctls
             )
         except BaseException:
             give_all_back()
@@ -295,15 +307,30 @@ class UserspaceStack:
                 break
             if pcap is not None:
                 write_pcap_record(pcap, packet)
-            host.receive(packet, now)
+            try:
+                host.receive(packet, now)
+            except ConnectionFault as fault:
+                self._contain(fault, now)
         self._service()
 
     def _on_timer(self) -> None:
         when = self._timer_at
         self._timer = self._timer_at = None
         now = self.loop.time()
-        self.host.handle_timer(now if when is None else max(now, when))
+        now = now if when is None else max(now, when)
+        while True:  # each fault takes its connection's timers out: this ends
+            try:
+                self.host.handle_timer(now)
+                break
+            except ConnectionFault as fault:
+                self._contain(fault, now)
         self._service()
+
+    def _contain(self, fault: ConnectionFault, now: float) -> None:
+        """An engine bug inside one connection: that one is reset (and logged, once, as it is
+        gone then); the stack, its timers and the other connections go on."""
+        _log.error("engine failure: %s reset", fault.owner, exc_info=fault.__cause__)
+        self.host.reset_faulty(fault, now)
 
     def _service(self) -> None:
         """Dispatch the engine's events, send its packets, re-arm its timer."""
@@ -475,7 +502,7 @@ class UserspaceStack:
             return OffReason.NO_FIRST_FLIGHT
         if not fastopen:
             return OffReason.DISABLED_BY_CALLER
-        if not self.host.tcp_fastopen & TFO_CLIENT_ENABLE:
+        if not self.host.settings.tcp_fastopen & TFO_CLIENT_ENABLE:
             return OffReason.CLIENT_SYSCTL_OFF
         return None
 
@@ -560,7 +587,11 @@ class UserspaceStack:
             chosen = [a for a in engine.addresses if a.version == (4 if "." in host else 6)]
         else:
             chosen = [ipaddress.ip_address(host)]
-        off = None if engine.tcp_fastopen & TFO_SERVER_ENABLE else OffReason.SERVER_SYSCTL_OFF
+        off = (
+            None
+            if engine.settings.tcp_fastopen & TFO_SERVER_ENABLE
+            else OffReason.SERVER_SYSCTL_OFF
+        )
         server = EngineServer(self, handler, limit, Attempt(Side.SERVER, off is None, off))
         try:
             for address in chosen:
@@ -579,7 +610,9 @@ class UserspaceStack:
                     ) from None
                 if keys is not None:
                     lsock.setsockopt(SOL_TCP, TCP_FASTOPEN_KEY, keys.to_raw())
-                lsock.setsockopt(SOL_TCP, TCP_FASTOPEN, fastopen_backlog or engine.somaxconn)
+                lsock.setsockopt(
+                    SOL_TCP, TCP_FASTOPEN, fastopen_backlog or engine.settings.somaxconn
+                )
                 lsock.listen(backlog)
                 self._listeners[lsock] = server
         except BaseException:
@@ -594,7 +627,7 @@ class UserspaceStack:
                 child, _ = lsock.accept(self.now())
             except EngineError:
                 return  # EAGAIN: none left
-            child.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1)
+            child.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1, self.now())
             self._streams(child, server.limit, server.attempt, server.handler)
 
     def unlisten(self, lsock: EngineSocket) -> None:
@@ -704,9 +737,9 @@ class NamespaceStacks:
 
     name = "userspace"
 
-    def __init__(self, tun: str = "fous0", **options: Any) -> None:
+    def __init__(self, tun: str = "fous0", **sysctls: Unpack[SettingsChanges]) -> None:
         self.tun = tun
-        self.options = options
+        self.options = sysctls
         self.stacks: dict[int, UserspaceStack] = {}
 
     def here(self) -> UserspaceStack:
