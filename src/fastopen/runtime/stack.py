@@ -50,12 +50,12 @@ from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, 
 from fastopen.errors import FastOpenError
 from fastopen.kernel import pathcache
 from fastopen.kernel.attempts import Attempt, build_report
+from fastopen.kernel.netns import THREAD_NS
 from fastopen.kernel.tcpinfo import TcpInfo as KernelTcpInfo
 from fastopen.pcap import write_pcap_header, write_pcap_record
 from fastopen.report import OffReason, Side, TfoReport
 from fastopen.runtime.transport import EngineTransport
 from fastopen.runtime.tun import (
-    THREAD_NS,
     Namespace,
     ThreadNamespace,
     give_back,
