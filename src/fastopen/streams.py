@@ -14,48 +14,27 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl as _ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from fastopen.cookies import KeyRing
 from fastopen.kernel import attempts, client, server, tcpinfo
 from fastopen.kernel.client import SocketOption
 from fastopen.report import OffReason, Side, TfoReport
+from fastopen.runtime import NamespaceStacks
+from fastopen.streamwriter import LIMIT, FastOpenProtocol, FastOpenStreamWriter, Handler
 
-#: The default buffer limit of asyncio streams.
-LIMIT = 2**16
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
-
-
-class FastOpenStreamWriter(asyncio.StreamWriter):
-    """A StreamWriter that answers ``get_extra_info("fastopen")`` with the connection's report.
-
-    ``get_extra_info("peername")`` gives the peer's address even while the kernel defers the
-    connect (``getpeername`` fails with ENOTCONN until the SYN has gone out).
-    """
-
-    def __init__(
-        self,
-        transport: asyncio.WriteTransport,
-        protocol: asyncio.BaseProtocol,
-        reader: asyncio.StreamReader | None,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        report: Callable[[], TfoReport],
-        peer: Any = None,
-    ) -> None:
-        super().__init__(transport, protocol, reader, loop)
-        self._fastopen_report = report
-        self._fastopen_peer = peer
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "fastopen":
-            return self._fastopen_report()
-        value = super().get_extra_info(name)
-        if value is None and name == "peername" and self._fastopen_peer is not None:
-            return self._fastopen_peer
-        return default if value is None else value
+__all__ = [
+    "LIMIT",
+    "STACKS",
+    "FastOpenStreamWriter",
+    "Handler",
+    "KernelStack",
+    "Stack",
+    "open_connection",
+    "open_deferred",
+    "start_server",
+]
 
 
 async def _streams(
@@ -69,18 +48,16 @@ async def _streams(
     """asyncio streams over a kernel socket fastopen connected (the socket is closed on failure)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    protocol = FastOpenProtocol(reader, loop, report=lambda _: attempts.report(sock), peer=peer)
     try:
-        transport, _ = await loop.create_connection(
+        await loop.create_connection(
             lambda: protocol, sock=sock, ssl=ssl, server_hostname=server_hostname
         )
     except BaseException:
         sock.close()
         raise
-    writer = FastOpenStreamWriter(
-        transport, protocol, reader, loop, report=lambda: attempts.report(sock), peer=peer
-    )
-    return reader, writer
+    assert protocol.writer is not None
+    return reader, protocol.writer
 
 
 class Stack(Protocol):
@@ -106,16 +83,22 @@ class Stack(Protocol):
     async def start_server(
         self,
         handler: Handler,
-        host: str | None,
-        port: int,
+        host: str | None = None,
+        port: int | None = None,
         *,
         fastopen_backlog: int | None = None,
         keys: KeyRing | None = None,
         ssl: _ssl.SSLContext | None = None,
         backlog: int = 100,
         limit: int = LIMIT,
+        sock: socket.socket | None = None,
+        reuse_port: bool | None = None,
     ) -> asyncio.AbstractServer:
-        """Listen with TFO on; ``handler(reader, writer)`` runs for each connection."""
+        """Listen with TFO on; ``handler(reader, writer)`` runs for each connection.
+
+        ``sock`` is a socket to listen on instead of ``host`` and ``port`` (asyncio's meaning);
+        ``reuse_port`` sets ``SO_REUSEPORT`` on the listeners.
+        """
         ...
 
 
@@ -161,37 +144,38 @@ class KernelStack:
     async def start_server(
         self,
         handler: Handler,
-        host: str | None,
-        port: int,
+        host: str | None = None,
+        port: int | None = None,
         *,
         fastopen_backlog: int | None = None,
         keys: KeyRing | None = None,
         ssl: _ssl.SSLContext | None = None,
         backlog: int = 100,
         limit: int = LIMIT,
+        sock: socket.socket | None = None,
+        reuse_port: bool | None = None,
     ) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()
 
-        def connected(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-        ) -> Awaitable[None] | None:
-            tsock = writer.get_extra_info("socket")
-            fwriter = FastOpenStreamWriter(
-                writer.transport,
-                writer.transport.get_protocol(),
-                reader,
-                loop,
-                report=lambda: attempts.build_report(tcpinfo.read(tsock), attempt),
-            )
-            return handler(reader, fwriter)
+        def report(transport: asyncio.BaseTransport) -> TfoReport:
+            return attempts.build_report(tcpinfo.read(transport.get_extra_info("socket")), attempt)
 
-        def factory() -> asyncio.StreamReaderProtocol:
+        def factory() -> FastOpenProtocol:
             reader = asyncio.StreamReader(limit=limit, loop=loop)
-            return asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+            return FastOpenProtocol(reader, loop, report=report, handler=handler)
 
-        srv = await loop.create_server(
-            factory, host, port, ssl=ssl, backlog=backlog, reuse_address=True, start_serving=False
-        )
+        options: dict[str, Any] = {"ssl": ssl, "backlog": backlog, "start_serving": False}
+        if sock is None:
+            srv = await loop.create_server(
+                factory,
+                host,
+                0 if port is None else port,
+                reuse_address=True,
+                reuse_port=reuse_port,
+                **options,
+            )
+        else:
+            srv = await loop.create_server(factory, sock=sock, **options)
         off: OffReason | None = None
         try:
             for lsock in srv.sockets:
@@ -204,15 +188,8 @@ class KernelStack:
         return srv
 
 
-def _userspace() -> Stack:
-    """The userspace engine in place of the kernel, in each namespace it is used from."""
-    from fastopen.runtime import NamespaceStacks  # the runtime builds on this module
-
-    return NamespaceStacks()
-
-
 #: The stacks by name (``fastopen serve/get/demo --stack``, bench/latency_grid.py).
-STACKS: dict[str, Callable[[], Stack]] = {"kernel": KernelStack, "userspace": _userspace}
+STACKS: dict[str, Callable[[], Stack]] = {"kernel": KernelStack, "userspace": NamespaceStacks}
 
 _KERNEL = KernelStack()
 
@@ -250,8 +227,8 @@ async def open_connection(
 
 async def start_server(
     handler: Handler,
-    host: str | None,
-    port: int,
+    host: str | None = None,
+    port: int | None = None,
     *,
     fastopen_backlog: int | None = None,
     keys: KeyRing | None = None,
@@ -259,11 +236,14 @@ async def start_server(
     ssl: _ssl.SSLContext | None = None,
     backlog: int = 100,
     limit: int = LIMIT,
+    sock: socket.socket | None = None,
+    reuse_port: bool | None = None,
 ) -> asyncio.AbstractServer:
     """Start a server like :func:`asyncio.start_server`, with TFO on its listeners.
 
     ``fastopen_backlog`` bounds pending fast open requests (default ``net.core.somaxconn``);
-    ``keys`` gives the listeners their own key ring instead of the namespace's key.
+    ``keys`` gives the listeners their own key ring instead of the namespace's key. ``sock``
+    (a bound socket, instead of ``host`` and ``port``) and ``reuse_port`` are asyncio's.
     """
     return await (stack or _KERNEL).start_server(
         handler,
@@ -274,6 +254,8 @@ async def start_server(
         ssl=ssl,
         backlog=backlog,
         limit=limit,
+        sock=sock,
+        reuse_port=reuse_port,
     )
 
 
