@@ -32,8 +32,9 @@ def query_tcp(
     """
     wire = query.to_wire()
     expiration = time.time() + timeout
+    first_flight = struct.pack("!H", len(wire)) + wire
     with create_connection(
-        (where, port), struct.pack("!H", len(wire)) + wire, timeout=timeout, fastopen=fastopen
+        (where, port), timeout, first_flight=first_flight, fastopen=fastopen
     ) as sock:
         response, _ = dns.query.receive_tcp(sock, expiration)
         report = attempts.report(sock)
