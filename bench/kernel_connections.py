@@ -67,7 +67,9 @@ def sync_rate(port: int, tfo: bool, seconds: float) -> tuple[float, float]:
     done = in_syn = 0
     start = time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
-        with fastopen.create_connection((HOST, port), 5, first_flight=REQUEST, fastopen=tfo) as sock:
+        with fastopen.create_connection(
+            (HOST, port), 5, first_flight=REQUEST, fastopen=tfo
+        ) as sock:
             in_syn += fastopen.report(sock).syn_data_acked
             while sock.recv(4096):
                 pass

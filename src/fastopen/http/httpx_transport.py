@@ -23,8 +23,13 @@ import ssl
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, TypeVar
 
-import httpcore
-import httpx
+from fastopen.errors import MissingExtra
+
+try:
+    import httpcore
+    import httpx
+except ImportError as exc:
+    raise MissingExtra("httpx", "http") from exc
 
 from fastopen.http import replay_safe
 from fastopen.kernel import attempts

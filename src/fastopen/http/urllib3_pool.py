@@ -18,9 +18,14 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-import urllib3
-from urllib3.connection import HTTPConnection
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from fastopen.errors import MissingExtra
+
+try:
+    import urllib3
+    from urllib3.connection import HTTPConnection
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+except ImportError as exc:
+    raise MissingExtra("urllib3", "http") from exc
 
 from fastopen.http import replay_safe
 from fastopen.kernel import attempts, tcpinfo

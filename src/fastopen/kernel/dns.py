@@ -9,8 +9,13 @@ from __future__ import annotations
 import struct
 import time
 
-import dns.message
-import dns.query
+from fastopen.errors import MissingExtra
+
+try:
+    import dns.message
+    import dns.query
+except ImportError as exc:
+    raise MissingExtra("dnspython", "dns") from exc
 
 from fastopen.kernel import attempts
 from fastopen.kernel.client import create_connection
