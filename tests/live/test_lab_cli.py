@@ -13,15 +13,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import require_namespaces
+from tfo import NOBODY
 
 from fastopen.cli import main
 from fastopen.lab.netns import CLIENT, SERVER
 
 pytestmark = pytest.mark.live
 FASTOPEN = [str(Path(sys.executable).parent / "fastopen")]
-#: An unprivileged process (euid 65534 in a user namespace of its own, no capabilities outside
-#: it) that can still run interpreters under /root (pyenv's), which user 65534 itself cannot.
-NOBODY = ["unshare", "--user", "--"]
 
 
 def _namespaces() -> set[str]:
@@ -117,7 +115,7 @@ def test_demo_runs_end_to_end() -> None:
     assert not {n for n in _namespaces() - before if n.startswith("fo-lab-")}
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
 @pytest.mark.parametrize(
     "command", [["demo"], ["lab", "up"], ["lab", "down"]], ids=["demo", "lab-up", "lab-down"]
 )
