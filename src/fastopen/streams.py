@@ -21,7 +21,6 @@ from fastopen.cookies import KeyRing
 from fastopen.kernel import attempts, client, server, tcpinfo
 from fastopen.kernel.client import SocketOption
 from fastopen.report import OffReason, Side, TfoReport
-from fastopen.runtime import NamespaceStacks
 from fastopen.streamwriter import LIMIT, FastOpenProtocol, FastOpenStreamWriter, Handler
 
 __all__ = [
@@ -188,8 +187,19 @@ class KernelStack:
         return srv
 
 
+def _userspace() -> Stack:
+    """The userspace engine in place of the kernel, in each namespace it is used from.
+
+    Imported when first asked for (the runtime and its engine are a large import that users of
+    the kernel's stack need not pay); the runtime itself never imports this module.
+    """
+    from fastopen.runtime import NamespaceStacks
+
+    return NamespaceStacks()
+
+
 #: The stacks by name (``fastopen serve/get/demo --stack``, bench/latency_grid.py).
-STACKS: dict[str, Callable[[], Stack]] = {"kernel": KernelStack, "userspace": NamespaceStacks}
+STACKS: dict[str, Callable[[], Stack]] = {"kernel": KernelStack, "userspace": _userspace}
 
 _KERNEL = KernelStack()
 
