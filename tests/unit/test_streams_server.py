@@ -13,6 +13,7 @@ import struct
 import pytest
 
 import fastopen
+from fastopen.kernel.constants import TCP_FASTOPEN
 from fastopen.report import Side
 
 
@@ -79,3 +80,30 @@ def test_a_peer_reset_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
     ended_lines = [r for r in caplog.records if r.name == "fastopen.streams"]
     assert len(ended_lines) == 1 and ended_lines[0].exc_info is None
     assert "reset" in ended_lines[0].getMessage().lower()
+
+
+def test_start_server_takes_a_socket_and_reuse_port() -> None:
+    async def main() -> tuple[int, int, list[bytes]]:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"hi")
+            await writer.drain()
+            writer.close()
+
+        lsock = socket.create_server(("127.0.0.1", 0))
+        port = lsock.getsockname()[1]
+        given = await fastopen.start_server(handler, sock=lsock, fastopen_backlog=7)
+        one = await fastopen.start_server(handler, "127.0.0.1", 0, reuse_port=True)
+        shared_port = one.sockets[0].getsockname()[1]
+        two = await fastopen.start_server(handler, "127.0.0.1", shared_port, reuse_port=True)
+        answers = []
+        async with given, one, two:
+            qlen = given.sockets[0].getsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN)
+            listeners = len(two.sockets)
+            for where in (port, shared_port):
+                reader, writer = await asyncio.open_connection("127.0.0.1", where)
+                answers.append(await reader.read())
+                writer.close()
+        return qlen, listeners, answers
+
+    qlen, listeners, answers = asyncio.run(main())
+    assert qlen == 7 and listeners == 1 and answers == [b"hi", b"hi"]
