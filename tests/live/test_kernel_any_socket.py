@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +14,6 @@ import pytest
 from tfo import PORT, cached_cookie, echo_server, request
 
 import fastopen
-from fastopen.kernel.client import connect_deferred, connect_failed
 from fastopen.kernel.constants import TCP_FASTOPEN
 from fastopen.lab.netns import CLIENT, SERVER, Netns
 from fastopen.report import Side
@@ -188,34 +186,3 @@ def test_an_unreachable_host_fails_as_the_socket_module_says(
     for exc in (got, agot):
         assert type(exc) is type(expected) and isinstance(exc, OSError)
         assert exc.errno == expected.errno
-
-
-def test_connect_failed_tells_a_refused_deferred_connect_from_a_reset(
-    netns_pair: tuple[Netns, Netns],
-) -> None:
-    client, server = netns_pair
-    with create_server(server, tfo=True), client.entered():
-        assert fastopen.prefetch_cookie(SERVER.ipv4, PORT)
-    with server.entered():
-        lsock = socket.create_server((SERVER.ipv4, PORT))
-    with lsock:
-        lsock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
-        with client.entered():
-            reset = connect_deferred((SERVER.ipv4, PORT), replay_safe=True, timeout=5)
-        with reset:
-            reset.sendall(b"GET")  # rides in the SYN
-            conn, _ = lsock.accept()
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()  # a RST to an established connection
-            with pytest.raises(ConnectionResetError):
-                reset.recv(10)
-            established_then_reset = connect_failed(reset)
-    with client.entered():
-        refused = connect_deferred((SERVER.ipv4, PORT), replay_safe=True, timeout=5)
-    with refused:
-        assert not connect_failed(refused)  # deferred: nothing sent yet
-        refused.sendall(b"GET")  # the SYN leaves with it and meets a RST
-        with pytest.raises(ConnectionRefusedError):
-            refused.recv(10)
-        assert connect_failed(refused)
-    assert not established_then_reset

@@ -62,6 +62,10 @@ def test_pip_install_into_a_fresh_venv_gives_the_base_install(sdist: Path, tmp_p
         ("fastopen.http.httpx_transport", "http"),
         ("fastopen.http.urllib3_pool", "http"),
         ("fastopen.kernel.dns", "dns"),
+        ("fastopen.http.requests_adapter", "requests"),
+        ("fastopen.http.aiohttp_connector", "aiohttp"),
+        ("fastopen.http.uvicorn_server", "servers"),
+        ("fastopen.http.hypercorn_server", "servers"),
     ]:
         failed = subprocess.run(
             [python, "-c", f"import {module}"], capture_output=True, text=True, check=False

@@ -166,12 +166,15 @@ def build_report(info: TcpInfo, attempt: Attempt | None, side: Side | None = Non
     )
 
 
-def report(sock: socket.socket) -> TfoReport:
+def report(sock: socket.socket, *, via: socket.socket | None = None) -> TfoReport:
     """What TFO did on ``sock`` (a kernel TCP socket), read from ``TCP_INFO`` now.
 
     Any socket will do, whoever made it: one accepted by another server (gunicorn, uvicorn,
     ``socket.create_server``) is recognised as the server's end by the kernel's own state.
+    ``via`` is another descriptor of the same socket to read from (a duplicate held while a
+    library closes ``sock``).
     """
-    info = tcpinfo.read(sock)
+    live = sock if via is None else via
+    info = tcpinfo.read(live)
     attempt = recall(sock)
-    return build_report(info, attempt, None if attempt else side_of(sock, info))
+    return build_report(info, attempt, None if attempt else side_of(live, info))

@@ -19,7 +19,6 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from fastopen.kernel import tcpinfo
 from fastopen.kernel.attempts import Attempt, remember
 from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.report import OffReason, Side
@@ -106,17 +105,6 @@ def _push_syn(sock: socket.socket) -> None:
     """
     with contextlib.suppress(BlockingIOError):  # EINPROGRESS/EAGAIN: the SYN is out
         sock.send(b"")
-
-
-def connect_failed(sock: socket.socket) -> bool:
-    """Whether ``sock``'s connect failed: closed before the peer acknowledged its SYN.
-
-    With a cookie cached the kernel defers the connect to the first write, so a refused,
-    unanswered or unreachable connect shows up as an error of that write or of a later read; this
-    tells such an error (the connect's, to be reported as a connect error, as
-    :func:`socket.create_connection` reports it) from one of a connection that was established.
-    """
-    return tcpinfo.read(sock).handshake_failed
 
 
 def set_options(

@@ -13,13 +13,8 @@ from fastopen.kernel.constants import TCP_INFO, TCPI_OPT_SYN_DATA, TCPI_OPT_TFO_
 # delivery_rate_app_limited, bits 1-2 fastopen_client_fail); then 24 u32 up to tcpi_total_retrans.
 _LAYOUT = struct.Struct("=8B24I")
 SIZE = _LAYOUT.size  # 104
-#: tcpi_pacing_rate, tcpi_max_pacing_rate, tcpi_bytes_acked (u64 each; Linux 4.1+).
-_BYTES_ACKED = struct.Struct("=16xQ")
-#: What :func:`read` asks for: up to tcpi_bytes_acked.
-READ_SIZE = SIZE + _BYTES_ACKED.size  # 128
 _RTT = 8 + 15  # index of tcpi_rtt (microseconds) among the unpacked fields
 _TOTAL_RETRANS = 8 + 23
-TCP_CLOSE = 7
 
 
 class HasSockopt(Protocol):
@@ -37,8 +32,6 @@ class TcpInfo:
     fastopen_client_fail: int
     rtt_us: int
     total_retrans: int
-    #: Bytes (SYN included) the peer acknowledged; None where the kernel does not say.
-    bytes_acked: int | None = None
 
     @property
     def syn_data(self) -> bool:
@@ -50,15 +43,9 @@ class TcpInfo:
         """Server (Linux 6.16+): created from a valid cookie, with or without data."""
         return bool(self.options & TCPI_OPT_TFO_CHILD)
 
-    @property
-    def handshake_failed(self) -> bool:
-        """The connection is closed and the peer never acknowledged its SYN: its connect failed
-        (False where the kernel does not tell ``tcpi_bytes_acked``)."""
-        return self.state == TCP_CLOSE and self.bytes_acked == 0
-
     @classmethod
     def parse(cls, raw: bytes) -> TcpInfo:
-        """Parse a ``TCP_INFO`` answer (at least :data:`SIZE` bytes)."""
+        """Parse the first :data:`SIZE` bytes of a ``TCP_INFO`` answer."""
         if len(raw) < SIZE:
             raise ValueError(f"TCP_INFO gave {len(raw)} bytes, at least {SIZE} expected")
         fields = _LAYOUT.unpack_from(raw)
@@ -68,10 +55,9 @@ class TcpInfo:
             fastopen_client_fail=(fields[7] >> 1) & 0x3,
             rtt_us=fields[_RTT],
             total_retrans=fields[_TOTAL_RETRANS],
-            bytes_acked=_BYTES_ACKED.unpack_from(raw, SIZE)[0] if len(raw) >= READ_SIZE else None,
         )
 
 
 def read(sock: HasSockopt) -> TcpInfo:
     """``TCP_INFO`` of a connected (or connecting) TCP socket."""
-    return TcpInfo.parse(sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, READ_SIZE))
+    return TcpInfo.parse(sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, SIZE))
