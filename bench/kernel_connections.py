@@ -67,7 +67,9 @@ def sync_rate(port: int, tfo: bool, seconds: float) -> tuple[float, float]:
     done = in_syn = 0
     start = time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
-        with fastopen.create_connection((HOST, port), REQUEST, timeout=5, fastopen=tfo) as sock:
+        with fastopen.create_connection(
+            (HOST, port), 5, first_flight=REQUEST, fastopen=tfo
+        ) as sock:
             in_syn += fastopen.report(sock).syn_data_acked
             while sock.recv(4096):
                 pass
@@ -108,7 +110,7 @@ def main() -> None:
         ns.sysctl("net.ipv4.ip_local_port_range", "1024 65000")
         with Server(ns) as server, ns.entered():
             # one TFO connection first, so that a cookie is cached for every TFO cell
-            fastopen.create_connection((HOST, server.port), REQUEST, timeout=5).close()
+            fastopen.create_connection((HOST, server.port), 5, first_flight=REQUEST).close()
             print(f"{'client':8} {'plain conn/s':>13} {'TFO conn/s':>11} {'TFO/plain':>10}  in SYN")
             for name, rate in clients.items():
                 plain, _ = rate(server.port, False, args.seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastopen.kernel.attempts import report
 from fastopen.kernel.client import create_connection
+from fastopen.kernel.prefetch import ahas_cookie, aprefetch_cookie, has_cookie, prefetch_cookie
 from fastopen.kernel.server import FastOpenTCPServer, ThreadingFastOpenTCPServer
 from fastopen.report import TfoReport
 from fastopen.streams import KernelStack, Stack, open_connection, start_server
@@ -16,8 +17,12 @@ __all__ = [
     "Stack",
     "TfoReport",
     "ThreadingFastOpenTCPServer",
+    "ahas_cookie",
+    "aprefetch_cookie",
     "create_connection",
+    "has_cookie",
     "open_connection",
+    "prefetch_cookie",
     "report",
     "start_server",
 ]

@@ -46,3 +46,15 @@ class UnsafePermissions(FastOpenError, PermissionError):
 
 class NamespaceError(FastOpenError, OSError):
     """A network namespace could not be created, entered or removed."""
+
+
+class MissingExtra(FastOpenError, ImportError):
+    """A module needs an optional dependency that is not installed: the hint names the extra."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"{module} is not installed: this part of fastopen needs the {extra!r} extra",
+            hint=f"pip install 'fastopen[{extra}]'",
+        )
+        self.name = module
+        self.extra = extra

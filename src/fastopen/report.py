@@ -33,6 +33,9 @@ class FailReason(enum.Enum):
     #: TFO was switched on but the kernel put no data in the SYN (client TFO disabled by the
     #: kernel's blackhole detection, for instance).
     NOT_SENT = "not-sent"
+    #: The caller had no data for the SYN (no first flight): it carried the cookie, or asked
+    #: for one (:attr:`TfoReport.cookie_requested`), and nothing else.
+    NO_DATA = "no-data"
     #: TFO was not even tried: see :attr:`TfoReport.off_reason`.
     TFO_OFF = "tfo-off"
 
@@ -40,7 +43,8 @@ class FailReason(enum.Enum):
 class OffReason(enum.Enum):
     """Why TFO was not tried at all on this connection."""
 
-    #: The caller gave no first flight, so nothing was declared safe to replay.
+    #: The caller gave no first flight, so nothing was declared safe to replay (the userspace
+    #: stack; the kernel's still sends the cookie or a cookie request then).
     NO_FIRST_FLIGHT = "no-first-flight"
     #: The first request is not safe to replay (an HTTP method other than GET, HEAD, OPTIONS).
     NOT_REPLAY_SAFE = "not-replay-safe"
@@ -72,6 +76,7 @@ _FAIL_TEXT = {
     FailReason.DATA_NOT_ACKED: "the server did not acknowledge the SYN data (data sent again)",
     FailReason.SYN_RETRANSMITTED: "the SYN was retransmitted, without its data",
     FailReason.NOT_SENT: "the kernel sent no data in the SYN (TFO blackhole detection?)",
+    FailReason.NO_DATA: "no first flight: the SYN carried no data",
     FailReason.TFO_OFF: "TFO not tried",
 }
 

@@ -14,64 +14,27 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl as _ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from fastopen.cookies import KeyRing
 from fastopen.kernel import attempts, client, server, tcpinfo
 from fastopen.kernel.client import SocketOption
 from fastopen.report import OffReason, Side, TfoReport
+from fastopen.streamwriter import LIMIT, FastOpenProtocol, FastOpenStreamWriter, Handler
 
-#: The default buffer limit of asyncio streams.
-LIMIT = 2**16
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
-
-
-class FastOpenStreamWriter(asyncio.StreamWriter):
-    """A StreamWriter that answers ``get_extra_info("fastopen")`` with the connection's report.
-
-    ``get_extra_info("peername")`` gives the peer's address even while the kernel defers the
-    connect (``getpeername`` fails with ENOTCONN until the SYN has gone out).
-    """
-
-    def __init__(
-        self,
-        transport: asyncio.WriteTransport,
-        protocol: asyncio.BaseProtocol,
-        reader: asyncio.StreamReader | None,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        report: Callable[[], TfoReport],
-        peer: Any = None,
-    ) -> None:
-        super().__init__(transport, protocol, reader, loop)
-        self._fastopen_report = report
-        self._fastopen_peer = peer
-        self._fastopen_extra: dict[str, Any] = {}
-        self._fastopen_amend: list[Callable[[TfoReport], TfoReport]] = []
-
-    def annotate(
-        self, name: str, value: Any, amend: Callable[[TfoReport], TfoReport] | None = None
-    ) -> None:
-        """Add ``get_extra_info(name)`` and, with ``amend``, a change to the TFO report (for the
-        layers above the stacks: the replay guard)."""
-        self._fastopen_extra[name] = value
-        if amend is not None:
-            self._fastopen_amend.append(amend)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "fastopen":
-            report = self._fastopen_report()
-            for amend in self._fastopen_amend:
-                report = amend(report)
-            return report
-        if name in self._fastopen_extra:
-            return self._fastopen_extra[name]
-        value = super().get_extra_info(name)
-        if value is None and name == "peername" and self._fastopen_peer is not None:
-            return self._fastopen_peer
-        return default if value is None else value
+__all__ = [
+    "LIMIT",
+    "STACKS",
+    "FastOpenStreamWriter",
+    "Handler",
+    "KernelStack",
+    "ServerGuard",
+    "Stack",
+    "open_connection",
+    "open_deferred",
+    "start_server",
+]
 
 
 async def _streams(
@@ -85,18 +48,16 @@ async def _streams(
     """asyncio streams over a kernel socket fastopen connected (the socket is closed on failure)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    protocol = FastOpenProtocol(reader, loop, report=lambda _: attempts.report(sock), peer=peer)
     try:
-        transport, _ = await loop.create_connection(
+        await loop.create_connection(
             lambda: protocol, sock=sock, ssl=ssl, server_hostname=server_hostname
         )
     except BaseException:
         sock.close()
         raise
-    writer = FastOpenStreamWriter(
-        transport, protocol, reader, loop, report=lambda: attempts.report(sock), peer=peer
-    )
-    return reader, writer
+    assert protocol.writer is not None
+    return reader, protocol.writer
 
 
 class ServerGuard(Protocol):
@@ -130,16 +91,22 @@ class Stack(Protocol):
     async def start_server(
         self,
         handler: Handler,
-        host: str | None,
-        port: int,
+        host: str | None = None,
+        port: int | None = None,
         *,
         fastopen_backlog: int | None = None,
         keys: KeyRing | None = None,
         ssl: _ssl.SSLContext | None = None,
         backlog: int = 100,
         limit: int = LIMIT,
+        sock: socket.socket | None = None,
+        reuse_port: bool | None = None,
     ) -> asyncio.AbstractServer:
-        """Listen with TFO on; ``handler(reader, writer)`` runs for each connection."""
+        """Listen with TFO on; ``handler(reader, writer)`` runs for each connection.
+
+        ``sock`` is a socket to listen on instead of ``host`` and ``port`` (asyncio's meaning);
+        ``reuse_port`` sets ``SO_REUSEPORT`` on the listeners.
+        """
         ...
 
 
@@ -185,37 +152,38 @@ class KernelStack:
     async def start_server(
         self,
         handler: Handler,
-        host: str | None,
-        port: int,
+        host: str | None = None,
+        port: int | None = None,
         *,
         fastopen_backlog: int | None = None,
         keys: KeyRing | None = None,
         ssl: _ssl.SSLContext | None = None,
         backlog: int = 100,
         limit: int = LIMIT,
+        sock: socket.socket | None = None,
+        reuse_port: bool | None = None,
     ) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()
 
-        def connected(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-        ) -> Awaitable[None] | None:
-            tsock = writer.get_extra_info("socket")
-            fwriter = FastOpenStreamWriter(
-                writer.transport,
-                writer.transport.get_protocol(),
-                reader,
-                loop,
-                report=lambda: attempts.build_report(tcpinfo.read(tsock), attempt),
-            )
-            return handler(reader, fwriter)
+        def report(transport: asyncio.BaseTransport) -> TfoReport:
+            return attempts.build_report(tcpinfo.read(transport.get_extra_info("socket")), attempt)
 
-        def factory() -> asyncio.StreamReaderProtocol:
+        def factory() -> FastOpenProtocol:
             reader = asyncio.StreamReader(limit=limit, loop=loop)
-            return asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+            return FastOpenProtocol(reader, loop, report=report, handler=handler)
 
-        srv = await loop.create_server(
-            factory, host, port, ssl=ssl, backlog=backlog, reuse_address=True, start_serving=False
-        )
+        options: dict[str, Any] = {"ssl": ssl, "backlog": backlog, "start_serving": False}
+        if sock is None:
+            srv = await loop.create_server(
+                factory,
+                host,
+                0 if port is None else port,
+                reuse_address=True,
+                reuse_port=reuse_port,
+                **options,
+            )
+        else:
+            srv = await loop.create_server(factory, sock=sock, **options)
         off: OffReason | None = None
         try:
             for lsock in srv.sockets:
@@ -229,8 +197,12 @@ class KernelStack:
 
 
 def _userspace() -> Stack:
-    """The userspace engine in place of the kernel, in each namespace it is used from."""
-    from fastopen.runtime import NamespaceStacks  # the runtime builds on this module
+    """The userspace engine in place of the kernel, in each namespace it is used from.
+
+    Imported when first asked for (the runtime and its engine are a large import that users of
+    the kernel's stack need not pay); the runtime itself never imports this module.
+    """
+    from fastopen.runtime import NamespaceStacks
 
     return NamespaceStacks()
 
@@ -274,8 +246,8 @@ async def open_connection(
 
 async def start_server(
     handler: Handler,
-    host: str | None,
-    port: int,
+    host: str | None = None,
+    port: int | None = None,
     *,
     fastopen_backlog: int | None = None,
     keys: KeyRing | None = None,
@@ -284,11 +256,14 @@ async def start_server(
     backlog: int = 100,
     limit: int = LIMIT,
     replay_guard: ServerGuard | None = None,
+    sock: socket.socket | None = None,
+    reuse_port: bool | None = None,
 ) -> asyncio.AbstractServer:
     """Start a server like :func:`asyncio.start_server`, with TFO on its listeners.
 
     ``fastopen_backlog`` bounds pending fast open requests (default ``net.core.somaxconn``);
-    ``keys`` gives the listeners their own key ring instead of the namespace's key.
+    ``keys`` gives the listeners their own key ring instead of the namespace's key. ``sock``
+    (a bound socket, instead of ``host`` and ``port``) and ``reuse_port`` are asyncio's.
     ``replay_guard`` (a :class:`fastopen.replay.ReplayGuard`) checks every connection before
     ``handler`` runs: ``writer.get_extra_info("replay")`` is its verdict.
     """
@@ -303,6 +278,8 @@ async def start_server(
         ssl=ssl,
         backlog=backlog,
         limit=limit,
+        sock=sock,
+        reuse_port=reuse_port,
     )
     if replay_guard is not None:
         try:

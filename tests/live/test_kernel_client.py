@@ -9,6 +9,7 @@ import socketserver
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from tfo import PORT, cached_cookie, serving
 
 import fastopen
@@ -42,7 +43,7 @@ def echo_server(ns: Netns) -> Iterator[list[TfoReport]]:
 def exchange(ns: Netns, data: bytes = b"GET /") -> TfoReport:
     """One sync request from ``ns``: returns the client's report."""
     with ns.entered():
-        sock = fastopen.create_connection((SERVER.ipv4, PORT), data, timeout=5)
+        sock = fastopen.create_connection((SERVER.ipv4, PORT), 5, first_flight=data)
     with sock:
         assert sock.getpeername() == (SERVER.ipv4, PORT)
         assert sock.recv(1000) == b"echo:" + data
@@ -136,23 +137,49 @@ def test_key_change_gives_data_not_acked_then_recovery(netns_pair: tuple[Netns, 
     assert [r.syn_data_received for r in server_reports] == [False, True, False, True]
 
 
-def test_no_first_flight_means_no_tfo(netns_pair: tuple[Netns, Netns]) -> None:
+def test_without_a_first_flight_the_syn_still_carries_the_cookie(
+    netns_pair: tuple[Netns, Netns],
+) -> None:
     client, server = netns_pair
     with echo_server(server) as server_reports:
-        exchange(client)  # a cookie is cached now
         with client.entered():
-            sock = fastopen.create_connection((SERVER.ipv4, PORT), timeout=5)
+            first = fastopen.create_connection((SERVER.ipv4, PORT), 5)  # asks for a cookie
+        with first:
+            asked = fastopen.report(first)
+            first.sendall(b"one")
+            assert first.recv(100) == b"echo:one"
+        with client.entered():
+            sock = fastopen.create_connection((SERVER.ipv4, PORT), 5)  # carries it, no data
         with sock:
             rep = fastopen.report(sock)
             sock.sendall(b"late")
             assert sock.recv(100) == b"echo:late"
         with client.entered():
-            off = fastopen.create_connection((SERVER.ipv4, PORT), b"x", timeout=5, fastopen=False)
+            off = fastopen.create_connection(
+                (SERVER.ipv4, PORT), 5, first_flight=b"x", fastopen=False
+            )
         with off:
             assert off.recv(100) == b"echo:x"
             assert fastopen.report(off).off_reason is OffReason.DISABLED_BY_CALLER
-    assert rep.off_reason is OffReason.NO_FIRST_FLIGHT and not rep.attempted
-    assert not server_reports[1].syn_data_received and not server_reports[1].tfo_child
+    assert asked.attempted and asked.cookie_requested and asked.fail_reason is FailReason.NO_DATA
+    assert rep.attempted and not rep.cookie_requested and not rep.syn_data_sent
+    assert rep.fail_reason is FailReason.NO_DATA and rep.off_reason is None
+    assert "no first flight" in str(rep)
+    assert not server_reports[0].tfo_child  # it only got a cookie
+    assert server_reports[1].tfo_child and not server_reports[1].syn_data_received
+    assert not server_reports[2].tfo_child
+
+
+def test_timeout_is_the_second_argument_as_in_the_socket_module(
+    netns_pair: tuple[Netns, Netns],
+) -> None:
+    client, server = netns_pair
+    with echo_server(server), client.entered():
+        sock = fastopen.create_connection((SERVER.ipv4, PORT), 2.5, (CLIENT.ipv4, 0))
+        with sock:
+            assert sock.gettimeout() == 2.5 and sock.getsockname()[0] == CLIENT.ipv4
+        with pytest.raises(TypeError, match="first_flight="):
+            fastopen.create_connection((SERVER.ipv4, PORT), b"data")  # type: ignore[arg-type]
 
 
 def test_names_resolve(netns_pair: tuple[Netns, Netns]) -> None:
@@ -160,7 +187,7 @@ def test_names_resolve(netns_pair: tuple[Netns, Netns]) -> None:
     with client.entered():
         lsock = socket.create_server(("127.0.0.1", 0))
         port = lsock.getsockname()[1]
-        sock = fastopen.create_connection(("localhost", port), b"hi", timeout=5)
+        sock = fastopen.create_connection(("localhost", port), 5, first_flight=b"hi")
     with lsock, sock:
         conn, _ = lsock.accept()
         with conn:

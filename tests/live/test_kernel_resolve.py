@@ -22,7 +22,7 @@ CLIENT_CODE = f"""
 import asyncio, json
 import fastopen
 
-sock = fastopen.create_connection(({NAME!r}, {PORT}), b"sync", timeout=5)
+sock = fastopen.create_connection(({NAME!r}, {PORT}), 5, first_flight=b"sync")
 sync = [sock.getpeername()[0], sock.recv(100).decode()]
 sock.close()
 

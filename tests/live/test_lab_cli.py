@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import require_namespaces
+from tfo import NOBODY
 
 from fastopen.cli import main
 from fastopen.lab.demo import Kind, measure
@@ -27,7 +28,6 @@ from fastopen.streams import KernelStack
 
 pytestmark = pytest.mark.live
 FASTOPEN = [str(Path(sys.executable).parent / "fastopen")]
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 def _namespaces() -> set[str]:

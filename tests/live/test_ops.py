@@ -16,7 +16,7 @@ from pathlib import Path
 
 from click.testing import Result
 from jsoncontract import as_json, check, cli
-from tfo import echo_server, request
+from tfo import NOBODY, echo_server, request
 
 from fastopen.lab.netns import CLIENT, SERVER, Netns, enable_tfo, veth_link
 
@@ -426,7 +426,7 @@ def test_without_root_commands_fail_clearly_and_change_nothing(
     try:
         shared.chmod(0o1777)
         store = shared / "key.json"
-        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", FASTOPEN]
+        nobody = [*NOBODY, FASTOPEN]
         env = dict(os.environ, HOME="/")
         for args, message in [
             (["enable", "server-no-cookie"], "setting net.ipv4.tcp_fastopen needs root"),

@@ -20,6 +20,18 @@ from fastopen.lab.servers import kernel_echo
 
 PORT = 8080
 
+#: Run a command as user nobody, with no capability but CAP_DAC_READ_SEARCH: enough to load an
+#: interpreter from a directory only root may enter (pyenv's under /root), never to write there
+#: nor to administer a namespace (sysctls, netlink, setns check their own capabilities).
+NOBODY = [
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    "--inh-caps=-all,+dac_read_search",
+    "--ambient-caps=+dac_read_search",
+]
+
 
 def family(addr: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET

@@ -25,8 +25,13 @@ import ssl
 import weakref
 from typing import Any
 
-import aiohttp
-from aiohttp.client_proto import ResponseHandler
+from fastopen.errors import MissingExtra
+
+try:
+    import aiohttp
+    from aiohttp.client_proto import ResponseHandler
+except ImportError as exc:
+    raise MissingExtra("aiohttp", "aiohttp") from exc
 
 from fastopen.http import first_write_replay_safe
 from fastopen.http.reports import SocketConnection, response_report

@@ -30,8 +30,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, TypeVar
 
-import httpcore
-import httpx
+from fastopen.errors import MissingExtra
+
+try:
+    import httpcore
+    import httpx
+except ImportError as exc:
+    raise MissingExtra("httpx", "http") from exc
 
 from fastopen.http import first_write_replay_safe
 from fastopen.http.reports import Connection, SocketConnection, connect_deferred_now

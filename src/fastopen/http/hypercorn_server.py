@@ -17,8 +17,13 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-import hypercorn.asyncio
-import hypercorn.config
+from fastopen.errors import MissingExtra
+
+try:
+    import hypercorn.asyncio
+    import hypercorn.config
+except ImportError as exc:
+    raise MissingExtra("hypercorn", "servers") from exc
 
 from fastopen.http.asgi import ASGIApp, FastOpenMiddleware
 from fastopen.http.listeners import Keys, adopt, is_tcp

@@ -184,8 +184,7 @@ class SocketConnection(Connection):
         self._dup: socket.socket | None = None
 
     def _read(self) -> TfoReport:
-        info = tcpinfo.read(self._socket if self._dup is None else self._dup)
-        return attempts.build_report(info, attempts.recall(self._socket))
+        return attempts.report(self._socket, via=self._dup)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:

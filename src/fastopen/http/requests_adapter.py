@@ -19,7 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests.adapters
+from fastopen.errors import MissingExtra
+
+try:
+    import requests.adapters
+except ImportError as exc:
+    raise MissingExtra("requests", "requests") from exc
 
 from fastopen.http.reports import response_report
 from fastopen.http.urllib3_pool import FastOpenPoolManager

@@ -24,9 +24,14 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
-import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from fastopen.errors import MissingExtra
+
+try:
+    import urllib3
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+except ImportError as exc:
+    raise MissingExtra("urllib3", "http") from exc
 
 from fastopen.http import replay_safe
 from fastopen.http.reports import SocketConnection, response_report

@@ -14,7 +14,12 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-import uvicorn
+from fastopen.errors import MissingExtra
+
+try:
+    import uvicorn
+except ImportError as exc:
+    raise MissingExtra("uvicorn", "servers") from exc
 
 from fastopen.http.asgi import ASGIApp, FastOpenMiddleware
 from fastopen.http.listeners import Keys, adopt, is_tcp

@@ -7,12 +7,15 @@ a request not safe to replay, the sysctl bit clear). fastopen records that per s
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import socket
+import struct
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from fastopen.kernel import pathcache, tcpinfo
+from fastopen.kernel import netlink, pathcache, tcpinfo
 from fastopen.kernel.tcpinfo import TcpInfo
 from fastopen.report import FailReason, OffReason, Side, TfoReport
 
@@ -34,6 +37,8 @@ class Attempt:
     peer: Any = None
     #: More about ``off_reason`` for the report (the path cache's count and backoff).
     note: str | None = None
+    #: A client had data for the SYN (a first flight, or a first write to come).
+    first_flight: bool = True
 
 
 _attempts: weakref.WeakKeyDictionary[socket.socket, Attempt] = weakref.WeakKeyDictionary()
@@ -48,14 +53,79 @@ def recall(sock: socket.socket) -> Attempt | None:
     return _attempts.get(sock)
 
 
-def build_report(info: TcpInfo, attempt: Attempt | None) -> TfoReport:
+# -- which side: the kernel's own answer ------------------------------------------------------
+
+SO_NETNS_COOKIE = 71  # Linux 5.14
+SOCK_DIAG_BY_FAMILY = 20
+TCP_LISTEN = 10
+#: struct inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid.
+_REQ = struct.Struct("=BBBxI48x")
+#: struct inet_diag_msg up to the sockid's source address: family, state, timer, retrans,
+#: sport (big endian), dport, src[16].
+_MSG = struct.Struct("=BBBB2H16s")
+
+
+def _netns_cookie(sock: socket.socket) -> int | None:
+    try:
+        return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
+    except OSError as exc:
+        if exc.errno in (errno.ENOPROTOOPT, errno.EINVAL):
+            return None
+        raise
+
+
+def _listeners(diag: socket.socket, family: int) -> list[tuple[bytes, int]]:
+    """(address bytes, port) of every TCP listener of ``family`` in ``diag``'s namespace."""
+    payload = _REQ.pack(family, socket.IPPROTO_TCP, 0, 1 << TCP_LISTEN)
+    size = 4 if family == socket.AF_INET else 16
+    found = []
+    for reply in netlink.request(diag, SOCK_DIAG_BY_FAMILY, netlink.NLM_F_DUMP, payload):
+        _, _, _, _, sport, _, src = _MSG.unpack_from(reply)
+        found.append((src[:size], socket.ntohs(sport)))
+    return found
+
+
+def accepted_by_a_listener(sock: socket.socket) -> bool | None:
+    """Whether ``sock`` is the passive end of its connection: a listener of its namespace holds
+    its local port (at its address or at a wildcard one). None when this thread is in another
+    namespace than the socket, or the kernel will not say (no sock_diag)."""
+    family = sock.family
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        diag = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
+    except OSError:
+        return None
+    with diag:
+        mine = _netns_cookie(sock)
+        if mine is not None and mine != _netns_cookie(diag):
+            return None
+        try:
+            listeners = _listeners(diag, family)
+        except OSError:
+            return None
+    local = sock.getsockname()
+    address = ipaddress.ip_address(local[0].split("%")[0]).packed
+    wildcard = bytes(len(address))
+    return any(port == local[1] and addr in (address, wildcard) for addr, port in listeners)
+
+
+def side_of(sock: socket.socket, info: TcpInfo) -> Side:
+    """The side of a socket fastopen did not set up, from the kernel: a TFO child (Linux 6.16+
+    marks it) or a socket on a listener's port is a server's; any other a client's."""
+    if info.tfo_child or accepted_by_a_listener(sock):
+        return Side.SERVER
+    return Side.CLIENT
+
+
+def build_report(info: TcpInfo, attempt: Attempt | None, side: Side | None = None) -> TfoReport:
     """The report for a socket in the state ``info``, set up as ``attempt`` says.
 
-    Without an ``attempt`` (a socket fastopen did not make) the socket is taken as a client, and
-    TFO as attempted when ``TCP_INFO`` shows a trace of it.
+    Without an ``attempt`` (a socket fastopen did not make) the side is ``side`` (client if not
+    given), and TFO is taken as attempted when ``TCP_INFO`` shows a trace of it.
     """
     rtt = info.rtt_us / 1e6 if info.rtt_us else None
-    side = attempt.side if attempt else Side.CLIENT
+    side = attempt.side if attempt else (side or Side.CLIENT)
     off = attempt.off_reason if attempt else None
     if side is Side.SERVER:
         child, data = info.tfo_child, info.syn_data
@@ -82,7 +152,12 @@ def build_report(info: TcpInfo, attempt: Attempt | None) -> TfoReport:
     fail = info.fastopen_client_fail
     acked = info.syn_data
     attempted = attempt.attempted if attempt else (acked or fail != 0)
-    fail_reason = None if acked else _CLIENT_FAIL.get(fail, FailReason.NOT_SENT)
+    if acked:
+        fail_reason = None
+    elif attempt is not None and not attempt.first_flight and fail in (0, 1):
+        fail_reason = FailReason.NO_DATA
+    else:
+        fail_reason = _CLIENT_FAIL.get(fail, FailReason.NOT_SENT)
     return TfoReport(
         side=side,
         attempted=attempted,
@@ -99,14 +174,19 @@ _learned: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 _SYN_SENT = 2
 
 
-def report(sock: socket.socket) -> TfoReport:
+def report(sock: socket.socket, *, via: socket.socket | None = None) -> TfoReport:
     """What TFO did on ``sock`` (a kernel TCP socket), read from ``TCP_INFO`` now.
 
-    The first report of a client socket after its handshake also teaches the path cache
-    (:func:`fastopen.kernel.pathcache.learn`) what became of its SYN data.
+    Any socket will do, whoever made it: one accepted by another server (gunicorn, uvicorn,
+    ``socket.create_server``) is recognised as the server's end by the kernel's own state.
+    ``via`` is another descriptor of the same socket to read from (a duplicate held while a
+    library closes ``sock``). The first report of a client socket after its handshake also
+    teaches the path cache (:func:`fastopen.kernel.pathcache.learn`) what became of its SYN data.
     """
-    info, attempt = tcpinfo.read(sock), recall(sock)
-    built = build_report(info, attempt)
+    live = sock if via is None else via
+    info = tcpinfo.read(live)
+    attempt = recall(sock)
+    built = build_report(info, attempt, None if attempt else side_of(live, info))
     if (
         attempt is not None
         and attempt.side is Side.CLIENT

@@ -10,13 +10,13 @@ it went and why (:mod:`fastopen.kernel.attempts`), so the report can say so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import errno
 import select
 import socket
 import ssl
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN_CONNECT
@@ -32,6 +32,17 @@ SocketOption = (
 )
 
 _SocketT = TypeVar("_SocketT", bound=socket.socket)
+
+#: ``timeout`` not given: the socket module's default (:func:`socket.getdefaulttimeout`).
+_DEFAULT_TIMEOUT: Any = object()
+
+
+def _timeout(timeout: object) -> float | None:
+    if timeout is _DEFAULT_TIMEOUT:
+        return socket.getdefaulttimeout()
+    if timeout is None or isinstance(timeout, int | float):
+        return timeout
+    raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
 
 
 class _Way(enum.Enum):
@@ -72,10 +83,18 @@ def _sendto_off_reason(exc: OSError) -> OffReason | None:
     return None
 
 
-def _record(sock: socket.socket, way: _Way, off: OffReason | None, peer: Address) -> None:
-    note = pathcache.note(peer) if off is OffReason.PATH_BLOCKED else None
-    attempt = Attempt(Side.CLIENT, attempted=way is not _Way.PLAIN, off_reason=off, peer=peer)
-    remember(sock, replace(attempt, note=note) if note else attempt)
+def _record(
+    sock: socket.socket, way: _Way, off: OffReason | None, peer: Address, *, data: bool = True
+) -> None:
+    attempt = Attempt(
+        Side.CLIENT,
+        attempted=way is not _Way.PLAIN,
+        off_reason=off,
+        peer=peer,
+        first_flight=data,
+        note=pathcache.note(peer) if off is OffReason.PATH_BLOCKED else None,
+    )
+    remember(sock, attempt)
 
 
 def _check_error(sock: socket.socket) -> None:
@@ -84,12 +103,14 @@ def _check_error(sock: socket.socket) -> None:
         raise OSError(err, f"connect failed: {errno.errorcode.get(err, err)}")
 
 
-def _first_flight_off(first_flight: bytes, fastopen: bool) -> OffReason | None:
-    if not fastopen:
-        return OffReason.DISABLED_BY_CALLER
-    if not first_flight:
-        return OffReason.NO_FIRST_FLIGHT
-    return None
+def _push_syn(sock: socket.socket) -> None:
+    """Send the SYN of a connect the kernel deferred (a cookie is cached) with no data in it.
+
+    A zero-length write is the deferred connect's first write: the SYN leaves with the cookie.
+    Where the connect was not deferred (the SYN went out with a cookie request) it does nothing.
+    """
+    with contextlib.suppress(BlockingIOError):  # EINPROGRESS/EAGAIN: the SYN is out
+        sock.send(b"")
 
 
 def set_options(
@@ -141,12 +162,15 @@ def _connect_sync(
                 raise
             way, sent = _Way.PLAIN, 0
             sock.connect(peer)
-        _record(sock, way, off, peer)
+        _record(sock, way, off, peer, data=bool(first_flight))
         sock.sendall(first_flight[sent:])
     else:
-        _record(sock, way, off, peer)
+        _record(sock, way, off, peer, data=bool(first_flight))
         sock.connect(peer)  # with a cookie cached and the option set: deferred until the write
-        sock.sendall(first_flight)
+        if first_flight:
+            sock.sendall(first_flight)
+        elif way is _Way.CONNECT_OPTION:
+            _push_syn(sock)
     _wait_established(sock)
 
 
@@ -179,20 +203,31 @@ def _first_connected(
 
 def create_connection(
     address: tuple[str, int],
-    first_flight: bytes = b"",
-    *,
-    timeout: float | None = None,
+    timeout: float | None = _DEFAULT_TIMEOUT,
     source_address: tuple[str, int] | None = None,
+    *,
+    first_flight: bytes = b"",
     fastopen: bool = True,
 ) -> socket.socket:
-    """Connect to ``address`` (a name or an address, and a port), sending ``first_flight``.
+    """Connect to ``address`` (a name or an address, and a port) as
+    :func:`socket.create_connection` does, with TFO, sending ``first_flight``.
 
-    ``first_flight`` is the caller's declaration that those bytes are safe to replay (SYN data
-    may be delivered twice); only then is TFO used, and they go out in one write so they can ride
-    in the SYN. Every address the name resolves to is tried in turn. The socket returned is
-    connected (its handshake complete); ``fastopen.report(sock)`` tells what TFO did.
+    ``timeout`` and ``source_address`` mean what they mean there (no ``timeout``: the socket
+    module's default). ``first_flight`` is the caller's declaration that those bytes are safe to
+    replay (SYN data may be delivered twice): they go out in one write, so they ride in the SYN
+    when a cookie is cached. Without one the SYN still carries the cookie, or asks for one for
+    the next connection. Every address the name resolves to is tried in turn, and a failed
+    connect raises what ``socket.create_connection`` raises (``ConnectionRefusedError``,
+    ``TimeoutError``, ``OSError`` with ``EHOSTUNREACH``...), also when the kernel deferred it to
+    the first write. The socket returned is connected (its handshake complete);
+    ``fastopen.report(sock)`` tells what TFO did.
     """
-    off = _first_flight_off(first_flight, fastopen)
+    if isinstance(timeout, bytes | bytearray | memoryview):
+        raise TypeError(
+            "create_connection's second argument is the timeout, as socket.create_connection's:"
+            " pass the data as first_flight=..."
+        )
+    off = None if fastopen else OffReason.DISABLED_BY_CALLER
 
     def connect(sock: socket.socket, peer: Address) -> socket.socket:
         why = off or pathcache.skip(peer)
@@ -218,7 +253,7 @@ def create_connection(
         report(sock)  # teaches the path cache
         return sock
 
-    return _first_connected(address, timeout, source_address, connect)
+    return _first_connected(address, _timeout(timeout), source_address, connect)
 
 
 def connect_deferred(
@@ -304,7 +339,7 @@ async def _connect_async(
     *,
     wait: bool,
 ) -> None:
-    way, off = _choose(sock, off) if first_flight else _choose_deferred(sock, off)
+    way, off = _choose(sock, off) if first_flight or wait else _choose_deferred(sock, off)
     if way is _Way.SENDTO:
         try:
             sent = sock.sendto(first_flight, MSG_FASTOPEN, peer)
@@ -316,14 +351,16 @@ async def _connect_async(
                 raise
             way = _Way.PLAIN
         if way is _Way.SENDTO:
-            _record(sock, way, off, peer)
+            _record(sock, way, off, peer, data=bool(first_flight))
             await _writable(loop, sock)
             await loop.sock_sendall(sock, first_flight[sent:])
             return
-    _record(sock, way, off, peer)
+    _record(sock, way, off, peer, data=bool(first_flight) or not wait)
     await loop.sock_connect(sock, peer)
     if first_flight:
         await loop.sock_sendall(sock, first_flight)
+    elif wait and way is _Way.CONNECT_OPTION:
+        _push_syn(sock)
     if wait:
         await _writable(loop, sock)
 
@@ -351,7 +388,7 @@ async def open_socket(
         if off is None and not replay_safe:
             off = OffReason.NOT_REPLAY_SAFE
     else:
-        off = _first_flight_off(first_flight, fastopen)
+        off = None if fastopen else OffReason.DISABLED_BY_CALLER
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
         raise OSError(f"no address found for {host}")

@@ -9,8 +9,13 @@ from __future__ import annotations
 import struct
 import time
 
-import dns.message
-import dns.query
+from fastopen.errors import MissingExtra
+
+try:
+    import dns.message
+    import dns.query
+except ImportError as exc:
+    raise MissingExtra("dnspython", "dns") from exc
 
 from fastopen.kernel import attempts
 from fastopen.kernel.client import create_connection
@@ -32,8 +37,9 @@ def query_tcp(
     """
     wire = query.to_wire()
     expiration = time.time() + timeout
+    first_flight = struct.pack("!H", len(wire)) + wire
     with create_connection(
-        (where, port), struct.pack("!H", len(wire)) + wire, timeout=timeout, fastopen=fastopen
+        (where, port), timeout, first_flight=first_flight, fastopen=fastopen
     ) as sock:
         response, _ = dns.query.receive_tcp(sock, expiration)
         report = attempts.report(sock)

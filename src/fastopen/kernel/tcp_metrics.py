@@ -10,43 +10,32 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic import GenericNetlinkSocket
-
 from fastopen.errors import FastOpenError, KernelFeatureMissing, NeedsRoot
+from fastopen.kernel import netlink
 
 FAMILY = "tcp_metrics"
 VERSION = 1
 CMD_GET = 1
 CMD_DEL = 2
 
+# TCP_METRICS_ATTR_* (include/uapi/linux/tcp_metrics.h)
+ADDR_IPV4 = 1
+ADDR_IPV6 = 2
+AGE = 3  # msecs, u64
+FOPEN_MSS = 7  # u16
+FOPEN_SYN_DROPS = 8  # u16
+FOPEN_SYN_DROP_TS = 9  # msecs since the last drop, u64
+FOPEN_COOKIE = 10
+SADDR_IPV4 = 11
+SADDR_IPV6 = 12
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class _TcpMetricsMsg(genlmsg):  # type: ignore[misc]  # pyroute2 is untyped
-    prefix = "TCP_METRICS_ATTR_"
-    nla_map = (
-        ("TCP_METRICS_ATTR_UNSPEC", "none"),
-        ("TCP_METRICS_ATTR_ADDR_IPV4", "ip4addr"),
-        ("TCP_METRICS_ATTR_ADDR_IPV6", "ip6addr"),
-        ("TCP_METRICS_ATTR_AGE", "uint64"),  # msecs
-        ("TCP_METRICS_ATTR_TW_TSVAL", "uint32"),
-        ("TCP_METRICS_ATTR_TW_TS_STAMP", "int32"),
-        ("TCP_METRICS_ATTR_VALS", "hex"),  # nested RTT/cwnd metrics, not used here
-        ("TCP_METRICS_ATTR_FOPEN_MSS", "uint16"),
-        ("TCP_METRICS_ATTR_FOPEN_SYN_DROPS", "uint16"),
-        ("TCP_METRICS_ATTR_FOPEN_SYN_DROP_TS", "uint64"),  # msecs since the last drop
-        ("TCP_METRICS_ATTR_FOPEN_COOKIE", "cdata"),
-        ("TCP_METRICS_ATTR_SADDR_IPV4", "ip4addr"),
-        ("TCP_METRICS_ATTR_SADDR_IPV6", "ip6addr"),
-        ("TCP_METRICS_ATTR_PAD", "hex"),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,53 +66,48 @@ class CacheEntry:
         }
 
 
-def _entry(msg: Any) -> CacheEntry:
-    dst = msg.get("TCP_METRICS_ATTR_ADDR_IPV4") or msg.get("TCP_METRICS_ATTR_ADDR_IPV6")
-    src = msg.get("TCP_METRICS_ATTR_SADDR_IPV4") or msg.get("TCP_METRICS_ATTR_SADDR_IPV6")
-    drop_ts = msg.get("TCP_METRICS_ATTR_FOPEN_SYN_DROP_TS")
+def _number(value: bytes | None) -> int | None:
+    return None if value is None else int.from_bytes(value, "little")
+
+
+def _entry(attrs: list[tuple[int, bytes]]) -> CacheEntry:
+    found = dict(attrs)
+    dst = found.get(ADDR_IPV4) or found.get(ADDR_IPV6)
+    src = found.get(SADDR_IPV4) or found.get(SADDR_IPV6)
+    drop_ts = _number(found.get(FOPEN_SYN_DROP_TS))
+    assert dst is not None, "a tcp_metrics entry without a destination"
     return CacheEntry(
         destination=ipaddress.ip_address(dst),
         source=ipaddress.ip_address(src) if src else None,
-        cookie=bytes(msg.get("TCP_METRICS_ATTR_FOPEN_COOKIE") or b""),
-        mss=int(msg.get("TCP_METRICS_ATTR_FOPEN_MSS") or 0),
-        syn_drops=int(msg.get("TCP_METRICS_ATTR_FOPEN_SYN_DROPS") or 0),
+        cookie=found.get(FOPEN_COOKIE, b""),
+        mss=_number(found.get(FOPEN_MSS)) or 0,
+        syn_drops=_number(found.get(FOPEN_SYN_DROPS)) or 0,
         syn_drop_age=drop_ts / 1000 if drop_ts is not None else None,
-        age=int(msg.get("TCP_METRICS_ATTR_AGE") or 0) / 1000,
+        age=(_number(found.get(AGE)) or 0) / 1000,
     )
 
 
-def _message(cmd: int) -> Any:
-    msg = _TcpMetricsMsg()
-    msg["cmd"] = cmd
-    msg["version"] = VERSION
-    return msg
-
-
 @contextmanager
-def _socket() -> Iterator[Any]:
-    sock = GenericNetlinkSocket()
-    try:
+def _socket() -> Iterator[tuple[socket.socket, int]]:
+    """A generic netlink socket in this thread's namespace, and the tcp_metrics family id."""
+    with netlink.open_socket(netlink.NETLINK_GENERIC) as sock:
         try:
-            sock.bind(FAMILY, _TcpMetricsMsg)
-        except NetlinkError as exc:
-            if exc.code == errno.ENOENT:
+            family = netlink.genl_family(sock, FAMILY)
+        except netlink.NetlinkError as exc:
+            if exc.errno == errno.ENOENT:
                 raise KernelFeatureMissing(
                     "this kernel has no tcp_metrics netlink family",
                     hint="it needs CONFIG_INET and TCP metrics (any Linux since 3.10)",
                 ) from None
             raise
-        yield sock
-    finally:
-        sock.close()
+        yield sock, family
 
 
 def entries() -> list[CacheEntry]:
     """Every entry of the cache of the current network namespace (``ip tcp_metrics show``)."""
-    with _socket() as sock:
-        replies = sock.nlm_request(
-            _message(CMD_GET), msg_type=sock.prid, msg_flags=NLM_F_REQUEST | NLM_F_DUMP
-        )
-        return [_entry(msg) for msg in replies]
+    with _socket() as (sock, family):
+        replies = netlink.genl_request(sock, family, CMD_GET, VERSION, flags=netlink.NLM_F_DUMP)
+    return [_entry(attrs) for attrs in replies]
 
 
 def parse_address(text: str) -> IPAddress:
@@ -141,20 +125,20 @@ def flush(address: IPAddress | None = None) -> int:
     Needs root (CAP_NET_ADMIN). Flushing an address with no entry removes nothing and returns 0.
     """
     count = sum(1 for e in entries() if address is None or e.destination == address)
-    msg = _message(CMD_DEL)
+    attrs = b""
     if isinstance(address, ipaddress.IPv4Address):
-        msg["attrs"].append(("TCP_METRICS_ATTR_ADDR_IPV4", str(address)))
+        attrs = netlink.attribute(ADDR_IPV4, address.packed)
     elif isinstance(address, ipaddress.IPv6Address):
-        msg["attrs"].append(("TCP_METRICS_ATTR_ADDR_IPV6", str(address)))
-    with _socket() as sock:
+        attrs = netlink.attribute(ADDR_IPV6, address.packed)
+    with _socket() as (sock, family):
         try:
-            sock.nlm_request(msg, msg_type=sock.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK)
-        except NetlinkError as exc:
-            if exc.code == errno.EPERM:
+            netlink.genl_request(sock, family, CMD_DEL, VERSION, attrs, flags=netlink.NLM_F_ACK)
+        except netlink.NetlinkError as exc:
+            if exc.errno == errno.EPERM:
                 raise NeedsRoot(
                     "flushing the TFO cookie cache needs root", hint="run as root"
                 ) from None
-            if exc.code == errno.ESRCH:  # no entry for that address
+            if exc.errno == errno.ESRCH:  # no entry for that address
                 return 0
             raise
     return count

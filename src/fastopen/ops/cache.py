@@ -12,14 +12,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import select
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-
 from fastopen.errors import FastOpenError
-from fastopen.kernel import tcp_metrics
+from fastopen.kernel import netlink, tcp_metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,23 @@ class AddressChange:
 
 #: Netlink multicast groups of address changes (RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR).
 _GROUPS = 0x10 | 0x100
-_EVENTS = {"RTM_NEWADDR": "added", "RTM_DELADDR": "removed"}
+#: RTM_NEWADDR, RTM_DELADDR (linux/rtnetlink.h).
+_EVENTS = {20: "added", 21: "removed"}
+#: struct ifaddrmsg: family, prefix length, flags, scope, interface index.
+_IFADDRMSG = struct.Struct("=BBBBI")
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+
+
+def _address_change(payload: bytes) -> tuple[str, int]:
+    """The address and interface index of an RTM_NEWADDR / RTM_DELADDR message."""
+    family, _, _, _, index = _IFADDRMSG.unpack_from(payload)
+    found = dict(netlink.attributes(payload[_IFADDRMSG.size :]))
+    raw = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS) or b""
+    try:
+        address = socket.inet_ntop(family, raw)
+    except (OSError, ValueError):
+        address = raw.hex()
+    return address, index
 
 
 def watch_addresses(
@@ -70,16 +86,16 @@ def watch_addresses(
 ) -> None:
     """Flush the whole cache at each address added or removed in this network namespace, until
     ``stop`` is set; report each with ``on_change``. ``on_ready`` runs once listening."""
-    with IPRoute() as ipr:
-        ipr.bind(groups=_GROUPS)
+    with netlink.open_socket(netlink.NETLINK_ROUTE, _GROUPS) as sock:
         on_ready()
         while not stop.is_set():
-            if select.select([ipr], [], [], poll)[0]:
-                for msg in ipr.get():
-                    event = _EVENTS.get(msg.get("event", ""))
-                    if event is None:
-                        continue
-                    address = str(msg.get_attr("IFA_ADDRESS") or msg.get_attr("IFA_LOCAL"))
-                    removed = tcp_metrics.flush()
-                    log.info("address %s %s: flushed %d cached cookies", address, event, removed)
-                    on_change(AddressChange(event, address, int(msg["index"]), removed))
+            if not select.select([sock], [], [], poll)[0]:
+                continue
+            for kind, payload in netlink.messages(sock.recv(1 << 16)):
+                event = _EVENTS.get(kind)
+                if event is None or len(payload) < _IFADDRMSG.size:
+                    continue
+                address, index = _address_change(payload)
+                removed = tcp_metrics.flush()
+                log.info("address %s %s: flushed %d cached cookies", address, event, removed)
+                on_change(AddressChange(event, address, index, removed))

@@ -65,8 +65,8 @@ async def _address(target: Target) -> tuple[int, tuple[str, int]]:
 
 
 async def _in_thread(work: Callable[[], T]) -> T:
-    """``work()`` in a new thread, born in this thread's network namespace (pyroute2's netlink
-    calls cannot run inside an event loop; the executor's threads may be in another namespace)."""
+    """``work()`` (blocking calls) in a new thread, born in this thread's network namespace (the
+    executor's threads may be in another namespace)."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
 

@@ -65,7 +65,7 @@ from fastopen.runtime.tun import (
     route_into,
     take_over,
 )
-from fastopen.streams import LIMIT, FastOpenStreamWriter, Handler
+from fastopen.streamwriter import LIMIT, FastOpenProtocol, FastOpenStreamWriter, Handler
 
 _log = logging.getLogger("fastopen.runtime")
 
@@ -403,27 +403,19 @@ class UserspaceStack:
         attempt: Attempt,
         handler: Handler | None = None,
     ) -> tuple[asyncio.StreamReader, FastOpenStreamWriter]:
-        loop = self.loop
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
-        made: list[FastOpenStreamWriter] = []
-
-        def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Any:
-            writer = FastOpenStreamWriter(
-                w.transport, protocol, r, loop, report=lambda: report(sock, attempt)
-            )
-            made.append(writer)
-            return None if handler is None else handler(r, writer)
-
-        protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+        reader = asyncio.StreamReader(limit=limit, loop=self.loop)
+        protocol = FastOpenProtocol(
+            reader, self.loop, report=lambda _: report(sock, attempt), handler=handler
+        )
         extra: dict[str, Any] = {
             "peername": _sockaddr(sock.getpeername()),
             "sockname": _sockaddr(sock.getsockname()),
         }
         if sock.conn is not None and sock.conn.listener is not None:
             extra["peer_isn"] = sock.conn.irs  # an accepted child: the client's ISN (replay guard)
-        transport = EngineTransport(self, sock, protocol, extra)
-        self._transports[sock] = transport
-        return reader, made[0]
+        self._transports[sock] = EngineTransport(self, sock, protocol, extra)
+        assert protocol.writer is not None
+        return reader, protocol.writer
 
     async def open_connection(
         self,
@@ -560,14 +552,16 @@ class UserspaceStack:
     async def start_server(
         self,
         handler: Handler,
-        host: str | None,
-        port: int,
+        host: str | None = None,
+        port: int | None = None,
         *,
         fastopen_backlog: int | None = None,
         keys: KeyRing | None = None,
         ssl: _ssl.SSLContext | None = None,
         backlog: int = 100,
         limit: int = LIMIT,
+        sock: socket.socket | None = None,
+        reuse_port: bool | None = None,
     ) -> EngineServer:
         """Listen on ``host`` (one of the stack's addresses; None, "", "0.0.0.0" or "::" for
         all of them, or those of one family) with TFO on.
@@ -579,6 +573,13 @@ class UserspaceStack:
             raise UnsupportedOnUserspace(
                 "TLS is not available on the userspace stack", hint="use the kernel stack"
             )
+        if sock is not None or reuse_port:
+            raise UnsupportedOnUserspace(
+                "sock= and reuse_port= are kernel sockets' options",
+                hint="give the userspace stack a host and a port",
+            )
+        if port is None:
+            raise UnsupportedOnUserspace("the userspace stack needs a port to listen on")
         self._start()
         engine = self.host
         if host in (None, ""):
@@ -757,7 +758,7 @@ class NamespaceStacks:
         return await self.here().open_connection(host, port, **options)
 
     async def start_server(
-        self, handler: Handler, host: str | None, port: int, **options: Any
+        self, handler: Handler, host: str | None = None, port: int | None = None, **options: Any
     ) -> asyncio.AbstractServer:
         """:meth:`UserspaceStack.start_server` on the stack of this thread's namespace."""
         return await self.here().start_server(handler, host, port, **options)

@@ -1,0 +1,75 @@
+"""The package as a user gets it: the sdist carries docs and tests, and ``pip install`` of it into
+a fresh venv of this Python gives the base install (socket library and command) whose optional
+parts say which extra they need. Runs once per Python ``./dev test`` runs on."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+IGNORED = shutil.ignore_patterns(
+    ".git", ".venv", ".venvs", "*.egg-info", "build", "__pycache__", ".*_cache", ".hypothesis"
+)
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist, built from a copy of the tree (the tree itself is left as it is)."""
+    tree = tmp_path_factory.mktemp("tree") / "fastopen"
+    shutil.copytree(ROOT, tree, ignore=IGNORED)
+    out = tmp_path_factory.mktemp("dist")
+    code = f"from setuptools import build_meta; print(build_meta.build_sdist({str(out)!r}))"
+    subprocess.run([sys.executable, "-c", code], cwd=tree, check=True, capture_output=True)
+    (found,) = out.glob("fastopen-*.tar.gz")
+    return found
+
+
+def test_the_sdist_carries_docs_tests_and_the_license(sdist: Path) -> None:
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    for doc in (ROOT / "docs").glob("*.md"):
+        assert f"docs/{doc.name}" in names
+    assert {"LICENSE", "README.md", "tests/conftest.py", "pyproject.toml", "dev"} <= names
+    assert not any("__pycache__" in name for name in names)
+
+
+def test_pip_install_into_a_fresh_venv_gives_the_base_install(sdist: Path, tmp_path: Path) -> None:
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    python = str(env / "bin" / "python")
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", str(sdist)], check=True, capture_output=True
+    )
+    help_ = subprocess.run(
+        [str(env / "bin" / "fastopen"), "--help"], capture_output=True, text=True, check=True
+    )
+    assert "demo" in help_.stdout and "cookies" in help_.stdout
+    base = subprocess.run(
+        [python, "-c", "import fastopen, fastopen.runtime; print(fastopen.create_connection)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "create_connection" in base.stdout
+    for module, extra in [
+        ("fastopen.http.httpx_transport", "http"),
+        ("fastopen.http.urllib3_pool", "http"),
+        ("fastopen.kernel.dns", "dns"),
+        ("fastopen.http.requests_adapter", "requests"),
+        ("fastopen.http.aiohttp_connector", "aiohttp"),
+        ("fastopen.http.uvicorn_server", "servers"),
+        ("fastopen.http.hypercorn_server", "servers"),
+    ]:
+        failed = subprocess.run(
+            [python, "-c", f"import {module}"], capture_output=True, text=True, check=False
+        )
+        assert failed.returncode == 1
+        assert "fastopen.errors.MissingExtra" in failed.stderr
+        assert f"pip install 'fastopen[{extra}]'" in failed.stderr
