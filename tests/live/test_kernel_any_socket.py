@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from fastopen.kernel.constants import TCP_FASTOPEN
 from tfo import PORT, cached_cookie, echo_server, request
 
 import fastopen
+from fastopen.constants import TCP_FASTOPEN
 from fastopen.lab.netns import CLIENT, SERVER, Netns
 from fastopen.report import Side
 

@@ -11,9 +11,9 @@ import socket
 import struct
 
 import pytest
-from fastopen.kernel.constants import TCP_FASTOPEN
 
 import fastopen
+from fastopen.constants import TCP_FASTOPEN
 from fastopen.report import Side
 
 
