@@ -86,7 +86,7 @@ def _fastopen_kernel(client: Netns) -> Conn:
     start = time.perf_counter()
     try:
         with client.entered():
-            sock = fastopen.create_connection((SERVER.ipv4, PORT), REQUEST, timeout=TIMEOUT)
+            sock = fastopen.create_connection((SERVER.ipv4, PORT), TIMEOUT, first_flight=REQUEST)
         with sock:
             first = sock.recv(4096)
             ttfb = (time.perf_counter() - start) * 1000

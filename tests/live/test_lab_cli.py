@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import require_namespaces
-from tfo import NOBODY
+from tfo import NOBODY, default_sigint
 
 from fastopen.cli import main
 from fastopen.lab.demo import Kind, measure
@@ -198,6 +198,7 @@ def test_a_signal_during_lab_up_leaves_nothing_behind(tmp_path: Path) -> None:
                 stderr=subprocess.PIPE,
                 text=True,
                 env=env,
+                preexec_fn=default_sigint,
             )
             deadline = time.monotonic() + 30
             while not reached() and up.poll() is None and time.monotonic() < deadline:

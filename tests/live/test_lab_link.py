@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import require_namespaces
+from tfo import default_sigint
 
 from fastopen.lab.emulator import Lab
 from fastopen.lab.link import LinkConfig
@@ -176,8 +177,13 @@ with Lab(rtt=0.01) as lab:
 def test_lab_cleans_up_on_signals(signum: signal.Signals) -> None:
     require_namespaces()
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", _SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
+    client = server = ""
     try:
         assert proc.stdout is not None
         client, server, pid = proc.stdout.readline().split()
@@ -189,6 +195,9 @@ def test_lab_cleans_up_on_signals(signum: signal.Signals) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            for name in (client, server):  # a killed process could remove nothing
+                if name:
+                    remove(name)
     assert not {client, server} & _namespaces()
     assert not _alive(int(pid))
 

@@ -45,7 +45,7 @@ def connect(client: Netns) -> tuple[fastopen.TfoReport, int]:
     """One request with fastopen.create_connection from ``client``; its report and the SYN
     retransmissions it took."""
     with client.entered():
-        sock = fastopen.create_connection((SERVER.ipv4, 8080), REQUEST, timeout=5)
+        sock = fastopen.create_connection((SERVER.ipv4, 8080), 5, first_flight=REQUEST)
     with sock:
         assert sock.recv(200).startswith(b"ok:")
         return fastopen.report(sock), tcpinfo.read(sock).total_retrans

@@ -6,6 +6,7 @@ the cookie a namespace's kernel caches for a server.
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import socketserver
 import struct
@@ -31,6 +32,12 @@ NOBODY = [
     "--inh-caps=-all,+dac_read_search",
     "--ambient-caps=+dac_read_search",
 ]
+
+
+def default_sigint() -> None:
+    """For ``preexec_fn``: SIGINT back to its default in the child, so that a suite started with
+    SIGINT ignored (a background job of a shell) still tests what Ctrl-C does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def family(addr: str) -> socket.AddressFamily:
