@@ -589,6 +589,44 @@ class TcpSegment:
 
 
 _new_segment = _maker(TcpSegment)
+_LAST_ONLY = int(Flags.FIN | Flags.PSH)
+
+
+def split_segment(segment: TcpSegment, size: int) -> list[TcpSegment]:
+    """``segment`` cut into segments of ``size`` payload bytes (the last one may be shorter), as
+    Linux's ``tcp_gso_segment`` cuts a GSO packet: the header repeated with the sequence number
+    advanced, FIN and PSH on the last segment only, CWR on the first only."""
+    if size <= 0:
+        raise ValueError(f"a segment size must be positive, not {size}")
+    payload = segment.payload
+    total = len(payload)
+    if total <= size:
+        return [segment]
+    flags = int(segment.flags)
+    middle = flags & ~(_LAST_ONLY | Flags.CWR)
+    pieces = []
+    for off in range(0, total, size):
+        if off == 0:
+            piece_flags = flags & ~_LAST_ONLY
+        elif off + size >= total:
+            piece_flags = flags & ~Flags.CWR
+        else:
+            piece_flags = middle
+        pieces.append(
+            _new_segment(
+                segment.src_port,
+                segment.dst_port,
+                (segment.seq + off) & 0xFFFFFFFF,
+                segment.ack,
+                _FLAGS[piece_flags],
+                segment.window,
+                segment.options,
+                payload[off : off + size],
+                segment.urgent,
+                segment.reserved,
+            )
+        )
+    return pieces
 
 
 # -- IP packets --------------------------------------------------------------------------------
@@ -944,3 +982,18 @@ def ip_packet(
             raise ValueError(f"IPv6 payload of {length} bytes (jumbograms are not supported)")
         ip = _IPV6_HEADER.pack(6 << 28, length, PROTO_TCP, ttl, src.packed, dst.packed)
     return b"".join((ip, tcp, options, segment.payload))
+
+
+def with_checksum(packet: bytes) -> bytes:
+    """``packet`` (IPv4 or IPv6, TCP) with its TCP checksum computed over what the field held
+    zeroed: what a device that completes checksums (virtio ``NEEDS_CSUM``) puts on the wire."""
+    ip = parse_ip(packet)
+    if ip.protocol != PROTO_TCP or len(ip.payload) < TCP_HEADER_LEN:
+        raise MalformedPacket("not a TCP packet")
+    start = len(packet) - len(ip.payload)
+    segment = ip.payload
+    try:
+        checksum = tcp_checksum(ip.src, ip.dst, segment[:16] + b"\x00\x00" + segment[18:])
+    except ValueError as exc:
+        raise MalformedPacket(str(exc)) from None
+    return packet[: start + 16] + _U16.pack(checksum) + packet[start + 18 :]

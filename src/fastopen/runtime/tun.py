@@ -3,6 +3,12 @@
 The kernel of the namespace routes the userspace stack's addresses into the device; every packet
 it writes there is read by the stack, and every packet the stack writes comes out of the device
 as if it had arrived on a wire.
+
+With offloads (``IFF_VNET_HDR`` and ``TUNSETOFFLOAD``, as gVisor and wireguard-go use them) each
+packet comes after a ``virtio_net_hdr`` (:data:`VNET_HDR`): the device then takes packets whose
+TCP checksum it completes (``NEEDS_CSUM``) and TCP packets of up to 64 KB that it cuts into
+segments of ``gso_size`` bytes (GSO, TSO for the kernel), and hands over packets it has checked
+(``DATA_VALID``) or coalesced (GRO, or the TSO of the namespace's own TCP) the same way.
 """
 
 from __future__ import annotations
@@ -27,8 +33,25 @@ from fastopen.kernel import sysctl
 
 TUN = Path("/dev/net/tun")
 TUNSETIFF = 0x400454CA
+TUNSETOFFLOAD = 0x400454D0
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+# TUNSETOFFLOAD bits (include/uapi/linux/if_tun.h): checksums, then TSO of IPv4 and IPv6
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+
+# struct virtio_net_hdr (include/uapi/linux/virtio_net.h), in the host's byte order (legacy)
+VNET_HDR = struct.Struct("=BBHHHH")
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_F_DATA_VALID = 2
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
+#: The largest packet a device with TSO takes or gives (the IPv4 total length's limit).
+GSO_MAX_SIZE = 65535
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -87,9 +110,17 @@ def inside(ns: Namespace | None) -> Iterator[None]:
         yield
 
 
-def open_tun(ns: Namespace | None, name: str) -> int:
+#: Flags of a received packet whose TCP checksum the device vouches for: it checked it, or it
+#: is to be completed (the packet never left this machine; Linux's CHECKSUM_UNNECESSARY and
+#: CHECKSUM_PARTIAL).
+CHECKSUM_TRUSTED = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
+
+
+def open_tun(ns: Namespace | None, name: str, *, offloads: bool = False) -> int:
     """Create TUN device ``name`` (IFF_TUN | IFF_NO_PI) inside ``ns``; its non-blocking fd.
 
+    ``offloads``: with IFF_VNET_HDR and checksum and TSO offloads (:data:`OFFLOADS`), or
+    :class:`~fastopen.errors.KernelFeatureMissing` when the kernel refuses them.
     The device lives as long as the fd is open.
     """
     with inside(ns):
@@ -99,8 +130,9 @@ def open_tun(ns: Namespace | None, name: str) -> int:
             raise KernelFeatureMissing(
                 f"cannot open {TUN}: {exc.strerror}", hint="load the tun module (modprobe tun)"
             ) from None
+        flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offloads else 0)
         try:
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TUN | IFF_NO_PI))
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
         except OSError as exc:
             os.close(fd)
             if exc.errno == errno.EPERM:
@@ -109,6 +141,15 @@ def open_tun(ns: Namespace | None, name: str) -> int:
                 f"cannot create TUN device {name}: {exc.strerror}",
                 hint="is the name taken by another device? see `ip link`",
             ) from None
+        if offloads:
+            try:
+                fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOADS)
+            except OSError as exc:
+                os.close(fd)
+                raise KernelFeatureMissing(
+                    f"TUN device {name} takes no checksum and TSO offloads: {exc.strerror}",
+                    hint="use the device without offloads",
+                ) from None
     return fd
 
 
