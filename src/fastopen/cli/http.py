@@ -44,7 +44,8 @@ def _stack_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 multiple=True,
                 metavar="ADDR/PREFIX",
                 help="userspace stack: an address of its own (IPv4 and/or IPv6, repeatable); "
-                "the kernel routes PREFIX into the TUN device.",
+                "the kernel routes PREFIX into the TUN device. Without it, the stack takes the "
+                "namespace's own addresses over from its kernel, and gives them back at the end.",
             ),
             click.option(
                 "--pcap",
@@ -65,11 +66,17 @@ def _stack(name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None) -
             raise click.UsageError("--pcap is for --stack userspace (for the kernel, tcpdump)")
         yield STACKS[name]()
         return
-    if not addresses:
-        raise click.UsageError("--stack userspace needs --address ADDR/PREFIX")
     try:
-        stack = UserspaceStack.attach(None, tun, addresses, pcap=pcap)
+        if addresses:
+            stack = UserspaceStack.attach(None, tun, addresses, pcap=pcap)
+        else:
+            stack = UserspaceStack.replace_kernel(None, tun, pcap=pcap)
     except ValueError as exc:
+        if not addresses:
+            raise click.UsageError(
+                "--stack userspace without --address takes over the namespace's global "
+                f"addresses, and there are none here ({exc})"
+            ) from None
         raise click.BadParameter(str(exc), param_hint="--address") from None
     with stack:
         yield stack
@@ -80,6 +87,12 @@ def _stack(name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None) -
 @click.argument("port", type=click.IntRange(1, 65535))
 @_stack_options
 @click.option("--body", default="hello from fastopen\n", show_default=True, help="Response body.")
+@click.option(
+    "--file",
+    "body_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The response body, read from this file (instead of --body).",
+)
 @click.option("--fastopen-backlog", type=click.IntRange(1), help="Default: net.core.somaxconn.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print a line per request.")
 def serve(
@@ -90,10 +103,13 @@ def serve(
     addresses: tuple[str, ...],
     pcap: Path | None,
     body: str,
+    body_file: Path | None,
     fastopen_backlog: int | None,
     quiet: bool,
 ) -> None:
     """Serve BODY over HTTP/1.1 on HOST PORT with TFO on (GET and HEAD; Ctrl-C stops)."""
+
+    payload = body.encode() if body_file is None else body_file.read_bytes()
 
     def on_request(peer: str, method: str | None, status: int, report: TfoReport) -> None:
         click.echo(f"{peer} {method or '-'} {status} {report}")
@@ -102,7 +118,7 @@ def serve(
         server = await serve_http(
             host,
             port,
-            body=body.encode(),
+            body=payload,
             stack=engine,
             fastopen_backlog=fastopen_backlog,
             on_request=None if quiet else on_request,
@@ -129,6 +145,11 @@ def serve(
 @click.option("--repeat", type=click.IntRange(1, 10000), default=1, show_default=True)
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per request.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the response body to this file (with --repeat, the last one's).",
+)
 def get(
     url: str,
     stack: str,
@@ -138,6 +159,7 @@ def get(
     repeat: int,
     timeout: float,
     as_json: bool,
+    output: Path | None,
 ) -> None:
     """GET URL with TFO and print status, time to first byte and the TFO report of each request.
 
@@ -157,6 +179,8 @@ def get(
                 raise FastOpenError(
                     f"{url}: {exc.strerror or exc}", hint="is the server up and reachable?"
                 ) from None
+            if output is not None:
+                output.write_bytes(got.body)
             if as_json:
                 click.echo(json.dumps({"request": i, **got.to_dict()}))
             else:

@@ -153,7 +153,7 @@ class UserspaceStack:
         self.fd = fd
         self.offloads = offloads
         #: The largest payload a segment of the engine fits in one packet of the device's MTU.
-        self._max_payload = self.host.mtu - 40
+        self._max_payload = int(host_options.get("mtu", 1500)) - 40
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transports: dict[EngineSocket, EngineTransport] = {}
         self._listeners: dict[EngineSocket, EngineServer] = {}

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastopen.errors import KernelFeatureMissing, NamespaceError, NeedsRoot
 from fastopen.kernel import sysctl
@@ -186,10 +186,11 @@ def route_into(
 
 @dataclass(frozen=True)
 class TakenOver:
-    """Addresses a userspace stack took over from the kernel of a namespace, to give back."""
+    """Addresses a userspace stack took over from the kernel of a namespace, to give back, and
+    the sysctls changed meanwhile, with the values they had."""
 
     addresses: tuple[tuple[str, Interface], ...]
-    forwarding: tuple[tuple[str, str], ...]
+    sysctls: tuple[tuple[str, str], ...]
 
     @property
     def interfaces(self) -> list[Interface]:
@@ -199,40 +200,50 @@ class TakenOver:
 _FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 
 
+def _ip_json(*args: str) -> list[dict[str, Any]]:
+    shown = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True)
+    found: list[dict[str, Any]] = json.loads(shown.stdout or "[]")
+    return found
+
+
 def take_over(ns: Namespace | None) -> TakenOver:
     """Take every global address of ``ns`` away from its kernel, which then only routes.
 
     Each address leaves its device; the device keeps the route to the address's network, and
     forwarding goes on, so the kernel carries the traffic of those addresses to wherever they
-    are routed next (a TUN device: :func:`route_into` with host prefixes).
+    are routed next (a TUN device: :func:`route_into` with host prefixes). The device answers
+    ARP for its IPv4 addresses still (proxy ARP, for the route into the TUN device), and keeps
+    its static neighbours (the kernel flushes a device's IPv4 neighbours with its last address).
     """
     with inside(ns):
-        shown = subprocess.run(
-            ["ip", "-j", "addr", "show", "scope", "global"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
         taken = tuple(
             (link["ifname"], ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"))
-            for link in json.loads(shown.stdout)
+            for link in _ip_json("addr", "show", "scope", "global")
             for a in link.get("addr_info", ())
             if a.get("scope") == "global"
         )
-        forwarding = tuple((name, sysctl.read(name)) for name in _FORWARDING)
-        for name in _FORWARDING:
+        static = [n for n in _ip_json("neigh", "show", "nud", "permanent") if "lladdr" in n]
+        changed = list(_FORWARDING)
+        changed += sorted({f"net.ipv4.conf.{dev}.proxy_arp" for dev, i in taken if i.version == 4})
+        sysctls = tuple((name, sysctl.read(name)) for name in changed)
+        for name in changed:
             sysctl.write(name, 1)
         for dev, iface in taken:
             _ip(f"-{iface.version}", "addr", "del", str(iface), "dev", dev)
             _ip(f"-{iface.version}", "route", "replace", str(iface.network), "dev", dev)
-    return TakenOver(taken, forwarding)
+        for n in static:
+            _ip("neigh", "replace", n["dst"], "lladdr", n["lladdr"], "dev", n["dev"], "nud",
+                "permanent")  # fmt: skip
+    return TakenOver(taken, sysctls)
 
 
 def give_back(ns: Namespace | None, taken: TakenOver) -> None:
-    """Undo :func:`take_over`: the addresses back on their devices, forwarding as it was."""
+    """Undo :func:`take_over`: the addresses back on their devices, the sysctls as they were."""
     with inside(ns):
         for dev, iface in taken.addresses:
             extra = ("nodad",) if iface.version == 6 else ()
             _ip(f"-{iface.version}", "addr", "replace", str(iface), "dev", dev, *extra)
-        for name, value in taken.forwarding:
+        for name, value in taken.sysctls:
             sysctl.write(name, value)
 
 
