@@ -1,0 +1,183 @@
+"""Connections per second through the lab link: the userspace server against the kernel's asyncio
+server, side by side, TFO on.
+
+Each connection: a 100-byte request in the SYN (TFO, the cookie fetched once before), a
+1,000-byte answer, the server closes. The load is the same for every server: ``--concurrency``
+clients of fastopen's asyncio API on the kernel stack of the lab's client namespace, for
+``--seconds``. The server runs in the server namespace in a process of its own (RTT 0): fastopen's
+``start_server`` on the kernel stack, or on the userspace stack that takes the namespace's
+address over. Prints connections/s, the server's CPU per connection (its user + system time over
+the connections it served: the machine may be shared) and the ratios userspace / kernel, the
+median of ``--runs`` rounds (goal of issue 11: userspace >= 1.0x the kernel).
+
+Needs root. ``.venv/bin/python bench/connections.py [--seconds 3] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fastopen
+from fastopen.lab.emulator import Lab, check_support
+from fastopen.lab.netns import Netns
+from fastopen.runtime import UserspaceStack
+from fastopen.streams import Stack
+
+PORT = 8080
+REQUEST = b"G" * 100
+ANSWER = b"A" * 1000
+GOAL = 1.0
+
+
+def serve(stack_name: str, host: str) -> None:
+    """The server process: serve until SIGINT, then print what it served and its CPU."""
+    served = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        try:
+            await reader.readexactly(len(REQUEST))
+            writer.write(ANSWER)
+            await writer.drain()
+            served += 1
+        finally:
+            writer.close()
+
+    async def run(stack: Stack | None) -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+        async with await fastopen.start_server(handler, host, PORT, stack=stack):
+            print("ready", flush=True)
+            await stop.wait()
+
+    if stack_name == "userspace":
+        with UserspaceStack.replace_kernel(None, "fous0") as stack:
+            asyncio.run(run(stack))
+    else:
+        asyncio.run(run(None))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"served": served, "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+
+
+def load(host: str, seconds: float, concurrency: int) -> None:
+    """The client process: connections as fast as it can, then print how many were done."""
+
+    async def one() -> None:
+        async with asyncio.timeout(10):
+            reader, writer = await fastopen.open_connection(host, PORT, first_flight=REQUEST)
+            try:
+                got = await reader.read()
+                if len(got) != len(ANSWER):
+                    raise SystemExit(f"an answer of {len(got)} bytes")
+            finally:
+                writer.close()
+
+    async def run() -> int:
+        await one()  # the cookie
+        done = 0
+        end = time.monotonic() + seconds
+
+        failed = 0
+
+        async def worker() -> None:
+            nonlocal done, failed
+            while time.monotonic() < end:
+                try:
+                    await one()
+                except (TimeoutError, OSError):
+                    failed += 1
+                    continue
+                done += 1
+
+        start = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        took = time.monotonic() - start
+        print(json.dumps({"done": done, "failed": failed, "seconds": took}), flush=True)
+        return done
+
+    asyncio.run(run())
+
+
+def _round(lab: Lab, stack: str, seconds: float, concurrency: int) -> tuple[float, float]:
+    """(connections/s, server CPU us per connection) of one round against ``stack``."""
+    me = str(Path(__file__).resolve())
+    host = lab.server_addr.ipv4
+    server = lab.server.popen(
+        [sys.executable, me, "--serve", stack, host], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the {stack} server did not start")
+        client = _run(
+            lab.client,
+            [sys.executable, me, "--load", host, str(seconds), str(concurrency)],
+            seconds + 60,
+        )
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, _ = server.communicate(timeout=30)
+    served = json.loads(out.strip().splitlines()[-1])
+    if client["failed"]:
+        print(f"  ({stack}: {client['failed']:g} connections failed or took over 10 s)")
+    rate = client["done"] / client["seconds"]
+    return rate, served["cpu"] / max(served["served"], 1) * 1e6
+
+
+def _run(ns: Netns, args: list[str], timeout: float) -> dict[str, float]:
+    proc = ns.run(args, timeout=timeout)
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="of load per round")
+    parser.add_argument("--runs", type=int, default=3, help="rounds (medians)")
+    parser.add_argument("--concurrency", type=int, default=8, help="clients at once")
+    parser.add_argument("--serve", nargs=2, metavar=("STACK", "HOST"), help=argparse.SUPPRESS)
+    parser.add_argument("--load", nargs=3, metavar=("HOST", "S", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(*args.serve)
+        return
+    if args.load:
+        load(args.load[0], float(args.load[1]), int(args.load[2]))
+        return
+    check_support("bench/connections.py")
+    stacks = ("kernel", "userspace")
+    rates: dict[str, list[float]] = {s: [] for s in stacks}
+    cpus: dict[str, list[float]] = {s: [] for s in stacks}
+    with Lab(rtt=0.0) as lab:
+        for _ in range(args.runs):
+            for stack in stacks:
+                rate, cpu = _round(lab, stack, args.seconds, args.concurrency)
+                rates[stack].append(rate)
+                cpus[stack].append(cpu)
+    print(
+        f"connections/s through the lab link (RTT 0), TFO, {args.concurrency} kernel clients, "
+        f"{args.seconds:g} s per round, median of {args.runs} (min-max)"
+    )
+    for stack in stacks:
+        r, c = rates[stack], cpus[stack]
+        print(
+            f"  {stack:10} {statistics.median(r):8.0f}/s ({min(r):.0f}-{max(r):.0f})   "
+            f"server CPU {statistics.median(c):6.0f} us per connection"
+        )
+    ratio = statistics.median(rates["userspace"]) / statistics.median(rates["kernel"])
+    cpu_ratio = statistics.median(cpus["userspace"]) / statistics.median(cpus["kernel"])
+    verdict = "met" if ratio >= GOAL else "NOT met"
+    print(f"  userspace / kernel: {ratio:.2f} (goal >= {GOAL:g}: {verdict}); CPU {cpu_ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
