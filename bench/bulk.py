@@ -7,7 +7,9 @@ For each link (RTT 0 and 20 ms, loss 0 and 1%; a fresh lab each), ``--runs`` rou
   measure it (at loss, again with both kernels running Reno: ``tcp_congestion_control=reno``;
   the namespaces' default is the host's, and CUBIC cannot be chosen inside a namespace here);
 - engine receives: ``fastopen get --stack userspace --output`` from the same nginx;
-- engine sends: curl from ``fastopen serve --stack userspace --file``.
+- engine sends: curl from ``fastopen serve --stack userspace --file``;
+- PyTCP receives / sends: the same against PyTCP (bench/pytcp.py installs it in a scratch venv;
+  ``--pytcp-runs`` rounds, 1 by default: it is slow; ``--pytcp-runs 0`` leaves it out).
 
 Both fastopen commands run with no ``--address``: they take the namespace's own address over
 from its kernel (the TUN device's offloads on when the kernel has them). A transfer's rate is
@@ -40,8 +42,11 @@ from pathlib import Path
 from fastopen.lab.emulator import Lab, check_support
 from fastopen.lab.netns import Netns
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pytcp import PyTcp, install
+
 FASTOPEN = str(Path(sys.executable).with_name("fastopen"))
-NGINX_PORT, ENGINE_PORT = 8080, 8081
+NGINX_PORT, ENGINE_PORT, PYTCP_PORT = 8080, 8081, 8082
 #: (RTT in s, loss) of each link, in the order measured.
 LINKS = [(0.0, 0.0), (0.0, 0.01), (0.02, 0.0), (0.02, 0.01)]
 #: The goals of issue 11 (engine / kernel), by link; at loss, against the kernel running Reno.
@@ -141,6 +146,18 @@ class Bench:
         self._check(self.got, "engine receives")
         self._rate(row, float(answer["total"]))
 
+    def pytcp_get(self, python: Path, client: Netns, addr: str, server: str, row: Row) -> None:
+        self.got.unlink(missing_ok=True)
+        where = (server, str(NGINX_PORT), "/bulk.bin")
+        workload = ("get", *where, str(self.got), f"{self.timeout:g}")
+        with PyTcp(python, client, addr, *workload) as peer:
+            answer = peer.result(self.timeout + 30)
+        if answer.get("timed_out"):
+            self._rate(row, None)
+            return
+        self._check(self.got, "pytcp receives")
+        self._rate(row, float(answer["total"]))
+
     @contextmanager
     def engine_server(self, server: Netns, addr: str) -> Iterator[None]:
         proc = server.popen(
@@ -195,8 +212,17 @@ def congestion_control(namespaces: tuple[Netns, ...], name: str | None) -> Itera
             ns.sysctl("net.ipv4.tcp_congestion_control", value)
 
 
-def measure(bench: Bench, rtt: float, loss: float, runs: int) -> dict[str, Row]:
-    rows = {"kernel": Row(), "kernel reno": Row(), "engine receives": Row(), "engine sends": Row()}
+def measure(
+    bench: Bench, rtt: float, loss: float, runs: int, python: Path | None, pytcp_runs: int
+) -> dict[str, Row]:
+    rows = {
+        "kernel": Row(),
+        "kernel reno": Row(),
+        "engine receives": Row(),
+        "engine sends": Row(),
+        "pytcp receives": Row(),
+        "pytcp sends": Row(),
+    }
     with Lab(rtt=rtt, loss=loss, seed=11) as lab:
         client, server = lab.client, lab.server
         addr = lab.server_addr.ipv4
@@ -218,9 +244,15 @@ def measure(bench: Bench, rtt: float, loss: float, runs: int) -> dict[str, Row]:
                         client, f"http://{addr}:{ENGINE_PORT}/", rows["engine sends"],
                         "engine sends",
                     )  # fmt: skip
-    if not rows["kernel reno"].rates:
-        rows.pop("kernel reno")
-    return rows
+            for _ in range(pytcp_runs if python is not None else 0):
+                assert python is not None
+                bench.pytcp_get(python, client, lab.client_addr.ipv4, addr, rows["pytcp receives"])
+                with PyTcp(python, server, addr, "serve", str(PYTCP_PORT), str(bench.body)) as peer:
+                    bench.curl(
+                        client, f"http://{addr}:{PYTCP_PORT}/", rows["pytcp sends"], "pytcp sends"
+                    )
+                    peer.stop()
+    return {name: row for name, row in rows.items() if row.rates}
 
 
 def main() -> None:
@@ -228,6 +260,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=20, help="MiB per transfer")
     parser.add_argument("--runs", type=int, default=3, help="rounds per link (medians)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per transfer")
+    parser.add_argument("--pytcp-runs", type=int, default=1, help="rounds of PyTCP (0: none)")
     parser.add_argument(
         "--link", action="append", metavar="RTT_MS:LOSS_PCT",
         help="a link to measure (repeatable; default: 0:0 0:1 20:0 20:1)",
@@ -245,12 +278,15 @@ def main() -> None:
         f"bulk transfers of {args.size} MiB through the lab link, MB/s: median (min-max) of "
         f"{args.runs} runs; '<' timed out at {args.timeout:g} s"
     )
+    python, why = install() if args.pytcp_runs else (None, "--pytcp-runs 0")
+    if python is None:
+        print(f"PyTCP left out: {why}")
     with tempfile.TemporaryDirectory(prefix="fo-bulk-") as tmp:
         folder = Path(tmp)
         folder.chmod(0o755)  # nginx's worker reads the file
         bench = Bench(folder, args.size, args.timeout)
         for rtt, loss in links:
-            rows = measure(bench, rtt, loss, args.runs)
+            rows = measure(bench, rtt, loss, args.runs, python, args.pytcp_runs)
             print(f"\nRTT {rtt * 1000:g} ms, loss {loss * 100:g}%")
             for name, row in rows.items():
                 print(f"  {name:16} {row.cell()}")
@@ -269,6 +305,11 @@ def main() -> None:
                     verdict = "met" if default_ratio >= DEFAULT_CC_GOAL else "NOT met"
                     line += f", vs default >= {DEFAULT_CC_GOAL:g}: {verdict}"
                 print(line)
+                other = name.replace("engine", "pytcp")
+                if other in rows:
+                    ahead = rows[name].median() / rows[other].median()
+                    verdict = "ahead" if ahead > 1 else "NOT ahead"
+                    print(f"  {name} / {other}: {ahead:.2f} ({verdict} of PyTCP)")
 
 
 if __name__ == "__main__":
