@@ -6,11 +6,12 @@ Each connection: a 100-byte request in the SYN (TFO, the cookie fetched once bef
 clients of fastopen's asyncio API on the kernel stack of the lab's client namespace, for
 ``--seconds``. The server runs in the server namespace in a process of its own (RTT 0): fastopen's
 ``start_server`` on the kernel stack, or on the userspace stack that takes the namespace's
-address over. Prints connections/s, the server's CPU per connection (its user + system time over
-the connections it served: the machine may be shared) and the ratios userspace / kernel, the
-median of ``--runs`` rounds (goal of issue 11: userspace >= 1.0x the kernel).
+address over, or PyTCP in the kernel's place (bench/pytcp.py; TFO on its listener too). Prints
+connections/s, the server's CPU per connection (its user + system time over the connections it
+served: the machine may be shared) and the ratios userspace / kernel, the median of ``--runs``
+rounds (goal of issue 11: userspace >= 1.0x the kernel).
 
-Needs root. ``.venv/bin/python bench/connections.py [--seconds 3] [--runs 3]``
+Needs root. ``.venv/bin/python bench/connections.py [--seconds 3] [--runs 3] [--no-pytcp]``
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pytcp import PyTcp, install
 
 import fastopen
 from fastopen.lab.emulator import Lab, check_support
@@ -107,8 +111,33 @@ def load(host: str, seconds: float, concurrency: int) -> None:
     asyncio.run(run())
 
 
-def _round(lab: Lab, stack: str, seconds: float, concurrency: int) -> tuple[float, float]:
-    """(connections/s, server CPU us per connection) of one round against ``stack``."""
+def _client(lab: Lab, host: str, seconds: float, concurrency: int) -> dict[str, float]:
+    me = str(Path(__file__).resolve())
+    args = [sys.executable, me, "--load", host, str(seconds), str(concurrency)]
+    return _run(lab.client, args, seconds + 60)
+
+
+def _pytcp_round(
+    lab: Lab, python: Path, seconds: float, concurrency: int
+) -> tuple[float, float, float]:
+    host = lab.server_addr.ipv4
+    with PyTcp(python, lab.server, host, "answer", str(PORT)) as peer:
+        client = _client(lab, host, seconds, concurrency)
+        served = peer.stop()
+    return _rates(client, served, "pytcp")
+
+
+def _rates(
+    client: dict[str, float], served: dict[str, float], stack: str
+) -> tuple[float, float, float]:
+    if client["failed"]:
+        print(f"  ({stack}: {client['failed']:g} connections failed or took over 10 s)")
+    rate = client["done"] / client["seconds"]
+    return rate, served["cpu"] / max(served["served"], 1) * 1e6, client["failed"]
+
+
+def _round(lab: Lab, stack: str, seconds: float, concurrency: int) -> tuple[float, float, float]:
+    """(connections/s, server CPU us per connection, failed) of one round against ``stack``."""
     me = str(Path(__file__).resolve())
     host = lab.server_addr.ipv4
     server = lab.server.popen(
@@ -118,19 +147,11 @@ def _round(lab: Lab, stack: str, seconds: float, concurrency: int) -> tuple[floa
         assert server.stdout is not None
         if server.stdout.readline().strip() != "ready":
             raise SystemExit(f"the {stack} server did not start")
-        client = _run(
-            lab.client,
-            [sys.executable, me, "--load", host, str(seconds), str(concurrency)],
-            seconds + 60,
-        )
+        client = _client(lab, host, seconds, concurrency)
     finally:
         server.send_signal(signal.SIGINT)
         out, _ = server.communicate(timeout=30)
-    served = json.loads(out.strip().splitlines()[-1])
-    if client["failed"]:
-        print(f"  ({stack}: {client['failed']:g} connections failed or took over 10 s)")
-    rate = client["done"] / client["seconds"]
-    return rate, served["cpu"] / max(served["served"], 1) * 1e6
+    return _rates(client, json.loads(out.strip().splitlines()[-1]), stack)
 
 
 def _run(ns: Netns, args: list[str], timeout: float) -> dict[str, float]:
@@ -144,6 +165,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="of load per round")
     parser.add_argument("--runs", type=int, default=3, help="rounds (medians)")
     parser.add_argument("--concurrency", type=int, default=8, help="clients at once")
+    parser.add_argument("--no-pytcp", action="store_true", help="leave PyTCP out")
     parser.add_argument("--serve", nargs=2, metavar=("STACK", "HOST"), help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=3, metavar=("HOST", "S", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -154,13 +176,20 @@ def main() -> None:
         load(args.load[0], float(args.load[1]), int(args.load[2]))
         return
     check_support("bench/connections.py")
-    stacks = ("kernel", "userspace")
+    python, why = (None, "--no-pytcp") if args.no_pytcp else install()
+    if python is None:
+        print(f"PyTCP left out: {why}")
+    stacks = ("kernel", "userspace") + (("pytcp",) if python is not None else ())
     rates: dict[str, list[float]] = {s: [] for s in stacks}
     cpus: dict[str, list[float]] = {s: [] for s in stacks}
     with Lab(rtt=0.0) as lab:
         for _ in range(args.runs):
             for stack in stacks:
-                rate, cpu = _round(lab, stack, args.seconds, args.concurrency)
+                if stack == "pytcp":
+                    assert python is not None
+                    rate, cpu, _ = _pytcp_round(lab, python, args.seconds, args.concurrency)
+                else:
+                    rate, cpu, _ = _round(lab, stack, args.seconds, args.concurrency)
                 rates[stack].append(rate)
                 cpus[stack].append(cpu)
     print(
@@ -177,6 +206,10 @@ def main() -> None:
     cpu_ratio = statistics.median(cpus["userspace"]) / statistics.median(cpus["kernel"])
     verdict = "met" if ratio >= GOAL else "NOT met"
     print(f"  userspace / kernel: {ratio:.2f} (goal >= {GOAL:g}: {verdict}); CPU {cpu_ratio:.2f}x")
+    if "pytcp" in rates:
+        ahead = statistics.median(rates["userspace"]) / statistics.median(rates["pytcp"])
+        verdict = "ahead" if ahead > 1 else "NOT ahead"
+        print(f"  userspace / pytcp: {ahead:.2f} ({verdict} of PyTCP)")
 
 
 if __name__ == "__main__":
