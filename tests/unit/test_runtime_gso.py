@@ -10,7 +10,16 @@ from ipaddress import IPv4Address
 import pytest
 
 from fastopen.runtime import UserspaceStack
-from fastopen.wire import Flags, Nop, TcpSegment, Timestamps, split_segment
+from fastopen.runtime.tun import VNET_HDR
+from fastopen.wire import (
+    Flags,
+    Nop,
+    TcpSegment,
+    Timestamps,
+    parse_tcp_packet,
+    split_segment,
+    with_checksum,
+)
 
 A, B = IPv4Address("198.18.0.1"), IPv4Address("198.18.0.2")
 MSS = 1448
@@ -70,3 +79,38 @@ def test_split_segment_flags_as_linux() -> None:
     assert split_segment(seg, 1000) == [seg]
     with pytest.raises(ValueError, match="positive"):
         split_segment(seg, 0)
+
+
+def _stack_on_pipe(offloads: bool) -> tuple[UserspaceStack, int]:
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    return UserspaceStack(write, [str(A)], offloads=offloads), read
+
+
+@pytest.mark.parametrize("offloads", [False, True], ids=["software", "gso"])
+def test_a_segment_larger_than_a_packet_is_cut_at_the_mss(offloads: bool) -> None:
+    """A segment the engine makes larger than a packet (its TSO) leaves as one GSO packet of
+    gso_size = the MSS with offloads, and cut into packets of the MSS in software without."""
+    stack, read = _stack_on_pipe(offloads)
+    big = data(1, 10 * 1460 + 5, ACK | PSH)
+    stack.host.output(A, B, big)
+    stack._flush()
+    raw = os.read(read, 1 << 20)
+    os.close(read)
+    os.close(stack.fd)
+    if offloads:
+        flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(raw)
+        assert (flags, gso_type, gso_size) == (1, 1, 1448)  # NEEDS_CSUM, TCPV4, the MSS
+        assert (hdr_len, csum_start, csum_offset) == (20 + 32, 20, 16)
+        packets = [with_checksum(raw[VNET_HDR.size :])]
+    else:
+        packets = []
+        while raw:
+            size = int.from_bytes(raw[2:4], "big")
+            packets.append(raw[:size])
+            raw = raw[size:]
+        assert [len(p) for p in packets] == [1500] * 10 + [20 + 32 + 125]
+    segments = [parse_tcp_packet(p)[1] for p in packets]
+    assert b"".join(s.payload for s in segments) == big.payload
+    if not offloads:
+        assert segments == split_segment(big, 1448)

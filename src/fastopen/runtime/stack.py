@@ -152,8 +152,8 @@ class UserspaceStack:
         self.host = Host(addresses, tcp_fastopen=tcp_fastopen, **host_options)
         self.fd = fd
         self.offloads = offloads
-        #: The largest payload a segment of the engine fits in one packet of the device's MTU.
-        self._max_payload = int(host_options.get("mtu", 1500)) - 40
+        #: The device's MTU: a packet the engine makes larger is cut (by the device, or here).
+        self._mtu = int(host_options.get("mtu", 1500))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transports: dict[EngineSocket, EngineTransport] = {}
         self._listeners: dict[EngineSocket, EngineServer] = {}
@@ -429,6 +429,8 @@ class UserspaceStack:
                     write_pcap_record(pcap, with_checksum(packet))
                 ip_len = 20 if src.version == 4 else 40
                 headers = ip_len + (packet[ip_len + 12] >> 4) * 4
+                if not gso_size and len(packet) > self._mtu:  # the engine's own TSO
+                    gso_size = self._mss(src, dst, seg, headers)
                 if gso_size:
                     gso = VIRTIO_NET_HDR_GSO_TCPV4 if src.version == 4 else VIRTIO_NET_HDR_GSO_TCPV6
                 else:
@@ -441,14 +443,11 @@ class UserspaceStack:
                     os.writev(fd, (header, packet))
         else:
             for src, dst, seg in out:
-                size = len(seg.payload)
-                pieces = (
-                    split_segment(seg, self._mss(src, dst, seg))
-                    if size > self._max_payload
-                    else (seg,)
-                )
-                for piece in pieces:
-                    packet = ip_packet(src, dst, piece)
+                packets = [ip_packet(src, dst, seg)]
+                if len(packets[0]) > self._mtu:  # the engine's own TSO: cut it here
+                    mss = self._mss(src, dst, seg, len(packets[0]) - len(seg.payload))
+                    packets = [ip_packet(src, dst, piece) for piece in split_segment(seg, mss)]
+                for packet in packets:
                     if pcap is not None:
                         write_pcap_record(pcap, packet)
                     with contextlib.suppress(BlockingIOError):
@@ -456,10 +455,11 @@ class UserspaceStack:
         if pcap is not None:
             pcap.flush()
 
-    def _mss(self, src: Any, dst: Any, seg: TcpSegment) -> int:
-        """The payload bytes per packet of the connection ``seg`` belongs to (its ``snd_mss``)."""
+    def _mss(self, src: Any, dst: Any, seg: TcpSegment, headers: int) -> int:
+        """The payload bytes per packet of the connection ``seg`` belongs to: its ``snd_mss``,
+        or what the MTU leaves beside ``headers`` bytes of headers."""
         conn = self.host.connections.get((src, seg.src_port, dst, seg.dst_port))
-        return conn.snd_mss if conn is not None else self._max_payload
+        return conn.snd_mss if conn is not None else self._mtu - headers
 
     def _coalesced(self, out: list[Segment]) -> list[tuple[Any, Any, TcpSegment, int]]:
         """``out`` as packets for a device with TSO: ``(src, dst, segment, gso_size)``.
@@ -467,8 +467,8 @@ class UserspaceStack:
         Each run of segments that the device would cut back into exactly those (as Linux's
         ``tcp_gso_segment``: the same flow, contiguous, the same ACK, window and options, all of
         the same size but the last, PSH and FIN on the last only) is joined into one segment
-        of up to 64 KB, to be cut into ``gso_size`` bytes. A segment larger than a packet (the
-        engine's own TSO) is cut at its connection's MSS. ``gso_size`` 0: one plain packet.
+        of up to 64 KB, to be cut into ``gso_size`` bytes; ``gso_size`` 0: one packet as it is
+        (:meth:`_flush` cuts one larger than the MTU, the engine's own TSO, at the MSS).
         """
         packets: list[tuple[Any, Any, TcpSegment, int]] = []
         i, n = 0, len(out)
@@ -514,8 +514,6 @@ class UserspaceStack:
                     first.reserved,
                 )
                 packets.append((src, dst, joined, size))
-            elif size > self._max_payload:
-                packets.append((src, dst, first, self._mss(src, dst, first)))
             else:
                 packets.append((src, dst, first, 0))
             i = j
