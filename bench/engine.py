@@ -26,7 +26,7 @@ import socket
 import time
 import tracemalloc
 
-from fastopen.engine import Connected, EngineError, Host, Readable
+from fastopen.engine import Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
 from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN
 
@@ -125,61 +125,55 @@ class Bench:
         return n / elapsed
 
 
+class _Bulk(Bench):
+    """One connection carrying data from the client to the server, whose application reads all
+    it gets (``pump`` serves it)."""
+
+    def __init__(self, encode: bool) -> None:
+        super().__init__(encode)
+        self.child: EngineSocket | None = None
+        self.got = 0
+
+    def serve(self) -> None:
+        if self.child is None:
+            if self.listener.accept_queue:
+                self.child, _ = self.listener.accept(self.now)
+            return
+        try:
+            while data := self.child.recv(1 << 20, self.now):
+                self.got += len(data)
+        except EngineError as exc:
+            if exc.errno != errno.EAGAIN:
+                raise
+
+
 def bulk(megabytes: int, encode: bool) -> float:
     """MB/s of one in-memory transfer of ``megabytes`` MiB (the CPU it takes, in wall time):
     what each host sends goes straight to the other, time moves only to the next timer."""
-    bench = Bench(encode)
+    bench = _Bulk(encode)
     c, s = bench.client, bench.server
     sock = c.socket()
     try:
         sock.connect(SERVER, bench.now)
     except EngineError as exc:
         assert exc.errno == errno.EINPROGRESS
-    while _carry(bench):
-        pass
-    child, _ = bench.listener.accept(bench.now)
+    bench.pump()
     total, chunk = megabytes << 20, b"b" * 65536
-    sent = got = 0
+    sent = 0
     start = time.perf_counter()
-    while got < total:
+    while bench.got < total:
         while sent < total:
             try:
                 sent += sock.send(chunk[: total - sent], bench.now)
             except EngineError:
                 break
-        moved = _carry(bench)
-        try:
-            while data := child.recv(1 << 20, bench.now):
-                got += len(data)
-        except EngineError as exc:
-            if exc.errno != errno.EAGAIN:
-                raise
-        if not moved:  # quiet: on to the next timer (a delayed ACK, say)
-            due = [t for t in (c.get_timer(), s.get_timer()) if t is not None]
+        bench.pump()
+        due = [t for t in (c.get_timer(), s.get_timer()) if t is not None]
+        if bench.got < total and due:  # quiet: on to the next timer (a delayed ACK, say)
             bench.now = max(bench.now, min(due))
             c.handle_timer(bench.now)
             s.handle_timer(bench.now)
     return total / (time.perf_counter() - start) / 1e6
-
-
-def _carry(bench: Bench) -> bool:
-    """One exchange both ways; whether anything moved."""
-    c, s, now, moved = bench.client, bench.server, bench.now, False
-    if bench.encode:
-        for packet in c.packets_to_send():
-            s.receive(packet, now)
-            moved = True
-        for packet in s.packets_to_send():
-            c.receive(packet, now)
-            moved = True
-    else:
-        for src, dst, seg in c.segments_to_send():
-            s.receive_segment(src, dst, seg, now)
-            moved = True
-        for src, dst, seg in s.segments_to_send():
-            c.receive_segment(src, dst, seg, now)
-            moved = True
-    return moved
 
 
 def codec_share(megabytes: int) -> tuple[float, float]:

@@ -630,28 +630,28 @@ def split_segment(segment: TcpSegment, size: int) -> list[TcpSegment]:
 
 
 # -- IP packets --------------------------------------------------------------------------------
-#: Addresses parsed are made once and kept (a packet's two cost microseconds to build).
+_K = TypeVar("_K")
+_A = TypeVar("_A")
+
+
+class _Kept(dict[_K, _A]):
+    """Addresses parsed, made once and kept (a packet's two cost microseconds to build), by
+    their value in the header; at most :data:`ADDRESSES_KEPT`, then it starts again."""
+
+    def __init__(self, make: Callable[[_K], _A]) -> None:
+        super().__init__()
+        self._make: Callable[[_K], _A] = make
+
+    def __missing__(self, key: _K) -> _A:
+        if len(self) >= ADDRESSES_KEPT:
+            self.clear()
+        addr = self[key] = self._make(key)
+        return addr
+
+
 ADDRESSES_KEPT = 4096
-_V4: dict[int, IPv4Address] = {}
-_V6: dict[bytes, IPv6Address] = {}
-
-
-def _v4(value: int) -> IPv4Address:
-    addr = _V4.get(value)
-    if addr is None:
-        if len(_V4) >= ADDRESSES_KEPT:
-            _V4.clear()
-        addr = _V4[value] = IPv4Address(value)
-    return addr
-
-
-def _v6(packed: bytes) -> IPv6Address:
-    addr = _V6.get(packed)
-    if addr is None:
-        if len(_V6) >= ADDRESSES_KEPT:
-            _V6.clear()
-        addr = _V6[packed] = IPv6Address(packed)
-    return addr
+_V4: _Kept[int, IPv4Address] = _Kept(IPv4Address)
+_V6: _Kept[bytes, IPv6Address] = _Kept(IPv6Address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -727,8 +727,8 @@ class IPv4Packet:
                 f"bad IPv4 header checksum 0x{checksum:04x} (expected 0x{expected:04x})"
             )
         return _new_ipv4(
-            _v4(src),
-            _v4(dst),
+            _V4[src],
+            _V4[dst],
             proto,
             bytes(data[header_len:]),
             ttl,
@@ -886,8 +886,8 @@ class IPv6Packet:
             next_header = data[i]
             i += size
         return _new_ipv6(
-            _v6(src),
-            _v6(dst),
+            _V6[src],
+            _V6[dst],
             next_header,
             bytes(data[i:]),
             hop_limit,
