@@ -11,6 +11,11 @@ connections/s, the server's CPU per connection (its user + system time over the 
 served: the machine may be shared) and the ratios userspace / kernel, the median of ``--runs``
 rounds (goal of issue 11: userspace >= 1.0x the kernel).
 
+Then the memory of an idle established connection on the server, userspace and PyTCP: what
+``--idle`` connections that a kernel client opens and leaves idle add to the server process's
+Python heap (tracemalloc), over their number: the engine, its asyncio transport and streams for
+fastopen, PyTCP's socket and session for PyTCP (the engine alone: bench/engine.py).
+
 Needs root. ``.venv/bin/python bench/connections.py [--seconds 3] [--runs 3] [--no-pytcp]``
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import resource
 import signal
@@ -25,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,6 +77,77 @@ def serve(stack_name: str, host: str) -> None:
         asyncio.run(run(None))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"served": served, "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+
+
+def idle(host: str, count: int) -> None:
+    """The userspace server process of the memory figure: ``count`` connections, then the
+    heap they added, over ``count``."""
+    held: list[asyncio.StreamWriter] = []
+    done = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        if len(held) == count:
+            done.set()
+        await reader.read()
+
+    async def run(stack: UserspaceStack) -> None:
+        async with await fastopen.start_server(handler, host, PORT, stack=stack):
+            gc.collect()
+            base = tracemalloc.get_traced_memory()[0]
+            print("ready", flush=True)
+            await done.wait()
+            await asyncio.sleep(0.5)  # the last ACKs
+            gc.collect()
+            used = tracemalloc.get_traced_memory()[0] - base
+            print(json.dumps({"per_connection": used / count}), flush=True)
+
+    tracemalloc.start()
+    with UserspaceStack.replace_kernel(None, "fous0") as stack:
+        asyncio.run(run(stack))
+
+
+_HOLD = """
+import socket, sys, time
+socks = [socket.create_connection((sys.argv[1], int(sys.argv[2]))) for _ in range(int(sys.argv[3]))]
+time.sleep(600)
+"""
+
+
+def _idle_round(lab: Lab, server: subprocess.Popen[str], count: int) -> float:
+    """Bytes per idle connection the server process (started, said ready) reports."""
+    assert server.stdout is not None
+    hold = lab.client.popen(
+        [sys.executable, "-c", _HOLD, lab.server_addr.ipv4, str(PORT), str(count)]
+    )
+    try:
+        line = server.stdout.readline()
+        return float(json.loads(line)["per_connection"])
+    finally:
+        hold.kill()
+        hold.wait()
+
+
+def _idle(lab: Lab, python: Path | None, count: int) -> dict[str, float]:
+    me = str(Path(__file__).resolve())
+    host = lab.server_addr.ipv4
+    found = {}
+    server = lab.server.popen(
+        [sys.executable, me, "--idle-server", host, str(count)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise SystemExit("the userspace server did not start")
+        found["userspace"] = _idle_round(lab, server, count)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    if python is not None:
+        with PyTcp(python, lab.server, host, "idle", str(PORT), str(count)) as peer:
+            assert peer.proc is not None
+            found["pytcp"] = _idle_round(lab, peer.proc, count)
+    return found
 
 
 def load(host: str, seconds: float, concurrency: int) -> None:
@@ -166,11 +244,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="rounds (medians)")
     parser.add_argument("--concurrency", type=int, default=8, help="clients at once")
     parser.add_argument("--no-pytcp", action="store_true", help="leave PyTCP out")
+    parser.add_argument("--idle", type=int, default=200, help="idle connections (0: none)")
     parser.add_argument("--serve", nargs=2, metavar=("STACK", "HOST"), help=argparse.SUPPRESS)
+    parser.add_argument("--idle-server", nargs=2, metavar=("HOST", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=3, metavar=("HOST", "S", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(*args.serve)
+        return
+    if args.idle_server:
+        idle(args.idle_server[0], int(args.idle_server[1]))
         return
     if args.load:
         load(args.load[0], float(args.load[1]), int(args.load[2]))
@@ -192,6 +275,7 @@ def main() -> None:
                     rate, cpu, _ = _round(lab, stack, args.seconds, args.concurrency)
                 rates[stack].append(rate)
                 cpus[stack].append(cpu)
+        memory = _idle(lab, python, args.idle) if args.idle else {}
     print(
         f"connections/s through the lab link (RTT 0), TFO, {args.concurrency} kernel clients, "
         f"{args.seconds:g} s per round, median of {args.runs} (min-max)"
@@ -210,6 +294,11 @@ def main() -> None:
         ahead = statistics.median(rates["userspace"]) / statistics.median(rates["pytcp"])
         verdict = "ahead" if ahead > 1 else "NOT ahead"
         print(f"  userspace / pytcp: {ahead:.2f} ({verdict} of PyTCP)")
+    for stack, size in memory.items():
+        print(f"memory per idle connection on the {stack} server: {size:,.0f} bytes")
+    if "pytcp" in memory:
+        verdict = "ahead" if memory["userspace"] < memory["pytcp"] else "NOT ahead"
+        print(f"  userspace / pytcp: {memory['userspace'] / memory['pytcp']:.2f} ({verdict})")
 
 
 if __name__ == "__main__":

@@ -8,16 +8,19 @@ routes ADDR into it when this prints ``device``, and the workload starts when it
     python pytcp_driver.py DEVICE ADDR/PREFIX serve PORT FILE    an HTTP/1.1 server of FILE
     python pytcp_driver.py DEVICE ADDR/PREFIX answer PORT        100-byte requests, 1,000 bytes
     python pytcp_driver.py DEVICE ADDR/PREFIX get HOST PORT PATH OUT TIMEOUT   one GET to OUT
+    python pytcp_driver.py DEVICE ADDR/PREFIX idle PORT N        the heap N idle connections add
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import resource
 import signal
 import sys
 import time
+import tracemalloc
 from typing import Any
 
 from pmd_net_addr import Ip4IfAddr
@@ -82,6 +85,22 @@ async def serve(addr: str, port: int, body: bytes | None, stop: asyncio.Event) -
     say(served=served, cpu=usage.ru_utime + usage.ru_stime)
 
 
+async def idle(addr: str, port: int, count: int, stop: asyncio.Event) -> None:
+    listener = psocket.socket(psocket.AF_INET4, psocket.SOCK_STREAM)
+    await bound(listener, (addr, port))
+    listener.listen(backlog=count)
+    held = []
+    gc.collect()
+    base = tracemalloc.get_traced_memory()[0]
+    print("ready", flush=True)
+    while len(held) < count:
+        held.append((await listener.accept())[0])
+    await asyncio.sleep(0.5)  # the last ACKs
+    gc.collect()
+    say(per_connection=(tracemalloc.get_traced_memory()[0] - base) / count)
+    await stop.wait()
+
+
 async def get(
     addr: str, host: str, port: int, path: str, out: str, timeout: float, stop: asyncio.Event
 ) -> None:
@@ -133,6 +152,9 @@ async def main(argv: list[str]) -> None:
                 await serve(addr, int(rest[0]), f.read(), stop)
         elif mode == "answer":
             await serve(addr, int(rest[0]), None, stop)
+        elif mode == "idle":
+            tracemalloc.start()
+            await idle(addr, int(rest[0]), int(rest[1]), stop)
         else:
             host, port, path, out, timeout = rest
             await get(addr, host, int(port), path, out, float(timeout), stop)

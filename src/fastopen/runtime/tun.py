@@ -197,7 +197,12 @@ class TakenOver:
         return [iface for _, iface in self.addresses]
 
 
+#: Set to 1 while addresses are taken over: forwarding, then proxy ARP per device.
 _FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+#: Set to 0 while addresses are taken over: early demux would match a packet for a taken
+#: address to a socket the kernel still has there (a TIME_WAIT one, say), and ``ip_forward``
+#: drops a packet that has a socket: new connections reusing its ports would never arrive.
+_EARLY_DEMUX = "net.ipv4.tcp_early_demux"
 
 
 def _ip_json(*args: str) -> list[dict[str, Any]]:
@@ -213,7 +218,8 @@ def take_over(ns: Namespace | None) -> TakenOver:
     forwarding goes on, so the kernel carries the traffic of those addresses to wherever they
     are routed next (a TUN device: :func:`route_into` with host prefixes). The device answers
     ARP for its IPv4 addresses still (proxy ARP, for the route into the TUN device), and keeps
-    its static neighbours (the kernel flushes a device's IPv4 neighbours with its last address).
+    its static neighbours (the kernel flushes a device's IPv4 neighbours with its last address);
+    TCP early demux is off (see :data:`_EARLY_DEMUX`).
     """
     with inside(ns):
         taken = tuple(
@@ -225,9 +231,10 @@ def take_over(ns: Namespace | None) -> TakenOver:
         static = [n for n in _ip_json("neigh", "show", "nud", "permanent") if "lladdr" in n]
         changed = list(_FORWARDING)
         changed += sorted({f"net.ipv4.conf.{dev}.proxy_arp" for dev, i in taken if i.version == 4})
-        sysctls = tuple((name, sysctl.read(name)) for name in changed)
+        sysctls = tuple((name, sysctl.read(name)) for name in [*changed, _EARLY_DEMUX])
         for name in changed:
             sysctl.write(name, 1)
+        sysctl.write(_EARLY_DEMUX, 0)
         for dev, iface in taken:
             _ip(f"-{iface.version}", "addr", "del", str(iface), "dev", dev)
             _ip(f"-{iface.version}", "route", "replace", str(iface.network), "dev", dev)
