@@ -14,8 +14,9 @@ For each link (RTT 0 and 20 ms, loss 0 and 1%; a fresh lab each), ``--runs`` rou
 Both fastopen commands run with no ``--address``: they take the namespace's own address over
 from its kernel (the TUN device's offloads on when the kernel has them). A transfer's rate is
 its bytes over the time from the start of the connect to the last byte (curl's ``time_total``,
-``fastopen get``'s ``total``); every body is checked against the file's hash. A transfer not done
-in ``--timeout`` seconds counts as that long (its rate is then an upper bound, marked ``<``).
+``fastopen get --json``'s ``total_ms``); every body is checked against the file's hash. A
+transfer not done in ``--timeout`` seconds counts as that long (its rate is then an upper bound,
+marked ``<``).
 Prints the median of the runs, in MB/s, and the ratios engine / kernel against the goals of
 issue 11.
 
@@ -144,7 +145,7 @@ class Bench:
             raise SystemExit(f"fastopen get failed: {proc.stderr.strip()}")
         answer = json.loads(proc.stdout)
         self._check(self.got, "engine receives")
-        self._rate(row, float(answer["total"]))
+        self._rate(row, float(answer["total_ms"]) / 1000)
 
     def pytcp_get(self, python: Path, client: Netns, addr: str, server: str, row: Row) -> None:
         self.got.unlink(missing_ok=True)

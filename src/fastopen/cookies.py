@@ -137,7 +137,8 @@ class Key:
             )
         for i, word in enumerate(words, 1):
             if not _WORD.fullmatch(word):
-                what = "is empty" if not word else f"({word!r}) is not 1 to 8 hex digits"
+                # never echo the word: a mistyped key is still most of a secret
+                what = "is empty" if not word else "is not 1 to 8 hex digits"
                 raise KeyFormatError(f"word {i} of the TFO key {what}")
         return cls(struct.pack("<4I", *(int(w, 16) for w in words)))
 

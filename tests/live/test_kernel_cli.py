@@ -29,7 +29,8 @@ def test_serve_and_get(netns_pair: tuple[Netns, Netns]) -> None:
     assert first["status"] == second["status"] == 200 and second["body_bytes"] == 5
     assert first["fastopen"]["cookie_requested"] and not first["fastopen"]["syn_data_acked"]
     assert second["fastopen"]["syn_data_acked"] and second["fastopen"]["fail_reason"] is None
-    assert second["ttfb"] > 0
+    assert second["ttfb_ms"] > 0 and second["total_ms"] >= second["ttfb_ms"]
+    assert second["time"] >= first["time"]
 
     text = client.run([FASTOPEN, "get", URL]).stdout
     assert text.startswith("1: 200 OK  ttfb ") and "SYN data acknowledged yes" in text
@@ -46,7 +47,10 @@ def test_serve_and_get(netns_pair: tuple[Netns, Netns]) -> None:
         assert raw.recv(100).startswith(b"HTTP/1.1 400 Bad Request")
 
     refused = client.run([FASTOPEN, "get", f"http://{SERVER.ipv4}:8081/"], check=False)
-    assert refused.returncode == 1 and "ECONNREFUSED" in refused.stderr
+    assert refused.returncode == 2 and "ECONNREFUSED" in refused.stderr
+    as_json = client.run([FASTOPEN, "get", f"http://{SERVER.ipv4}:8081/", "--json"], check=False)
+    error = json.loads(as_json.stdout)  # an error is JSON too
+    assert error["exit_code"] == 2 and "ECONNREFUSED" in error["error"]
 
     proc.terminate()
     log = proc.communicate(timeout=5)[0].splitlines()

@@ -13,12 +13,11 @@ import tempfile
 import threading
 import urllib.request
 from pathlib import Path
-from typing import Any
 
-from click.testing import CliRunner, Result
+from click.testing import Result
+from jsoncontract import as_json, check, cli
 from tfo import echo_server, request
 
-from fastopen.cli import main
 from fastopen.lab.netns import CLIENT, SERVER, Netns, enable_tfo, veth_link
 
 FASTOPEN = str(Path(sys.executable).with_name("fastopen"))
@@ -28,18 +27,10 @@ KEY_SYSCTL = "net.ipv4.tcp_fastopen_key"
 BITS_SYSCTL = "net.ipv4.tcp_fastopen"
 
 
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
 def ok(*args: str) -> Result:
     result = cli(*args)
     assert result.exit_code == 0, (result.output, result.stderr)
     return result
-
-
-def as_json(*args: str) -> Any:
-    return json.loads(ok(*args, "--json").stdout)
 
 
 def rises(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -52,6 +43,8 @@ def rises(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 def test_bits_round_trip_by_name(netns: Netns, tmp_path: Path) -> None:
     ns = ["--netns", netns.name]
     ok("disable", *ns)
+    assert netns.sysctl(BITS_SYSCTL) == "1"  # Linux's default, not 0
+    ok("disable", "client", *ns)
     assert netns.sysctl(BITS_SYSCTL) == "0"
     for name, value in [
         ("client", 0x1),
@@ -74,6 +67,26 @@ def test_bits_round_trip_by_name(netns: Netns, tmp_path: Path) -> None:
     ok("disable", "client-no-cookie", "TFO_SERVER_COOKIE_NOT_REQD", *ns)
     assert netns.sysctl(BITS_SYSCTL) == "3"
 
+    # numbers as the sysctl takes them; bits Linux does not define are not kept
+    ok("disable", "0x2", *ns)
+    assert netns.sysctl(BITS_SYSCTL) == "1"
+    ok("enable", "3", *ns)
+    assert netns.sysctl(BITS_SYSCTL) == "3"
+    netns.sysctl(BITS_SYSCTL, 0x803)
+    change = as_json("disable", "server", *ns)
+    assert (change["before"], change["after"], change["before_bits"]) == (
+        0x803,
+        0x1,
+        ["client", "server", "0x800"],
+    )
+    netns.sysctl(BITS_SYSCTL, 0x207)
+    netns.sysctl("net.ipv4.tcp_fastopen_blackhole_timeout_sec", 3600)
+    reset = as_json("reset", *ns)
+    assert (reset["before"], reset["after"]) == (0x207, 1)
+    assert (reset["blackhole_timeout_before_s"], reset["blackhole_timeout_after_s"]) == (3600, 0)
+    assert netns.sysctl("net.ipv4.tcp_fastopen_blackhole_timeout_sec") == "0"
+    ok("enable", *ns)
+
     conf = tmp_path / "sysctl.d" / "60-fastopen.conf"
     ok("disable", "client", "--persist", "--persist-file", str(conf), *ns)
     assert netns.sysctl(BITS_SYSCTL) == "2"
@@ -86,7 +99,8 @@ def test_bits_round_trip_by_name(netns: Netns, tmp_path: Path) -> None:
 
 def test_status_reports_bits_key_and_features(netns: Netns) -> None:
     st = as_json("status", "--netns", netns.name)
-    assert st["sysctl"] == 3 and st["bits"] == ["client", "server"]
+    assert st["tcp_fastopen"] == 3 and st["bits"] == ["client", "server"]
+    assert st["netns"] == netns.name
     assert st["key_set"] is False
     assert any("fastopen key generate" in a for a in st["advice"])
     assert {f["name"]: f["present"] for f in st["features"]} == {
@@ -118,7 +132,7 @@ def test_key_set_gives_the_cookies_fastopen_cookie_predicts(
         assert request(client, SERVER.ipv4, b"v4") == b"ok:v4"
         assert request(client, SERVER.ipv6, b"v6") == b"ok:v6"
 
-    cached = {e["destination"]: e for e in as_json("cookies", "--netns", client.name)}
+    cached = {e["destination"]: e for e in as_json("cookies", "--netns", client.name)["entries"]}
     for caddr, saddr in ((CLIENT.ipv4, SERVER.ipv4), (CLIENT.ipv6, SERVER.ipv6)):
         predicted = ok("cookie", KEY, caddr, saddr).stdout.strip()
         assert cached[saddr]["cookie"] == predicted
@@ -138,7 +152,8 @@ def test_cookies_lists_what_ip_tcp_metrics_lists_and_flushes_it(
     with echo_server(server, SERVER.ipv4), echo_server(server, SERVER.ipv6):
         request(client, SERVER.ipv4, b"a")
         request(client, SERVER.ipv6, b"b")
-    listed = {e["destination"]: e for e in as_json("cookies", "list", "--netns", client.name)}
+    listing = as_json("cookies", "list", "--netns", client.name)
+    listed = {e["destination"]: e for e in listing["entries"]}
     shown = client.run(["ip", "tcp_metrics", "show"]).stdout.splitlines()
     assert len(shown) == len(listed) == 2
     for line in shown:
@@ -150,6 +165,9 @@ def test_cookies_lists_what_ip_tcp_metrics_lists_and_flushes_it(
         assert entry["syn_drops"] == 0 and entry["age"] >= 0
     text = ok("cookies", "--netns", client.name).stdout
     assert listed[SERVER.ipv4]["cookie"] in text
+    # the table is as wide as its content: an IPv6 row stays on one line
+    row = next(line for line in text.splitlines() if line.startswith(SERVER.ipv6))
+    assert listed[SERVER.ipv6]["cookie"] in row and CLIENT.ipv6 in row
 
     def cached() -> list[str]:
         return [line.split()[0] for line in client.run(["ip", "tcp_metrics"]).stdout.splitlines()]
@@ -198,6 +216,7 @@ def test_rotation_under_load_loses_nothing_and_retire_rejects_the_old_cookie(
         thread.start()
         assert rotate_now.wait(10)
         out = ok("key", "rotate", *ns).stdout
+        assert "note:" not in out  # the store and the kernel agreed
         rotated.set()
         thread.join(30)
         during = server.counters()
@@ -211,7 +230,7 @@ def test_rotation_under_load_loses_nothing_and_retire_rejects_the_old_cookie(
 
         # within the grace time retire refuses; after it the old key is gone
         refused = cli("key", "retire", *ns)
-        assert refused.exit_code == 1 and "grace time" in refused.stderr
+        assert refused.exit_code == 2 and "grace time" in refused.stderr
         ok("key", "retire", "--grace", "0", *ns)
         assert "," not in server.sysctl(KEY_SYSCTL)
         assert request(client, SERVER.ipv4, b"late", stale) == b"ok:late"
@@ -234,11 +253,14 @@ def test_farm_servers_derive_the_same_keys_and_take_each_others_cookies(
             as_json("key", "derive", *farm, "--reveal", "--netns", ns.name)
             for ns in (server1, server2)
         ]
+        for d in derived:
+            d.pop("time")
         assert derived[0] == derived[1]
         for ns in (server1, server2):
-            ok("keyd", *farm, "--once", "--netns", ns.name)
-            assert ns.sysctl(KEY_SYSCTL) == derived[0]["sysctl"]
-        assert derived[0]["sysctl"] == f"{derived[0]['primary']},{derived[0]['backup']}"
+            store = tmp_path / f"{ns.name}.json"
+            ok("keyd", *farm, "--once", "--netns", ns.name, "--store", str(store))
+            assert ns.sysctl(KEY_SYSCTL) == derived[0]["key_text"]
+        assert derived[0]["key_text"] == f"{derived[0]['primary']},{derived[0]['backup']}"
 
         with echo_server(server1, SERVER.ipv4):
             request(client, SERVER.ipv4, b"cookie please")
@@ -258,8 +280,9 @@ def test_keyd_runs_until_sigterm_and_never_logs_the_key(netns: Netns, tmp_path: 
     secret.write_text("another farm secret, 32 bytes..\n")
     secret.chmod(0o600)
     args = ["--secret-file", str(secret), "--interval", "1h"]
+    store = str(tmp_path / "key.json")
     proc = subprocess.Popen(
-        [FASTOPEN, "keyd", *args, "--check", "1s", "--netns", netns.name],
+        [FASTOPEN, "keyd", *args, "--check", "1s", "--netns", netns.name, "--store", store],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -274,7 +297,7 @@ def test_keyd_runs_until_sigterm_and_never_logs_the_key(netns: Netns, tmp_path: 
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and "keyd stopped" in log
-    key = as_json("key", "derive", *args, "--reveal")["sysctl"]
+    key = as_json("key", "derive", *args, "--reveal")["key_text"]
     assert netns.sysctl(KEY_SYSCTL) == key
     assert key.split(",")[0].split("-")[1] not in log
 
@@ -282,13 +305,17 @@ def test_keyd_runs_until_sigterm_and_never_logs_the_key(netns: Netns, tmp_path: 
 # -- stats and alerts ------------------------------------------------------------------------
 
 
-def _scrape(ns: Netns, port: int) -> dict[str, float]:
-    with ns.entered(), urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        body = r.read().decode()
+def _kernel_series(ns: Netns, body: str) -> dict[str, float]:
+    labels = re.escape(f'{{netns="{ns.name}",stack="kernel",tun=""}}')
     return {
         m.group(1): float(m.group(2))
-        for m in re.finditer(r"^fastopen_tcpext_(\w+)_total (\S+)$", body, re.MULTILINE)
+        for m in re.finditer(rf"^fastopen_netstat_TcpExt_(\w+){labels} (\S+)$", body, re.MULTILINE)
     }
+
+
+def _scrape(ns: Netns, port: int) -> dict[str, float]:
+    with ns.entered(), urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return _kernel_series(ns, r.read().decode())
 
 
 def test_exporter_scrape_shows_the_counters(netns: Netns, tmp_path: Path) -> None:
@@ -304,7 +331,9 @@ def test_exporter_scrape_shows_the_counters(netns: Netns, tmp_path: Path) -> Non
             assert proc.stderr is not None
             assert "serving /metrics" in proc.stderr.readline()
             first = _scrape(netns, 9662)
-            assert first == {k: float(v) for k, v in netns.counters().items()}
+            tcpext = netns.counters()
+            assert {k: first[k] for k in tcpext} == {k: float(v) for k, v in tcpext.items()}
+            assert set(first) >= {"ListenOverflows", "ListenDrops"}
             assert first["TCPFastOpenPassive"] == 1 and first["TCPFastOpenCookieReqd"] == 1
             request(netns, "127.0.0.1", b"c")
             assert _scrape(netns, 9662)["TCPFastOpenPassive"] == 2  # read at scrape time
@@ -318,8 +347,8 @@ def test_exporter_scrape_shows_the_counters(netns: Netns, tmp_path: Path) -> Non
 
     prom = tmp_path / "fastopen.prom"
     ok("stats", "--textfile", str(prom), "--netns", netns.name)
-    assert "fastopen_tcpext_TCPFastOpenPassive_total 2.0" in prom.read_text()
-    assert "fastopen_sysctl_tcp_fastopen 3.0" in prom.read_text()
+    assert _kernel_series(netns, prom.read_text())["TCPFastOpenPassive"] == 2.0
+    assert f'fastopen_sysctl_tcp_fastopen{{netns="{netns.name}"}} 3.0' in prom.read_text()
 
 
 def test_watch_reports_deltas_and_warns_when_passive_fail_rises(netns: Netns) -> None:
@@ -342,10 +371,16 @@ def test_watch_reports_deltas_and_warns_when_passive_fail_rises(netns: Netns) ->
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    reports = [first, *(json.loads(line) for line in rest.splitlines())]
+    reports = [check(["stats"], d) for d in [first, *map(json.loads, rest.splitlines())]]
     assert len(reports) == 6
-    assert sum(r["TCPFastOpenPassiveFail"]["delta"] for r in reports) == 1
-    assert reports[-1]["TCPFastOpenPassiveFail"]["value"] == 1
+    assert all(r["interval_s"] > 0 and r["stack"] == "kernel" for r in reports)
+    assert [r["time"] for r in reports] == sorted(r["time"] for r in reports)
+    assert sum(r["counters"]["TCPFastOpenPassiveFail"]["delta"] for r in reports) == 1
+    assert reports[-1]["counters"]["TCPFastOpenPassiveFail"]["value"] == 1
+    once = as_json("stats", "--netns", netns.name)  # the same shape, without deltas
+    assert (
+        once["interval_s"] is None and once["counters"]["TCPFastOpenPassiveFail"]["delta"] is None
+    )
     assert log.count("TCPFastOpenPassiveFail rose by 1") == 1
     assert "fastopen key rotate" in log
 
@@ -359,24 +394,25 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(netns: Netns, tmp_path
     store, conf = tmp_path / "key.json", tmp_path / "60-fastopen.conf"
 
     bad_bit = cli("enable", "client", "turbo", "--persist", "--persist-file", str(conf), *ns)
-    assert bad_bit.exit_code == 1
+    assert bad_bit.exit_code == 2
     assert "unknown TFO bit 'turbo'" in bad_bit.stderr and "known bits" in bad_bit.stderr
     assert netns.sysctl(BITS_SYSCTL) == "3" and not conf.exists()
 
     bad_key = cli("key", "set", "a1a1a1a1-b2b2b2b2-zz-d4d4d4d4", "--store", str(store), *ns)
-    assert bad_key.exit_code == 1 and "word 3 of the TFO key" in bad_key.stderr
+    assert bad_key.exit_code == 2 and "word 3 of the TFO key" in bad_key.stderr
+    assert "zz" not in bad_key.stderr
     assert netns.sysctl(KEY_SYSCTL) == KEY and not store.exists()
 
     secret = tmp_path / "farm.secret"
     secret.write_text("a farm secret shared by every server\n")
     secret.chmod(0o644)
     unsafe = cli("keyd", "--secret-file", str(secret), "--once", *ns)
-    assert unsafe.exit_code == 1
+    assert unsafe.exit_code == 2
     assert "open to other users" in unsafe.stderr and f"chmod 600 {secret}" in unsafe.stderr
     assert netns.sysctl(KEY_SYSCTL) == KEY
 
     missing = cli("status", "--netns", "fo-no-such-namespace")
-    assert missing.exit_code == 1 and "no network namespace" in missing.stderr
+    assert missing.exit_code == 2 and "no network namespace" in missing.stderr
 
 
 def test_without_root_commands_fail_clearly_and_change_nothing(
@@ -398,7 +434,7 @@ def test_without_root_commands_fail_clearly_and_change_nothing(
             (["cookies", "flush"], "flushing the TFO cookie cache needs root"),
         ]:
             proc = client.run([*nobody, *args], check=False, env=env)
-            assert proc.returncode == 1, proc.stderr
+            assert proc.returncode == 2, proc.stderr
             assert message in proc.stderr and "hint: run as root" in proc.stderr
         assert client.sysctl(BITS_SYSCTL) == "3"
         assert client.sysctl(KEY_SYSCTL) == KEY and not store.exists()
@@ -406,11 +442,11 @@ def test_without_root_commands_fail_clearly_and_change_nothing(
         entering = subprocess.run(
             [*nobody, "status", "--netns", client.name], capture_output=True, text=True, env=env
         )
-        assert entering.returncode == 1
+        assert entering.returncode == 2
         assert "entering a network namespace needs root" in entering.stderr
         # reading works without root, except the key
         st = json.loads(client.run([*nobody, "status", "--json"], env=env).stdout)
-        assert st["sysctl"] == 3 and st["key_set"] is None
+        assert st["tcp_fastopen"] == 3 and st["key_set"] is None
     finally:
         for leftover in shared.iterdir():
             leftover.unlink()

@@ -131,6 +131,6 @@ def test_kernel_stack_needs_root() -> None:
         result = CliRunner().invoke(main, ["packetdrill", "--stack", "kernel", str(script)])
     finally:
         os.seteuid(0)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an error, not a failed script (1)
     assert "fastopen packetdrill --stack kernel needs root" in result.output
     assert "--stack engine" in result.output

@@ -18,12 +18,13 @@ def test_cookie_command_uses_primary_of_two_keys() -> None:
 
 
 def test_cookie_command_rejects_bad_key_clearly() -> None:
-    result = CliRunner().invoke(main, ["cookie", "a1-b2-zz-d4", "192.0.2.1", "192.168.0.1"])
-    assert result.exit_code == 1
+    result = CliRunner().invoke(main, ["cookie", "a1-b2-zz9q-d4", "192.0.2.1", "192.168.0.1"])
+    assert result.exit_code == 2
     assert "word 3" in result.output
+    assert "zz9q" not in result.output  # a mistyped key is not echoed back
 
 
 def test_cookie_command_rejects_mixed_families() -> None:
     result = CliRunner().invoke(main, ["cookie", KEY, "192.0.2.1", "fd00::1"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "same family" in result.output

@@ -4,10 +4,16 @@ file rules, alert rate limiting, counter deltas."""
 from __future__ import annotations
 
 import json
+import shlex
+import threading
 from pathlib import Path
 
+import click
 import pytest
+from prometheus_client import generate_latest
 
+from fastopen.cli import main
+from fastopen.cli.options import parse_duration
 from fastopen.cookies import Key, KeyRing
 from fastopen.errors import FastOpenError, KeyFormatError, UnsafePermissions
 from fastopen.ops import enable, farm, keys, stats
@@ -75,14 +81,22 @@ def test_farm_ring_is_this_interval_then_the_previous() -> None:
     assert farm.farm_keys(b"another secret of the farm", day, now).ring != fk.ring
 
 
-def test_durations() -> None:
-    assert farm.parse_duration("1d") == 86400
-    assert farm.parse_duration("90") == 90
-    assert farm.parse_duration("12h") == 43200
-    assert farm.parse_duration("0", minimum=0) == 0
-    for bad in ("0", "1y", "-5s", "soon", ""):
+def test_durations_mean_the_same_everywhere() -> None:
+    assert parse_duration("1d") == 86400
+    assert parse_duration("90") == 90
+    assert parse_duration("12h") == 43200
+    assert parse_duration("1.5h") == 5400
+    assert parse_duration("50ms") == pytest.approx(0.05)
+    assert parse_duration("50", unit="ms") == pytest.approx(0.05)
+    assert parse_duration("250us") == pytest.approx(0.00025)
+    assert parse_duration("0") == 0
+    for bad in ("1y", "-5s", "soon", "", "nan", "inf", "1e300", "99999999999999999999w", "1s5"):
         with pytest.raises(FastOpenError):
-            farm.parse_duration(bad)
+            parse_duration(bad)
+    with pytest.raises(FastOpenError, match="out of range"):
+        parse_duration("0", minimum=0, min_open=True)
+    with pytest.raises(FastOpenError, match="out of range"):
+        parse_duration("11s", maximum=10)
     assert farm.format_duration(86399.6) == "1d"
     assert farm.format_duration(3725) == "1h 2m"
     assert farm.format_duration(0) == "0s"
@@ -164,8 +178,8 @@ def test_alerts_are_rate_limited_and_summed(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_rows_give_deltas_and_rates() -> None:
-    before = stats.Snapshot(10.0, {"TCPFastOpenPassive": 5, "TCPFastOpenPassiveFail": 1})
-    now = stats.Snapshot(12.0, {"TCPFastOpenPassive": 25, "TCPFastOpenPassiveFail": 1})
+    before = stats.Snapshot(10.0, 1e9, {"TCPFastOpenPassive": 5, "TCPFastOpenPassiveFail": 1})
+    now = stats.Snapshot(12.0, 1e9 + 2, {"TCPFastOpenPassive": 25, "TCPFastOpenPassiveFail": 1})
     rows = {r.name: r for r in stats.rows(now, before)}
     assert (rows["TCPFastOpenPassive"].delta, rows["TCPFastOpenPassive"].rate) == (20, 10.0)
     assert rows["TCPFastOpenPassiveFail"].delta == 0
@@ -179,3 +193,153 @@ def test_listen_address() -> None:
     for bad in ("9662", "host:", "h:70000"):
         with pytest.raises(FastOpenError):
             stats.parse_listen(bad)
+
+
+# -- bits by number, Linux's default, persisting from a namespace, the boot-time rule ---------
+
+
+def test_bits_by_number_and_only_known_ones() -> None:
+    assert enable.mask(["3"]) == 0x3
+    assert enable.mask(["0x2", "client"]) == 0x3
+    assert enable.mask(["0x202"]) == 0x202
+    for bad in ("0x8", "0x800", "-1"):
+        with pytest.raises(FastOpenError, match=r"does not define|negative"):
+            enable.mask([bad])
+    assert enable.DEFAULT == 0x1
+
+
+def test_persist_from_a_namespace_never_targets_the_hosts_boot(tmp_path: Path) -> None:
+    for path in (
+        enable.PERSIST_FILE,
+        Path("/etc/sysctl.conf"),
+        Path("/usr/lib/sysctl.d/99-x.conf"),
+        Path("/etc/sysctl.d/../sysctl.d/x.conf"),
+    ):
+        enable.check_persist(path, host=True)
+        with pytest.raises(FastOpenError, match="the host's boot applies to the host"):
+            enable.check_persist(path, host=False)
+    enable.check_persist(tmp_path / "ns.conf", host=False)  # a file of the operator's own
+
+
+def test_wait_after_boot_waits_until_the_delay_and_stops_on_a_signal() -> None:
+    clock = [10.0]
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        clock[0] += seconds / 2  # woken early (a spurious wake): it must wait again
+        return False
+
+    assert enable.wait_after_boot(300.0, wait, lambda: clock[0])
+    assert waits[0] == 290.0 and clock[0] >= 300.0
+    waits.clear()
+    assert enable.wait_after_boot(300.0, wait, lambda: 400.0)  # long after boot: at once
+    assert waits == []
+    stop = threading.Event()
+    threading.Timer(0.05, stop.set).start()
+    assert not enable.wait_after_boot(3600.0, stop.wait, lambda: 0.0)  # SIGTERM: nothing done
+
+
+def _parse(command_line: str) -> tuple[str, dict[str, object]]:
+    """The command and its parameters, as `fastopen` would parse ``command_line``."""
+    args = shlex.split(command_line)[1:]
+    command: click.Command = main
+    names = []
+    while isinstance(command, click.Group):
+        name = args.pop(0)
+        found = command.get_command(click.Context(command), name)
+        assert found is not None, name
+        command, names = found, [*names, name]
+    return " ".join(names), command.make_context(names[-1], args).params
+
+
+UNITS_DIR = Path(__file__).parents[2] / "docs" / "systemd"
+
+
+def test_the_systemd_units_run_commands_that_parse() -> None:
+    units = sorted(UNITS_DIR.glob("*.service"))
+    assert len(units) == 3
+    seen = {}
+    for unit in units:
+        for line in unit.read_text().splitlines():
+            if line.startswith(("ExecStart=", "ExecStop=")):
+                name, params = _parse(line.split("=", 1)[1])
+                seen[name] = params
+    assert seen["enable"]["after_boot"] == 300.0 and seen["enable"]["server"] is True
+    assert seen["disable"]["names"] == ("server",)
+    assert seen["key set"]["value"] is None  # restore the stored key
+    assert seen["cookies flush"]["on_address_change"] is True
+
+
+# -- keys: the store against the kernel ------------------------------------------------------
+
+
+def test_compare_tells_which_is_newer(tmp_path: Path) -> None:
+    path = tmp_path / "k.json"
+    path.write_text("{}")
+    a, b, c = (KeyRing(Key(bytes([n]) * 16)) for n in (1, 2, 3))
+    assert keys.compare(path, None, a) is None
+    assert keys.compare(path, keys.Stored(a), a) is None
+    rotated_in_kernel = KeyRing(b.primary, (a.primary,))
+    found = keys.compare(path, keys.Stored(a), rotated_in_kernel)
+    assert found is not None and found.newer == "kernel"
+    stored_rotation = keys.Stored(KeyRing(b.primary, (a.primary,)))
+    found = keys.compare(path, stored_rotation, a)
+    assert found is not None and found.newer == "store"
+    found = keys.compare(path, keys.Stored(a), None)
+    assert found is not None and found.newer == "store" and "reboot" in found.reason
+    found = keys.compare(path, keys.Stored(a), c)  # set by sysctl, after the store was written
+    assert found is not None and found.newer == "unknown"
+    assert "fastopen key rotate" in found.advice
+
+
+# -- alerts of both stacks, Prometheus names --------------------------------------------------
+
+
+def test_alerts_are_kept_per_stack(caplog: pytest.LogCaptureFixture) -> None:
+    monitor = AlertMonitor(min_interval=300)
+    zero = {"TCPFastOpenListenOverflow": 0}
+    up = {"TCPFastOpenListenOverflow": 4}
+    with caplog.at_level("WARNING", logger="fastopen.ops.alerts"):
+        assert len(monitor.check(zero, up, now=1000)) == 1
+        # the userspace stack's overflow is its own: not held back by the kernel's
+        alerts = monitor.check(zero, up, now=1001, stack="userspace")
+    assert [(a.counter, a.rise) for a in alerts] == [("TCPFastOpenListenOverflow", 4)]
+    assert "(userspace stack)" in alerts[0].message
+
+
+def test_metrics_in_node_exporter_style_with_both_stacks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(stats, "RUN_DIR", tmp_path)
+    monkeypatch.setattr(stats, "netns_label", lambda: "fo-test")
+    # a kernel that lacks TCPFastOpenPassiveAltKey (before 5.3)
+    monkeypatch.setattr(stats.counters, "tcpext", lambda: {"TCPFastOpenPassive": 7})
+    monkeypatch.setattr(stats.enable, "read", lambda: 3)
+    published = stats.CounterFile("fous0", netns="fo-test")
+    published.publish({"TCPFastOpenListenOverflow": 2, "TCPFastOpenPassive": 5})
+    try:
+        text = generate_latest(stats.registry()).decode()
+        assert [
+            (p.tun, p.counters["TCPFastOpenListenOverflow"]) for p in stats.userspace_stacks()
+        ] == [("fous0", 2)]
+    finally:
+        published.close()
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert (
+        'fastopen_netstat_TcpExt_TCPFastOpenPassive{netns="fo-test",stack="kernel",tun=""} 7.0'
+        in lines
+    )
+    assert (
+        'fastopen_netstat_TcpExt_TCPFastOpenPassive{netns="fo-test",stack="userspace",tun="fous0"}'
+        " 5.0" in lines
+    )
+    assert (
+        "fastopen_netstat_TcpExt_TCPFastOpenListenOverflow"
+        '{netns="fo-test",stack="userspace",tun="fous0"} 2.0' in lines
+    )
+    # the kernel lacks it: absent, not 0; the userspace stack has it
+    assert not any("PassiveAltKey" in line and 'stack="kernel"' in line for line in lines)
+    assert 'fastopen_sysctl_tcp_fastopen{netns="fo-test"} 3.0' in lines
+    assert "# TYPE fastopen_netstat_TcpExt_TCPFastOpenPassive untyped" in text
+    assert not published.path.exists() and stats.userspace_stacks() == []

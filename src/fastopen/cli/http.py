@@ -5,20 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from fastopen.cli.options import Duration, in_netns, json_option, netns_option, now
 from fastopen.errors import FastOpenError
-from fastopen.http.fetch import fetch
+from fastopen.http.fetch import Fetched, fetch
 from fastopen.http.responder import serve_http
+from fastopen.kernel.constants import TFO_SERVER_ENABLE, TFO_SERVER_WO_SOCKOPT1
+from fastopen.ops import enable as bits
+from fastopen.ops import stats
 from fastopen.report import TfoReport
 from fastopen.runtime import UserspaceStack
 from fastopen.streams import STACKS, Stack
 
 USERSPACE = "userspace"
+SERVER_BITS = TFO_SERVER_ENABLE | TFO_SERVER_WO_SOCKOPT1
 
 
 def _stack_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,19 +89,60 @@ def _stack(name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None) -
         yield stack
 
 
+def _tfo_state(stack: Stack) -> str:
+    """What ``serve`` says about TFO: on only when the server side can do it."""
+    if isinstance(stack, UserspaceStack):
+        return "TFO on" if stack.host.tcp_fastopen & SERVER_BITS else "TFO off"
+    value = bits.read()
+    if value & SERVER_BITS:
+        return "TFO on"
+    return (
+        f"TFO off: net.ipv4.tcp_fastopen is {value:#x}, without the server bit "
+        "(`fastopen enable --server` turns it on)"
+    )
+
+
+async def _publish_counters(stack: UserspaceStack, tun: str, period: float = 0.2) -> None:
+    """Keep the userspace stack's counters where `fastopen stats --stack userspace` reads them:
+    within ``period`` of a change, and at least every 10 s (the file says when)."""
+    published = stats.CounterFile(tun)
+    last: dict[str, int] | None = None
+    written = 0.0
+    try:
+        while True:
+            values = dict(stack.host.counters)
+            if values != last or time.monotonic() - written > 10:
+                published.publish(values)
+                last, written = values, time.monotonic()
+            await asyncio.sleep(period)
+    finally:
+        published.close()
+
+
 @click.command()
 @click.argument("host")
 @click.argument("port", type=click.IntRange(1, 65535))
 @_stack_options
-@click.option("--body", default="hello from fastopen\n", show_default=True, help="Response body.")
+@click.option(
+    "--body",
+    default="hello from fastopen\n",
+    show_default=True,
+    help="The text every response carries.",
+)
 @click.option(
     "--file",
     "body_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The response body, read from this file (instead of --body).",
 )
-@click.option("--fastopen-backlog", type=click.IntRange(1), help="Default: net.core.somaxconn.")
+@click.option(
+    "--fastopen-backlog",
+    type=click.IntRange(1, 1_000_000),
+    help="Pending TFO connections the listener queues (TCP_FASTOPEN qlen; default: "
+    "net.core.somaxconn).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print a line per request.")
+@netns_option("Serve from inside the network namespace NETNS.")
 def serve(
     host: str,
     port: int,
@@ -106,8 +154,13 @@ def serve(
     body_file: Path | None,
     fastopen_backlog: int | None,
     quiet: bool,
+    netns: str | None,
 ) -> None:
-    """Serve BODY over HTTP/1.1 on HOST PORT with TFO on (GET and HEAD; Ctrl-C stops)."""
+    """Serve a short text over HTTP/1.1 on HOST PORT with TFO (GET and HEAD; Ctrl-C stops).
+
+    With --stack userspace, the stack's counters are published for `fastopen stats --stack
+    userspace` (and its Prometheus exporter) while it runs.
+    """
 
     payload = body.encode() if body_file is None else body_file.read_bytes()
 
@@ -123,14 +176,26 @@ def serve(
             fastopen_backlog=fastopen_backlog,
             on_request=None if quiet else on_request,
         )
-        click.echo(f"serving http://{host}:{port}/ with TFO on ({stack} stack)")
-        async with server:
-            await server.serve_forever()
+        click.echo(f"serving http://{host}:{port}/ with {_tfo_state(engine)} ({stack} stack)")
+        publisher = None
+        if isinstance(engine, UserspaceStack):
+            publisher = asyncio.create_task(_publish_counters(engine, tun))
+        main_task = asyncio.current_task()
+        if main_task is not None:  # SIGTERM stops as Ctrl-C does: everything is removed
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            if publisher is not None:
+                publisher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publisher
 
     try:
-        with _stack(stack, tun, addresses, pcap) as engine:
+        with in_netns(netns), _stack(stack, tun, addresses, pcap) as engine:
             asyncio.run(run(engine))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     except OSError as exc:
         raise FastOpenError(
@@ -139,17 +204,48 @@ def serve(
         ) from None
 
 
+def _request_json(i: int, got: Fetched) -> dict[str, Any]:
+    """One request as ``get --json`` prints it: times in milliseconds (docs/json.md)."""
+    data = got.to_dict()
+    report = data["fastopen"]
+    rtt = report.pop("rtt")
+    report["rtt_ms"] = None if rtt is None else rtt * 1000
+    return {
+        "time": now(),
+        "request": i,
+        "status": data["status"],
+        "reason": data["reason"],
+        "ttfb_ms": got.ttfb * 1000,
+        "total_ms": got.total * 1000,
+        "body_bytes": data["body_bytes"],
+        "fastopen": report,
+    }
+
+
 @click.command()
 @click.argument("url")
 @_stack_options
-@click.option("--repeat", type=click.IntRange(1, 10000), default=1, show_default=True)
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per request.")
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 10000),
+    default=1,
+    show_default=True,
+    help="How many requests, one after the other (the first usually fetches a cookie).",
+)
+@click.option(
+    "--timeout",
+    type=Duration("s", minimum=0.0, min_open=True, maximum=3600.0),
+    default="10s",
+    show_default=True,
+    help="Give up on a request after this long (bare: seconds).",
+)
+@json_option
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write the response body to this file (with --repeat, the last one's).",
 )
+@netns_option("Connect from inside the network namespace NETNS.")
 def get(
     url: str,
     stack: str,
@@ -160,6 +256,7 @@ def get(
     timeout: float,
     as_json: bool,
     output: Path | None,
+    netns: str | None,
 ) -> None:
     """GET URL with TFO and print status, time to first byte and the TFO report of each request.
 
@@ -172,7 +269,7 @@ def get(
                 got = await fetch(url, stack=engine, timeout=timeout)
             except TimeoutError:
                 raise FastOpenError(
-                    f"{url}: no answer within {timeout} s",
+                    f"{url}: no answer within {timeout:g} s",
                     hint="is the server up and reachable? a slow one needs a longer --timeout",
                 ) from None
             except OSError as exc:
@@ -182,13 +279,13 @@ def get(
             if output is not None:
                 output.write_bytes(got.body)
             if as_json:
-                click.echo(json.dumps({"request": i, **got.to_dict()}))
+                click.echo(json.dumps(_request_json(i, got), sort_keys=True))
             else:
                 click.echo(
                     f"{i}: {got.status} {got.reason}  ttfb {got.ttfb * 1000:.3f} ms  {got.report}"
                 )
 
-    with _stack(stack, tun, addresses, pcap) as engine:
+    with in_netns(netns), _stack(stack, tun, addresses, pcap) as engine:
         asyncio.run(run(engine))
 
 

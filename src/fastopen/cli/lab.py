@@ -9,37 +9,35 @@ from typing import Any
 
 import click
 
+from fastopen.cli.options import Duration, Group
 from fastopen.errors import FastOpenError
 from fastopen.lab.emulator import STATE, Lab, check_support, load_state, remove_detached, save_state
 
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 _RATES = {"": 1.0, "bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 
 
-def parse_duration(text: str) -> float:
-    """``100ms``, ``50us``, ``0.2s`` (a bare number is milliseconds), in seconds."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*(us|ms|s)?\s*", text)
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a duration like 100ms, 50us or 0.2s")
-    return float(match[1]) * _UNITS[match[2] or "ms"]
-
-
 def parse_percent(text: str) -> float:
-    """``1%`` or ``0.01``, as a probability."""
+    """``1%`` or ``0.01``, as a probability (0 to 1)."""
     text = text.strip()
     try:
         number = float(text.removesuffix("%"))
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a percentage like 1% or 0.01") from None
-    return number / 100 if text.endswith("%") else number
+    value = number / 100 if text.endswith("%") else number
+    if not 0 <= value <= 1:  # NaN fails too
+        raise click.BadParameter(f"{text!r} is not a percentage from 0% to 100%")
+    return value
 
 
 def parse_rate(text: str) -> float:
     """``10mbit``, ``512kbit``, ``1gbit`` (bits per second)."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([kmg]?bit)?\s*", text.lower())
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?bit)?\s*", text.lower())
     if not match:
         raise click.BadParameter(f"{text!r} is not a rate like 10mbit or 512kbit")
-    return float(match[1]) * _RATES[match[2] or ""]
+    rate = float(match[1]) * _RATES[match[2] or ""]
+    if not 1e3 <= rate <= 1e11:
+        raise click.BadParameter(f"{text!r} is out of range: give 1kbit to 100gbit")
+    return rate
 
 
 def _convert(parse: Callable[[str], float]) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -49,26 +47,76 @@ def _convert(parse: Callable[[str], float]) -> Callable[[click.Context, click.Pa
     return callback
 
 
-_DURATION = _convert(parse_duration)
 _PERCENT = _convert(parse_percent)
 
 
-@click.group()
+@click.group(cls=Group)
 def lab() -> None:
     """Two namespaces (fo-lab-c, fo-lab-s) joined by an emulated link."""
 
 
+_LINK_DELAY = Duration("ms", maximum=10.0)
+
+
 @lab.command()
-@click.option("--rtt", default="0ms", callback=_DURATION, show_default=True, help="Round trip.")
-@click.option("--jitter", default="0ms", callback=_DURATION, help="Each way, uniform +/-.")
-@click.option("--loss", default="0%", callback=_PERCENT, help="Packets lost, each way.")
-@click.option("--duplicate", default="0%", callback=_PERCENT, help="Packets sent twice.")
-@click.option("--reorder", default="0%", callback=_PERCENT, help="Held back --reorder-gap.")
-@click.option("--reorder-gap", default="1ms", callback=_DURATION, show_default=True)
-@click.option("--rate", callback=_convert(parse_rate), help="Bottleneck rate, e.g. 10mbit.")
-@click.option("--queue", type=int, default=1000, show_default=True, help="Bottleneck packets.")
+@click.option(
+    "--rtt",
+    type=_LINK_DELAY,
+    default="0ms",
+    show_default=True,
+    help="Round-trip time of the link (100ms, 0.2s; a bare number is ms).",
+)
+@click.option(
+    "--jitter",
+    type=_LINK_DELAY,
+    default="0ms",
+    show_default=True,
+    help="Each way, a uniform +/- this much on the delay.",
+)
+@click.option(
+    "--loss",
+    default="0%",
+    callback=_PERCENT,
+    show_default=True,
+    help="Packets lost, each way (1% or 0.01).",
+)
+@click.option(
+    "--duplicate",
+    default="0%",
+    callback=_PERCENT,
+    show_default=True,
+    help="Packets sent twice, each way.",
+)
+@click.option(
+    "--reorder",
+    default="0%",
+    callback=_PERCENT,
+    show_default=True,
+    help="Packets held back by --reorder-gap, each way.",
+)
+@click.option(
+    "--reorder-gap",
+    type=_LINK_DELAY,
+    default="1ms",
+    show_default=True,
+    help="How long a reordered packet is held back.",
+)
+@click.option(
+    "--rate", callback=_convert(parse_rate), help="Bottleneck rate, e.g. 10mbit (default: none)."
+)
+@click.option(
+    "--queue",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="Packets the bottleneck queue holds.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the impairments.")
-@click.option("--capture", type=click.Path(path_type=Path), help="Record packets to a pcap file.")
+@click.option(
+    "--capture",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Record every packet the link carries to this pcap file.",
+)
 def up(
     rtt: float,
     jitter: float,
@@ -100,7 +148,7 @@ def up(
         )
     except ValueError as exc:
         raise FastOpenError(str(exc)) from None
-    emulated.start(detached=True)
+    emulated.start(detached=True, state=STATE)
     config = emulated.config
     state = emulated.detach()
     save_state(state)

@@ -1,73 +1,54 @@
-"""Operating TFO: ``status``, ``enable``, ``disable``, ``key``, ``keyd``, ``stats``, ``cookies``.
+"""Operating TFO: ``status``, ``enable``, ``disable``, ``reset``, ``key``, ``keyd``, ``stats``,
+``cookies``.
 
-Every command takes ``--json`` (one JSON document, or one a line for the watching ones) and
-``--netns NAME`` (the command runs inside the network namespace ``NAME``, as ``ip netns exec``
-would run it).
+Every command takes ``--json`` (one JSON document, or one a line for the watching ones; see
+docs/json.md) and ``--netns NETNS`` (the command runs inside that network namespace, as
+``ip netns exec`` would run it).
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.table import Table
 
+from fastopen.cli.options import (
+    Duration,
+    Group,
+    Out,
+    UnixTime,
+    json_option,
+    netns_option,
+    now,
+    ops_command,
+    print_table,
+)
 from fastopen.cookies import Key, KeyRing
 from fastopen.errors import FastOpenError
 from fastopen.kernel import tcp_metrics
-from fastopen.lab.netns import entered
+from fastopen.lab.netns import identify
+from fastopen.ops import cache, farm, keys, stats
 from fastopen.ops import enable as bits
-from fastopen.ops import farm, keys, stats
 from fastopen.ops.alerts import AlertMonitor
 from fastopen.ops.keyd import KeyDaemon
 from fastopen.ops.status import gather
 
-
-@dataclass(frozen=True)
-class Out:
-    """Where a command's result goes: JSON or text, decided by ``--json``."""
-
-    json: bool
-
-    def emit(self, data: Any, text: str) -> None:
-        click.echo(json.dumps(data, sort_keys=True) if self.json else text)
-
-
-_COMMON_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-_COMMON_NETNS = click.option(
-    "--netns", metavar="NAME", help="Run inside the network namespace NAME."
-)
 _REVEAL = click.option("--reveal", is_flag=True, help="Print the keys in full (they are secrets).")
 _ALERT_EVERY = click.option(
-    "--alert-every", default="5m", show_default=True, help="At most one warning a counter per."
+    "--alert-every",
+    type=Duration("s", minimum=1.0),
+    default="5m",
+    show_default=True,
+    help="At most one warning a counter in this time (a bare number is seconds).",
 )
-
-
-def ops_command(f: Callable[..., None]) -> Callable[..., None]:
-    """Add ``--json`` and ``--netns`` to a command; run it in the namespace, pass it an ``Out``."""
-
-    @_COMMON_JSON
-    @_COMMON_NETNS
-    @functools.wraps(f)
-    def wrapper(*args: Any, netns: str | None, as_json: bool, **kwargs: Any) -> None:
-        parent = click.get_current_context().parent
-        if parent is not None:  # `fastopen cookies --netns X flush`: the group's options count
-            netns = netns or parent.params.get("netns")
-            as_json = as_json or bool(parent.params.get("as_json"))
-        with entered(netns) if netns else nullcontext():
-            f(*args, out=Out(as_json), **kwargs)
-
-    return wrapper
 
 
 @contextmanager
@@ -84,6 +65,11 @@ def _stop_on_signals() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, handler[1])
 
 
+def _here() -> dict[str, Any]:
+    """The fields every JSON document starts with: when, and in which namespace."""
+    return {"time": now(), "netns": stats.netns_label()}
+
+
 # -- status, enable, disable ---------------------------------------------------------------------
 
 
@@ -93,10 +79,11 @@ def status(out: Out) -> None:
     """TFO on this host: sysctl bits, key, limits, counters, kernel features, advice."""
     st = gather()
     key = {True: "set", False: "not set", None: "unknown (needs root)"}[st.key_set]
-    blackhole = "n/a" if st.blackhole_timeout is None else f"{st.blackhole_timeout} s"
+    blackhole = "n/a" if st.blackhole_timeout_s is None else f"{st.blackhole_timeout_s} s"
     fields = [
+        ("network namespace", st.netns),
         ("kernel", st.kernel),
-        ("net.ipv4.tcp_fastopen", f"{st.sysctl:#x} ({', '.join(st.bits) or 'off'})"),
+        ("net.ipv4.tcp_fastopen", f"{st.tcp_fastopen:#x} ({', '.join(st.bits) or 'off'})"),
         ("key", key),
         ("blackhole timeout", blackhole),
         ("net.core.somaxconn", str(st.somaxconn)),
@@ -127,7 +114,8 @@ _PERSIST = click.option(
     "--persist",
     "persist",
     is_flag=True,
-    help=f"Also write {bits.PERSIST_FILE} so the setting survives a reboot.",
+    help=f"Also write {bits.PERSIST_FILE} (or --persist-file) so the setting survives a reboot; "
+    "refused inside a network namespace for the host's sysctl.d.",
 )
 _PERSIST_FILE = click.option(
     "--persist-file",
@@ -138,6 +126,17 @@ _PERSIST_FILE = click.option(
 )
 
 
+def _persist_path(persist: bool, persist_file: Path) -> Path | None:
+    if not persist:
+        return None
+    bits.check_persist(persist_file, host=identify().host)
+    return persist_file
+
+
+def _emit_change(out: Out, change: bits.Change, **extra: Any) -> None:
+    out.emit({**_here(), **change.to_json(), **extra}, _change_text(change))
+
+
 @click.command("enable")
 @click.argument("names", nargs=-1, metavar="[BIT]...")
 @click.option("--client", is_flag=True, help="Clients may send data in the SYN (0x1).")
@@ -146,6 +145,13 @@ _PERSIST_FILE = click.option(
     "--no-cookie", is_flag=True, help="The sides enabled go without cookies (0x4, 0x200): risky."
 )
 @click.option("--all-listeners", is_flag=True, help="Every listener does TFO (0x400).")
+@click.option(
+    "--after-boot",
+    type=Duration("s", maximum=86400.0),
+    metavar="DURATION",
+    help="Wait until this long after boot first (5m; a bare number is seconds): a rebooted "
+    "server forgot the SYN data it took, so the seed's rule turns server TFO on minutes later.",
+)
 @_PERSIST
 @_PERSIST_FILE
 @ops_command
@@ -156,13 +162,14 @@ def enable_cmd(
     server: bool,
     no_cookie: bool,
     all_listeners: bool,
+    after_boot: float | None,
     persist: bool,
     persist_file: Path,
 ) -> None:
-    """Set TFO bits of net.ipv4.tcp_fastopen by name (client and server when none is given).
+    """Set TFO bits of net.ipv4.tcp_fastopen by name or number (client and server by default).
 
-    BIT is one of client, server, client-no-cookie, server-no-cookie, server-all-listeners (or
-    the Linux names, e.g. TFO_SERVER_COOKIE_NOT_REQD).
+    BIT is one of client, server, client-no-cookie, server-no-cookie, server-all-listeners, a
+    Linux name (TFO_SERVER_COOKIE_NOT_REQD), or a number (3, 0x202).
     """
     if not (names or client or server or all_listeners):
         client = server = True
@@ -170,8 +177,16 @@ def enable_cmd(
     on = bits.mask([*names, *(name for name, given in flags.items() if given)])
     if no_cookie:
         on = bits.without_cookies(on)
-    change = bits.set_bits(on=on, persist=persist_file if persist else None)
-    out.emit(change.to_json(), _change_text(change))
+    path = _persist_path(persist, persist_file)
+    bits.read()  # fail now, not after the wait, when the sysctl is missing
+    if after_boot is not None:
+        left = after_boot - bits.uptime()
+        if left > 0:
+            click.echo(f"fastopen: waiting {left:.0f} s ({after_boot:g} s after boot)", err=True)
+        with _stop_on_signals() as stop:
+            if not bits.wait_after_boot(after_boot, stop.wait):
+                raise FastOpenError("stopped while waiting: nothing was changed")
+    _emit_change(out, bits.set_bits(on=on, persist=path), after_boot_s=after_boot)
 
 
 @click.command("disable")
@@ -180,16 +195,55 @@ def enable_cmd(
 @_PERSIST_FILE
 @ops_command
 def disable_cmd(out: Out, names: tuple[str, ...], persist: bool, persist_file: Path) -> None:
-    """Clear TFO bits by name; with no BIT, clear them all (TFO off)."""
-    off = bits.mask(names) if names else bits.ALL
-    change = bits.set_bits(off=off, persist=persist_file if persist else None)
-    out.emit(change.to_json(), _change_text(change))
+    """Clear TFO bits by name or number; with no BIT, back to Linux's default (0x1: client only).
+
+    Bits Linux does not define are cleared too. `fastopen disable client` turns TFO off (0).
+    """
+    path = _persist_path(persist, persist_file)
+    if names:
+        change = bits.set_bits(off=bits.mask(names), persist=path)
+    else:
+        change = bits.put(bits.DEFAULT, persist=path)
+    _emit_change(out, change)
+
+
+@click.command("reset")
+@click.option(
+    "--persist",
+    "persist",
+    is_flag=True,
+    help="Also remove the --persist-file fastopen wrote (nothing else).",
+)
+@_PERSIST_FILE
+@ops_command
+def reset_cmd(out: Out, persist: bool, persist_file: Path) -> None:
+    """Linux's defaults: net.ipv4.tcp_fastopen 1 and blackhole detection off (0).
+
+    The key stays: the kernel cannot forget it (`fastopen key generate --force` replaces it).
+    """
+    path = _persist_path(persist, persist_file)
+    done = bits.reset(persist=path)
+    text = _change_text(done.bits)
+    if done.blackhole_before is not None and done.blackhole_before != done.blackhole_after:
+        text += f"\n{bits.BLACKHOLE}: {done.blackhole_before} -> {done.blackhole_after}"
+    if done.removed is not None:
+        text += f"\nremoved {done.removed}"
+    out.emit(
+        {
+            **_here(),
+            **done.bits.to_json(),
+            "blackhole_timeout_before_s": done.blackhole_before,
+            "blackhole_timeout_after_s": done.blackhole_after,
+            "removed": None if done.removed is None else str(done.removed),
+        },
+        text,
+    )
 
 
 # -- key -----------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 def key() -> None:
     """The TFO key: generate, show, set, rotate, retire, and derive farm keys."""
 
@@ -197,15 +251,14 @@ def key() -> None:
 _STORE = click.option(
     "--store",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The key store (default /var/lib/fastopen/tfo-key.json, per namespace with --netns).",
+    help="The key store (default: the namespace's, /var/lib/fastopen/tfo-key.json on the host, "
+    "/var/lib/fastopen/netns/NAME/tfo-key.json in a namespace).",
 )
 
 
 def _store(store: Path | None) -> Path:
-    if store is not None:
-        return store
-    ctx = click.get_current_context()
-    return keys.default_store(ctx.params.get("netns"))
+    """The store given, or the one of the namespace this thread is in (however it got there)."""
+    return store if store is not None else keys.default_store()
 
 
 def _ring_text(ring: KeyRing | None, reveal: bool) -> str:
@@ -215,9 +268,27 @@ def _ring_text(ring: KeyRing | None, reveal: bool) -> str:
     return "primary " + show(ring.primary) + "".join(f", backup {show(k)}" for k in ring.backups)
 
 
-def _emit_ring(out: Out, what: str, stored: keys.Stored, store: Path) -> None:
-    data = {"action": what, "store": str(store), **keys.describe(stored.ring, reveal=False)}
-    out.emit(data, f"{what}: {_ring_text(stored.ring, False)} (stored in {store}, applied)")
+def _emit_ring(
+    out: Out,
+    what: str,
+    stored: keys.Stored,
+    store: Path,
+    disagreement: keys.Disagreement | None = None,
+) -> None:
+    data = {
+        **_here(),
+        "action": what,
+        "store": str(store),
+        **keys.describe(stored.ring, reveal=False),
+        "disagreement": None if disagreement is None else disagreement.to_json(),
+    }
+    text = f"{what}: {_ring_text(stored.ring, False)} (stored in {store}, applied)"
+    if disagreement is not None:
+        text += (
+            f"\nnote: {disagreement.text()}; the kernel's key was kept as the backup and the "
+            "stored one dropped"
+        )
+    out.emit(data, text)
 
 
 @key.command()
@@ -225,7 +296,10 @@ def _emit_ring(out: Out, what: str, stored: keys.Stored, store: Path) -> None:
 @_STORE
 @ops_command
 def generate(out: Out, force: bool, store: Path | None) -> None:
-    """Make a random key (from `secrets`), store it (mode 0600) and apply it."""
+    """Make a random key (from `secrets`), store it (mode 0600) and apply it.
+
+    A key the kernel holds already stays as the backup, so no client's cookie is lost.
+    """
     path = _store(store)
     _emit_ring(out, "generated", keys.generate(path, force=force), path)
 
@@ -235,39 +309,57 @@ def generate(out: Out, force: bool, store: Path | None) -> None:
 @_STORE
 @ops_command
 def show(out: Out, reveal: bool, store: Path | None) -> None:
-    """The kernel's key and the stored one, masked unless --reveal."""
+    """The kernel's key and the stored one, masked unless --reveal; which is newer if they
+    differ."""
     path = _store(store)
     kernel = keys.kernel_ring()
     stored = keys.load(path)
-    in_sync = stored is not None and stored.ring == kernel
+    found = keys.compare(path, stored, kernel)
     data = {
+        **_here(),
         "kernel": keys.describe(kernel, reveal=reveal),
         "store": str(path),
         "stored": keys.describe(stored.ring if stored else None, reveal=reveal),
         "rotated_at": stored.rotated_at if stored else None,
-        "in_sync": in_sync,
+        "source": stored.source if stored else None,
+        "in_sync": stored is not None and found is None,
+        "disagreement": None if found is None else found.to_json(),
     }
     text = (
         f"kernel: {_ring_text(kernel, reveal)}\n"
         f"stored: {_ring_text(stored.ring if stored else None, reveal)} ({path})"
     )
-    if stored is not None and not in_sync:
-        text += "\nthe kernel's key differs from the stored one: `fastopen key set` applies it"
+    if stored is not None and stored.source == "keyd":
+        text += f"\nthe stored key is the farm key of interval {stored.interval} (fastopen keyd)"
+    if found is not None:
+        text += f"\n{found.text()}"
     out.emit(data, text)
 
 
 @key.command("set")
 @click.argument("value", required=False, metavar="[KEY]")
+@click.option("--from-kernel", is_flag=True, help="Store the key the kernel holds now, as it is.")
+@click.option(
+    "--force", is_flag=True, help="Without KEY: apply the stored key even over another one."
+)
 @_STORE
 @ops_command
-def set_cmd(out: Out, value: str | None, store: Path | None) -> None:
+def set_cmd(
+    out: Out, value: str | None, from_kernel: bool, force: bool, store: Path | None
+) -> None:
     """Store and apply KEY (PRIMARY[,BACKUP] as the sysctl takes it; - reads it from stdin).
 
-    Without KEY, apply the stored key again (at boot, say).
+    Without KEY, apply the stored key again (at boot, say); refused when the kernel holds
+    another key, whose cookies clients have, unless --force.
     """
     path = _store(store)
+    if from_kernel:
+        if value is not None:
+            raise click.UsageError("give KEY or --from-kernel, not both")
+        _emit_ring(out, "adopted", keys.adopt(path), path)
+        return
     if value is None:
-        _emit_ring(out, "restored", keys.restore(path), path)
+        _emit_ring(out, "restored", keys.restore(path, force=force), path)
         return
     text = sys.stdin.readline() if value == "-" else value
     _emit_ring(out, "set", keys.set_ring(path, KeyRing.from_text(text)), path)
@@ -277,30 +369,27 @@ def set_cmd(out: Out, value: str | None, store: Path | None) -> None:
 @_STORE
 @ops_command
 def rotate(out: Out, store: Path | None) -> None:
-    """A new primary key; the old one stays as backup so clients' cookies keep working."""
+    """A new primary key; the key the kernel holds now stays as backup, so no cookie is lost."""
     path = _store(store)
-    _emit_ring(out, "rotated", keys.rotate(path), path)
+    stored, disagreement = keys.rotate(path)
+    _emit_ring(out, "rotated", stored, path, disagreement)
 
 
 @key.command()
 @click.option(
     "--grace",
+    type=Duration("s"),
     default="1d",
     show_default=True,
-    help="How long after a rotation the backup must stay (90s, 30m, 12h, 1d).",
+    help="How long after a rotation the backup must stay (90s, 30m, 1.5h, 1d; bare: seconds).",
 )
 @click.option("--force", is_flag=True, help="Retire even within the grace time.")
 @_STORE
 @ops_command
-def retire(out: Out, grace: str, force: bool, store: Path | None) -> None:
+def retire(out: Out, grace: float, force: bool, store: Path | None) -> None:
     """Drop the backup key, once the grace time since the rotation is over."""
     path = _store(store)
-    _emit_ring(
-        out,
-        "retired",
-        keys.retire(path, grace=farm.parse_duration(grace, minimum=0), force=force),
-        path,
-    )
+    _emit_ring(out, "retired", keys.retire(path, grace=grace, force=force), path)
 
 
 _SECRET = click.option(
@@ -310,33 +399,39 @@ _SECRET = click.option(
     help="The farm's shared secret (at least 16 bytes, mode 0600).",
 )
 _INTERVAL = click.option(
-    "--interval", default="1d", show_default=True, help="How often the farm key changes."
+    "--interval",
+    type=Duration("s", minimum=60.0, whole=True),
+    default="1d",
+    show_default=True,
+    help="How often the farm key changes: a cookie lives one to two of them (at least 1m, whole "
+    "seconds; e.g. 1d, 12h; bare: seconds).",
 )
 
 
 @key.command()
 @_SECRET
 @_INTERVAL
-@click.option("--at", "at", type=float, help="Unix time to derive for (default: now).")
+@click.option(
+    "--at", "at", type=UnixTime(), help="Unix time to derive for, in seconds (default: now)."
+)
 @_REVEAL
 @ops_command
-def derive(out: Out, secret_file: Path, interval: str, at: float | None, reveal: bool) -> None:
+def derive(out: Out, secret_file: Path, interval: float, at: float | None, reveal: bool) -> None:
     """The farm's primary and backup keys for now, from a shared secret and the time."""
-    fk = farm.farm_keys(
-        farm.read_secret(secret_file),
-        farm.parse_duration(interval),
-        time.time() if at is None else at,
-    )
+    fk = farm.farm_keys(farm.read_secret(secret_file), int(interval), now() if at is None else at)
+    described = keys.describe(fk.ring, reveal=reveal)
     data = {
-        "interval": fk.index,
+        "time": now(),
+        "interval_s": int(interval),
+        "interval_index": fk.index,
         "start": fk.start,
         "end": fk.end,
-        **keys.describe(fk.ring, reveal=reveal),
-        "sysctl": fk.ring.to_text() if reveal else None,
+        **described,
+        "key_text": fk.ring.to_text() if reveal else None,
     }
     text = (
         f"interval {fk.index} ({fk.start:.0f} to {fk.end:.0f})\n"
-        f"primary {data['primary']}\nbackup  {data['backup']}"
+        f"primary {described['primary']}\nbackup  {described['backup']}"
     )
     out.emit(data, text)
 
@@ -348,27 +443,46 @@ def derive(out: Out, secret_file: Path, interval: str, at: float | None, reveal:
 @_SECRET
 @_INTERVAL
 @click.option(
-    "--check", "check_every", default="60s", show_default=True, help="How often to look around."
+    "--check",
+    "check_every",
+    type=Duration("s", minimum=0.1, maximum=86400.0),
+    default="60s",
+    show_default=True,
+    help="How often to look at the key and the counters (bare: seconds).",
 )
 @_ALERT_EVERY
 @click.option("--once", is_flag=True, help="Apply the current farm key and exit.")
+@_STORE
 @ops_command
 def keyd(
-    out: Out, secret_file: Path, interval: str, check_every: str, alert_every: str, once: bool
+    out: Out,
+    secret_file: Path,
+    interval: float,
+    check_every: float,
+    alert_every: float,
+    once: bool,
+    store: Path | None,
 ) -> None:
-    """Apply the farm keys on schedule (a service: see docs/operations.md) and log alerts."""
+    """Apply the farm keys on schedule (a service: see docs/operations.md) and log alerts.
+
+    It records each farm key in the namespace's key store, so `fastopen key show` agrees.
+    """
     root = logging.getLogger("fastopen")
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
     daemon = KeyDaemon(
         farm.read_secret(secret_file),
-        farm.parse_duration(interval),
-        check_every=farm.parse_duration(check_every),
-        monitor=AlertMonitor(farm.parse_duration(alert_every)),
+        int(interval),
+        check_every=check_every,
+        monitor=AlertMonitor(alert_every),
+        store=_store(store),
     )
     if once:
         fk = daemon.apply()
-        out.emit({"interval": fk.index, "end": fk.end}, f"farm key of interval {fk.index} in place")
+        out.emit(
+            {**_here(), "interval_index": fk.index, "end": fk.end},
+            f"farm key of interval {fk.index} in place",
+        )
         return
     with _stop_on_signals() as stop:
         daemon.run(stop)
@@ -377,21 +491,46 @@ def keyd(
 # -- stats ---------------------------------------------------------------------------------------
 
 
-def _rows_text(rows: list[stats.Row]) -> str:
-    lines = []
-    for r in rows:
-        line = f"{r.name:28} {r.value:>12}"
-        if r.delta is not None:
-            rate = "" if r.rate is None else f" {r.rate:>10.2f}/s"
-            line += f" {r.delta:>+10}{rate}"
-        lines.append(line)
-    return "\n".join(lines)
+def _rows_table(sample: stats.Snapshot, before: stats.Snapshot | None) -> Table:
+    table = Table(title=f"TcpExt counters ({sample.stack} stack)", title_justify="left")
+    table.add_column("counter", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    if before is not None:
+        table.add_column("rise", justify="right", no_wrap=True)
+        table.add_column("per second", justify="right", no_wrap=True)
+    for r in stats.rows(sample, before):
+        cells = [r.name, str(r.value)]
+        if before is not None:
+            cells += [f"{r.delta:+d}", "-" if r.rate is None else f"{r.rate:.2f}"]
+        table.add_row(*cells)
+    return table
 
 
 @click.command("stats")
-@click.option("--watch", type=float, metavar="SECONDS", help="Print deltas every SECONDS.")
-@click.option("--count", type=int, help="With --watch: stop after this many reports.")
-@click.option("--serve", metavar="HOST:PORT", help="Serve /metrics for Prometheus.")
+@click.option(
+    "--stack",
+    type=click.Choice(stats.STACKS),
+    default="kernel",
+    show_default=True,
+    help="Whose counters: the kernel's, or those of the `fastopen serve --stack userspace` "
+    "running in this namespace.",
+)
+@click.option(
+    "--watch",
+    type=Duration("s", minimum=0.0, min_open=True, maximum=86400.0),
+    metavar="DURATION",
+    help="Print the rises every DURATION (10s, 500ms; bare: seconds), with alerts.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, 1_000_000_000),
+    help="With --watch: stop after this many reports.",
+)
+@click.option(
+    "--serve",
+    metavar="HOST:PORT",
+    help="Serve /metrics for Prometheus (both stacks) until stopped.",
+)
 @click.option(
     "--textfile",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -401,39 +540,44 @@ def _rows_text(rows: list[stats.Row]) -> str:
 @ops_command
 def stats_cmd(
     out: Out,
+    stack: str,
     watch: float | None,
     count: int | None,
     serve: str | None,
     textfile: Path | None,
-    alert_every: str,
+    alert_every: float,
 ) -> None:
-    """The TcpExt TFO counters; with --watch their deltas, rates and alerts."""
-    if watch is not None and watch <= 0:
-        raise FastOpenError("--watch needs a positive number of seconds")
-    monitor = AlertMonitor(farm.parse_duration(alert_every))
+    """The TcpExt TFO counters of a stack; with --watch their rises, rates and alerts."""
+    monitor = AlertMonitor(alert_every)
     server = None
+    before = stats.snapshot(stack)
     if serve is not None:
         server, _ = stats.serve(*stats.parse_listen(serve))
         click.echo(f"serving /metrics on {serve}", err=True)
     try:
-        before = stats.snapshot()
         if textfile is not None:
             stats.write_textfile(textfile)
         if watch is None and server is None:
-            rows = stats.rows(before)
-            out.emit({r.name: r.value for r in rows}, _rows_text(rows))
+            if out.json:
+                out.emit(stats.sample_json(before), "")
+            else:
+                print_table(_rows_table(before, None))
             return
         reports = 0
+        watched = stats.snapshots()
         with _stop_on_signals() as stop:
             # without --watch, just serve until stopped
             while (count is None or reports < count) and not stop.wait(watch):
-                now = stats.snapshot()
-                rows = stats.rows(now, before)
-                monitor.check(before.counters, now.counters, time.time())
+                sample = stats.snapshot(stack)
+                seen = stats.snapshots()
+                stats.check_alerts(monitor, watched, seen)
                 if textfile is not None:
                     stats.write_textfile(textfile)
-                out.emit({r.name: r.to_json() for r in rows}, _rows_text(rows) + "\n")
-                before, reports = now, reports + 1
+                if out.json:
+                    out.emit(stats.sample_json(sample, before), "")
+                else:
+                    print_table(_rows_table(sample, before))
+                before, watched, reports = sample, seen, reports + 1
     finally:
         if server is not None:
             server.shutdown()
@@ -447,9 +591,9 @@ def _age(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.1f}s"
 
 
-@click.group(invoke_without_command=True)
-@_COMMON_JSON
-@_COMMON_NETNS
+@click.group(cls=Group, invoke_without_command=True)
+@json_option
+@netns_option()
 @click.pass_context
 def cookies(ctx: click.Context, netns: str | None, as_json: bool) -> None:
     """The kernel's client cookie cache (tcp_metrics): list (the default) or flush."""
@@ -462,30 +606,77 @@ def cookies(ctx: click.Context, netns: str | None, as_json: bool) -> None:
 def list_cmd(out: Out) -> None:
     """Each cached destination: source, cookie, server MSS, SYN drops, age."""
     found = tcp_metrics.entries()
-    header = (
-        f"{'destination':24} {'source':24} {'cookie':16} {'mss':>5} {'drops':>5} "
-        f"{'drop age':>9} {'age':>9}"
-    )
-    lines = [header] + [
-        f"{e.destination!s:24} {e.source or '-'!s:24} {e.cookie.hex() or '-':16} "
-        f"{e.mss or '-'!s:>5} {e.syn_drops:>5} {_age(e.syn_drop_age):>9} {_age(e.age):>9}"
-        for e in found
-    ]
-    out.emit([e.to_json() for e in found], "\n".join(lines))
+    if out.json:
+        out.emit({**_here(), "entries": [e.to_json() for e in found]}, "")
+        return
+    table = Table(box=None, pad_edge=False)
+    for name in ("destination", "source", "cookie"):
+        table.add_column(name, no_wrap=True)
+    for name in ("mss", "drops", "drop age", "age"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for e in found:
+        table.add_row(
+            str(e.destination),
+            str(e.source or "-"),
+            e.cookie.hex() or "-",
+            str(e.mss or "-"),
+            str(e.syn_drops),
+            _age(e.syn_drop_age),
+            _age(e.age),
+        )
+    print_table(table)
+
+
+def _flushed_text(removed: int, where: str) -> str:
+    return f"flushed {removed} entr{'y' if removed == 1 else 'ies'}" + where
 
 
 @cookies.command()
-@click.argument("address", required=False)
+@click.argument("prefix", required=False)
+@click.option(
+    "--on-address-change",
+    is_flag=True,
+    help="Keep running and flush the whole cache each time an address of this namespace is "
+    "added or removed (cookies identify a host across networks); SIGTERM stops it.",
+)
 @ops_command
-def flush(out: Out, address: str | None) -> None:
-    """Drop the cached entries for ADDRESS, or all of them."""
-    target = tcp_metrics.parse_address(address) if address else None
-    removed = tcp_metrics.flush(target)
+def flush(out: Out, prefix: str | None, on_address_change: bool) -> None:
+    """Drop the cached entries for PREFIX (an address, or 198.18.0.0/15, fd00::/8), or all."""
+    if on_address_change:
+        if prefix is not None:
+            raise click.UsageError("--on-address-change flushes everything: give no PREFIX")
+        _flush_on_address_change(out)
+        return
+    network = cache.parse_prefix(prefix) if prefix else None
+    removed = cache.flush(network)
     out.emit(
-        {"flushed": removed, "address": address},
-        f"flushed {removed} entr{'y' if removed == 1 else 'ies'}"
-        + (f" for {address}" if address else ""),
+        {**_here(), "flushed": removed, "prefix": None if network is None else str(network)},
+        _flushed_text(removed, f" for {prefix}" if prefix else ""),
     )
 
 
-COMMANDS = [status, enable_cmd, disable_cmd, key, keyd, stats_cmd, cookies]
+def _flush_on_address_change(out: Out) -> None:
+    label = stats.netns_label()
+
+    def changed(change: cache.AddressChange) -> None:
+        out.emit(
+            {
+                "time": now(),
+                "netns": label,
+                "event": change.event,
+                "address": change.address,
+                "interface": change.interface,
+                "flushed": change.flushed,
+            },
+            _flushed_text(change.flushed, f": address {change.address} {change.event}"),
+        )
+        sys.stdout.flush()
+
+    def ready() -> None:
+        click.echo(f"fastopen: watching the addresses of network namespace {label}", err=True)
+
+    with _stop_on_signals() as stop:
+        cache.watch_addresses(stop, changed, ready)
+
+
+COMMANDS = [status, enable_cmd, disable_cmd, reset_cmd, key, keyd, stats_cmd, cookies]

@@ -22,7 +22,7 @@ from fastopen.packetdrill.runner import STACKS
 )
 @click.option(
     "--tolerance-usecs",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 10_000_000),
     default=None,
     help="Timing tolerance for packets and blocking calls (default 4000 for the engine, as "
     "packetdrill; 25000 for the kernel).",
@@ -43,7 +43,7 @@ from fastopen.packetdrill.runner import STACKS
 )
 @click.option(
     "--mtu",
-    type=click.IntRange(min=576),
+    type=click.IntRange(576, 65535),
     default=None,
     help="MTU of the engine's link, which gives its MSS (default 1500).",
 )

@@ -3,11 +3,16 @@
 A GET, HEAD or OPTIONS request opening a new connection rides in the SYN (when a cookie is
 cached); any other method connects without SYN data. For https the TLS ClientHello, which is
 always safe to replay, rides in the SYN whatever the method (sync: the ssl module's MemoryBIO;
-asyncio: ``StreamWriter.start_tls``). Each response carries the connection's report::
+asyncio: ``StreamWriter.start_tls``). Each response carries its request's report
+(:class:`~fastopen.http.reports.RequestReport`: in the SYN or not, connection reused or not)::
 
     with httpx.Client(transport=FastOpenTransport()) as client:
         response = client.get("http://198.18.0.2/")
         print(response.extensions["fastopen"])
+
+A deferred connect that fails (refused, unreachable, no SYN-ACK in time) raises
+``httpx.ConnectError`` (or ``ConnectTimeout``), and ``retries`` retries it, as with
+``httpx.HTTPTransport``.
 
 The async backend runs on asyncio (not trio).
 """
@@ -17,16 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import select
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import httpcore
 import httpx
 
-from fastopen.http import replay_safe
+from fastopen.http import first_write_replay_safe
+from fastopen.http.reports import Connection, SocketConnection, connect_deferred_now
 from fastopen.kernel import attempts
 from fastopen.kernel.client import SocketOption, connect_deferred, set_options
 from fastopen.streams import FastOpenStreamWriter, open_deferred
@@ -41,15 +49,47 @@ _replay_safe: contextvars.ContextVar[bool] = contextvars.ContextVar(
 _DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
+class DeferredConnectError(httpcore.ConnectError):
+    """The deferred connect of a fresh TFO connection failed at its first write or read.
+
+    httpcore retries only failures inside ``connect_tcp`` and ``start_tls``; the transports
+    retry these themselves (the request was replay safe, or it would not have been deferred).
+    """
+
+
+class DeferredConnectTimeout(httpcore.ConnectTimeout):
+    """No SYN-ACK came for a deferred connect within the read or write timeout."""
+
+
+#: What retries a failed deferred connect (httpx maps them to ConnectError, ConnectTimeout).
+_DEFERRED_FAILURES = (DeferredConnectError, DeferredConnectTimeout)
+
+
 @contextlib.contextmanager
-def _mapped(timeout: type[Exception], other: type[Exception]) -> Iterator[None]:
-    """Turn socket and TLS errors into the httpcore exceptions httpx expects."""
+def _mapped(
+    timeout: type[Exception], other: type[Exception], connection: Connection | None = None
+) -> Iterator[None]:
+    """Turn socket and TLS errors into the httpcore exceptions httpx expects; on a connection
+    whose connect is deferred, a failure of that connect into the connect errors."""
     try:
         yield
-    except TimeoutError as exc:
-        raise timeout(str(exc) or "timed out") from exc
     except (OSError, ssl.SSLError) as exc:
+        failed = None if connection is None else connection.connect_failure(exc)
+        if failed is not None:
+            deferred = (
+                DeferredConnectTimeout if isinstance(failed, TimeoutError) else DeferredConnectError
+            )
+            raise deferred(f"connect failed: {failed}") from exc
+        if isinstance(exc, TimeoutError):
+            raise timeout(str(exc) or "timed out") from exc
         raise other(str(exc)) from exc
+
+
+def _backoff() -> Iterator[float]:
+    """httpcore's delays between connect retries: 0, 0.5, 1, 2, 4..."""
+    yield 0.0
+    for n in itertools.count():
+        yield 0.5 * 2**n
 
 
 def _readable(fd: int) -> bool:
@@ -93,16 +133,20 @@ class FastOpenStream(_Stream):
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._connection = SocketConnection(sock)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
+        with _mapped(httpcore.ReadTimeout, httpcore.ReadError, self._connection):
             self._sock.settimeout(timeout)
-            return self._sock.recv(max_bytes)
+            data = self._sock.recv(max_bytes)
+        if data:
+            self._connection.received()
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
-        with _mapped(httpcore.WriteTimeout, httpcore.WriteError):
+        with _mapped(httpcore.WriteTimeout, httpcore.WriteError, self._connection):
             self._sock.settimeout(timeout)
             self._sock.sendall(buffer)
 
@@ -111,7 +155,7 @@ class FastOpenStream(_Stream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "fastopen":
-            return attempts.report(self._sock)
+            return self._connection
         if info == "socket":
             return self._sock
         if info == "client_addr":
@@ -144,7 +188,9 @@ class TlsStream(_Stream):
         self._tls = context.wrap_bio(
             self._incoming, self._outgoing, server_hostname=server_hostname
         )
-        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
+        connection: Connection = inner.get_extra_info("fastopen")
+        connection.tls = True
+        with _handshake(), _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
             self._pump(self._tls.do_handshake, timeout)
 
     def _pump(self, operation: Callable[[], T], timeout: float | None) -> T:
@@ -188,6 +234,17 @@ class TlsStream(_Stream):
         return self._inner.get_extra_info(info)
 
 
+@contextlib.contextmanager
+def _handshake() -> Iterator[None]:
+    """A deferred connect failing in the TLS handshake: httpcore's own retries cover it."""
+    try:
+        yield
+    except DeferredConnectTimeout as exc:
+        raise httpcore.ConnectTimeout(str(exc)) from exc
+    except DeferredConnectError as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
+
+
 class FastOpenBackend(httpcore.NetworkBackend):
     """An httpcore network backend on kernel TFO sockets (see the module's rule for SYN data)."""
 
@@ -214,15 +271,19 @@ class FastOpenBackend(httpcore.NetworkBackend):
 
 def _attach_report(response: httpx.Response) -> None:
     stream = response.extensions.get("network_stream")
-    report = None if stream is None else stream.get_extra_info("fastopen")
-    if report is not None:
-        response.extensions["fastopen"] = report
+    connection = None if stream is None else stream.get_extra_info("fastopen")
+    if isinstance(connection, Connection):
+        response.extensions["fastopen"] = connection.request()
+
+
+def _deferred_failure(exc: httpx.ConnectError | httpx.ConnectTimeout) -> bool:
+    return isinstance(exc.__cause__, _DEFERRED_FAILURES)
 
 
 @contextlib.contextmanager
 def _requesting(request: httpx.Request) -> Iterator[None]:
-    # over https the first write is the ClientHello, safe to replay whatever the method
-    token = _replay_safe.set(request.url.scheme == "https" or replay_safe(request.method))
+    safe = first_write_replay_safe(request.method, tls=request.url.scheme == "https")
+    token = _replay_safe.set(safe)
     try:
         yield
     finally:
@@ -266,18 +327,27 @@ class _PoolOnFastOpen:
             socket_options=socket_options,
             network_backend=self._backend_class(),
         )
+        self._fastopen_retries = retries
 
 
 class FastOpenTransport(_PoolOnFastOpen, httpx.HTTPTransport):
     """``httpx.HTTPTransport`` connecting with TFO; ``response.extensions["fastopen"]`` is the
-    connection's :class:`~fastopen.report.TfoReport`. No proxies or Unix sockets."""
+    request's :class:`~fastopen.http.reports.RequestReport`. No proxies or Unix sockets."""
 
     _pool_class = httpcore.ConnectionPool
     _backend_class = FastOpenBackend
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        with _requesting(request):
-            response = super().handle_request(request)
+        delays = _backoff()
+        for retries_left in range(self._fastopen_retries, -1, -1):
+            try:
+                with _requesting(request):
+                    response = super().handle_request(request)
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if retries_left == 0 or not _deferred_failure(exc):
+                    raise
+                time.sleep(next(delays))
         _attach_report(response)
         return response
 
@@ -291,16 +361,25 @@ class AsyncFastOpenStream(httpcore.AsyncNetworkStream):
     def __init__(self, reader: asyncio.StreamReader, writer: FastOpenStreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        tsock = writer.get_extra_info("socket")
+        self._connection = Connection(
+            lambda: writer.get_extra_info("fastopen"),
+            pending=connect_deferred_now(tsock),
+            sock=tsock,
+        )
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
+        with _mapped(httpcore.ReadTimeout, httpcore.ReadError, self._connection):
             async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
+                data = await self._reader.read(max_bytes)
+        if data:
+            self._connection.received()
+        return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
-        with _mapped(httpcore.WriteTimeout, httpcore.WriteError):
+        with _mapped(httpcore.WriteTimeout, httpcore.WriteError, self._connection):
             async with asyncio.timeout(timeout):
                 self._writer.write(buffer)
                 await self._writer.drain()
@@ -316,14 +395,18 @@ class AsyncFastOpenStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        self._connection.tls = True
         with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
             await self._writer.start_tls(
                 ssl_context, server_hostname=server_hostname, ssl_handshake_timeout=timeout
             )
+        self._connection.received()
         return self
 
     def get_extra_info(self, info: str) -> Any:
-        if info in ("fastopen", "ssl_object", "socket"):
+        if info == "fastopen":
+            return self._connection
+        if info in ("ssl_object", "socket"):
             return self._writer.get_extra_info(info)
         if info == "client_addr":
             return self._writer.get_extra_info("sockname")
@@ -369,7 +452,15 @@ class AsyncFastOpenTransport(_PoolOnFastOpen, httpx.AsyncHTTPTransport):
     _backend_class = AsyncFastOpenBackend
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        with _requesting(request):
-            response = await super().handle_async_request(request)
+        delays = _backoff()
+        for retries_left in range(self._fastopen_retries, -1, -1):
+            try:
+                with _requesting(request):
+                    response = await super().handle_async_request(request)
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if retries_left == 0 or not _deferred_failure(exc):
+                    raise
+                await asyncio.sleep(next(delays))
         _attach_report(response)
         return response

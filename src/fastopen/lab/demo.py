@@ -14,19 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
+import socket
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from fastopen.kernel.constants import TFO_COUNTERS
+from fastopen.engine import Connected, EngineError, EngineSocket, Host
+from fastopen.engine.link import Link
+from fastopen.errors import FastOpenError
+from fastopen.kernel.attempts import Attempt
+from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN, TFO_COUNTERS
 from fastopen.lab.emulator import Lab
 from fastopen.lab.ladder import Endpoint, Rung, rungs
-from fastopen.lab.netns import Addresses, Netns
-from fastopen.report import TfoReport
-from fastopen.runtime import NamespaceStacks
+from fastopen.lab.netns import CLIENT, SERVER, Addresses, Netns
+from fastopen.pcap import CapturedPacket
+from fastopen.report import OffReason, Side, TfoReport
+from fastopen.runtime import NamespaceStacks, report
 from fastopen.streams import KernelStack, Stack
 
 PORT = 8080
@@ -116,6 +124,29 @@ async def _exchange(lab: Lab, stack: Stack, server: _Server, kind: Kind, address
     return Sample(kind, ttfb, report, server.reports.get(port), port)
 
 
+async def _watched(lab: Lab, exchange: Coroutine[Any, Any, Sample], kind: Kind) -> Sample:
+    """``exchange``, checking every tenth of a second that the link's forwarder still runs: a
+    dead one is reported at once (:class:`~fastopen.lab.emulator.LabError`), not after the
+    timeout."""
+    task = asyncio.ensure_future(exchange)
+    deadline = time.monotonic() + EXCHANGE_TIMEOUT
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.1)
+            lab.check_forwarder()
+            if not task.done() and time.monotonic() > deadline:
+                raise FastOpenError(
+                    f"no answer within {EXCHANGE_TIMEOUT:g} s on {kind.value}",
+                    hint="the link is lossless: this is a bug, please report it",
+                )
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
 def plan(samples: int) -> list[Kind]:
     """``samples`` plain connections, a cookie request, ``samples`` connections with the cookie."""
     return [Kind.PLAIN] * samples + [Kind.TFO_FIRST] + [Kind.TFO_COOKIE] * samples
@@ -131,7 +162,7 @@ async def measure(lab: Lab, stack: Stack, kinds: Sequence[Kind], address: str) -
         samples = []
         for kind in kinds:
             exchange = _exchange(lab, stack, server, kind, address)
-            samples.append(await asyncio.wait_for(exchange, EXCHANGE_TIMEOUT))
+            samples.append(await _watched(lab, exchange, kind))
         await asyncio.sleep(lab.config.rtt + 0.05)  # the last segments cross the link
     finally:
         srv.close()
@@ -197,3 +228,120 @@ def run(
         run_stack(stack, rtt=rtt, samples=samples, ipv6=ipv6, seed=seed)
         for stack in (stacks or [KernelStack()])
     ]
+
+
+# -- without root: the engine pair over the virtual-time link -----------------------------------
+
+#: The name the engine's results go by: not a wall-clock measurement.
+VIRTUAL = "engine (virtual time)"
+
+
+class _RecordingHost(Host):
+    """A host that records each packet it receives, stamped with when its sender sent it."""
+
+    def __init__(self, address: str, delay: float, record: list[CapturedPacket], **kw: Any):
+        super().__init__([address], **kw)
+        self._delay = delay
+        self._record = record
+
+    def receive(self, packet: bytes, now: float) -> None:
+        self._record.append(CapturedPacket(now - self._delay, packet))
+        super().receive(packet, now)
+
+
+class _VirtualPair:
+    """A client and a server engine joined by :class:`fastopen.engine.link.Link` (lossless,
+    ``rtt`` round trip), the server answering each request with :data:`RESPONSE`."""
+
+    def __init__(self, rtt: float, client: str, server: str, seed: int) -> None:
+        self.packets: list[CapturedPacket] = []
+        self.client = _RecordingHost(client, rtt / 2, self.packets, tcp_fastopen=0x1)
+        self.server = _RecordingHost(server, rtt / 2, self.packets, tcp_fastopen=0x2)
+        self.link = Link(self.client, self.server, delay=rtt / 2, seed=seed, encode=True)
+        self.server_addr = (server, PORT)
+        self.listener = self.server.socket()
+        self.listener.bind(self.server_addr)
+        self.listener.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
+        self.listener.listen(16)
+        self.reports: dict[int, TfoReport] = {}
+        self._requests: dict[EngineSocket, bytes] = {}
+
+    def _serve(self) -> None:
+        """Accept what is queued and answer every complete request (events only say when)."""
+        now = self.link.now
+        while self.server.next_event() is not None:
+            pass
+        while self.listener.accept_queue:
+            child, _ = self.listener.accept(now)
+            self._requests[child] = b""
+        for child in list(self._requests):
+            self._read_request(child, now)
+
+    def _read_request(self, child: EngineSocket, now: float) -> None:
+        with contextlib.suppress(EngineError):
+            self._requests[child] += child.recv(65536, now)
+        if len(self._requests[child]) >= len(REQUEST):
+            port = child.getpeername()[1]
+            self.reports[port] = report(child, Attempt(Side.SERVER, True))
+            child.send(RESPONSE, now)
+            child.close(now)
+            del self._requests[child]
+
+    def exchange(self, kind: Kind) -> Sample:
+        link, now = self.link, self.link.now
+        sock = self.client.socket()
+        fastopen = kind is not Kind.PLAIN
+        start, sent = now, False
+        try:
+            if fastopen:  # as Linux: without a cookie nothing is queued (EINPROGRESS)
+                sent = sock.sendto(REQUEST, MSG_FASTOPEN, self.server_addr, now) == len(REQUEST)
+            else:
+                sock.connect(self.server_addr, now)
+        except EngineError as exc:
+            if exc.errno != errno.EINPROGRESS:
+                raise
+        answer, ttfb = b"", None
+        while len(answer) < len(RESPONSE):
+            if not link.step(start + EXCHANGE_TIMEOUT):
+                raise FastOpenError(f"the engine pair stalled on {kind.value} (a bug)")
+            self._serve()
+            while (ev := self.client.next_event()) is not None:
+                if isinstance(ev, Connected) and not sent:
+                    sock.send(REQUEST, link.now)
+                    sent = True
+            with contextlib.suppress(EngineError):
+                got = sock.recv(65536, link.now)
+                if got and ttfb is None:
+                    ttfb = link.now - start
+                answer += got
+        port = sock.getsockname()[1]
+        off = None if fastopen else OffReason.DISABLED_BY_CALLER
+        client_report = report(sock, Attempt(Side.CLIENT, fastopen, off))
+        sock.close(link.now)
+        link.advance(2 * link.delay + 0.001)  # the last segments cross the link
+        self._serve()
+        assert ttfb is not None
+        return Sample(kind, ttfb, client_report, self.reports.get(port), port)
+
+
+def run_virtual(
+    *, rtt: float = 0.1, samples: int = 3, ipv6: bool = False, seed: int = 0
+) -> StackResult:
+    """The demo on the engine pair over the virtual-time link: no root, namespaces or TUN.
+
+    The same three kinds of connection and the same figures, timed in the link's virtual time
+    (exactly the round trips the segments take, no scheduling noise).
+    """
+    client_addr = CLIENT.ipv6 if ipv6 else CLIENT.ipv4
+    server_addr = SERVER.ipv6 if ipv6 else SERVER.ipv4
+    pair = _VirtualPair(rtt, client_addr, server_addr, seed)
+    result = StackResult(VIRTUAL, "engine", "engine")
+    result.samples = [pair.exchange(kind) for kind in plan(samples)]
+    result.counters = {
+        name: (pair.client.counters[name], pair.server.counters[name]) for name in TFO_COUNTERS
+    }
+    shown = result.of(Kind.TFO_COOKIE)[-1]
+    ends = Endpoint(client_addr, shown.client_port), Endpoint(server_addr, PORT)
+    result.ladder = rungs(sorted(pair.packets, key=lambda p: p.time), *ends)
+    result.ladder_ends = ends
+    return result

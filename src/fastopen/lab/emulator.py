@@ -112,6 +112,8 @@ class Lab:
         self._control: socket.socket | None = None
         self._old_sigterm: Any = None
         self._lock = threading.Lock()
+        self._names: list[str] = []
+        self._state: Path | None = None
 
     # -- the two ends ------------------------------------------------------------------------
     @property
@@ -133,20 +135,35 @@ class Lab:
         return self._forwarder.pid
 
     # -- lifetime ----------------------------------------------------------------------------
-    def start(self, *, detached: bool = False) -> Lab:
-        """Build the namespaces, the TUN devices and the forwarder (undone on any failure)."""
+    def start(self, *, detached: bool = False, state: Path | None = None) -> Lab:
+        """Build the namespaces, the TUN devices and the forwarder (undone on any failure).
+
+        With ``state`` (``fastopen lab up``), each namespace's name is recorded there before the
+        namespace is made, so ``lab down`` finds whatever a signal interrupted.
+        """
         check_support()
+        self._state = state
         self._catch_sigterm()
         try:
             self._build(detached)
         except BaseException:
             self.close()
+            if state is not None:
+                state.unlink(missing_ok=True)
             raise
         return self
 
+    def _new_netns(self, tag: str) -> Netns:
+        """A namespace of the lab: its name chosen and recorded first, then the namespace made."""
+        name = netns.new_name(tag)
+        self._names.append(name)
+        if self._state is not None:
+            save_state({"namespaces": self._names, "forwarder": None}, self._state)
+        return Netns(tag, name)
+
     def _build(self, detached: bool) -> None:
-        self._client = Netns("lab-c")
-        self._server = Netns("lab-s")
+        self._client = self._new_netns("lab-c")
+        self._server = self._new_netns("lab-s")
         fds: list[int] = []
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = ours  # closed by close() whatever fails below
@@ -191,7 +208,19 @@ class Lab:
             ready = {}
         if not ready.get("ready"):
             where = f"in {FORWARDER_LOG}" if detached else "above"
-            raise FastOpenError("the link forwarder did not start", hint=f"see its error {where}")
+            raise LabError("the link forwarder did not start", hint=f"see its error {where}")
+
+    def check_forwarder(self) -> None:
+        """Raise :class:`LabError` if the forwarder is gone (killed, crashed)."""
+        if self._forwarder is None:
+            raise LabError("the lab is not up")
+        code = self._forwarder.poll()
+        if code is not None:
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            raise LabError(
+                f"the lab's link forwarder (pid {self._forwarder.pid}) died ({how})",
+                hint="nothing crosses the link any more; the lab was removed, run it again",
+            )
 
     def _catch_sigterm(self) -> None:
         """While the lab is open, SIGTERM raises SystemExit so that cleanup runs."""
@@ -220,6 +249,7 @@ class Lab:
         if self._forwarder is None or self._client is None or self._server is None:
             raise FastOpenError("the lab is not up")
         state = {
+            "namespaces": list(self._names),
             "client": self._client.name,
             "server": self._server.name,
             "forwarder": self._forwarder.pid,
@@ -255,8 +285,18 @@ class Lab:
         if self._control is None:
             raise FastOpenError("the lab is not up")
         with self._lock:
-            self._control.send(json.dumps(message).encode())
-            reply: dict[str, Any] = json.loads(self._control.recv(65536) or b"{}")
+            try:
+                self._control.send(json.dumps(message).encode())
+                answer = self._control.recv(65536)
+            except (TimeoutError, OSError):
+                answer = b""
+            if not answer:
+                if self._forwarder is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._forwarder.wait(1)
+                self.check_forwarder()
+                raise LabError("the link forwarder did not answer", hint="see its error above")
+            reply: dict[str, Any] = json.loads(answer)
         if not reply.get("ok"):
             raise FastOpenError(f"the link forwarder refused {message}: {reply.get('error')}")
         return reply
@@ -282,6 +322,10 @@ class Lab:
         return read_pcap(self.capture)
 
 
+class LabError(FastOpenError):
+    """The lab could not be built, or broke while in use (its forwarder died)."""
+
+
 def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
@@ -301,8 +345,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 # -- a lab that outlives the command (fastopen lab up / down) ----------------------------------
 def save_state(state: dict[str, Any], path: Path = STATE) -> None:
+    """Write the state atomically: a signal never leaves half a file that ``lab down`` cannot
+    read."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def load_state(path: Path = STATE) -> dict[str, Any] | None:
@@ -326,13 +374,20 @@ def _is_forwarder(pid: int) -> bool:
     return b"fastopen.lab.link" in cmdline
 
 
+def lab_namespaces(state: dict[str, Any]) -> list[str]:
+    """Every namespace the state names (recorded before it was made), ours (``fo-``) only."""
+    names = [*state.get("namespaces", []), state.get("client"), state.get("server")]
+    found = [str(n) for n in names if n]
+    return [n for i, n in enumerate(found) if n.startswith(netns.PREFIX) and n not in found[:i]]
+
+
 def remove_detached(path: Path = STATE) -> dict[str, Any] | None:
     """Remove the detached lab: its forwarder, TUN devices and namespaces; its state."""
     state = load_state(path)
     if state is None:
         return None
-    pid = int(state["forwarder"])
-    if _is_forwarder(pid):
+    pid = int(state.get("forwarder") or 0)
+    if pid and _is_forwarder(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 3
@@ -341,9 +396,8 @@ def remove_detached(path: Path = STATE) -> dict[str, Any] | None:
         if _is_forwarder(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    for name in (state["client"], state["server"]):
-        if str(name).startswith(netns.PREFIX):
-            netns.remove(name)
+    for name in lab_namespaces(state):
+        netns.remove(name)
     path.unlink(missing_ok=True)
     log = path.with_name(FORWARDER_LOG.name)
     if log.exists() and not log.stat().st_size:

@@ -3,7 +3,9 @@
 ``fastopen stats --watch`` and ``fastopen keyd`` feed successive counter readings to an
 :class:`AlertMonitor`, which logs a warning (Python logging: the journal under systemd) for a rise
 of ``TCPFastOpenListenOverflow``, ``TCPFastOpenPassiveFail`` or ``TCPFastOpenBlackhole``, at most
-once per ``min_interval`` seconds per counter; rises in between are summed into the next warning.
+once per ``min_interval`` seconds per counter and stack; rises in between are summed into the next
+warning. Both stacks are watched: the kernel's counters and the userspace stack's (``stack`` says
+which), so a userspace listener's backlog overflow is reported as the kernel's is.
 """
 
 from __future__ import annotations
@@ -53,26 +55,36 @@ class Alert:
 
 @dataclass
 class AlertMonitor:
-    """Rate-limited warnings for the counters in :data:`WATCHED`."""
+    """Rate-limited warnings for the counters in :data:`WATCHED`, per stack."""
 
     min_interval: float = 300.0
-    _last: dict[str, float] = field(default_factory=dict, init=False)
-    _pending: dict[str, int] = field(default_factory=dict, init=False)
+    _last: dict[tuple[str, str], float] = field(default_factory=dict, init=False)
+    _pending: dict[tuple[str, str], int] = field(default_factory=dict, init=False)
 
-    def check(self, before: Mapping[str, int], after: Mapping[str, int], now: float) -> list[Alert]:
+    def check(
+        self,
+        before: Mapping[str, int],
+        after: Mapping[str, int],
+        now: float,
+        stack: str = "kernel",
+    ) -> list[Alert]:
         """Log (and return) a warning for each watched counter that rose, unless rate-limited."""
         alerts = []
         for name, advice in WATCHED.items():
+            key = (stack, name)
             rise = after.get(name, 0) - before.get(name, 0)
             if rise > 0:
-                self._pending[name] = self._pending.get(name, 0) + rise
-            pending = self._pending.get(name, 0)
-            last = self._last.get(name)
+                self._pending[key] = self._pending.get(key, 0) + rise
+            pending = self._pending.get(key, 0)
+            last = self._last.get(key)
             if pending == 0 or (last is not None and now - last < self.min_interval):
                 continue
-            message = f"{name} rose by {pending}: {advice.meaning}. What to do: {advice.action}."
+            where = "" if stack == "kernel" else f" ({stack} stack)"
+            message = (
+                f"{name}{where} rose by {pending}: {advice.meaning}. What to do: {advice.action}."
+            )
             log.warning("%s", message)
             alerts.append(Alert(name, pending, message))
-            self._last[name] = now
-            self._pending[name] = 0
+            self._last[key] = now
+            self._pending[key] = 0
         return alerts

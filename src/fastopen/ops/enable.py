@@ -1,8 +1,9 @@
-"""The ``net.ipv4.tcp_fastopen`` bitmask, by name: decode it, set and clear bits, persist it."""
+"""The ``net.ipv4.tcp_fastopen`` bitmask, by name or number: decode it, set and clear bits,
+persist it, reset it to Linux's default, and wait until a time after boot to change it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from fastopen.kernel.constants import (
 from fastopen.ops.files import staged_write
 
 SYSCTL = "net.ipv4.tcp_fastopen"
+#: What Linux boots with: client TFO only (TFO_CLIENT_ENABLE).
+DEFAULT = TFO_CLIENT_ENABLE
+BLACKHOLE = "net.ipv4.tcp_fastopen_blackhole_timeout_sec"
+#: Linux's default blackhole timeout since 5.14 (detection off).
+DEFAULT_BLACKHOLE = 0
 #: Where ``--persist`` writes, so the setting comes back at boot (systemd-sysctl reads it).
 PERSIST_FILE = Path("/etc/sysctl.d/60-fastopen.conf")
 
@@ -68,16 +74,36 @@ def bit(name: str) -> Bit:
     if found is None:
         raise FastOpenError(
             f"unknown TFO bit {name!r}",
-            hint="known bits: " + ", ".join(b.name for b in BITS),
+            hint="known bits: " + ", ".join(b.name for b in BITS) + ", or a number such as 0x3",
         )
     return found
 
 
+def _number(text: str) -> int | None:
+    """``3``, ``0x2``, ``0o1000``: a value of the bitmask, or None when ``text`` is not a number."""
+    try:
+        return int(text.strip(), 0)
+    except ValueError:
+        return None
+
+
 def mask(names: Iterable[str]) -> int:
-    """The bitmask of the bits ``names``; an unknown name is an error."""
+    """The bitmask of ``names``: bit names, or numbers (``3``, ``0x202``) made of known bits;
+    anything else is an error."""
     value = 0
     for name in names:
-        value |= bit(name).value
+        number = _number(name)
+        if number is None:
+            value |= bit(name).value
+            continue
+        if number < 0 or number & ~ALL:
+            raise FastOpenError(
+                f"{name!r} holds bits Linux does not define ({number & ~ALL:#x})"
+                if number >= 0
+                else f"{name!r} is negative",
+                hint="the TFO bits are " + ", ".join(f"{b.value:#x} {b.name}" for b in BITS),
+            )
+        value |= number
     return value
 
 
@@ -111,7 +137,6 @@ class Change:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "sysctl": SYSCTL,
             "before": self.before,
             "after": self.after,
             "before_bits": decode(self.before),
@@ -129,12 +154,17 @@ def persist_text(value: int) -> str:
 
 
 def set_bits(*, on: int = 0, off: int = 0, persist: Path | None = None) -> Change:
-    """Set the bits ``on`` and clear the bits ``off``; with ``persist``, also write that file.
+    """Set the bits ``on`` and clear the bits ``off``; bits Linux does not define are cleared
+    too. With ``persist``, also write that file (see :func:`check_persist`).
 
     The file is put in place only once the kernel took the value, so a failure changes nothing.
     """
+    return put(((read() | on) & ~off) & ALL, persist=persist)
+
+
+def put(after: int, *, persist: Path | None = None) -> Change:
+    """Set the bitmask to ``after`` (and write ``persist``, if given)."""
     before = read()
-    after = (before | on) & ~off
     if persist is None:
         if after != before:
             sysctl.write(SYSCTL, after)
@@ -142,3 +172,94 @@ def set_bits(*, on: int = 0, off: int = 0, persist: Path | None = None) -> Chang
     with staged_write(persist, persist_text(after).encode(), mode=0o644):
         sysctl.write(SYSCTL, after)
     return Change(before, after, persist)
+
+
+#: Where systemd-sysctl and sysctl --system read files: they apply them to the host's namespace.
+SYSCTL_DIRS = (
+    Path("/etc/sysctl.d"),
+    Path("/run/sysctl.d"),
+    Path("/usr/local/lib/sysctl.d"),
+    Path("/usr/lib/sysctl.d"),
+    Path("/lib/sysctl.d"),
+)
+
+
+def check_persist(path: Path, *, host: bool) -> None:
+    """Refuse to persist a namespace's setting where the host's boot would apply it.
+
+    A network namespace does not survive a reboot, and the files systemd-sysctl reads (and
+    ``/etc/sysctl.conf``) are applied to the host's namespace: persisting there from inside a
+    namespace would change the host at the next boot.
+    """
+    if host:
+        return
+    resolved = path.resolve()
+    if resolved == Path("/etc/sysctl.conf") or any(d in resolved.parents for d in SYSCTL_DIRS):
+        raise FastOpenError(
+            f"--persist in a network namespace would write {resolved}, which the host's boot "
+            "applies to the host",
+            hint="a namespace does not survive a reboot: set TFO where the namespace is made, or "
+            "give --persist-file a file of your own (applied with `ip netns exec NS sysctl -p "
+            "FILE`)",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """What ``fastopen reset`` changed: the bits, and the blackhole timeout (None if absent)."""
+
+    bits: Change
+    blackhole_before: int | None
+    blackhole_after: int | None
+    removed: Path | None
+
+
+def reset(*, persist: Path | None = None) -> Reset:
+    """Linux's defaults: ``tcp_fastopen`` 1 (client only), blackhole detection off (0); with
+    ``persist``, also remove that file if fastopen wrote it. The key is left alone (the kernel
+    cannot forget it): ``fastopen key generate --force`` replaces it."""
+    removed = None
+    if persist is not None and persist.exists():
+        if not persist.read_text().startswith("# Written by `fastopen"):
+            raise FastOpenError(
+                f"{persist} was not written by fastopen", hint="remove it by hand if you mean to"
+            )
+        removed = persist
+    try:
+        blackhole: int | None = sysctl.read_int(BLACKHOLE)
+    except FastOpenError:  # kernels before 4.11 lack it
+        blackhole = None
+    change = put(DEFAULT)
+    if blackhole is not None and blackhole != DEFAULT_BLACKHOLE:
+        sysctl.write(BLACKHOLE, DEFAULT_BLACKHOLE)
+    if removed is not None:
+        removed.unlink()
+    after = None if blackhole is None else DEFAULT_BLACKHOLE
+    return Reset(change, blackhole, after, removed)
+
+
+# -- the seed's boot-time rule: TFO on some time after boot ------------------------------------
+
+
+def uptime() -> float:
+    """Seconds since this host booted (``/proc/uptime``)."""
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+def wait_after_boot(
+    delay: float, wait: Callable[[float], bool], clock: Callable[[], float] = uptime
+) -> bool:
+    """Wait until ``delay`` seconds after boot; False if ``wait`` (an Event's ``wait``, say)
+    returned True because the wait was cut short (SIGTERM).
+
+    A server that just rebooted forgot the SYNs it accepted with data (RFC 7413, section 6.1:
+    a retransmitted SYN could be processed twice): the seed's rule is to turn server TFO on only
+    minutes after boot, when such retransmissions are over.
+    """
+    left = delay - clock()
+    while left > 0:
+        if wait(left):
+            return False
+        left = delay - clock()
+    return True

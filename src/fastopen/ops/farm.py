@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,20 +26,6 @@ from fastopen.ops.files import read_private
 
 LABEL = b"fastopen-tfo-key"
 MIN_SECRET = 16
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+)([smhdw]?)")
-
-
-def parse_duration(text: str, *, minimum: int = 1) -> int:
-    """Seconds in ``text``: a whole number with an optional unit s, m, h, d or w (``1d``)."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"] if match else -1
-    if seconds < minimum:
-        raise FastOpenError(
-            f"{text!r} is not a duration of at least {minimum} s",
-            hint="a whole number and a unit: 90s, 30m, 12h, 1d, 1w",
-        )
-    return seconds
 
 
 def format_duration(seconds: float) -> str:

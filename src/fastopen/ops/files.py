@@ -19,6 +19,8 @@ def check_private(path: Path) -> None:
         mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         raise FastOpenError(f"{path} does not exist", hint="check the path given") from None
+    except OSError as exc:
+        raise FastOpenError(f"cannot read {path}: {exc.strerror}", hint="check the path") from None
     if mode & 0o077:
         raise UnsafePermissions(
             f"{path} is open to other users (mode {mode:04o}); a TFO secret must be private",
@@ -33,6 +35,8 @@ def read_private(path: Path) -> bytes:
         return path.read_bytes()
     except PermissionError:
         raise NeedsRoot(f"reading {path} needs root", hint="run as root") from None
+    except OSError as exc:  # a directory, say
+        raise FastOpenError(f"cannot read {path}: {exc.strerror}", hint="check the path") from None
 
 
 @contextlib.contextmanager
@@ -46,8 +50,16 @@ def staged_write(path: Path, data: bytes, *, mode: int, dir_mode: int = 0o755) -
         path.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except PermissionError:
-        raise NeedsRoot(f"writing {path} needs root", hint="run as root") from None
+    except PermissionError as exc:
+        if os.geteuid() != 0:
+            raise NeedsRoot(f"writing {path} needs root", hint="run as root") from None
+        raise FastOpenError(
+            f"cannot write {path}: {exc.strerror}", hint="choose a path on a writable file system"
+        ) from None
+    except OSError as exc:  # read-only, not a directory, /proc...
+        raise FastOpenError(
+            f"cannot write {path}: {exc.strerror}", hint="choose a path on a writable file system"
+        ) from None
     try:
         os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
         with os.fdopen(fd, "wb") as f:
@@ -55,7 +67,12 @@ def staged_write(path: Path, data: bytes, *, mode: int, dir_mode: int = 0o755) -
             f.flush()
             os.fsync(f.fileno())
         yield
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise FastOpenError(
+                f"cannot put {path} in place: {exc.strerror}", hint="check the path given"
+            ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

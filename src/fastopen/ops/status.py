@@ -7,11 +7,12 @@ import errno
 import os
 import re
 import socket
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastopen.errors import FastOpenError
-from fastopen.kernel import counters, sysctl
+from fastopen.kernel import sysctl
 from fastopen.kernel.constants import (
     TCP_FASTOPEN_CONNECT,
     TFO_CLIENT_ENABLE,
@@ -20,9 +21,9 @@ from fastopen.kernel.constants import (
     TFO_SERVER_ENABLE,
     TFO_SERVER_WO_SOCKOPT1,
 )
-from fastopen.ops import enable, keys
+from fastopen.ops import enable, keys, stats
 
-BLACKHOLE = "net.ipv4.tcp_fastopen_blackhole_timeout_sec"
+BLACKHOLE = enable.BLACKHOLE
 SOMAXCONN = "net.core.somaxconn"
 
 
@@ -79,12 +80,14 @@ def features(release: str) -> list[Feature]:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    time: float
+    netns: str
     kernel: str
-    sysctl: int
+    tcp_fastopen: int
     bits: list[str]
     #: None when it cannot be read (needs root).
     key_set: bool | None
-    blackhole_timeout: int | None
+    blackhole_timeout_s: int | None
     somaxconn: int
     counters: dict[str, int]
     features: list[Feature]
@@ -153,13 +156,15 @@ def gather() -> Status:
     release = os.uname().release
     found = features(release)
     return Status(
+        time=time.time(),
+        netns=stats.netns_label(),
         kernel=release,
-        sysctl=bits,
+        tcp_fastopen=bits,
         bits=enable.decode(bits),
         key_set=key_set,
-        blackhole_timeout=blackhole,
+        blackhole_timeout_s=blackhole,
         somaxconn=sysctl.read_int(SOMAXCONN),
-        counters=counters.tfo_counters(),
+        counters=stats.kernel_counters(),
         features=found,
         advice=advise(bits, key_set, blackhole, found),
     )
