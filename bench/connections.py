@@ -101,6 +101,9 @@ def idle(host: str, count: int) -> None:
             gc.collect()
             used = tracemalloc.get_traced_memory()[0] - base
             print(json.dumps({"per_connection": used / count}), flush=True)
+            for writer in held:
+                writer.transport.abort()
+            await asyncio.sleep(0.1)  # the handlers see their connections end
 
     tracemalloc.start()
     with UserspaceStack.replace_kernel(None, "fous0") as stack:
