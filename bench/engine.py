@@ -26,9 +26,9 @@ import socket
 import time
 import tracemalloc
 
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.engine import Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN
 
 GOAL = 5000
 #: Bytes per idle established connection (issue 11).

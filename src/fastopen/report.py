@@ -7,7 +7,7 @@ from its own connection state. Both hand it out as ``writer.get_extra_info("fast
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -52,6 +52,9 @@ class OffReason(enum.Enum):
     SERVER_SYSCTL_OFF = "server-sysctl-off"
     #: The kernel has neither TCP_FASTOPEN_CONNECT nor MSG_FASTOPEN.
     KERNEL_UNSUPPORTED = "kernel-unsupported"
+    #: SYN data failed on this path before; TFO is off on it until a backoff has passed
+    #: (:mod:`fastopen.kernel.pathcache`; :attr:`TfoReport.note` says how often and how long).
+    PATH_BLOCKED = "path-blocked"
 
 
 _OFF_TEXT = {
@@ -61,6 +64,7 @@ _OFF_TEXT = {
     OffReason.CLIENT_SYSCTL_OFF: "client TFO is off (net.ipv4.tcp_fastopen lacks bit 0x1)",
     OffReason.SERVER_SYSCTL_OFF: "server TFO is off (net.ipv4.tcp_fastopen lacks bit 0x2)",
     OffReason.KERNEL_UNSUPPORTED: "this kernel has no TCP Fast Open",
+    OffReason.PATH_BLOCKED: "TFO skipped: SYN data failed on this path before",
 }
 
 _FAIL_TEXT = {
@@ -86,6 +90,8 @@ class TfoReport:
     Server: ``tfo_child`` (the connection was created from a valid cookie), ``syn_data_received``
     (data arrived in the SYN and was accepted); ``attempted`` is true when either holds.
     A field a stack cannot know on this side is ``None``. ``rtt`` is the smoothed RTT in seconds.
+    With a replay guard (server), ``replay_suspected`` tells whether this connection's first
+    flight was delivered before (``replay_first_server`` recorded it); None without a guard.
     """
 
     side: Side
@@ -99,6 +105,14 @@ class TfoReport:
     syn_data_received: bool = False
     rtt: float | None = None
     stack: str = "kernel"
+    #: More about :attr:`off_reason` (the path cache's count and backoff), or None.
+    note: str | None = None
+    replay_suspected: bool | None = None
+    replay_first_server: str | None = None
+
+    def with_replay(self, suspected: bool, first_server: str | None = None) -> TfoReport:
+        """This report with a replay guard's verdict."""
+        return replace(self, replay_suspected=suspected, replay_first_server=first_server)
 
     @property
     def used(self) -> bool:
@@ -110,11 +124,16 @@ class TfoReport:
     def __str__(self) -> str:
         rtt = "" if self.rtt is None else f", rtt {self.rtt * 1000:.3f} ms"
         if self.off_reason is not None:
-            return f"TFO off ({self.side.value}): {_OFF_TEXT[self.off_reason]}{rtt}"
+            why = self.note or _OFF_TEXT[self.off_reason]
+            return f"TFO off ({self.side.value}): {why}{rtt}"
         if self.side is Side.SERVER:
+            replay = ""
+            if self.replay_suspected:
+                first = self.replay_first_server
+                replay = ", replay suspected" + (f" (first delivered by {first})" if first else "")
             return (
                 f"TFO server: came in by TFO {_yes(self.tfo_child)}, "
-                f"SYN data received {_yes(self.syn_data_received)}{rtt}"
+                f"SYN data received {_yes(self.syn_data_received)}{replay}{rtt}"
             )
         text = (
             f"TFO client: cookie requested {_yes(self.cookie_requested)}, "
@@ -138,4 +157,7 @@ class TfoReport:
             "tfo_child": self.tfo_child,
             "syn_data_received": self.syn_data_received,
             "rtt": self.rtt,
+            "note": self.note,
+            "replay_suspected": self.replay_suspected,
+            "replay_first_server": self.replay_first_server,
         }

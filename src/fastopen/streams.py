@@ -48,10 +48,26 @@ class FastOpenStreamWriter(asyncio.StreamWriter):
         super().__init__(transport, protocol, reader, loop)
         self._fastopen_report = report
         self._fastopen_peer = peer
+        self._fastopen_extra: dict[str, Any] = {}
+        self._fastopen_amend: list[Callable[[TfoReport], TfoReport]] = []
+
+    def annotate(
+        self, name: str, value: Any, amend: Callable[[TfoReport], TfoReport] | None = None
+    ) -> None:
+        """Add ``get_extra_info(name)`` and, with ``amend``, a change to the TFO report (for the
+        layers above the stacks: the replay guard)."""
+        self._fastopen_extra[name] = value
+        if amend is not None:
+            self._fastopen_amend.append(amend)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "fastopen":
-            return self._fastopen_report()
+            report = self._fastopen_report()
+            for amend in self._fastopen_amend:
+                report = amend(report)
+            return report
+        if name in self._fastopen_extra:
+            return self._fastopen_extra[name]
         value = super().get_extra_info(name)
         if value is None and name == "peername" and self._fastopen_peer is not None:
             return self._fastopen_peer
@@ -81,6 +97,14 @@ async def _streams(
         transport, protocol, reader, loop, report=lambda: attempts.report(sock), peer=peer
     )
     return reader, writer
+
+
+class ServerGuard(Protocol):
+    """What ``start_server(replay_guard=...)`` asks of a guard (``fastopen.replay.ReplayGuard``)."""
+
+    def wrap(self, handler: Handler) -> Handler: ...
+
+    async def listening(self, server: asyncio.AbstractServer) -> None: ...
 
 
 class Stack(Protocol):
@@ -259,13 +283,18 @@ async def start_server(
     ssl: _ssl.SSLContext | None = None,
     backlog: int = 100,
     limit: int = LIMIT,
+    replay_guard: ServerGuard | None = None,
 ) -> asyncio.AbstractServer:
     """Start a server like :func:`asyncio.start_server`, with TFO on its listeners.
 
     ``fastopen_backlog`` bounds pending fast open requests (default ``net.core.somaxconn``);
     ``keys`` gives the listeners their own key ring instead of the namespace's key.
+    ``replay_guard`` (a :class:`fastopen.replay.ReplayGuard`) checks every connection before
+    ``handler`` runs: ``writer.get_extra_info("replay")`` is its verdict.
     """
-    return await (stack or _KERNEL).start_server(
+    if replay_guard is not None:
+        handler = replay_guard.wrap(handler)
+    server = await (stack or _KERNEL).start_server(
         handler,
         host,
         port,
@@ -275,6 +304,13 @@ async def start_server(
         backlog=backlog,
         limit=limit,
     )
+    if replay_guard is not None:
+        try:
+            await replay_guard.listening(server)
+        except BaseException:
+            server.close()
+            raise
+    return server
 
 
 async def open_deferred(

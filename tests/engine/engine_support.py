@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from fastopen.constants import MSG_FASTOPEN
 from fastopen.cookies import KeyRing
 from fastopen.engine import EngineError, EngineSocket, Host
-from fastopen.kernel.constants import MSG_FASTOPEN
 from fastopen.wire import FastOpen, Flags, Mss, TcpOption, TcpSegment
 
 CLIENT = ipaddress.IPv4Address("198.18.0.1")

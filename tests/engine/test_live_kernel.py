@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN, TCPI_OPT_TFO_CHILD
 from fastopen.cookies import KeyRing
 from fastopen.engine import Connected, EngineError, EngineSocket, Host
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN, TCPI_OPT_TFO_CHILD
 from fastopen.lab.netns import Netns
 from fastopen.runtime.tun import open_tun
 

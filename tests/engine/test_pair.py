@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.engine import (
     Accepted,
     Closed,
@@ -24,7 +25,6 @@ from fastopen.engine import (
     Writable,
 )
 from fastopen.engine.link import Link
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN
 
 SERVER = ("198.18.0.2", 80)
 REQUEST, ANSWER = 100, 1000

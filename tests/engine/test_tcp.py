@@ -29,10 +29,10 @@ from engine_support import (
     synack,
 )
 
+from fastopen.constants import TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE
 from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
 from fastopen.engine.socket import TCP_SYNCNT
-from fastopen.kernel.constants import TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE
 from fastopen.wire import (
     Flags,
     Mss,
@@ -280,15 +280,23 @@ def test_delayed_ack_after_the_quick_acks() -> None:
 
 
 def test_zero_window_probe() -> None:
+    """Linux tcp_send_probe0: behind a zero window the probe is a segment one below SND.UNA
+    without data (the peer answers with its window); an ACK that opens the window lets the data
+    go, and the probes stop."""
     h, sock, _ = connected()
     h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1, window=0), 0.2)
     sock.send(b"p" * 10, 0.2)
     assert out(h) == []
     t = h.get_timer()
-    assert t is not None
+    assert t == pytest.approx(0.2 + 0.3)  # the RTO: SRTT 100 ms + max(4 RTTVAR, 200 ms)
     h.handle_timer(t)
     probe = one(h)
-    assert probe.seq == ISN + 1 and len(probe.payload) == 1
+    assert probe.seq == ISN and probe.payload == b"" and probe.flags == A
+    assert sock.tcp_info().tcpi_probes == 1 and h.counters["TCPWinProbe"] == 1
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1, window=100), t + 0.1)
+    sent = one(h)
+    assert sent.seq == ISN + 1 and sent.payload == b"p" * 10
+    assert sock.tcp_info().tcpi_probes == 0
 
 
 # -- FIN, RST and TIME-WAIT ------------------------------------------------------------------------

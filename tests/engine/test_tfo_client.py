@@ -30,15 +30,15 @@ from engine_support import (
     with_cookie,
 )
 
-from fastopen.engine import EngineError, EngineSocket, FastOpenClientFail, Host, NegativeReason
-from fastopen.engine.info import TcpInfo
-from fastopen.kernel.constants import (
+from fastopen.constants import (
     MSG_FASTOPEN,
     TCP_FASTOPEN_CONNECT,
     TCP_FASTOPEN_NO_COOKIE,
     TCPI_OPT_SYN_DATA,
     TFO_CLIENT_NO_COOKIE,
 )
+from fastopen.engine import EngineError, EngineSocket, FastOpenClientFail, Host, NegativeReason
+from fastopen.engine.info import TcpInfo
 from fastopen.wire import FastOpen, TcpSegment
 
 NEW_COOKIE = bytes(range(11, 19))
@@ -409,11 +409,11 @@ def test_blackhole_a_lone_out_of_order_fin_then_data_clears_the_count() -> None:
     assert sock.recv(10, 70.1) == b"ok"
     sock.close(70.2)
     fin = one(h)
-    assert h.blackhole_disabled_before()
+    assert h.blackhole.disabled_before()
     last = seg(A | F, PEER_ISN + 3, fin.seq + 1, dport=syn.src_port)
     h.receive_segment(SERVER, CLIENT, last, 70.3)
     assert sock.conn is not None and sock.conn.state.name == "TIME_WAIT"
-    assert not h.blackhole_disabled_before()
+    assert not h.blackhole.disabled_before()
 
 
 def test_blackhole_an_out_of_order_fin_after_close() -> None:
@@ -454,9 +454,9 @@ def test_blackhole_period_doubles_per_detection_up_to_64_times() -> None:
     h = client(blackhole_timeout=10)
     periods = []
     for n in range(8):
-        h.fastopen_active_disable(1000.0 * n)
+        h.blackhole.active_disable(1000.0 * n)
         off = 1000.0 * n
-        while h.fastopen_active_should_disable(off):
+        while h.blackhole.should_disable(off):
             off += 1
         periods.append(off - 1000.0 * n)
     assert periods == [10, 20, 40, 80, 160, 320, 640, 640]

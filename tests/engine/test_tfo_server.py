@@ -26,9 +26,7 @@ from engine_support import (
     seg,
 )
 
-from fastopen.cookies import KeyRing
-from fastopen.engine import EngineError, EngineSocket, Host
-from fastopen.kernel.constants import (
+from fastopen.constants import (
     TCP_FASTOPEN,
     TCP_FASTOPEN_KEY,
     TCP_FASTOPEN_NO_COOKIE,
@@ -37,6 +35,8 @@ from fastopen.kernel.constants import (
     TFO_SERVER_COOKIE_NOT_REQD,
     TFO_SERVER_WO_SOCKOPT1,
 )
+from fastopen.cookies import KeyRing
+from fastopen.engine import EngineError, EngineSocket, Host
 from fastopen.wire import FastOpen, Flags, Mss, TcpOption, TcpSegment
 
 REQ = b"GET / HTTP/1.0\r\n\r\n"
@@ -120,11 +120,11 @@ def test_valid_cookie_creates_a_child_at_once_that_reads_and_writes_before_the_t
     assert answer.seq == ISN + 1 and answer.payload == b"HTTP/1.0 200 OK\r\n"
     info = child.tcp_info()
     assert info.tcpi_options & TCPI_OPT_SYN_DATA and info.tcpi_options & TCPI_OPT_TFO_CHILD
-    assert listener.fastopen_qlen == 1  # pending until the third ACK
+    assert listener.fastopen_queue.qlen == 1  # pending until the third ACK
     h.receive_segment(
         CLIENT, SERVER, seg(A, PEER_ISN + 1 + len(REQ), ISN + 18, sport=40000, dport=80), 0.01
     )
-    assert child.state.name == "ESTABLISHED" and listener.fastopen_qlen == 0
+    assert child.state.name == "ESTABLISHED" and listener.fastopen_queue.qlen == 0
 
 
 def test_valid_cookie_without_data_still_makes_a_tfo_child() -> None:
@@ -192,7 +192,7 @@ def test_fastopen_backlog_bounds_pending_requests_overflow_gets_no_cookie() -> N
     h, listener = server(qlen=2)
     for port in (40000, 40001):
         assert send_syn(h, syn(FastOpen(cookie_for()), REQ, sport=port)).ack > PEER_ISN + 1
-    assert listener.fastopen_qlen == 2
+    assert listener.fastopen_queue.qlen == 2
     synack = send_syn(h, syn(FastOpen(cookie_for()), REQ, sport=40002))
     assert synack.ack == PEER_ISN + 1 and synack.fastopen is None  # ordinary handshake
     synack = send_syn(h, syn(FastOpen(b""), sport=40003))
@@ -212,7 +212,7 @@ def test_a_reset_pending_child_still_counts_for_60_seconds_once_accepted() -> No
     h, listener = server(qlen=1)
     send_syn(h, syn(FastOpen(cookie_for()), REQ, sport=39999), 0.0)
     h.receive_segment(CLIENT, SERVER, seg(R, PEER_ISN + 1 + len(REQ), sport=39999, dport=80), 0.5)
-    assert listener.fastopen_qlen == 0
+    assert listener.fastopen_queue.qlen == 0
     send_syn(h, syn(FastOpen(cookie_for()), REQ), 0.5)
     listener.accept(0.5)  # the reset one, as Linux: accept() returns it, reads give ECONNRESET
     assert listener.accept(0.5)[1][1] == 40000
@@ -269,7 +269,9 @@ def test_tcp_fastopen_option_errors_as_linux() -> None:
         listener.setsockopt(SOL_TCP, TCP_FASTOPEN, -1)
     assert exc.value.errno == errno.EINVAL
     listener.setsockopt(SOL_TCP, TCP_FASTOPEN, 100000)
-    assert listener.getsockopt(SOL_TCP, TCP_FASTOPEN) == h.somaxconn  # min(qlen, somaxconn)
+    assert (
+        listener.getsockopt(SOL_TCP, TCP_FASTOPEN) == h.settings.somaxconn
+    )  # min(qlen, somaxconn)
 
 
 def test_disconnect_resets_a_tfo_child_and_frees_its_place_at_once() -> None:
@@ -282,7 +284,7 @@ def test_disconnect_resets_a_tfo_child_and_frees_its_place_at_once() -> None:
     child.disconnect(0.1)
     rst = one(h)
     assert rst.flags == R | A and rst.seq == ISN + 1 and rst.ack == PEER_ISN + 11
-    assert listener.fastopen_qlen == 0 and child.conn is None
+    assert listener.fastopen_queue.qlen == 0 and child.conn is None
     with pytest.raises(EngineError) as exc:
         child.connect((str(CLIENT), 8080), 0.1)
     assert exc.value.errno == errno.EINPROGRESS

@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fastopen.constants import TCP_FASTOPEN, TCP_FASTOPEN_KEY
 from fastopen.cookies import KeyRing
 from fastopen.http.asgi import Receive, Scope, Send
 from fastopen.http.hypercorn_server import FastOpenConfig, serve_hypercorn
 from fastopen.http.urllib3_pool import FastOpenPoolManager
 from fastopen.http.uvicorn_server import uvicorn_server
-from fastopen.kernel.constants import TCP_FASTOPEN, TCP_FASTOPEN_KEY
 from fastopen.lab.netns import SERVER, Netns
 from fastopen.ops import keys as key_store
 

@@ -21,11 +21,12 @@ import pytest
 from tfo import cached_cookie
 
 import fastopen
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.cookies import Key, KeyRing
 from fastopen.http.responder import serve_http
 from fastopen.kernel import tcpinfo
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN, TCP_FASTOPEN_CONNECT
 from fastopen.lab.netns import Netns
+from fastopen.lab.servers import NGINX_CONF
 from fastopen.pcap import read_pcap
 from fastopen.report import FailReason, TfoReport
 from fastopen.runtime import UserspaceStack
@@ -248,9 +249,11 @@ def test_experimental_option_kernel_client(
         echo = Echo(len(request))
         server = await fastopen.start_server(echo, STACK[4], PORT, stack=stack)
         async with server:
-            stack.host.tcp_fastopen = 0x1  # server TFO off: the cookie request gets no cookie
+            stack.host.settings.tcp_fastopen = (
+                0x1  # server TFO off: the cookie request gets no cookie
+            )
             await asyncio.to_thread(kernel_request, ns, 4, request)
-            stack.host.tcp_fastopen = 0x3
+            stack.host.settings.tcp_fastopen = 0x3
             for _ in range(2):
                 assert (await asyncio.to_thread(kernel_request, ns, 4, request))[0].endswith(
                     request
@@ -443,28 +446,12 @@ def test_curl_against_engine_http(wire: tuple[Netns, UserspaceStack], tmp_path: 
     assert syns[1][2].startswith(b"GET / HTTP/1.1\r\nHost: 198.18.1.2:8080\r\n")
 
 
-NGINX_CONF = """
-daemon off; master_process off; worker_processes 1; pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-    uwsgi_temp_path {dir}; scgi_temp_path {dir};
-    server {{
-        listen {addr}:{port} fastopen=16;
-        location / {{ return 200 "nginx says hi\\n"; }}
-    }}
-}}
-"""
-
-
 def test_engine_client_against_nginx(wire: tuple[Netns, UserspaceStack]) -> None:
     ns, stack = wire
     request = b"GET / HTTP/1.1\r\nHost: nginx\r\nConnection: close\r\n\r\n"
     with tempfile.TemporaryDirectory(prefix="fo-nginx-") as tmp:
         conf = Path(tmp) / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=tmp, addr=KERNEL[4], port=PORT))
+        conf.write_text(NGINX_CONF.format(dir=tmp, listen=f"{KERNEL[4]}:{PORT}"))
         nginx = ns.popen(["nginx", "-c", str(conf), "-p", tmp], stderr=subprocess.PIPE)
 
         async def scenario() -> list[tuple[bytes, TfoReport]]:

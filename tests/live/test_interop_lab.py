@@ -17,8 +17,8 @@ import pytest
 from conftest import require_namespaces
 
 import fastopen
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.kernel import tcpinfo
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.lab.emulator import DEVICE, Lab
 from fastopen.lab.netns import Netns
 from fastopen.report import TfoReport

@@ -21,7 +21,7 @@ from conftest import require_namespaces
 
 from fastopen.cli import main
 from fastopen.packetdrill import Config, RunResult, ScriptError, parse_script, run_file
-from fastopen.packetdrill.runner import run_script
+from fastopen.packetdrill.run import run_script
 
 pytestmark = pytest.mark.live
 HERE = Path(__file__).resolve().parent.parent / "packetdrill"

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.lab.netns import CLIENT, SERVER, Netns
 from fastopen.wire import (
     PROTO_TCP,

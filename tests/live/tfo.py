@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import fastopen
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.lab.netns import SERVER, Netns
+from fastopen.lab.servers import kernel_echo
 
 PORT = 8080
 
@@ -42,29 +43,9 @@ def tfo_listener(ns: Netns, addr: str, port: int = PORT, qlen: int = 16) -> sock
 @contextmanager
 def echo_server(ns: Netns, addr: str, port: int = PORT) -> Iterator[None]:
     """A TFO listener at ``addr``:``port`` in ``ns`` answering ``ok:`` + what it got (one read a
-    connection) until the block ends."""
-    lsock = tfo_listener(ns, addr, port)
-    lsock.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = lsock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                conn.sendall(b"ok:" + conn.recv(100))
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
+    connection) until the block ends (:func:`fastopen.lab.servers.kernel_echo`)."""
+    with kernel_echo(ns, addr, port, tag=b"ok:"):
         yield
-    finally:
-        stop.set()
-        thread.join(5)
-        lsock.close()
 
 
 def request(ns: Netns, dst: str, data: bytes, src: str | None = None, port: int = PORT) -> bytes:

@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
+from fastopen.constants import TCPI_OPT_SYN_DATA, TCPI_OPT_TFO_CHILD
 from fastopen.kernel.attempts import Attempt, build_report
-from fastopen.kernel.constants import TCPI_OPT_SYN_DATA, TCPI_OPT_TFO_CHILD
 from fastopen.kernel.tcpinfo import SIZE, TcpInfo, read
 from fastopen.report import FailReason, OffReason, Side, TfoReport
 
@@ -133,4 +133,7 @@ def test_text_and_json() -> None:
         "tfo_child",
         "syn_data_received",
         "rtt",
+        "note",
+        "replay_suspected",
+        "replay_first_server",
     }

@@ -109,9 +109,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from fastopen.cli import cookie, demo, http, lab, ops, packetdrill
+    from fastopen.cli import cookie, demo, http, lab, ops, packetdrill, paths, probe
 
-    for module in (cookie, demo, http, lab, ops, packetdrill):
+    for module in (cookie, demo, http, lab, ops, packetdrill, paths, probe):
         for command in module.COMMANDS:
             main.add_command(command)
 

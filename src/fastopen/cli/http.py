@@ -9,17 +9,18 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
 from fastopen.cli.options import Duration, in_netns, json_option, netns_option, now
+from fastopen.constants import TFO_SERVER_ENABLE, TFO_SERVER_WO_SOCKOPT1
 from fastopen.errors import FastOpenError
 from fastopen.http.fetch import Fetched, fetch
 from fastopen.http.responder import serve_http
-from fastopen.kernel.constants import TFO_SERVER_ENABLE, TFO_SERVER_WO_SOCKOPT1
 from fastopen.ops import enable as bits
 from fastopen.ops import stats
+from fastopen.replay import WINDOW, ReplayGuard
 from fastopen.report import TfoReport
 from fastopen.runtime import UserspaceStack
 from fastopen.streams import STACKS, Stack
@@ -92,7 +93,7 @@ def _stack(name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None) -
 def _tfo_state(stack: Stack) -> str:
     """What ``serve`` says about TFO: on only when the server side can do it."""
     if isinstance(stack, UserspaceStack):
-        return "TFO on" if stack.host.tcp_fastopen & SERVER_BITS else "TFO off"
+        return "TFO on" if stack.host.settings.tcp_fastopen & SERVER_BITS else "TFO off"
     value = bits.read()
     if value & SERVER_BITS:
         return "TFO on"
@@ -141,6 +142,38 @@ async def _publish_counters(stack: UserspaceStack, tun: str, period: float = 0.2
     help="Pending TFO connections the listener queues (TCP_FASTOPEN qlen; default: "
     "net.core.somaxconn).",
 )
+@click.option(
+    "--replay-guard",
+    "replay_store",
+    metavar="STORE",
+    help="Check every connection for replayed SYN data in STORE: memory, sqlite:PATH or a Redis "
+    "URL (redis://host:port, unix:///path); a suspected replay of a request that is not safe to "
+    "replay gets 425 Too Early.",
+)
+@click.option(
+    "--replay-window",
+    type=Duration("s", minimum=0.0, min_open=True, maximum=86400.0),
+    default=WINDOW,
+    show_default=True,
+    help="How long a first delivery is remembered (the clients' SYN retransmission time; "
+    "a bare number is seconds).",
+)
+@click.option(
+    "--replay-unavailable",
+    type=click.Choice(["open", "closed"]),
+    default="closed",
+    show_default=True,
+    help="When the store cannot answer: closed flags SYN data, open lets it pass.",
+)
+@click.option(
+    "--replay-quarantine",
+    type=click.Choice(["listener", "flag", "off"]),
+    default="listener",
+    show_default=True,
+    help="For one window after the store forgot (a restart): keep TFO off on the listener, "
+    "or flag SYN data, or neither.",
+)
+@click.option("--server-id", help="This server's name in the replay store (default host/pid).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print a line per request.")
 @netns_option("Serve from inside the network namespace NETNS.")
 def serve(
@@ -153,6 +186,11 @@ def serve(
     body: str,
     body_file: Path | None,
     fastopen_backlog: int | None,
+    replay_store: str | None,
+    replay_window: float,
+    replay_unavailable: Literal["open", "closed"],
+    replay_quarantine: Literal["listener", "flag", "off"],
+    server_id: str | None,
     quiet: bool,
     netns: str | None,
 ) -> None:
@@ -167,6 +205,16 @@ def serve(
     def on_request(peer: str, method: str | None, status: int, report: TfoReport) -> None:
         click.echo(f"{peer} {method or '-'} {status} {report}")
 
+    guard = None
+    if replay_store is not None:
+        guard = ReplayGuard(
+            replay_store,
+            window=replay_window,
+            on_unavailable=replay_unavailable,
+            quarantine=replay_quarantine,
+            server_id=server_id,
+        )
+
     async def run(engine: Stack) -> None:
         server = await serve_http(
             host,
@@ -175,8 +223,12 @@ def serve(
             stack=engine,
             fastopen_backlog=fastopen_backlog,
             on_request=None if quiet else on_request,
+            replay_guard=guard,
         )
-        click.echo(f"serving http://{host}:{port}/ with {_tfo_state(engine)} ({stack} stack)")
+        guarded = "" if guard is None else f", replay guard {guard.store.name}"
+        click.echo(
+            f"serving http://{host}:{port}/ with {_tfo_state(engine)} ({stack} stack{guarded})"
+        )
         publisher = None
         if isinstance(engine, UserspaceStack):
             publisher = asyncio.create_task(_publish_counters(engine, tun))
@@ -191,6 +243,8 @@ def serve(
                 publisher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await publisher
+            if guard is not None:
+                await guard.close()
 
     try:
         with in_netns(netns), _stack(stack, tun, addresses, pcap) as engine:

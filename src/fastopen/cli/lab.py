@@ -12,6 +12,9 @@ import click
 from fastopen.cli.options import Duration, Group
 from fastopen.errors import FastOpenError
 from fastopen.lab.emulator import STATE, Lab, check_support, load_state, remove_detached, save_state
+from fastopen.lab.farm import CLIENT_ADDR, Farm, server_address
+from fastopen.lab.farm import remove as remove_farm
+from fastopen.lab.middlebox import MIDDLEBOXES
 
 _RATES = {"": 1.0, "bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 
@@ -117,6 +120,13 @@ _LINK_DELAY = Duration("ms", maximum=10.0)
     type=click.Path(dir_okay=False, path_type=Path),
     help="Record every packet the link carries to this pcap file.",
 )
+@click.option(
+    "--middlebox",
+    "middleboxes",
+    multiple=True,
+    metavar="NAME[:K=V,...]",
+    help="A middlebox in a router between link and server (repeatable; see lab middleboxes).",
+)
 def up(
     rtt: float,
     jitter: float,
@@ -128,6 +138,7 @@ def up(
     queue: int,
     seed: int,
     capture: Path | None,
+    middleboxes: tuple[str, ...],
 ) -> None:
     """Build the lab and leave it running (state in /run/fastopen/lab.json)."""
     check_support("fastopen lab up")
@@ -145,6 +156,7 @@ def up(
             queue=queue,
             seed=seed,
             capture=None if capture is None else capture.resolve(),
+            middleboxes=middleboxes,
         )
     except ValueError as exc:
         raise FastOpenError(str(exc)) from None
@@ -157,6 +169,9 @@ def up(
     there, here = emulated.server_addr, emulated.client_addr
     click.echo(f"  client namespace {client}: {here.ipv4} {here.ipv6}")
     click.echo(f"  server namespace {server}: {there.ipv4} {there.ipv6}")
+    if "router" in state:
+        boxes = ", ".join(state["middleboxes"])
+        click.echo(f"  router namespace {state['router']} between link and server: {boxes}")
     click.echo(f"  link forwarder pid {state['forwarder']}; state in {STATE}")
     click.echo(f"  try: ip netns exec {server} fastopen serve {there.ipv4} 8080 &")
     click.echo(f"       ip netns exec {client} fastopen get --repeat 3 http://{there.ipv4}:8080/")
@@ -172,6 +187,74 @@ def down() -> None:
         click.echo("no lab is up")
         return
     click.echo(f"lab down: removed {state['client']}, {state['server']} and the link forwarder")
+
+
+@lab.command("middleboxes")
+def list_middleboxes() -> None:
+    """The middleboxes lab up --middlebox can put between the link and the server."""
+    for box in MIDDLEBOXES.values():
+        params = ",".join(f"{k}={v}" for k, v in box.defaults.items())
+        click.echo(f"{box.name:<20} {box.summary}" + (f" [{params}]" if params else ""))
+    click.echo(
+        f"{'farm':<20} servers behind a direct-server-return load balancer, with or without "
+        "a shared key: fastopen lab farm up [--servers N] [--own-keys]"
+    )
+
+
+FARM_STATE = STATE.with_name("farm.json")
+
+
+@lab.group()
+def farm() -> None:
+    """A farm of servers behind a direct-server-return load balancer (fo-farm-*)."""
+
+
+@farm.command("up")
+@click.option("--servers", type=int, default=2, show_default=True, help="How many servers.")
+@click.option("--own-keys", is_flag=True, help="Each server its own TFO key (no shared key).")
+@click.option(
+    "--policy",
+    default="hash",
+    show_default=True,
+    help="How SYNs are spread: hash, round_robin or a server index.",
+)
+def farm_up(servers: int, own_keys: bool, policy: str) -> None:
+    """Build the farm and leave it running (state in /run/fastopen/farm.json)."""
+    check_support("fastopen lab farm up")
+    if load_state(FARM_STATE) is not None:
+        raise FastOpenError("a farm is already up", hint="fastopen lab farm down removes it")
+    chosen: str | int = int(policy) if policy.isdigit() else policy
+    built = Farm(servers=servers, shared_key=not own_keys, policy=chosen).start()
+    try:
+        state = built.detach()
+    except BaseException:
+        built.close()
+        raise
+    save_state(state, FARM_STATE)
+    key = "own keys" if own_keys else "a shared key"
+    click.echo(f"farm up: {servers} servers with {key}, VIP {state['vip']}, policy {policy}")
+    click.echo(f"  client namespace {state['client']}: {CLIENT_ADDR}")
+    click.echo(f"  load balancer namespace {state['lb']}")
+    for index, name in enumerate(built_servers(state)):
+        click.echo(f"  server {index} namespace {name}: {server_address(index)}, VIP on lo")
+    click.echo("  remove it with: fastopen lab farm down")
+
+
+def built_servers(state: dict[str, Any]) -> list[str]:
+    return [str(n) for n in state.get("servers", [])]
+
+
+@farm.command("down")
+def farm_down() -> None:
+    """Remove the farm's namespaces."""
+    check_support("fastopen lab farm down")
+    state = load_state(FARM_STATE)
+    if state is None:
+        click.echo("no farm is up")
+        return
+    gone = remove_farm(state)
+    FARM_STATE.unlink(missing_ok=True)
+    click.echo(f"farm down: removed {', '.join(gone)}")
 
 
 COMMANDS = [lab]

@@ -18,8 +18,9 @@ from fastopen.engine.events import (
     SocketEvent,
     Writable,
 )
-from fastopen.engine.host import Host
+from fastopen.engine.host import ConnectionFault, Host
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
+from fastopen.engine.settings import Settings
 from fastopen.engine.socket import EngineSocket
 from fastopen.engine.states import TRANSITIONS, TcpEvent, TcpState
 
@@ -29,6 +30,7 @@ __all__ = [
     "CacheEntry",
     "Closed",
     "Connected",
+    "ConnectionFault",
     "CookieCache",
     "EngineError",
     "EngineSocket",
@@ -38,6 +40,7 @@ __all__ = [
     "NegativeEntry",
     "NegativeReason",
     "Readable",
+    "Settings",
     "SocketEvent",
     "TcpEvent",
     "TcpInfo",

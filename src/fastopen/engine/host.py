@@ -8,6 +8,7 @@ It never reads a clock, touches a socket or starts a thread.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import heapq
 import ipaddress
@@ -16,20 +17,24 @@ import secrets
 import struct
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from typing import Unpack
 
-from fastopen.cookies import KeyRing, Match, cookie_input, siphash24
-from fastopen.engine.cache import NEGATIVE_TIME, CookieCache, IPAddress, NegativeReason
-from fastopen.engine.events import Accepted, EngineError, Event, Readable
+from fastopen.constants import TFO_COUNTERS
+from fastopen.cookies import siphash24
+from fastopen.engine.cache import CookieCache, IPAddress, NegativeReason
+from fastopen.engine.context import Bound, ConnKey, Timed
+from fastopen.engine.events import EngineError, Event, Readable
+from fastopen.engine.fastopen import Blackhole, server_admission
+from fastopen.engine.handshake import Negotiated, clamp_mss, negotiate
+from fastopen.engine.icmp import PMTU_EXPIRES, IcmpError
+from fastopen.engine.request import RequestSock
+from fastopen.engine.seq import ACK, FIN, MASK, RST, SYN
+from fastopen.engine.settings import Settings, SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, EngineSocket
-from fastopen.engine.tcb import ACK, FIN, MASK, RST, SYN, Connection
+from fastopen.engine.syncookies import VALID, SynCookies, decode_timestamp, timestamp
+from fastopen.engine.tcb import Connection
 from fastopen.errors import MalformedPacket
-from fastopen.kernel.constants import (
-    TFO_COUNTERS,
-    TFO_SERVER_COOKIE_NOT_REQD,
-    TFO_SERVER_ENABLE,
-    TFO_SERVER_WO_SOCKOPT1,
-)
-from fastopen.wire import PROTO_TCP, FastOpen, Flags, TcpSegment, ip_packet, parse_ip
+from fastopen.wire import PROTO_TCP, Flags, TcpSegment, ip_packet, parse_ip
 
 #: Callback choosing the ISN: (local, local port, remote, remote port, now) -> 32-bit ISN.
 IsnFunction = Callable[[IPAddress, int, IPAddress, int, float], int]
@@ -37,81 +42,69 @@ IsnFunction = Callable[[IPAddress, int, IPAddress, int, float], int]
 TsOffsetFunction = Callable[[IPAddress, IPAddress], int]
 
 EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999
-#: Linux keeps a reset TFO child counted against the fastopen backlog this long.
-FASTOPEN_RST_HOLD = 60.0
+#: tcp_challenge_ack_limit's INT_MAX: the host-wide limit is off (Linux 6.x's default).
+CHALLENGE_ACK_UNLIMITED = 0x7FFFFFFF
+#: The MSS a SYN without the option gets a cookie for (Linux: TCP_MSS_DEFAULT, 536).
+MSS_COOKIE_DEFAULT = 536
 Segment = tuple[IPAddress, IPAddress, TcpSegment]
 
 
-class Host:
-    """One TCP/IP stack: addresses, sysctl-like settings, listeners, connections, counters.
+class ConnectionFault(Exception):
+    """An input failed inside the engine (a bug, never a peer's doing): ``owner`` is the
+    Connection or request socket it failed in (None: the listener or the host); the cause is
+    chained. :meth:`Host.reset_faulty` drops that one."""
 
-    ``tcp_fastopen`` takes the bits of ``net.ipv4.tcp_fastopen`` (default 0x1, as Linux).
-    ``keys`` is the namespace's TFO key ring (``net.ipv4.tcp_fastopen_key``; random by default).
-    ``blackhole_timeout`` is ``tcp_fastopen_blackhole_timeout_sec`` (0, off, as Linux 5.14+).
-    ``syn_linear_timeouts`` is ``tcp_syn_linear_timeouts`` (Linux 6.x: SYNs are retransmitted
-    that many times more, at the initial RTO, before the RTO doubles).
-    ``negative_cache_time`` is the FreeBSD-style per-path disable time (0 turns it off).
-    ``isn`` and ``tsoffset`` replace the keyed (RFC 6528) ISN and timestamp offset.
+    def __init__(self, owner: object) -> None:
+        super().__init__(f"engine input failed in {owner!r}")
+        self.owner = owner
+
+
+class Host:
+    """One TCP/IP stack: addresses, settings (its sysctls), listeners, connections, counters.
+
+    ``settings`` (a :class:`~fastopen.engine.settings.Settings`, Linux defaults when None) and
+    keyword arguments naming its fields (``Host(addresses, tcp_fastopen=0x2)``) give the
+    sysctls; ``host.settings`` changes them later. ``isn`` and ``tsoffset`` replace the keyed
+    (RFC 6528) ISN and timestamp offset; ``secret`` keys them. A Host implements the narrow
+    contexts its connections and sockets see (:mod:`fastopen.engine.context`).
     """
 
     def __init__(
         self,
         addresses: Iterable[str | IPAddress],
+        settings: Settings | None = None,
         *,
-        tcp_fastopen: int = 0x1,
-        keys: KeyRing | None = None,
-        timestamps: bool = True,
-        sack: bool = True,
-        window_scaling: bool = True,
-        wscale: int = 7,
-        mtu: int = 1500,
-        rmem: int = 131072,
-        wmem: int = 262144,
-        somaxconn: int = 4096,
-        syn_retries: int = 6,
-        syn_linear_timeouts: int = 4,
-        synack_retries: int = 5,
-        retries2: int = 15,
-        blackhole_timeout: float = 0.0,
-        negative_cache_time: float = NEGATIVE_TIME,
         isn: IsnFunction | None = None,
         tsoffset: TsOffsetFunction | None = None,
         secret: bytes | None = None,
+        **changes: Unpack[SettingsChanges],
     ) -> None:
         self.addresses: list[IPAddress] = [ipaddress.ip_address(a) for a in addresses]
         if not self.addresses:
             raise ValueError("a Host needs at least one address")
-        self.tcp_fastopen = tcp_fastopen
-        self.keys = keys or KeyRing.generate()
-        self.timestamps = timestamps
-        self.sack = sack
-        self.window_scaling = window_scaling
-        self.wscale = wscale
-        self.mtu = mtu
-        self.rmem = rmem
-        self.wmem = wmem
-        self.somaxconn = somaxconn
-        self.syn_retries = syn_retries
-        self.syn_linear_timeouts = syn_linear_timeouts
-        self.synack_retries = synack_retries
-        self.retries2 = retries2
-        self.blackhole_timeout = blackhole_timeout
-        self.cookie_cache = CookieCache(negative_cache_time)
+        base = settings if settings is not None else Settings()
+        self.settings = dataclasses.replace(base, **changes) if changes else base
+        self.cookie_cache = CookieCache(self.settings.negative_cache_time)
         self.counters: Counter[str] = Counter({name: 0 for name in TFO_COUNTERS})
-        self.connections: dict[tuple[IPAddress, int, IPAddress, int], Connection] = {}
-        self.listeners: dict[tuple[IPAddress | None, int], EngineSocket] = {}
-        self._bound: dict[tuple[IPAddress | None, int], EngineSocket] = {}
+        self.blackhole = Blackhole(self.settings, self.counters)
+        self.connections: dict[ConnKey, Connection] = {}
+        #: Path MTUs learnt from ICMP, by destination: (MTU, when it expires).
+        self.pmtu: dict[IPAddress, tuple[int, float]] = {}
+        #: request sockets: SYNs answered without a connection yet (Linux's SYN_RECV reqsks)
+        self.requests: dict[ConnKey, RequestSock] = {}
+        self.listeners: dict[Bound, EngineSocket] = {}
+        self._bound: dict[Bound, EngineSocket] = {}
         self._isn = isn
         self._tsoffset = tsoffset
         self._secret = secret or secrets.token_bytes(16)
         self._out: list[Segment] = []
         self._events: deque[Event] = deque()
-        self._timers: list[tuple[float, int, Connection]] = []
+        self._timers: list[tuple[float, int, Timed]] = []
         self._tick = itertools.count()
         self._next_port = EPHEMERAL_LOW
-        self._bh_times = 0
-        self._bh_stamp = 0.0
-        self.last_now = 0.0
+        self.syncookies = SynCookies(self._secret)
+        self._challenge_second = -1
+        self._challenge_count = 0
 
     # -- sockets -----------------------------------------------------------------------------------
 
@@ -120,7 +113,10 @@ class Host:
         return EngineSocket(self, family)
 
     def adv_mss(self, local: IPAddress) -> int:
-        return self.mtu - (40 if local.version == 4 else 60)
+        return self.settings.mtu - (40 if local.version == 4 else 60)
+
+    def has_address(self, ip: IPAddress) -> bool:
+        return ip in self.addresses
 
     def source_address(self, remote: IPAddress) -> IPAddress:
         for addr in self.addresses:
@@ -176,12 +172,6 @@ class Host:
     def start_listening(self, sock: EngineSocket) -> None:
         assert sock.bound is not None
         self.listeners[sock.bound] = sock
-        if (
-            self.tcp_fastopen & TFO_SERVER_WO_SOCKOPT1
-            and self.tcp_fastopen & TFO_SERVER_ENABLE
-            and not sock.fastopen_max_qlen
-        ):
-            sock.fastopen_max_qlen = sock.backlog
 
     def stop_listening(self, sock: EngineSocket, now: float) -> None:
         if sock.bound is not None and self.listeners.get(sock.bound) is sock:
@@ -191,18 +181,41 @@ class Host:
             if conn is not None and not conn.gone():
                 conn.abort(now)
         sock.accept_queue.clear()
-        embryos = [c for c in self.connections.values() if c.listener is sock and not c.syn_acked]
-        for conn in embryos:
-            conn.abort(now, rst=False)  # Linux drops request sockets silently
+        # Linux inet_csk_listen_stop: what accept() took is the application's now (an accepted
+        # TFO child finishes its handshake alone); request sockets are dropped silently
+        for req in [r for r in self.requests.values() if r.listener is sock]:
+            req.leave()
 
     # -- identifiers (RFC 6528) --------------------------------------------------------------------
 
-    def choose_isn(self, local: IPAddress, lport: int, remote: IPAddress, rport: int) -> int:
+    def new_connection(
+        self, sock: EngineSocket, bound: Bound | None, remote: IPAddress, rport: int, now: float
+    ) -> Connection:
+        """An active open's connection: the source address and port chosen, in the table."""
+        local = bound[0] if bound is not None else None
+        if local is None:
+            local = self.source_address(remote)
+        lport = bound[1] if bound is not None else self.ephemeral_port(local, remote, rport)
+        if (local, lport, remote, rport) in self.connections:
+            raise EngineError(errno.EADDRNOTAVAIL)
+        conn = Connection(self, sock, local, lport, remote, rport, now)
+        self.connections[conn.key] = conn
+        route = self.pmtu.get(remote)
+        if route is not None:
+            if now < route[1]:
+                conn.clamp_mss(route[0] - (40 if remote.version == 4 else 60))
+            else:
+                del self.pmtu[remote]
+        return conn
+
+    def choose_isn(
+        self, local: IPAddress, lport: int, remote: IPAddress, rport: int, now: float
+    ) -> int:
         """ISN = F(4-tuple, secret) + a 64 ns clock (RFC 6528, as Linux secure_tcp_seq)."""
         if self._isn is not None:
-            return self._isn(local, lport, remote, rport, self.last_now) & MASK
+            return self._isn(local, lport, remote, rport, now) & MASK
         data = local.packed + remote.packed + struct.pack("!HH", lport, rport)
-        return (siphash24(self._secret, data) + (int(self.last_now * 1e9) >> 6)) & MASK
+        return (siphash24(self._secret, data) + (int(now * 1e9) >> 6)) & MASK
 
     def choose_tsoffset(self, local: IPAddress, remote: IPAddress) -> int:
         """A keyed per-pair timestamp offset (Linux secure_tcp_ts_off)."""
@@ -212,9 +225,9 @@ class Host:
 
     # -- timers and events -------------------------------------------------------------------------
 
-    def schedule(self, conn: Connection, when: float) -> None:
-        conn.pushed_at = when
-        heapq.heappush(self._timers, (when, next(self._tick), conn))
+    def schedule(self, timed: Timed, when: float) -> None:
+        timed.pushed_at = when
+        heapq.heappush(self._timers, (when, next(self._tick), timed))
 
     def get_timer(self) -> float | None:
         """The earliest time :meth:`handle_timer` must be called, or None."""
@@ -235,14 +248,16 @@ class Host:
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``."""
-        self.last_now = now
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, _, conn = heapq.heappop(timers)
-            if conn.pushed_at != when:
+            when, _, timed = heapq.heappop(timers)
+            if timed.pushed_at != when:
                 continue
-            conn.pushed_at = None
-            conn.on_timer(now)
+            timed.pushed_at = None
+            try:
+                timed.on_timer(now)
+            except Exception as exc:  # a bug: the caller resets that one (reset_faulty)
+                raise ConnectionFault(timed) from exc
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
@@ -284,6 +299,21 @@ class Host:
         self.counters["TcpOutRsts"] += 1
         self.output(local, remote, rst)
 
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """Linux's host-wide challenge ACK budget: tcp_challenge_ack_limit per second (INT_MAX,
+        Linux 6.x's default, is no limit; Linux draws the budget at random around the limit)."""
+        limit = self.settings.challenge_ack_limit
+        if limit >= CHALLENGE_ACK_UNLIMITED:
+            return True
+        second = int(now)
+        if second != self._challenge_second:
+            self._challenge_second = second
+            self._challenge_count = limit
+        if self._challenge_count <= 0:
+            return False
+        self._challenge_count -= 1
+        return True
+
     # -- input -------------------------------------------------------------------------------------
 
     def receive(self, packet: bytes, now: float) -> None:
@@ -299,26 +329,74 @@ class Host:
         self.receive_segment(ip.src, ip.dst, seg, now)
 
     def receive_segment(self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float) -> None:
-        """A parsed segment from ``src`` to ``dst`` (one of this host's addresses)."""
-        self.last_now = now
+        """A parsed segment from ``src`` to ``dst`` (one of this host's addresses).
+
+        An exception inside the engine (a bug) comes out as :class:`ConnectionFault` naming
+        the connection it happened in; :meth:`reset_faulty` drops that one, the rest go on.
+        """
         self.counters["TcpInSegs"] += 1
-        conn = self.connections.get((dst, seg.dst_port, src, seg.src_port))
-        if conn is not None:
-            if not conn.time_wait_reusable(seg):
+        key = (dst, seg.dst_port, src, seg.src_port)
+        owner: object = None
+        try:
+            conn = owner = self.connections.get(key)
+            if conn is not None:
+                if not conn.time_wait_reusable(seg):
+                    conn.segment_arrives(seg, now)
+                    return
+                conn.end_time_wait(now)
+            req = owner = self.requests.get(key)
+            if req is not None:
+                if req.is_syn_again(seg):
+                    req.send_synack(now)  # the SYN-ACK again, without the cookie option
+                    return
+                conn = owner = self._child_from_request(req, now)
                 conn.segment_arrives(seg, now)
                 return
-            conn.end_time_wait()
-        listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get(
-            (None, seg.dst_port)
-        )
-        if listener is not None:
-            self._listen_input(listener, src, dst, seg, now)
-        else:
-            self.send_reset_for(dst, src, seg)
+            owner = None
+            listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get(
+                (None, seg.dst_port)
+            )
+            if listener is not None:
+                self._listen_input(listener, src, dst, seg, now)
+            else:
+                self.send_reset_for(dst, src, seg)
+        except Exception as exc:
+            raise ConnectionFault(owner) from exc
+
+    def reset_faulty(self, fault: ConnectionFault, now: float) -> None:
+        """Drop what ``fault`` names (a RST to its peer, the application told ECONNRESET),
+        so that one failing connection never stops the others or the timers."""
+        owner = fault.owner
+        if isinstance(owner, RequestSock):
+            if self.requests.get(owner.key) is owner:
+                owner.leave()
+        elif isinstance(owner, Connection):
+            owner.fail(now)
+
+    def receive_icmp(self, error: IcmpError, now: float) -> None:
+        """An ICMP or ICMPv6 error quoting a segment this host sent (Linux tcp_v4_err,
+        tcp_v6_err): the connection it names takes it; one this host does not have counts as
+        an ICMP input error."""
+        conn = self.connections.get(error.key)
+        if conn is not None:
+            conn.icmp_error(error, now)
+            return
+        req = self.requests.get(error.key)
+        if req is None:
+            self.counters["IcmpInErrors"] += 1
+        elif error.seq != req.iss:  # Linux tcp_req_err
+            self.counters["OutOfWindowIcmps"] += 1
+        elif error.aborts_request:
+            self.counters["ListenDrops"] += 1  # dropped silently, as POSIX wants of accept()
+            req.leave()
+
+    def update_pmtu(self, remote: IPAddress, mtu: int, now: float) -> None:
+        """A smaller path MTU to ``remote`` (a route exception, as Linux keeps one for
+        ip_rt_mtu_expires, 10 minutes): new connections to it start with it too."""
+        self.pmtu[remote] = (mtu, now + PMTU_EXPIRES)
 
     def receive_icmp_unreachable(self, dst: str | IPAddress, now: float) -> None:
         """An ICMP destination unreachable for ``dst``: TFO off to it (negative cache)."""
-        self.last_now = now
         remote = ipaddress.ip_address(dst)
         for local in self.addresses:
             if local.version == remote.version:
@@ -331,117 +409,162 @@ class Host:
         if flags & RST:
             return
         if flags & ACK:
+            if not flags & SYN and self._cookie_ack(listener, src, dst, seg, now):
+                return
             self.send_reset_for(dst, src, seg)
             return
         if not flags & SYN or flags & FIN:
             return  # Linux tcp_rcv_state_process (6.x) discards a SYN with FIN in LISTEN
+        # Linux tcp_conn_request: a full SYN queue (or tcp_syncookies=2) means SYN cookies
+        settings = self.settings
+        want_cookie = settings.syncookies == 2 or listener.syn_qlen > listener.backlog
+        if want_cookie:
+            if not settings.syncookies:
+                self.counters["TCPReqQFullDrop"] += 1
+                self.counters["ListenDrops"] += 1
+                return
+            self.counters["TCPReqQFullDoCookies"] += 1
         if len(listener.accept_queue) >= max(listener.backlog, 1):
             self.counters["ListenOverflows"] += 1
             self.counters["ListenDrops"] += 1
             return
-        child = EngineSocket(self, AF_INET if dst.version == 4 else AF_INET6)
-        conn = Connection(self, child, dst, seg.dst_port, src, seg.src_port)
+        key = (dst, seg.dst_port, src, seg.src_port)
+        neg = negotiate(settings, seg, self.adv_mss(dst))
+        if want_cookie:
+            self._send_cookie(listener, key, seg, neg, now)
+            return
+        limit = settings.max_syn_backlog
+        if not settings.syncookies and limit - listener.syn_qlen < limit >> 2:
+            self.counters["ListenDrops"] += 1  # the last quarter is kept (Linux: for proven peers)
+            return
+        fastopen, reply = server_admission(
+            settings,
+            listener.fastopen_queue,
+            listener.fastopen_keys or settings.keys,
+            listener.fastopen_no_cookie,
+            src,
+            dst,
+            seg,
+            now,
+            self.counters,
+        )
+        iss = self.choose_isn(dst, seg.dst_port, src, seg.src_port, now)
+        if not fastopen:
+            req = RequestSock(self, listener, key, seg, neg, iss)
+            self.requests[key] = req
+            listener.syn_qlen += 1
+            listener.syn_young += 1
+            self.counters["TcpPassiveOpens"] += 1
+            req.start(now, reply)
+            return
+        conn = self._child(listener, key, iss, now)
+        child = conn.sock
+        conn.accept_fastopen(listener, seg, now, reply)
+        listener.fastopen_queue.add()
+        listener.child_ready(child)
+        if conn.rcv_buf:
+            self.emit(Readable(child))
+
+    def _child(self, listener: EngineSocket, key: ConnKey, iss: int, now: float) -> Connection:
+        """A new child connection of ``listener`` in the table (its socket made for it)."""
+        local, lport, remote, rport = key
+        child = EngineSocket(self, AF_INET if local.version == 4 else AF_INET6)
+        conn = Connection(self, child, local, lport, remote, rport, now, iss)
         child.conn = conn
-        self.connections[conn.key] = conn
-        fastopen, reply = self._try_fastopen(listener, src, dst, seg, now)
-        conn.accept_syn(listener, seg, now, fastopen=fastopen, reply=reply)
-        if fastopen:
-            listener.fastopen_qlen += 1
-            self.enqueue_accept(listener, conn)
-            if conn.rcv_buf:
-                self.emit(Readable(child))
+        self.connections[key] = conn
+        return conn
 
-    def enqueue_accept(self, listener: EngineSocket, conn: Connection) -> None:
-        listener.accept_queue.append(conn.sock)
-        self.emit(Accepted(listener))
+    def _child_from_request(self, req: RequestSock, now: float) -> Connection:
+        """A segment for a request socket: it becomes a full connection, which takes it."""
+        del self.requests[req.key]
+        req.pushed_at = None
+        listener = req.listener
+        if req.retransmits == 0:
+            listener.syn_young -= 1
+        conn = self._child(listener, req.key, req.iss, now)
+        conn.from_request(
+            listener,
+            req.irs,
+            req.neg,
+            req.window,
+            retransmits=req.retransmits,
+            synack_at=req.sent_at,
+            rto_at=req.deadline(),
+        )
+        return conn
 
-    # -- TCP Fast Open, server side (Linux tcp_try_fastopen) ---------------------------------------
+    # -- SYN cookies (Linux syncookies.c) ----------------------------------------------------------
 
-    def _try_fastopen(
+    def _send_cookie(
+        self, listener: EngineSocket, key: ConnKey, seg: TcpSegment, neg: Negotiated, now: float
+    ) -> None:
+        """A SYN-ACK whose ISN is a cookie; nothing is kept, and the SYN gets no fast open."""
+        local, lport, remote, rport = key
+        if not neg.ts_ok:  # Linux tcp_clear_options: no room to remember them without TS
+            neg = neg._replace(wscale_ok=False, snd_wscale=0, sack_ok=False)
+        isn, _ = self.syncookies.make(
+            remote, local, rport, lport, seg.seq, seg.mss or MSS_COOKIE_DEFAULT, now
+        )
+        req = RequestSock(self, listener, key, seg, neg, isn)
+        tsval = None
+        if neg.ts_ok:
+            wscale = neg.snd_wscale if neg.wscale_ok else None
+            tsval = timestamp(int(now * 1000), wscale, neg.sack_ok, False)
+        req.send_synack(now, tsval=tsval)
+        listener.last_overflow = now
+        self.counters["SyncookiesSent"] += 1
+
+    def _cookie_ack(
         self, listener: EngineSocket, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float
-    ) -> tuple[bool, FastOpen | None]:
-        """(a child with the SYN data at once, the cookie option for the SYN-ACK)."""
-        fo = seg.fastopen
-        length = len(fo.cookie) if fo is not None and fo.valid else -1
-        experimental = fo.experimental if fo is not None else False
-        syn_data = bool(seg.payload)
-        if length == 0:
-            self.counters["TCPFastOpenCookieReqd"] += 1
-        if not (
-            self.tcp_fastopen & TFO_SERVER_ENABLE
-            and (syn_data or length >= 0)
-            and self._fastopen_queue_check(listener, now)
-        ):
-            return False, None
-        if self.tcp_fastopen & TFO_SERVER_COOKIE_NOT_REQD or listener.fastopen_no_cookie:
-            self.counters["TCPFastOpenPassive"] += 1
-            return True, None
-        if length < 0:
-            return False, None
-        ring = listener.fastopen_keys or self.keys
-        packed = cookie_input(src.packed, dst.packed)  # bytes: no address parsing
-        valid = FastOpen(ring.primary.cookie_packed(packed), experimental)
-        if length == 0:
-            return False, valid
-        assert fo is not None
-        match = ring.check_packed(fo.cookie, packed)
-        if match is Match.NONE:
-            self.counters["TCPFastOpenPassiveFail"] += 1
-            return False, valid
-        self.counters["TCPFastOpenPassive"] += 1
-        if match is Match.BACKUP:
-            self.counters["TCPFastOpenPassiveAltKey"] += 1
-            return True, valid
-        return True, None
-
-    def _fastopen_queue_check(self, listener: EngineSocket, now: float) -> bool:
-        """Linux tcp_fastopen_queue_check: pending fast open requests bounded by max_qlen."""
-        if listener.fastopen_max_qlen == 0:
+    ) -> bool:
+        """Linux cookie_v4_check: an ACK to a listener that returns a SYN cookie makes the
+        connection (False: no cookie, the ACK gets a RST)."""
+        settings = self.settings
+        last = listener.last_overflow
+        if not settings.syncookies or last is None or now - last > VALID:
+            return False  # Linux tcp_synq_no_recent_overflow
+        mss = self.syncookies.check(src, dst, seg.src_port, seg.dst_port, seg.seq, seg.ack, now)
+        if not mss:
+            self.counters["SyncookiesFailed"] += 1
             return False
-        if listener.fastopen_qlen >= listener.fastopen_max_qlen:
-            held = listener.fastopen_rst
-            if not held or held[0] > now:
-                self.counters["TCPFastOpenListenOverflow"] += 1
+        self.counters["SyncookiesRecv"] += 1
+        ts = seg.timestamps
+        key = (dst, seg.dst_port, src, seg.src_port)
+        if ts is not None and settings.timestamps:
+            offset = self.choose_tsoffset(dst, src)
+            opts = decode_timestamp((ts.tsecr - offset) & MASK)
+            if (opts.sack_ok and not settings.sack) or (
+                opts.wscale_ok and not settings.window_scaling
+            ):
                 return False
-            held.popleft()
-            listener.fastopen_qlen -= 1
+            neg = Negotiated(
+                opts.wscale_ok,
+                opts.snd_wscale,
+                opts.sack_ok,
+                True,
+                ts.tsval,
+                clamp_mss(settings, mss, self.adv_mss(dst), True),
+            )
+        else:
+            neg = Negotiated(
+                False, 0, False, False, 0, clamp_mss(settings, mss, self.adv_mss(dst), False)
+            )
+        if len(listener.accept_queue) >= max(listener.backlog, 1):
+            self.counters["ListenOverflows"] += 1
+            self.counters["ListenDrops"] += 1
+            return True  # dropped: the peer's retransmission may find room
+        self.counters["TcpPassiveOpens"] += 1
+        conn = self._child(listener, key, (seg.ack - 1) & MASK, now)
+        irs = (seg.seq - 1) & MASK
+        conn.from_request(
+            listener, irs, neg, seg.window, retransmits=0, synack_at=None, rto_at=None
+        )
+        conn.segment_arrives(seg, now)
         return True
 
-    def forget(self, conn: Connection, *, reset: bool) -> None:
-        """``conn`` is closed: out of the tables; a pending TFO child reset after the
-        application accepted it stays counted 60 s (Linux reqsk_fastopen_remove)."""
-        if self.connections.get(conn.key) is conn:
-            del self.connections[conn.key]
-        conn.pushed_at = None
-        listener = conn.listener
-        if listener is not None and conn.fo_pending:
-            conn.fo_pending = False
-            if reset and listener.listening and conn.sock not in listener.accept_queue:
-                listener.fastopen_rst.append(self.last_now + FASTOPEN_RST_HOLD)
-            else:
-                listener.fastopen_qlen -= 1
-
-    # -- TCP Fast Open, client side: Linux's global blackhole switch -------------------------------
-
-    def fastopen_active_disable(self, now: float) -> None:
-        """Linux tcp_fastopen_active_disable (only when ``blackhole_timeout`` is set)."""
-        if not self.blackhole_timeout:
-            return
-        self._bh_times += 1
-        self._bh_stamp = now
-        self.counters["TCPFastOpenBlackhole"] += 1
-
-    def fastopen_active_should_disable(self, now: float) -> bool:
-        """Client TFO is off for timeout x 2^(n-1) (at most 64x) after the n-th detection."""
-        if not self.blackhole_timeout or not self._bh_times:
-            return False
-        multiplier = 1 << min(self._bh_times - 1, 6)
-        return now < self._bh_stamp + multiplier * self.blackhole_timeout
-
-    def blackhole_disabled_before(self) -> bool:
-        """Client TFO was disabled and the period is over (Linux marks such connections)."""
-        return self._bh_times > 0
-
-    def reset_blackhole(self) -> None:
-        """Forget past detections (Linux: after data flowed on a marked TFO connection)."""
-        self._bh_times = 0
+    def forget(self, key: ConnKey, owner: object) -> None:
+        """A connection closed, or a request socket went: out of its table."""
+        if self.connections.get(key) is owner:
+            del self.connections[key]
+        elif self.requests.get(key) is owner:
+            del self.requests[key]

@@ -12,16 +12,8 @@ import functools
 import ipaddress
 import socket as _socket
 from collections import deque
-from typing import TYPE_CHECKING
 
-from fastopen.cookies import KeyRing
-from fastopen.engine.cache import IPAddress
-from fastopen.engine.events import EngineError
-from fastopen.engine.info import FastOpenClientFail, TcpInfo
-from fastopen.engine.states import TcpState
-from fastopen.engine.tcb import OPTION_SPACE, Connection
-from fastopen.errors import KeyFormatError
-from fastopen.kernel.constants import (
+from fastopen.constants import (
     MSG_FASTOPEN,
     TCP_FASTOPEN,
     TCP_FASTOPEN_CONNECT,
@@ -29,27 +21,60 @@ from fastopen.kernel.constants import (
     TCP_FASTOPEN_NO_COOKIE,
     TCP_INFO,
     TFO_CLIENT_ENABLE,
-    TFO_CLIENT_NO_COOKIE,
 )
+from fastopen.cookies import KeyRing
+from fastopen.engine.cache import IPAddress
+from fastopen.engine.context import SocketContext
+from fastopen.engine.events import Accepted, EngineError, Readable, Writable
+from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
+from fastopen.engine.handshake import MSS_DEFAULT
+from fastopen.engine.info import TcpInfo
+from fastopen.engine.states import TcpState
+from fastopen.engine.tcb import Connection
+from fastopen.errors import KeyFormatError
 from fastopen.wire import FastOpen
-
-if TYPE_CHECKING:
-    from fastopen.engine.host import Host
 
 SOL_SOCKET = _socket.SOL_SOCKET
 SOL_TCP = _socket.IPPROTO_TCP
 SO_REUSEADDR = _socket.SO_REUSEADDR
 SO_ERROR = _socket.SO_ERROR
+SO_KEEPALIVE = _socket.SO_KEEPALIVE
 TCP_NODELAY = _socket.TCP_NODELAY
 TCP_SYNCNT = _socket.TCP_SYNCNT
+TCP_MAXSEG = _socket.TCP_MAXSEG
+TCP_QUICKACK = _socket.TCP_QUICKACK
+TCP_KEEPIDLE = _socket.TCP_KEEPIDLE
+TCP_KEEPINTVL = _socket.TCP_KEEPINTVL
+TCP_KEEPCNT = _socket.TCP_KEEPCNT
+#: Linux MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL (seconds), MAX_TCP_KEEPCNT; TCP_MIN_MSS and
+#: MAX_TCP_WINDOW bound TCP_MAXSEG.
+MAX_KEEPIDLE = 32767
+MAX_KEEPINTVL = 32767
+MAX_KEEPCNT = 127
+MIN_USER_MSS, MAX_USER_MSS = 88, 32767
+#: Linux's poll bits (tcp_poll), as <poll.h> has them.
+POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
+POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
+#: An address of family AF_UNSPEC, as sendto(MSG_FASTOPEN) may be given one (Linux refuses it).
+AF_UNSPEC_ADDRESS = ("", -1)
 #: Linux MAX_TCP_SYNCNT: the most TCP_SYNCNT takes.
 MAX_SYNCNT = 127
-#: Linux net.ipv4.tcp_min_snd_mss: the MSS never goes below it, SYN data's neither.
-MIN_SND_MSS = 48
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 
 SockAddr = tuple[str, int]
+#: (level, name) of IP_RECVERR and IPV6_RECVERR.
+_RECVERR = frozenset(((_socket.IPPROTO_IP, 11), (_socket.IPPROTO_IPV6, 25)))
+_KEEPALIVE_LIMITS = {
+    TCP_KEEPIDLE: MAX_KEEPIDLE,
+    TCP_KEEPINTVL: MAX_KEEPINTVL,
+    TCP_KEEPCNT: MAX_KEEPCNT,
+}
+_KEEPALIVE_LIMITS_ATTR = {
+    TCP_KEEPIDLE: "keepidle",
+    TCP_KEEPINTVL: "keepintvl",
+    TCP_KEEPCNT: "keepcnt",
+}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -63,22 +88,26 @@ def _fail(code: int) -> EngineError:
 
 
 class EngineSocket:
-    """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking)."""
+    """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking); it sees
+    its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
 
-    def __init__(self, host: Host, family: int = AF_INET) -> None:
+    def __init__(self, ctx: SocketContext, family: int = AF_INET) -> None:
         if family not in (AF_INET, AF_INET6):
             raise _fail(errno.EAFNOSUPPORT)
-        self.host = host
+        self.ctx = ctx
         self.family = family
         self.conn: Connection | None = None
         self.bound: tuple[IPAddress | None, int] | None = None
         self.listening = False
         self.backlog = 0
         self.accept_queue: deque[EngineSocket] = deque()
+        #: the SYN queue (Linux reqsk_queue_len / _young): embryonic children of a listener,
+        #: and those whose SYN-ACK was never retransmitted; when it last overflowed (cookies)
+        self.syn_qlen = 0
+        self.syn_young = 0
+        self.last_overflow: float | None = None
         # listener side of TCP Fast Open (Linux struct fastopen_queue)
-        self.fastopen_max_qlen = 0
-        self.fastopen_qlen = 0
-        self.fastopen_rst: deque[float] = deque()
+        self.fastopen_queue = FastOpenQueue()
         self.fastopen_keys: KeyRing | None = None
         self.fastopen_no_cookie = False
         # client side
@@ -86,6 +115,15 @@ class EngineSocket:
         self.defer_connect = False
         self.nodelay = False
         self.reuseaddr = False
+        #: SO_KEEPALIVE and its TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (0: the host's).
+        self.keepalive = False
+        self.keepidle = 0
+        self.keepintvl = 0
+        self.keepcnt = 0
+        #: TCP_MAXSEG (Linux rx_opt.user_mss; 0: none).
+        self.user_mss = 0
+        #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
+        self.recverr = False
         #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
         self.syn_retries = 0
         #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
@@ -116,11 +154,6 @@ class EngineSocket:
         if self.closed:
             raise _fail(errno.EBADF)
 
-    def _enter(self, now: float) -> None:
-        """A call at ``now`` on an open socket (EBADF once closed)."""
-        self._check_open()
-        self.host.last_now = now
-
     def _take_error(self) -> int | None:
         """The pending error (sk_err), reported once as Linux does."""
         conn = self.conn
@@ -131,17 +164,47 @@ class EngineSocket:
 
     # -- options -----------------------------------------------------------------------------------
 
-    def setsockopt(self, level: int, name: int, value: int | bytes) -> None:
+    def setsockopt(
+        self, level: int, name: int, value: int | bytes, now: float | None = None
+    ) -> None:
+        """Set an option; ``now`` is when, for the options that send at once (TCP_NODELAY
+        pushes what Nagle held back: without ``now`` it goes with the connection's next
+        output)."""
         self._check_open()
-        host = self.host
+        settings = self.ctx.settings
         st = self.state
+        if (level, name) in _RECVERR and isinstance(value, int):
+            self.recverr = bool(value)
+            return
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 self.reuseaddr = bool(value)
                 return
+            if name == SO_KEEPALIVE and isinstance(value, int):
+                self.keepalive = bool(value)
+                if self.conn is not None and now is not None:
+                    self.conn.keepalive_changed(now)
+                return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
+        if name in _KEEPALIVE_LIMITS and isinstance(value, int):
+            if not 1 <= value <= _KEEPALIVE_LIMITS[name]:
+                raise _fail(errno.EINVAL)
+            setattr(self, _KEEPALIVE_LIMITS_ATTR[name], value)
+            if self.conn is not None and now is not None:
+                self.conn.keepalive_changed(now)
+            return
+        if name == TCP_QUICKACK and isinstance(value, int):
+            if self.conn is not None and now is not None:
+                self.conn.set_quickack(bool(value & 1), now)
+            return
+        if name == TCP_MAXSEG and isinstance(value, int):
+            # Linux do_tcp_setsockopt: 0 clears it; else TCP_MIN_MSS..MAX_TCP_WINDOW
+            if value and not MIN_USER_MSS <= value <= MAX_USER_MSS:
+                raise _fail(errno.EINVAL)
+            self.user_mss = value
+            return
         if name == TCP_FASTOPEN_KEY:
             if not isinstance(value, bytes):
                 raise _fail(errno.EINVAL)
@@ -154,8 +217,8 @@ class EngineSocket:
             raise _fail(errno.EINVAL)
         if name == TCP_NODELAY:
             self.nodelay = bool(value)
-            if self.nodelay and self.conn is not None:
-                self.conn.output(host.last_now)
+            if self.nodelay and self.conn is not None and now is not None:
+                self.conn.output(now)
             return
         if name == TCP_SYNCNT:
             if not 1 <= value <= MAX_SYNCNT:
@@ -165,12 +228,12 @@ class EngineSocket:
         if name == TCP_FASTOPEN:
             if value < 0 or st not in (TcpState.CLOSED, TcpState.LISTEN):
                 raise _fail(errno.EINVAL)
-            self.fastopen_max_qlen = min(value, host.somaxconn)
+            self.fastopen_queue.max_qlen = min(value, settings.somaxconn)
             return
         if name == TCP_FASTOPEN_CONNECT:
             if value not in (0, 1):
                 raise _fail(errno.EINVAL)
-            if not host.tcp_fastopen & TFO_CLIENT_ENABLE:
+            if not settings.tcp_fastopen & TFO_CLIENT_ENABLE:
                 raise _fail(errno.EOPNOTSUPP)
             if st is not TcpState.CLOSED:
                 raise _fail(errno.EINVAL)
@@ -185,11 +248,19 @@ class EngineSocket:
 
     def getsockopt(self, level: int, name: int) -> int | bytes | TcpInfo:
         self._check_open()
+        if (level, name) in _RECVERR:
+            return int(self.recverr)
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 return int(self.reuseaddr)
-            if name == SO_ERROR:
-                return self._take_error() or 0
+            if name == SO_ERROR:  # Linux: sk_err, else the soft error (both read once)
+                err = self._take_error()
+                conn = self.conn
+                if err is None and conn is not None and conn.soft_error is not None:
+                    err, conn.soft_error = conn.soft_error, None
+                return err or 0
+            if name == SO_KEEPALIVE:
+                return int(self.keepalive)
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -198,15 +269,22 @@ class EngineSocket:
         if name == TCP_NODELAY:
             return int(self.nodelay)
         if name == TCP_SYNCNT:
-            return self.syn_retries or self.host.syn_retries
+            return self.syn_retries or self.ctx.settings.syn_retries
+        if name in _KEEPALIVE_LIMITS:
+            return self.keepalive_setting(name)
+        if name == TCP_MAXSEG:
+            conn = self.conn
+            if conn is not None and conn.state not in (TcpState.CLOSED, TcpState.LISTEN):
+                return conn.snd_mss
+            return self.user_mss or MSS_DEFAULT
         if name == TCP_FASTOPEN:
-            return self.fastopen_max_qlen
+            return self.fastopen_queue.max_qlen
         if name == TCP_FASTOPEN_CONNECT:
             return int(self.fastopen_connect)
         if name == TCP_FASTOPEN_NO_COOKIE:
             return int(self.fastopen_no_cookie)
         if name == TCP_FASTOPEN_KEY:
-            ring = self.fastopen_keys or self.host.keys
+            ring = self.fastopen_keys or self.ctx.settings.keys
             return ring.to_raw()
         raise _fail(errno.ENOPROTOOPT)
 
@@ -231,9 +309,9 @@ class EngineSocket:
         if self.bound is not None or self.conn is not None:
             raise _fail(errno.EINVAL)
         ip, port = self._parse_addr(addr)
-        if ip is not None and ip not in self.host.addresses:
+        if ip is not None and not self.ctx.has_address(ip):
             raise _fail(errno.EADDRNOTAVAIL)
-        self.bound = self.host.bind_port(self, ip, port)
+        self.bound = self.ctx.bind_port(self, ip, port)
 
     def getsockname(self) -> SockAddr:
         if self.conn is not None:
@@ -259,14 +337,15 @@ class EngineSocket:
         if self.conn is not None:
             raise _fail(errno.EINVAL)
         if self.bound is None:
-            self.bound = self.host.bind_port(self, None, 0)
-        self.backlog = max(0, min(backlog, self.host.somaxconn))
+            self.bound = self.ctx.bind_port(self, None, 0)
+        self.backlog = max(0, min(backlog, self.ctx.settings.somaxconn))
         if not self.listening:
-            self.host.start_listening(self)
+            self.ctx.start_listening(self)
+            self.fastopen_queue.listen(self.ctx.settings, self.backlog)
         self.listening = True
 
     def accept(self, now: float) -> tuple[EngineSocket, SockAddr]:
-        self._enter(now)
+        self._check_open()
         if not self.listening:
             raise _fail(errno.EINVAL)
         if not self.accept_queue:
@@ -276,53 +355,39 @@ class EngineSocket:
         assert conn is not None
         return child, (str(conn.remote), conn.rport)
 
+    def child_ready(self, child: EngineSocket) -> None:
+        """A child of this listener is established (or a TFO child was born): accept() takes it."""
+        self.accept_queue.append(child)
+        self.ctx.emit(Accepted(self))
+
     # -- active open -------------------------------------------------------------------------------
 
-    def _new_connection(self, addr: SockAddr) -> Connection:
+    def _new_connection(self, addr: SockAddr, now: float) -> Connection:
         ip, port = self._parse_addr(addr)
         if ip is None or port == 0:
             raise _fail(errno.ECONNREFUSED if ip is not None else errno.EINVAL)
-        host = self.host
-        local = self.bound[0] if self.bound is not None else None
-        if local is None:
-            local = host.source_address(ip)
-        lport = self.bound[1] if self.bound is not None else host.ephemeral_port(local, ip, port)
-        if (local, lport, ip, port) in host.connections:
-            raise _fail(errno.EADDRNOTAVAIL)
-        conn = Connection(host, self, local, lport, ip, port)
+        conn = self.ctx.new_connection(self, self.bound, ip, port, now)
+        if self.user_mss:
+            conn.clamp_mss(self.user_mss)
         self.conn = conn
         self._error_reported = False
-        host.connections[conn.key] = conn
         return conn
 
     def _fastopen_option(self, conn: Connection, now: float) -> tuple[bool, FastOpen | None]:
         """Linux tcp_fastopen_cookie_check: (data may ride in the SYN, the option to send)."""
-        host = self.host
-        _, cookie, experimental = host.cookie_cache.get(conn.local, conn.remote)
-        if host.fastopen_active_should_disable(now) or host.cookie_cache.disabled(
-            (conn.local, conn.remote, conn.rport), now
-        ):
-            return False, None
-        conn.fo_blackhole_check = host.blackhole_disabled_before()
-        if host.tcp_fastopen & TFO_CLIENT_NO_COOKIE or self.fastopen_no_cookie:
-            return True, None
-        if cookie:
-            conn.fo_cookie = cookie
-            return True, FastOpen(cookie, experimental)
-        conn.fastopen_client_fail = FastOpenClientFail.COOKIE_UNAVAILABLE
-        return False, FastOpen(b"", experimental)
-
-    def _syn_data_space(self, conn: Connection) -> int:
-        """Linux tcp_send_syn_data: the MSS of the path clamped by the cached MSS (or ours), at
-        least tcp_min_snd_mss, minus 40 bytes kept for options (MAX_TCP_OPTION_SPACE)."""
-        host = self.host
-        cached, _, _ = host.cookie_cache.get(conn.local, conn.remote)
-        path = host.adv_mss(conn.local)
-        return max(min(cached or path, path), MIN_SND_MSS) - OPTION_SPACE
+        ctx = self.ctx
+        path = (conn.local, conn.remote, conn.rport)
+        check = client_cookie_check(
+            ctx.settings, ctx.cookie_cache, ctx.blackhole, self.fastopen_no_cookie, path, now
+        )
+        conn.fo_blackhole_check = check.marked
+        conn.fo_cookie = check.cookie
+        conn.fastopen_client_fail = check.fail
+        return check.usable, check.option
 
     def connect(self, addr: SockAddr, now: float) -> None:
         """Non-blocking connect: raises EINPROGRESS (or returns at once for a deferred TFO one)."""
-        self._enter(now)
+        self._check_open()
         if self.listening:
             raise _fail(errno.EISCONN)
         conn = self.conn
@@ -335,7 +400,7 @@ class EngineSocket:
         if conn is not None and conn.error is not None and not self._error_reported:
             self._error_reported = True
             raise _fail(conn.error)
-        conn = self._new_connection(addr)
+        conn = self._new_connection(addr, now)
         self.connecting = True
         if self.fastopen_connect:
             usable, option = self._fastopen_option(conn, now)
@@ -363,9 +428,9 @@ class EngineSocket:
     def disconnect(self, now: float) -> None:
         """connect(AF_UNSPEC) (Linux tcp_disconnect): the connection is dropped, with a RST when
         one is owed, and the socket can connect again; a listener stops listening."""
-        self._enter(now)
+        self._check_open()
         if self.listening:
-            self.host.stop_listening(self, now)
+            self.ctx.stop_listening(self, now)
             self.listening = False
         conn = self.conn
         if conn is not None and conn.state is not TcpState.CLOSED:
@@ -376,15 +441,15 @@ class EngineSocket:
     # -- data --------------------------------------------------------------------------------------
 
     def sendto(self, data: bytes, flags: int, addr: SockAddr | None, now: float) -> int:
-        self._enter(now)
+        self._check_open()
         if flags & MSG_FASTOPEN or self.defer_connect:
             return self._sendmsg_fastopen(data, addr, now)
         return self.send(data, now)
 
     def _sendmsg_fastopen(self, data: bytes, addr: SockAddr | None, now: float) -> int:
-        """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached."""
-        host = self.host
-        if not host.tcp_fastopen & TFO_CLIENT_ENABLE:
+        """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached (an
+        AF_UNSPEC address is refused, as TFO off is)."""
+        if not self.ctx.settings.tcp_fastopen & TFO_CLIENT_ENABLE or addr == AF_UNSPEC_ADDRESS:
             raise _fail(errno.EOPNOTSUPP)
         conn = self.conn
         if self.defer_connect:
@@ -399,21 +464,23 @@ class EngineSocket:
         if addr is None:
             raise _fail(errno.EINVAL)
         self.connecting = False
-        conn = self._new_connection(addr)
+        conn = self._new_connection(addr, now)
         self.connecting = True
         return self._send_syn(conn, data, now)
 
     def _send_syn(self, conn: Connection, data: bytes, now: float) -> int:
         """The SYN of a fast open: what of ``data`` fits rides in it (EINPROGRESS when none)."""
         usable, option = self._fastopen_option(conn, now)
-        payload = data[: self._syn_data_space(conn)] if usable else b""
+        ctx = self.ctx
+        room = syn_data_space(ctx.settings, ctx.cookie_cache, conn.local, conn.remote, conn.adv_mss)
+        payload = data[:room] if usable else b""
         sent = conn.open_active(now, payload, option)
         if sent:
             return sent
         raise _fail(errno.EINPROGRESS)
 
     def send(self, data: bytes, now: float) -> int:
-        self._enter(now)
+        self._check_open()
         if self.defer_connect:
             return self._sendmsg_fastopen(data, None, now)
         conn = self.conn
@@ -438,12 +505,12 @@ class EngineSocket:
         raise _fail(errno.EPIPE)
 
     def recv(self, n: int, now: float) -> bytes:
-        self._enter(now)
+        self._check_open()
         conn = self.conn
         if conn is None:
             raise _fail(errno.ENOTCONN)
         if conn.rcv_buf:
-            return conn.recv(n)
+            return conn.recv(n, now)
         err = self._take_error()
         if err is not None:
             raise _fail(err)
@@ -454,7 +521,7 @@ class EngineSocket:
         raise _fail(errno.EAGAIN)
 
     def shutdown(self, how: int, now: float) -> None:
-        self._enter(now)
+        self._check_open()
         conn = self.conn
         if conn is None or conn.state in (TcpState.CLOSED, TcpState.SYN_SENT):
             raise _fail(errno.ENOTCONN)
@@ -469,16 +536,67 @@ class EngineSocket:
         """close(): an orderly FIN (RST with unread data); the connection lives on orphaned."""
         if self.closed:
             return
-        self.host.last_now = now
         self.closed = True
         if self.listening:
-            self.host.stop_listening(self, now)
+            self.ctx.stop_listening(self, now)
             self.listening = False
         if self.bound is not None:
-            self.host.release_port(self)
+            self.ctx.release_port(self)
         conn = self.conn
         if conn is not None and conn.state is not TcpState.CLOSED:
             conn.close(now)
+
+    def error_pending(self) -> None:
+        """The connection has a new error to report (Linux sk_error_report)."""
+        self._error_reported = False
+        self.ctx.emit(Readable(self))
+        self.ctx.emit(Writable(self))
+
+    def inherit(self, listener: EngineSocket) -> None:
+        """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY."""
+        self.keepalive = listener.keepalive
+        self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
+        self.keepcnt = listener.keepcnt
+        self.user_mss = listener.user_mss
+        self.nodelay = listener.nodelay
+        self.recverr = listener.recverr
+
+    def keepalive_setting(self, name: int) -> int:
+        """TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT: the socket's, else the host's."""
+        settings = self.ctx.settings
+        if name == TCP_KEEPIDLE:
+            return self.keepidle or settings.keepalive_time
+        if name == TCP_KEEPINTVL:
+            return self.keepintvl or settings.keepalive_intvl
+        return self.keepcnt or settings.keepalive_probes
+
+    def poll(self) -> int:
+        """The poll bits of this socket now, as Linux tcp_poll computes them (POLLIN, POLLOUT,
+        POLLERR, POLLHUP, POLLRDHUP and the RDNORM/WRNORM twins)."""
+        if self.listening:
+            return POLLIN | POLLRDNORM if self.accept_queue else 0
+        conn = self.conn
+        st = self.state
+        mask = 0
+        shut_rd = conn is not None and (conn.shut_rd or conn.fin_received() or conn.gone())
+        shut_wr = conn is not None and (conn.shut_wr or conn.gone())
+        if (shut_rd and shut_wr) or st is TcpState.CLOSED:
+            mask |= POLLHUP
+        if shut_rd:
+            mask |= POLLIN | POLLRDNORM | POLLRDHUP
+        connected = st is not TcpState.SYN_SENT and (
+            st is not TcpState.SYN_RECEIVED or (conn is not None and conn.tfo_child)
+        )
+        if connected:
+            if conn is not None and conn.rcv_buf:
+                mask |= POLLIN | POLLRDNORM
+            if shut_wr or conn is None or conn.writable():
+                mask |= POLLOUT | POLLWRNORM
+        elif st is TcpState.SYN_SENT and self.defer_connect:
+            mask |= POLLOUT | POLLWRNORM  # TCP_FASTOPEN_CONNECT: write() sends the SYN
+        if conn is not None and conn.error is not None and not self._error_reported:
+            mask |= POLLERR
+        return mask
 
     def tcp_info(self) -> TcpInfo:
         """What getsockopt(TCP_INFO) shows (a listener or unconnected socket: mostly zeros)."""

@@ -43,6 +43,7 @@ class TcpEvent(enum.Enum):
     RCV_FIN = "FIN / ACK"
     RCV_ACK_OF_FIN = "ACK of FIN"
     RCV_RST = "RST"
+    RCV_ICMP_ERROR = "ICMP error in a handshake"
     TIMEOUT = "retransmissions exhausted"
     FIN_WAIT_2_TIMEOUT = "orphan timeout 60 s"
     TIME_WAIT_EXPIRED = "2MSL (60 s)"
@@ -73,6 +74,8 @@ TRANSITIONS: dict[tuple[TcpState, TcpEvent], TcpState] = {
     (S.SYN_SENT, E.RCV_SYN): S.SYN_RECEIVED,
     (S.SYN_SENT, E.APP_CLOSE): S.CLOSED,
     (S.SYN_SENT, E.RCV_RST): S.CLOSED,
+    (S.SYN_SENT, E.RCV_ICMP_ERROR): S.CLOSED,
+    (S.SYN_RECEIVED, E.RCV_ICMP_ERROR): S.CLOSED,
     (S.SYN_SENT, E.TIMEOUT): S.CLOSED,
     (S.SYN_RECEIVED, E.RCV_ACK_OF_SYN): S.ESTABLISHED,
     (S.SYN_RECEIVED, E.APP_CLOSE_FIN): S.FIN_WAIT_1,

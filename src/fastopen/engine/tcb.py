@@ -9,20 +9,37 @@ delayed ACKs, the TFO client and server paths (``net/ipv4/tcp_fastopen.c``).
 from __future__ import annotations
 
 import errno
-from collections import deque
+import socket as _socket
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from fastopen.engine.cache import IPAddress, NegativeReason
-from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
-from fastopen.engine.info import FastOpenClientFail, TcpInfo
-from fastopen.engine.states import TcpEvent, TcpState, transition
-from fastopen.kernel.constants import (
+from fastopen.constants import (
+    TCPI_OPT_ECN,
     TCPI_OPT_SACK,
     TCPI_OPT_SYN_DATA,
     TCPI_OPT_TFO_CHILD,
     TCPI_OPT_TIMESTAMPS,
     TCPI_OPT_WSCALE,
 )
+from fastopen.engine.cache import IPAddress, NegativeReason
+from fastopen.engine.context import ConnectionContext
+from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
+from fastopen.engine.fastopen import client_synack
+from fastopen.engine.handshake import (
+    MSS_DEFAULT,
+    TS_OPTION_LEN,
+    Negotiated,
+    initial_window,
+    negotiate,
+)
+from fastopen.engine.icmp import MIN_PMTU, IcmpError
+from fastopen.engine.info import FastOpenClientFail, TcpInfo
+from fastopen.engine.ofo import OutOfOrderQueue
+from fastopen.engine.recovery import Recovery
+from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
+from fastopen.engine.segmentation import SentPieces, cwnd_quota, segments, tso_segs
+from fastopen.engine.seq import ACK, CWR, ECE, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
+from fastopen.engine.states import TcpEvent, TcpState, transition
 from fastopen.wire import (
     FastOpen,
     Flags,
@@ -36,29 +53,18 @@ from fastopen.wire import (
 )
 
 if TYPE_CHECKING:
-    from fastopen.engine.host import Host
     from fastopen.engine.socket import EngineSocket
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-
-#: Linux: TCP_TIMEOUT_INIT, TCP_RTO_MIN, TCP_RTO_MAX, TCP_DELACK_MIN, TCP_TIMEWAIT_LEN.
-RTO_INIT = 1.0
-RTO_MIN = 0.2
-RTO_MAX = 120.0
+#: Linux TCP_DELACK_MIN, TCP_TIMEWAIT_LEN.
 DELACK = 0.04
 #: Linux TCP_DELACK_MAX: the longest an ACK is held back (a writer about to send, ...).
 DELACK_MAX = 0.2
 TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
-#: Linux net.ipv4.tcp_invalid_ratelimit: one duplicate ACK per 500 ms for out-of-window ACKs.
-OOW_RATELIMIT = 0.5
-#: Linux TCP_MAX_QUICKACKS, MAX_TCP_OPTION_SPACE, TCP_MSS_DEFAULT.
+#: Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
-OPTION_SPACE = 40
-MSS_DEFAULT = 536
-TS_OPTION_LEN = 12
+#: Linux tcp_orphan_retries (0: 8 while the RTO is below TCP_RTO_MAX).
+ORPHAN_RETRIES = 8
 
 S = TcpState
 E = TcpEvent
@@ -71,19 +77,12 @@ _FIN_SENT = frozenset((S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME
 _NEED_RESET = frozenset((S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.FIN_WAIT_2, S.SYN_RECEIVED))
 #: Linux tcp_reset_check: after the peer's FIN, a RST at RCV.NXT - 1 is accepted too.
 _RST_AFTER_FIN = frozenset((S.CLOSE_WAIT, S.LAST_ACK, S.CLOSING))
+#: Linux tcp_keepalive_timer probes these (and FIN-WAIT-2 is left to its own timer).
+_KEEPALIVE_STATES = frozenset((S.ESTABLISHED, S.CLOSE_WAIT))
 
 
 _NOP = Nop()
 _FLAGS = [Flags(i) for i in range(256)]
-
-
-def seq_lt(a: int, b: int) -> bool:
-    """``a`` before ``b`` in sequence space."""
-    return ((a - b) & MASK) >= HALF
-
-
-def seq_le(a: int, b: int) -> bool:
-    return ((b - a) & MASK) < HALF
 
 
 def _timed_out(elapsed: float, boundary: int, rto_base: float) -> bool:
@@ -97,53 +96,47 @@ def _timed_out(elapsed: float, boundary: int, rto_base: float) -> bool:
     return round(elapsed * 1000) >= round(timeout * 1000)
 
 
-def initial_window(rmem: int, mss: int) -> int:
-    """The window of a SYN or SYN-ACK, as Linux tcp_select_initial_window offers it: the space
-    of the receive buffer (half of it: tcp_win_from_space with the default scaling ratio),
-    rounded down to the MSS, at most 65535 (64240 for the default 131072, 65535 for 540000)."""
-    space = rmem // 2
-    if space > mss:
-        space -= space % mss
-    return min(space, 65535)
-
-
 class Connection:
     """A TCB: sequence space, buffers, options, RTT, congestion window, timers and TFO state."""
 
     __slots__ = (
         "_adv_mss",
+        "_ato",
         "_ato_pending",
-        "_ato_started",
-        "_cwnd_cnt",
         "_delack_at",
+        "_dsack",
+        "_ecn_asked",
         "_fin_queued",
         "_fin_seq",
+        "_in_syn_queue",
+        "_ka_at",
+        "_ka_probes",
         "_last_oow",
+        "_lrcv",
+        "_lrcv_any",
+        "_pingpong",
+        "_probe_at",
         "_quickack",
         "_rcv_fin_seq",
-        "_reno_sacked",
+        "_rcv_tstamp",
         "_retrans_stamp",
         "_rto_at",
-        "_rtt_seq",
-        "_rtt_time",
-        "_sent_ends",
         "_syn_sent_at",
+        "_synack_timed",
         "_tw_at",
         "backoff",
         "bytes_acked",
         "bytes_received",
-        "cwnd",
+        "ctx",
         "data_segs_in",
         "data_segs_out",
-        "delivered",
-        "dupacks",
+        "ecn_ok",
         "error",
         "fastopen_client_fail",
         "fo_blackhole_check",
         "fo_cookie",
         "fo_pending",
         "fo_request",
-        "host",
         "irs",
         "iss",
         "key",
@@ -153,20 +146,22 @@ class Connection:
         "max_window",
         "ooo",
         "orphan",
+        "probes_out",
         "pushed_at",
         "rcv_adv",
         "rcv_buf",
         "rcv_nxt",
         "rcv_wnd_init",
         "rcv_wscale",
+        "recovery",
         "remote",
         "retransmits",
         "rport",
-        "rto",
-        "rttvar",
+        "rtt",
         "sack_ok",
         "segs_in",
         "segs_out",
+        "sent_pieces",
         "shut_rd",
         "shut_wr",
         "snd_buf",
@@ -181,8 +176,7 @@ class Connection:
         "snd_wnd",
         "snd_wscale",
         "sock",
-        "srtt",
-        "ssthresh",
+        "soft_error",
         "state",
         "syn_acked",
         "syn_data",
@@ -200,20 +194,23 @@ class Connection:
 
     def __init__(
         self,
-        host: Host,
+        ctx: ConnectionContext,
         sock: EngineSocket,
         local: IPAddress,
         lport: int,
         remote: IPAddress,
         rport: int,
+        now: float,
+        iss: int | None = None,
     ) -> None:
-        self.host = host
+        self.ctx = ctx
+        settings = ctx.settings
         self.sock = sock
         self.listener: EngineSocket | None = None
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
         self.key = (local, lport, remote, rport)
         self.state = S.CLOSED
-        self.iss = host.choose_isn(local, lport, remote, rport)
+        self.iss = ctx.choose_isn(local, lport, remote, rport, now) if iss is None else iss
         self.irs = 0
         self.snd_una = self.snd_nxt = self.snd_max = self.snd_sml = self.iss
         self.snd_wnd = 0
@@ -226,40 +223,51 @@ class Connection:
         self.rcv_nxt = 0
         self.rcv_adv = 0
         self.rcv_buf = bytearray()
-        self.ooo: list[tuple[int, bytes]] = []
+        self.ooo = OutOfOrderQueue()
         self._rcv_fin_seq: int | None = None
-        mss = host.adv_mss(local)
+        mss = ctx.adv_mss(local)
         self._adv_mss = mss
         self.snd_mss = MSS_DEFAULT
-        self.rcv_wnd_init = initial_window(host.rmem, mss)
-        self.rcv_wscale = host.wscale if host.window_scaling else 0
+        self.rcv_wnd_init = initial_window(settings.rmem, mss)
+        self.rcv_wscale = settings.wscale if settings.window_scaling else 0
         self.snd_wscale = 0
         self.wscale_ok = self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
-        self.tsoffset = host.choose_tsoffset(local, remote) if host.timestamps else 0
-        self.srtt = 0.0
-        self.rttvar = 0.0
-        self.rto = RTO_INIT
-        self._rtt_seq: int | None = None
-        self._rtt_time = 0.0
+        self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
+        self.rtt = RttEstimator()
+        self.recovery = Recovery()
+        self.sent_pieces = SentPieces()
         self.retransmits = 0
         self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
         self._retrans_stamp = 0.0
         self.total_retrans = 0
-        self.cwnd = 10  # Linux initial window (segments)
-        self._cwnd_cnt = 0
-        self.ssthresh = 0x7FFFFFFF
-        self.dupacks = 0
         self._rto_at: float | None = None
         self._delack_at: float | None = None
         self._tw_at: float | None = None
+        self._ka_at: float | None = None  # keepalive (SO_KEEPALIVE)
+        self._ka_probes = 0
+        self._probe_at: float | None = None
+        self.probes_out = 0  # Linux icsk_probes_out: zero window probes unanswered
+        self._rcv_tstamp = now  # the last ACK's arrival (Linux tp->rcv_tstamp)
         self._syn_sent_at = 0.0
-        self._last_oow = -OOW_RATELIMIT
+        self._synack_timed = True  # the handshake's ACK gives an RTT sample
+        self._in_syn_queue = False  # counted in the listener's SYN queue
+        self._last_oow = -settings.invalid_ratelimit
         self.pushed_at: float | None = None
+        # delayed ACKs, as Linux's icsk_ack: ato (0 until the first data), the quick ACKs left,
+        # the ping-pong count (replies sent within ato of the last data) and lrcvtime
+        self._ato = 0.0
         self._ato_pending = 0
-        self._ato_started = False
         self._quickack = 0
+        self._pingpong = 0
+        self._lrcv = 0.0
+        self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
+        self._dsack: tuple[int, int] | None = None  # a D-SACK block for the next ACK
+        self.ecn_ok = False  # ECN negotiated (Linux TCP_ECN_OK)
+        self._ecn_asked = False
+        #: Linux sk_err_soft: an ICMP error kept for a timeout to report.
+        self.soft_error: int | None = None
         self.orphan = False
         self.shut_rd = self.shut_wr = False
         self.want_write = False
@@ -279,9 +287,6 @@ class Connection:
         self.segs_in = self.segs_out = 0
         self.data_segs_in = self.data_segs_out = 0
         self.bytes_acked = self.bytes_received = 0
-        self.delivered = 0  # Linux tp->delivered: segments acknowledged (SYN and FIN count)
-        self._sent_ends: deque[int] = deque()  # end of each segment sent once, for delivered
-        self._reno_sacked = 0  # duplicate ACKs already counted as delivered (no SACK)
 
     # -- state and timers --------------------------------------------------------------------------
 
@@ -289,23 +294,21 @@ class Connection:
         self.state = transition(self.state, event)
 
     def deadline(self) -> float | None:
-        """When this connection's next timer is due (retransmission, delayed ACK, TIME-WAIT)."""
+        """When this connection's next timer is due (retransmission, delayed ACK, TIME-WAIT,
+        keepalive, zero window probe)."""
         t = self._rto_at
-        d = self._delack_at
-        if d is not None and (t is None or d < t):
-            t = d
-        w = self._tw_at
-        if w is not None and (t is None or w < t):
-            t = w
+        for d in (self._delack_at, self._tw_at, self._ka_at, self._probe_at):
+            if d is not None and (t is None or d < t):
+                t = d
         return t
 
     def _rearm(self) -> None:
         t = self.deadline()
         if t is not None and (self.pushed_at is None or t < self.pushed_at):
-            self.host.schedule(self, t)
+            self.ctx.schedule(self, t)
 
     def _set_rto(self, now: float) -> None:
-        self._rto_at = now + min(self.rto * (1 << min(self.backoff, 15)), RTO_MAX)
+        self._rto_at = now + self.rtt.backed_off(self.backoff)
 
     def on_timer(self, now: float) -> None:
         """Fire every timer of this connection that is due at ``now``."""
@@ -315,18 +318,28 @@ class Connection:
             self._tw_at = None
             if self.state is S.TIME_WAIT:
                 self._move(E.TIME_WAIT_EXPIRED)
-                self.destroy(None)
+                self.destroy(now, None)
                 return
             if self.state is S.FIN_WAIT_2:
                 self._move(E.FIN_WAIT_2_TIMEOUT)
-                self.destroy(None)
+                self.destroy(now, None)
                 return
         if self._delack_at is not None and now >= self._delack_at:
             self._delack_at = None
+            if self._pingpong:  # Linux tcp_delack_timer_handler: a missed delayed ACK
+                self._ato = min(self._ato * 2, self.rtt.rto)
+            else:
+                self._ato = DELACK
             self.send_ack(now)
         if self._rto_at is not None and now >= self._rto_at:
             self._rto_at = None
             self._on_rto(now)
+        if self._ka_at is not None and now >= self._ka_at and not self.gone():
+            self._ka_at = None
+            self._keepalive_timer(now)
+        if self._probe_at is not None and now >= self._probe_at and not self.gone():
+            self._probe_at = None
+            self._probe_timer(now)
         if not self.gone():
             self._rearm()
 
@@ -339,7 +352,7 @@ class Connection:
     def _window(self) -> int:
         """The window field for a non-SYN segment (scaled), never shrinking the right edge."""
         ws = self.rcv_wscale
-        win = min(self.host.rmem - len(self.rcv_buf), self.rcv_wnd_init)
+        win = min(self.ctx.settings.rmem - len(self.rcv_buf), self.rcv_wnd_init)
         edge = (self.rcv_adv - self.rcv_nxt) & MASK
         if edge < HALF and win < edge:
             win = edge
@@ -355,19 +368,15 @@ class Connection:
         opts: tuple[TcpOption, ...] = ()
         if self.ts_ok:
             opts = (_NOP, _NOP, self._tsopt(now, self.ts_recent))
-        if self.sack_ok and self.ooo:
-            opts += (_NOP, _NOP, Sack(self._sack_blocks(3 if self.ts_ok else 4)))
+        dsack = self._dsack
+        if self.sack_ok and (self.ooo or dsack is not None):
+            limit = 3 if self.ts_ok else 4
+            blocks = self.ooo.sack_blocks(self.rcv_nxt, limit - (dsack is not None))
+            if dsack is not None:  # RFC 2883: the duplicate first, once (Linux rx_opt.dsack)
+                self._dsack = None
+                blocks = (dsack, *blocks)
+            opts += (_NOP, _NOP, Sack(blocks))
         return opts
-
-    def _sack_blocks(self, limit: int) -> tuple[tuple[int, int], ...]:
-        blocks: list[tuple[int, int]] = []
-        for seq, data in self.ooo:
-            end = (seq + len(data)) & MASK
-            if blocks and blocks[-1][1] == seq:
-                blocks[-1] = (blocks[-1][0], end)
-            else:
-                blocks.append((seq, end))
-        return tuple(blocks[:limit])
 
     def _emit(
         self,
@@ -378,6 +387,10 @@ class Connection:
         now: float = 0.0,
     ) -> None:
         if flags & ACK:
+            if self._ato_pending and self._quickack:
+                self._quickack -= 1  # Linux tcp_dec_quickack_mode, in tcp_event_ack_sent
+                if not self._quickack:
+                    self._ato = DELACK
             self._ato_pending = 0
             self._delack_at = None
         if options is None:
@@ -401,7 +414,7 @@ class Connection:
         self.segs_out += 1
         if payload:
             self.data_segs_out += 1
-        self.host.output(self.local, self.remote, seg)
+        self.ctx.output(self.local, self.remote, seg)
 
     def send_ack(self, now: float) -> None:
         """A pure ACK, with the highest sequence sent (never one rewound for a retransmission)."""
@@ -409,20 +422,24 @@ class Connection:
 
     def send_rst(self, now: float) -> None:
         self._emit(self.snd_max, RST | ACK, options=(), now=now)
-        self.host.counters["TcpOutRsts"] += 1
+        self.ctx.counters["TcpOutRsts"] += 1
 
     def _send_syn(
         self, now: float, *, payload: bytes = b"", fastopen: FastOpen | None = None
     ) -> None:
-        ts = self._tsopt(now, 0) if self.host.timestamps else None
+        ts = self._tsopt(now, 0) if self.ctx.settings.timestamps else None
         options = linux_syn_options(
             self._adv_mss,
-            sack=self.host.sack,
-            wscale=self.rcv_wscale if self.host.window_scaling else None,
+            sack=self.ctx.settings.sack,
+            wscale=self.rcv_wscale if self.ctx.settings.window_scaling else None,
             timestamps=ts,
             fastopen=fastopen,
         )
-        self._emit(self.iss, SYN, payload, options, now)
+        # Linux tcp_ecn_send_syn: tcp_ecn 1 asks for ECN in the first SYN; a retransmitted
+        # SYN goes without (tcp_ecn_clear_syn, tcp_ecn_fallback)
+        self._ecn_asked = self.ctx.settings.ecn == 1 and self.total_retrans == 0
+        flags = SYN | (ECE | CWR if self._ecn_asked else 0)
+        self._emit(self.iss, flags, payload, options, now)
 
     def _send_synack(self, now: float, fastopen: FastOpen | None = None) -> None:
         ts = self._tsopt(now, self.ts_recent) if self.ts_ok else None
@@ -433,10 +450,11 @@ class Connection:
             timestamps=ts,
             fastopen=fastopen,
         )
-        self._emit(self.iss, SYN | ACK, b"", options, now)
+        self._emit(self.iss, SYN | ACK | (ECE if self.ecn_ok else 0), b"", options, now)
 
     def output(self, now: float) -> None:
-        """Send what the windows, Nagle and the state allow: data at the MSS, then a FIN."""
+        """Send what the windows, Nagle and the state allow, as Linux tcp_write_xmit: new data
+        in pieces of many MSS (:mod:`.segmentation`), each with PSH; then a FIN."""
         st = self.state
         if st is S.SYN_SENT or st is S.CLOSED or st is S.LISTEN:
             return
@@ -445,7 +463,10 @@ class Connection:
         mss = self.snd_mss
         buf = self.snd_buf
         end_data = (self.snd_buf_seq + len(buf)) & MASK
-        wnd_edge = (self.snd_una + min(self.snd_wnd, self.cwnd * mss)) & MASK
+        cwnd = self.recovery.cwnd
+        # what counts is data: a TFO child's SYN-ACK is not in its queue (Linux snd_una ISN + 1)
+        una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
+        wnd_edge = (una + min(self.snd_wnd, cwnd * mss)) & MASK
         nodelay = self.sock.nodelay
         while True:
             nxt = self.snd_nxt
@@ -454,43 +475,91 @@ class Connection:
             if unsent > 0:
                 room = (wnd_edge - nxt) & MASK
                 if room >= HALF or room == 0:
-                    if self.snd_wnd == 0 and self.snd_una == self.snd_max and self._rto_at is None:
-                        self._set_rto(now)  # persist: probe the zero window on expiry
+                    if (
+                        self.snd_wnd == 0
+                        and self.snd_una == self.snd_max
+                        and self._probe_at is None
+                        and self._rto_at is None
+                    ):  # Linux tcp_check_probe_timer: probe the zero window
+                        self._probe_at = now + self.rtt.backed_off(self.backoff)
                     break
-                size = min(unsent, mss, room)
+                retrans = seq_lt(nxt, self.snd_max)
+                if retrans:  # a piece sent before goes again, cut at most at its end
+                    piece = self.sent_pieces.find(nxt)
+                    piece_end = piece[0] if piece is not None else end_data
+                    limit = cwnd * mss if self.ctx.settings.tso else mss
+                    size = min(unsent, room, limit, (piece_end - nxt) & MASK)
+                else:
+                    quota = cwnd_quota(cwnd, self.sent_pieces.in_flight(una, mss)[0])
+                    if not quota:
+                        break
+                    size = min(unsent, mss * min(quota, self._tso_segs()))
+                    if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
+                        size = room if room < mss else room - room % mss
                 last = size == unsent
                 if (
                     size < mss
                     and last
                     and not nodelay
-                    and seq_le(self.snd_max, nxt)  # new data, not a retransmission
+                    and not retrans
                     and seq_lt(self.snd_una, self.snd_sml)
                     and not self._fin_queued
                 ):
                     break  # Nagle, Minshall's variant as Linux: a small segment is unacked
-                flags = ACK | (PSH if last else 0)
+                flags = ACK | PSH
+                if retrans and piece is not None and (nxt + size) & MASK != piece_end:
+                    flags = ACK  # the head of a piece cut for its retransmission
                 if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
                     flags |= FIN
-                data = bytes(buf[off : off + size])
-                self._transmit(nxt, flags, data, now)
+                self._transmit(nxt, flags, bytes(buf[off : off + size]), now)
                 continue
             if self._fin_queued and nxt == self._fin_seq and nxt == end_data:
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
 
+    def _tso_segs(self) -> int:
+        rec = self.recovery
+        return tso_segs(
+            self.snd_mss,
+            rec.cwnd,
+            rec.ssthresh,
+            rec.packets_out,
+            self.rtt.srtt,
+            self.rtt.min_rtt,
+            self.ctx.settings.min_tso_segs,
+        )
+
     def _transmit(self, seq: int, flags: int, data: bytes, now: float) -> None:
+        """One piece: a single segment to a TSO device, else its MSS segments (PSH and FIN on
+        the last, as GSO cuts it)."""
         end = (seq + len(data) + (1 if flags & FIN else 0)) & MASK
         retrans = seq_lt(seq, self.snd_max)
+        mss = self.snd_mss
+        count = segments(len(data), mss) or 1
         if retrans:
-            self.total_retrans += 1
-            self.host.counters["TcpRetransSegs"] += 1
+            self.total_retrans += count
+            self.ctx.counters["TcpRetransSegs"] += count
+            if data:
+                self.sent_pieces.retransmitted(seq, (seq + len(data)) & MASK)
         else:
-            self._sent_ends.append(end)
-            if self._rtt_seq is None and not self.ts_ok:
-                self._rtt_seq, self._rtt_time = end, now
-        self._emit(seq, flags, data, now=now)
-        if len(data) < self.snd_mss:
-            self.snd_sml = end
+            for i in range(1, count):
+                self.recovery.sent((seq + i * mss) & MASK)
+            self.recovery.sent(end)
+            if data:
+                self.sent_pieces.sent((seq + len(data)) & MASK)
+            if not self.ts_ok:
+                self.rtt.time_segment(end, now)
+            if data and now - self._lrcv < self._ato:
+                self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
+        if self.ctx.settings.tso or len(data) <= mss:
+            self._emit(seq, flags, data, now=now)
+        else:
+            for i in range(0, len(data), mss):
+                tail = i + mss >= len(data)
+                part = flags if tail else flags & ~(PSH | FIN)
+                self._emit((seq + i) & MASK, part, data[i : i + mss], now=now)
+        if not retrans and len(data) % mss:
+            self.snd_sml = end  # Linux tcp_minshall_update: new data not of whole MSS
         self.snd_nxt = end
         if seq_lt(self.snd_max, end):
             self.snd_max = end
@@ -506,7 +575,7 @@ class Connection:
         """
         if self.state is S.CLOSED:  # else a deferred connect (already SYN-SENT) sends now
             self._move(E.APP_FASTOPEN if data else E.APP_CONNECT)
-            self.host.counters["TcpActiveOpens"] += 1
+            self.ctx.counters["TcpActiveOpens"] += 1
         sent = b""
         if data:
             self.syn_data = True
@@ -519,9 +588,11 @@ class Connection:
         self.fo_request = fastopen is not None and not fastopen.cookie
         self._send_syn(now, payload=sent, fastopen=fastopen)
         self.snd_nxt = self.snd_max = (self.iss + 1 + len(sent)) & MASK
-        self._sent_ends.append((self.iss + 1) & MASK)  # the SYN and its data: two in tcp_ack
         if sent:
-            self._sent_ends.append(self.snd_nxt)
+            self.sent_pieces.sent(self.snd_nxt)  # the SYN data: one piece, with PSH
+        self.recovery.sent((self.iss + 1) & MASK)  # the SYN and its data: two in tcp_ack
+        if sent:
+            self.recovery.sent(self.snd_nxt)
         self._syn_sent_at = now
         self._set_rto(now)
         self._rearm()
@@ -530,10 +601,10 @@ class Connection:
     def defer_connect(self) -> None:
         """TCP_FASTOPEN_CONNECT with a cookie: SYN-SENT now, the SYN goes with the first write."""
         self._move(E.APP_CONNECT)
-        self.host.counters["TcpActiveOpens"] += 1
+        self.ctx.counters["TcpActiveOpens"] += 1
 
     def send(self, data: bytes, now: float) -> int:
-        space = self.host.wmem - len(self.snd_buf)
+        space = self.ctx.settings.wmem - len(self.snd_buf)
         if space <= 0:
             self.want_write = True
             raise EngineError(errno.EAGAIN)
@@ -545,7 +616,7 @@ class Connection:
         self._rearm()
         return len(chunk)
 
-    def recv(self, n: int) -> bytes:
+    def recv(self, n: int, now: float) -> bytes:
         buf = self.rcv_buf
         if not buf:
             return b""
@@ -553,11 +624,11 @@ class Connection:
         data = bytes(buf[:n])
         del buf[:n]
         if not before and self._window_would_open() and self.state in _SYNCHRONIZED:
-            self.send_ack(self.host.last_now)  # window update after a full buffer drained
+            self.send_ack(now)  # window update after a full buffer drained
         return data
 
     def _window_would_open(self) -> bool:
-        return self.host.rmem - len(self.rcv_buf) >= self._adv_mss
+        return self.ctx.settings.rmem - len(self.rcv_buf) >= self._adv_mss
 
     def fin_received(self) -> bool:
         return self._rcv_fin_seq is not None and self.rcv_nxt == ((self._rcv_fin_seq + 1) & MASK)
@@ -568,7 +639,7 @@ class Connection:
         st = self.state
         if st is S.SYN_SENT:
             self._move(E.APP_CLOSE)
-            self.destroy(None, notify=False)
+            self.destroy(now, None, notify=False)
             return
         if self.rcv_buf and st in _SYNCHRONIZED:
             self.abort(now)
@@ -585,11 +656,12 @@ class Connection:
         middlebox at work; data on one opened after a disable period clears the count."""
         if self.listener is not None or not self.syn_fastopen:
             return
-        if not self.data_segs_in:
-            if self._rcv_fin_seq is not None and not self.fin_received() and not self.ooo:
-                self.host.fastopen_active_disable(now)
-        elif self.fo_blackhole_check:
-            self.host.reset_blackhole()
+        self.ctx.blackhole.connection_closed(
+            data_in=bool(self.data_segs_in),
+            lone_ofo_fin=self._rcv_fin_seq is not None and not self.fin_received() and not self.ooo,
+            marked=self.fo_blackhole_check,
+            now=now,
+        )
 
     def shutdown_write(self, now: float) -> None:
         if self.shut_wr or self.state not in _SYNCHRONIZED:
@@ -607,7 +679,7 @@ class Connection:
         if rst:
             self.send_rst(now)
         self._move(E.APP_ABORT)
-        self.destroy(None, notify=False)
+        self.destroy(now, None, notify=False)
 
     def disconnect(self, now: float) -> None:
         """connect(AF_UNSPEC), Linux tcp_disconnect: a RST when one is owed (tcp_need_reset, or
@@ -618,93 +690,148 @@ class Connection:
         if st in _NEED_RESET or (st in (S.CLOSING, S.LAST_ACK) and unsent):
             self.send_rst(now)
         self._move(E.APP_DISCONNECT)
-        self.destroy(None, notify=False)
+        self.destroy(now, None, notify=False)
 
-    def end_time_wait(self) -> None:
+    def end_time_wait(self, now: float) -> None:
         """A new SYN for this 4-tuple ends TIME-WAIT (Linux TCP_TW_SYN): the listener takes it."""
         self._move(E.RCV_SYN)
-        self.destroy(None, notify=False)
+        self.destroy(now, None, notify=False)
 
-    def destroy(self, error: int | None, *, notify: bool = True) -> None:
-        """Leave for good (the state already CLOSED): out of the host's tables; the
-        application learns why."""
+    def destroy(self, now: float, error: int | None, *, notify: bool = True) -> None:
+        """Leave for good (the state already CLOSED): out of the host's tables and the
+        listener's fastopen queue; the application learns why."""
         if self.state is not S.TIME_WAIT:  # else checked when it entered TIME-WAIT
-            self._fastopen_ofo_check(self.host.last_now)
-        self._rto_at = self._delack_at = self._tw_at = None
+            self._fastopen_ofo_check(now)
+        self._rto_at = self._delack_at = self._tw_at = self._ka_at = self._probe_at = None
         if error is not None and self.error is None:
             self.error = error
-        self.host.forget(self, reset=error == errno.ECONNRESET)
+        self.pushed_at = None
+        self._leave_queues(now, reset=error == errno.ECONNRESET)
+        self.ctx.forget(self.key, self)
         if notify and not self.orphan:
-            self.host.emit(Readable(self.sock))
-            self.host.emit(Closed(self.sock, error))
+            self.ctx.emit(Readable(self.sock))
+            self.ctx.emit(Closed(self.sock, error))
+
+    def _leave_queues(self, now: float, *, reset: bool) -> None:
+        """Out of the listener's SYN queue and fastopen queue; a pending TFO child ``reset``
+        after the application accepted it stays counted 60 s (Linux reqsk_fastopen_remove)."""
+        listener = self.listener
+        if listener is None:
+            return
+        if self._in_syn_queue:
+            self._in_syn_queue = False
+            listener.syn_qlen -= 1
+        if self.fo_pending:
+            self.fo_pending = False
+            accepted = listener.listening and self.sock not in listener.accept_queue
+            listener.fastopen_queue.remove(now, hold=reset and accepted)
+
+    def fail(self, now: float) -> None:
+        """Drop a connection the engine failed in (Host.reset_faulty): out of every table at
+        once, a bare RST to the peer, ECONNRESET for the application; nothing else of its
+        state is trusted."""
+        self.state = S.CLOSED
+        self._rto_at = self._delack_at = self._tw_at = self._probe_at = self.pushed_at = None
+        self._leave_queues(now, reset=False)
+        self.ctx.forget(self.key, self)
+        rst = TcpSegment(self.lport, self.rport, self.snd_max, self.rcv_nxt, _FLAGS[RST | ACK], 0)
+        self.ctx.output(self.local, self.remote, rst)
+        self.ctx.counters["TcpOutRsts"] += 1
+        if self.error is None:
+            self.error = errno.ECONNRESET
+        if not self.orphan:
+            self.ctx.emit(Readable(self.sock))
+            self.ctx.emit(Closed(self.sock, errno.ECONNRESET))
 
     # -- options -----------------------------------------------------------------------------------
 
-    def _take_syn_options(self, seg: TcpSegment) -> None:
-        """Negotiate from a SYN or SYN-ACK as Linux does (both sides must offer)."""
-        host = self.host
-        peer_mss = seg.mss or MSS_DEFAULT
-        ws = seg.wscale
-        if ws is not None and host.window_scaling:
-            self.wscale_ok = True
-            self.snd_wscale = min(ws, 14)
-        else:
-            self.wscale_ok = False
+    def _negotiated(self, neg: Negotiated, window: int) -> None:
+        """Take the options a SYN or SYN-ACK negotiated, and its (unscaled) window."""
+        self.wscale_ok, self.snd_wscale, self.sack_ok = neg.wscale_ok, neg.snd_wscale, neg.sack_ok
+        self.ts_ok, ts_recent, self.snd_mss = neg.ts_ok, neg.ts_recent, neg.snd_mss
+        # a SYN-ACK's ECN is good only for a SYN that asked for it (Linux tcp_ecn_rcv_synack)
+        self.ecn_ok = neg.ecn_ok and (self.state is not S.SYN_SENT or self._ecn_asked)
+        if not neg.wscale_ok:
             self.rcv_wscale = 0
-        self.sack_ok = seg.sack_permitted and host.sack
-        ts = seg.timestamps
-        if ts is not None and host.timestamps:
-            self.ts_ok = True
-            self.ts_recent = ts.tsval
-        else:
-            self.ts_ok = False
-        self.snd_mss = min(peer_mss, self._adv_mss) - (TS_OPTION_LEN if self.ts_ok else 0)
-        self.snd_wnd = seg.window
-        self.max_window = max(self.max_window, self.snd_wnd)
+        if neg.ts_ok:
+            self.ts_recent = ts_recent
+        self.snd_wnd = window
+        self.max_window = max(self.max_window, window)
 
     # -- passive open (child) ----------------------------------------------------------------------
 
-    def accept_syn(
-        self,
-        listener: EngineSocket,
-        seg: TcpSegment,
-        now: float,
-        *,
-        fastopen: bool,
-        reply: FastOpen | None,
-    ) -> None:
-        """A child of ``listener`` born from a SYN (never with FIN: the listener drops those):
-        SYN-RECEIVED; with ``fastopen``, its data in."""
+    def _open_passive(self, listener: EngineSocket, irs: int, neg: Negotiated, window: int) -> None:
+        """A child of ``listener`` for the peer's ISN ``irs``: what a SYN set up."""
         self.listener = listener
         self.sock.syn_retries = listener.syn_retries
+        self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
+        if listener.user_mss:
+            self.clamp_mss(listener.user_mss)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
-        self.irs = seg.seq
-        self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
-        self._take_syn_options(seg)
+        self.irs = irs
+        self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
+        self._negotiated(neg, window)
         if self.ts_ok:
             mss = self._adv_mss - TS_OPTION_LEN
-            self.rcv_wnd_init = initial_window(self.host.rmem, mss)
-        self.snd_wl1, self.snd_wl2 = seg.seq, self.iss
-        self._move(E.RCV_SYN_VALID_COOKIE if fastopen else E.RCV_SYN)
-        self.host.counters["TcpPassiveOpens"] += 1
-        if fastopen:
-            self.tfo_child = True
-            self.fo_pending = True
-            if seg.payload:
-                self.rcv_buf += seg.payload
-                self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
-                self.bytes_received += len(seg.payload)
-                self.syn_data_acked = True
+            self.rcv_wnd_init = initial_window(self.ctx.settings.rmem, mss)
+        self.snd_wl1, self.snd_wl2 = irs, self.iss
         self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
+
+    def accept_fastopen(
+        self, listener: EngineSocket, seg: TcpSegment, now: float, reply: FastOpen | None
+    ) -> None:
+        """A TFO child of ``listener`` born from a SYN (never with FIN: the listener drops
+        those): SYN-RECEIVED with the SYN data in, the SYN-ACK sent (with ``reply``, the
+        cookie of the primary key when the SYN's matched the backup)."""
+        self._open_passive(
+            listener, seg.seq, negotiate(self.ctx.settings, seg, self._adv_mss), seg.window
+        )
+        self._move(E.RCV_SYN_VALID_COOKIE)
+        self.ctx.counters["TcpPassiveOpens"] += 1
+        self.tfo_child = True
+        self.fo_pending = True
+        if seg.payload:
+            self.rcv_buf += seg.payload
+            self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
+            self.bytes_received += len(seg.payload)
+            self.syn_data_acked = True
         self._send_synack(now, reply)
         self._syn_sent_at = now
         self._set_rto(now)
+        self._rearm()
+
+    def from_request(
+        self,
+        listener: EngineSocket,
+        irs: int,
+        neg: Negotiated,
+        window: int,
+        *,
+        retransmits: int,
+        synack_at: float | None,
+        rto_at: float | None,
+    ) -> None:
+        """A child made from a request socket (``synack_at``: when its first SYN-ACK left) or
+        from a SYN cookie (None: no SYN-ACK to time, no timer): SYN-RECEIVED, in the listener's
+        SYN queue until the handshake completes."""
+        self._open_passive(listener, irs, neg, window)
+        self.rcv_adv = (self.rcv_nxt + min(self.rcv_wnd_init, 65535)) & MASK  # the SYN-ACK's
+        self._move(E.RCV_SYN)
+        self.retransmits = self.backoff = self.total_retrans = retransmits
+        self._synack_timed = synack_at is not None
+        self._syn_sent_at = synack_at or 0.0
+        self._rto_at = rto_at
+        self._in_syn_queue = synack_at is not None
         self._rearm()
 
     # -- receiving ---------------------------------------------------------------------------------
 
     def segment_arrives(self, seg: TcpSegment, now: float) -> None:
         self.segs_in += 1
+        self._lrcv_any = now
+        if self._ka_probes:
+            self._ka_probes = 0
+            self.keepalive_changed(now)
         if self.state is S.SYN_SENT:
             self._rcv_syn_sent(seg, now)
         else:
@@ -718,18 +845,18 @@ class Connection:
             ack = seg.ack
             if seq_le(ack, self.iss) or seq_lt(self.snd_max, ack) or self._paws_rejects(seg, now):
                 if not flags & RST:
-                    self.host.send_reset_for(self.local, self.remote, seg)
+                    self.ctx.send_reset_for(self.local, self.remote, seg)
                 return
         if flags & RST:
             if flags & ACK:
                 self._move(E.RCV_RST)
-                self.destroy(errno.ECONNREFUSED)
+                self.destroy(now, errno.ECONNREFUSED)
             return
         if not flags & SYN:
             return
         self.irs = seg.seq
         self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
-        self._take_syn_options(seg)
+        self._negotiated(negotiate(self.ctx.settings, seg, self._adv_mss), seg.window)
         self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
         if not flags & ACK:  # simultaneous open
             self._move(E.RCV_SYN)
@@ -737,8 +864,10 @@ class Connection:
             self._send_synack(now)
             return
         self._move(E.RCV_SYN_ACK)
-        if self.retransmits == 0:
-            self._rtt_sample(now - self._syn_sent_at)
+        self._lrcv = now  # Linux lrcvtime: a reply within ato of it is ping-pong
+        self.keepalive_changed(now)  # Linux tcp_finish_connect
+        if self.total_retrans == 0:  # Karn: no sample from a retransmitted SYN
+            self.rtt.sample(now - self._syn_sent_at)
         self.retransmits = self.backoff = 0
         self._rto_at = None
         fo_fail = False
@@ -749,8 +878,8 @@ class Connection:
                 self._rcv_data(seg, flags, now)  # Linux tcp_fastopen_add_skb
         else:
             self._process_ack(seg.ack, now)  # data in a plain SYN-ACK is dropped, as Linux does
-        self.host.emit(Connected(self.sock))
-        self.host.emit(Writable(self.sock))
+        self.ctx.emit(Connected(self.sock))
+        self.ctx.emit(Writable(self.sock))
         if fo_fail:
             self.snd_nxt = self.snd_una
         self.output(now)
@@ -760,79 +889,191 @@ class Connection:
             else:
                 self.send_ack(now)
 
+    # -- ICMP (Linux tcp_v4_err, tcp_v6_err) ----------------------------------------------------
+
+    def icmp_error(self, err: IcmpError, now: float) -> None:
+        """An ICMP error about a segment of this connection. Out of the window (the sequence
+        not between SND.UNA, the ISN while a TFO child's handshake runs, and SND.NXT) it only
+        counts (OutOfWindowIcmps). Fragmentation needed lowers the path MTU and resends at
+        once (tcp_v4_mtu_reduced). An error in a handshake (an active open, a TFO child not
+        yet accepted) is hard, closing the connection with its errno; later it is soft, kept
+        for a timeout to report, unless the socket asked for IP_RECVERR."""
+        st = self.state
+        ctx = self.ctx
+        if st is S.CLOSED or st is S.TIME_WAIT or st is S.LISTEN:
+            return
+        una = self.iss if (self.tfo_child and not self.syn_acked) else self.snd_una
+        if not seq_le(una, err.seq) or seq_lt(self.snd_nxt, err.seq):
+            ctx.counters["OutOfWindowIcmps"] += 1
+            return
+        if err.pmtu:
+            self._mtu_reduced(err, now)
+            return
+        code = err.errno()
+        if code is None:
+            return
+        listener = self.listener
+        accepted = listener is not None and self.sock not in listener.accept_queue
+        if st is S.SYN_SENT or (st is S.SYN_RECEIVED and not (self.tfo_child and accepted)):
+            self._move(E.RCV_ICMP_ERROR)
+            self.destroy(now, code)
+            return
+        if self.sock.recverr:
+            self.error = code
+            self.sock.error_pending()
+        else:
+            self.soft_error = code
+
+    def _mtu_reduced(self, err: IcmpError, now: float) -> None:
+        """Linux tcp_v4_mtu_reduced / tcp_v6_mtu_reduced: a path MTU below the one in use
+        lowers the MSS and resends what no longer fits, at once (tcp_simple_retransmit; a SYN
+        with data goes again as a bare SYN, as after a timeout)."""
+        floor = MIN_PMTU[err.version]
+        if err.mtu < floor:
+            if err.version == 6:
+                return  # tcp_v6_err ignores an MTU below IPV6_MIN_MTU
+            mtu = floor
+        else:
+            mtu = err.mtu
+        mss = mtu - (40 if err.version == 4 else 60)
+        if mss >= self._adv_mss:
+            return
+        self.ctx.update_pmtu(self.remote, mtu, now)
+        self.soft_error = errno.EMSGSIZE
+        self.clamp_mss(mss)
+        if self.state is S.SYN_SENT:
+            self.total_retrans += 1
+            self.ctx.counters["TcpRetransSegs"] += 1
+            self._send_syn(now)  # without data and without the option
+            self._set_rto(now)
+            return
+        if self.snd_una != self.snd_max and self.syn_acked:
+            self.snd_nxt = self.snd_una
+            self.output(now)
+            self._rearm()
+
+    # -- keepalive (Linux tcp_keepalive_timer) ------------------------------------------------
+
+    def keepalive_changed(self, now: float) -> None:
+        """SO_KEEPALIVE or its times changed: the keepalive timer restarts from the last
+        segment received (off: it stops)."""
+        self._ka_at = None
+        self._ka_probes = 0
+        if self.sock.keepalive and self.state in _KEEPALIVE_STATES:
+            idle = self.sock.keepalive_setting(_socket.TCP_KEEPIDLE)
+            last = self._lrcv_any or now
+            self._ka_at = max(now, last + idle)
+            self._rearm()
+
+    def _keepalive_timer(self, now: float) -> None:
+        """Idle for TCP_KEEPIDLE with nothing in flight: a probe (one byte below SND.UNA, no
+        data) every TCP_KEEPINTVL; TCP_KEEPCNT unanswered ones reset the connection with
+        ETIMEDOUT."""
+        sock = self.sock
+        if not sock.keepalive or self.state not in _KEEPALIVE_STATES:
+            return
+        idle = sock.keepalive_setting(_socket.TCP_KEEPIDLE)
+        interval = sock.keepalive_setting(_socket.TCP_KEEPINTVL)
+        if self.snd_una != self.snd_max or self.snd_buf:
+            self._ka_at = now + idle  # the retransmission timer watches the connection
+            return
+        elapsed = now - self._lrcv_any
+        if elapsed < idle and self._ka_probes == 0:
+            self._ka_at = now + idle - elapsed
+            return
+        if self._ka_probes >= sock.keepalive_setting(_socket.TCP_KEEPCNT):
+            self.send_rst(now)
+            self._move(E.APP_ABORT)
+            self.destroy(now, errno.ETIMEDOUT)
+            return
+        self._ka_probes += 1
+        self._emit((self.snd_una - 1) & MASK, ACK, now=now)
+        self._ka_at = now + interval
+
+    @property
+    def adv_mss(self) -> int:
+        """The MSS this end offers (Linux tp->advmss): the path's, clamped by TCP_MAXSEG."""
+        return self._adv_mss
+
+    def clamp_mss(self, mss: int) -> None:
+        """TCP_MAXSEG (Linux user_mss) or a lower path MTU: offer and send at most ``mss``."""
+        if mss < self._adv_mss:
+            self._adv_mss = mss
+            self.rcv_wnd_init = initial_window(self.ctx.settings.rmem, mss)
+            if self.state not in (S.CLOSED, S.SYN_SENT, S.LISTEN):
+                self.snd_mss = min(self.snd_mss, mss - (TS_OPTION_LEN if self.ts_ok else 0))
+
+    def writable(self) -> bool:
+        """Linux __sk_stream_is_writeable: the free send buffer is at least half what is queued."""
+        queued = len(self.snd_buf)
+        return self.ctx.settings.wmem - queued >= queued // 2
+
     def _hold_ack(self, now: float) -> None:
         """A writer is waiting for the connection (Linux sk_write_pending): the ACK of the SYN-ACK
         waits up to TCP_DELACK_MAX for its data, in quick ACK mode, so the data carries it."""
-        self._ato_started = True
-        self._quickack = MAX_QUICKACKS
+        self.enter_quickack()
         self._ato_pending = 1
         self._delack_at = now + DELACK_MAX
+
+    def enter_quickack(self) -> None:
+        """Linux tcp_enter_quickack_mode: quick ACKs again, out of ping-pong mode."""
+        self._quickack = MAX_QUICKACKS
+        self._pingpong = 0
+        self._ato = DELACK
+
+    def set_quickack(self, on: bool, now: float) -> None:
+        """TCP_QUICKACK: on sends a pending ACK now and leaves ping-pong mode; off enters it."""
+        if on:
+            self.enter_quickack()
+            if self._ato_pending and self.state in _SYNCHRONIZED:
+                self.send_ack(now)
+        else:
+            self._pingpong = max(self._pingpong, 1)
 
     def _paws_rejects(self, seg: TcpSegment, now: float) -> bool:
         """Linux tcp_rcv_synsent_state_process: a SYN-ACK whose TS echo is not a TSval we sent
         since the SYN (TcpExt PAWSActive) is answered with a RST."""
         ts = seg.timestamps
-        if ts is None or not ts.tsecr or not self.host.timestamps:
+        if ts is None or not ts.tsecr or not self.ctx.settings.timestamps:
             return False
         first = int(self._syn_sent_at * 1000) + self.tsoffset  # TSval of the first SYN
         if ((int(now * 1000) + self.tsoffset - first) & MASK) >= ((ts.tsecr - first) & MASK):
             return False
-        self.host.counters["PAWSActive"] += 1
+        self.ctx.counters["PAWSActive"] += 1
         return True
 
     # -- TFO client: the SYN-ACK (Linux tcp_rcv_fastopen_synack) -----------------------------------
 
     def _rcv_fastopen_synack(self, seg: TcpSegment, now: float) -> bool:
         """Learn from the SYN-ACK; True when SYN data must go again (TFO failed)."""
-        host = self.host
-        fo = seg.fastopen if self.syn_fastopen else None  # an unsolicited cookie is ignored
-        cookie: bytes | None = None
-        length = -1
-        bad_length = False
-        if fo is not None:
-            n = len(fo.cookie)
-            if n == 0 or (4 <= n <= 16 and n % 2 == 0):
-                length = n
-                cookie = fo.cookie or None
-            else:
-                bad_length = True
+        ctx = self.ctx
         self._process_ack(seg.ack, now)
         unacked = self.syn_data and self.snd_una != self.snd_max
-        syn_drop = False
-        try_exp = 0
-        if self.total_retrans:
-            syn_drop = length < 0 and unacked
-        elif length < 0 and not self.syn_data:
-            try_exp = 2 if self.syn_fastopen_exp else 1
-        host.cookie_cache.set(
-            self.local,
-            self.remote,
-            mss=seg.mss or 0,
-            cookie=cookie,
-            experimental=fo.experimental if fo is not None else False,
-            syn_lost=syn_drop,
-            try_exp=try_exp,
+        client_synack(
+            ctx.cookie_cache,
+            (self.local, self.remote, self.rport),
+            seg,
+            syn_fastopen=self.syn_fastopen,
+            syn_experimental=self.syn_fastopen_exp,
+            syn_data=self.syn_data,
+            fo_request=self.fo_request,
+            cookie_sent=self.fo_cookie is not None,
+            retransmitted=self.total_retrans > 0,
+            unacked=unacked,
             now=now,
         )
-        path = (self.local, self.remote, self.rport)
-        option_sent = self.fo_request or self.fo_cookie is not None
-        if bad_length:
-            host.cookie_cache.disable(path, NegativeReason.BAD_COOKIE_LENGTH, now)
-        elif option_sent and length <= 0 and (self.fo_request or unacked):
-            host.cookie_cache.disable(path, NegativeReason.NO_OPTION, now)
         if unacked:
             self.fastopen_client_fail = (
                 FastOpenClientFail.SYN_RETRANSMITTED
                 if self.total_retrans
                 else FastOpenClientFail.DATA_NOT_ACKED
             )
-            host.counters["TCPFastOpenActiveFail"] += 1
+            ctx.counters["TCPFastOpenActiveFail"] += 1
             return True
         self.syn_data_acked = self.syn_data
         if self.syn_data_acked:
-            host.counters["TCPFastOpenActive"] += 1
-            if self.delivered > 1:
-                self.delivered -= 1  # Linux: SYN-data counts as two packets in tcp_ack()
+            ctx.counters["TCPFastOpenActive"] += 1
+            self.recovery.syn_data_acked()
         return False
 
     # -- synchronized states -----------------------------------------------------------------------
@@ -845,6 +1086,24 @@ class Connection:
             return
         seq = seg.seq
         plen = len(seg.payload)
+        if (
+            flags & (SYN | ACK | RST) == SYN | ACK
+            and st is S.SYN_RECEIVED
+            and self.listener is None
+            and seq == self.irs
+            and not plen
+            and seg.ack == self.snd_max
+        ):
+            # Linux tcp_validate_incoming: in a simultaneous open, the peer's SYN-ACK for our
+            # SYN completes the handshake; its SYN, a duplicate, gets a D-SACK
+            self._rcv_synchronized(
+                replace(seg, seq=self.rcv_nxt, flags=seg.flags & ~Flags.SYN), now
+            )
+            if self.sack_ok:
+                self._dsack = (seq, (seq + 1) & MASK)
+            self.enter_quickack()
+            self.send_ack(now)
+            return
         if flags & SYN and st is S.SYN_RECEIVED and seq == self.irs and not flags & RST:
             if self.tfo_child:
                 self.send_ack(now)
@@ -857,7 +1116,7 @@ class Connection:
             wnd = 0
         if seq_lt(end, self.rcv_nxt) or seq_lt((self.rcv_nxt + wnd) & MASK, seq):
             if not flags & RST:
-                self._oow_ack(now, seq == end)  # out of window: a duplicate ACK (RFC 9293)
+                self._oow_ack(now, seq == end, seq, end)  # out of window: a duplicate ACK
             elif st in _RST_AFTER_FIN and seq == (self.rcv_nxt - 1) & MASK:
                 self._reset(now)  # Linux tcp_reset_check: a RST sent right after the peer's FIN
             return
@@ -868,11 +1127,11 @@ class Connection:
             if self.syn_fastopen and not self.data_segs_in and st is S.ESTABLISHED:
                 # Linux tcp_validate_incoming: an out-of-order RST on an active TFO connection
                 # that got no data is a middlebox at work (a blackhole detection)
-                self.host.fastopen_active_disable(now)
+                self.ctx.blackhole.active_disable(now)
             self._challenge_ack(now)  # RFC 5961 3.2
             return
         if flags & SYN:
-            self.host.counters["TCPSYNChallenge"] += 1
+            self.ctx.counters["TCPSYNChallenge"] += 1
             self._challenge_ack(now)  # RFC 5961 4.2
             return
         if not flags & ACK:
@@ -880,7 +1139,7 @@ class Connection:
         ack = seg.ack
         if not self.syn_acked:
             if seq_le(ack, self.snd_una) or seq_lt(self.snd_max, ack):
-                self.host.send_reset_for(self.local, self.remote, seg)
+                self.ctx.send_reset_for(self.local, self.remote, seg)
                 return
             self._handshake_done(now)
         if seq_lt(self.snd_max, ack):
@@ -889,14 +1148,21 @@ class Connection:
         if seq_lt(ack, (self.snd_una - self.max_window) & MASK):
             self._challenge_ack(now)  # RFC 5961 5.2
             return
+        window_before = self.snd_wnd
         self._update_window(seg, flags)
+        self._rcv_tstamp = now
+        self.soft_error = None  # Linux tcp_ack: something worked, no soft error to report
+        self._ack_probe(now)
         ts = seg.timestamps if self.ts_ok else None
         if ack == self.snd_una:
-            if (
+            sacked = self._sacked_segments(seg) if self.sack_ok else 0
+            if sacked and self.recovery.on_sack(sacked):
+                self._retransmit_head(now)  # SACKed beyond the reordering degree: lost
+            elif (
                 not plen
                 and not flags & FIN
                 and self.snd_una != self.snd_max
-                and seg.window << self.snd_wscale == self.snd_wnd
+                and self.snd_wnd == window_before  # Linux: a window update is no duplicate
             ):
                 self._dupack(now)
         elif seq_lt(self.snd_una, ack):
@@ -915,7 +1181,7 @@ class Connection:
                 and seq_lt(self.rcv_nxt, (seq + plen) & MASK)
             ):
                 # Linux tcp_rcv_state_process: an out-of-order FIN after close() in FIN-WAIT-1
-                self.host.fastopen_active_disable(now)
+                self.ctx.blackhole.active_disable(now)
             self._rcv_data(seg, flags, now)
         self.output(now)
 
@@ -932,30 +1198,29 @@ class Connection:
             self._fastopen_ofo_check(now)
         elif st is S.LAST_ACK:
             self._move(E.RCV_ACK_OF_FIN)
-            self.destroy(None)
+            self.destroy(now, None)
             return False
         return True
 
     def _handshake_done(self, now: float) -> None:
         """The ACK of our SYN-ACK: the handshake is complete (whatever the state by now)."""
         self.syn_acked = True
-        self.delivered += 1  # Linux: the SYN-ACK's delivery is not tracked in tcp_ack
-        if self.retransmits == 0:
-            self._rtt_sample(now - self._syn_sent_at)
+        self.recovery.handshake_acked()
+        if self.retransmits == 0 and self._synack_timed:
+            self.rtt.sample(now - self._syn_sent_at)
         self.retransmits = self.backoff = 0
         self._rto_at = None
         if self.state is S.SYN_RECEIVED:
             self._move(E.RCV_ACK_OF_SYN)
+        self.keepalive_changed(now)
         listener = self.listener
         if listener is None:
-            self.host.emit(Connected(self.sock))
-            self.host.emit(Writable(self.sock))
+            self.ctx.emit(Connected(self.sock))
+            self.ctx.emit(Writable(self.sock))
             return
-        if self.fo_pending:
-            self.fo_pending = False
-            listener.fastopen_qlen -= 1
+        self._leave_queues(now, reset=False)
         if not self.tfo_child:
-            self.host.enqueue_accept(listener, self)
+            listener.child_ready(self.sock)
 
     def _update_window(self, seg: TcpSegment, flags: int) -> None:
         seq, ack = seg.seq, seg.ack
@@ -965,48 +1230,51 @@ class Connection:
             if self.snd_wnd > self.max_window:
                 self.max_window = self.snd_wnd
 
-    def _count_delivered(self, ends: deque[int], ack: int) -> None:
-        """Linux tcp_clean_rtx_queue: each segment ``ack`` covers is delivered; without SACK
-        (tcp_remove_reno_sacks) the duplicate ACKs already counted take their share."""
-        segments = 0
-        while ends and ((ack - ends[0]) & MASK) < HALF:
-            ends.popleft()
-            segments += 1
-        if self.sack_ok:
-            self.delivered += segments
-            return
-        sacked = self._reno_sacked
-        self.delivered += max(segments - sacked, 1)
-        self._reno_sacked = 0 if segments - 1 >= sacked else sacked - (segments - 1)
-
     def _dupack(self, now: float) -> None:
-        self.dupacks += 1
-        if not self.sack_ok and self._reno_sacked + 1 < len(self._sent_ends):
-            self._reno_sacked += 1  # Linux tcp_add_reno_sack: a duplicate ACK, one delivered
-            self.delivered += 1
-        if self.dupacks == 3:  # fast retransmit (RFC 5681)
-            flight = ((self.snd_max - self.snd_una) & MASK) // self.snd_mss
-            self.ssthresh = max(flight // 2, 2)
-            self.cwnd = self.ssthresh
+        if self.recovery.on_dupack(self.sack_ok):  # fast retransmit (RFC 5681)
             self._retransmit_head(now)
 
+    def _sacked_segments(self, seg: TcpSegment) -> int:
+        """The segments ``seg``'s SACK blocks report above SND.UNA (Linux sacked_out, by
+        tcp_skb_pcount)."""
+        total = 0
+        una, top = self.snd_una, self.snd_max
+        for start, end in seg.sack_blocks:
+            if seq_lt(start, una):
+                start = una
+            if seq_lt(top, end):
+                end = top
+            if seq_lt(start, end):
+                total += (end - start) & MASK
+        return segments(total, self.snd_mss)
+
     def _retransmit_head(self, now: float) -> None:
-        off = (self.snd_una - self.snd_buf_seq) & MASK
+        """The first MSS at SND.UNA again (a fast retransmit), cut from its piece: PSH only
+        when it ends the piece."""
+        una = self.snd_una
+        off = (una - self.snd_buf_seq) & MASK
         size = min(len(self.snd_buf) - off, self.snd_mss) if off < HALF else 0
         flags = ACK
         if size > 0:
+            piece = self.sent_pieces.find(una)
+            if piece is not None:
+                size = min(size, (piece[0] - una) & MASK)  # one piece at most (one skb)
             data = bytes(self.snd_buf[off : off + size])
-            if self._fin_queued and ((self.snd_una + size) & MASK) == self._fin_seq:
+            end = (una + size) & MASK
+            if piece is None or piece[0] == end:
+                flags |= PSH
+            self.sent_pieces.retransmitted(una, end)
+            if self._fin_queued and end == self._fin_seq:
                 flags |= FIN
-        elif self._fin_queued and self.snd_una == self._fin_seq:
+        elif self._fin_queued and una == self._fin_seq:
             data = b""
             flags |= FIN
         else:
             return
-        self._rtt_seq = None
+        self.rtt.forget_timed()
         self.total_retrans += 1
-        self.host.counters["TcpRetransSegs"] += 1
-        self._emit(self.snd_una, flags | (PSH if data else 0), data, now=now)
+        self.ctx.counters["TcpRetransSegs"] += 1
+        self._emit(una, flags, data, now=now)
 
     def _process_ack(self, ack: int, now: float, ts: Timestamps | None = None) -> None:
         """``ack`` acknowledges new data (or our SYN): drop it from the send buffer."""
@@ -1025,71 +1293,71 @@ class Connection:
             if n:
                 del self.snd_buf[:n]
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
-        ends = self._sent_ends
-        if ends and ((ack - ends[0]) & MASK) < HALF:  # the oldest segment sent is acked
-            self._count_delivered(ends, ack)
+        self.sent_pieces.acked(ack)
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         if ts is not None and ts.tsecr:
             ms = (int(now * 1000) + self.tsoffset - ts.tsecr) & MASK
             if ms < HALF:
-                self._rtt_sample(max(ms, 1) / 1000)
-        elif self._rtt_seq is not None and seq_le(self._rtt_seq, ack):
-            self._rtt_sample(now - self._rtt_time)
-            self._rtt_seq = None
+                self.rtt.sample(max(ms, 1) / 1000)
+        else:
+            self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
-        self.dupacks = 0
-        if self.cwnd < self.ssthresh:
-            self.cwnd += 1  # slow start
-        else:  # congestion avoidance: one segment per window of ACKs (RFC 5681)
-            self._cwnd_cnt += 1
-            if self._cwnd_cnt >= self.cwnd:
-                self._cwnd_cnt = 0
-                self.cwnd += 1
+        self.recovery.on_ack(ack, self.sack_ok)
         if self.snd_una == self.snd_max:
             self._rto_at = None
         else:
             self._set_rto(now)
-        if self.want_write and len(self.snd_buf) < self.host.wmem:
+        if self.want_write and len(self.snd_buf) < self.ctx.settings.wmem:
             self.want_write = False
-            self.host.emit(Writable(self.sock))
+            self.ctx.emit(Writable(self.sock))
 
-    def _rtt_sample(self, r: float) -> None:
-        """RFC 6298 with Linux's floor: RTO = SRTT + max(4 RTTVAR, 200 ms), at most 120 s."""
-        if self.srtt == 0.0:
-            self.srtt = r
-            self.rttvar = r / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
-            self.srtt = 0.875 * self.srtt + 0.125 * r
-        self.rto = min(max(self.srtt + max(4 * self.rttvar, RTO_MIN), RTO_MIN), RTO_MAX)
-
-    def _oow_ack(self, now: float, pure: bool) -> None:
+    def _oow_ack(self, now: float, pure: bool, seq: int = 0, end: int = 0) -> None:
         """A duplicate ACK for an out-of-window segment; for a pure ACK at most one per 500 ms
-        (Linux tcp_oow_rate_limited, tcp_invalid_ratelimit), so two ends cannot ACK forever."""
+        (Linux tcp_oow_rate_limited, tcp_invalid_ratelimit), so two ends cannot ACK forever.
+        Old data (``seq`` before RCV.NXT) is reported in a D-SACK block (Linux
+        tcp_send_dupack) and the quick ACKs start again."""
         if pure:
-            if now - self._last_oow < OOW_RATELIMIT:
-                self.host.counters["TCPACKSkippedSeq"] += 1
+            if self._rate_limited(now, "TCPACKSkippedSeq"):
                 return
-            self._last_oow = now
+        elif seq_lt(seq, self.rcv_nxt):
+            self.ctx.counters["DelayedACKLost"] += 1
+            self.enter_quickack()
+            if self.sack_ok:
+                self._dsack = (seq, end if seq_lt(end, self.rcv_nxt) else self.rcv_nxt)
         self.send_ack(now)
 
+    def _rate_limited(self, now: float, counter: str) -> bool:
+        """Linux __tcp_oow_rate_limited: at most one such ACK per tcp_invalid_ratelimit."""
+        elapsed = now - self._last_oow
+        if 0 <= elapsed < self.ctx.settings.invalid_ratelimit:
+            self.ctx.counters[counter] += 1
+            return True
+        self._last_oow = now
+        return False
+
     def _challenge_ack(self, now: float) -> None:
-        self.host.counters["TCPChallengeACK"] += 1
+        """Linux tcp_send_challenge_ack (RFC 5961): limited per socket like duplicate ACKs,
+        then by the host-wide tcp_challenge_ack_limit per second."""
+        if self._rate_limited(now, "TCPACKSkippedChallenge"):
+            return
+        if not self.ctx.challenge_ack_allowed(now):
+            return
+        self.ctx.counters["TCPChallengeACK"] += 1
         self.send_ack(now)
 
     def _reset(self, now: float) -> None:
         """An acceptable RST: the error Linux reports (tcp_reset)."""
         err = errno.EPIPE if self.state is S.CLOSE_WAIT else errno.ECONNRESET
-        self.host.counters["TcpEstabResets"] += 1
+        self.ctx.counters["TcpEstabResets"] += 1
         self._move(E.RCV_RST)
-        self.destroy(err)
+        self.destroy(now, err)
 
     def _rcv_time_wait(self, seg: TcpSegment, flags: int, now: float) -> None:
         if flags & RST:
             self._move(E.RCV_RST)  # Linux kills TIME-WAIT on a RST (tcp_rfc1337 = 0)
-            self.destroy(None)
+            self.destroy(now, None)
             return
         if flags & FIN and ((seg.seq + len(seg.payload) + 1) & MASK) == self.rcv_nxt:
             self._tw_at = now + TIME_WAIT_LEN  # the peer lost our ACK of its FIN
@@ -1127,12 +1395,10 @@ class Connection:
         if off < HALF and off:
             payload = payload[off:] if off < len(payload) else b""
             seq = self.rcv_nxt
-        limit = (self.host.rmem - len(self.rcv_buf)) - ((seq - self.rcv_nxt) & MASK)
+        limit = (self.ctx.settings.rmem - len(self.rcv_buf)) - ((seq - self.rcv_nxt) & MASK)
         if len(payload) > limit:
             payload = payload[: max(limit, 0)]
             flags &= ~FIN
-        if flags & FIN:
-            self._rcv_fin_seq = fin_seq
         delivered = 0
         if payload:
             self.data_segs_in += 1
@@ -1141,9 +1407,16 @@ class Connection:
                 delivered = len(payload)
                 self.rcv_nxt = (seq + delivered) & MASK
                 if self.ooo:
-                    delivered += self._drain_ooo()
+                    more = self.ooo.take(self.rcv_nxt)
+                    self.rcv_buf += more
+                    self.rcv_nxt = (self.rcv_nxt + len(more)) & MASK
+                    delivered += len(more)
             else:
-                self._ooo_insert(seq, payload)
+                budget = self.ctx.settings.rmem - len(self.rcv_buf)
+                if not self.ooo.insert(seq, payload, self.rcv_nxt, budget, self.ctx.counters):
+                    flags &= ~FIN  # dropped for want of memory: its FIN too
+        if flags & FIN:
+            self._rcv_fin_seq = fin_seq
         if delivered:
             self.bytes_received += delivered
         if self._rcv_fin_seq is not None and self.rcv_nxt == self._rcv_fin_seq:
@@ -1155,10 +1428,10 @@ class Connection:
                 self._tw_at = now + TIME_WAIT_LEN
                 self._fastopen_ofo_check(now)
             self.send_ack(now)
-            self.host.emit(Readable(self.sock))
+            self.ctx.emit(Readable(self.sock))
             return
         if delivered:
-            self.host.emit(Readable(self.sock))
+            self.ctx.emit(Readable(self.sock))
             if self.ooo:
                 self.send_ack(now)
             else:
@@ -1167,102 +1440,90 @@ class Connection:
             self.send_ack(now)  # out of order or duplicate: ACK at once (with SACK blocks)
 
     def _schedule_ack(self, now: float) -> None:
-        """Linux's quick ACKs at the start, then an ACK every second segment or after 40 ms."""
+        """In-order data arrived: Linux tcp_event_data_recv (ato, quick ACK mode at the start)
+        then __tcp_ack_snd_check: an ACK now for a second segment or in quick ACK mode (never
+        in ping-pong mode: the reply carries it), else a delayed ACK."""
         self._ato_pending += 1
-        if not self._ato_started:  # first data: Linux enters quick ACK mode (tcp_event_data_recv)
-            self._ato_started = True
+        if not self._ato:  # the first data: the delayed ACK engine starts in quick ACK mode
             self._quickack = MAX_QUICKACKS
-        if self._quickack > 0:
-            self._quickack -= 1
-            self.send_ack(now)
-        elif self._ato_pending >= 2:
+            self._ato = DELACK
+        else:
+            gap = now - self._lrcv
+            if gap <= DELACK / 2:
+                self._ato = self._ato / 2 + DELACK / 2
+            elif gap < self._ato:
+                self._ato = min(self._ato / 2 + gap, self.rtt.rto)
+            elif gap > self.rtt.rto:
+                self._quickack = MAX_QUICKACKS
+        self._lrcv = now
+        if self._ato_pending >= 2 or (self._quickack and not self._pingpong):
             self.send_ack(now)
         elif self._delack_at is None:
-            self._delack_at = now + DELACK
+            self._delack_at = now + self._delack_timeout()
 
-    def _ooo_insert(self, seq: int, data: bytes) -> None:
-        base = self.rcv_nxt
-        start = (seq - base) & MASK
-        end = start + len(data)
-        blocks: list[tuple[int, int, bytes]] = []
-        cur = start
-        for s, d in self.ooo:
-            a = (s - base) & MASK
-            b = a + len(d)
-            if cur < end and cur < a:
-                piece = data[cur - start : min(a, end) - start]
-                blocks.append(((base + cur) & MASK, cur, piece))
-            if b > cur:
-                cur = max(cur, b)
-            blocks.append((s, a, d))
-        if cur < end:
-            blocks.append(((base + cur) & MASK, cur, data[cur - start :]))
-        blocks.sort(key=lambda x: x[1])
-        self.ooo = [(s, d) for s, _, d in blocks]
-
-    def _drain_ooo(self) -> int:
-        got = 0
-        ooo = self.ooo
-        while ooo:
-            s, d = ooo[0]
-            off = (self.rcv_nxt - s) & MASK
-            if off >= HALF:
-                break
-            ooo.pop(0)
-            if off < len(d):
-                self.rcv_buf += d[off:]
-                got += len(d) - off
-                self.rcv_nxt = (self.rcv_nxt + len(d) - off) & MASK
-        return got
+    def _delack_timeout(self) -> float:
+        """Linux tcp_send_delayed_ack: ato, at most 200 ms in ping-pong mode (500 ms else) and
+        at most the SRTT (not under 40 ms)."""
+        ato = self._ato
+        if ato > DELACK:
+            limit = DELACK_MAX if self._pingpong else 0.5
+            if self.rtt.srtt:
+                limit = min(limit, max(self.rtt.srtt, DELACK))
+            ato = min(ato, limit)
+        return min(ato, DELACK_MAX)
 
     # -- retransmission timeout --------------------------------------------------------------------
 
     def _on_rto(self, now: float) -> None:
-        host = self.host
+        ctx = self.ctx
         st = self.state
         syncnt = self.sock.syn_retries  # TCP_SYNCNT (a child has its listener's)
         if st is S.SYN_SENT:
             # Linux 6.x tcp_write_timeout: syn_retries plus the linear timeouts, or the time
             # syn_retries doubling RTOs from 1 s would take (1 + 2 + ... s), whichever comes first
-            retries = syncnt or host.syn_retries
-            expired = self.retransmits >= retries + host.syn_linear_timeouts or (
+            retries = syncnt or ctx.settings.syn_retries
+            expired = self.retransmits >= retries + ctx.settings.syn_linear_timeouts or (
                 self.retransmits > 0 and _timed_out(now - self._syn_sent_at, retries, RTO_INIT)
             )
         elif not self.syn_acked:  # a TFO child gets one more (tcp_fastopen_synack_timer)
             expired = self.retransmits >= (
-                syncnt or host.synack_retries + (1 if self.tfo_child else 0)
+                syncnt or ctx.settings.synack_retries + (1 if self.tfo_child else 0)
             )
+        elif self.snd_wnd == 0 and not self.orphan:
+            # Linux: into a window shrunk to zero the retransmission is a probe; it gives up
+            # only when no ACK came for TCP_RTO_MAX
+            expired = now - self._rcv_tstamp > RTO_MAX
         else:  # retries2, as the time that many doubling RTOs from 200 ms would take
             if self.retransmits == 0:
-                self._retrans_stamp = now - self.rto  # when the timer was armed
+                self._retrans_stamp = now - self.rtt.rto  # when the timer was armed
             expired = self.retransmits > 0 and _timed_out(
-                now - self._retrans_stamp, host.retries2, RTO_MIN
+                now - self._retrans_stamp, ctx.settings.retries2, RTO_MIN
             )
         if (
             self.listener is None
             and (self.syn_fastopen or self.syn_data or self.syn_data_acked)
             and (self.retransmits == 2 or (self.retransmits < 2 and expired))
         ):
-            host.counters["TCPFastOpenActiveFail"] += 1
-            host.fastopen_active_disable(now)  # Linux tcp_fastopen_active_detect_blackhole
+            ctx.counters["TCPFastOpenActiveFail"] += 1
+            ctx.blackhole.active_disable(now)  # Linux tcp_fastopen_active_detect_blackhole
         if expired:
             self._move(E.TIMEOUT)
-            self.destroy(errno.ETIMEDOUT)
+            self.destroy(now, self.soft_error or errno.ETIMEDOUT)  # Linux tcp_write_err
             return
-        host.counters["TCPTimeouts"] += 1
-        self._rtt_seq = None
+        ctx.counters["TCPTimeouts"] += 1
+        self.rtt.forget_timed()
         if st is S.SYN_SENT and self.retransmits == 0 and self.syn_data:
-            host.cookie_cache.disable(
+            ctx.cookie_cache.disable(
                 (self.local, self.remote, self.rport), NegativeReason.SYN_DATA_TIMEOUT, now
             )
         self.retransmits += 1
         # Linux 6.x tcp_retransmit_timer: SYN-SENT keeps the RTO for tcp_syn_linear_timeouts
         # retransmissions (1, 1, 1, 1, 1, 2, 4 s with the default 4), every other state doubles
-        if st is not S.SYN_SENT or self.retransmits > host.syn_linear_timeouts:
+        if st is not S.SYN_SENT or self.retransmits > ctx.settings.syn_linear_timeouts:
             self.backoff += 1
         if not self.syn_acked:
             self.total_retrans += 1
-            host.counters["TcpRetransSegs"] += 1
+            ctx.counters["TcpRetransSegs"] += 1
             if st is S.SYN_SENT:
                 self._send_syn(now)  # without data and without the option
             else:
@@ -1270,26 +1531,53 @@ class Connection:
             self._set_rto(now)
             return
         if self.snd_una == self.snd_max:
-            if self.snd_buf and self.snd_wnd == 0:
-                self._probe_zero_window(now)
-            return
-        flight = ((self.snd_max - self.snd_una) & MASK) // self.snd_mss
-        self.ssthresh = max(flight // 2, 2)
-        self.cwnd = 1
+            return  # nothing in flight (the zero window has its probe timer)
+        self.recovery.on_timeout()
         self.snd_nxt = self.snd_una
         self.output(now)
         if self.snd_nxt == self.snd_una:
             self._retransmit_head(now)
         self._set_rto(now)
 
-    def _probe_zero_window(self, now: float) -> None:
+    def _probe_timer(self, now: float) -> None:
+        """Linux tcp_probe_timer and tcp_send_probe0: data waits behind a zero window with
+        nothing in flight; a segment one below SND.UNA (no data) makes the peer ACK with its
+        window. The peer answering keeps the connection alive; ``retries2`` unanswered probes
+        (8 for an orphan) end it."""
+        if self.snd_una != self.snd_max or not self._unsent():
+            self.probes_out = 0
+            return
+        settings = self.ctx.settings
+        limit = ORPHAN_RETRIES if self.orphan else settings.retries2
+        if self.probes_out >= limit:
+            self._move(E.TIMEOUT)
+            self.destroy(now, errno.ETIMEDOUT)
+            return
+        self.ctx.counters["TCPWinProbe"] += 1
+        self._emit((self.snd_una - 1) & MASK, ACK, now=now)
+        self.probes_out += 1
+        if self.backoff < settings.retries2:
+            self.backoff += 1
+        self._probe_at = now + self.rtt.backed_off(self.backoff)
+
+    def _unsent(self) -> bool:
+        """Data or a FIN waits to be sent."""
         off = (self.snd_nxt - self.snd_buf_seq) & MASK
-        probe = bytes(self.snd_buf[off : off + 1])
-        if probe:
-            self._emit(self.snd_nxt, ACK, probe, now=now)
-            self.snd_nxt = self.snd_max = (self.snd_nxt + 1) & MASK
-            self._sent_ends.append(self.snd_nxt)
-        self._set_rto(now)
+        return (off < HALF and off < len(self.snd_buf)) or (
+            self._fin_queued and self.snd_nxt == self._fin_seq
+        )
+
+    def _ack_probe(self, now: float) -> None:
+        """Linux tcp_ack_probe: an ACK while probing; an open window ends the probes (their
+        backoff too), a closed one times the next probe from now."""
+        self.probes_out = 0
+        if self._probe_at is None:
+            return
+        if self.snd_wnd:
+            self._probe_at = None
+            self.backoff = 0
+        else:
+            self._probe_at = now + self.rtt.backed_off(self.backoff)
 
     # -- introspection -----------------------------------------------------------------------------
 
@@ -1301,32 +1589,43 @@ class Connection:
             options |= TCPI_OPT_SACK
         if self.wscale_ok:
             options |= TCPI_OPT_WSCALE
+        if self.ecn_ok:
+            options |= TCPI_OPT_ECN
         if self.syn_data_acked:
             options |= TCPI_OPT_SYN_DATA
         if self.tfo_child:
             options |= TCPI_OPT_TFO_CHILD
-        unacked = ((self.snd_max - self.snd_una) & MASK) // max(self.snd_mss, 1)
+        una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
+        unacked, retrans = self.sent_pieces.in_flight(una, self.snd_mss)
+        if self.state is S.SYN_SENT:
+            unacked += 1  # the SYN
+        if (
+            self._fin_queued
+            and seq_lt(self.snd_una, self.snd_max)
+            and seq_le(self._fin_seq, self.snd_max)
+        ):
+            unacked += 1  # the FIN
         return TcpInfo(
             tcpi_state=int(self.state),
-            tcpi_ca_state=1 if self.dupacks else (4 if self.retransmits else 0),
+            tcpi_ca_state=1 if self.recovery.dupacks else (4 if self.retransmits else 0),
             tcpi_retransmits=self.retransmits,
-            tcpi_probes=0,
+            tcpi_probes=self.probes_out,
             tcpi_backoff=self.backoff,
             tcpi_options=options,
             tcpi_snd_wscale=self.snd_wscale if self.wscale_ok else 0,
             tcpi_rcv_wscale=self.rcv_wscale if self.wscale_ok else 0,
             tcpi_fastopen_client_fail=int(self.fastopen_client_fail),
-            tcpi_rto=int(min(self.rto * (1 << min(self.backoff, 15)), RTO_MAX) * 1e6),
-            tcpi_ato=int(DELACK * 1e6),
+            tcpi_rto=int(self.rtt.backed_off(self.backoff) * 1e6),
+            tcpi_ato=int(self._ato * 1e6),  # Linux icsk_ack.ato (0 before the first data)
             tcpi_snd_mss=self.snd_mss,
             tcpi_rcv_mss=self.snd_mss,
             tcpi_unacked=unacked,
             tcpi_lost=0,
-            tcpi_retrans=1 if self.retransmits and unacked else 0,
-            tcpi_rtt=int(self.srtt * 1e6),
-            tcpi_rttvar=int(self.rttvar * 1e6),
-            tcpi_snd_ssthresh=min(self.ssthresh, 0x7FFFFFFF),
-            tcpi_snd_cwnd=self.cwnd,
+            tcpi_retrans=retrans,
+            tcpi_rtt=int(self.rtt.srtt * 1e6),
+            tcpi_rttvar=int(self.rtt.rttvar * 1e6),
+            tcpi_snd_ssthresh=min(self.recovery.ssthresh, 0x7FFFFFFF),
+            tcpi_snd_cwnd=self.recovery.cwnd,
             tcpi_advmss=self._adv_mss - (TS_OPTION_LEN if self.ts_ok else 0),
             tcpi_rcv_space=self.rcv_wnd_init,
             tcpi_total_retrans=self.total_retrans,
@@ -1338,6 +1637,6 @@ class Connection:
             tcpi_data_segs_out=self.data_segs_out,
             tcpi_snd_wnd=self.snd_wnd,
             tcpi_rcv_wnd=(self.rcv_adv - self.rcv_nxt) & MASK if self.state in _SYNCHRONIZED else 0,
-            tcpi_delivered=self.delivered,
+            tcpi_delivered=self.recovery.delivered,
             tcpi_delivered_ce=0,  # no ECN
         )

@@ -1,7 +1,9 @@
 """A small HTTP/1.1 responder over TFO streams: GET and HEAD of one static body.
 
 Anything malformed gets 400, other methods 405; connections are kept alive unless the client says
-``Connection: close`` or speaks HTTP/1.0.
+``Connection: close`` or speaks HTTP/1.0. With a replay guard, the first request of a connection
+the guard suspects of being a replay gets ``425 Too Early`` (RFC 8470) unless it is safe to replay
+(GET, HEAD, OPTIONS).
 """
 
 from __future__ import annotations
@@ -11,16 +13,23 @@ import logging
 from collections.abc import Callable
 
 from fastopen.cookies import KeyRing
+from fastopen.http import replay_safe
 from fastopen.report import TfoReport
-from fastopen.streams import Stack, start_server
+from fastopen.streams import ServerGuard, Stack, start_server
 
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 8192
-_REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed"}
+_REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 425: "Too Early"}
 
 #: Called once per request: peer address, method (None if malformed), status, the TFO report.
 OnRequest = Callable[[str, str | None, int, TfoReport], None]
+
+
+def too_early(method: str, report: TfoReport | None) -> bool:
+    """Whether a connection's first request must get 425 Too Early: its replay guard suspects a
+    replay (``report.replay_suspected``) and ``method`` is not safe to replay."""
+    return bool(report is not None and report.replay_suspected) and not replay_safe(method)
 
 
 def _response(status: int, body: bytes, *, head: bool, close: bool) -> bytes:
@@ -65,6 +74,7 @@ async def _serve_one(
 ) -> None:
     peer = writer.get_extra_info("peername")
     where = f"{peer[0]}:{peer[1]}" if peer else "?"
+    first = True  # only the first request can be (part of) a replayed first flight
     try:
         while True:
             try:
@@ -83,7 +93,9 @@ async def _serve_one(
                     headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
                 )
                 head = method == "HEAD"
-                if method not in ("GET", "HEAD"):  # its body is not read: close after the answer
+                if first and too_early(method, writer.get_extra_info("fastopen")):
+                    status, data = 425, b"too early: this request may be a replay\n"
+                elif method not in ("GET", "HEAD"):  # its body is not read: close after the answer
                     status, data = 405, b"only GET and HEAD\n"
                 elif not has_body:
                     status, data = 200, body
@@ -94,6 +106,7 @@ async def _serve_one(
                 on_request(where, method, status, writer.get_extra_info("fastopen"))
             writer.write(_response(status, data, head=head, close=close))
             await writer.drain()
+            first = False
             if close:
                 return
     except ConnectionError as exc:
@@ -111,12 +124,23 @@ async def serve_http(
     fastopen_backlog: int | None = None,
     keys: KeyRing | None = None,
     on_request: OnRequest | None = None,
+    replay_guard: ServerGuard | None = None,
 ) -> asyncio.AbstractServer:
-    """Start the responder on ``host``, ``port`` with TFO on; returns the (serving) server."""
+    """Start the responder on ``host``, ``port`` with TFO on; returns the (serving) server.
+
+    ``replay_guard`` (a :class:`fastopen.replay.ReplayGuard`) checks each connection: see
+    :func:`too_early`.
+    """
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _serve_one(reader, writer, body, on_request)
 
     return await start_server(
-        handler, host, port, fastopen_backlog=fastopen_backlog, keys=keys, stack=stack
+        handler,
+        host,
+        port,
+        fastopen_backlog=fastopen_backlog,
+        keys=keys,
+        stack=stack,
+        replay_guard=replay_guard,
     )

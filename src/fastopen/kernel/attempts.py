@@ -12,7 +12,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from fastopen.kernel import tcpinfo
+from fastopen.kernel import pathcache, tcpinfo
 from fastopen.kernel.tcpinfo import TcpInfo
 from fastopen.report import FailReason, OffReason, Side, TfoReport
 
@@ -32,6 +32,8 @@ class Attempt:
     off_reason: OffReason | None = None
     #: The address connected to (``getpeername`` fails while the kernel defers the connect).
     peer: Any = None
+    #: More about ``off_reason`` for the report (the path cache's count and backoff).
+    note: str | None = None
 
 
 _attempts: weakref.WeakKeyDictionary[socket.socket, Attempt] = weakref.WeakKeyDictionary()
@@ -75,6 +77,7 @@ def build_report(info: TcpInfo, attempt: Attempt | None) -> TfoReport:
             fail_reason=FailReason.TFO_OFF,
             off_reason=off,
             rtt=rtt,
+            note=attempt.note if attempt else None,
         )
     fail = info.fastopen_client_fail
     acked = info.syn_data
@@ -91,6 +94,26 @@ def build_report(info: TcpInfo, attempt: Attempt | None) -> TfoReport:
     )
 
 
+_learned: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+#: ``TCP_SYN_SENT``: the handshake is not over, so there is nothing to learn yet.
+_SYN_SENT = 2
+
+
 def report(sock: socket.socket) -> TfoReport:
-    """What TFO did on ``sock`` (a kernel TCP socket), read from ``TCP_INFO`` now."""
-    return build_report(tcpinfo.read(sock), recall(sock))
+    """What TFO did on ``sock`` (a kernel TCP socket), read from ``TCP_INFO`` now.
+
+    The first report of a client socket after its handshake also teaches the path cache
+    (:func:`fastopen.kernel.pathcache.learn`) what became of its SYN data.
+    """
+    info, attempt = tcpinfo.read(sock), recall(sock)
+    built = build_report(info, attempt)
+    if (
+        attempt is not None
+        and attempt.side is Side.CLIENT
+        and attempt.peer
+        and info.state != _SYN_SENT
+        and sock not in _learned
+    ):
+        _learned.add(sock)
+        pathcache.learn(built, attempt.peer, syn_retransmitted=info.total_retrans > 0)
+    return built

@@ -16,10 +16,12 @@ import select
 import socket
 import ssl
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, TypeVar
 
-from fastopen.kernel.attempts import Attempt, remember
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN_CONNECT
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN_CONNECT
+from fastopen.kernel import pathcache
+from fastopen.kernel.attempts import Attempt, remember, report
 from fastopen.report import OffReason, Side
 
 Address = tuple[Any, ...]
@@ -71,7 +73,9 @@ def _sendto_off_reason(exc: OSError) -> OffReason | None:
 
 
 def _record(sock: socket.socket, way: _Way, off: OffReason | None, peer: Address) -> None:
-    remember(sock, Attempt(Side.CLIENT, attempted=way is not _Way.PLAIN, off_reason=off, peer=peer))
+    note = pathcache.note(peer) if off is OffReason.PATH_BLOCKED else None
+    attempt = Attempt(Side.CLIENT, attempted=way is not _Way.PLAIN, off_reason=off, peer=peer)
+    remember(sock, replace(attempt, note=note) if note else attempt)
 
 
 def _check_error(sock: socket.socket) -> None:
@@ -191,7 +195,27 @@ def create_connection(
     off = _first_flight_off(first_flight, fastopen)
 
     def connect(sock: socket.socket, peer: Address) -> socket.socket:
-        _connect_sync(sock, peer, first_flight, off)
+        why = off or pathcache.skip(peer)
+        try:
+            _connect_sync(sock, peer, first_flight, why)
+        except (ConnectionRefusedError, ConnectionResetError):
+            if why is not None:
+                raise
+            # SYN data answered with a reset? A plain connect tells (a closed port refuses it too).
+            plain = socket.socket(sock.family, sock.type, sock.proto)
+            try:
+                plain.settimeout(timeout)
+                if source_address is not None:
+                    plain.bind(source_address)
+                _connect_sync(plain, peer, first_flight, OffReason.PATH_BLOCKED)
+            except BaseException:
+                plain.close()
+                raise
+            sock.close()
+            pathcache.reset_seen(peer)
+            _record(plain, _Way.PLAIN, OffReason.PATH_BLOCKED, peer)  # with the note now
+            return plain
+        report(sock)  # teaches the path cache
         return sock
 
     return _first_connected(address, timeout, source_address, connect)
@@ -213,7 +237,7 @@ def connect_deferred(
     off = None if replay_safe else OffReason.NOT_REPLAY_SAFE
 
     def connect(sock: socket.socket, peer: Address) -> socket.socket:
-        way, why = _choose_deferred(sock, off)
+        way, why = _choose_deferred(sock, off or pathcache.skip(peer))
         _record(sock, way, why, peer)
         sock.connect(peer)
         return sock
@@ -238,7 +262,7 @@ def tls_connection(
     off = None if fastopen else OffReason.DISABLED_BY_CALLER
 
     def connect(raw: socket.socket, peer: Address) -> ssl.SSLSocket:
-        way, why = _choose_deferred(raw, off)
+        way, why = _choose_deferred(raw, off or pathcache.skip(peer))
         tls = context.wrap_socket(raw, server_hostname=server_hostname or address[0])
         try:  # ``raw`` is detached now: ``tls`` holds the socket
             _record(tls, way, why, peer)
@@ -338,7 +362,32 @@ async def open_socket(
             sock.setblocking(False)
             if local_addr is not None:
                 sock.bind(local_addr)
-            await _connect_async(loop, sock, peer, first_flight, off, wait=not deferred)
+            why = off or pathcache.skip(peer)
+            await _connect_async(loop, sock, peer, first_flight, why, wait=not deferred)
+            if not deferred:
+                report(sock)  # teaches the path cache
+        except (ConnectionRefusedError, ConnectionResetError) as exc:
+            sock.close()
+            last = exc
+            if why is None and not deferred:  # SYN data reset? Try once without TFO.
+                plain = socket.socket(family, type_, proto)
+                try:
+                    plain.setblocking(False)
+                    if local_addr is not None:
+                        plain.bind(local_addr)
+                    await _connect_async(
+                        loop, plain, peer, first_flight, OffReason.PATH_BLOCKED, wait=True
+                    )
+                except OSError:
+                    plain.close()
+                    continue
+                except BaseException:
+                    plain.close()
+                    raise
+                pathcache.reset_seen(peer)
+                _record(plain, _Way.PLAIN, OffReason.PATH_BLOCKED, peer)  # with the note now
+                return plain, peer
+            continue
         except OSError as exc:
             sock.close()
             last = exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastopen.kernel.constants import TFO_COUNTERS
+from fastopen.constants import TFO_COUNTERS
 
 # /proc/thread-self/net follows the calling thread's network namespace (setns is per thread).
 NETSTAT = Path("/proc/thread-self/net/netstat")

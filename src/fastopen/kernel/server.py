@@ -7,10 +7,10 @@ import socket
 import socketserver
 from typing import Any, Protocol
 
+from fastopen.constants import TCP_FASTOPEN, TCP_FASTOPEN_KEY, TFO_SERVER_ENABLE
 from fastopen.cookies import KeyRing
 from fastopen.kernel import sysctl
 from fastopen.kernel.attempts import Attempt, remember
-from fastopen.kernel.constants import TCP_FASTOPEN, TCP_FASTOPEN_KEY, TFO_SERVER_ENABLE
 from fastopen.kernel.tcpinfo import HasSockopt
 from fastopen.report import OffReason, Side
 

@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass
 from typing import Protocol
 
-from fastopen.kernel.constants import TCP_INFO, TCPI_OPT_SYN_DATA, TCPI_OPT_TFO_CHILD
+from fastopen.constants import TCP_INFO, TCPI_OPT_SYN_DATA, TCPI_OPT_TFO_CHILD
 
 # u8 state, ca_state, retransmits, probes, backoff, options, wscales, flags (bit 0
 # delivery_rate_app_limited, bits 1-2 fastopen_client_fail); then 24 u32 up to tcpi_total_retrans.

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN, TFO_COUNTERS
 from fastopen.engine import Connected, EngineError, EngineSocket, Host
 from fastopen.engine.link import Link
 from fastopen.errors import FastOpenError
 from fastopen.kernel.attempts import Attempt
-from fastopen.kernel.constants import MSG_FASTOPEN, TCP_FASTOPEN, TFO_COUNTERS
 from fastopen.lab.emulator import Lab
 from fastopen.lab.ladder import Endpoint, Rung, rungs
 from fastopen.lab.netns import CLIENT, SERVER, Addresses, Netns

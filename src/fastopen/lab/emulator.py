@@ -23,13 +23,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
 from fastopen.errors import FastOpenError, KernelFeatureMissing, NeedsRoot
-from fastopen.lab import netns
+from fastopen.lab import middlebox, netns
 from fastopen.lab.link import LinkConfig, LinkStats
 from fastopen.lab.netns import CLIENT, SERVER, Addresses, Netns
 from fastopen.pcap import CapturedPacket, read_pcap
@@ -84,7 +85,8 @@ class Lab:
     Keyword arguments are the :class:`~fastopen.lab.link.LinkConfig` fields (``delay`` is one-way;
     ``rtt`` sets it to half the round trip), plus ``capture`` (a pcap file of every packet the
     link carries, read back with :meth:`packets`), ``tfo`` (the ``net.ipv4.tcp_fastopen`` bits of
-    both namespaces) and ``mtu``.
+    both namespaces) and ``mtu``. ``middleboxes`` (names, :mod:`fastopen.lab.middlebox`) puts a
+    router namespace (:attr:`router`) with their rules between the link and the server.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Lab:
         capture: Path | None = None,
         tfo: int = 0x3,
         mtu: int = 1500,
+        middleboxes: Sequence[str] = (),
         **link: Any,
     ) -> None:
         if rtt is not None:
@@ -104,6 +107,8 @@ class Lab:
         self.capture = capture
         self.tfo = tfo
         self.mtu = mtu
+        self.middleboxes = middlebox.parse(tuple(middleboxes))
+        self._router: Netns | None = None
         self.client_addr = CLIENT
         self.server_addr = SERVER
         self._client: Netns | None = None
@@ -127,6 +132,13 @@ class Lab:
         if self._server is None:
             raise FastOpenError("the lab is not up")
         return self._server
+
+    @property
+    def router(self) -> Netns:
+        """The router namespace between the link and the server (only with middleboxes)."""
+        if self._router is None:
+            raise FastOpenError("this lab has no router", hint="give it middleboxes")
+        return self._router
 
     @property
     def forwarder_pid(self) -> int:
@@ -164,14 +176,22 @@ class Lab:
     def _build(self, detached: bool) -> None:
         self._client = self._new_netns("lab-c")
         self._server = self._new_netns("lab-s")
+        if self.middleboxes:
+            self._router = self._new_netns("lab-r")
+        far = self._server if self._router is None else self._router
         fds: list[int] = []
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = ours  # closed by close() whatever fails below
         try:
-            for ns in (self._client, self._server):
+            for ns in (self._client, far):
                 fds.append(open_tun(ns, DEVICE))
-            for ns, addr in ((self._client, CLIENT), (self._server, SERVER)):
-                _address(ns, addr, self.mtu)
+            _address(self._client, CLIENT, self.mtu)
+            if self._router is None:
+                _address(self._server, SERVER, self.mtu)
+            else:
+                middlebox.insert_router(self._router, self._server, mtu=self.mtu)
+                middlebox.install(self._router, self.middleboxes)
+            for ns in (self._client, self._server):
                 netns.enable_tfo(ns, self.tfo)
             cmd = [
                 sys.executable, "-m", "fastopen.lab.link",
@@ -237,7 +257,7 @@ class Lab:
         if self._forwarder is not None:
             _stop(self._forwarder)
             self._forwarder = None
-        for ns in (self._client, self._server):
+        for ns in (self._client, self._server, self._router):
             if ns is not None:
                 ns.close()
         if self._old_sigterm is not None:
@@ -257,6 +277,11 @@ class Lab:
             "server_addr": asdict(SERVER),
             "config": self.config.to_dict(),
         }
+        if self._router is not None:
+            state["router"] = self._router.name
+            state["middleboxes"] = [str(box) for box in self.middleboxes]
+            self._router.keep()
+            self._router = None
         self._client.keep()
         self._server.keep()
         if self._control is not None:

@@ -7,15 +7,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastopen.errors import FastOpenError
-from fastopen.kernel import sysctl
-from fastopen.kernel.constants import (
+from fastopen.constants import (
     TFO_CLIENT_ENABLE,
     TFO_CLIENT_NO_COOKIE,
     TFO_SERVER_COOKIE_NOT_REQD,
     TFO_SERVER_ENABLE,
     TFO_SERVER_WO_SOCKOPT1,
 )
+from fastopen.errors import FastOpenError
+from fastopen.kernel import sysctl
 from fastopen.ops.files import staged_write
 
 SYSCTL = "net.ipv4.tcp_fastopen"

@@ -28,9 +28,9 @@ from prometheus_client import CollectorRegistry, start_http_server, write_to_tex
 from prometheus_client.core import GaugeMetricFamily, Metric, UntypedMetricFamily
 from prometheus_client.registry import Collector
 
+from fastopen.constants import TFO_COUNTERS
 from fastopen.errors import FastOpenError
 from fastopen.kernel import counters
-from fastopen.kernel.constants import TFO_COUNTERS
 from fastopen.lab.netns import identify
 from fastopen.ops import enable
 from fastopen.ops.alerts import AlertMonitor

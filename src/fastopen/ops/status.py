@@ -11,9 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fastopen.errors import FastOpenError
-from fastopen.kernel import sysctl
-from fastopen.kernel.constants import (
+from fastopen.constants import (
     TCP_FASTOPEN_CONNECT,
     TFO_CLIENT_ENABLE,
     TFO_CLIENT_NO_COOKIE,
@@ -21,6 +19,8 @@ from fastopen.kernel.constants import (
     TFO_SERVER_ENABLE,
     TFO_SERVER_WO_SOCKOPT1,
 )
+from fastopen.errors import FastOpenError
+from fastopen.kernel import sysctl
 from fastopen.ops import enable, keys, stats
 
 BLACKHOLE = enable.BLACKHOLE

@@ -10,18 +10,19 @@ in packetdrill's language (:mod:`.script`) and runs each against a fresh stack:
   time, as packetdrill itself works (:mod:`.kernel`); the script's addresses must be inside
   198.18.0.0/15 or fd00::/8 (``--local_ip=`` and ``--remote_ip=`` option lines).
 
-Every packet the stack sends is compared with the script's expectation (:mod:`.packets`). The
-first difference raises :class:`ScriptError` naming the script line, with the expected and the
-actual packet. The team's scripts (tests/packetdrill) run on both stacks; a script that passes on
-both shows the engine does what Linux does.
+Every packet the stack sends is compared with the script's expectation (:mod:`.packets`), as
+packetdrill compares it: consecutive packets that together carry the payload of one script
+packet are taken as that TSO/GSO packet (``--strict_segments`` turns this off). The first
+difference raises :class:`ScriptError` naming the script line, with the expected and the actual
+packet. The team's scripts (tests/packetdrill) run on both stacks; a script that passes on both
+shows the engine does what Linux does. Linux's own TFO suite (google/packetdrill's
+``gtests/net/tcp/fastopen``) runs with ``bench/packetdrill_linux.py``.
 
-Needs from the engine: all met (re-checked against fastopen.engine; every team script passes on
-both stacks): the blocked writer in SYN-SENT (``EngineSocket.write_pending``, set by the runner
-while a blocking send waits for the connection), ``tcpi_delivered``, ``TCP_SYNCNT`` with Linux's
-SYN-SENT give-up time, Linux's initial receive window (65535 under defaults.sh),
-``connect(AF_UNSPEC)`` (``EngineSocket.disconnect``), MSG_FASTOPEN on a connected socket as a
-plain send, a SYN with FIN dropped in LISTEN. Not modelled: ECN (``tcp_ecn``); scripts that set it
-to anything but 0 stop there.
+The language covers what that suite uses: ICMP and ICMPv6 errors (``< icmp unreachable
+frag_needed mtu 800 [0:1000(1000)]``), flag options (``--tcp_ts_ecr_scaled``,
+``--strict_segments``), ``poll``, ``epoll_create``/``epoll_ctl``/``epoll_wait``, keepalive,
+TCP_MAXSEG, TCP_QUICKACK, MSG_NOSIGNAL, ``sendto`` to AF_UNSPEC, ``nstat | grep COUNTER`` and
+``tcp_ecn``. The engine runs as on packetdrill's tun device, which takes TSO packets.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
-from fastopen.packetdrill.runner import Config, RunResult, run_script
+from fastopen.packetdrill.run import run_script
+from fastopen.packetdrill.runner import Config, RunResult
 from fastopen.packetdrill.script import Script, load_script, parse_script
 
 

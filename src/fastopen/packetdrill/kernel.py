@@ -34,12 +34,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fastopen import constants as K
+from fastopen.engine.icmp import IcmpError
 from fastopen.errors import FastOpenError, MalformedPacket, NeedsRoot
-from fastopen.kernel import constants as K
+from fastopen.kernel import counters as kernel_counters
 from fastopen.kernel import tcp_metrics, tcpinfo
 from fastopen.lab.emulator import check_support
 from fastopen.lab.netns import Netns
 from fastopen.packetdrill.errors import ScriptError
+from fastopen.packetdrill.packets import icmp_packet
 from fastopen.packetdrill.runner import (
     Config,
     Flow,
@@ -135,6 +138,10 @@ class KernelStack:
         with self.ns.entered():
             tcp_metrics.flush()
 
+    def counters(self) -> dict[str, int]:
+        with self.ns.entered():
+            return {"TcpExt" + name: value for name, value in kernel_counters.tcpext().items()}
+
 
 @dataclass(slots=True)
 class Pending:
@@ -228,6 +235,9 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
             if self.belongs(self.local, self.remote, seg):
                 return when - self.t0, seg
 
+    def send_icmp(self, error: IcmpError) -> None:
+        os.write(self.tun, icmp_packet(error))
+
     def shell(self, command: str) -> str | None:
         """Run the commands; the time they take is not script time (the clock stops)."""
         began = time.monotonic()
@@ -251,6 +261,8 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
 
     def would_block(self, call: Syscall) -> bool:
         """A call that may block on a blocking socket (packetdrill gives it a thread)."""
+        if call.name == "poll":
+            return len(call.args) == 3 and self.value(call.args[2]) != 0
         if call.name not in BLOCKING_CALLS or not call.args:
             return False
         number = self.value(call.args[0])
@@ -437,6 +449,21 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
     def sys_shutdown(self, fd: Expr, how: Expr) -> int:
         self.fd(fd).shutdown(self.value(how) or 0)
         return 0
+
+    def sys_poll(self, fds: Expr, nfds: Expr, timeout: Expr) -> int:
+        """poll() on the namespace's real sockets (in a thread when it may wait)."""
+        entries, ms = self.poll_args(fds, nfds, timeout)
+        poller = select.poll()
+        for number, events, _ in entries:
+            if number in self.fds:
+                poller.register(self.fds[number].fileno(), events)
+        ready = dict(poller.poll(ms))
+        got = [
+            ready.get(self.fds[number].fileno(), 0) if number in self.fds else select.POLLNVAL
+            for number, _, _ in entries
+        ]
+        self.check_revents(entries, got, self.event)
+        return sum(1 for r in got if r)
 
     def sys_close(self, fd: Expr) -> int:
         number = self.value(fd)

@@ -9,11 +9,18 @@ timestamp tick is configured, TS ecr not checked.
 
 from __future__ import annotations
 
-from fastopen.packetdrill.script import PacketSpec
+import struct
+from ipaddress import IPv4Address, IPv6Address
+
+from fastopen.engine.icmp import IcmpError
+from fastopen.packetdrill.script import IcmpSpec, PacketSpec
 from fastopen.wire import (
+    PROTO_TCP,
     Eol,
     FastOpen,
     Flags,
+    IPv4Packet,
+    IPv6Packet,
     Mss,
     Nop,
     Sack,
@@ -23,6 +30,7 @@ from fastopen.wire import (
     Timestamps,
     UnknownOption,
     WindowScale,
+    internet_checksum,
 )
 
 #: packetdrill's flag letters, in the order it prints them.
@@ -155,3 +163,127 @@ def _compare_options(
         if want != got:
             return f"bad value outbound TCP option {option_to_text(got).split()[0]}"
     return None
+
+
+# -- ICMP ------------------------------------------------------------------------------------------
+
+#: IP protocol numbers of ICMP and ICMPv6.
+PROTO_ICMP, PROTO_ICMPV6 = 1, 58
+#: packetdrill's ICMPv4 destination-unreachable codes (RFC 1700), by name.
+ICMPV4_UNREACHABLE_CODES = {
+    name: code
+    for code, name in enumerate(
+        (
+            "net_unreachable",
+            "host_unreachable",
+            "protocol_unreachable",
+            "port_unreachable",
+            "frag_needed",
+            "source_route_failed",
+            "net_unknown",
+            "host_unknown",
+            "source_host_isolated",
+            "net_prohibited",
+            "host_prohibited",
+            "net_unreachable_for_tos",
+            "host_unreachable_for_tos",
+            "packet_filtered",
+            "precedence_violation",
+            "precedence_cutoff",
+        )
+    )
+}
+#: packetdrill's ICMP types by name and address family, each with its table of codes (if any).
+ICMP_TYPES: dict[int, dict[str, tuple[int, dict[str, int]]]] = {
+    4: {
+        "echo_reply": (0, {}),
+        "unreachable": (3, ICMPV4_UNREACHABLE_CODES),
+        "source_quench": (4, {}),
+        "redirect": (5, {}),
+        "echo_request": (8, {}),
+        "time_exceeded": (11, {}),
+        "parameter_problem": (12, {}),
+        "timestamp_request": (13, {}),
+        "timestamp_reply": (14, {}),
+        "information_request": (15, {}),
+        "information_reply": (16, {}),
+        "address_mask_request": (17, {}),
+        "address_mask_reply": (18, {}),
+    },
+    6: {
+        "unreachable": (
+            1,
+            {
+                "net_unreachable": 0,
+                "no_route": 0,
+                "admin_prohibited": 1,
+                "not_neighbour": 2,
+                "address_unreachable": 3,
+                "port_unreachable": 4,
+            },
+        ),
+        "packet_too_big": (2, {}),
+        "time_exceeded": (3, {"exceeded_hop_limit": 0, "exceeded_frag_time": 1}),
+        "parameter_problem": (
+            4,
+            {"header_field": 0, "unknown_next_header": 1, "unknown_option": 2},
+        ),
+        "echo_request": (128, {}),
+        "echo_reply": (129, {}),
+    },
+}
+
+
+def icmp_type_and_code(version: int, spec: IcmpSpec) -> tuple[int, int]:
+    """The type and code bytes of ``spec`` for IP ``version``, as packetdrill's
+    ``parse_icmp_type_and_code`` and ``set_icmpv4_header`` check them; ValueError says why not."""
+    known = ICMP_TYPES[version]
+    codes: dict[str, int] = {}
+    if spec.type_.startswith("type_") and spec.type_[5:].isdigit():
+        type_ = int(spec.type_[5:])
+    elif spec.type_ in known:
+        type_, codes = known[spec.type_]
+    else:
+        raise ValueError(f"bad ICMP type {spec.type_}")
+    if spec.code is None:
+        code = 0
+    elif spec.code.startswith("code_") and spec.code[5:].isdigit():
+        code = int(spec.code[5:])
+    elif spec.code in codes:
+        code = codes[spec.code]
+    else:
+        raise ValueError(f"bad ICMP code {spec.code}")
+    if type_ > 255 or code > 255:
+        raise ValueError(f"bad ICMP type or code {spec.type_} {spec.code}")
+    if spec.mtu is not None:
+        frag_needed = (type_, code) == ((3, 4) if version == 4 else (2, 0))
+        if not frag_needed:
+            kind = "unreachable-frag_needed" if version == 4 else "packet_too_big-0"
+            raise ValueError(f"ICMPv{version} MTU is only valid for {kind}")
+        if spec.mtu >= (1 << (16 if version == 4 else 32)):
+            raise ValueError(f"ICMPv{version} MTU out of range")
+    return type_, code
+
+
+def icmp_packet(error: IcmpError) -> bytes:
+    """The IP packet of an ICMP (or ICMPv6) error from the script's peer, quoting the IP header
+    and the first 8 bytes of the TCP header of a segment the stack sent, as packetdrill's
+    ``new_icmp_packet`` builds it (an MTU in the fifth to eighth byte when there is one)."""
+    sent = struct.pack("!HHI", error.sport, error.dport, error.seq)
+    if isinstance(error.src, IPv4Address) and isinstance(error.dst, IPv4Address):
+        quoted = IPv4Packet(error.src, error.dst, PROTO_TCP, sent + bytes(12)).emit()[:28]
+        rest = struct.pack("!HH", 0, error.mtu)
+        body = bytes([error.type, error.code, 0, 0]) + rest + quoted
+        csum = internet_checksum(body)
+        body = body[:2] + struct.pack("!H", csum) + body[4:]
+        return IPv4Packet(error.dst, error.src, PROTO_ICMP, body).emit()
+    if isinstance(error.src, IPv6Address) and isinstance(error.dst, IPv6Address):
+        quoted = IPv6Packet(error.src, error.dst, PROTO_TCP, sent + bytes(12)).emit()[:48]
+        body = bytes([error.type, error.code, 0, 0]) + struct.pack("!I", error.mtu) + quoted
+        pseudo = (
+            error.dst.packed + error.src.packed + struct.pack("!IxxxB", len(body), PROTO_ICMPV6)
+        )
+        csum = internet_checksum(pseudo + body)
+        body = body[:2] + struct.pack("!H", csum) + body[4:]
+        return IPv6Packet(error.dst, error.src, PROTO_ICMPV6, body).emit()
+    raise ValueError("the quoted segment's addresses are not of one IP family")

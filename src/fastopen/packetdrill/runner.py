@@ -32,6 +32,7 @@ import errno as errno_mod
 import inspect
 import ipaddress
 import os
+import select
 import socket as socket_mod
 import textwrap
 from abc import ABC, abstractmethod
@@ -40,22 +41,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
-from fastopen.kernel import constants as K
+from fastopen.engine.icmp import IcmpError
+from fastopen.engine.socket import AF_UNSPEC_ADDRESS
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
     compare,
     flags_from_text,
+    icmp_type_and_code,
     segment_to_text,
     spec_to_text,
 )
 from fastopen.packetdrill.script import (
     ELLIPSIS,
+    Action,
     Call,
     Ellipsis_,
     Event,
     Expr,
+    IcmpSpec,
     KeyValue,
     ListExpr,
     Name,
@@ -70,9 +76,13 @@ from fastopen.packetdrill.script import (
     TimeKind,
 )
 from fastopen.packetdrill.shell import SYSCTLS, EngineStack, ShellCommands
-from fastopen.wire import Flags, Sack, TcpOption, TcpSegment, Timestamps
+from fastopen.wire import Flags, Sack, TcpOption, TcpSegment, Timestamps, emit_options
 
 MASK = 0xFFFFFFFF
+#: Linux's poll/epoll constants that Python's select module lacks.
+POLLRDHUP = 0x2000
+EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
+IP_RECVERR = 11
 #: packetdrill's default addresses (local = the stack under test) and ports.
 DEFAULT_ADDRESSES = {
     4: ("192.168.0.1", "192.0.2.1"),
@@ -119,6 +129,44 @@ SYMBOLS: dict[str, int] = {
     "SHUT_RD": socket_mod.SHUT_RD,
     "SHUT_WR": socket_mod.SHUT_WR,
     "SHUT_RDWR": socket_mod.SHUT_RDWR,
+    "AF_UNSPEC": socket_mod.AF_UNSPEC,
+    "SOL_IP": socket_mod.IPPROTO_IP,
+    "IP_RECVERR": IP_RECVERR,
+    "MSG_NOSIGNAL": socket_mod.MSG_NOSIGNAL,
+    "SO_KEEPALIVE": socket_mod.SO_KEEPALIVE,
+    "TCP_KEEPIDLE": socket_mod.TCP_KEEPIDLE,
+    "TCP_KEEPINTVL": socket_mod.TCP_KEEPINTVL,
+    "TCP_KEEPCNT": socket_mod.TCP_KEEPCNT,
+    "TCP_MAXSEG": socket_mod.TCP_MAXSEG,
+    "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
+    "POLLIN": select.POLLIN,
+    "POLLPRI": select.POLLPRI,
+    "POLLOUT": select.POLLOUT,
+    "POLLERR": select.POLLERR,
+    "POLLHUP": select.POLLHUP,
+    "POLLNVAL": select.POLLNVAL,
+    "POLLRDNORM": select.POLLRDNORM,
+    "POLLWRNORM": select.POLLWRNORM,
+    "POLLRDHUP": POLLRDHUP,
+    "EPOLLIN": select.EPOLLIN,
+    "EPOLLPRI": select.EPOLLPRI,
+    "EPOLLOUT": select.EPOLLOUT,
+    "EPOLLERR": select.EPOLLERR,
+    "EPOLLHUP": select.EPOLLHUP,
+    "EPOLLRDNORM": select.EPOLLRDNORM,
+    "EPOLLWRNORM": select.EPOLLWRNORM,
+    "EPOLLRDHUP": select.EPOLLRDHUP,
+    "EPOLLET": select.EPOLLET,
+    "EPOLLONESHOT": select.EPOLLONESHOT,
+    "EPOLL_CTL_ADD": EPOLL_CTL_ADD,
+    "EPOLL_CTL_DEL": EPOLL_CTL_DEL,
+    "EPOLL_CTL_MOD": EPOLL_CTL_MOD,
+    # errno names, as packetdrill's symbol table has them (getsockopt SO_ERROR [ECONNREFUSED])
+    **{
+        name: getattr(errno_mod, name)
+        for name in dir(errno_mod)
+        if name[:1] == "E" and name.isupper()
+    },
 }
 #: Names a ``%{ }%`` block sees besides the tcpi_* fields: TCPI_OPT_* and Linux's TCP_* states.
 PYTHON_CONSTANTS = {name: getattr(K, name) for name in dir(K) if name.startswith("TCPI_OPT_")}
@@ -159,6 +207,10 @@ class Config:
     tolerance_usecs: int | None = None
     tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT
     tcp_ts_tick_usecs: int | None = None
+    #: Inbound TS ecr values with no outbound TS val of their own are interpolated.
+    tcp_ts_ecr_scaled: bool = False
+    #: Each outbound packet must match its script packet alone (no TSO/GSO aggregation).
+    strict_segments: bool = False
     mtu: int = 1500
     #: packetdrill's ``-D NAME=VALUE`` (applied when the script is parsed).
     defines: dict[str, str] = field(default_factory=dict)
@@ -184,6 +236,10 @@ class Config:
             self.remote_ip = ipaddress.ip_address(value)
         elif name in ("bind_port", "connect_port", "tolerance_usecs", "tcp_ts_tick_usecs", "mtu"):
             setattr(self, name, int(value))
+        elif name in ("tcp_ts_ecr_scaled", "strict_segments"):
+            if value not in ("", "true"):
+                raise ValueError(value)
+            setattr(self, name, True)
         elif name == "tolerance_percent":
             self.tolerance_percent = float(value)
         elif name not in ("gateway_ip", "netmask_ip"):  # those only route packetdrill's tun device
@@ -255,6 +311,13 @@ class ScriptRunner(ABC, Generic[S, F]):
         self.event: Event | None = None
         self.call: Syscall | None = None
         self.counts = {"in": 0, "out": 0, "syscalls": 0}
+        self.icmp: dict[int, tuple[int, int]] = {}
+        for event in script.events:  # packetdrill resolves ICMP names when it parses
+            if isinstance(event.action, IcmpSpec):
+                try:
+                    self.icmp[event.line] = icmp_type_and_code(self.local.version, event.action)
+                except ValueError as exc:
+                    raise ScriptSyntaxError(script.path, event.line, str(exc)) from None
 
     # -- what each backend provides ----------------------------------------------------------------
 
@@ -273,6 +336,10 @@ class ScriptRunner(ABC, Generic[S, F]):
     @abstractmethod
     def send_segment(self, seg: TcpSegment) -> None:
         """Deliver an inbound segment (remote to local) to the stack."""
+
+    @abstractmethod
+    def send_icmp(self, error: IcmpError) -> None:
+        """Deliver an inbound ICMP error about the socket under test to the stack."""
 
     @abstractmethod
     def shell(self, command: str) -> str | None:
@@ -342,9 +409,11 @@ class ScriptRunner(ABC, Generic[S, F]):
             self.clock(),
         )
 
-    def perform(self, event: Event, action: PacketSpec | Syscall | Shell | Python) -> None:
+    def perform(self, event: Event, action: Action) -> None:
         if isinstance(action, PacketSpec):
             self.inject(action)
+        elif isinstance(action, IcmpSpec):
+            self.inject_icmp(event, action)
         elif isinstance(action, Syscall):
             self.counts["syscalls"] += 1
             self.syscall(event, action)
@@ -404,6 +473,30 @@ class ScriptRunner(ABC, Generic[S, F]):
         self.counts["in"] += 1
         self.send_segment(seg)
 
+    def inject_icmp(self, event: Event, spec: IcmpSpec) -> None:
+        """An ICMP error quoting a segment of the socket under test, its sequence number in
+        script space (relative to the stack's ISN), as packetdrill's
+        ``map_inbound_icmp_tcp_packet``."""
+        flow = self.flow
+        if flow is None or flow.local_port is None:
+            raise self.fail("an inbound ICMP packet, but there is no socket under test")
+        type_, code = self.icmp[event.line]
+        remote_port = flow.remote_port if flow.passive else self.config.connect_port
+        seq = (spec.seq + (flow.local_isn_live or 0)) & MASK
+        error = IcmpError(
+            self.local.version,
+            type_,
+            code,
+            self.local,
+            self.remote,
+            flow.local_port,
+            remote_port,
+            seq,
+            spec.mtu or 0,
+        )
+        self.counts["in"] += 1
+        self.send_icmp(error)
+
     def inbound_option(
         self, flow: Flow[S], opt: TcpOption, ack_offset: int, flags: Flags
     ) -> TcpOption:
@@ -413,7 +506,7 @@ class ScriptRunner(ABC, Generic[S, F]):
             )
         if isinstance(opt, Timestamps) and flags & Flags.ACK:
             live = flow.ts_map.get(opt.tsecr)
-            if live is None and flow.ts_first is not None:
+            if live is None and flow.ts_first is not None and self.config.tcp_ts_ecr_scaled:
                 live = opt.tsecr - flow.ts_first[0] + flow.ts_first[1]
             if live is None:
                 raise self.fail(
@@ -446,7 +539,7 @@ class ScriptRunner(ABC, Generic[S, F]):
                 "error handling packet: expected outbound packet was not sent\n"
                 f"script packet: {start:9.6f} {spec_to_text(spec)}"
             )
-        when, seg = found
+        when, seg = self.aggregate(found, spec, start, end)
         self.counts["out"] += 1
         flow = self.flow
         assert flow is not None
@@ -467,6 +560,59 @@ class ScriptRunner(ABC, Generic[S, F]):
         if problem is not None:
             raise self.fail(f"error handling packet: {problem}\n{expected_text}\n{actual_text}")
         self.last_time = when if event.time.kind is TimeKind.ANY else start
+
+    def aggregate(
+        self, first: tuple[float, TcpSegment], spec: PacketSpec, start: float, end: float | None
+    ) -> tuple[float, TcpSegment]:
+        """The packets that together carry the payload ``spec`` expects, as one (packetdrill's
+        TSO/GSO aggregation, off with ``--strict_segments``).
+
+        As packetdrill's ``do_outbound_script_packet``: packets are taken while the payload is
+        short of the script's; each must continue the previous one (the next sequence number,
+        the same SYN, RST, ACK, URG and ECE bits, ack, window and option length) and all but the
+        last must be the size of the previous one. The result has the last packet's header and
+        time, with the first one's sequence number and CWR bit.
+        """
+        when, seg = first
+        if self.config.strict_segments:
+            return first
+        same = Flags.SYN | Flags.RST | Flags.ACK | Flags.URG | Flags.ECE
+        pieces = [seg]
+        total = len(seg.payload)
+        while total < spec.length:
+            found = self.next_packet(start, end)
+            if found is None:
+                break
+            when, seg = found
+            previous = pieces[-1]
+            last = len(seg.payload) >= spec.length - total
+            problem = None
+            if seg.seq != (previous.seq + len(previous.payload)) & MASK:
+                problem = "tcp_seq"
+            elif seg.flags & same != previous.flags & same:
+                problem = "tcp flags"
+            elif seg.ack != previous.ack or seg.window != previous.window:
+                problem = "tcp_ack_seq" if seg.ack != previous.ack else "tcp_window"
+            elif header_words(seg) != header_words(previous):
+                problem = "tcp_data_offset"
+            elif not last and len(seg.payload) != len(previous.payload):
+                problem = (
+                    f"fragment payload: expected {len(previous.payload)} bytes vs actual "
+                    f"{len(seg.payload)} bytes"
+                )
+            if problem is not None:
+                raise self.fail(
+                    f"error handling packet: aggregate candidate: {problem} differs\n"
+                    f"script packet: {start:9.6f} {spec_to_text(spec)}\n"
+                    f"actual packet: {when:9.6f} {segment_to_text(seg)} (live)"
+                )
+            pieces.append(seg)
+            total += len(seg.payload)
+        if len(pieces) == 1:
+            return when, seg
+        flags = (seg.flags & ~Flags.CWR) | (pieces[0].flags & Flags.CWR)
+        payload = b"".join(piece.payload for piece in pieces)
+        return when, dataclasses.replace(seg, seq=pieces[0].seq, flags=flags, payload=payload)
 
     def to_script_space(self, flow: Flow[S], seg: TcpSegment, spec: PacketSpec) -> TcpSegment:
         syn = bool(seg.flags & Flags.SYN)
@@ -573,6 +719,48 @@ class ScriptRunner(ABC, Generic[S, F]):
                 ]
         raise self.fail("sendmsg: no msg_iov in the struct msghdr")
 
+    def poll_args(
+        self, fds: Expr, nfds: Expr, timeout: Expr
+    ) -> tuple[list[tuple[int, int, int]], int]:
+        """poll's (fd, events, expected revents) entries and its timeout in ms (-1: none)."""
+        if not isinstance(fds, ListExpr):
+            raise self.fail("poll needs a list of struct pollfd")
+        entries: list[tuple[int, int, int]] = []
+        for item in fds.items:
+            fields = self.struct_fields(item, ("fd", "events", "revents"), "struct pollfd")
+            entries.append((fields["fd"], fields["events"], fields["revents"]))
+        if self.value(nfds) != len(entries):
+            raise self.fail("poll: nfds differs from the number of struct pollfd")
+        ms = self.value(timeout)
+        return entries, -1 if ms is None else ms
+
+    def check_revents(
+        self, entries: list[tuple[int, int, int]], got: list[int], event: Event | None
+    ) -> None:
+        """Each struct pollfd's revents must be the script's (packetdrill's pollfds_check)."""
+        for (number, _, want), actual in zip(entries, got, strict=True):
+            if want != actual:
+                raise self.fail(
+                    f"poll: fd {number}: expected revents {poll_text(want)} "
+                    f"but got {poll_text(actual)}",
+                    event,
+                )
+
+    def struct_fields(self, expr: Expr, names: tuple[str, ...], what: str) -> dict[str, int]:
+        """``{a=1, b=X|Y}`` as numbers; every name of ``names`` must be there."""
+        if not isinstance(expr, StructExpr):
+            raise self.fail(f"expected a {what}")
+        fields: dict[str, int] = {}
+        for item in expr.items:
+            if isinstance(item, KeyValue) and isinstance(item.key, Name):
+                value = self.value(item.value)
+                if value is not None:
+                    fields[item.key.name] = value
+        missing = [name for name in names if name not in fields]
+        if missing:
+            raise self.fail(f"{what}: no {', '.join(missing)}")
+        return fields
+
     def check_result(self, event: Event, call: Syscall, result: int, err: int | None) -> None:
         if isinstance(call.result, Ellipsis_):
             return
@@ -648,9 +836,36 @@ class ScriptRunner(ABC, Generic[S, F]):
 
 
 @dataclass(slots=True)
+class Interest:
+    """One descriptor an epoll instance watches: its events (with EPOLLET...), the data it
+    reports (the script's ``fd=``), and the readiness last reported (edge-triggered)."""
+
+    events: int
+    data: int
+    reported: int = 0
+
+
+@dataclass(slots=True)
 class Fd:
     sock: EngineSocket
     nonblocking: bool = False
+
+
+@dataclass(slots=True)
+class Epoll:
+    """An epoll descriptor: what it watches, by descriptor number."""
+
+    interest: dict[int, Interest] = field(default_factory=dict)
+
+
+#: epoll's flags that are not events.
+EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT
+
+
+def poll_text(mask: int) -> str:
+    """A poll mask as packetdrill prints it (POLLIN|POLLOUT)."""
+    names = [n for n, bit in SYMBOLS.items() if n.startswith("POLL") and bit & mask == bit]
+    return "|".join(names) or "0"
 
 
 @dataclass(slots=True)
@@ -661,6 +876,22 @@ class Pending:
     start: float
     since: float  # the script time of the event before it (for the tolerance)
     attempt: Callable[[], int | None]
+    #: When the call gives up waiting (poll's timeout), if it does.
+    deadline: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A call that waits, blocking socket or not (poll, epoll_wait): ``attempt`` returns its
+    result once it has one, and must give one at ``deadline`` (None: it may wait forever)."""
+
+    attempt: Callable[[], int | None]
+    deadline: float | None
+
+
+def header_words(seg: TcpSegment) -> int:
+    """The TCP data offset of ``seg`` (32-bit words of header and padded options)."""
+    return 5 + (len(emit_options(seg.options)) + 3) // 4
 
 
 def info_fields(info: TcpInfo) -> dict[str, int]:
@@ -668,7 +899,7 @@ def info_fields(info: TcpInfo) -> dict[str, int]:
     return {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
 
 
-class EngineRunner(ScriptRunner[EngineSocket, Fd]):
+class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
     """One run of one script against a fresh engine Host, in virtual time."""
 
     def __init__(self, script: Script, config: Config) -> None:
@@ -678,6 +909,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
             tcp_fastopen=K.TFO_CLIENT_ENABLE,
             mtu=config.mtu,
             negative_cache_time=0,
+            tso=True,  # packetdrill's tun device takes TSO packets (TUNSETOFFLOAD)
             tsoffset=lambda local, remote: 0,
         )
         self.now = 0.0
@@ -692,11 +924,21 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
     def wait_until(self, when: float) -> None:
         self.advance(when)
 
+    def next_due(self) -> float | None:
+        """The next engine timer, or the timeout of a blocked call if that comes first."""
+        due = self.host.get_timer()
+        pending = self.pending
+        wake = pending.deadline if pending is not None else None
+        if wake is not None and (due is None or wake < due):
+            return wake
+        return due
+
     def advance(self, until: float) -> None:
-        """Fire every engine timer due up to ``until``, then set the clock there."""
+        """Fire every engine timer (and blocked call timeout) due up to ``until``, then set the
+        clock there."""
         steps = 0
         while True:
-            due = self.host.get_timer()
+            due = self.next_due()
             if due is None or due > until:
                 break
             self.now = max(self.now, due)
@@ -709,7 +951,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
 
     def step(self) -> bool:
         """Fire the next engine timer, whenever it is; False when there is none."""
-        due = self.host.get_timer()
+        due = self.next_due()
         if due is None:
             return False
         self.advance(due)
@@ -729,7 +971,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
         while self.host.next_event() is not None:
             pass
 
-    def perform(self, event: Event, action: PacketSpec | Syscall | Shell | Python) -> None:
+    def perform(self, event: Event, action: Action) -> None:
         super().perform(event, action)
         self.collect()
 
@@ -740,6 +982,9 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
 
     def send_segment(self, seg: TcpSegment) -> None:
         self.host.receive_segment(self.remote, self.local, seg, self.now)
+
+    def send_icmp(self, error: IcmpError) -> None:
+        self.host.receive_icmp(error, self.now)
 
     def next_outbound(self) -> tuple[float, TcpSegment] | None:
         while self.outbound:
@@ -763,7 +1008,10 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
         number = self.value(expr)
         if number is None or number not in self.fds:
             raise EngineError(errno_mod.EBADF)
-        return self.fds[number]
+        entry = self.fds[number]
+        if not isinstance(entry, Fd):
+            raise EngineError(errno_mod.ENOTSOCK)
+        return entry
 
     def syscall(self, event: Event, call: Syscall) -> None:
         handler = self.handler(call)
@@ -771,6 +1019,11 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
             outcome = handler(*call.args)
         except EngineError as exc:
             self.check_result(event, call, -1, exc.errno)
+            return
+        if isinstance(outcome, Waiting):
+            self.pending = Pending(event, self.now, self.last_time, outcome.attempt)
+            self.pending.deadline = outcome.deadline
+            self.retry_pending()
             return
         if callable(outcome):
             self.pending = Pending(event, self.now, self.last_time, outcome)
@@ -853,7 +1106,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
             data = raw[:size].ljust(size, b"\0") if size is not None else raw
         else:
             data = self.value(value) or 0
-        sock.setsockopt(self.value(level) or 0, self.value(name) or 0, data)
+        sock.setsockopt(self.value(level) or 0, self.value(name) or 0, data, self.now)
         return 0
 
     def sys_getsockopt(self, fd: Expr, level: Expr, name: Expr, value: Expr, length: Expr) -> int:
@@ -957,16 +1210,20 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
     def sys_sendto(
         self, fd: Expr, buf: Expr, length: Expr, flags: Expr, addr: Expr, addrlen: Expr
     ) -> int | Callable[[], int | None]:
-        return self.send_to(self.fd(fd), self.value(length) or 0, self.value(flags) or 0)
+        unspec = isinstance(addr, Name) and addr.name == "AF_UNSPEC"
+        return self.send_to(self.fd(fd), self.value(length) or 0, self.value(flags) or 0, unspec)
 
     def sys_sendmsg(self, fd: Expr, msg: Expr, flags: Expr) -> int | Callable[[], int | None]:
         return self.send_to(self.fd(fd), sum(self.iov_lengths(msg)), self.value(flags) or 0)
 
-    def send_to(self, entry: Fd, total: int, flags: int) -> int | Callable[[], int | None]:
-        """sendto/sendmsg to the script's remote address (MSG_FASTOPEN starts a connection)."""
+    def send_to(
+        self, entry: Fd, total: int, flags: int, unspec: bool = False
+    ) -> int | Callable[[], int | None]:
+        """sendto/sendmsg to the script's remote address (MSG_FASTOPEN starts a connection),
+        or to an address of family AF_UNSPEC."""
         if flags & K.MSG_FASTOPEN:
             self.start_active(entry.sock)
-        target = (str(self.remote), self.config.connect_port)
+        target = AF_UNSPEC_ADDRESS if unspec else (str(self.remote), self.config.connect_port)
 
         def first() -> int:
             return entry.sock.sendto(bytes(total), flags, target, self.now)
@@ -1003,8 +1260,108 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
         number = self.value(fd)
         if number is None or number not in self.fds:
             raise EngineError(errno_mod.EBADF)
-        self.fds.pop(number).sock.close(self.now)
+        entry = self.fds.pop(number)
+        if isinstance(entry, Fd):
+            entry.sock.close(self.now)
         return 0
+
+    # -- poll and epoll ----------------------------------------------------------------------------
+
+    def revents(self, number: int, events: int) -> int:
+        """poll's revents of descriptor ``number`` for ``events`` (errors and hang-ups always)."""
+        entry = self.fds.get(number)
+        if entry is None:
+            return select.POLLNVAL
+        if isinstance(entry, Epoll):
+            return 0  # nothing the scripts wait for
+        return entry.sock.poll() & (events | select.POLLERR | select.POLLHUP)
+
+    def sys_poll(self, fds: Expr, nfds: Expr, timeout: Expr) -> int | Waiting:
+        """``poll([{fd=N, events=..., revents=...}, ...], n, ms)``; each revents is checked."""
+        event = self.event
+        entries, ms = self.poll_args(fds, nfds, timeout)
+        deadline = None if ms < 0 else self.now + ms / 1000
+
+        def attempt() -> int | None:
+            got = [self.revents(number, events) for number, events, _ in entries]
+            count = sum(1 for r in got if r)
+            if not count and (deadline is None or self.now < deadline):
+                return None
+            self.check_revents(entries, got, event)
+            return count
+
+        return Waiting(attempt, deadline)
+
+    def sys_epoll_create(self, size: Expr) -> int:
+        if (self.value(size) or 0) <= 0:
+            raise EngineError(errno_mod.EINVAL)
+        return self.new_fd(Epoll(), self.expected_result())
+
+    def epoll(self, expr: Expr) -> Epoll:
+        number = self.value(expr)
+        entry = self.fds.get(number) if number is not None else None
+        if entry is None:
+            raise EngineError(errno_mod.EBADF)
+        if not isinstance(entry, Epoll):
+            raise EngineError(errno_mod.EINVAL)
+        return entry
+
+    def sys_epoll_ctl(self, epfd: Expr, op: Expr, fd: Expr, event: Expr) -> int:
+        """ADD, MOD or DEL ``fd`` with ``{events=..., fd=N}``; ADD and MOD check readiness
+        at once, as Linux's ep_insert and ep_modify do."""
+        entry = self.epoll(epfd)
+        number = self.value(fd)
+        if number is None or number not in self.fds:
+            raise EngineError(errno_mod.EBADF)
+        operation = self.value(op)
+        if operation == EPOLL_CTL_DEL:
+            if entry.interest.pop(number, None) is None:
+                raise EngineError(errno_mod.ENOENT)
+            return 0
+        fields = self.struct_fields(event, ("events", "fd"), "struct epoll_event")
+        if (operation == EPOLL_CTL_ADD) == (number in entry.interest):
+            raise EngineError(errno_mod.EEXIST if operation == EPOLL_CTL_ADD else errno_mod.ENOENT)
+        if operation not in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
+            raise EngineError(errno_mod.EINVAL)
+        entry.interest[number] = Interest(fields["events"], fields["fd"])
+        return 0
+
+    def sys_epoll_wait(
+        self, epfd: Expr, events: Expr, maxevents: Expr, timeout: Expr
+    ) -> int | Waiting:
+        """The ready descriptors, up to ``maxevents``; the first must be the script's
+        ``{events=..., fd=N}`` (packetdrill checks the first). An edge-triggered one is
+        reported once per rise of its readiness."""
+        entry = self.epoll(epfd)
+        call_event = self.event
+        want = self.struct_fields(events, ("events", "fd"), "struct epoll_event")
+        limit = self.value(maxevents) or 0
+        if limit <= 0:
+            raise EngineError(errno_mod.EINVAL)
+        ms = self.value(timeout)
+        deadline = None if ms is None or ms < 0 else self.now + ms / 1000
+
+        def attempt() -> int | None:
+            ready: list[tuple[int, int]] = []
+            for number, interest in entry.interest.items():
+                mask = self.revents(number, interest.events & ~EPOLL_FLAGS)
+                if interest.events & select.EPOLLET:
+                    rising = mask & ~interest.reported
+                    interest.reported = mask
+                    mask = mask if rising else 0
+                if mask and len(ready) < limit:
+                    ready.append((mask, interest.data))
+            if not ready and (deadline is None or self.now < deadline):
+                return None
+            if ready and (ready[0][0], ready[0][1]) != (want["events"], want["fd"]):
+                raise self.fail(
+                    f"epoll_event does not match script: expected events 0x{want['events']:x} "
+                    f"fd {want['fd']}, actual events 0x{ready[0][0]:x} fd {ready[0][1]}",
+                    call_event,
+                )
+            return len(ready)
+
+        return Waiting(attempt, deadline)
 
     # -- %{ }% -------------------------------------------------------------------------------------
 
@@ -1024,18 +1381,3 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd]):
         if sock is None:
             raise self.fail("a %{ }% block, but there is no socket under test")
         return info_fields(sock.tcp_info())
-
-
-def run_script(script: Script, config: Config | None = None) -> RunResult:
-    """Run a parsed script on ``config.stack``; raises :class:`ScriptError` at the first
-    difference (and :class:`~fastopen.errors.FastOpenError` when the kernel backend cannot run)."""
-    cfg = dataclasses.replace(config) if config is not None else Config()
-    cfg.apply(script.options, script.path)
-    cfg.apply(cfg.command_line, "command line")
-    if cfg.stack == "kernel":
-        from fastopen.packetdrill.kernel import run_kernel  # the lab imports the engine
-
-        return run_kernel(script, cfg)
-    if cfg.stack != "engine":
-        raise ScriptSyntaxError(script.path, 0, f"unknown stack {cfg.stack!r}")
-    return EngineRunner(script, cfg).run()

@@ -139,6 +139,23 @@ class PacketSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class IcmpSpec:
+    """``< icmp unreachable frag_needed mtu 800 [0:1000(1000)]``: an ICMP error about the
+    socket under test, as packetdrill's ``icmp_packet_spec``.
+
+    ``type_`` and ``code`` are packetdrill's names (or ``type_N``/``code_N``), resolved for
+    the run's address family; ``code`` None means 0. ``seq`` is the echoed TCP sequence number
+    (script space, relative to the stack's ISN) and ``length`` the echoed payload length.
+    """
+
+    type_: str
+    code: str | None
+    mtu: int | None
+    seq: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
 class Syscall:
     """``name(args) = result [ERRNO] [(text)]``."""
 
@@ -162,7 +179,7 @@ class Python:
     code: str
 
 
-Action = PacketSpec | Syscall | Shell | Python
+Action = PacketSpec | IcmpSpec | Syscall | Shell | Python
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +405,29 @@ def _parse_time(m: re.Match[str]) -> EventTime:
     )
 
 
+_ICMP = re.compile(
+    r"icmp\s+(?P<type>[A-Za-z_]\w*)(?:\s+(?!mtu\b)(?P<code>[A-Za-z_]\w*))?"
+    r"(?:\s+mtu\s+(?P<mtu>\d+))?"
+    r"(?:\s*\[\s*(?P<seq>\d+):(?P<end>\d+)\((?P<len>\d+)\)\s*\])?\s*$"
+)
+
+
+def parse_icmp(direction: str, text: str, path: str, line: int) -> IcmpSpec:
+    """``icmp TYPE [CODE] [mtu N] [[SEQ:END(LEN)]]`` after the direction."""
+    m = _ICMP.match(text.strip())
+    if m is None:
+        raise ScriptSyntaxError(path, line, f"cannot parse ICMP packet {text.strip()!r}")
+    if direction != "<":
+        raise ScriptSyntaxError(path, line, "the runner injects ICMP packets; it expects none")
+    seq = length = 0
+    if m["seq"] is not None:
+        seq, end, length = int(m["seq"]), int(m["end"]), int(m["len"])
+        if (end - seq) & 0xFFFFFFFF != length:
+            raise ScriptSyntaxError(path, line, f"packet {seq}:{end} does not hold {length} bytes")
+    mtu = int(m["mtu"]) if m["mtu"] is not None else None
+    return IcmpSpec(m["type"], m["code"], mtu, seq, length)
+
+
 def parse_packet(direction: str, text: str, path: str, line: int) -> PacketSpec:
     m = _PACKET.match(text.strip())
     if m is None:
@@ -485,9 +525,9 @@ def parse_script(
         line = bisect.bisect_right(line_starts, pos)
         if clean.startswith("--", pos):
             eol = end_of_line(pos)
-            for word in clean[pos:eol].split():  # one or more --name=value on a line
+            for word in clean[pos:eol].split():  # one or more --name=value or --flag on a line
                 key, sep, value = word.removeprefix("--").partition("=")
-                if not word.startswith("--") or not key or not sep:
+                if not word.startswith("--") or not key or (sep and not value):
                     raise ScriptSyntaxError(path, line, f"bad option {word!r}")
                 script.options[key] = value
             pos = eol
@@ -507,7 +547,11 @@ def parse_script(
         action: Action
         if pos < n and clean[pos] in "<>":
             eol = end_of_line(pos)
-            action = parse_packet(clean[pos], clean[pos + 1 : eol], path, line)
+            body = clean[pos + 1 : eol]
+            if body.split(None, 1)[:1] == ["icmp"]:
+                action = parse_icmp(clean[pos], body, path, line)
+            else:
+                action = parse_packet(clean[pos], body, path, line)
             pos = eol
         elif clean.startswith("`", pos):
             j = clean.find("`", pos + 1)

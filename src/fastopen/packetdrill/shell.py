@@ -29,6 +29,7 @@ DEFAULTS_SH = {
     "net.ipv4.tcp_sack": "1",
     "net.ipv4.tcp_syn_retries": "5",
     "net.ipv4.tcp_synack_retries": "5",
+    "net.ipv4.tcp_ecn": "0",
 }
 #: The Linux selftests' own ``defaults.sh`` (tools/testing/selftests/net/packetdrill): the same
 #: but TFO on for clients and servers only (0x3).
@@ -36,32 +37,40 @@ SELFTESTS_DEFAULTS_SH = DEFAULTS_SH | {"net.ipv4.tcp_fastopen": "0x3"}
 
 
 def _int(attr: str) -> Callable[[Host, str], None]:
-    return lambda host, value: setattr(host, attr, int(value, 0))
+    return lambda host, value: setattr(host.settings, attr, int(value, 0))
 
 
 def _flag(attr: str) -> Callable[[Host, str], None]:
-    return lambda host, value: setattr(host, attr, int(value, 0) != 0)
+    return lambda host, value: setattr(host.settings, attr, int(value, 0) != 0)
 
 
 def _wmem(host: Host, value: str) -> None:
     """``tcp_wmem``: "min default max"; the engine's send buffer is the default."""
-    host.wmem = int(value.split()[1], 0)
+    host.settings.wmem = int(value.split()[1], 0)
 
 
 def _rmem(host: Host, value: str) -> None:
     """``tcp_rmem``: the receive buffer is the default; the window scale follows the maximum,
     as Linux's tcp_select_initial_window: ilog2(max) - 15, within 0..14."""
     _, default, maximum = (int(word, 0) for word in value.split())
-    host.rmem = default
-    host.wscale = min(max(maximum.bit_length() - 1 - 15, 0), 14)
+    host.settings.rmem = default
+    host.settings.wscale = min(max(maximum.bit_length() - 1 - 15, 0), 14)
 
 
 def _keys(host: Host, value: str) -> None:
-    host.keys = KeyRing.from_text(value)
+    host.settings.keys = KeyRing.from_text(value)
 
 
 def _blackhole(host: Host, value: str) -> None:
-    host.blackhole_timeout = float(int(value, 0))
+    host.settings.blackhole_timeout = float(int(value, 0))
+
+
+def _ecn(host: Host, value: str) -> None:
+    """``tcp_ecn``: 0 off, 1 ask and accept, 2 accept (AccECN's 3 to 5 the engine has not)."""
+    mode = int(value, 0)
+    if mode not in (0, 1, 2):
+        raise ValueError(value)
+    host.settings.ecn = mode
 
 
 #: The sysctls the runner applies to the engine Host.
@@ -77,10 +86,11 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_syn_retries": _int("syn_retries"),
     "net.ipv4.tcp_synack_retries": _int("synack_retries"),
     "net.core.somaxconn": _int("somaxconn"),
+    "net.ipv4.tcp_ecn": _ecn,
+    "net.ipv4.tcp_min_tso_segs": _int("min_tso_segs"),
 }
-#: Knobs that change nothing the engine does, with the value for which that holds ("*": any):
-#: the engine never builds TSO segments, and it has no ECN.
-IGNORED_SYSCTLS = {"net.ipv4.tcp_min_tso_segs": "*", "net.ipv4.tcp_ecn": "0"}
+#: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
+IGNORED_SYSCTLS: dict[str, str] = {}
 _REDIRECTIONS = (">", "&>", "2>", "1>")
 
 
@@ -93,6 +103,10 @@ class Stack(Protocol):
 
     def flush_metrics(self) -> None:
         """Forget the cached client cookies (``ip tcp_metrics flush``)."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """The stack's counters by nstat's names (``TcpExtOutOfWindowIcmps``, ``TcpInSegs``)."""
         ...
 
 
@@ -118,6 +132,17 @@ class EngineStack:
     def flush_metrics(self) -> None:
         self.host.cookie_cache.delete()
 
+    def counters(self) -> dict[str, int]:
+        return {nstat_name(name): value for name, value in self.host.counters.items()}
+
+
+def nstat_name(name: str) -> str:
+    """A counter's nstat name: the TCP MIB's as they are (``TcpInSegs``), TcpExt's prefixed
+    (``TCPFastOpenActive`` is ``TcpExtTCPFastOpenActive``)."""
+    if name.startswith("Tcp") and not name.startswith("TcpExt"):
+        return name
+    return "TcpExt" + name
+
 
 class ShellCommands:
     """The backtick commands scripts use to configure the stack: ``sysctl``, packetdrill's
@@ -126,6 +151,8 @@ class ShellCommands:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        #: nstat's history: the counters as the last ``nstat`` saw them.
+        self.nstat_seen: dict[str, int] = {}
 
     def run(self, text: str) -> str | None:
         """Run the commands of one backtick block; the first that failed, or None."""
@@ -137,10 +164,22 @@ class ShellCommands:
         return None
 
     def command(self, text: str) -> bool:
+        stages = text.split("|")
+        words = [self.words(stage) for stage in stages]
+        if any(w is None for w in words):
+            return False
+        if len(stages) > 1:
+            return self.pipeline([w for w in words if w is not None])
+        first = words[0]
+        assert first is not None
+        return self.simple(first)
+
+    def words(self, text: str) -> list[str] | None:
+        """A command's words, redirections left out; None when it does not parse."""
         try:
             tokens = shlex.split(text)
         except ValueError:
-            return False
+            return None
         words: list[str] = []
         skip = False
         for token in tokens:
@@ -150,6 +189,31 @@ class ShellCommands:
                 skip = True  # the file name follows
             elif not token.startswith(_REDIRECTIONS):
                 words.append(token)
+        return words
+
+    def pipeline(self, stages: list[list[str]]) -> bool:
+        """``nstat | grep NAME``: true when the counter NAME moved since the last nstat."""
+        if len(stages) != 2 or stages[0][:1] != ["nstat"] or stages[1][:1] != ["grep"]:
+            return False
+        patterns = [w for w in stages[1][1:] if not w.startswith("-")]
+        if len(patterns) != 1:
+            return False
+        return any(patterns[0] in line for line in self.nstat(stages[0][1:]))
+
+    def nstat(self, args: list[str]) -> list[str]:
+        """nstat's output lines: the counters that moved since the last run (since zero with
+        -a); the run becomes the new history unless -s, and prints nothing with -n."""
+        counters = self.stack.counters()
+        base = {} if "-a" in args else self.nstat_seen
+        moved = {name: value - base.get(name, 0) for name, value in sorted(counters.items())}
+        if "-s" not in args:
+            self.nstat_seen = dict(counters)
+        if "-n" in args:
+            return []
+        return [f"{name} {delta}" for name, delta in moved.items() if delta or "-z" in args]
+
+    def simple(self, words: list[str]) -> bool:
+        """One command with its words."""
         if not words:
             return True
         program = words[0]
@@ -162,6 +226,9 @@ class ShellCommands:
             return all(self.assignment(w) for w in words[1:] if not w.startswith("-"))
         if words[:3] == ["ip", "tcp_metrics", "flush"]:
             self.stack.flush_metrics()
+            return True
+        if program == "nstat" and all(w in ("-a", "-n", "-s", "-z") for w in words[1:]):
+            self.nstat(words[1:])
             return True
         return "sysctl_restore" in program  # packetdrill's restore script: nothing to undo
 

@@ -16,14 +16,23 @@ import contextlib
 import dataclasses
 import errno
 import ipaddress
+import logging
 import os
 import socket
 import ssl as _ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Unpack
 
+from fastopen.constants import (
+    MSG_FASTOPEN,
+    TCP_FASTOPEN,
+    TCP_FASTOPEN_KEY,
+    TFO_CLIENT_ENABLE,
+    TFO_COUNTERS,
+    TFO_SERVER_ENABLE,
+)
 from fastopen.cookies import KeyRing
 from fastopen.engine import (
     Accepted,
@@ -35,18 +44,12 @@ from fastopen.engine import (
     Readable,
     Writable,
 )
-from fastopen.engine.host import Segment
+from fastopen.engine.host import ConnectionFault, Segment
+from fastopen.engine.settings import SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, SOL_TCP
 from fastopen.errors import FastOpenError, KernelFeatureMissing, MalformedPacket
+from fastopen.kernel import pathcache
 from fastopen.kernel.attempts import Attempt, build_report
-from fastopen.kernel.constants import (
-    MSG_FASTOPEN,
-    TCP_FASTOPEN,
-    TCP_FASTOPEN_KEY,
-    TFO_CLIENT_ENABLE,
-    TFO_COUNTERS,
-    TFO_SERVER_ENABLE,
-)
 from fastopen.kernel.tcpinfo import TcpInfo as KernelTcpInfo
 from fastopen.pcap import write_pcap_header, write_pcap_record
 from fastopen.report import OffReason, Side, TfoReport
@@ -63,6 +66,7 @@ from fastopen.runtime.tun import (
     ThreadNamespace,
     give_back,
     host_route,
+    inside,
     open_tun,
     route_into,
     take_over,
@@ -77,6 +81,8 @@ from fastopen.wire import (
     split_segment,
     with_checksum,
 )
+
+_log = logging.getLogger("fastopen.runtime")
 
 #: Packets read from the device per wake-up at most (then the loop serves others).
 BATCH = 256
@@ -129,11 +135,12 @@ class UserspaceStack:
 
     ``fd`` is a TUN descriptor (non-blocking, IFF_TUN | IFF_NO_PI) the stack closes when it
     closes; ``addresses`` are its own. ``offloads``: the descriptor has IFF_VNET_HDR and the
-    checksum and TSO offloads (:func:`~fastopen.runtime.tun.open_tun`); the stack then writes
-    each run of segments the engine makes in one pass as one GSO packet of up to 64 KB, leaves
-    TCP checksums to the device, and takes the coalesced packets the device hands over.
+    checksum and TSO offloads (:func:`~fastopen.runtime.tun.open_tun`); the engine then sizes
+    its segments for TSO (the ``tso`` setting) and the stack writes each of them, and each run
+    of segments one pass makes, as one GSO packet of up to 64 KB, leaves TCP checksums to the
+    device, and takes the coalesced packets the device hands over.
     ``pcap`` records every packet it sends and receives (GSO packets whole, checksums completed).
-    Other keyword arguments are :class:`~fastopen.engine.Host` settings (``tcp_fastopen`` is
+    Other keyword arguments are :class:`~fastopen.engine.Settings` fields (``tcp_fastopen`` is
     0x3 by default: client and server, as ``net.ipv4.tcp_fastopen=3``).
     """
 
@@ -146,14 +153,19 @@ class UserspaceStack:
         *,
         pcap: Path | None = None,
         offloads: bool = False,
-        tcp_fastopen: int = 0x3,
-        **host_options: Any,
+        **sysctls: Unpack[SettingsChanges],
     ) -> None:
-        self.host = Host(addresses, tcp_fastopen=tcp_fastopen, **host_options)
+        changes = SettingsChanges(tcp_fastopen=0x3, tso=offloads)
+        changes.update(sysctls)
+        self.host = Host(addresses, **changes)
         self.fd = fd
         self.offloads = offloads
         #: The device's MTU: a packet the engine makes larger is cut (by the device, or here).
-        self._mtu = int(host_options.get("mtu", 1500))
+        self._mtu = self.host.settings.mtu
+        #: Clients consult and teach the path cache (:mod:`fastopen.kernel.pathcache`) of the
+        #: namespace the stack is in (:meth:`attach` sets it; by default the creating thread's).
+        self.learn_paths = True
+        self.path_host = pathcache.namespace_id()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transports: dict[EngineSocket, EngineTransport] = {}
         self._listeners: dict[EngineSocket, EngineServer] = {}
@@ -176,18 +188,19 @@ class UserspaceStack:
         addresses: Sequence[str],
         *,
         kernel_addresses: Sequence[str] = (),
-        mtu: int = 1500,
         pcap: Path | None = None,
         offloads: bool | None = None,
-        **host_options: Any,
+        **sysctls: Unpack[SettingsChanges],
     ) -> UserspaceStack:
         """A stack on a new TUN device ``tun`` in ``ns`` (None: this thread's namespace).
 
         ``addresses`` (``ADDR/PREFIX``) are the stack's; the kernel routes each prefix into the
-        device. ``kernel_addresses`` (``ADDR/PREFIX``) are put on the device for the kernel.
-        ``offloads``: True needs the device's checksum and TSO offloads, False goes without,
-        None (the default) uses them when the kernel has them.
+        device. ``kernel_addresses`` (``ADDR/PREFIX``) are put on the device for the kernel;
+        ``mtu`` (a setting) is the device's too. ``offloads``: True needs the device's checksum
+        and TSO offloads, False goes without, None (the default) uses them when the kernel has
+        them.
         """
+        mtu = sysctls.get("mtu", 1500)
         own = [ipaddress.ip_interface(a) for a in addresses]
         if offloads is False:
             fd = open_tun(ns, tun)
@@ -202,21 +215,22 @@ class UserspaceStack:
         try:
             kernel = [ipaddress.ip_interface(a) for a in kernel_addresses]
             route_into(ns, tun, own, kernel_addresses=kernel, mtu=mtu)
-            return cls(
-                fd,
-                [str(a.ip) for a in own],
-                mtu=mtu,
-                pcap=pcap,
-                offloads=offloads,
-                **host_options,
-            )
+            stack = cls(fd, [str(a.ip) for a in own], pcap=pcap, offloads=offloads, **sysctls)
+            with inside(ns):
+                stack.path_host = pathcache.namespace_id()
+            return stack
         except BaseException:
             os.close(fd)
             raise
 
     @classmethod
     def replace_kernel(
-        cls, ns: Namespace | None, tun: str = "fous0", *, pcap: Path | None = None, **options: Any
+        cls,
+        ns: Namespace | None,
+        tun: str = "fous0",
+        *,
+        pcap: Path | None = None,
+        **sysctls: Unpack[SettingsChanges],
     ) -> UserspaceStack:
         """A stack that takes over every global address of ``ns`` (None: this thread's
         namespace) from its kernel, which only routes them into ``tun`` from then on.
@@ -240,7 +254,7 @@ class UserspaceStack:
             raise
         try:
             stack = cls.attach(
-                where, tun, [str(host_route(i)) for i in taken.interfaces], pcap=pcap, **options
+                where, tun, [str(host_route(i)) for i in taken.interfaces], pcap=pcap, **sysctls
             )
         except BaseException:
             give_all_back()
@@ -339,7 +353,10 @@ class UserspaceStack:
                     continue
             if pcap is not None:
                 write_pcap_record(pcap, packet)
-            host.receive(packet, now)
+            try:
+                host.receive(packet, now)
+            except ConnectionFault as fault:
+                self._contain(fault, now)
         self._service()
 
     def _receive_trusted(self, packet: bytes, gso_size: int, now: float) -> None:
@@ -357,15 +374,30 @@ class UserspaceStack:
         except MalformedPacket:
             host.counters["TcpInErrs"] += 1
             return
-        for piece in split_segment(seg, gso_size) if gso_size else (seg,):
-            host.receive_segment(ip.src, ip.dst, piece, now)
+        try:
+            for piece in split_segment(seg, gso_size) if gso_size else (seg,):
+                host.receive_segment(ip.src, ip.dst, piece, now)
+        except ConnectionFault as fault:
+            self._contain(fault, now)
 
     def _on_timer(self) -> None:
         when = self._timer_at
         self._timer = self._timer_at = None
         now = self.loop.time()
-        self.host.handle_timer(now if when is None else max(now, when))
+        now = now if when is None else max(now, when)
+        while True:  # each fault takes its connection's timers out: this ends
+            try:
+                self.host.handle_timer(now)
+                break
+            except ConnectionFault as fault:
+                self._contain(fault, now)
         self._service()
+
+    def _contain(self, fault: ConnectionFault, now: float) -> None:
+        """An engine bug inside one connection: that one is reset (and logged, once, as it is
+        gone then); the stack, its timers and the other connections go on."""
+        _log.error("engine failure: %s reset", fault.owner, exc_info=fault.__cause__)
+        self.host.reset_faulty(fault, now)
 
     def _service(self) -> None:
         """Dispatch the engine's events, send its packets, re-arm its timer."""
@@ -540,10 +572,12 @@ class UserspaceStack:
             return None if handler is None else handler(r, writer)
 
         protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
-        extra = {
+        extra: dict[str, Any] = {
             "peername": _sockaddr(sock.getpeername()),
             "sockname": _sockaddr(sock.getsockname()),
         }
+        if sock.conn is not None and sock.conn.listener is not None:
+            extra["peer_isn"] = sock.conn.irs  # an accepted child: the client's ISN (replay guard)
         transport = EngineTransport(self, sock, protocol, extra)
         self._transports[sock] = transport
         return reader, made[0]
@@ -584,15 +618,48 @@ class UserspaceStack:
                 return await self._connect(family, addr, first_flight, local_addr, fastopen, limit)
             except OSError as exc:
                 error = exc
+                if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET) and self._tfo_on(
+                    addr, first_flight, fastopen
+                ):
+                    with contextlib.suppress(OSError):  # SYN data reset? A plain connect tells.
+                        return await self._plain_after_reset(
+                            family, addr, first_flight, local_addr, limit
+                        )
         assert error is not None
         raise error
+
+    def _tfo_on(self, addr: tuple[str, int], first_flight: bytes, fastopen: bool) -> bool:
+        """Whether a connect to ``addr`` tries TFO and the path cache is in use."""
+        if not self.learn_paths or self._off_reason(first_flight, fastopen) is not None:
+            return False
+        with pathcache.host(self.path_host):
+            return pathcache.skip(addr) is None
+
+    async def _plain_after_reset(
+        self,
+        family: int,
+        addr: tuple[str, int],
+        first_flight: bytes,
+        local_addr: tuple[str, int] | None,
+        limit: int,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect without TFO after a TFO connect was reset: a success tells the path cache
+        that the path resets SYN data (a closed port refuses the plain connect too)."""
+        with pathcache.host(self.path_host):
+            pathcache.reset_seen(addr)
+        try:
+            return await self._connect(family, addr, first_flight, local_addr, True, limit)
+        except OSError:
+            with pathcache.host(self.path_host):
+                pathcache.forget_reset(addr)
+            raise
 
     def _off_reason(self, first_flight: bytes, fastopen: bool) -> OffReason | None:
         if not first_flight:
             return OffReason.NO_FIRST_FLIGHT
         if not fastopen:
             return OffReason.DISABLED_BY_CALLER
-        if not self.host.tcp_fastopen & TFO_CLIENT_ENABLE:
+        if not self.host.settings.tcp_fastopen & TFO_CLIENT_ENABLE:
             return OffReason.CLIENT_SYSCTL_OFF
         return None
 
@@ -609,6 +676,9 @@ class UserspaceStack:
         sock = self.host.socket(family)
         sock.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1)
         off = self._off_reason(first_flight, fastopen)
+        if off is None and self.learn_paths:
+            with pathcache.host(self.path_host):
+                off = pathcache.skip(addr)
         in_syn = 0
         try:
             if local_addr is not None:
@@ -631,7 +701,14 @@ class UserspaceStack:
             sock.close(self.now())
             self._service()
             raise
-        attempt = Attempt(Side.CLIENT, attempted=off is None, off_reason=off, peer=addr)
+        with pathcache.host(self.path_host):
+            note = pathcache.note(addr) if off is OffReason.PATH_BLOCKED else None
+            attempt = Attempt(
+                Side.CLIENT, attempted=off is None, off_reason=off, peer=addr, note=note
+            )
+            if self.learn_paths:
+                retransmitted = sock.tcp_info().tcpi_total_retrans > 0
+                pathcache.learn(report(sock, attempt), addr, syn_retransmitted=retransmitted)
         reader, writer = self._streams(sock, limit, attempt)
         if first_flight[in_syn + sent :]:
             writer.write(first_flight[in_syn + sent :])
@@ -667,7 +744,11 @@ class UserspaceStack:
             chosen = [a for a in engine.addresses if a.version == (4 if "." in host else 6)]
         else:
             chosen = [ipaddress.ip_address(host)]
-        off = None if engine.tcp_fastopen & TFO_SERVER_ENABLE else OffReason.SERVER_SYSCTL_OFF
+        off = (
+            None
+            if engine.settings.tcp_fastopen & TFO_SERVER_ENABLE
+            else OffReason.SERVER_SYSCTL_OFF
+        )
         server = EngineServer(self, handler, limit, Attempt(Side.SERVER, off is None, off))
         try:
             for address in chosen:
@@ -686,7 +767,9 @@ class UserspaceStack:
                     ) from None
                 if keys is not None:
                     lsock.setsockopt(SOL_TCP, TCP_FASTOPEN_KEY, keys.to_raw())
-                lsock.setsockopt(SOL_TCP, TCP_FASTOPEN, fastopen_backlog or engine.somaxconn)
+                lsock.setsockopt(
+                    SOL_TCP, TCP_FASTOPEN, fastopen_backlog or engine.settings.somaxconn
+                )
                 lsock.listen(backlog)
                 self._listeners[lsock] = server
         except BaseException:
@@ -701,7 +784,7 @@ class UserspaceStack:
                 child, _ = lsock.accept(self.now())
             except EngineError:
                 return  # EAGAIN: none left
-            child.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1)
+            child.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1, self.now())
             self._streams(child, server.limit, server.attempt, server.handler)
 
     def unlisten(self, lsock: EngineSocket) -> None:
@@ -811,9 +894,9 @@ class NamespaceStacks:
 
     name = "userspace"
 
-    def __init__(self, tun: str = "fous0", **options: Any) -> None:
+    def __init__(self, tun: str = "fous0", **sysctls: Unpack[SettingsChanges]) -> None:
         self.tun = tun
-        self.options = options
+        self.options = sysctls
         self.stacks: dict[int, UserspaceStack] = {}
 
     def here(self) -> UserspaceStack:

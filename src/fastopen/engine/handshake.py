@@ -1,0 +1,75 @@
+"""What both a request socket and a connection need to answer a SYN: option negotiation and the
+initial window (Linux tcp_openreq_init, tcp_select_initial_window, tcp_mtu_to_mss)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from fastopen.engine.seq import ACK, CWR, ECE
+from fastopen.engine.settings import Settings
+from fastopen.wire import TcpSegment
+
+#: Linux TCP_MSS_DEFAULT: the MSS of a peer that sent none.
+MSS_DEFAULT = 536
+#: The room the timestamps option takes in every segment (nop, nop, TS).
+TS_OPTION_LEN = 12
+#: Linux TCP_MAX_WSCALE.
+MAX_WSCALE = 14
+
+
+def initial_window(rmem: int, mss: int) -> int:
+    """The window of a SYN or SYN-ACK, as Linux tcp_select_initial_window offers it: the space
+    of the receive buffer (half of it: tcp_win_from_space with the default scaling ratio),
+    rounded down to the MSS, at most 65535 (64240 for the default 131072, 65535 for 540000)."""
+    space = rmem // 2
+    if space > mss > 0:
+        space -= space % mss
+    return min(space, 65535)
+
+
+class Negotiated(NamedTuple):
+    """The options a SYN (or SYN-ACK) and our settings agree on."""
+
+    wscale_ok: bool
+    snd_wscale: int
+    sack_ok: bool
+    ts_ok: bool
+    ts_recent: int
+    snd_mss: int  # the payload of a full segment (timestamps' room taken off)
+    #: ECN: a SYN with ECE and CWR to a host with tcp_ecn 1 or 2, or a SYN-ACK with ECE alone
+    #: (the SYN-ACK's is only good for a connection that asked, tcp_ecn 1).
+    ecn_ok: bool = False
+
+
+def clamp_mss(settings: Settings, peer_mss: int, adv_mss: int, ts_ok: bool) -> int:
+    """Linux tcp_mtu_to_mss: the smaller MSS, never below tcp_min_snd_mss, then the
+    timestamps' room off (a peer's MSS of 12 gives 48, 36 with timestamps)."""
+    mss = max(min(peer_mss, adv_mss), settings.min_snd_mss)
+    return mss - (TS_OPTION_LEN if ts_ok else 0)
+
+
+def negotiate(settings: Settings, seg: TcpSegment, adv_mss: int) -> Negotiated:
+    """Negotiate from a SYN or SYN-ACK as Linux does (both sides must offer)."""
+    ws = seg.wscale
+    wscale_ok = ws is not None and settings.window_scaling
+    ts = seg.timestamps
+    ts_ok = ts is not None and settings.timestamps
+    return Negotiated(
+        wscale_ok=wscale_ok,
+        snd_wscale=min(ws, MAX_WSCALE) if ws is not None and wscale_ok else 0,
+        sack_ok=seg.sack_permitted and settings.sack,
+        ts_ok=ts_ok,
+        ts_recent=ts.tsval if ts is not None and ts_ok else 0,
+        snd_mss=clamp_mss(settings, seg.mss or MSS_DEFAULT, adv_mss, ts_ok),
+        ecn_ok=ecn_setup(settings, seg.flags),
+    )
+
+
+def ecn_setup(settings: Settings, flags: int) -> bool:
+    """Linux tcp_ecn_create_request (a SYN: ECE and CWR, tcp_ecn 1 or 2) and
+    tcp_ecn_rcv_synack (a SYN-ACK: ECE without CWR)."""
+    if not flags & ECE:
+        return False
+    if flags & ACK:
+        return not flags & CWR
+    return bool(flags & CWR) and settings.ecn in (1, 2)

@@ -1,0 +1,97 @@
+"""The sysctls of one engine host, typed: what ``net.ipv4.*`` is to one Linux network namespace.
+
+Every field has Linux's name (without ``tcp_``) and Linux 6.x's default; a :class:`Settings` is
+mutable, as sysctls are (``host.settings.tcp_fastopen = 0x3`` takes effect on the next input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypedDict
+
+from fastopen.cookies import KeyRing
+from fastopen.engine.cache import NEGATIVE_TIME
+
+
+@dataclass(slots=True)
+class Settings:
+    """One host's TCP settings.
+
+    ``tcp_fastopen`` takes the bits of ``net.ipv4.tcp_fastopen`` (0x1: client, as Linux);
+    ``keys`` is ``tcp_fastopen_key`` (random by default); ``blackhole_timeout`` is
+    ``tcp_fastopen_blackhole_timeout_sec`` (0, off, as Linux 5.14+); ``syn_linear_timeouts``
+    is ``tcp_syn_linear_timeouts`` (6.x: SYNs are retransmitted that many times more at the
+    initial RTO before it doubles); ``rmem``/``wmem`` are the defaults of ``tcp_rmem``/
+    ``tcp_wmem`` and ``wscale`` the window scale their maximum gives; ``somaxconn`` and
+    ``max_syn_backlog`` bound the accept and SYN queues; ``syncookies`` is ``tcp_syncookies``
+    (1: when the SYN queue is full; 2: always; 0: never); ``min_snd_mss`` the floor of every
+    MSS; ``invalid_ratelimit`` (seconds) spaces duplicate and challenge ACKs per socket;
+    ``challenge_ack_limit`` is the per-second global challenge ACK budget (Linux 6.x:
+    INT_MAX, in effect off); ``ecn`` is ``tcp_ecn`` (2: accept ECN when asked, never ask);
+    ``negative_cache_time`` is the FreeBSD-style per-path TFO disable time of the client cache
+    (0 turns it off: pure Linux), read when the host is made.
+    """
+
+    tcp_fastopen: int = 0x1
+    keys: KeyRing = field(default_factory=KeyRing.generate)
+    timestamps: bool = True
+    sack: bool = True
+    window_scaling: bool = True
+    wscale: int = 7
+    mtu: int = 1500
+    rmem: int = 131072
+    wmem: int = 262144
+    somaxconn: int = 4096
+    max_syn_backlog: int = 2048
+    syncookies: int = 1
+    min_snd_mss: int = 48
+    invalid_ratelimit: float = 0.5
+    challenge_ack_limit: int = 0x7FFFFFFF
+    ecn: int = 2
+    syn_retries: int = 6
+    syn_linear_timeouts: int = 4
+    synack_retries: int = 5
+    retries2: int = 15
+    blackhole_timeout: float = 0.0
+    negative_cache_time: float = NEGATIVE_TIME
+    #: tcp_keepalive_time, tcp_keepalive_intvl (seconds), tcp_keepalive_probes.
+    keepalive_time: int = 7200
+    keepalive_intvl: int = 75
+    keepalive_probes: int = 9
+    #: The device segments large sends itself (TSO): the engine hands it segments of many MSS,
+    #: as Linux sizes them (tcp_tso_autosize); off, every segment is at most one MSS.
+    tso: bool = False
+    #: tcp_min_tso_segs: the fewest segments a TSO packet is given.
+    min_tso_segs: int = 2
+
+
+class SettingsChanges(TypedDict, total=False):
+    """Keyword arguments of :class:`~fastopen.engine.Host`: any :class:`Settings` field."""
+
+    tcp_fastopen: int
+    keys: KeyRing
+    timestamps: bool
+    sack: bool
+    window_scaling: bool
+    wscale: int
+    mtu: int
+    rmem: int
+    wmem: int
+    somaxconn: int
+    max_syn_backlog: int
+    syncookies: int
+    min_snd_mss: int
+    invalid_ratelimit: float
+    challenge_ack_limit: int
+    ecn: int
+    syn_retries: int
+    syn_linear_timeouts: int
+    synack_retries: int
+    retries2: int
+    blackhole_timeout: float
+    negative_cache_time: float
+    keepalive_time: int
+    keepalive_intvl: int
+    keepalive_probes: int
+    tso: bool
+    min_tso_segs: int

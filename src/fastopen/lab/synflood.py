@@ -1,0 +1,286 @@
+"""A bounded flood of spoofed SYNs, for the lab: sources drawn inside 198.18.0.0/15 only, sent
+with a raw socket from inside a namespace fastopen made (never from the root namespace), and a
+capture of what the stack answers on its TUN device.
+
+Used by ``tests/live/test_synflood.py`` and ``bench/synflood.py`` against ``fastopen serve
+--stack userspace``: the engine's SYN queue fills, then every SYN gets a SYN cookie.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastopen.errors import FastOpenError
+from fastopen.lab.netns import PREFIX, Netns
+from fastopen.runtime.tun import THREAD_NS
+from fastopen.wire import (
+    Flags,
+    Mss,
+    Nop,
+    SackPermitted,
+    TcpOption,
+    TcpSegment,
+    Timestamps,
+    WindowScale,
+    ip_packet,
+    parse_tcp_packet,
+)
+
+#: Sources are drawn here only (the range reserved for benchmarking).
+LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
+#: Linux's SYN options, as a kernel client sends them.
+LINUX_SYN_OPTIONS: tuple[TcpOption, ...] = (
+    Mss(1460),
+    SackPermitted(),
+    Timestamps(1, 0),
+    Nop(),
+    WindowScale(7),
+)
+ETH_P_ALL = 0x0003
+
+
+@dataclass(frozen=True, slots=True)
+class Syn:
+    """One spoofed SYN: its source, port and ISN, and the IP packet."""
+
+    src: ipaddress.IPv4Address
+    sport: int
+    seq: int
+    packet: bytes
+
+
+def spoofed_syns(
+    dst: str,
+    port: int,
+    count: int,
+    *,
+    seed: int = 0,
+    exclude: Iterable[str] = (),
+    options: tuple[TcpOption, ...] = LINUX_SYN_OPTIONS,
+) -> Iterator[Syn]:
+    """``count`` SYNs to ``dst``:``port`` from random sources inside 198.18.0.0/15."""
+    target = ipaddress.IPv4Address(dst)
+    skip = {ipaddress.IPv4Address(a) for a in exclude} | {target}
+    rng = random.Random(seed)
+    base, size = int(LAB_NETWORK.network_address), LAB_NETWORK.num_addresses
+    made = 0
+    while made < count:
+        src = ipaddress.IPv4Address(base + rng.randrange(1, size - 1))
+        if src in skip:
+            continue
+        sport, seq = rng.randrange(1024, 65536), rng.randrange(1 << 32)
+        seg = TcpSegment(sport, port, seq, 0, Flags.SYN, 64240, options)
+        yield Syn(src, sport, seq, ip_packet(src, target, seg))
+        made += 1
+
+
+def _check_lab_namespace() -> None:
+    """Refuse to flood from anywhere but a namespace fastopen made (``/run/netns/fo-*``)."""
+    here = os.stat(THREAD_NS).st_ino
+    if not any(p.stat().st_ino == here for p in Path("/run/netns").glob(f"{PREFIX}*")):
+        raise FastOpenError(
+            "a SYN flood is sent only from inside a lab namespace",
+            hint="enter one first: with Netns(...) as ns, ns.entered(): ...",
+        )
+
+
+def send(packets: Iterable[bytes], dst: str, *, rate: float = 0.0) -> int:
+    """Send whole IPv4 packets to ``dst`` with a raw socket (``rate`` packets/s at most;
+    0: as fast as possible); returns how many. The calling thread must be in a lab namespace."""
+    _check_lab_namespace()
+    if ipaddress.IPv4Address(dst) not in LAB_NETWORK:
+        raise FastOpenError(f"{dst} is not a lab address", hint="use 198.18.0.0/15")
+    sent = 0
+    start = time.monotonic()
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        for packet in packets:
+            raw.sendto(packet, (dst, 0))
+            sent += 1
+            if rate and sent % 100 == 0:
+                ahead = sent / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+    return sent
+
+
+class Capture:
+    """The TCP segments a device carries (AF_PACKET; a TUN device has no link header), read by
+    a thread until :meth:`stop`. Open it inside the lab namespace that owns the device."""
+
+    def __init__(self, device: str) -> None:
+        _check_lab_namespace()
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self._sock.bind((device, 0))
+        self._sock.settimeout(0.2)
+        self.segments: list[tuple[ipaddress.IPv4Address, TcpSegment]] = []  # (destination, seg)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                ip, seg = parse_tcp_packet(data)
+            except FastOpenError:
+                continue
+            if isinstance(ip.dst, ipaddress.IPv4Address):
+                self.segments.append((ip.dst, seg))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of process ``pid`` (VmRSS in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise FastOpenError(f"process {pid} has no VmRSS")
+
+
+# -- a flood against `fastopen serve --stack userspace` -------------------------------------------
+
+SERVE_ADDRESS, SERVE_PORT = "198.18.1.2", 8080
+CURL_ADDRESS = "198.18.0.1"  # the namespace's kernel, on lo
+PROBE_SOURCE = ipaddress.IPv4Address("198.19.200.7")
+PROBE_PORT, PROBE_ISN = 50007, 777_000
+REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+#: SYNs sent in one burst before the probe: more than a SYN queue of `fastopen serve` holds.
+REFILL = 250
+
+
+@dataclass
+class FloodResult:
+    """What a flood against the userspace server showed."""
+
+    sent: int
+    synacks: int  # SYN-ACKs the stack put on its device
+    rss_before: int
+    rss_peak: int
+    curl: list[tuple[str, float]]  # (HTTP status, seconds) of the requests during the flood
+    probe: TcpSegment | None  # the answer to a SYN with wscale and SACK but no timestamps
+    log: str  # the server's output (a line per request)
+
+    @property
+    def rss_growth(self) -> int:
+        return self.rss_peak - self.rss_before
+
+
+def is_probe(dst: ipaddress.IPv4Address, seg: TcpSegment) -> bool:
+    """The server's answer to the probe SYN."""
+    return dst == PROBE_SOURCE and seg.dst_port == PROBE_PORT and seg.ack == PROBE_ISN + 1
+
+
+def start_userspace_server(ns: Netns) -> subprocess.Popen[str]:
+    """``fastopen serve --stack userspace`` owning 198.18.1.2 behind fous0 in ``ns`` (whose
+    kernel gets 198.18.0.1 for curl); returns once it serves."""
+    ns.ip("addr", "add", f"{CURL_ADDRESS}/32", "dev", "lo")
+    proc = ns.popen(
+        [str(Path(sys.executable).with_name("fastopen")), "serve", "--stack", "userspace",
+         "--address", f"{SERVE_ADDRESS}/24", "--body", "ok\n", SERVE_ADDRESS, str(SERVE_PORT)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("serving "):
+        raise FastOpenError(f"fastopen serve did not start: {line!r}")
+    return proc
+
+
+def curl(ns: Netns) -> tuple[str, float]:
+    """One request from the namespace's kernel: (HTTP status, total seconds)."""
+    got = ns.run(
+        ["curl", "-s", "-o", "/dev/null", "-m", "10", "-w", "%{http_code} %{time_total}",
+         f"http://{SERVE_ADDRESS}:{SERVE_PORT}/"]
+    ).stdout.split()  # fmt: skip
+    return got[0], float(got[1])
+
+
+def flood_userspace_server(ns: Netns, count: int, rate: float, seed: int = 1) -> FloodResult:
+    """Flood a userspace server in ``ns`` with ``count`` spoofed SYNs at ``rate`` per second
+    while curl asks it again and again; then a probe SYN (a SYN cookie answers it with the MSS
+    only, Linux tcp_clear_options) and the cookie's ACK with a request (in the log if the
+    cookie made the connection). The server is stopped at the end."""
+    proc = start_userspace_server(ns)
+    try:
+        curl(ns)  # warm
+        rss_before = rss_bytes(proc.pid)
+        peak = rss_before
+        syns = [
+            s.packet
+            for s in spoofed_syns(
+                SERVE_ADDRESS,
+                SERVE_PORT,
+                count,
+                seed=seed,
+                exclude=[CURL_ADDRESS, str(PROBE_SOURCE)],
+            )
+        ]
+        served: list[tuple[str, float]] = []
+        with ns.entered(), Capture("fous0") as capture:
+
+            def flood() -> None:
+                with ns.entered():
+                    send(syns, SERVE_ADDRESS, rate=rate)
+
+            flooder = threading.Thread(target=flood)
+            flooder.start()
+            while flooder.is_alive():
+                served.append(curl(ns))
+                peak = max(peak, rss_bytes(proc.pid))
+            flooder.join()
+            time.sleep(1.0)  # what is queued is worked through
+            peak = max(peak, rss_bytes(proc.pid))
+            server = ipaddress.IPv4Address(SERVE_ADDRESS)
+            # the SYN queue may have room again (old requests expire sooner when it is more
+            # than half full, as Linux's): a burst fills it before the probe
+            refill = spoofed_syns(
+                SERVE_ADDRESS, SERVE_PORT, REFILL, seed=seed + 1, exclude=[str(PROBE_SOURCE)]
+            )
+            send([s.packet for s in refill], SERVE_ADDRESS)
+            opts = (Mss(1460), SackPermitted(), Nop(), WindowScale(7))
+            probe = TcpSegment(PROBE_PORT, SERVE_PORT, PROBE_ISN, 0, Flags.SYN, 64240, opts)
+            send([ip_packet(PROBE_SOURCE, server, probe)], SERVE_ADDRESS)
+            answer = None
+            deadline = time.monotonic() + 5
+            while answer is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                answer = next((s for d, s in capture.segments if is_probe(d, s)), None)
+            if answer is not None:
+                cookie = (answer.seq + 1) & 0xFFFFFFFF
+                flags = Flags.ACK | Flags.PSH
+                ack = TcpSegment(
+                    PROBE_PORT, SERVE_PORT, PROBE_ISN + 1, cookie, flags, 502, (), REQUEST
+                )
+                send([ip_packet(PROBE_SOURCE, server, ack)], SERVE_ADDRESS)
+                time.sleep(0.5)
+            synacks = sum(1 for _, s in capture.segments if s.flags == Flags.SYN | Flags.ACK)
+    finally:
+        proc.terminate()
+        log = proc.communicate(timeout=10)[0]
+    return FloodResult(len(syns), synacks, rss_before, peak, served, answer, log)

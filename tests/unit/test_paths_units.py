@@ -1,0 +1,84 @@
+"""Middlebox names and parameters, probe targets and verdicts, path-cache backoff: no root."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastopen.errors import FastOpenError
+from fastopen.kernel import pathcache
+from fastopen.lab.middlebox import MIDDLEBOXES, Placed
+from fastopen.probe import Outcome, Step, Target, Verdict, verdict
+
+
+def test_middlebox_names_and_parameters() -> None:
+    placed = Placed.parse("cgnat:pool=8,mapping=rotate")
+    assert placed.box is MIDDLEBOXES["cgnat"]
+    assert placed.params == {"pool": "8", "mapping": "rotate"}
+    assert str(placed) == "cgnat:pool=8,mapping=rotate"
+    assert str(Placed.parse("drop-syn-data")) == "drop-syn-data"
+    with pytest.raises(FastOpenError, match="no middlebox named 'nope'"):
+        Placed.parse("nope")
+    with pytest.raises(FastOpenError, match="bad parameter 'size=3'") as info:
+        Placed.parse("cgnat:size=3")
+    assert info.value.hint == "its parameters: pool=4, mapping=random"
+
+
+@pytest.mark.parametrize(
+    ("text", "target"),
+    [
+        ("198.18.0.2", Target("198.18.0.2", 80)),
+        ("198.18.0.2:8080", Target("198.18.0.2", 8080)),
+        ("[fd00:f0::2]:443", Target("fd00:f0::2", 443)),
+        ("fd00:f0::2", Target("fd00:f0::2", 80)),
+        ("example.org:81", Target("example.org", 81)),
+    ],
+)
+def test_targets(text: str, target: Target) -> None:
+    assert Target.parse(text) == target
+
+
+@pytest.mark.parametrize("text", ["host:0", "host:x", ":80", "[fd00::1]:99999"])
+def test_bad_targets(text: str) -> None:
+    with pytest.raises(FastOpenError):
+        Target.parse(text)
+
+
+def _o(step: Step, *, ok: bool = True, answered: bool = True, cookie: bytes | None = None,
+       acked: int = 0) -> Outcome:  # fmt: skip
+    return Outcome(step, ok=ok, first_syn_answered=answered, cookie=cookie, syn_data_acked=acked)
+
+
+PLAIN = _o(Step.PLAIN)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ([_o(Step.PLAIN, ok=False, answered=False)], Verdict.OFFLINE),
+        ([PLAIN, _o(Step.REQUEST_34, answered=False), _o(Step.REQUEST_254, answered=False)],
+         Verdict.SYN_OPTION_BLOCKED),
+        ([PLAIN, _o(Step.REQUEST_34), _o(Step.REQUEST_254)], Verdict.NO_COOKIE),
+        ([PLAIN, _o(Step.REQUEST_34, cookie=b"c" * 8), _o(Step.DATA, answered=False)],
+         Verdict.SYN_DATA_BLOCKED),
+        ([PLAIN, _o(Step.REQUEST_34, cookie=b"c" * 8), _o(Step.DATA)], Verdict.COOKIE_ONLY),
+        ([PLAIN, _o(Step.REQUEST_34, cookie=b"c" * 8), _o(Step.DATA, acked=84)], Verdict.TFO),
+        # a cookie that came only after a retransmitted SYN does not count
+        ([PLAIN, _o(Step.REQUEST_34, answered=False, cookie=b"c" * 8)],
+         Verdict.SYN_OPTION_BLOCKED),
+    ],
+)  # fmt: skip
+def test_verdicts(outcomes: list[Outcome], expected: Verdict) -> None:
+    assert verdict(outcomes) is expected
+
+
+def test_backoff_doubles_and_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTOPEN_TFO_BACKOFF", "240")
+    assert [pathcache.backoff(n) for n in (1, 2, 3)] == [240.0, 480.0, 960.0]
+    assert pathcache.backoff(30) == pathcache.MAX_BACKOFF
+    entry = pathcache.PathEntry("198.18.0.2", 80, 2, pathcache.Failure.LOST, 0.0, 480.0)
+    assert entry.note(now=0.0) == (
+        "TFO skipped: SYN data was lost on this path 2 times, retry in 8 min"
+    )
+    monkeypatch.setenv("FASTOPEN_TFO_BACKOFF", "soon")
+    with pytest.raises(FastOpenError, match="not a positive number"):
+        pathcache.backoff(1)
