@@ -1,14 +1,14 @@
 """Connections per second through the lab link: the userspace server against the kernel's asyncio
 server, side by side, TFO on.
 
-Each connection: a 100-byte request in the SYN (TFO, the cookie fetched once before), a
-1,000-byte answer, the server closes. The load is the same for every server: ``--concurrency``
-clients of fastopen's asyncio API on the kernel stack of the lab's client namespace, for
-``--seconds``. The server runs in the server namespace in a process of its own (RTT 0): fastopen's
-``start_server`` on the kernel stack, or on the userspace stack that takes the namespace's
-address over, or PyTCP in the kernel's place (bench/pytcp.py; TFO on its listener too). Prints
-connections/s, the server's CPU per connection (its user + system time over the connections it
-served: the machine may be shared) and the ratios userspace / kernel, the median of ``--runs``
+Each connection: a 100-byte request in the SYN (TFO, the cookie fetched once before), a 1,000-byte
+answer, the server closes. The load is the same for every server: ``--concurrency`` clients of
+fastopen's asyncio API on the kernel stack of the lab's client namespace, for ``--seconds``. The
+server runs in the server namespace in a process of its own (RTT 0): fastopen's ``start_server`` on
+the kernel stack, or on the userspace stack that takes the namespace's address over (with the TUN
+device's offloads), or PyTCP in the kernel's place (bench/pytcp.py; TFO on its listener too).
+Prints connections/s, the server's CPU per connection (its user + system time over the connections
+it served: the machine may be shared) and the ratios userspace / kernel, the median of ``--runs``
 rounds (goal of issue 11: userspace >= 1.0x the kernel).
 
 Then the memory of an idle established connection on the server, userspace and PyTCP: what
@@ -71,7 +71,7 @@ def serve(stack_name: str, host: str) -> None:
             await stop.wait()
 
     if stack_name == "userspace":
-        with UserspaceStack.replace_kernel(None, "fous0") as stack:
+        with UserspaceStack.replace_kernel(None, "fous0", offloads=None) as stack:
             asyncio.run(run(stack))
     else:
         asyncio.run(run(None))
@@ -106,7 +106,7 @@ def idle(host: str, count: int) -> None:
             await asyncio.sleep(0.1)  # the handlers see their connections end
 
     tracemalloc.start()
-    with UserspaceStack.replace_kernel(None, "fous0") as stack:
+    with UserspaceStack.replace_kernel(None, "fous0", offloads=None) as stack:
         asyncio.run(run(stack))
 
 

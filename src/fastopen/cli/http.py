@@ -60,6 +60,12 @@ def _stack_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.Path(dir_okay=False, writable=True, path_type=Path),
                 help="userspace stack: write every packet it sends and receives to this file.",
             ),
+            click.option(
+                "--offloads",
+                is_flag=True,
+                help="userspace stack: use the TUN device's checksum and TSO offloads "
+                "(IFF_VNET_HDR) when the kernel has them: up to 64 KB per write and read.",
+            ),
         ]
     ):
         command = option(command)
@@ -67,7 +73,9 @@ def _stack_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def _stack(name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None) -> Iterator[Stack]:
+def _stack(
+    name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None, offloads: bool = False
+) -> Iterator[Stack]:
     """The stack by name; a userspace one lives (with its TUN device) for the block."""
     if name != USERSPACE:
         if pcap is not None:
@@ -76,9 +84,13 @@ def _stack(name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None) -
         return
     try:
         if addresses:
-            stack = UserspaceStack.attach(None, tun, addresses, pcap=pcap)
+            stack = UserspaceStack.attach(
+                None, tun, addresses, pcap=pcap, offloads=None if offloads else False
+            )
         else:
-            stack = UserspaceStack.replace_kernel(None, tun, pcap=pcap)
+            stack = UserspaceStack.replace_kernel(
+                None, tun, pcap=pcap, offloads=None if offloads else False
+            )
     except ValueError as exc:
         if not addresses:
             raise click.UsageError(
@@ -183,6 +195,7 @@ def serve(
     tun: str,
     addresses: tuple[str, ...],
     pcap: Path | None,
+    offloads: bool,
     body: str,
     body_file: Path | None,
     fastopen_backlog: int | None,
@@ -247,7 +260,7 @@ def serve(
                 await guard.close()
 
     try:
-        with in_netns(netns), _stack(stack, tun, addresses, pcap) as engine:
+        with in_netns(netns), _stack(stack, tun, addresses, pcap, offloads) as engine:
             asyncio.run(run(engine))
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
@@ -306,6 +319,7 @@ def get(
     tun: str,
     addresses: tuple[str, ...],
     pcap: Path | None,
+    offloads: bool,
     repeat: int,
     timeout: float,
     as_json: bool,
@@ -339,7 +353,7 @@ def get(
                     f"{i}: {got.status} {got.reason}  ttfb {got.ttfb * 1000:.3f} ms  {got.report}"
                 )
 
-    with in_netns(netns), _stack(stack, tun, addresses, pcap) as engine:
+    with in_netns(netns), _stack(stack, tun, addresses, pcap, offloads) as engine:
         asyncio.run(run(engine))
 
 

@@ -189,7 +189,7 @@ class UserspaceStack:
         *,
         kernel_addresses: Sequence[str] = (),
         pcap: Path | None = None,
-        offloads: bool | None = None,
+        offloads: bool | None = False,
         **sysctls: Unpack[SettingsChanges],
     ) -> UserspaceStack:
         """A stack on a new TUN device ``tun`` in ``ns`` (None: this thread's namespace).
@@ -197,8 +197,9 @@ class UserspaceStack:
         ``addresses`` (``ADDR/PREFIX``) are the stack's; the kernel routes each prefix into the
         device. ``kernel_addresses`` (``ADDR/PREFIX``) are put on the device for the kernel;
         ``mtu`` (a setting) is the device's too. ``offloads``: True needs the device's checksum
-        and TSO offloads, False goes without, None (the default) uses them when the kernel has
-        them.
+        and TSO offloads, None uses them when the kernel has them, False (the default) goes
+        without (a packet socket on the device then sees the packets as the wire will carry
+        them, not segments of 64 KB with their checksums still to complete).
         """
         mtu = sysctls.get("mtu", 1500)
         own = [ipaddress.ip_interface(a) for a in addresses]
@@ -230,6 +231,7 @@ class UserspaceStack:
         tun: str = "fous0",
         *,
         pcap: Path | None = None,
+        offloads: bool | None = False,
         **sysctls: Unpack[SettingsChanges],
     ) -> UserspaceStack:
         """A stack that takes over every global address of ``ns`` (None: this thread's
@@ -254,7 +256,12 @@ class UserspaceStack:
             raise
         try:
             stack = cls.attach(
-                where, tun, [str(host_route(i)) for i in taken.interfaces], pcap=pcap, **sysctls
+                where,
+                tun,
+                [str(host_route(i)) for i in taken.interfaces],
+                pcap=pcap,
+                offloads=offloads,
+                **sysctls,
             )
         except BaseException:
             give_all_back()
