@@ -34,6 +34,10 @@ COMMAND_SCHEMA = {
     "cookies list": "cookies-list",
     "cookies flush": "cookies-flush",
     "get": "get",
+    "probe": "probe",
+    "paths": "paths-list",
+    "paths list": "paths-list",
+    "paths reset": "paths-reset",
 }
 
 
@@ -59,7 +63,7 @@ def command_words(args: Sequence[str]) -> str:
 
 def check(args: Sequence[str], doc: Any) -> Any:
     """``doc``, once it follows the schema of the command ``args`` ran (or the error schema)."""
-    name = "error" if isinstance(doc, dict) and "error" in doc else None
+    name = "error" if isinstance(doc, dict) and "exit_code" in doc else None
     jsonschema.validate(doc, schema(name or COMMAND_SCHEMA[command_words(args)]))
     return doc
 

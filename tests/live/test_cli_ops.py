@@ -324,6 +324,7 @@ ARGUMENTS = {
     "key": "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4",
     "client_addr": "198.18.0.1",
     "server_addr": "198.18.0.2",
+    "targets": "198.18.0.2:80",
     "scripts": str(Path(__file__).parents[1] / "packetdrill" / "server-cookie-data.pkt"),
 }
 

@@ -103,7 +103,7 @@ def test_lab_farm_up_and_down(tmp_path: Path) -> None:
         }
         assert len(keys) == 3  # each server its own key
         again = cli("up")
-        assert again.returncode == 1 and "a farm is already up" in again.stderr
+        assert again.returncode == 2 and "a farm is already up" in again.stderr
     finally:
         down = cli("down")
     assert down.returncode == 0, down.stderr

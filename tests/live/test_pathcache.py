@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_namespaces
+from jsoncontract import check
 from tfo import echo_server
 
 import fastopen
@@ -147,14 +148,19 @@ def test_paths_command(netns: Netns, tmp_path: Path) -> None:
             [*fastopen_cmd, *args], capture_output=True, text=True, env=env, check=False
         )
 
-    listed = json.loads(run("--json").stdout)
+    listed = check(["paths"], json.loads(run("--json").stdout))["entries"]
     assert sorted((e["address"], e["port"], e["reason"]) for e in listed) == [
         ("198.18.0.2", 443, "reset"),
         ("fd00:f0::2", 80, "lost"),
     ]
-    assert json.loads(run("reset", "--json", "[fd00:f0::2]:80").stdout)["reset"] == 1
-    assert [e["port"] for e in json.loads(run("list", "--json").stdout)] == [443]
+    assert (
+        check(["paths", "reset"], json.loads(run("reset", "--json", "[fd00:f0::2]:80").stdout))[
+            "reset"
+        ]
+        == 1
+    )
+    assert [e["port"] for e in json.loads(run("list", "--json").stdout)["entries"]] == [443]
     assert run("reset").stdout.strip() == "reset 1 path(s)"
-    assert json.loads(run("--json").stdout) == []
+    assert json.loads(run("--json").stdout)["entries"] == []
     bad = run("reset", "host:port")
-    assert bad.returncode == 1 and "give ADDRESS or ADDRESS:PORT" in bad.stderr
+    assert bad.returncode == 2 and "give ADDRESS or ADDRESS:PORT" in bad.stderr

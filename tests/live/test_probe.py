@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_namespaces
+from jsoncontract import check
 
 from fastopen.lab.emulator import Lab
 from fastopen.lab.farm import Farm
@@ -168,7 +169,7 @@ def test_cli_json_and_middlebox_list(tmp_path: Path) -> None:
         )  # fmt: skip
     assert out.returncode == 0, out.stderr
     [line] = out.stdout.splitlines()
-    found = json.loads(line)
+    found = check(["probe"], json.loads(line))
     assert {k: found[k] for k in ("verdict", "option_kind", "cookie", "cookie_stable")} == {
         "verdict": "no_cookie",
         "option_kind": None,

@@ -204,13 +204,15 @@ def list_middleboxes() -> None:
 FARM_STATE = STATE.with_name("farm.json")
 
 
-@lab.group()
+@lab.group(cls=Group)
 def farm() -> None:
     """A farm of servers behind a direct-server-return load balancer (fo-farm-*)."""
 
 
 @farm.command("up")
-@click.option("--servers", type=int, default=2, show_default=True, help="How many servers.")
+@click.option(
+    "--servers", type=click.IntRange(2, 8), default=2, show_default=True, help="How many servers."
+)
 @click.option("--own-keys", is_flag=True, help="Each server its own TFO key (no shared key).")
 @click.option(
     "--policy",

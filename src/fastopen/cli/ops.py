@@ -25,6 +25,7 @@ from fastopen.cli.options import (
     Group,
     Out,
     UnixTime,
+    here,
     json_option,
     netns_option,
     now,
@@ -34,7 +35,7 @@ from fastopen.cli.options import (
 from fastopen.cookies import Key, KeyRing
 from fastopen.errors import FastOpenError
 from fastopen.kernel import tcp_metrics
-from fastopen.lab.netns import identify
+from fastopen.kernel.netns import identify
 from fastopen.ops import cache, farm, keys, stats
 from fastopen.ops import enable as bits
 from fastopen.ops.alerts import AlertMonitor
@@ -63,11 +64,6 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     finally:
         signal.signal(signal.SIGTERM, handler[0])
         signal.signal(signal.SIGINT, handler[1])
-
-
-def _here() -> dict[str, Any]:
-    """The fields every JSON document starts with: when, and in which namespace."""
-    return {"time": now(), "netns": stats.netns_label()}
 
 
 # -- status, enable, disable ---------------------------------------------------------------------
@@ -134,7 +130,7 @@ def _persist_path(persist: bool, persist_file: Path) -> Path | None:
 
 
 def _emit_change(out: Out, change: bits.Change, **extra: Any) -> None:
-    out.emit({**_here(), **change.to_json(), **extra}, _change_text(change))
+    out.emit({**here(), **change.to_json(), **extra}, _change_text(change))
 
 
 @click.command("enable")
@@ -230,7 +226,7 @@ def reset_cmd(out: Out, persist: bool, persist_file: Path) -> None:
         text += f"\nremoved {done.removed}"
     out.emit(
         {
-            **_here(),
+            **here(),
             **done.bits.to_json(),
             "blackhole_timeout_before_s": done.blackhole_before,
             "blackhole_timeout_after_s": done.blackhole_after,
@@ -276,7 +272,7 @@ def _emit_ring(
     disagreement: keys.Disagreement | None = None,
 ) -> None:
     data = {
-        **_here(),
+        **here(),
         "action": what,
         "store": str(store),
         **keys.describe(stored.ring, reveal=False),
@@ -316,7 +312,7 @@ def show(out: Out, reveal: bool, store: Path | None) -> None:
     stored = keys.load(path)
     found = keys.compare(path, stored, kernel)
     data = {
-        **_here(),
+        **here(),
         "kernel": keys.describe(kernel, reveal=reveal),
         "store": str(path),
         "stored": keys.describe(stored.ring if stored else None, reveal=reveal),
@@ -480,7 +476,7 @@ def keyd(
     if once:
         fk = daemon.apply()
         out.emit(
-            {**_here(), "interval_index": fk.index, "end": fk.end},
+            {**here(), "interval_index": fk.index, "end": fk.end},
             f"farm key of interval {fk.index} in place",
         )
         return
@@ -607,7 +603,7 @@ def list_cmd(out: Out) -> None:
     """Each cached destination: source, cookie, server MSS, SYN drops, age."""
     found = tcp_metrics.entries()
     if out.json:
-        out.emit({**_here(), "entries": [e.to_json() for e in found]}, "")
+        out.emit({**here(), "entries": [e.to_json() for e in found]}, "")
         return
     table = Table(box=None, pad_edge=False)
     for name in ("destination", "source", "cookie"):
@@ -650,7 +646,7 @@ def flush(out: Out, prefix: str | None, on_address_change: bool) -> None:
     network = cache.parse_prefix(prefix) if prefix else None
     removed = cache.flush(network)
     out.emit(
-        {**_here(), "flushed": removed, "prefix": None if network is None else str(network)},
+        {**here(), "flushed": removed, "prefix": None if network is None else str(network)},
         _flushed_text(removed, f" for {prefix}" if prefix else ""),
     )
 

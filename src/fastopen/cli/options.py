@@ -22,7 +22,8 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from fastopen.errors import FastOpenError
-from fastopen.lab.netns import entered, namespace_path
+from fastopen.kernel.netns import entered, namespace_path
+from fastopen.ops.stats import netns_label
 
 #: Seconds in each unit a duration may carry.
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -183,6 +184,11 @@ def in_netns(netns: str | None) -> Iterator[None]:
 def now() -> float:
     """The timestamp of a sample: Unix time in seconds."""
     return time.time()
+
+
+def here() -> dict[str, Any]:
+    """The fields every JSON document starts with: when, and in which namespace."""
+    return {"time": now(), "netns": netns_label()}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from fastopen.cli.options import Group, Out, json_option, netns_option, ops_command
+from fastopen.cli.options import Group, Out, here, json_option, netns_option, ops_command
 from fastopen.errors import FastOpenError
 from fastopen.kernel import pathcache
 
@@ -32,7 +32,7 @@ def list_paths(out: Out) -> None:
         f"{max(0.0, e.retry_at - now):>9.0f}s"
         for e in found
     ]
-    out.emit([e.to_json() for e in found], "\n".join(lines))
+    out.emit({**here(), "entries": [e.to_json() for e in found]}, "\n".join(lines))
 
 
 def _split(target: str) -> tuple[str, int | None]:
@@ -51,7 +51,7 @@ def reset_paths(out: Out, target: str | None) -> None:
     """Forget the failures of TARGET's paths, or of all: TFO is tried again at once."""
     address, port = _split(target) if target else (None, None)
     removed = pathcache.reset(address, port)
-    out.emit({"reset": removed, "target": target}, f"reset {removed} path(s)")
+    out.emit({**here(), "reset": removed, "target": target}, f"reset {removed} path(s)")
 
 
 COMMANDS = [paths]

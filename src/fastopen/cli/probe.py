@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from fastopen.cli.options import Duration, in_netns, json_option, netns_option
+from fastopen.cli.options import Duration, here, in_netns, json_option, netns_option
 from fastopen.errors import FastOpenError
+from fastopen.kernel.netns import identify
 from fastopen.probe import KernelDriver, Probe, Result, Target, UserspaceDriver, run
-from fastopen.probe.drivers import _root_namespace
 
 _TIMEOUT = Duration("s", minimum=0.0, min_open=True, maximum=3600.0)
 
@@ -87,9 +87,11 @@ def probe(
     rate: float,
     request: str | None,
 ) -> None:
-    """Probe each target: a plain connection, cookie requests with option kinds 34 and 254,
-    SYN data with the cookie (repeated: is the cookie stable?), a plain one again. Prints the
-    verdict: tfo, cookie_only, no_cookie, syn_option_blocked, syn_data_blocked or offline."""
+    """What each target's path does to TFO: tfo, cookie_only, no_cookie, syn_option_blocked,
+    syn_data_blocked or offline.
+
+    PATHspider's A/B method: a plain connection, cookie requests with option kinds 34 and 254,
+    SYN data with the cookie (repeated: is the cookie stable?), and a plain one again."""
     parsed = [Target.parse(t, port) for t in targets]
     settings = Probe(
         request=None
@@ -104,13 +106,12 @@ def probe(
     with in_netns(netns):
         chosen = driver
         if chosen == "auto":
-            root_ns = os.stat("/proc/thread-self/ns/net").st_ino == _root_namespace()
-            chosen = "userspace" if os.geteuid() == 0 and not root_ns else "kernel"
+            chosen = "userspace" if os.geteuid() == 0 and not identify().host else "kernel"
         if pcap is not None and chosen != "userspace":
             raise FastOpenError("--pcap needs the userspace driver", hint="--driver userspace")
         results = asyncio.run(_probe(parsed, chosen, settings, pcap))
     for result in results:
-        click.echo(json.dumps(result.to_json()) if as_json else result.describe())
+        click.echo(json.dumps({**here(), **result.to_json()}) if as_json else result.describe())
 
 
 async def _probe(

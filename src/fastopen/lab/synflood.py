@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastopen.errors import FastOpenError
+from fastopen.kernel.netns import THREAD_NS
 from fastopen.lab.netns import PREFIX, Netns
-from fastopen.runtime.tun import THREAD_NS
 from fastopen.wire import (
     Flags,
     Mss,

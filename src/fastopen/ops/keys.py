@@ -11,7 +11,7 @@ The kernel's key always comes first: a rotation keeps the key the kernel holds n
 (the one every client's cookie was made with), and a store that disagrees with the kernel is
 reported (:func:`compare`) and never silently put in its place. The store belongs to the network
 namespace the command runs in, however it got there (``--netns``, ``ip netns exec``): it is found
-by the namespace's identity (:func:`fastopen.lab.netns.identify`).
+by the namespace's identity (:func:`fastopen.kernel.netns.identify`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from fastopen.cookies import Key, KeyRing
 from fastopen.errors import FastOpenError, KeyFormatError
 from fastopen.kernel import sysctl
-from fastopen.lab.netns import identify
+from fastopen.kernel.netns import identify
 from fastopen.ops.farm import format_duration
 from fastopen.ops.files import PRIVATE, read_private, staged_write
 

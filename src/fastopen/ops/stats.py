@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from fastopen.constants import TFO_COUNTERS
 from fastopen.errors import FastOpenError
 from fastopen.kernel import counters
-from fastopen.lab.netns import identify
+from fastopen.kernel.netns import identify
 from fastopen.ops import enable
 from fastopen.ops.alerts import AlertMonitor
 

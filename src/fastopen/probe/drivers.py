@@ -19,6 +19,7 @@ from fastopen.constants import TCP_FASTOPEN_CONNECT
 from fastopen.engine.cache import CacheEntry
 from fastopen.errors import FastOpenError
 from fastopen.kernel import tcp_metrics, tcpinfo
+from fastopen.kernel.netns import identify
 from fastopen.probe.model import Outcome, Step, Target
 from fastopen.runtime.stack import UserspaceStack
 from fastopen.runtime.transport import EngineTransport
@@ -128,7 +129,7 @@ class UserspaceDriver:
     def here(cls, *, pcap: os.PathLike[str] | None = None) -> UserspaceDriver:
         """A driver on a stack that takes over the addresses of this thread's namespace (never
         the root namespace's: the host's real addresses are not the probe's to take)."""
-        if os.stat("/proc/thread-self/ns/net").st_ino == _root_namespace():
+        if identify().host:
             raise FastOpenError(
                 "the userspace probe takes over the addresses of its namespace; "
                 "it does not do that in the root namespace",
@@ -190,13 +191,6 @@ class UserspaceDriver:
             outcome.cookie = entry.cookie
             outcome.cookie_kind = 254 if entry.experimental else 34
         return outcome
-
-
-def _root_namespace() -> int:
-    try:
-        return os.stat("/proc/1/ns/net").st_ino
-    except OSError:
-        return -1
 
 
 class KernelDriver:

@@ -50,6 +50,7 @@ from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, 
 from fastopen.errors import FastOpenError, KernelFeatureMissing, MalformedPacket
 from fastopen.kernel import pathcache
 from fastopen.kernel.attempts import Attempt, build_report
+from fastopen.kernel.netns import THREAD_NS
 from fastopen.kernel.tcpinfo import TcpInfo as KernelTcpInfo
 from fastopen.pcap import write_pcap_header, write_pcap_record
 from fastopen.report import OffReason, Side, TfoReport
@@ -57,7 +58,6 @@ from fastopen.runtime.transport import EngineTransport
 from fastopen.runtime.tun import (
     CHECKSUM_TRUSTED,
     GSO_MAX_SIZE,
-    THREAD_NS,
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VIRTIO_NET_HDR_GSO_TCPV4,
     VIRTIO_NET_HDR_GSO_TCPV6,

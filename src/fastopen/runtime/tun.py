@@ -14,7 +14,6 @@ segments of ``gso_size`` bytes (GSO, TSO for the kernel), and hands over packets
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import ipaddress
@@ -30,6 +29,7 @@ from typing import Any, Protocol
 
 from fastopen.errors import KernelFeatureMissing, NamespaceError, NeedsRoot
 from fastopen.kernel import sysctl
+from fastopen.kernel.netns import THREAD_NS, setns
 
 TUN = Path("/dev/net/tun")
 TUNSETIFF = 0x400454CA
@@ -60,21 +60,6 @@ class Namespace(Protocol):
     """A network namespace the calling thread can enter (:class:`fastopen.lab.netns.Netns`)."""
 
     def entered(self) -> AbstractContextManager[None]: ...
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-#: The network namespace of the calling thread.
-THREAD_NS = "/proc/thread-self/ns/net"
-
-
-def setns(fd: int) -> None:
-    """Move the calling thread into the network namespace of ``fd``."""
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        code = ctypes.get_errno()
-        if code == errno.EPERM:
-            raise NeedsRoot("entering a network namespace needs root", hint="run as root")
-        raise NamespaceError(f"setns failed: {os.strerror(code)}")
 
 
 class ThreadNamespace:
