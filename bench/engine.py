@@ -6,20 +6,33 @@ a 1,000-byte answer, close both ways; TIME-WAIT is expired at the end by advanci
 ``receive_segment``) and, as a second figure, as whole IP packets (emit with checksums, parse).
 Goal: at least 5,000 TFO transactions/s on one core.
 
-    .venv/bin/python bench/engine.py [--transactions 5000]
+Then, side by side: a bulk transfer of ``--bulk`` MiB in memory (one connection, virtual time,
+no delay), as segments and as IP packets, with the share of the CPU the wire codec takes in the
+second (cProfile: functions of ``fastopen/wire.py`` against the whole pass); and the memory of an
+idle established connection (tracemalloc: what ``--idle`` connections and their peers add,
+halved: one end; goal of issue 11: at most 2 KB).
+
+    .venv/bin/python bench/engine.py [--transactions 5000] [--bulk 20] [--idle 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import errno
+import gc
+import pstats
 import socket
 import time
+import tracemalloc
 
 from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
-from fastopen.engine import Connected, EngineError, Host, Readable
+from fastopen.engine import Connected, EngineError, EngineSocket, Host, Readable
+from fastopen.engine.link import Link
 
 GOAL = 5000
+#: Bytes per idle established connection (issue 11).
+MEMORY_GOAL = 2048
 SERVER = ("198.18.0.2", 80)
 REQUEST = b"G" * 100
 ANSWER = b"A" * 1000
@@ -112,9 +125,114 @@ class Bench:
         return n / elapsed
 
 
+class _Bulk(Bench):
+    """One connection carrying data from the client to the server, whose application reads all
+    it gets (``pump`` serves it)."""
+
+    def __init__(self, encode: bool) -> None:
+        super().__init__(encode)
+        self.child: EngineSocket | None = None
+        self.got = 0
+
+    def serve(self) -> None:
+        if self.child is None:
+            if self.listener.accept_queue:
+                self.child, _ = self.listener.accept(self.now)
+            return
+        try:
+            while data := self.child.recv(1 << 20, self.now):
+                self.got += len(data)
+        except EngineError as exc:
+            if exc.errno != errno.EAGAIN:
+                raise
+
+
+def bulk(megabytes: int, encode: bool) -> float:
+    """MB/s of one in-memory transfer of ``megabytes`` MiB (the CPU it takes, in wall time):
+    what each host sends goes straight to the other, time moves only to the next timer."""
+    bench = _Bulk(encode)
+    c, s = bench.client, bench.server
+    sock = c.socket()
+    try:
+        sock.connect(SERVER, bench.now)
+    except EngineError as exc:
+        assert exc.errno == errno.EINPROGRESS
+    bench.pump()
+    total, chunk = megabytes << 20, b"b" * 65536
+    sent = 0
+    start = time.perf_counter()
+    while bench.got < total:
+        while sent < total:
+            try:
+                sent += sock.send(chunk[: total - sent], bench.now)
+            except EngineError:
+                break
+        bench.pump()
+        due = [t for t in (c.get_timer(), s.get_timer()) if t is not None]
+        if bench.got < total and due:  # quiet: on to the next timer (a delayed ACK, say)
+            bench.now = max(bench.now, min(due))
+            c.handle_timer(bench.now)
+            s.handle_timer(bench.now)
+    return total / (time.perf_counter() - start) / 1e6
+
+
+def codec_share(megabytes: int) -> tuple[float, float]:
+    """The share of the CPU of an in-memory transfer of IP packets spent in the wire codec and
+    in the engine (cProfile: the time of the calls into each from outside it, what they call
+    included)."""
+    profile = cProfile.Profile()
+    profile.runcall(bulk, megabytes, True)
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    whole = sum(row[2] for row in stats.values())
+
+    def entered(part: str) -> float:
+        return sum(
+            ct
+            for (path, _, _), (_, _, _, _, callers) in stats.items()
+            if part in path
+            for (caller, _, _), (_, _, _, ct) in callers.items()
+            if part not in caller
+        )
+
+    codec = entered("fastopen/wire.py")
+    return codec / whole, (entered("fastopen/engine/") - codec) / whole
+
+
+def memory_per_connection(n: int) -> float:
+    """Bytes one end of an idle established connection holds (both ends of ``n``, halved)."""
+    client, server = Host(["198.18.0.1"]), Host(["198.18.0.2"])
+    listener = server.socket()
+    listener.bind(SERVER)
+    listener.listen(n)
+    link = Link(client, server, delay=0.0)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    socks = []
+    for _ in range(n):
+        sock = client.socket()
+        try:
+            sock.connect(SERVER, link.now)
+        except EngineError as exc:
+            assert exc.errno == errno.EINPROGRESS
+        socks.append(sock)
+    link.advance(1.0)
+    children = [listener.accept(link.now)[0] for _ in range(n)]
+    while client.next_event() is not None or server.next_event() is not None:
+        pass
+    link.advance(1.0)
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert all(c.state.name == "ESTABLISHED" for c in children) and len(socks) == n
+    return used / (2 * n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=5000)
+    parser.add_argument("--bulk", type=int, default=20, help="MiB of the in-memory transfer")
+    parser.add_argument("--idle", type=int, default=1000, help="idle connections measured")
     args = parser.parse_args()
     n = args.transactions
     print(f"engine transactions/s, {n} each (100-byte request, 1,000-byte answer, close)")
@@ -128,6 +246,20 @@ def main() -> None:
         if not encode:
             verdict = "met" if tfo >= GOAL else "NOT met"
             print(f"  goal {GOAL:,} TFO transactions/s on one core: {verdict}")
+
+    segments, packets = bulk(args.bulk, False), bulk(args.bulk, True)
+    print(
+        f"bulk in memory, {args.bulk} MiB: segments {segments:.1f} MB/s, IP packets "
+        f"{packets:.1f} MB/s (packets/segments {packets / segments:.2f})"
+    )
+    codec, engine = codec_share(max(1, args.bulk // 4))
+    print(f"  CPU of the IP-packet transfer (cProfile): codec {codec:.0%}, engine {engine:.0%}")
+    per_end = memory_per_connection(args.idle)
+    verdict = "met" if per_end <= MEMORY_GOAL else "NOT met"
+    print(
+        f"memory per idle established connection (one end, {args.idle} connections): "
+        f"{per_end:,.0f} bytes (goal <= {MEMORY_GOAL:,}: {verdict})"
+    )
 
 
 if __name__ == "__main__":

@@ -23,11 +23,11 @@ one bit for bit (Linux also takes 0xFFFF for a computed 0x0000, the other one's-
 from __future__ import annotations
 
 import struct
-import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import IntFlag
 from ipaddress import IPv4Address, IPv6Address
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, TypeAlias, TypeVar
 
 from fastopen.errors import MalformedPacket
 
@@ -60,41 +60,67 @@ TCPOPT_FASTOPEN_MAGIC = 0xF989
 TCP_FASTOPEN_COOKIE_MIN = 4
 TCP_FASTOPEN_COOKIE_MAX = 16
 
-_LITTLE_ENDIAN = sys.byteorder == "little"
+_T = TypeVar("_T")
 _U16 = struct.Struct("!H")
 _TCP_HEADER = struct.Struct("!HHIIBBHHH")
-_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_IPV4_HEADER = struct.Struct("!BBHHHBBHII")
 _IPV6_HEADER = struct.Struct("!IHBB16s16s")
 _TIMESTAMPS = struct.Struct("!II")
 _FASTOPEN_MAGIC = _U16.pack(TCPOPT_FASTOPEN_MAGIC)
 
 
 # -- checksums ---------------------------------------------------------------------------------
-def internet_checksum(data: bytes) -> int:
+# A one's-complement sum of 16-bit words is the sum modulo 0xFFFF (2**16 = 1 mod 0xFFFF), so a
+# buffer's sum is its value as one big-endian integer, modulo 0xFFFF: ``int.from_bytes`` does in
+# C what a loop over words would do in Python. Sums of parts add up as long as each part starts
+# at an even offset; a checksum field at an even offset weighs its own value.
+_ONES = 0xFFFF
+
+
+def _words(data: bytes | memoryview) -> int:
+    """``data`` as one big-endian integer, padded to an even length: its words' sum, mod 0xFFFF."""
+    value = int.from_bytes(data, "big")
+    return value << 8 if len(data) & 1 else value
+
+
+def _checksum(total: int) -> int:
+    """The checksum of words whose plain sum is ``total`` (not all zeros): the complement of the
+    folded sum, which is never zero (a sum that is a multiple of 0xFFFF folds to 0xFFFF)."""
+    return _ONES - (total % _ONES or _ONES)
+
+
+def internet_checksum(data: bytes | memoryview) -> int:
     """The RFC 1071 checksum of ``data`` (one's complement of the one's complement sum)."""
-    if len(data) & 1:
-        data = data + b"\x00"
-    total = sum(memoryview(data).cast("H"))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    if _LITTLE_ENDIAN:
-        total = ((total & 0xFF) << 8) | (total >> 8)
-    return ~total & 0xFFFF
+    total = _words(data)
+    return _checksum(total) if total else _ONES
 
 
-def _pseudo_header(src: IPAddress, dst: IPAddress, length: int) -> bytes:
+def _pseudo_sum(src: IPAddress, dst: IPAddress, length: int) -> int:
+    """The plain sum of the pseudo-header's words (RFC 9293 3.1, RFC 8200 8.1)."""
     if isinstance(src, IPv4Address) and isinstance(dst, IPv4Address):
         if length > 0xFFFF:
             raise ValueError(f"a TCP segment of {length} bytes does not fit in IPv4")
-        return src.packed + dst.packed + struct.pack("!BBH", 0, PROTO_TCP, length)
-    if isinstance(src, IPv6Address) and isinstance(dst, IPv6Address):
-        return src.packed + dst.packed + struct.pack("!IxxxB", length, PROTO_TCP)
-    raise ValueError(f"source {src} and destination {dst} are not of the same IP family")
+    elif not (isinstance(src, IPv6Address) and isinstance(dst, IPv6Address)):
+        raise ValueError(f"source {src} and destination {dst} are not of the same IP family")
+    return int(src) + int(dst) + PROTO_TCP + length
 
 
-def tcp_checksum(src: IPAddress, dst: IPAddress, segment: bytes) -> int:
+def tcp_checksum(src: IPAddress, dst: IPAddress, segment: bytes | memoryview) -> int:
     """The TCP checksum of ``segment`` (its checksum field zeroed) with the pseudo-header."""
-    return internet_checksum(_pseudo_header(src, dst, len(segment)) + segment)
+    return _checksum(_pseudo_sum(src, dst, len(segment)) + _words(segment))
+
+
+def _maker(cls: type[_T]) -> Callable[..., _T]:
+    """A constructor of ``cls`` (a frozen, slotted dataclass) from all its fields in order, that
+    skips ``__init__`` and its checks: for values the parsers read from fields of the right
+    widths, which are in range by construction. Written out as ``dataclasses`` writes
+    ``__init__`` (a loop over the fields would cost as much as the checks it skips)."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    scope: dict[str, object] = {"new": object.__new__, "cls": cls}
+    scope.update((f"set_{name}", getattr(cls, name).__set__) for name in names)
+    body = "".join(f"    set_{name}(obj, {name})\n" for name in names)
+    exec(f"def make({', '.join(names)}):\n    obj = new(cls)\n{body}    return obj\n", scope)
+    return scope["make"]  # type: ignore[return-value]
 
 
 def _check_range(name: str, value: int, bits: int) -> None:
@@ -278,8 +304,17 @@ def _parse_option(kind: int, data: bytes) -> TcpOption:
     return UnknownOption(kind, data)
 
 
+_new_timestamps = _maker(Timestamps)
+#: The options area of every segment after the SYN when timestamps are on: ``nop,nop,TS``.
+_NOP_NOP_TS = b"\x01\x01\x08\x0a"
+
+
 def parse_options(data: bytes) -> tuple[TcpOption, ...]:
     """Parse a TCP options area. An option shorter than 2 or running past the end is malformed."""
+    if not data:
+        return ()
+    if len(data) == 12 and data[:4] == _NOP_NOP_TS:
+        return (_NOP, _NOP, _new_timestamps(*_TIMESTAMPS.unpack_from(data, 4)))
     options: list[TcpOption] = []
     i, end = 0, len(data)
     while i < end:
@@ -313,6 +348,14 @@ def emit_options(options: tuple[TcpOption, ...] | list[TcpOption]) -> bytes:
 
 def _aligned(options: tuple[TcpOption, ...]) -> bytes:
     """The options area of a header: the options, padded with zeros to a 4-byte boundary."""
+    if not options:
+        return b""
+    if (
+        len(options) == 3
+        and type(options[2]) is Timestamps
+        and type(options[0]) is type(options[1]) is Nop
+    ):
+        return _NOP_NOP_TS + _TIMESTAMPS.pack(options[2].tsval, options[2].tsecr)
     raw = emit_options(options)
     if len(raw) & 3:
         raw += b"\x00" * (4 - (len(raw) & 3))
@@ -385,6 +428,10 @@ class Flags(IntFlag):
     CWR = 0x80
 
 
+#: Every value of the flags byte, made once (an IntFlag call per packet costs a microsecond).
+_FLAGS = tuple(Flags(i) for i in range(256))
+
+
 @dataclass(frozen=True, slots=True)
 class TcpSegment:
     """A TCP segment. ``reserved`` holds the four bits before the flags (bit 0 is AccECN's AE).
@@ -423,47 +470,54 @@ class TcpSegment:
 
     @classmethod
     def parse(
-        cls, data: bytes, src: IPAddress | None = None, dst: IPAddress | None = None
+        cls,
+        data: bytes | memoryview,
+        src: IPAddress | None = None,
+        dst: IPAddress | None = None,
     ) -> TcpSegment:
         """Parse a segment; its checksum is verified when both ``src`` and ``dst`` are given."""
-        if len(data) < TCP_HEADER_LEN:
-            raise MalformedPacket(f"truncated TCP header ({len(data)} bytes)")
+        size = len(data)
+        if size < TCP_HEADER_LEN:
+            raise MalformedPacket(f"truncated TCP header ({size} bytes)")
         sport, dport, seq, ack, offset, flags, window, checksum, urgent = _TCP_HEADER.unpack_from(
             data
         )
         header_len = (offset >> 4) * 4
         if header_len < TCP_HEADER_LEN:
             raise MalformedPacket(f"bad TCP data offset {offset >> 4} (below 5)")
-        if header_len > len(data):
+        if header_len > size:
             raise MalformedPacket(
-                f"TCP data offset {offset >> 4} runs past the segment ({len(data)} bytes)"
+                f"TCP data offset {offset >> 4} runs past the segment ({size} bytes)"
             )
         if src is not None and dst is not None:
             try:
-                expected = tcp_checksum(src, dst, data[:16] + b"\x00\x00" + data[18:])
+                pseudo = _pseudo_sum(src, dst, size)
             except ValueError as exc:
                 raise MalformedPacket(str(exc)) from None
+            # the field sits at an even offset: taking its value off the words' sum zeroes it
+            words = int.from_bytes(data, "big")
+            if size & 1:
+                words <<= 8
+            expected = _ONES - ((pseudo + words - checksum) % _ONES or _ONES)
             if checksum != expected:
                 raise MalformedPacket(
                     f"bad TCP checksum 0x{checksum:04x} (expected 0x{expected:04x})"
                 )
-        return cls(
+        return _new_segment(
             sport,
             dport,
             seq,
             ack,
-            Flags(flags),
+            _FLAGS[flags],
             window,
-            parse_options(data[TCP_HEADER_LEN:header_len]),
+            parse_options(bytes(data[TCP_HEADER_LEN:header_len])),
             bytes(data[header_len:]),
             urgent,
             offset & 0x0F,
         )
 
-    def emit(self, src: IPAddress, dst: IPAddress) -> bytes:
-        """The segment's bytes with the checksum computed over the pseudo-header of src, dst."""
-        options = _aligned(self.options)
-        header = _TCP_HEADER.pack(
+    def _header(self, checksum: int, options: bytes) -> bytes:
+        return _TCP_HEADER.pack(
             self.src_port,
             self.dst_port,
             self.seq,
@@ -471,12 +525,30 @@ class TcpSegment:
             ((TCP_HEADER_LEN + len(options)) << 2) | self.reserved,
             self.flags,
             self.window,
-            0,
+            checksum,
             self.urgent,
         )
-        segment = header + options + self.payload
-        checksum = tcp_checksum(src, dst, segment)
-        return segment[:16] + _U16.pack(checksum) + segment[18:]
+
+    def _sum(self, options: bytes) -> int:
+        """The plain sum of the words of the header (checksum zero) and the payload."""
+        return (
+            self.src_port
+            + self.dst_port
+            + self.seq
+            + self.ack
+            + ((((TCP_HEADER_LEN + len(options)) << 2) | self.reserved) << 8 | int(self.flags))
+            + self.window
+            + self.urgent
+            + int.from_bytes(options, "big")
+            + _words(self.payload)
+        )
+
+    def emit(self, src: IPAddress, dst: IPAddress) -> bytes:
+        """The segment's bytes with the checksum computed over the pseudo-header of src, dst."""
+        options = _aligned(self.options)
+        length = TCP_HEADER_LEN + len(options) + len(self.payload)
+        checksum = _checksum(_pseudo_sum(src, dst, length) + self._sum(options))
+        return self._header(checksum, options) + options + self.payload
 
     # -- what the options say (the first option of each kind) -----------------------------------
     def _first(self, kind: type[TcpOption]) -> TcpOption | None:
@@ -516,7 +588,72 @@ class TcpSegment:
         return option.blocks if isinstance(option, Sack) else ()
 
 
+_new_segment = _maker(TcpSegment)
+_LAST_ONLY = int(Flags.FIN | Flags.PSH)
+
+
+def split_segment(segment: TcpSegment, size: int) -> list[TcpSegment]:
+    """``segment`` cut into segments of ``size`` payload bytes (the last one may be shorter), as
+    Linux's ``tcp_gso_segment`` cuts a GSO packet: the header repeated with the sequence number
+    advanced, FIN and PSH on the last segment only, CWR on the first only."""
+    if size <= 0:
+        raise ValueError(f"a segment size must be positive, not {size}")
+    payload = segment.payload
+    total = len(payload)
+    if total <= size:
+        return [segment]
+    flags = int(segment.flags)
+    middle = flags & ~(_LAST_ONLY | Flags.CWR)
+    pieces = []
+    for off in range(0, total, size):
+        if off == 0:
+            piece_flags = flags & ~_LAST_ONLY
+        elif off + size >= total:
+            piece_flags = flags & ~Flags.CWR
+        else:
+            piece_flags = middle
+        pieces.append(
+            _new_segment(
+                segment.src_port,
+                segment.dst_port,
+                (segment.seq + off) & 0xFFFFFFFF,
+                segment.ack,
+                _FLAGS[piece_flags],
+                segment.window,
+                segment.options,
+                payload[off : off + size],
+                segment.urgent,
+                segment.reserved,
+            )
+        )
+    return pieces
+
+
 # -- IP packets --------------------------------------------------------------------------------
+_K = TypeVar("_K")
+_A = TypeVar("_A")
+
+
+class _Kept(dict[_K, _A]):
+    """Addresses parsed, made once and kept (a packet's two cost microseconds to build), by
+    their value in the header; at most :data:`ADDRESSES_KEPT`, then it starts again."""
+
+    def __init__(self, make: Callable[[_K], _A]) -> None:
+        super().__init__()
+        self._make: Callable[[_K], _A] = make
+
+    def __missing__(self, key: _K) -> _A:
+        if len(self) >= ADDRESSES_KEPT:
+            self.clear()
+        addr = self[key] = self._make(key)
+        return addr
+
+
+ADDRESSES_KEPT = 4096
+_V4: _Kept[int, IPv4Address] = _Kept(IPv4Address)
+_V6: _Kept[bytes, IPv6Address] = _Kept(IPv6Address)
+
+
 @dataclass(frozen=True, slots=True)
 class IPv4Packet:
     """An IPv4 packet. ``flags`` are the three bits before the fragment offset (DF = 2, MF = 1);
@@ -563,10 +700,11 @@ class IPv4Packet:
         return bool(self.flags & self.MF) or self.fragment_offset != 0
 
     @classmethod
-    def parse(cls, data: bytes) -> IPv4Packet:
+    def parse(cls, data: bytes | memoryview) -> IPv4Packet:
         """Parse a whole IPv4 packet: ``data`` must be exactly ``total length`` bytes."""
-        if len(data) < IPV4_HEADER_LEN:
-            raise MalformedPacket(f"truncated IPv4 header ({len(data)} bytes)")
+        size = len(data)
+        if size < IPV4_HEADER_LEN:
+            raise MalformedPacket(f"truncated IPv4 header ({size} bytes)")
         vihl, tos, total, ident, frag, ttl, proto, checksum, src, dst = _IPV4_HEADER.unpack_from(
             data
         )
@@ -575,19 +713,22 @@ class IPv4Packet:
         header_len = (vihl & 0x0F) * 4
         if header_len < IPV4_HEADER_LEN:
             raise MalformedPacket(f"bad IPv4 IHL {vihl & 0x0F} (below 5)")
-        if total != len(data):
-            raise MalformedPacket(f"IPv4 total length {total} but the packet has {len(data)} bytes")
+        if total != size:
+            raise MalformedPacket(f"IPv4 total length {total} but the packet has {size} bytes")
         if header_len > total:
             raise MalformedPacket(f"IPv4 IHL {vihl & 0x0F} runs past the packet ({total} bytes)")
-        header = data[:header_len]
-        expected = internet_checksum(header[:10] + b"\x00\x00" + header[12:])
+        options = bytes(data[IPV4_HEADER_LEN:header_len])
+        expected = _checksum(
+            (vihl << 8 | tos) + total + ident + frag + (ttl << 8 | proto) + src + dst
+            + int.from_bytes(options, "big")
+        )  # fmt: skip
         if checksum != expected:
             raise MalformedPacket(
                 f"bad IPv4 header checksum 0x{checksum:04x} (expected 0x{expected:04x})"
             )
-        return cls(
-            IPv4Address(src),
-            IPv4Address(dst),
+        return _new_ipv4(
+            _V4[src],
+            _V4[dst],
             proto,
             bytes(data[header_len:]),
             ttl,
@@ -595,29 +736,41 @@ class IPv4Packet:
             ident,
             frag >> 13,
             frag & 0x1FFF,
-            bytes(header[IPV4_HEADER_LEN:]),
+            options,
+        )
+
+    def _header(self, payload_len: int) -> bytes:
+        """The header (options included) before a payload of ``payload_len`` bytes."""
+        header_len = IPV4_HEADER_LEN + len(self.options)
+        vihl, total = 0x40 | header_len >> 2, header_len + payload_len
+        frag = self.flags << 13 | self.fragment_offset
+        src, dst = int(self.src), int(self.dst)
+        checksum = _checksum(
+            (vihl << 8 | self.tos) + total + self.identification + frag
+            + (self.ttl << 8 | self.protocol) + src + dst + int.from_bytes(self.options, "big")
+        )  # fmt: skip
+        return (
+            _IPV4_HEADER.pack(
+                vihl,
+                self.tos,
+                total,
+                self.identification,
+                frag,
+                self.ttl,
+                self.protocol,
+                checksum,
+                src,
+                dst,
+            )
+            + self.options
         )
 
     def emit(self) -> bytes:
         """The packet's bytes, total length and header checksum computed."""
-        header_len = IPV4_HEADER_LEN + len(self.options)
-        header = (
-            _IPV4_HEADER.pack(
-                0x40 | header_len >> 2,
-                self.tos,
-                header_len + len(self.payload),
-                self.identification,
-                self.flags << 13 | self.fragment_offset,
-                self.ttl,
-                self.protocol,
-                0,
-                self.src.packed,
-                self.dst.packed,
-            )
-            + self.options
-        )
-        checksum = internet_checksum(header)
-        return header[:10] + _U16.pack(checksum) + header[12:] + self.payload
+        return self._header(len(self.payload)) + self.payload
+
+
+_new_ipv4 = _maker(IPv4Packet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -704,7 +857,7 @@ class IPv6Packet:
         )
 
     @classmethod
-    def parse(cls, data: bytes) -> IPv6Packet:
+    def parse(cls, data: bytes | memoryview) -> IPv6Packet:
         """Parse a whole IPv6 packet (payload length = the bytes after the fixed header),
         skipping hop-by-hop, routing, fragment and destination options headers."""
         if len(data) < IPV6_HEADER_LEN:
@@ -732,9 +885,9 @@ class IPv6Packet:
             extensions.append(Ipv6ExtensionHeader(next_header, bytes(data[i + skip : i + size])))
             next_header = data[i]
             i += size
-        return cls(
-            IPv6Address(src),
-            IPv6Address(dst),
+        return _new_ipv6(
+            _V6[src],
+            _V6[dst],
             next_header,
             bytes(data[i:]),
             hop_limit,
@@ -761,7 +914,10 @@ class IPv6Packet:
         return header + chain + self.payload
 
 
-def parse_ip(data: bytes) -> IPv4Packet | IPv6Packet:
+_new_ipv6 = _maker(IPv6Packet)
+
+
+def parse_ip(data: bytes | memoryview) -> IPv4Packet | IPv6Packet:
     """Parse a whole IPv4 or IPv6 packet, by the version in its first byte."""
     if not data:
         raise MalformedPacket("empty packet")
@@ -773,7 +929,7 @@ def parse_ip(data: bytes) -> IPv4Packet | IPv6Packet:
     raise MalformedPacket(f"IP version {version}")
 
 
-def parse_tcp_packet(data: bytes) -> tuple[IPv4Packet | IPv6Packet, TcpSegment]:
+def parse_tcp_packet(data: bytes | memoryview) -> tuple[IPv4Packet | IPv6Packet, TcpSegment]:
     """Parse a whole IP packet carrying one TCP segment, its checksum verified.
 
     Fragments and other protocols are rejected (the engine does not reassemble).
@@ -786,11 +942,58 @@ def parse_tcp_packet(data: bytes) -> tuple[IPv4Packet | IPv6Packet, TcpSegment]:
     return packet, TcpSegment.parse(packet.payload, packet.src, packet.dst)
 
 
-def ip_packet(src: IPAddress, dst: IPAddress, segment: TcpSegment, ttl: int = 64) -> bytes:
-    """A whole IP packet (v4 with DF, or v6 by the addresses' family) around ``segment``."""
-    payload = segment.emit(src, dst)
-    if isinstance(src, IPv4Address) and isinstance(dst, IPv4Address):
-        return IPv4Packet(src, dst, PROTO_TCP, payload, ttl=ttl, flags=IPv4Packet.DF).emit()
-    if isinstance(src, IPv6Address) and isinstance(dst, IPv6Address):
-        return IPv6Packet(src, dst, PROTO_TCP, payload, hop_limit=ttl).emit()
-    raise ValueError(f"source {src} and destination {dst} are not of the same IP family")
+_DF = IPv4Packet.DF << 13
+
+
+def ip_packet(
+    src: IPAddress,
+    dst: IPAddress,
+    segment: TcpSegment,
+    ttl: int = 64,
+    *,
+    partial_checksum: bool = False,
+) -> bytes:
+    """A whole IP packet (v4 with DF, or v6 by the addresses' family) around ``segment``.
+
+    ``partial_checksum``: the TCP checksum field holds the folded sum of the pseudo-header only
+    (not complemented), for a device that sums the rest (virtio's ``NEEDS_CSUM``, at offset 16 of
+    the TCP header); that is also what a GSO packet carries, the pseudo-header with its whole
+    length.
+    """
+    if ttl >> 8 or ttl < 0:
+        _check_range("TTL", ttl, 8)
+    options = _aligned(segment.options)
+    length = TCP_HEADER_LEN + len(options) + len(segment.payload)
+    pseudo = _pseudo_sum(src, dst, length)
+    if partial_checksum:
+        checksum = pseudo % _ONES or _ONES
+    else:
+        checksum = _checksum(pseudo + segment._sum(options))
+    tcp = segment._header(checksum, options)
+    if isinstance(src, IPv4Address):
+        total = IPV4_HEADER_LEN + length
+        if total > 0xFFFF:
+            raise ValueError("IPv4 packet longer than 65535 bytes")
+        s, d = int(src), int(dst)
+        head = (0x45 << 8) + total + _DF + (ttl << 8 | PROTO_TCP) + s + d
+        ip = _IPV4_HEADER.pack(0x45, 0, total, 0, _DF, ttl, PROTO_TCP, _checksum(head), s, d)
+    else:
+        if length > 0xFFFF:
+            raise ValueError(f"IPv6 payload of {length} bytes (jumbograms are not supported)")
+        ip = _IPV6_HEADER.pack(6 << 28, length, PROTO_TCP, ttl, src.packed, dst.packed)
+    return b"".join((ip, tcp, options, segment.payload))
+
+
+def with_checksum(packet: bytes) -> bytes:
+    """``packet`` (IPv4 or IPv6, TCP) with its TCP checksum computed over what the field held
+    zeroed: what a device that completes checksums (virtio ``NEEDS_CSUM``) puts on the wire."""
+    ip = parse_ip(packet)
+    if ip.protocol != PROTO_TCP or len(ip.payload) < TCP_HEADER_LEN:
+        raise MalformedPacket("not a TCP packet")
+    start = len(packet) - len(ip.payload)
+    segment = ip.payload
+    try:
+        checksum = tcp_checksum(ip.src, ip.dst, segment[:16] + b"\x00\x00" + segment[18:])
+    except ValueError as exc:
+        raise MalformedPacket(str(exc)) from None
+    return packet[: start + 16] + _U16.pack(checksum) + packet[start + 18 :]

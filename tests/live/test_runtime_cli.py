@@ -6,7 +6,9 @@ The server's stack owns 198.18.1.2 behind ``fous0``; a userspace client owns 198
 
 from __future__ import annotations
 
+import hashlib
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -51,8 +53,10 @@ def test_serve_and_get_on_the_userspace_stack(netns: Netns, tmp_path: Path) -> N
     syns = [s for s in segments if s.flags == Flags.SYN]
     assert [s.payload[:14] for s in syns] == [b"", b"GET / HTTP/1.1"]
 
-    bad = netns.run([FASTOPEN, "get", "--stack", "userspace", URL], check=False)
-    assert bad.returncode == 2 and "--stack userspace needs --address" in bad.stderr
+    bad = netns.run(
+        [FASTOPEN, "get", "--stack", "userspace", "--address", "x/24", URL], check=False
+    )
+    assert bad.returncode == 2 and "--address" in bad.stderr
 
     proc.terminate()
     log = proc.communicate(timeout=5)[0].splitlines()
@@ -60,3 +64,45 @@ def test_serve_and_get_on_the_userspace_stack(netns: Netns, tmp_path: Path) -> N
         "198.18.2.2"
     ] * 2
     assert ["SYN data received yes" in line for line in log] == [False, True] * 2
+
+
+def test_file_and_output_on_the_namespaces_own_addresses(
+    netns_pair: tuple[Netns, Netns], tmp_path: Path
+) -> None:
+    """Without --address, serve and get on the userspace stack take over the addresses of their
+    namespaces (198.18.0.2 and 198.18.0.1 on the veth pair) and give them back when they end; a
+    1 MiB body from --file (the server with --offloads) arrives whole in --output."""
+    client, server = netns_pair
+    body = tmp_path / "body.bin"
+    body.write_bytes(hashlib.sha256(b"body").digest() * (1 << 15))
+    before = {ns.name: _addresses(ns) for ns in netns_pair}
+    proc = server.popen(
+        [FASTOPEN, "serve", "--stack", "userspace", "--offloads", "--file", str(body), "-q",
+         "198.18.0.2", "8080"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "userspace stack" in proc.stdout.readline()
+        assert "198.18.0.2/24" not in _addresses(server)  # the stack has it now
+        got = tmp_path / "got.bin"
+        client.run(
+            [FASTOPEN, "get", "--stack", "userspace", "--output", str(got),
+             "http://198.18.0.2:8080/", "--repeat", "2"]
+        )  # fmt: skip
+        assert got.read_bytes() == body.read_bytes()
+        assert _addresses(client) == before[client.name]  # given back
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    assert _addresses(server) == before[server.name]
+
+
+def _addresses(ns: Netns) -> set[str]:
+    shown = ns.run(["ip", "-j", "addr", "show", "scope", "global"]).stdout
+    return {
+        f"{a['local']}/{a['prefixlen']}"
+        for link in json.loads(shown)
+        for a in link.get("addr_info", ())
+        if a.get("scope") == "global"
+    }

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +20,7 @@ from tfo import request
 
 import fastopen
 from fastopen.engine import TcpState
-from fastopen.lab.netns import SERVER, Netns
+from fastopen.lab.netns import CLIENT, SERVER, Netns
 from fastopen.runtime import NamespaceStacks, UnsupportedOnUserspace, UserspaceStack
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(60)]
@@ -231,3 +232,54 @@ def test_namespace_stacks_replace_the_kernel(netns_pair: tuple[Netns, Netns]) ->
     assert [r.syn_data_received for _, r in got] == [False, True]
     assert f"inet {SERVER.ipv4}/24" in server.run(["ip", "addr"]).stdout  # given back
     assert server.sysctl("net.ipv4.ip_forward") == "0"
+
+
+def test_taken_over_address_reaches_the_stack_past_the_kernels_time_wait(
+    netns_pair: tuple[Netns, Netns],
+) -> None:
+    """The kernel of the server namespace served a connection and closed first (its socket
+    stays in TIME_WAIT); once the stack has the address, a connection with the very same ports
+    still reaches the engine: early demux, which would give the packet to that socket and so
+    have it dropped instead of forwarded, is off while the address is taken (and back after)."""
+    client, server = netns_pair
+    source = (CLIENT.ipv4, 40123)
+
+    def connect() -> bytes:
+        with client.entered():
+            sock = socket.socket()
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.settimeout(5)
+            sock.bind(source)
+            sock.connect((SERVER.ipv4, PORT))
+            sock.sendall(b"hi")
+            return sock.recv(100)
+
+    with server.entered():
+        listener = socket.socket()
+    with listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((SERVER.ipv4, PORT))
+        listener.listen()
+        thread = threading.Thread(target=connect)
+        thread.start()
+        conn, _ = listener.accept()
+        conn.recv(2)
+        conn.close()  # the server closes first: TIME_WAIT on its side
+        thread.join(10)
+    assert f"{source[0]}:{source[1]}" in server.run(["ss", "-tanH", "state", "time-wait"]).stdout
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(2)
+        writer.write(b"engine")
+        writer.close()
+
+    async def scenario(stack: UserspaceStack) -> bytes:
+        async with await fastopen.start_server(handler, SERVER.ipv4, PORT, stack=stack):
+            return await asyncio.to_thread(connect)
+
+    early_demux = server.sysctl("net.ipv4.tcp_early_demux")
+    with UserspaceStack.replace_kernel(server) as stack:
+        assert server.sysctl("net.ipv4.tcp_early_demux") == "0"
+        assert asyncio.run(scenario(stack)) == b"engine"
+    assert server.sysctl("net.ipv4.tcp_early_demux") == early_demux

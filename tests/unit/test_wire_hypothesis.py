@@ -35,6 +35,7 @@ from fastopen.wire import (
     UnknownOption,
     WindowScale,
     emit_options,
+    internet_checksum,
     ip_packet,
     parse_ip,
     parse_options,
@@ -160,6 +161,28 @@ def test_segment_round_trip(segment: TcpSegment, addrs: tuple[IPAddress, IPAddre
     assert TcpSegment.parse(raw) == segment
     packet, parsed = parse_tcp_packet(ip_packet(src, dst, segment))
     assert parsed == segment and (packet.src, packet.dst, packet.protocol) == (src, dst, 6)
+
+
+@given(st.binary(max_size=3000) | st.integers(0, 40).map(bytes))
+def test_internet_checksum_is_scapys(data: bytes) -> None:
+    """The one's-complement sum on int.from_bytes agrees with scapy's loop over words, odd
+    lengths and all-zero buffers (checksum 0xFFFF) included."""
+    assert internet_checksum(data) == checksum(data)
+    assert internet_checksum(memoryview(data)) == checksum(data)
+
+
+@given(SEGMENT, ADDRS)
+def test_partial_checksum_is_completed_by_the_device(
+    segment: TcpSegment, addrs: tuple[IPAddress, IPAddress]
+) -> None:
+    """``partial_checksum=True``: the field holds the pseudo-header's sum; a device summing the
+    TCP bytes from there (virtio NEEDS_CSUM) writes the very checksum of the full packet."""
+    full = ip_packet(*addrs, segment)
+    partial = ip_packet(*addrs, segment, partial_checksum=True)
+    start = 20 if addrs[0].version == 4 else 40
+    completed = bytearray(partial)
+    completed[start + 16 : start + 18] = struct.pack("!H", checksum(partial[start:]))
+    assert bytes(completed) == full
 
 
 @given(st.one_of(IPV4_PACKET, ipv6_packets()))

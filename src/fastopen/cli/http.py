@@ -52,12 +52,19 @@ def _stack_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 multiple=True,
                 metavar="ADDR/PREFIX",
                 help="userspace stack: an address of its own (IPv4 and/or IPv6, repeatable); "
-                "the kernel routes PREFIX into the TUN device.",
+                "the kernel routes PREFIX into the TUN device. Without it, the stack takes the "
+                "namespace's own addresses over from its kernel, and gives them back at the end.",
             ),
             click.option(
                 "--pcap",
                 type=click.Path(dir_okay=False, writable=True, path_type=Path),
                 help="userspace stack: write every packet it sends and receives to this file.",
+            ),
+            click.option(
+                "--offloads",
+                is_flag=True,
+                help="userspace stack: use the TUN device's checksum and TSO offloads "
+                "(IFF_VNET_HDR) when the kernel has them: up to 64 KB per write and read.",
             ),
         ]
     ):
@@ -66,18 +73,30 @@ def _stack_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def _stack(name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None) -> Iterator[Stack]:
+def _stack(
+    name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None, offloads: bool = False
+) -> Iterator[Stack]:
     """The stack by name; a userspace one lives (with its TUN device) for the block."""
     if name != USERSPACE:
         if pcap is not None:
             raise click.UsageError("--pcap is for --stack userspace (for the kernel, tcpdump)")
         yield STACKS[name]()
         return
-    if not addresses:
-        raise click.UsageError("--stack userspace needs --address ADDR/PREFIX")
     try:
-        stack = UserspaceStack.attach(None, tun, addresses, pcap=pcap)
+        if addresses:
+            stack = UserspaceStack.attach(
+                None, tun, addresses, pcap=pcap, offloads=None if offloads else False
+            )
+        else:
+            stack = UserspaceStack.replace_kernel(
+                None, tun, pcap=pcap, offloads=None if offloads else False
+            )
     except ValueError as exc:
+        if not addresses:
+            raise click.UsageError(
+                "--stack userspace without --address takes over the namespace's global "
+                f"addresses, and there are none here ({exc})"
+            ) from None
         raise click.BadParameter(str(exc), param_hint="--address") from None
     with stack:
         yield stack
@@ -122,6 +141,12 @@ async def _publish_counters(stack: UserspaceStack, tun: str, period: float = 0.2
     default="hello from fastopen\n",
     show_default=True,
     help="The text every response carries.",
+)
+@click.option(
+    "--file",
+    "body_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The response body, read from this file (instead of --body).",
 )
 @click.option(
     "--fastopen-backlog",
@@ -170,7 +195,9 @@ def serve(
     tun: str,
     addresses: tuple[str, ...],
     pcap: Path | None,
+    offloads: bool,
     body: str,
+    body_file: Path | None,
     fastopen_backlog: int | None,
     replay_store: str | None,
     replay_window: float,
@@ -185,6 +212,8 @@ def serve(
     With --stack userspace, the stack's counters are published for `fastopen stats --stack
     userspace` (and its Prometheus exporter) while it runs.
     """
+
+    payload = body.encode() if body_file is None else body_file.read_bytes()
 
     def on_request(peer: str, method: str | None, status: int, report: TfoReport) -> None:
         click.echo(f"{peer} {method or '-'} {status} {report}")
@@ -203,7 +232,7 @@ def serve(
         server = await serve_http(
             host,
             port,
-            body=body.encode(),
+            body=payload,
             stack=engine,
             fastopen_backlog=fastopen_backlog,
             on_request=None if quiet else on_request,
@@ -231,7 +260,7 @@ def serve(
                 await guard.close()
 
     try:
-        with in_netns(netns), _stack(stack, tun, addresses, pcap) as engine:
+        with in_netns(netns), _stack(stack, tun, addresses, pcap, offloads) as engine:
             asyncio.run(run(engine))
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
@@ -278,6 +307,11 @@ def _request_json(i: int, got: Fetched) -> dict[str, Any]:
     help="Give up on a request after this long (bare: seconds).",
 )
 @json_option
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the response body to this file (with --repeat, the last one's).",
+)
 @netns_option("Connect from inside the network namespace NETNS.")
 def get(
     url: str,
@@ -285,9 +319,11 @@ def get(
     tun: str,
     addresses: tuple[str, ...],
     pcap: Path | None,
+    offloads: bool,
     repeat: int,
     timeout: float,
     as_json: bool,
+    output: Path | None,
     netns: str | None,
 ) -> None:
     """GET URL with TFO and print status, time to first byte and the TFO report of each request.
@@ -308,6 +344,8 @@ def get(
                 raise FastOpenError(
                     f"{url}: {exc.strerror or exc}", hint="is the server up and reachable?"
                 ) from None
+            if output is not None:
+                output.write_bytes(got.body)
             if as_json:
                 click.echo(json.dumps(_request_json(i, got), sort_keys=True))
             else:
@@ -315,7 +353,7 @@ def get(
                     f"{i}: {got.status} {got.reason}  ttfb {got.ttfb * 1000:.3f} ms  {got.report}"
                 )
 
-    with in_netns(netns), _stack(stack, tun, addresses, pcap) as engine:
+    with in_netns(netns), _stack(stack, tun, addresses, pcap, offloads) as engine:
         asyncio.run(run(engine))
 
 

@@ -44,10 +44,10 @@ from fastopen.engine import (
     Readable,
     Writable,
 )
-from fastopen.engine.host import ConnectionFault
+from fastopen.engine.host import ConnectionFault, Segment
 from fastopen.engine.settings import SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, SOL_TCP
-from fastopen.errors import FastOpenError
+from fastopen.errors import FastOpenError, KernelFeatureMissing, MalformedPacket
 from fastopen.kernel import pathcache
 from fastopen.kernel.attempts import Attempt, build_report
 from fastopen.kernel.netns import THREAD_NS
@@ -56,6 +56,12 @@ from fastopen.pcap import write_pcap_header, write_pcap_record
 from fastopen.report import OffReason, Side, TfoReport
 from fastopen.runtime.transport import EngineTransport
 from fastopen.runtime.tun import (
+    CHECKSUM_TRUSTED,
+    GSO_MAX_SIZE,
+    VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_TCPV4,
+    VIRTIO_NET_HDR_GSO_TCPV6,
+    VNET_HDR,
     Namespace,
     ThreadNamespace,
     give_back,
@@ -66,13 +72,26 @@ from fastopen.runtime.tun import (
     take_over,
 )
 from fastopen.streamwriter import LIMIT, FastOpenProtocol, FastOpenStreamWriter, Handler
+from fastopen.wire import (
+    PROTO_TCP,
+    Flags,
+    TcpSegment,
+    ip_packet,
+    parse_ip,
+    split_segment,
+    with_checksum,
+)
 
 _log = logging.getLogger("fastopen.runtime")
 
 #: Packets read from the device per wake-up at most (then the loop serves others).
 BATCH = 256
-#: Larger than any packet the device can carry.
-READ_SIZE = 65536
+#: Larger than any packet the device can carry (a GSO packet and its virtio header included).
+READ_SIZE = GSO_MAX_SIZE + 64
+#: Bytes of IP and TCP headers a packet can have at most beside its payload (IPv6, 40 + 60).
+HEADROOM = 100
+_ACK = int(Flags.ACK)
+_LAST_FLAGS = int(Flags.PSH | Flags.FIN)
 
 
 class UnsupportedOnUserspace(FastOpenError):
@@ -115,7 +134,12 @@ class UserspaceStack:
     """The engine as a TCP stack for asyncio, on a TUN device (see the module docstring).
 
     ``fd`` is a TUN descriptor (non-blocking, IFF_TUN | IFF_NO_PI) the stack closes when it
-    closes; ``addresses`` are its own. ``pcap`` records every packet it sends and receives.
+    closes; ``addresses`` are its own. ``offloads``: the descriptor has IFF_VNET_HDR and the
+    checksum and TSO offloads (:func:`~fastopen.runtime.tun.open_tun`); the engine then sizes
+    its segments for TSO (the ``tso`` setting) and the stack writes each of them, and each run
+    of segments one pass makes, as one GSO packet of up to 64 KB, leaves TCP checksums to the
+    device, and takes the coalesced packets the device hands over.
+    ``pcap`` records every packet it sends and receives (GSO packets whole, checksums completed).
     Other keyword arguments are :class:`~fastopen.engine.Settings` fields (``tcp_fastopen`` is
     0x3 by default: client and server, as ``net.ipv4.tcp_fastopen=3``).
     """
@@ -128,12 +152,16 @@ class UserspaceStack:
         addresses: Sequence[str],
         *,
         pcap: Path | None = None,
+        offloads: bool = False,
         **sysctls: Unpack[SettingsChanges],
     ) -> None:
-        changes = SettingsChanges(tcp_fastopen=0x3)
+        changes = SettingsChanges(tcp_fastopen=0x3, tso=offloads)
         changes.update(sysctls)
         self.host = Host(addresses, **changes)
         self.fd = fd
+        self.offloads = offloads
+        #: The device's MTU: a packet the engine makes larger is cut (by the device, or here).
+        self._mtu = self.host.settings.mtu
         #: Clients consult and teach the path cache (:mod:`fastopen.kernel.pathcache`) of the
         #: namespace the stack is in (:meth:`attach` sets it; by default the creating thread's).
         self.learn_paths = True
@@ -161,21 +189,34 @@ class UserspaceStack:
         *,
         kernel_addresses: Sequence[str] = (),
         pcap: Path | None = None,
+        offloads: bool | None = False,
         **sysctls: Unpack[SettingsChanges],
     ) -> UserspaceStack:
         """A stack on a new TUN device ``tun`` in ``ns`` (None: this thread's namespace).
 
         ``addresses`` (``ADDR/PREFIX``) are the stack's; the kernel routes each prefix into the
         device. ``kernel_addresses`` (``ADDR/PREFIX``) are put on the device for the kernel;
-        ``mtu`` (a setting) is the device's too.
+        ``mtu`` (a setting) is the device's too. ``offloads``: True needs the device's checksum
+        and TSO offloads, None uses them when the kernel has them, False (the default) goes
+        without (a packet socket on the device then sees the packets as the wire will carry
+        them, not segments of 64 KB with their checksums still to complete).
         """
         mtu = sysctls.get("mtu", 1500)
         own = [ipaddress.ip_interface(a) for a in addresses]
-        fd = open_tun(ns, tun)
+        if offloads is False:
+            fd = open_tun(ns, tun)
+        else:
+            try:
+                fd = open_tun(ns, tun, offloads=True)
+                offloads = True
+            except KernelFeatureMissing:
+                if offloads:
+                    raise
+                fd, offloads = open_tun(ns, tun), False
         try:
             kernel = [ipaddress.ip_interface(a) for a in kernel_addresses]
             route_into(ns, tun, own, kernel_addresses=kernel, mtu=mtu)
-            stack = cls(fd, [str(a.ip) for a in own], pcap=pcap, **sysctls)
+            stack = cls(fd, [str(a.ip) for a in own], pcap=pcap, offloads=offloads, **sysctls)
             with inside(ns):
                 stack.path_host = pathcache.namespace_id()
             return stack
@@ -190,6 +231,7 @@ class UserspaceStack:
         tun: str = "fous0",
         *,
         pcap: Path | None = None,
+        offloads: bool | None = False,
         **sysctls: Unpack[SettingsChanges],
     ) -> UserspaceStack:
         """A stack that takes over every global address of ``ns`` (None: this thread's
@@ -214,7 +256,12 @@ class UserspaceStack:
             raise
         try:
             stack = cls.attach(
-                where, tun, [str(host_route(i)) for i in taken.interfaces], pcap=pcap, **sysctls
+                where,
+                tun,
+                [str(host_route(i)) for i in taken.interfaces],
+                pcap=pcap,
+                offloads=offloads,
+                **sysctls,
             )
         except BaseException:
             give_all_back()
@@ -298,13 +345,19 @@ class UserspaceStack:
         return loop
 
     def _on_readable(self) -> None:
-        host, fd, pcap = self.host, self.fd, self._pcap
+        host, fd, pcap, offloads = self.host, self.fd, self._pcap, self.offloads
         now = self.loop.time()
         for _ in range(BATCH):
             try:
                 packet = os.read(fd, READ_SIZE)
             except BlockingIOError:
                 break
+            if offloads:
+                flags, gso_type, _, gso_size, _, _ = VNET_HDR.unpack_from(packet)
+                packet = packet[VNET_HDR.size :]
+                if flags & CHECKSUM_TRUSTED or gso_type:
+                    self._receive_trusted(packet, gso_size if gso_type else 0, now)
+                    continue
             if pcap is not None:
                 write_pcap_record(pcap, packet)
             try:
@@ -312,6 +365,27 @@ class UserspaceStack:
             except ConnectionFault as fault:
                 self._contain(fault, now)
         self._service()
+
+    def _receive_trusted(self, packet: bytes, gso_size: int, now: float) -> None:
+        """A packet whose TCP checksum the device vouches for (it may be a partial one, to be
+        completed), cut into segments of ``gso_size`` bytes if it is a coalesced one: what
+        :meth:`Host.receive` does, less the checksum, and segment by segment as on the wire."""
+        host = self.host
+        try:
+            ip = parse_ip(packet)
+            if ip.protocol != PROTO_TCP or ip.is_fragment or ip.dst not in host.addresses:
+                return
+            seg = TcpSegment.parse(ip.payload)
+            if self._pcap is not None:
+                write_pcap_record(self._pcap, with_checksum(packet))
+        except MalformedPacket:
+            host.counters["TcpInErrs"] += 1
+            return
+        try:
+            for piece in split_segment(seg, gso_size) if gso_size else (seg,):
+                host.receive_segment(ip.src, ip.dst, piece, now)
+        except ConnectionFault as fault:
+            self._contain(fault, now)
 
     def _on_timer(self) -> None:
         when = self._timer_at
@@ -381,18 +455,108 @@ class UserspaceStack:
             self._timer = None if when is None else self.loop.call_at(when, self._on_timer)
 
     def _flush(self) -> None:
-        packets = self.host.packets_to_send()
-        if not packets:
+        """Write what the engine has to send: with offloads, runs of segments as GSO packets and
+        checksums left to the device; without, segments larger than a packet cut in software."""
+        out = self.host.segments_to_send()
+        if not out:
             return
         fd, pcap = self.fd, self._pcap
-        for packet in packets:
-            if pcap is not None:
-                write_pcap_record(pcap, packet)
-            # a full device queue loses the packet, as a wire would: TCP sends it again
-            with contextlib.suppress(BlockingIOError):
-                os.write(fd, packet)
+        if self.offloads:
+            for src, dst, seg, gso_size in self._coalesced(out):
+                packet = ip_packet(src, dst, seg, partial_checksum=True)
+                if pcap is not None:
+                    write_pcap_record(pcap, with_checksum(packet))
+                ip_len = 20 if src.version == 4 else 40
+                headers = ip_len + (packet[ip_len + 12] >> 4) * 4
+                if not gso_size and len(packet) > self._mtu:  # the engine's own TSO
+                    gso_size = self._mss(src, dst, seg, headers)
+                if gso_size:
+                    gso = VIRTIO_NET_HDR_GSO_TCPV4 if src.version == 4 else VIRTIO_NET_HDR_GSO_TCPV6
+                else:
+                    gso = 0
+                header = VNET_HDR.pack(
+                    VIRTIO_NET_HDR_F_NEEDS_CSUM, gso, headers, gso_size, ip_len, 16
+                )
+                # a full device queue loses the packet, as a wire would: TCP sends it again
+                with contextlib.suppress(BlockingIOError):
+                    os.writev(fd, (header, packet))
+        else:
+            for src, dst, seg in out:
+                packets = [ip_packet(src, dst, seg)]
+                if len(packets[0]) > self._mtu:  # the engine's own TSO: cut it here
+                    mss = self._mss(src, dst, seg, len(packets[0]) - len(seg.payload))
+                    packets = [ip_packet(src, dst, piece) for piece in split_segment(seg, mss)]
+                for packet in packets:
+                    if pcap is not None:
+                        write_pcap_record(pcap, packet)
+                    with contextlib.suppress(BlockingIOError):
+                        os.write(fd, packet)
         if pcap is not None:
             pcap.flush()
+
+    def _mss(self, src: Any, dst: Any, seg: TcpSegment, headers: int) -> int:
+        """The payload bytes per packet of the connection ``seg`` belongs to: its ``snd_mss``,
+        or what the MTU leaves beside ``headers`` bytes of headers."""
+        conn = self.host.connections.get((src, seg.src_port, dst, seg.dst_port))
+        return conn.snd_mss if conn is not None else self._mtu - headers
+
+    def _coalesced(self, out: list[Segment]) -> list[tuple[Any, Any, TcpSegment, int]]:
+        """``out`` as packets for a device with TSO: ``(src, dst, segment, gso_size)``.
+
+        Each run of segments that the device would cut back into exactly those (as Linux's
+        ``tcp_gso_segment``: the same flow, contiguous, the same ACK, window and options, all of
+        the same size but the last, PSH and FIN on the last only) is joined into one segment
+        of up to 64 KB, to be cut into ``gso_size`` bytes; ``gso_size`` 0: one packet as it is
+        (:meth:`_flush` cuts one larger than the MTU, the engine's own TSO, at the MSS).
+        """
+        packets: list[tuple[Any, Any, TcpSegment, int]] = []
+        i, n = 0, len(out)
+        while i < n:
+            src, dst, first = out[i]
+            size = len(first.payload)
+            j = i + 1
+            if size and int(first.flags) == _ACK and not first.urgent:
+                limit = GSO_MAX_SIZE - HEADROOM
+                total, prev = size, first
+                while j < n and int(prev.flags) == _ACK and len(prev.payload) == size:
+                    s2, d2, seg = out[j]
+                    length = len(seg.payload)
+                    if not (
+                        s2 is src
+                        and d2 is dst
+                        and 0 < length <= size
+                        and total + length <= limit
+                        and int(seg.flags) & ~_LAST_FLAGS == _ACK
+                        and seg.seq == (prev.seq + len(prev.payload)) & 0xFFFFFFFF
+                        and seg.src_port == first.src_port
+                        and seg.dst_port == first.dst_port
+                        and seg.ack == first.ack
+                        and seg.window == first.window
+                        and seg.options == first.options
+                    ):
+                        break
+                    total += length
+                    prev = seg
+                    j += 1
+            if j - i > 1:
+                last = out[j - 1][2]
+                joined = TcpSegment(
+                    first.src_port,
+                    first.dst_port,
+                    first.seq,
+                    first.ack,
+                    last.flags,
+                    first.window,
+                    first.options,
+                    b"".join(seg.payload for _, _, seg in out[i:j]),
+                    0,
+                    first.reserved,
+                )
+                packets.append((src, dst, joined, size))
+            else:
+                packets.append((src, dst, first, 0))
+            i = j
+        return packets
 
     # -- connections -----------------------------------------------------------------------------
 

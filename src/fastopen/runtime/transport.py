@@ -20,6 +20,9 @@ from fastopen.engine.socket import SHUT_WR
 RECV_SIZE = 65536
 #: asyncio's default write buffer limits.
 HIGH_WATER = 64 * 1024
+#: Bytes offered to the engine per send call at most: what waits is copied that much at a time,
+#: not whole on every call (a 20 MB write would be copied again each time the engine takes some).
+SEND_CHUNK = 256 * 1024
 
 
 class Wire(Protocol):
@@ -95,11 +98,11 @@ class EngineTransport(asyncio.Transport):
     def write_ready(self) -> None:
         """The engine's send buffer has room again: move the waiting bytes into it."""
         if self._buffer and not self._lost:
-            try:
-                sent = self._sock.send(bytes(self._buffer), self._wire.now())
-            except EngineError as exc:
-                if exc.errno != errno.EAGAIN:
-                    self._fatal(exc)
+            sent, error = self._push(self._buffer)
+            if error is not None:
+                self._fatal(error)
+                return
+            if not sent:
                 return
             del self._buffer[:sent]
             self._wire.kick()
@@ -124,18 +127,16 @@ class EngineTransport(asyncio.Transport):
             raise RuntimeError("cannot write after write_eof()")
         if not data or self._closing or self._lost:
             return
+        rest = memoryview(data)
         if not self._buffer:
-            try:
-                sent = self._sock.send(bytes(data), self._wire.now())
-            except EngineError as exc:
-                if exc.errno != errno.EAGAIN:
-                    self._fatal(exc)
-                    return
-                sent = 0
+            sent, error = self._push(rest)
+            if error is not None:
+                self._fatal(error)
+                return
             self._wire.kick()
-            data = data[sent:]
-        if data:
-            self._buffer += data
+            rest = rest[sent:]
+        if rest:
+            self._buffer += rest
             if not self._protocol_paused and len(self._buffer) > self._high:
                 self._protocol_paused = True
                 self._protocol.pause_writing()
@@ -205,6 +206,22 @@ class EngineTransport(asyncio.Transport):
         self._protocol = protocol
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _push(self, data: bytes | bytearray | memoryview) -> tuple[int, EngineError | None]:
+        """Hand the engine as much of ``data`` as it takes, :data:`SEND_CHUNK` at a time: how
+        much it took, and the error that stopped it (None for a full send buffer)."""
+        sent, now = 0, self._wire.now()
+        with memoryview(data) as view:
+            while sent < len(view):
+                chunk = bytes(view[sent : sent + SEND_CHUNK])
+                try:
+                    took = self._sock.send(chunk, now)
+                except EngineError as exc:
+                    return sent, None if exc.errno == errno.EAGAIN else exc
+                sent += took
+                if took < len(chunk):
+                    break
+        return sent, None
 
     def _shutdown(self) -> None:
         try:

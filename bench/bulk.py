@@ -1,0 +1,316 @@
+"""Bulk transfers through the lab link: the userspace engine against the kernel, side by side.
+
+For each link (RTT 0 and 20 ms, loss 0 and 1%; a fresh lab each), ``--runs`` rounds of one
+``--size`` MB download over HTTP, each round all of these, in turn:
+
+- kernel: curl in the client namespace from nginx in the server namespace, as a user would
+  measure it (at loss, again with both kernels running Reno: ``tcp_congestion_control=reno``;
+  the namespaces' default is the host's, and CUBIC cannot be chosen inside a namespace here);
+- engine receives: ``fastopen get --stack userspace --output`` from the same nginx;
+- engine sends: curl from ``fastopen serve --stack userspace --file``;
+- PyTCP receives / sends: the same against PyTCP (bench/pytcp.py installs it in a scratch venv;
+  ``--pytcp-runs`` rounds, 1 by default: it is slow; ``--pytcp-runs 0`` leaves it out).
+
+Both fastopen commands run with no ``--address`` (they take the namespace's own address over from
+its kernel) and with ``--offloads`` (the TUN device's). A transfer's rate is its bytes over the
+time from the start of the connect to the last byte (curl's ``time_total``, ``fastopen get
+--json``'s ``total_ms``); every body is checked against the file's hash. A transfer not done in
+``--timeout`` seconds counts as that long (its rate is then an upper bound, marked ``<``).
+Prints the median of the runs, in MB/s, and the ratios engine / kernel against the goals of
+issue 11.
+
+Needs root, nginx and curl. ``.venv/bin/python bench/bulk.py [--size 20] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastopen.lab.emulator import Lab, check_support
+from fastopen.lab.netns import Netns
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pytcp import PyTcp, install
+
+FASTOPEN = str(Path(sys.executable).with_name("fastopen"))
+NGINX_PORT, ENGINE_PORT, PYTCP_PORT = 8080, 8081, 8082
+#: (RTT in s, loss) of each link, in the order measured.
+LINKS = [(0.0, 0.0), (0.0, 0.01), (0.02, 0.0), (0.02, 0.01)]
+#: The goals of issue 11 (engine / kernel), by link; at loss, against the kernel running Reno.
+GOALS = {
+    (0.0, 0.0): 0.5,
+    (0.02, 0.0): 0.5,
+    (0.02, 0.01): 1.0,
+}
+#: At 20 ms and 1% loss, the engine against the kernel running its default.
+DEFAULT_CC_GOAL = 0.3
+
+NGINX_CONF = """
+daemon off; master_process off; worker_processes 1; pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off; sendfile on; tcp_nopush on; keepalive_timeout 0;
+    client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
+    uwsgi_temp_path {dir}; scgi_temp_path {dir};
+    server {{
+        listen {port} fastopen=16;
+        root {dir};
+    }}
+}}
+"""
+
+
+@dataclass
+class Row:
+    """The rates of one kind of transfer on one link, MB/s (upper bounds for timed-out ones)."""
+
+    rates: list[float] = field(default_factory=list)
+    timed_out: int = 0
+
+    def median(self) -> float:
+        return statistics.median(self.rates) if self.rates else float("nan")
+
+    def cell(self) -> str:
+        mark = "<" if self.timed_out * 2 >= len(self.rates) and self.timed_out else " "
+        spread = f"{min(self.rates):.1f}-{max(self.rates):.1f}" if self.rates else "-"
+        return f"{mark}{self.median():7.2f} ({spread})"
+
+
+class Bench:
+    def __init__(self, folder: Path, size: int, timeout: float) -> None:
+        self.folder = folder
+        self.size = size
+        self.timeout = timeout
+        self.body = folder / "bulk.bin"
+        block = hashlib.sha256(b"fastopen bulk").digest() * 32768  # 1 MiB
+        with self.body.open("wb") as out:
+            for _ in range(size):
+                out.write(block)
+        self.digest = hashlib.sha256(self.body.read_bytes()).hexdigest()
+        self.got = folder / "got.bin"
+
+    def _check(self, path: Path, what: str) -> None:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != self.digest:
+            raise SystemExit(f"{what}: the body that arrived is not the file ({path})")
+
+    def _rate(self, row: Row, seconds: float | None) -> None:
+        if seconds is None:
+            row.timed_out += 1
+            seconds = self.timeout
+        row.rates.append(self.size * 1048576 / seconds / 1e6)
+
+    def curl(self, client: Netns, url: str, row: Row, what: str) -> None:
+        self.got.unlink(missing_ok=True)
+        proc = client.run(
+            ["curl", "-s", "-o", str(self.got), "--max-time", f"{self.timeout:g}",
+             "-w", "%{http_code} %{size_download} %{time_total}", url],
+            check=False, timeout=self.timeout + 30,
+        )  # fmt: skip
+        code, size, total = proc.stdout.split()
+        if proc.returncode == 28:  # curl's timeout
+            self._rate(row, None)
+            return
+        if proc.returncode != 0 or code != "200" or int(size) != self.body.stat().st_size:
+            raise SystemExit(f"{what}: curl failed ({proc.returncode}, {proc.stdout!r})")
+        self._check(self.got, what)
+        self._rate(row, float(total))
+
+    def engine_get(self, client: Netns, url: str, row: Row) -> None:
+        self.got.unlink(missing_ok=True)
+        proc = client.run(
+            [FASTOPEN, "get", "--stack", "userspace", "--offloads", "--json",
+             "--output", str(self.got), "--timeout", f"{self.timeout:g}", url],
+            check=False, timeout=self.timeout + 30,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            if "no answer within" in proc.stderr:
+                self._rate(row, None)
+                return
+            raise SystemExit(f"fastopen get failed: {proc.stderr.strip()}")
+        answer = json.loads(proc.stdout)
+        self._check(self.got, "engine receives")
+        self._rate(row, float(answer["total_ms"]) / 1000)
+
+    def pytcp_get(self, python: Path, client: Netns, addr: str, server: str, row: Row) -> None:
+        self.got.unlink(missing_ok=True)
+        where = (server, str(NGINX_PORT), "/bulk.bin")
+        workload = ("get", *where, str(self.got), f"{self.timeout:g}")
+        with PyTcp(python, client, addr, *workload) as peer:
+            answer = peer.result(self.timeout + 30)
+        if answer.get("timed_out"):
+            self._rate(row, None)
+            return
+        self._check(self.got, "pytcp receives")
+        self._rate(row, float(answer["total"]))
+
+    @contextmanager
+    def engine_server(self, server: Netns, addr: str) -> Iterator[None]:
+        proc = server.popen(
+            [FASTOPEN, "serve", "--stack", "userspace", "--offloads", "--file", str(self.body),
+             "-q", addr, str(ENGINE_PORT)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            if "serving" not in proc.stdout.readline():
+                raise SystemExit(f"fastopen serve did not start: {proc.communicate()[1]}")
+            yield
+        finally:
+            proc.send_signal(signal.SIGINT)  # KeyboardInterrupt: the addresses go back
+            try:
+                proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
+@contextmanager
+def nginx(ns: Netns, folder: Path) -> Iterator[None]:
+    conf = folder / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=folder, port=NGINX_PORT))
+    proc = ns.popen(["nginx", "-c", str(conf), "-p", str(folder)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while f":{NGINX_PORT} " not in ns.run(["ss", "-ltnH"]).stdout:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"nginx did not start: {proc.communicate()[1]!r}")
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def congestion_control(namespaces: tuple[Netns, ...], name: str | None) -> Iterator[None]:
+    """Both kernels on ``name`` for the block (None: as they are)."""
+    if name is None:
+        yield
+        return
+    old = [ns.sysctl("net.ipv4.tcp_congestion_control") for ns in namespaces]
+    for ns in namespaces:
+        ns.sysctl("net.ipv4.tcp_congestion_control", name)
+    try:
+        yield
+    finally:
+        for ns, value in zip(namespaces, old, strict=True):
+            ns.sysctl("net.ipv4.tcp_congestion_control", value)
+
+
+def measure(
+    bench: Bench, rtt: float, loss: float, runs: int, python: Path | None, pytcp_runs: int
+) -> dict[str, Row]:
+    rows = {
+        "kernel": Row(),
+        "kernel reno": Row(),
+        "engine receives": Row(),
+        "engine sends": Row(),
+        "pytcp receives": Row(),
+        "pytcp sends": Row(),
+    }
+    with Lab(rtt=rtt, loss=loss, seed=11) as lab:
+        client, server = lab.client, lab.server
+        addr = lab.server_addr.ipv4
+        default_cc = client.sysctl("net.ipv4.tcp_congestion_control")
+        with nginx(server, bench.folder):
+            for _ in range(runs):
+                bench.curl(client, f"http://{addr}:{NGINX_PORT}/bulk.bin", rows["kernel"], "kernel")
+                if loss and default_cc != "reno":
+                    with congestion_control((client, server), "reno"):
+                        bench.curl(
+                            client, f"http://{addr}:{NGINX_PORT}/bulk.bin", rows["kernel reno"],
+                            "kernel reno",
+                        )  # fmt: skip
+                bench.engine_get(
+                    client, f"http://{addr}:{NGINX_PORT}/bulk.bin", rows["engine receives"]
+                )
+                with bench.engine_server(server, addr):
+                    bench.curl(
+                        client, f"http://{addr}:{ENGINE_PORT}/", rows["engine sends"],
+                        "engine sends",
+                    )  # fmt: skip
+            for _ in range(pytcp_runs if python is not None else 0):
+                assert python is not None
+                bench.pytcp_get(python, client, lab.client_addr.ipv4, addr, rows["pytcp receives"])
+                with PyTcp(python, server, addr, "serve", str(PYTCP_PORT), str(bench.body)) as peer:
+                    bench.curl(
+                        client, f"http://{addr}:{PYTCP_PORT}/", rows["pytcp sends"], "pytcp sends"
+                    )
+                    peer.stop()
+    return {name: row for name, row in rows.items() if row.rates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=20, help="MiB per transfer")
+    parser.add_argument("--runs", type=int, default=3, help="rounds per link (medians)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per transfer")
+    parser.add_argument("--pytcp-runs", type=int, default=1, help="rounds of PyTCP (0: none)")
+    parser.add_argument(
+        "--link", action="append", metavar="RTT_MS:LOSS_PCT",
+        help="a link to measure (repeatable; default: 0:0 0:1 20:0 20:1)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    check_support("bench/bulk.py")
+    for tool in ("nginx", "curl"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench/bulk.py needs {tool} (./dev installs it)")
+    links = LINKS
+    if args.link:
+        links = [(float(r) / 1000, float(p) / 100) for r, p in (x.split(":") for x in args.link)]
+
+    print(
+        f"bulk transfers of {args.size} MiB through the lab link, MB/s: median (min-max) of "
+        f"{args.runs} runs; '<' timed out at {args.timeout:g} s"
+    )
+    python, why = install() if args.pytcp_runs else (None, "--pytcp-runs 0")
+    if python is None:
+        print(f"PyTCP left out: {why}")
+    with tempfile.TemporaryDirectory(prefix="fo-bulk-") as tmp:
+        folder = Path(tmp)
+        folder.chmod(0o755)  # nginx's worker reads the file
+        bench = Bench(folder, args.size, args.timeout)
+        for rtt, loss in links:
+            rows = measure(bench, rtt, loss, args.runs, python, args.pytcp_runs)
+            print(f"\nRTT {rtt * 1000:g} ms, loss {loss * 100:g}%")
+            for name, row in rows.items():
+                print(f"  {name:16} {row.cell()}")
+            kernel = rows["kernel"].median()
+            reference = rows["kernel reno"].median() if "kernel reno" in rows else kernel
+            goal = GOALS.get((rtt, loss))
+            for name in ("engine receives", "engine sends"):
+                ratio = rows[name].median() / reference
+                line = f"  {name} / kernel{' reno' if 'kernel reno' in rows else ''}: {ratio:.2f}"
+                if "kernel reno" in rows:
+                    line += f"   / kernel default: {rows[name].median() / kernel:.2f}"
+                if goal is not None:
+                    line += f"   (goal >= {goal:g}: {'met' if ratio >= goal else 'NOT met'})"
+                if goal is not None and "kernel reno" in rows:
+                    default_ratio = rows[name].median() / kernel
+                    verdict = "met" if default_ratio >= DEFAULT_CC_GOAL else "NOT met"
+                    line += f", vs default >= {DEFAULT_CC_GOAL:g}: {verdict}"
+                print(line)
+                other = name.replace("engine", "pytcp")
+                if other in rows:
+                    ahead = rows[name].median() / rows[other].median()
+                    verdict = "ahead" if ahead > 1 else "NOT ahead"
+                    print(f"  {name} / {other}: {ahead:.2f} ({verdict} of PyTCP)")
+
+
+if __name__ == "__main__":
+    main()
