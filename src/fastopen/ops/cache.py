@@ -65,9 +65,17 @@ _IFADDRMSG = struct.Struct("=BBBBI")
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 
 
-def _address_change(payload: bytes) -> tuple[str, int]:
-    """The address and interface index of an RTM_NEWADDR / RTM_DELADDR message."""
-    family, _, _, _, index = _IFADDRMSG.unpack_from(payload)
+#: RT_SCOPE_UNIVERSE: an address servers can see (not a link-local or host one).
+_SCOPE_GLOBAL = 0
+
+
+def _address_change(payload: bytes) -> tuple[str, int] | None:
+    """The address and interface index of an RTM_NEWADDR / RTM_DELADDR message; None for an
+    address of link or host scope (an IPv6 link-local one appears when a link comes up: no server
+    ever sees it, so it says nothing about where the host is)."""
+    family, _, _, scope, index = _IFADDRMSG.unpack_from(payload)
+    if scope != _SCOPE_GLOBAL:
+        return None
     found = dict(netlink.attributes(payload[_IFADDRMSG.size :]))
     raw = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS) or b""
     try:
@@ -84,7 +92,8 @@ def watch_addresses(
     *,
     poll: float = 0.2,
 ) -> None:
-    """Flush the whole cache at each address added or removed in this network namespace, until
+    """Flush the whole cache at each global address added or removed in this network namespace
+    (link-local and host addresses are ignored: servers never see them), until
     ``stop`` is set; report each with ``on_change``. ``on_ready`` runs once listening."""
     with netlink.open_socket(netlink.NETLINK_ROUTE, _GROUPS) as sock:
         on_ready()
@@ -95,7 +104,10 @@ def watch_addresses(
                 event = _EVENTS.get(kind)
                 if event is None or len(payload) < _IFADDRMSG.size:
                     continue
-                address, index = _address_change(payload)
+                change = _address_change(payload)
+                if change is None:
+                    continue
+                address, index = change
                 removed = tcp_metrics.flush()
                 log.info("address %s %s: flushed %d cached cookies", address, event, removed)
                 on_change(AddressChange(event, address, index, removed))
