@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,17 @@ async def _first_then_again(guard: ReplayGuard) -> None:
 
 def test_memory_guard_verdicts() -> None:
     run(_first_then_again(ReplayGuard(quarantine="off", server_id="server-a")))
+
+
+def test_blocking_check_from_threads(tmp_path: Path) -> None:
+    """A synchronous server's threads (a WSGI worker's) share one guard: one first delivery, the
+    rest flagged, on the guard's own loop (a SQLite store, opened there once)."""
+    guard = ReplayGuard(f"sqlite:{tmp_path / 'replay.db'}", quarantine="off", server_id="w")
+    with ThreadPoolExecutor(4) as pool:
+        verdicts = list(pool.map(lambda _: guard.check_blocking(SYN_DATA), range(8)))
+    assert sorted(v.reason.value for v in verdicts) == ["duplicate"] * 7 + ["first-delivery"]
+    assert {v.first_server for v in verdicts if v.replay_suspected} == {"w"}
+    assert guard.counters["checks"] == 8 and guard.counters["suspected"] == 7
 
 
 def test_records_expire_after_the_window() -> None:

@@ -25,7 +25,7 @@ try:
 except ImportError as exc:
     raise MissingExtra("hypercorn", "servers") from exc
 
-from fastopen.http.asgi import ASGIApp, FastOpenMiddleware
+from fastopen.http.asgi import ASGIApp, FastOpenMiddleware, GuardSpec
 from fastopen.http.listeners import Keys, adopt, is_tcp
 
 
@@ -35,13 +35,20 @@ class FastOpenConfig(hypercorn.config.Config):
 
     fastopen_backlog: int | None = None
     fastopen_keys: Keys | None = None
+    #: The kernel keeps each SYN's headers (for a replay guard; ``serve_hypercorn`` sets it).
+    fastopen_save_syn: bool = False
 
     def create_sockets(self) -> hypercorn.config.Sockets:
         made = super().create_sockets()
 
         def tfo(socks: list[socket.socket]) -> list[socket.socket]:
             return [
-                adopt(s, fastopen_backlog=self.fastopen_backlog, keys=self.fastopen_keys)
+                adopt(
+                    s,
+                    fastopen_backlog=self.fastopen_backlog,
+                    keys=self.fastopen_keys,
+                    save_syn=self.fastopen_save_syn,
+                )
                 if is_tcp(s)
                 else s
                 for s in socks
@@ -59,9 +66,12 @@ async def serve_hypercorn(
     config: FastOpenConfig,
     *,
     shutdown_trigger: Callable[..., Awaitable[Any]] | None = None,
+    replay_guard: GuardSpec | None = None,
 ) -> None:
-    """``hypercorn.asyncio.serve`` of ``app`` (wrapped in :class:`FastOpenMiddleware`) on the
-    TFO sockets of ``config``."""
+    """``hypercorn.asyncio.serve`` of ``app`` (wrapped in :class:`FastOpenMiddleware`, with
+    ``replay_guard`` if given) on the TFO sockets of ``config``."""
+    if replay_guard is not None:
+        config.fastopen_save_syn = True
     # hypercorn types scopes as TypedDicts; the middleware passes any scope through
-    wrapped = cast(Any, FastOpenMiddleware(app))
+    wrapped = cast(Any, FastOpenMiddleware(app, replay_guard=replay_guard))
     await hypercorn.asyncio.serve(wrapped, config, shutdown_trigger=shutdown_trigger, mode="asgi")

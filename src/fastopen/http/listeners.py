@@ -21,6 +21,7 @@ from fastopen.errors import FastOpenError
 from fastopen.http.reports import Connection, RequestReport, SocketConnection
 from fastopen.kernel import server
 from fastopen.ops import keys as key_store
+from fastopen.replay import syn
 from fastopen.report import OffReason
 
 #: Keys as the helpers take them: a ring, or the path of a key store (``fastopen key``'s file).
@@ -81,16 +82,24 @@ def is_tcp(sock: Any) -> bool:
 
 
 def adopt(
-    sock: socket.socket, *, fastopen_backlog: int | None = None, keys: Keys | None = None
+    sock: socket.socket,
+    *,
+    fastopen_backlog: int | None = None,
+    keys: Keys | None = None,
+    save_syn: bool = False,
 ) -> FastOpenListener:
     """TFO on for the listening socket ``sock`` (made by a server, or passed by systemd): its
-    fastopen backlog (default ``net.core.somaxconn``) and, if given, its own key ring. Returns
-    the same socket as a :class:`FastOpenListener`; ``sock`` itself is detached."""
+    fastopen backlog (default ``net.core.somaxconn``) and, if given, its own key ring;
+    ``save_syn``: the kernel keeps each SYN's headers for a replay guard
+    (:func:`fastopen.replay.syn.enable`). Returns the same socket as a
+    :class:`FastOpenListener`; ``sock`` itself is detached."""
     listener = FastOpenListener(fileno=sock.detach())  # the family the kernel says
     try:
         listener.fastopen_off = server.enable(
             listener, fastopen_backlog=fastopen_backlog, keys=key_ring(keys)
         )
+        if save_syn:
+            syn.enable(listener)
     except BaseException:
         listener.close()
         raise
@@ -122,12 +131,14 @@ def listen(
     return adopt(sock, fastopen_backlog=fastopen_backlog, keys=keys)
 
 
-def connection_at(local: Any, peer: Any) -> Connection | None:
-    """The connection a :class:`FastOpenListener` accepted at ``local`` from ``peer``."""
+def accepted_at(local: Any, peer: Any) -> tuple[socket.socket, Connection] | None:
+    """The socket and connection a :class:`FastOpenListener` accepted at ``local`` from
+    ``peer``."""
     if local is None or peer is None:
         return None
     sock = _by_address.get((*_address(local), *_address(peer)))
-    return None if sock is None else _connections.get(sock)
+    connection = None if sock is None else _connections.get(sock)
+    return None if sock is None or connection is None else (sock, connection)
 
 
 def connection_of(sock: socket.socket) -> Connection:

@@ -21,7 +21,7 @@ try:
 except ImportError as exc:
     raise MissingExtra("uvicorn", "servers") from exc
 
-from fastopen.http.asgi import ASGIApp, FastOpenMiddleware
+from fastopen.http.asgi import ASGIApp, FastOpenMiddleware, GuardSpec
 from fastopen.http.listeners import Keys, adopt, is_tcp
 
 
@@ -30,15 +30,21 @@ def uvicorn_server(
     *,
     fastopen_backlog: int | None = None,
     keys: Keys | None = None,
+    replay_guard: GuardSpec | None = None,
     **config: Any,
 ) -> tuple[uvicorn.Server, socket.socket]:
     """A ``uvicorn.Server`` for ``app`` (wrapped in :class:`FastOpenMiddleware`) and the socket
     it is to serve on, bound as ``config`` says (``host``, ``port``, ``fd``...; any
     ``uvicorn.Config`` argument) with TFO on: run it with ``server.run(sockets=[sock])`` or
-    ``await server.serve(sockets=[sock])``."""
+    ``await server.serve(sockets=[sock])``. ``replay_guard``: see :class:`FastOpenMiddleware`."""
     config.setdefault("loop", "asyncio")
-    uconfig = uvicorn.Config(FastOpenMiddleware(app), **config)
+    uconfig = uvicorn.Config(FastOpenMiddleware(app, replay_guard=replay_guard), **config)
     sock = uconfig.bind_socket()
     if is_tcp(sock):
-        sock = adopt(sock, fastopen_backlog=fastopen_backlog, keys=keys)
+        sock = adopt(
+            sock,
+            fastopen_backlog=fastopen_backlog,
+            keys=keys,
+            save_syn=replay_guard is not None,
+        )
     return uvicorn.Server(uconfig), sock

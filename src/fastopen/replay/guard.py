@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable
@@ -166,6 +167,9 @@ class ReplayGuard:
         self._quarantine_until: float | None = None  # wall clock; None: not known yet
         self._down_until = 0.0  # monotonic: skip the store until then after a failure
         self._down = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # check_blocking's, and its pid
+        self._loop_pid = 0
+        self._loop_lock = threading.Lock()
 
     # -- quarantine ------------------------------------------------------------------------------
 
@@ -251,6 +255,18 @@ class ReplayGuard:
                 return Verdict(True, Reason.QUARANTINE, True)
             return Verdict(False, Reason.FIRST_DELIVERY, True)
         return Verdict(False, Reason.NOT_SEEN, False)
+
+    def check_blocking(self, arrival: Arrival) -> Verdict:
+        """:meth:`check` for a synchronous server (a WSGI worker, any of its threads): it runs on
+        the guard's own event loop, in a thread of its own started on first use (in each process:
+        a forked worker starts its own)."""
+        with self._loop_lock:
+            if self._loop is None or self._loop_pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="replay-guard", daemon=True).start()
+                self._loop, self._loop_pid = loop, os.getpid()
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(self.check(arrival), loop).result()
 
     # -- on a server -----------------------------------------------------------------------------
 
