@@ -124,8 +124,8 @@ CREATE TABLE IF NOT EXISTS records
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 _RECORD = """
-INSERT INTO records VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE
-    SET value = excluded.value, expires = excluded.expires WHERE records.expires <= ?4
+INSERT INTO records VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE
+    SET value = excluded.value, expires = excluded.expires WHERE records.expires <= ?
 RETURNING 1
 """
 #: Records between two sweeps of expired rows.
