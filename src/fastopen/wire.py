@@ -14,7 +14,9 @@ Open magic are an :class:`UnknownOption`.
 Stricter than Linux, so that what parses re-emits byte-exact: an option of length below 2 or
 running past the header is malformed (Linux stops reading options there); IP length fields must
 match the buffer (Linux trims bytes after the IP total length); a checksum must equal the computed
-one bit for bit (Linux also takes 0xFFFF for a computed 0x0000, the other one's-complement zero).
+one bit for bit, except that 0xFFFF is taken for a computed 0x0000: the other one's-complement
+zero, which Linux takes too and which its incremental updates (GSO segmentation, a router's TTL
+decrement) can write; such a packet re-emits with 0x0000.
 
 :func:`linux_syn_options` and :func:`linux_synack_options` lay options out exactly as Linux's
 ``tcp_options_write`` (net/ipv4/tcp_output.c) does.
@@ -499,7 +501,7 @@ class TcpSegment:
             if size & 1:
                 words <<= 8
             expected = _ONES - ((pseudo + words - checksum) % _ONES or _ONES)
-            if checksum != expected:
+            if checksum != expected and not (checksum == _ONES and expected == 0):
                 raise MalformedPacket(
                     f"bad TCP checksum 0x{checksum:04x} (expected 0x{expected:04x})"
                 )
@@ -722,7 +724,7 @@ class IPv4Packet:
             (vihl << 8 | tos) + total + ident + frag + (ttl << 8 | proto) + src + dst
             + int.from_bytes(options, "big")
         )  # fmt: skip
-        if checksum != expected:
+        if checksum != expected and not (checksum == _ONES and expected == 0):
             raise MalformedPacket(
                 f"bad IPv4 header checksum 0x{checksum:04x} (expected 0x{expected:04x})"
             )

@@ -165,6 +165,21 @@ def test_segment_round_trip_and_accessors(addrs: tuple[IPv4Address, IPv4Address]
     assert _syn().fastopen is None and _syn().mss is None and not _syn().sack_permitted
 
 
+def test_the_other_ones_complement_zero_is_taken() -> None:
+    """A checksum computed as 0x0000 may arrive as 0xFFFF (Linux's incremental updates write it,
+    and Linux takes both): it parses, and re-emits as 0x0000."""
+    src, dst = V4
+    first = TcpSegment(40000, 80, 1, 2, Flags.ACK, 1000, (), b"\x00\x00").emit(src, dst)
+    word = first[16:18]  # a payload word equal to the checksum makes the checksum 0x0000
+    zero = TcpSegment(40000, 80, 1, 2, Flags.ACK, 1000, (), word).emit(src, dst)
+    assert zero[16:18] == b"\x00\x00"
+    other = zero[:16] + b"\xff\xff" + zero[18:]
+    assert TcpSegment.parse(other, src, dst).emit(src, dst) == zero
+    wrong = zero[:16] + b"\xff\xfe" + zero[18:]
+    with pytest.raises(MalformedPacket, match="bad TCP checksum"):
+        TcpSegment.parse(wrong, src, dst)
+
+
 def test_fastopen_accessor_returns_the_first_even_if_invalid() -> None:
     seg = _syn((FastOpen(b"odd"), FastOpen(COOKIE)))
     assert seg.fastopen == FastOpen(b"odd") and not seg.fastopen.valid
