@@ -1,8 +1,8 @@
 """The ``fastopen`` command: parses arguments, calls one layer, formats output.
 
-Each command lives in a module of this package, named in ``COMMAND_MODULES`` below and
-imported only when it is used; what they share (the
-duration type, ``--netns``, ``--json``) is in :mod:`fastopen.cli.options`.
+Each command lives in a module of this package, named in ``COMMAND_MODULES`` below and imported
+only when it is used; what they share (the duration type, ``--netns``, ``--json``) is in
+:mod:`fastopen.cli.options`.
 
 Every failure takes one path (:class:`_Group`): bad input, a missing privilege or kernel feature
 prints one line, ``fastopen: error: WHAT (hint: WHAT TO DO)`` (with ``--json``, also a JSON
