@@ -34,6 +34,7 @@ class TcpInfo:
     tcpi_rcv_mss: int
     tcpi_unacked: int
     tcpi_sacked: int
+    tcpi_reordering: int
     tcpi_lost: int
     tcpi_retrans: int
     tcpi_rtt: int

@@ -15,13 +15,11 @@ from __future__ import annotations
 import enum
 from collections import Counter
 
-from fastopen.engine.segmentation import SentPieces
+from fastopen.engine.segmentation import REORDERING, SentPieces
 from fastopen.engine.seq import seq_le, seq_lt
 
 #: Linux TCP_INIT_CWND (segments).
 INIT_CWND = 10
-#: RFC 5681: the duplicate ACKs that trigger a fast retransmit (Linux tcp_reordering default).
-DUPACK_THRESHOLD = 3
 #: Linux TCP_INFINITE_SSTHRESH.
 INFINITE_SSTHRESH = 0x7FFFFFFF
 #: Linux TCP_TIMEOUT_MIN (2 jiffies): added to the reordering timer and a loss probe's timeout.
@@ -131,7 +129,7 @@ class Recovery:
         """Linux tcp_rack_reo_wnd: none in recovery or past the duplicate threshold until
         reordering is seen, else a quarter of min_rtt per step (DSACKs add steps), at most SRTT."""
         if not self.pieces.reordered and (
-            self.ca_state >= CaState.RECOVERY or self.pieces.sacked_out >= DUPACK_THRESHOLD
+            self.ca_state >= CaState.RECOVERY or self.pieces.sacked_out >= self.pieces.reordering
         ):
             return 0.0
         return min(min_rtt / 4 * self._reo_wnd_steps, srtt)
@@ -189,7 +187,7 @@ class Recovery:
         elif self.ca_state is CaState.RECOVERY and advanced and not sack_ok:
             pieces.mark_head_lost(mss, counters)  # RFC 6582: a partial ACK, the next hole
         if self.ca_state in (CaState.OPEN, CaState.DISORDER):
-            if pieces.lost_out or (not sack_ok and self._reno_sacked + 1 > DUPACK_THRESHOLD):
+            if pieces.lost_out or (not sack_ok and self._reno_sacked + 1 > REORDERING):
                 self.enter_recovery(snd_nxt, sack_ok, mss, counters)
             elif self.sacked_out or pieces.lost_out:
                 self.ca_state = CaState.DISORDER

@@ -69,6 +69,9 @@ def segments(length: int, mss: int) -> int:
     return -(-length // mss) if length > 0 else 0
 
 
+#: Linux tcp_reordering (the initial degree) and tcp_max_reordering.
+REORDERING = 3
+MAX_REORDERING = 300
 #: Piece flags: Linux TCPCB_SACKED_ACKED, TCPCB_LOST, TCPCB_SACKED_RETRANS (a retransmission in
 #: flight), TCPCB_EVER_RETRANS; and the piece's PSH and FIN.
 F_PSH = 1
@@ -114,6 +117,7 @@ class SentPieces:
         "rack_rtt",
         "rack_xmit",
         "reordered",
+        "reordering",
         "retrans_out",
         "sacked_out",
     )
@@ -127,7 +131,8 @@ class SentPieces:
         self.rack_end = 0
         self.rack_rtt = 0.0
         self.rack_advanced = False
-        self.reordered = False  # a SACK or ACK showed reordering (tcp_check_sack_reordering)
+        self.reordered = False  # a SACK or ACK showed reordering (Linux tp->reord_seen)
+        self.reordering = REORDERING  # Linux tp->reordering: its degree, in segments
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -188,6 +193,14 @@ class SentPieces:
         self.lost_out += p.pcount
         return p.pcount
 
+    def _reorder(self, fack: int, low: int, mss: int) -> None:
+        """Linux tcp_check_sack_reordering: ``low`` arrived after data up to ``fack``; the
+        reordering degree grows to that distance in segments (at most tcp_max_reordering)."""
+        self.reordered = True
+        metric = (fack - low) & MASK
+        if metric > self.reordering * mss:
+            self.reordering = min(-(-metric // mss), MAX_REORDERING)
+
     def _delivered(self, p: Piece, now: float, min_rtt: float) -> None:
         """Linux tcp_rack_advance: RACK learns from a newly delivered piece, unless it was
         retransmitted and the sample is below min_rtt (the original was delivered)."""
@@ -237,7 +250,7 @@ class SentPieces:
                 fresh += p.pcount
                 self._delivered(p, now, min_rtt)
                 if not p.flags & F_EVER and self.sacked_out and seq_lt(p.end, self.fack):
-                    self.reordered = True  # delivered late, below what was SACKed
+                    self._reorder(self.fack, p.start, mss)  # late, below what was SACKed
         if not pieces:
             self._pieces = None
         return acked, fresh
@@ -259,15 +272,22 @@ class SentPieces:
                     continue
                 if seq_le(end, p.start):
                     break
+                # Linux tcp_match_skb_to_sack: cut at whole segments, SACK only whole ones
                 if seq_lt(p.start, start):
-                    self._split(i, start, mss)
+                    cut = (p.start + -(-((start - p.start) & MASK) // mss) * mss) & MASK
+                    if seq_lt(cut, p.end):
+                        self._split(i, cut, mss)
                     i += 1
                     continue
                 if seq_lt(end, p.end):
-                    p = self._split(i, end, mss)
+                    cut = (p.start + ((end - p.start) & MASK) // mss * mss) & MASK
+                    if cut == p.start:
+                        i += 1
+                        continue
+                    p = self._split(i, cut, mss)
                 self._remove(p)
                 if not p.flags & F_EVER and seq_lt(p.end, fack):
-                    self.reordered = True  # a hole filled below the highest SACK
+                    self._reorder(fack, p.start, mss)  # a hole filled below the highest SACK
                 p.flags = (p.flags | F_SACKED) & ~(F_LOST | F_RETRANS)
                 self._add(p)
                 newly += p.pcount

@@ -1763,6 +1763,7 @@ class Connection:
             tcpi_lost=pieces.lost_out,
             tcpi_retrans=pieces.retrans_out,
             tcpi_sacked=rec.sacked_out,
+            tcpi_reordering=pieces.reordering,
             tcpi_rtt=int(self.rtt.srtt * 1e6),
             tcpi_rttvar=int(self.rtt.rttvar * 1e6),
             tcpi_snd_ssthresh=min(self.recovery.ssthresh, 0x7FFFFFFF),
