@@ -128,7 +128,7 @@ class Recovery:
     def reo_wnd(self, min_rtt: float, srtt: float) -> float:
         """Linux tcp_rack_reo_wnd: none in recovery or past the duplicate threshold until
         reordering is seen, else a quarter of min_rtt per step (DSACKs add steps), at most SRTT."""
-        if not self.pieces.reordered and (
+        if not self.pieces.reord_seen and (
             self.ca_state >= CaState.RECOVERY or self.pieces.sacked_out >= self.pieces.reordering
         ):
             return 0.0
@@ -174,10 +174,10 @@ class Recovery:
             wait = pieces.rack_mark_lost(now, self.reo_wnd(min_rtt, srtt), counters)[1]
         state = self.ca_state
         if seq_le(self.high_seq, una) and state in (CaState.RECOVERY, CaState.LOSS, CaState.CWR):
-            if state is not CaState.LOSS:
-                self.cwnd = self.ssthresh  # Linux tcp_end_cwnd_reduction
             # Linux tcp_try_undo_recovery: NewReno holds Recovery until above high_seq
             if sack_ok or una != self.high_seq or state is not CaState.RECOVERY:
+                if state is not CaState.LOSS:
+                    self.cwnd = self.ssthresh  # Linux tcp_end_cwnd_reduction
                 self.ca_state = CaState.OPEN
                 self._reno_sacked = 0
                 if self._reo_wnd_persist:

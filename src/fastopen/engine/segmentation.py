@@ -116,7 +116,7 @@ class SentPieces:
         "rack_end",
         "rack_rtt",
         "rack_xmit",
-        "reordered",
+        "reord_seen",
         "reordering",
         "retrans_out",
         "sacked_out",
@@ -131,7 +131,7 @@ class SentPieces:
         self.rack_end = 0
         self.rack_rtt = 0.0
         self.rack_advanced = False
-        self.reordered = False  # a SACK or ACK showed reordering (Linux tp->reord_seen)
+        self.reord_seen = 0  # pieces that came late (Linux tp->reord_seen)
         self.reordering = REORDERING  # Linux tp->reordering: its degree, in segments
 
     # -- bookkeeping -------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class SentPieces:
     def _reorder(self, fack: int, low: int, mss: int) -> None:
         """Linux tcp_check_sack_reordering: ``low`` arrived after data up to ``fack``; the
         reordering degree grows to that distance in segments (at most tcp_max_reordering)."""
-        self.reordered = True
+        self.reord_seen += 1
         metric = (fack - low) & MASK
         if metric > self.reordering * mss:
             self.reordering = min(-(-metric // mss), MAX_REORDERING)

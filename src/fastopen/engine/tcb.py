@@ -1313,6 +1313,7 @@ class Connection:
         acknowledges, then the congestion state (RACK, recovery, PRR), then the timers."""
         rec = self.recovery
         delivered = 0
+        reord_seen = rec.pieces.reord_seen
         if self.sack_ok and seg.sack_blocks and rec.packets_out:
             delivered = self._sacktag(seg.sack_blocks, ack, now)
         prior_una = self.snd_una
@@ -1320,7 +1321,9 @@ class Connection:
         if ack != prior_una:
             acked, fresh = self._process_ack(ack, now, ts)
             delivered += fresh
-        elif not dupack and not delivered and rec.ca_state is CaState.OPEN:
+        if rec.pieces.reord_seen != reord_seen:
+            self.ctx.counters["TCPSACKReorder"] += 1  # Linux tcp_check_sack_reordering
+        if ack == prior_una and not dupack and not delivered and rec.ca_state is CaState.OPEN:
             return  # nothing for loss recovery (Linux: not tcp_ack_is_dubious)
         rtt = self.rtt
         wait = rec.on_ack(
@@ -1366,11 +1369,7 @@ class Connection:
                 clipped.append((start, end))
         if not clipped:
             return 0
-        before = rec.pieces.reordered
-        newly = rec.pieces.sack(clipped, self.snd_mss, now, self.rtt.min_rtt)
-        if rec.pieces.reordered and not before:
-            self.ctx.counters["TCPSACKReorder"] += 1
-        return newly
+        return rec.pieces.sack(clipped, self.snd_mss, now, self.rtt.min_rtt)
 
     def _retransmit_head(self, now: float) -> None:
         """The timeout's retransmission (Linux tcp_retransmit_skb of the queue's head, one
