@@ -227,20 +227,59 @@ def test_duplicate_acks_count_whatever_their_window_unless_it_grows() -> None:
 
 
 def test_timeout_marks_everything_lost_and_resends_by_slow_start_skipping_sacked() -> None:
-    """Linux tcp_enter_loss: after the RTO every segment not SACKed is lost and goes again as
-    the window opens from one (TCPSlowStartRetrans); SACKed ones never go again."""
+    """Linux tcp_enter_loss: a timeout in recovery (TCPSackRecoveryFail) marks every segment
+    not SACKed lost; they go again as the window opens from one (TCPSlowStartRetrans),
+    SACKed ones never."""
     h, sock = established()
     sent(h, sock, 6, 0.2)
+    ack(h, DATA, 0.3, (3, 4), (5, 6))
+    h.handle_timer(h.get_timer() or 0.0)  # RACK's reordering timer: recovery
+    assert sock.tcp_info().tcpi_ca_state == 3
+    out(h)
     while not h.counters["TCPTimeouts"]:
         h.handle_timer(h.get_timer() or 0.0)
-    assert seqs(out(h))[-1] == 0  # after the probe, the head at the timeout
+    assert seqs(out(h)) == [0]
     info = sock.tcp_info()
-    assert (info.tcpi_ca_state, info.tcpi_snd_cwnd, info.tcpi_lost) == (4, 1, 6)
+    assert (info.tcpi_ca_state, info.tcpi_snd_cwnd, info.tcpi_lost) == (4, 1, 4)
+    assert h.counters["TCPSackRecoveryFail"] == 1
     ack(h, at(1), 2.0, (3, 4), (5, 6))
     assert seqs(out(h)) == [1, 2]  # slow start: two; 3 and 5 are SACKed
     ack(h, at(3), 2.1, (3, 4), (5, 6))
     assert seqs(out(h)) == [4]
     assert h.counters["TCPSlowStartRetrans"] == 3
+
+
+def test_frto_undoes_a_spurious_timeout() -> None:
+    """F-RTO (RFC 5682, tcp_frto=2): after the timeout's retransmission is acknowledged, new
+    data goes instead of more retransmissions; an ACK then for data never retransmitted shows
+    the timeout was spurious: the window comes back (TCPSpuriousRTOs, TCPLossUndo)."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    assert seqs(sent(h, sock, 3, 0.2)) == []  # the congestion window is full
+    while not h.counters["TCPTimeouts"]:  # the ACKs are only late: a probe, then the RTO
+        h.handle_timer(h.get_timer() or 0.0)
+    assert seqs(out(h)) == [10, 0]  # the probe is new data (the peer's window allows it)
+    ack(h, at(1), 1.0)
+    assert seqs(out(h)) == [11, 12]  # step 2b: new data, not segment 1 again
+    ack(h, at(2), 1.01)
+    info = sock.tcp_info()
+    assert (info.tcpi_ca_state, info.tcpi_lost) == (0, 0) and info.tcpi_snd_cwnd >= 10
+    assert h.counters["TCPSpuriousRTOs"] == 1 and h.counters["TCPLossUndo"] == 1
+    ack(h, at(13), 1.02)
+    assert h.counters["TcpRetransSegs"] == 1  # the timeout's, nothing more
+
+
+def test_dsack_of_every_retransmission_undoes_recovery() -> None:
+    """RFC 3708 (Linux tcp_try_undo_dsack): the one retransmission of a recovery D-SACKed,
+    it was reordering: the window reduction is undone (TCPDSACKUndo)."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, DATA, 0.3, (1, 4))
+    assert seqs(out(h)) == [0] and sock.tcp_info().tcpi_ca_state == 3
+    ack(h, at(4), 0.31)  # segment 0 came (late, the original)
+    ack(h, at(4), 0.4, (0, 1))  # and its retransmission: a D-SACK
+    assert h.counters["TCPDSACKUndo"] == 1
+    assert sock.tcp_info().tcpi_snd_cwnd >= 10
 
 
 def test_dsack_is_counted_and_widens_the_reordering_window() -> None:

@@ -6,7 +6,10 @@ scoreboard (:class:`~fastopen.engine.segmentation.SentPieces`), delivery account
 Loss), RACK-TLP as Linux's default (``tcp_recovery=1``, RFC 8985: loss by time, the reordering
 timer, tail loss probes), NewReno without SACK (RFC 6582: a partial ACK retransmits the next
 hole, duplicate ACKs counted as ``tcp_add_reno_sack``), Proportional Rate Reduction in recovery
-(RFC 6937, ``tcp_cwnd_reduction``) and a timeout's ``tcp_enter_loss``. The window's growth and
+(RFC 6937, ``tcp_cwnd_reduction``), a timeout's ``tcp_enter_loss`` with F-RTO (RFC 5682,
+``tcp_frto=2``), and undoing a reduction that was not needed (``tcp_try_undo_*``: every
+retransmission D-SACKed, RFC 3708, or an ACK echoing a timestamp from before the first
+retransmission, RFC 3522; ``undo_marker``, ``undo_retrans``). The window's growth and
 the ssthresh after a loss are :meth:`Recovery._grow` and :meth:`Recovery._loss_ssthresh`.
 """
 
@@ -55,6 +58,7 @@ class Recovery:
     __slots__ = (
         "_cwnd_cnt",
         "_prior_cwnd",
+        "_prior_ssthresh",
         "_prr_delivered",
         "_reno_sacked",
         "_reo_wnd_persist",
@@ -62,12 +66,17 @@ class Recovery:
         "ca_state",
         "cwnd",
         "delivered",
+        "frto",
         "high_seq",
         "pieces",
         "prr_out",
+        "rexmit_new",
         "ssthresh",
         "timer",
         "tlp_high_seq",
+        "undo_marker",
+        "undo_retrans",
+        "undo_tsval",
     )
 
     def __init__(self) -> None:
@@ -86,6 +95,13 @@ class Recovery:
         self._reo_wnd_persist = 0
         self.tlp_high_seq: int | None = None  # SND.NXT after a loss probe, until it is answered
         self.timer = Timer.RTO
+        # undo (Linux undo_marker, undo_retrans, retrans_stamp as a TSval, prior_ssthresh)
+        self.undo_marker: int | None = None
+        self.undo_retrans = 0
+        self.undo_tsval: int | None = None
+        self._prior_ssthresh = 0
+        self.frto = False  # F-RTO after this timeout (Linux tp->frto)
+        self.rexmit_new = False  # F-RTO step 2b: new data before retransmissions (REXMIT_NEW)
 
     # -- counts ------------------------------------------------------------------------------------
 
@@ -134,10 +150,13 @@ class Recovery:
             return 0.0
         return min(min_rtt / 4 * self._reo_wnd_steps, srtt)
 
-    def on_dsack(self, counters: Counter[str]) -> None:
-        """A D-SACK (RFC 2883) came: TCPDSACKRecv, and RACK's reordering window grows
-        (Linux tcp_rack_update_reo_wnd)."""
+    def on_dsack(self, segments: int, counters: Counter[str]) -> None:
+        """A D-SACK (RFC 2883) for ``segments`` came: TCPDSACKRecv, a retransmission that was
+        not needed (Linux tcp_check_dsack), and RACK's reordering window grows
+        (tcp_rack_update_reo_wnd)."""
         counters["TCPDSACKRecv"] += 1
+        if self.undo_marker is not None and self.undo_retrans > 0:
+            self.undo_retrans = max(self.undo_retrans - segments, 0)
         if self._reo_wnd_steps < REO_WND_STEPS_MAX:
             self._reo_wnd_steps += 1
         self._reo_wnd_persist = REO_WND_PERSIST
@@ -155,12 +174,14 @@ class Recovery:
         now: float,
         min_rtt: float,
         srtt: float,
+        tsecr: int,
         counters: Counter[str],
     ) -> float:
         """One ACK: ``acked`` segments cumulatively acknowledged, ``delivered`` newly
         delivered (SACKed or acked, not SACKed before), ``dupack`` as Linux's tcp_ack judges it.
-        Moves the congestion state and sets the window; returns seconds until RACK's
-        reordering window ends for a piece not yet lost (0: no timer)."""
+        ``tsecr`` is its timestamp echo (0: none). Moves the congestion state and sets the
+        window; returns seconds until RACK's reordering window ends for a piece not yet lost
+        (0: no timer)."""
         advanced = una != prior_una
         if not sack_ok:
             delivered = self._reno_delivery(acked, dupack)
@@ -172,23 +193,37 @@ class Recovery:
         wait = 0.0
         if sack_ok and pieces.rack_advanced:
             wait = pieces.rack_mark_lost(now, self.reo_wnd(min_rtt, srtt), counters)[1]
+        if self.ca_state is CaState.LOSS:
+            self._process_loss(snd_nxt, advanced, dupack, delivered, tsecr, counters)
         state = self.ca_state
         if seq_le(self.high_seq, una) and state in (CaState.RECOVERY, CaState.LOSS, CaState.CWR):
             # Linux tcp_try_undo_recovery: NewReno holds Recovery until above high_seq
             if sack_ok or una != self.high_seq or state is not CaState.RECOVERY:
-                if state is not CaState.LOSS:
+                if self._may_undo(tsecr):
+                    self._undo(state is CaState.LOSS)
+                    counters["TCPLossUndo" if state is CaState.LOSS else "TCPFullUndo"] += 1
+                elif state is CaState.CWR or (
+                    state is CaState.RECOVERY and self.undo_marker is not None
+                ):
                     self.cwnd = self.ssthresh  # Linux tcp_end_cwnd_reduction
                 self.ca_state = CaState.OPEN
+                self.frto = False
                 self._reno_sacked = 0
                 if self._reo_wnd_persist:
                     self._reo_wnd_persist -= 1
                 elif self._reo_wnd_steps > 1:
                     self._reo_wnd_steps = 1
-        elif self.ca_state is CaState.RECOVERY and advanced and not sack_ok:
-            pieces.mark_head_lost(mss, counters)  # RFC 6582: a partial ACK, the next hole
+        elif self.ca_state is CaState.RECOVERY:
+            if advanced and not sack_ok:
+                pieces.mark_head_lost(mss, counters)  # RFC 6582: a partial ACK, the next hole
+            if self.undo_marker is not None and not self.undo_retrans:
+                self._undo(False)  # Linux tcp_try_undo_dsack: every retransmission D-SACKed
+                counters["TCPDSACKUndo"] += 1
+                self.ca_state = CaState.DISORDER if self.sacked_out else CaState.OPEN
+                self.high_seq = snd_nxt
         if self.ca_state in (CaState.OPEN, CaState.DISORDER):
             if pieces.lost_out or (not sack_ok and self._reno_sacked + 1 > REORDERING):
-                self.enter_recovery(snd_nxt, sack_ok, mss, counters)
+                self.enter_recovery(prior_una, snd_nxt, sack_ok, mss, counters)
             elif self.sacked_out or pieces.lost_out:
                 self.ca_state = CaState.DISORDER
             else:
@@ -199,6 +234,73 @@ class Recovery:
         elif advanced and self.ca_state is not CaState.CWR:
             self._grow(acked, now)
         return wait
+
+    def _process_loss(
+        self,
+        snd_nxt: int,
+        advanced: bool,
+        dupack: bool,
+        delivered: int,
+        tsecr: int,
+        counters: Counter[str],
+    ) -> None:
+        """Linux tcp_process_loss: undo a timeout shown spurious (the timestamps, or F-RTO:
+        data never retransmitted was delivered); F-RTO's step 2b sends new data on the first
+        ACK, and a SACK or duplicate ACK after that shows the loss was real (RFC 5682)."""
+        if self.frto and self.pieces.orig_delivered:
+            counters["TCPSpuriousRTOs"] += 1
+        elif not (advanced and self._may_undo(tsecr)):
+            if self.frto:
+                if seq_lt(self.high_seq, snd_nxt):
+                    if (delivered and not advanced) or dupack:
+                        self.frto = False  # step 3a: the loss was real
+                elif advanced:
+                    self.high_seq = snd_nxt
+                    self.rexmit_new = True  # step 2b
+            return
+        self._undo(True)
+        counters["TCPLossUndo"] += 1
+        self.ca_state = CaState.OPEN
+        self.frto = False
+
+    def _may_undo(self, tsecr: int) -> bool:
+        """Linux tcp_may_undo: a reduction to undo, every retransmission D-SACKed or the ACK
+        echoing a timestamp from before the first one (tcp_packet_delayed)."""
+        if self.undo_marker is None:
+            return False
+        if not self.undo_retrans:
+            return True
+        return bool(tsecr) and self.undo_tsval is not None and seq_lt(tsecr, self.undo_tsval)
+
+    def _undo(self, unmark_loss: bool) -> None:
+        """Linux tcp_undo_cwnd_reduction: the window and ssthresh as before (Reno's undo_cwnd:
+        at least the window before), the losses unmarked after a timeout."""
+        if unmark_loss:
+            self.pieces.unmark_lost()
+        self.cwnd = max(self.cwnd, self._prior_cwnd)
+        if self._prior_ssthresh > self.ssthresh:
+            self.ssthresh = self._prior_ssthresh
+        self.undo_marker = None
+
+    def _init_undo(self, una: int) -> None:
+        """Linux tcp_init_undo: what a later undo restores from, and the retransmissions to
+        see D-SACKed (none yet: -1 until the first)."""
+        self.undo_marker = una
+        self.undo_retrans = self.pieces.retrans_out or -1
+        self.undo_tsval = None
+        cwnd = self.cwnd
+        self._prior_ssthresh = max(self.ssthresh, (cwnd >> 1) + (cwnd >> 2))
+        self._prior_cwnd = cwnd
+
+    def retransmitted(self, segments: int, tsval: int) -> None:
+        """Linux tcp_retransmit_skb: one more retransmission to undo (undo_retrans), the first
+        one's time (retrans_stamp, as the TSval it carried); PRR counts what recovery sent."""
+        if self.undo_marker is not None:
+            self.undo_retrans = max(self.undo_retrans, 0) + segments
+            if self.undo_tsval is None:
+                self.undo_tsval = tsval
+        if self.ca_state is CaState.RECOVERY:
+            self.prr_out += segments
 
     def _reno_delivery(self, acked: int, dupack: bool) -> int:
         """Without SACK: a duplicate ACK is one segment delivered (tcp_add_reno_sack); a
@@ -228,10 +330,13 @@ class Recovery:
         elif dupack and not advanced:
             self.tlp_high_seq = None
 
-    def enter_recovery(self, snd_nxt: int, sack_ok: bool, mss: int, counters: Counter[str]) -> None:
+    def enter_recovery(
+        self, una: int, snd_nxt: int, sack_ok: bool, mss: int, counters: Counter[str]
+    ) -> None:
         """Linux tcp_enter_recovery with tcp_init_cwnd_reduction: fast recovery to SND.NXT, the
         window to come down to ssthresh by PRR; without SACK the head is lost."""
         counters["TCPSackRecovery" if sack_ok else "TCPRenoRecovery"] += 1
+        self._init_undo(una)
         self.high_seq = snd_nxt
         self.tlp_high_seq = None
         self._prior_cwnd = self.cwnd
@@ -262,7 +367,7 @@ class Recovery:
         self.cwnd = max(in_flight + sndcnt, 1)
 
     def reo_timeout(
-        self, snd_nxt: int, now: float, reo_wnd: float, counters: Counter[str]
+        self, una: int, snd_nxt: int, now: float, reo_wnd: float, counters: Counter[str]
     ) -> float:
         """Linux tcp_rack_reo_timeout: the reordering window ended; what is lost now starts
         recovery (with one segment's worth of PRR). Returns the next wait (0: none)."""
@@ -270,7 +375,7 @@ class Recovery:
         before = self.in_flight()
         wait = pieces.rack_mark_lost(now, reo_wnd, counters)[1]
         if self.in_flight() != before and self.ca_state is not CaState.RECOVERY:
-            self.enter_recovery(snd_nxt, True, 0, counters)
+            self.enter_recovery(una, snd_nxt, True, 0, counters)
             self._cwnd_reduction(1, 0, False)
         return wait
 
@@ -291,7 +396,11 @@ class Recovery:
             or seq_le(self.high_seq, una)
             or (state is CaState.LOSS and first)
         ):
+            self._init_undo(una)
             self.ssthresh = self._loss_ssthresh()
+        # F-RTO (tcp_frto=2) after a timeout out of recovery, or a repeated one
+        self.frto = state < CaState.RECOVERY or not first
+        self.rexmit_new = False
         self.pieces.mark_all_lost(counters)
         self._reno_sacked = 0
         self.cwnd = self.in_flight() + 1

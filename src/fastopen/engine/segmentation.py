@@ -111,6 +111,7 @@ class SentPieces:
         "_pieces",
         "fack",
         "lost_out",
+        "orig_delivered",
         "packets_out",
         "rack_advanced",
         "rack_end",
@@ -131,6 +132,7 @@ class SentPieces:
         self.rack_end = 0
         self.rack_rtt = 0.0
         self.rack_advanced = False
+        self.orig_delivered = False  # Linux FLAG_ORIG_SACK_ACKED: never-retransmitted data came
         self.reord_seen = 0  # pieces that came late (Linux tp->reord_seen)
         self.reordering = REORDERING  # Linux tp->reordering: its degree, in segments
 
@@ -204,6 +206,8 @@ class SentPieces:
     def _delivered(self, p: Piece, now: float, min_rtt: float) -> None:
         """Linux tcp_rack_advance: RACK learns from a newly delivered piece, unless it was
         retransmitted and the sample is below min_rtt (the original was delivered)."""
+        if not p.flags & F_EVER:
+            self.orig_delivered = True
         rtt = now - p.xmit
         if p.flags & F_EVER and rtt < min_rtt:
             return
@@ -324,6 +328,13 @@ class SentPieces:
         for p in self._pieces or ():
             if not p.flags & F_SACKED:
                 self._mark_lost(p, counters)
+
+    def unmark_lost(self) -> None:
+        """Linux tcp_undo_cwnd_reduction(unmark_loss): the losses were not (a spurious RTO)."""
+        for p in self._pieces or ():
+            if p.flags & F_LOST:
+                p.flags &= ~F_LOST
+                self.lost_out -= p.pcount
 
     def mark_head_lost(self, mss: int, counters: Counter[str]) -> None:
         """Linux tcp_newreno_mark_lost: the first MSS of the head is lost."""

@@ -484,12 +484,14 @@ class Connection:
             return
         if st is S.SYN_RECEIVED and not self.tfo_child:
             return
-        if self.recovery.pieces.lost_out:
+        rec = self.recovery
+        frto_new = rec.rexmit_new  # F-RTO (RFC 5682 step 2b): new data first, if it may go
+        rec.rexmit_new = False
+        if rec.pieces.lost_out and not frto_new:
             self._xmit_retransmit_queue(now)
         mss = self.snd_mss
         buf = self.snd_buf
         end_data = (self.snd_buf_seq + len(buf)) & MASK
-        rec = self.recovery
         # what counts is data: a TFO child's SYN-ACK is not in its queue (Linux snd_una ISN + 1)
         una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
         wnd_edge = (una + self.snd_wnd) & MASK  # Linux tcp_snd_wnd_test (cwnd: tcp_cwnd_test)
@@ -537,6 +539,9 @@ class Connection:
             ):
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
+        if frto_new and self.snd_max == rec.high_seq:  # nothing new could go: F-RTO ends
+            rec.frto = False
+            self._xmit_retransmit_queue(now)
 
     def _xmit_retransmit_queue(self, now: float) -> None:
         """Linux tcp_xmit_retransmit_queue: every lost piece not yet retransmitted goes again,
@@ -586,8 +591,8 @@ class Connection:
         self.rtt.forget_timed()
         self.total_retrans += count
         self.ctx.counters["TcpRetransSegs"] += count
-        if self.recovery.ca_state is CaState.RECOVERY:
-            self.recovery.prr_out += count
+        tsval = (int(now * 1000) + self.tsoffset) & MASK if self.ts_ok else 0
+        self.recovery.retransmitted(count, tsval)
         self._emit_segments(start, flags, data, now)
         if self._rto_at is None:
             self._set_rto(now)
@@ -1314,6 +1319,7 @@ class Connection:
         rec = self.recovery
         delivered = 0
         reord_seen = rec.pieces.reord_seen
+        rec.pieces.orig_delivered = False
         if self.sack_ok and seg.sack_blocks and rec.packets_out:
             delivered = self._sacktag(seg.sack_blocks, ack, now)
         prior_una = self.snd_una
@@ -1338,6 +1344,7 @@ class Connection:
             now,
             rtt.min_rtt,
             rtt.srtt,
+            ts.tsecr if ts is not None else 0,
             self.ctx.counters,
         )
         if self.snd_una == self.snd_max:
@@ -1357,7 +1364,7 @@ class Connection:
         if seq_lt(first[0], ack) or (
             len(blocks) > 1 and seq_le(blocks[1][0], first[0]) and seq_le(first[1], blocks[1][1])
         ):
-            rec.on_dsack(self.ctx.counters)
+            rec.on_dsack(segments((first[1] - first[0]) & MASK, self.snd_mss), self.ctx.counters)
         una, top = self.snd_una, self.snd_max
         clipped = []
         for start, end in blocks:
@@ -1383,7 +1390,7 @@ class Connection:
         rec = self.recovery
         rtt = self.rtt
         wait = rec.reo_timeout(
-            self.snd_max, now, rec.reo_wnd(rtt.min_rtt, rtt.srtt), self.ctx.counters
+            self.snd_una, self.snd_max, now, rec.reo_wnd(rtt.min_rtt, rtt.srtt), self.ctx.counters
         )
         self.output(now)
         if wait:
