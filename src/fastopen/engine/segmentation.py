@@ -113,6 +113,7 @@ class SentPieces:
         "lost_out",
         "orig_delivered",
         "packets_out",
+        "prior_fack",
         "rack_advanced",
         "rack_end",
         "rack_rtt",
@@ -127,6 +128,7 @@ class SentPieces:
         self._pieces: deque[Piece] | None = None
         self.packets_out = self.sacked_out = self.lost_out = self.retrans_out = 0
         self.fack = 0  # Linux tcp_highest_sack_seq: the highest end SACKed (with sacked_out)
+        self.prior_fack: int | None = None  # the highest SACKed before this ACK (tcp_ack)
         # RACK (Linux tp->rack): the newest delivered transmission, its RTT, news since
         self.rack_xmit = 0.0
         self.rack_end = 0
@@ -218,6 +220,11 @@ class SentPieces:
 
     # -- events ------------------------------------------------------------------------------------
 
+    def begin_ack(self) -> None:
+        """An ACK arrives: what it shows is judged against the scoreboard before it."""
+        self.prior_fack = self.fack if self.sacked_out else None
+        self.orig_delivered = False
+
     def sent(self, start: int, end: int, fin: bool, mss: int, now: float) -> None:
         """New data ``[start, end)`` (its FIN included) left as one piece, with PSH."""
         if self._pieces is None:
@@ -253,8 +260,9 @@ class SentPieces:
             if not p.flags & F_SACKED:
                 fresh += p.pcount
                 self._delivered(p, now, min_rtt)
-                if not p.flags & F_EVER and self.sacked_out and seq_lt(p.end, self.fack):
-                    self._reorder(self.fack, p.start, mss)  # late, below what was SACKed
+                fack = self.prior_fack
+                if not p.flags & F_EVER and fack is not None and seq_lt(p.end, fack):
+                    self._reorder(fack, p.start, mss)  # late, below what was SACKed before
         if not pieces:
             self._pieces = None
         return acked, fresh

@@ -1319,7 +1319,7 @@ class Connection:
         rec = self.recovery
         delivered = 0
         reord_seen = rec.pieces.reord_seen
-        rec.pieces.orig_delivered = False
+        rec.pieces.begin_ack()
         if self.sack_ok and seg.sack_blocks and rec.packets_out:
             delivered = self._sacktag(seg.sack_blocks, ack, now)
         prior_una = self.snd_una
