@@ -6,6 +6,7 @@ lossy in-memory link."""
 from __future__ import annotations
 
 import errno
+from collections import Counter
 
 from engine_support import (
     CLIENT,
@@ -24,6 +25,7 @@ from engine_support import (
 
 from fastopen.engine import EngineError, EngineSocket, Host
 from fastopen.engine.link import Link
+from fastopen.engine.segmentation import SentPieces
 from fastopen.wire import Mss, Sack, SackPermitted, TcpSegment
 
 MSS = 1000
@@ -145,6 +147,36 @@ def test_a_lost_retransmission_is_found_by_time_and_sent_again() -> None:
     ack(h, DATA, 0.45, (1, 11))  # segment 10, sent after the retransmission, came
     assert 0 in seqs(out(h))
     assert h.counters["TCPLostRetransmit"] == 1
+
+
+def test_rack_orders_the_transmissions_of_one_instant_as_they_left() -> None:
+    """New data then a retransmission in the same instant: the new data SACKed does not make
+    the retransmission lost (it left after; Linux's end-sequence estimate would say before)."""
+    board, counters = SentPieces(), Counter[str]()
+    board.sent(0, 1000, False, MSS, 0.0)
+    board.sent(1000, 2000, False, MSS, 0.0)
+    board.mark_all_lost(counters)
+    board.sent(2000, 3000, False, MSS, 1.0)
+    board.retransmitted(0, 1000, MSS, 1.0)
+    assert board.sack([(2000, 3000)], MSS, 1.1, 0.1) == 1
+    board.rack_mark_lost(1.1, 0.0, counters)
+    assert (board.retrans_out, board.lost_out, counters["TCPLostRetransmit"]) == (1, 2, 0)
+
+
+def test_the_receiver_reports_the_newest_block_first() -> None:
+    """RFC 2018 (Linux tcp_sack_new_ofo_skb): the first SACK block holds the segment that
+    arrived last, so a sender learns of it even when more blocks exist than fit."""
+    h, _ = established()
+    base = PEER_ISN + 1
+    for start in (1000, 3000, 5000, 7000, 2000):
+        h.receive_segment(SERVER, CLIENT, seg(A, base + start, DATA, b"x" * 500), 0.3)
+    blocks = next(o for o in out(h)[-1].options if isinstance(o, Sack)).blocks
+    assert blocks[0] == (base + 2000, base + 2500)
+    assert blocks[1:] == (
+        (base + 1000, base + 1500),
+        (base + 3000, base + 3500),
+        (base + 5000, base + 5500),
+    )
 
 
 # -- tail loss probe -------------------------------------------------------------------------------

@@ -82,19 +82,25 @@ F_EVER = 16
 F_FIN = 32
 
 
-def sent_after(t1: float, end1: int, t2: float, end2: int) -> bool:
-    """Linux tcp_skb_sent_after: the piece (t1, end1) left after (t2, end2)."""
-    return t1 > t2 or (t1 == t2 and seq_lt(end2, end1))
+def sent_after(a: Piece, t2: float, order2: int, end2: int) -> bool:
+    """Linux tcp_skb_sent_after: piece ``a`` left after the transmission (t2, order2, end2);
+    in one instant, by the transmissions' order, then (the segments of one) by sequence (Linux
+    only estimates the order by end sequence)."""
+    t1, order1 = a.xmit, a.order
+    return t1 > t2 or (t1 == t2 and (order1 > order2 or (order1 == order2 and seq_lt(end2, a.end))))
 
 
 class Piece:
     """One piece of the retransmission queue (a Linux skb): ``[start, end)``, its segments, its
-    flags and when it last left."""
+    flags, when it last left and that transmission's number (the order in one instant)."""
 
-    __slots__ = ("end", "flags", "pcount", "start", "xmit")
+    __slots__ = ("end", "flags", "order", "pcount", "start", "xmit")
 
-    def __init__(self, start: int, end: int, pcount: int, flags: int, xmit: float) -> None:
-        self.start, self.end, self.pcount, self.flags, self.xmit = start, end, pcount, flags, xmit
+    def __init__(
+        self, start: int, end: int, pcount: int, flags: int, xmit: float, order: int
+    ) -> None:
+        self.start, self.end, self.pcount, self.flags = start, end, pcount, flags
+        self.xmit, self.order = xmit, order
 
     def data_len(self) -> int:
         """Bytes of data (the FIN takes a sequence number, not a byte)."""
@@ -116,12 +122,14 @@ class SentPieces:
         "prior_fack",
         "rack_advanced",
         "rack_end",
+        "rack_order",
         "rack_rtt",
         "rack_xmit",
         "reord_seen",
         "reordering",
         "retrans_out",
         "sacked_out",
+        "sends",
     )
 
     def __init__(self) -> None:
@@ -131,7 +139,9 @@ class SentPieces:
         self.prior_fack: int | None = None  # the highest SACKed before this ACK (tcp_ack)
         # RACK (Linux tp->rack): the newest delivered transmission, its RTT, news since
         self.rack_xmit = 0.0
+        self.rack_order = 0
         self.rack_end = 0
+        self.sends = 0  # transmissions numbered, for RACK's order within one instant
         self.rack_rtt = 0.0
         self.rack_advanced = False
         self.orig_delivered = False  # Linux FLAG_ORIG_SACK_ACKED: never-retransmitted data came
@@ -171,7 +181,7 @@ class SentPieces:
         assert pieces is not None
         p = pieces[i]
         self._remove(p)
-        tail = Piece(at, p.end, 0, p.flags, p.xmit)
+        tail = Piece(at, p.end, 0, p.flags, p.xmit, p.order)
         p.end = at
         p.flags &= ~(F_PSH | F_FIN)
         p.pcount = self._count(p, mss)
@@ -215,8 +225,8 @@ class SentPieces:
             return
         self.rack_advanced = True
         self.rack_rtt = rtt
-        if sent_after(p.xmit, p.end, self.rack_xmit, self.rack_end):
-            self.rack_xmit, self.rack_end = p.xmit, p.end
+        if sent_after(p, self.rack_xmit, self.rack_order, self.rack_end):
+            self.rack_xmit, self.rack_order, self.rack_end = p.xmit, p.order, p.end
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -229,7 +239,8 @@ class SentPieces:
         """New data ``[start, end)`` (its FIN included) left as one piece, with PSH."""
         if self._pieces is None:
             self._pieces = deque()
-        p = Piece(start, end, 0, F_PSH | (F_FIN if fin else 0), now)
+        self.sends += 1
+        p = Piece(start, end, 0, F_PSH | (F_FIN if fin else 0), now, self.sends)
         p.pcount = self._count(p, mss)
         self._pieces.append(p)
         self.packets_out += p.pcount
@@ -322,7 +333,9 @@ class SentPieces:
             f = p.flags
             if f & F_SACKED or (f & F_LOST and not f & F_RETRANS):
                 continue
-            if not sent_after(self.rack_xmit, self.rack_end, p.xmit, p.end):
+            if sent_after(p, self.rack_xmit, self.rack_order, self.rack_end) or (
+                p.xmit == self.rack_xmit and p.order == self.rack_order and p.end == self.rack_end
+            ):
                 continue
             remaining = p.xmit + self.rack_rtt + reo_wnd - now
             if remaining <= 1e-9:
@@ -398,6 +411,8 @@ class SentPieces:
             self._remove(p)
             p.flags |= F_RETRANS | F_EVER
             p.xmit = now
+            self.sends += 1
+            p.order = self.sends
             p.pcount = self._count(p, mss)
             self._add(p)
             return p
