@@ -45,6 +45,7 @@ from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.icmp import IcmpError
+from fastopen.engine.recovery import CaState
 from fastopen.engine.socket import AF_UNSPEC_ADDRESS
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
@@ -168,7 +169,8 @@ SYMBOLS: dict[str, int] = {
         if name[:1] == "E" and name.isupper()
     },
 }
-#: Names a ``%{ }%`` block sees besides the tcpi_* fields: TCPI_OPT_* and Linux's TCP_* states.
+#: Names a ``%{ }%`` block sees besides the tcpi_* fields: TCPI_OPT_*, Linux's TCP_* states and
+#: its TCP_CA_* congestion states.
 PYTHON_CONSTANTS = {name: getattr(K, name) for name in dir(K) if name.startswith("TCPI_OPT_")}
 PYTHON_CONSTANTS.update(
     {
@@ -187,6 +189,9 @@ PYTHON_CONSTANTS.update(
             ("CLOSING", TcpState.CLOSING),
         )
     }
+)
+PYTHON_CONSTANTS.update(
+    {"TCP_CA_" + (s.name if s is CaState.CWR else s.name.title()): int(s) for s in CaState}
 )
 
 
