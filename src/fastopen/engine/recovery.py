@@ -2,15 +2,17 @@
 
 Kept apart from the TCB as aioquic's ``recovery.py`` keeps it: the segments in flight (counted,
 never derived by dividing by a segment size), delivery accounting (``tcpi_delivered``), duplicate
-ACKs and fast retransmit, the congestion window (NewReno: slow start, congestion avoidance, a
-window of one after a timeout). Congestion control, SACK scoreboard and RACK grow here.
+ACKs and fast retransmit, the congestion window (a window of one after a timeout). How the window
+grows and how far a loss cuts it is the congestion control's (:mod:`.cc`): ``_grow`` and
+``_loss_ssthresh`` are the two places that ask it. SACK scoreboard and RACK grow here.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-from fastopen.engine.seq import HALF, MASK
+from fastopen.engine.cc import CaState, CongestionControl, in_slow_start
+from fastopen.engine.seq import HALF, MASK, seq_le
 
 #: Linux TCP_INIT_CWND (segments).
 INIT_CWND = 10
@@ -22,19 +24,31 @@ class Recovery:
     """Segments in flight, delivery, duplicate ACKs and the congestion window."""
 
     __slots__ = (
-        "_cwnd_cnt",
+        "_cwnd_limited",
+        "_cwnd_usage_seq",
+        "_max_packets_out",
         "_reno_sacked",
         "_sent_ends",
+        "cc",
         "cwnd",
+        "cwnd_cnt",
         "delivered",
         "dupacks",
+        "prior_cwnd",
         "ssthresh",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, cc: CongestionControl) -> None:
+        self.cc = cc
         self.cwnd = INIT_CWND
         self.ssthresh = 0x7FFFFFFF
-        self._cwnd_cnt = 0
+        self.cwnd_cnt = 0  # Linux snd_cwnd_cnt: segments delivered toward the next increase
+        self.prior_cwnd = 0  # the window before the last reduction (what an undo restores)
+        # Linux tcp_cwnd_validate: whether the window was the limit in the current window of
+        # data (until SND.UNA reaches cwnd_usage_seq), else the most segments that were out
+        self._cwnd_limited = False
+        self._max_packets_out = 0
+        self._cwnd_usage_seq = 0
         self.dupacks = 0
         self.delivered = 0  # Linux tp->delivered: segments acknowledged (SYN and FIN count)
         self._sent_ends: deque[int] = deque()  # end of each segment sent once, oldest first
@@ -49,19 +63,44 @@ class Recovery:
         """A new segment (not a retransmission) ending at ``end`` left."""
         self._sent_ends.append(end)
 
-    def on_ack(self, ack: int, sack_ok: bool) -> None:
+    def on_ack(self, ack: int, sack_ok: bool, now: float) -> None:
         """``ack`` acknowledged new data: delivery, the congestion window, no duplicates."""
         ends = self._sent_ends
+        delivered = self.delivered
         if ends and ((ack - ends[0]) & MASK) < HALF:  # the oldest segment sent is acked
             self._count_delivered(ack, sack_ok)
         self.dupacks = 0
-        if self.cwnd < self.ssthresh:
-            self.cwnd += 1  # slow start
-        else:  # congestion avoidance: one segment per window of ACKs (RFC 5681)
-            self._cwnd_cnt += 1
-            if self._cwnd_cnt >= self.cwnd:
-                self._cwnd_cnt = 0
-                self.cwnd += 1
+        self._grow(self.delivered - delivered, now)
+
+    def cwnd_validate(self, limited: bool, snd_una: int, snd_nxt: int) -> None:
+        """Linux tcp_cwnd_validate after a transmission: ``limited`` when the window stopped
+        it (or what is in flight fills it)."""
+        limited = limited or self.packets_out >= self.cwnd
+        if (
+            seq_le(self._cwnd_usage_seq, snd_una)
+            or limited
+            or (not self._cwnd_limited and self.packets_out > self._max_packets_out)
+        ):
+            self._cwnd_limited = limited
+            self._max_packets_out = self.packets_out
+            self._cwnd_usage_seq = snd_nxt
+
+    def _grow(self, acked_segments: int, now: float) -> None:
+        """Linux tcp_cong_avoid: the congestion control grows the window by the segments an
+        ACK delivered (RFC 3465), only when the window is the limit (tcp_is_cwnd_limited; in
+        slow start, also while it is below twice the most segments out)."""
+        if self._cwnd_limited or (in_slow_start(self) and self.cwnd < 2 * self._max_packets_out):
+            self.cc.cong_avoid(self, acked_segments, now)
+
+    def _loss_ssthresh(self) -> int:
+        """Linux tcp_init_cwnd_reduction and tcp_enter_loss: the congestion control's slow
+        start threshold for a loss, the window before it kept for an undo."""
+        self.prior_cwnd = self.cwnd
+        return self.cc.ssthresh(self)
+
+    def rtt_sample(self, rtt_us: int, una: int, snd_nxt: int, now: float) -> None:
+        """An ACK up to ``una`` gave an RTT sample (Linux pkts_acked, before tcp_cong_avoid)."""
+        self.cc.pkts_acked(self, rtt_us, una, snd_nxt, now)
 
     def _count_delivered(self, ack: int, sack_ok: bool) -> None:
         """Linux tcp_clean_rtx_queue: each segment ``ack`` covers is delivered; without SACK
@@ -85,7 +124,7 @@ class Recovery:
             self._reno_sacked += 1  # Linux tcp_add_reno_sack: a duplicate ACK, one delivered
             self.delivered += 1
         if self.dupacks == DUPACK_THRESHOLD:
-            self.ssthresh = max(self.packets_out // 2, 2)
+            self.ssthresh = self._loss_ssthresh()
             self.cwnd = self.ssthresh
             return True
         return False
@@ -97,14 +136,19 @@ class Recovery:
         if self.dupacks >= DUPACK_THRESHOLD or sacked + 1 <= DUPACK_THRESHOLD:
             return False
         self.dupacks = DUPACK_THRESHOLD
-        self.ssthresh = max(self.packets_out // 2, 2)
+        self.ssthresh = self._loss_ssthresh()
         self.cwnd = self.ssthresh
         return True
 
-    def on_timeout(self) -> None:
-        """The retransmission timer fired with data in flight: a window of one (RFC 5681)."""
-        self.ssthresh = max(self.packets_out // 2, 2)
+    def on_timeout(self, first: bool) -> None:
+        """The retransmission timer fired with data in flight: a window of one (RFC 5681); the
+        threshold drops on the first timeout of a loss only (Linux tcp_enter_loss), and the
+        congestion control enters CA_Loss."""
+        if first:
+            self.ssthresh = self._loss_ssthresh()
         self.cwnd = 1
+        self.cwnd_cnt = 0
+        self.cc.set_state(self, CaState.LOSS)
 
     def syn_data_acked(self) -> None:
         """Linux: SYN data counts as two packets in tcp_ack(), one delivery."""

@@ -63,6 +63,8 @@ class Settings:
     tso: bool = False
     #: tcp_min_tso_segs: the fewest segments a TSO packet is given.
     min_tso_segs: int = 2
+    #: tcp_congestion_control: the algorithm new sockets get (``cubic`` or ``reno``).
+    congestion_control: str = "cubic"
 
 
 class SettingsChanges(TypedDict, total=False):
@@ -95,3 +97,4 @@ class SettingsChanges(TypedDict, total=False):
     keepalive_probes: int
     tso: bool
     min_tso_segs: int
+    congestion_control: str

@@ -22,6 +22,7 @@ from fastopen.constants import (
     TCPI_OPT_WSCALE,
 )
 from fastopen.engine.cache import IPAddress, NegativeReason
+from fastopen.engine.cc import congestion_control
 from fastopen.engine.context import ConnectionContext
 from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
 from fastopen.engine.fastopen import client_synack
@@ -235,7 +236,7 @@ class Connection:
         self.ts_recent = 0
         self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
         self.rtt = RttEstimator()
-        self.recovery = Recovery()
+        self.recovery = Recovery(congestion_control(sock.congestion, ctx.counters))
         self.sent_pieces = SentPieces()
         self.retransmits = 0
         self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
@@ -468,6 +469,8 @@ class Connection:
         una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
         wnd_edge = (una + min(self.snd_wnd, cwnd * mss)) & MASK
         nodelay = self.sock.nodelay
+        first_nxt = self.snd_nxt
+        cwnd_limited = False
         while True:
             nxt = self.snd_nxt
             off = (nxt - self.snd_buf_seq) & MASK
@@ -492,6 +495,7 @@ class Connection:
                 else:
                     quota = cwnd_quota(cwnd, self.sent_pieces.in_flight(una, mss)[0])
                     if not quota:
+                        cwnd_limited = True
                         break
                     size = min(unsent, mss * min(quota, self._tso_segs()))
                     if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
@@ -516,6 +520,8 @@ class Connection:
             if self._fin_queued and nxt == self._fin_seq and nxt == end_data:
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
+        if cwnd_limited or self.snd_nxt != first_nxt:  # Linux tcp_write_xmit: sent or blocked
+            self.recovery.cwnd_validate(cwnd_limited, self.snd_una, self.snd_max)
 
     def _tso_segs(self) -> int:
         rec = self.recovery
@@ -765,6 +771,8 @@ class Connection:
         self.listener = listener
         self.sock.syn_retries = listener.syn_retries
         self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
+        if self.recovery.cc.name != listener.congestion:  # and has its congestion control
+            self.recovery.cc = congestion_control(listener.congestion, self.ctx.counters)
         if listener.user_mss:
             self.clamp_mss(listener.user_mss)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
@@ -1297,14 +1305,18 @@ class Connection:
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
+        rtt: float | None = None
         if ts is not None and ts.tsecr:
             ms = (int(now * 1000) + self.tsoffset - ts.tsecr) & MASK
             if ms < HALF:
-                self.rtt.sample(max(ms, 1) / 1000)
+                rtt = max(ms, 1) / 1000
+                self.rtt.sample(rtt)
         else:
-            self.rtt.on_ack(ack, now)
+            rtt = self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
-        self.recovery.on_ack(ack, self.sack_ok)
+        if rtt is not None:
+            self.recovery.rtt_sample(round(rtt * 1e6), ack, self.snd_max, now)
+        self.recovery.on_ack(ack, self.sack_ok, now)
         if self.snd_una == self.snd_max:
             self._rto_at = None
         else:
@@ -1532,7 +1544,7 @@ class Connection:
             return
         if self.snd_una == self.snd_max:
             return  # nothing in flight (the zero window has its probe timer)
-        self.recovery.on_timeout()
+        self.recovery.on_timeout(self.retransmits == 1)
         self.snd_nxt = self.snd_una
         self.output(now)
         if self.snd_nxt == self.snd_una:

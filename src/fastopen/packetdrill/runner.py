@@ -139,6 +139,7 @@ SYMBOLS: dict[str, int] = {
     "TCP_KEEPCNT": socket_mod.TCP_KEEPCNT,
     "TCP_MAXSEG": socket_mod.TCP_MAXSEG,
     "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
+    "TCP_CONGESTION": socket_mod.TCP_CONGESTION,
     "POLLIN": select.POLLIN,
     "POLLPRI": select.POLLPRI,
     "POLLOUT": select.POLLOUT,
