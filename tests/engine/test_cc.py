@@ -18,6 +18,9 @@ from fastopen.engine.cc import CUBE_FACTOR, RENO, Cubic, cube_root
 from fastopen.engine.host import Segment
 from fastopen.engine.link import Link
 from fastopen.engine.recovery import INIT_CWND, Recovery
+from fastopen.kernel.attempts import Attempt
+from fastopen.report import Side
+from fastopen.runtime.stack import report
 from tests.engine.engine_support import fails_with
 
 SERVER = ("198.18.0.2", 80)
@@ -286,3 +289,13 @@ def test_tcp_congestion_get_set_and_enoent() -> None:
     child: EngineSocket = listener.accept(link.now)[0]
     assert child.getsockopt(SOL_TCP, TCP_CONGESTION) == b"cubic".ljust(16, b"\0")
     assert child.conn is not None and isinstance(child.conn.recovery.cc, Cubic)
+
+
+def test_the_tfo_report_of_an_engine_socket_shows_its_window() -> None:
+    """The userspace stack's report reads tcpi_snd_cwnd and tcpi_snd_ssthresh as the kernel's."""
+    bulk = Bulk("cubic", drop=200)
+    bulk.run(1.0)
+    rec = bulk.recovery
+    rep = report(bulk.sock, Attempt(Side.CLIENT, attempted=False))
+    assert rep.stack == "userspace"
+    assert (rep.cwnd, rep.ssthresh) == (rec.cwnd, rec.ssthresh) and rec.ssthresh < rec.cwnd
