@@ -54,8 +54,12 @@ class Bulk:
     """A client sending as fast as its windows let it to a server reading all it gets; the
     client writes ``write`` bytes a round trip (None: always as much as it can)."""
 
-    def __init__(self, cc: str, *, drop: int = 0, write: int | None = None) -> None:
-        self.client_host = Host(["198.18.0.1"], mtu=MTU, congestion_control=cc)
+    def __init__(
+        self, cc: str, *, drop: int = 0, write: int | None = None, idle_restart: bool = True
+    ) -> None:
+        self.client_host = Host(
+            ["198.18.0.1"], mtu=MTU, congestion_control=cc, slow_start_after_idle=idle_restart
+        )
         self.server_host = Host(["198.18.0.2"], mtu=MTU)
         self.link = LossyLink(self.client_host, self.server_host, drop=drop)
         self.write = write
@@ -221,7 +225,7 @@ def test_cubic_and_reno_hooks_as_linux() -> None:
     """ssthresh on a loss, fast convergence (a loss below the last W_max remembers less),
     undo (the larger of the window and the one before the reduction), the cube root."""
     cubic = Cubic(Host(["198.18.0.1"]).counters)
-    rec = Recovery(cubic)
+    rec = Recovery(cubic, 0.0)
     rec.cwnd = 100
     assert rec._loss_ssthresh() == 70 and rec.prior_cwnd == 100
     rec.cwnd = 70
@@ -232,7 +236,7 @@ def test_cubic_and_reno_hooks_as_linux() -> None:
     rec.cwnd = rec.ssthresh = 56
     cubic.cong_avoid(rec, 1, 10.0)  # the epoch: the curve from 56 back to 68
     assert cubic._origin == 68 and cubic._k == cube_root(CUBE_FACTOR * 12)
-    reno = Recovery(RENO)
+    reno = Recovery(RENO, 0.0)
     reno.cwnd = 31
     assert reno._loss_ssthresh() == 15 and reno.cc.undo_cwnd(reno) == 31
     reno.cwnd = 3
@@ -299,3 +303,47 @@ def test_the_tfo_report_of_an_engine_socket_shows_its_window() -> None:
     rep = report(bulk.sock, Attempt(Side.CLIENT, attempted=False))
     assert rep.stack == "userspace"
     assert (rep.cwnd, rep.ssthresh) == (rec.cwnd, rec.ssthresh) and rec.ssthresh < rec.cwnd
+
+
+@pytest.mark.parametrize("idle_restart", [True, False])
+def test_the_window_restarts_after_idle(idle_restart: bool) -> None:
+    """tcp_slow_start_after_idle (Linux tcp_cwnd_restart, RFC 5681 4.1): data to send after
+    more than an RTO of silence meets a window halved per RTO idle, down to the initial 10,
+    and ssthresh at least 3/4 of the window it had; with the sysctl off, the window stays."""
+    bulk = Bulk("reno", write=60_000, idle_restart=idle_restart)
+    bulk.run(1.0)  # all sent and acknowledged
+    conn = bulk.sock.conn
+    assert conn is not None and conn.snd_una == conn.snd_max
+    rec = bulk.recovery
+    cwnd, rto, sent_at = rec.cwnd, conn.rtt.rto, rec.lsndtime
+    assert cwnd > 4 * INIT_CWND
+    bulk.run(sent_at + 2.5 * rto)
+    bulk.sock.send(b"again", bulk.link.now)
+    if idle_restart:  # idle 2.5 RTO: halved twice (Linux: while (idle -= rto) > 0)
+        assert rec.cwnd == max(cwnd >> 2, INIT_CWND)
+        assert rec.ssthresh == 0x7FFFFFFF  # max(ssthresh, 3/4 cwnd): no loss yet
+    else:
+        assert rec.cwnd == cwnd
+
+
+def test_cubic_moves_its_epoch_over_an_idle_time() -> None:
+    """Linux cubictcp_cwnd_event(CA_EVENT_TX_START): data sent again after an idle time moves
+    the epoch by that time (never past now), so the curve goes on where it stood."""
+    cubic = Cubic(Host(["198.18.0.1"]).counters)
+    rec = Recovery(cubic, 0.0)
+    rec.cwnd = 100
+    rec.ssthresh = rec._loss_ssthresh()
+    rec.cwnd = rec.ssthresh
+    cubic.cong_avoid(rec, 1, 10.0)  # the epoch starts at 10 s
+    rec.sent(1000)
+    rec.data_sent(10.3)  # in flight already: no TX_START
+    rec.on_ack(1000, True, 10.4)
+    assert cubic._epoch_start == 10_000 and rec.packets_out == 0
+    rec.data_sent(10.8)  # 0.5 s after the last data: nothing was in flight
+    assert cubic._epoch_start == 10_500 and rec.lsndtime == 10.8
+    rec.sent(2000)
+    rec.data_sent(12.0)  # with data in flight: no TX_START
+    assert cubic._epoch_start == 10_500
+    rec.on_ack(2000, True, 12.1)
+    rec.data_sent(20.0)  # 8 s idle after the data sent at 12 s
+    assert cubic._epoch_start == 18_500

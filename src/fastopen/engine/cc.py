@@ -4,7 +4,8 @@
 additive-increase credit ``cwnd_cnt``, ``prior_cwnd``) and calls an algorithm through the hooks
 Linux has: ``cong_avoid`` when an ACK delivered data while the window was the limit,
 ``ssthresh`` on a loss, ``undo_cwnd`` when a reduction proves spurious, ``pkts_acked`` with
-the RTT sample of an ACK and ``set_state`` when the connection enters a new ``CaState``.
+the RTT sample of an ACK, ``set_state`` when the connection enters a new ``CaState`` and
+``cwnd_event`` for a ``CaEvent`` (data sent with nothing in flight, a restart after idle).
 
 Two algorithms, by their Linux names (``net.ipv4.tcp_congestion_control``, ``TCP_CONGESTION``):
 
@@ -45,14 +46,23 @@ class CaState(enum.IntEnum):
     LOSS = 4
 
 
+class CaEvent(enum.IntEnum):
+    """Linux ``enum tcp_ca_event`` (the ones the engine raises)."""
+
+    TX_START = 0  # data leaves with nothing in flight (tcp_event_data_sent)
+    CWND_RESTART = 1  # the window restarts after idle (tcp_cwnd_restart)
+    LOSS = 3  # a timeout (tcp_enter_loss)
+
+
 class Window(Protocol):
-    """What an algorithm reads and moves: Linux tp->snd_cwnd, snd_ssthresh, snd_cwnd_cnt and
-    prior_cwnd (the window before the last reduction)."""
+    """What an algorithm reads and moves: Linux tp->snd_cwnd, snd_ssthresh, snd_cwnd_cnt,
+    prior_cwnd (the window before the last reduction) and lsndtime (when data last left)."""
 
     cwnd: int
     ssthresh: int
     cwnd_cnt: int
     prior_cwnd: int
+    lsndtime: float
 
 
 class CongestionControl(Protocol):
@@ -75,6 +85,9 @@ class CongestionControl(Protocol):
 
     def set_state(self, w: Window, state: CaState) -> None:
         """The connection enters ``state``."""
+
+    def cwnd_event(self, w: Window, event: CaEvent, now: float) -> None:
+        """``event`` happened (before ``w.lsndtime`` moves to ``now`` for TX_START)."""
 
 
 def in_slow_start(w: Window) -> bool:
@@ -130,6 +143,9 @@ class Reno:
         return None
 
     def set_state(self, w: Window, state: CaState) -> None:
+        return None
+
+    def cwnd_event(self, w: Window, event: CaEvent, now: float) -> None:
         return None
 
 
@@ -290,6 +306,16 @@ class Cubic:
         if state is CaState.LOSS:
             self._reset()
             self._hystart_reset(None, 0)
+
+    def cwnd_event(self, w: Window, event: CaEvent, now: float) -> None:
+        """Linux cubictcp_cwnd_event: sending again after an idle time, the epoch moves by that
+        time (not past now), so the curve goes on from where the window stood."""
+        if event is not CaEvent.TX_START or self._epoch_start is None:
+            return
+        jiffies = int(now * HZ)
+        delta = jiffies - int(w.lsndtime * HZ)
+        if delta > 0:
+            self._epoch_start = min(self._epoch_start + delta, jiffies)
 
     def pkts_acked(self, w: Window, rtt_us: int, una: int, snd_nxt: int, now: float) -> None:
         """Linux cubictcp_acked: the minimum delay, and HyStart while in slow start (not for

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from fastopen.engine.cc import CaState, CongestionControl, in_slow_start
+from fastopen.engine.cc import CaEvent, CaState, CongestionControl, in_slow_start
 from fastopen.engine.seq import HALF, MASK, seq_le
 
 #: Linux TCP_INIT_CWND (segments).
@@ -34,12 +34,14 @@ class Recovery:
         "cwnd_cnt",
         "delivered",
         "dupacks",
+        "lsndtime",
         "prior_cwnd",
         "ssthresh",
     )
 
-    def __init__(self, cc: CongestionControl) -> None:
+    def __init__(self, cc: CongestionControl, now: float) -> None:
         self.cc = cc
+        self.lsndtime = now  # Linux tp->lsndtime: when data last left
         self.cwnd = INIT_CWND
         self.ssthresh = 0x7FFFFFFF
         self.cwnd_cnt = 0  # Linux snd_cwnd_cnt: segments delivered toward the next increase
@@ -96,7 +98,31 @@ class Recovery:
         """Linux tcp_init_cwnd_reduction and tcp_enter_loss: the congestion control's slow
         start threshold for a loss, the window before it kept for an undo."""
         self.prior_cwnd = self.cwnd
+        self.cwnd_cnt = 0
         return self.cc.ssthresh(self)
+
+    def data_sent(self, now: float) -> None:
+        """Linux tcp_event_data_sent: data leaves (CA_EVENT_TX_START when none was in flight)."""
+        if not self.packets_out:
+            self.cc.cwnd_event(self, CaEvent.TX_START, now)
+        self.lsndtime = now
+
+    def restart_after_idle(self, now: float, rto: float) -> None:
+        """Linux tcp_slow_start_after_idle_check and tcp_cwnd_restart (RFC 5681 4.1): data
+        to send after more than an RTO with nothing in flight: ssthresh keeps 3/4 of the window,
+        which halves per RTO idle, down to the initial window."""
+        idle = now - self.lsndtime
+        if self.packets_out or idle <= rto:
+            return
+        self.cc.cwnd_event(self, CaEvent.CWND_RESTART, now)
+        cwnd = self.cwnd
+        self.ssthresh = max(self.ssthresh, (cwnd >> 1) + (cwnd >> 2))
+        restart = min(INIT_CWND, cwnd)
+        idle -= rto
+        while idle > 0 and cwnd > restart:
+            cwnd >>= 1
+            idle -= rto
+        self.cwnd = max(cwnd, restart)
 
     def rtt_sample(self, rtt_us: int, una: int, snd_nxt: int, now: float) -> None:
         """An ACK up to ``una`` gave an RTT sample (Linux pkts_acked, before tcp_cong_avoid)."""
@@ -140,12 +166,13 @@ class Recovery:
         self.cwnd = self.ssthresh
         return True
 
-    def on_timeout(self, first: bool) -> None:
+    def on_timeout(self, first: bool, now: float) -> None:
         """The retransmission timer fired with data in flight: a window of one (RFC 5681); the
         threshold drops on the first timeout of a loss only (Linux tcp_enter_loss), and the
         congestion control enters CA_Loss."""
         if first:
             self.ssthresh = self._loss_ssthresh()
+            self.cc.cwnd_event(self, CaEvent.LOSS, now)
         self.cwnd = 1
         self.cwnd_cnt = 0
         self.cc.set_state(self, CaState.LOSS)

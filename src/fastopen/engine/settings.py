@@ -65,6 +65,8 @@ class Settings:
     min_tso_segs: int = 2
     #: tcp_congestion_control: the algorithm new sockets get (``cubic`` or ``reno``).
     congestion_control: str = "cubic"
+    #: tcp_slow_start_after_idle: the window restarts after an RTO with nothing sent.
+    slow_start_after_idle: bool = True
 
 
 class SettingsChanges(TypedDict, total=False):
@@ -98,3 +100,4 @@ class SettingsChanges(TypedDict, total=False):
     tso: bool
     min_tso_segs: int
     congestion_control: str
+    slow_start_after_idle: bool

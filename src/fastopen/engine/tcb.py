@@ -236,7 +236,7 @@ class Connection:
         self.ts_recent = 0
         self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
         self.rtt = RttEstimator()
-        self.recovery = Recovery(congestion_control(sock.congestion, ctx.counters))
+        self.recovery = Recovery(congestion_control(sock.congestion, ctx.counters), now)
         self.sent_pieces = SentPieces()
         self.retransmits = 0
         self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
@@ -542,6 +542,8 @@ class Connection:
         retrans = seq_lt(seq, self.snd_max)
         mss = self.snd_mss
         count = segments(len(data), mss) or 1
+        if data:
+            self.recovery.data_sent(now)
         if retrans:
             self.total_retrans += count
             self.ctx.counters["TcpRetransSegs"] += count
@@ -615,6 +617,8 @@ class Connection:
             self.want_write = True
             raise EngineError(errno.EAGAIN)
         chunk = data[:space]
+        if self.ctx.settings.slow_start_after_idle:
+            self.recovery.restart_after_idle(now, self.rtt.rto)
         self.snd_buf += chunk
         if len(chunk) < len(data):
             self.want_write = True
@@ -1544,7 +1548,7 @@ class Connection:
             return
         if self.snd_una == self.snd_max:
             return  # nothing in flight (the zero window has its probe timer)
-        self.recovery.on_timeout(self.retransmits == 1)
+        self.recovery.on_timeout(self.retransmits == 1, now)
         self.snd_nxt = self.snd_una
         self.output(now)
         if self.snd_nxt == self.snd_una:
