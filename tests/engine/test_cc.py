@@ -347,3 +347,22 @@ def test_cubic_moves_its_epoch_over_an_idle_time() -> None:
     rec.on_ack(2000, True, 12.1)
     rec.data_sent(20.0)  # 8 s idle after the data sent at 12 s
     assert cubic._epoch_start == 18_500
+
+
+@pytest.mark.parametrize(("rate", "acks"), [(0.0, 2), (10e6, 7)])
+def test_hystart_ack_train(rate: float, acks: int) -> None:
+    """HyStart's ACK train: ACKs at most 2 ms apart for longer than half the minimum RTT end
+    slow start; the span also gets half of hystart_ack_delay (two GSO packets at the pacing
+    rate, at most 1 ms), so a 100 us path paced at 10 MB/s needs (100 + 1000) / 2 = 550 us of
+    train, one with no pacing rate yet 50 us."""
+    counters = Host(["198.18.0.1"]).counters
+    cubic = Cubic(counters)
+    rec = Recovery(cubic, 0.0)
+    rec.cwnd = 20
+    now, una = 1.0, 1000
+    for n in range(1, 20):
+        cubic.pkts_acked(rec, 100, una + n, una + 100, rate, now + n * 100e-6)
+        if rec.ssthresh == rec.cwnd:
+            break
+    assert n == acks and counters["TCPHystartTrainDetect"] == 1
+    assert counters["TCPHystartTrainCwnd"] == 20

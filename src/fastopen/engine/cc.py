@@ -28,6 +28,7 @@ import enum
 from collections import Counter
 from typing import Protocol
 
+from fastopen.engine.segmentation import GSO_MAX_SIZE
 from fastopen.engine.seq import seq_lt
 
 #: The algorithms the engine has, by Linux name (the default first, as Linux lists them).
@@ -80,8 +81,11 @@ class CongestionControl(Protocol):
     def undo_cwnd(self, w: Window) -> int:
         """A reduction was spurious: the window to go back to."""
 
-    def pkts_acked(self, w: Window, rtt_us: int, una: int, snd_nxt: int, now: float) -> None:
-        """An ACK up to ``una`` (``snd_nxt`` the highest sequence sent) with an RTT sample."""
+    def pkts_acked(
+        self, w: Window, rtt_us: int, una: int, snd_nxt: int, rate: float, now: float
+    ) -> None:
+        """An ACK up to ``una`` (``snd_nxt`` the highest sequence sent) with an RTT sample;
+        ``rate`` is the pacing rate (bytes a second, 0: none yet)."""
 
     def set_state(self, w: Window, state: CaState) -> None:
         """The connection enters ``state``."""
@@ -139,7 +143,9 @@ class Reno:
     def undo_cwnd(self, w: Window) -> int:
         return max(w.cwnd, w.prior_cwnd)
 
-    def pkts_acked(self, w: Window, rtt_us: int, una: int, snd_nxt: int, now: float) -> None:
+    def pkts_acked(
+        self, w: Window, rtt_us: int, una: int, snd_nxt: int, rate: float, now: float
+    ) -> None:
         return None
 
     def set_state(self, w: Window, state: CaState) -> None:
@@ -317,7 +323,9 @@ class Cubic:
         if delta > 0:
             self._epoch_start = min(self._epoch_start + delta, jiffies)
 
-    def pkts_acked(self, w: Window, rtt_us: int, una: int, snd_nxt: int, now: float) -> None:
+    def pkts_acked(
+        self, w: Window, rtt_us: int, una: int, snd_nxt: int, rate: float, now: float
+    ) -> None:
         """Linux cubictcp_acked: the minimum delay, and HyStart while in slow start (not for
         a second after a reduction: those samples still carry the queue)."""
         epoch = self._epoch_start
@@ -327,11 +335,14 @@ class Cubic:
         if self._delay_min == 0 or self._delay_min > delay:
             self._delay_min = delay
         if not self._found and in_slow_start(w):
-            self._hystart_update(w, delay, una, snd_nxt, int(now * 1_000_000))
+            self._hystart_update(w, delay, una, snd_nxt, rate, int(now * 1_000_000))
 
-    def _hystart_update(self, w: Window, delay: int, una: int, snd_nxt: int, now_us: int) -> None:
+    def _hystart_update(
+        self, w: Window, delay: int, una: int, snd_nxt: int, rate: float, now_us: int
+    ) -> None:
         """Linux hystart_update: slow start ends (ssthresh = cwnd) when the ACKs of a round
-        keep coming closely spaced for half the minimum RTT (the pipe is full), or when the
+        keep coming closely spaced for half the minimum RTT (the pipe is full; plus half the
+        time two GSO packets take at the pacing rate, at most 1 ms: hystart_ack_delay), or when the
         smallest of the first 8 RTTs of a round exceeds the minimum by an eighth of it
         (4 to 16 ms: a queue builds)."""
         end = self._end_seq
@@ -342,7 +353,8 @@ class Cubic:
         counters = self._counters
         if now_us - self._last_ack <= HYSTART_ACK_DELTA_US:
             self._last_ack = now_us
-            if now_us - self._round_start > self._delay_min >> 1:  # not paced: half of it
+            ack_delay = min(1000, int(GSO_MAX_SIZE * 4 * 1_000_000 / rate)) if rate else 0
+            if now_us - self._round_start > (self._delay_min + ack_delay) >> 1:  # not paced
                 self._found = True
                 counters["TCPHystartTrainDetect"] += 1
                 counters["TCPHystartTrainCwnd"] += w.cwnd

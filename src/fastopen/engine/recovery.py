@@ -124,9 +124,10 @@ class Recovery:
             idle -= rto
         self.cwnd = max(cwnd, restart)
 
-    def rtt_sample(self, rtt_us: int, una: int, snd_nxt: int, now: float) -> None:
-        """An ACK up to ``una`` gave an RTT sample (Linux pkts_acked, before tcp_cong_avoid)."""
-        self.cc.pkts_acked(self, rtt_us, una, snd_nxt, now)
+    def rtt_sample(self, rtt_us: int, una: int, snd_nxt: int, rate: float, now: float) -> None:
+        """An ACK up to ``una`` gave an RTT sample (Linux pkts_acked, before tcp_cong_avoid);
+        ``rate`` is the pacing rate."""
+        self.cc.pkts_acked(self, rtt_us, una, snd_nxt, rate, now)
 
     def _count_delivered(self, ack: int, sack_ok: bool) -> None:
         """Linux tcp_clean_rtx_queue: each segment ``ack`` covers is delivered; without SACK

@@ -38,7 +38,13 @@ from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.ofo import OutOfOrderQueue
 from fastopen.engine.recovery import Recovery
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
-from fastopen.engine.segmentation import SentPieces, cwnd_quota, segments, tso_segs
+from fastopen.engine.segmentation import (
+    SentPieces,
+    cwnd_quota,
+    pacing_rate,
+    segments,
+    tso_segs,
+)
 from fastopen.engine.seq import ACK, CWR, ECE, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
 from fastopen.engine.states import TcpEvent, TcpState, transition
 from fastopen.wire import (
@@ -1319,7 +1325,9 @@ class Connection:
             rtt = self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
         if rtt is not None:
-            self.recovery.rtt_sample(round(rtt * 1e6), ack, self.snd_max, now)
+            rec = self.recovery
+            rate = pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
+            rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
         self.recovery.on_ack(ack, self.sack_ok, now)
         if self.snd_una == self.snd_max:
             self._rto_at = None
