@@ -34,7 +34,8 @@ DATA = ISN + 1  # the first data byte
 
 def established(sack: bool = True, **kw: object) -> tuple[Host, EngineSocket]:
     """A client connection (RTT 100 ms, peer MSS 1000, window 65535, SACK unless told), with
-    TCP_NODELAY."""
+    TCP_NODELAY, running Reno unless told (the windows below are Reno's: half at a loss)."""
+    kw.setdefault("congestion_control", "reno")
     h = host(CLIENT, **kw)
     sock, _ = connecting(h)
     opts = (Mss(MSS), SackPermitted()) if sack else (Mss(MSS),)

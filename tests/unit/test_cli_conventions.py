@@ -112,3 +112,11 @@ def test_an_error_is_one_line_exit_2_and_json_with_json() -> None:
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "nan" in check(["stats"], json.loads(result.stdout))["error"]
     assert "Traceback" not in result.output
+
+
+def test_congestion_is_for_the_userspace_stack() -> None:
+    """--congestion picks the userspace stack's algorithm; the kernel's is its sysctl's."""
+    result = CliRunner().invoke(main, ["get", "--congestion", "reno", "http://198.18.0.2/"])
+    assert result.exit_code == 2 and "tcp_congestion_control" in result.stderr
+    result = CliRunner().invoke(main, ["get", "--stack", "userspace", "--congestion", "bbr", "x"])
+    assert result.exit_code == 2 and "bbr" in result.stderr

@@ -9,8 +9,10 @@ hole, duplicate ACKs counted as ``tcp_add_reno_sack``), Proportional Rate Reduct
 (RFC 6937, ``tcp_cwnd_reduction``), a timeout's ``tcp_enter_loss`` with F-RTO (RFC 5682,
 ``tcp_frto=2``), and undoing a reduction that was not needed (``tcp_try_undo_*``: every
 retransmission D-SACKed, RFC 3708, or an ACK echoing a timestamp from before the first
-retransmission, RFC 3522; ``undo_marker``, ``undo_retrans``). The window's growth and
-the ssthresh after a loss are :meth:`Recovery._grow` and :meth:`Recovery._loss_ssthresh`.
+retransmission, RFC 3522; ``undo_marker``, ``undo_retrans``). How the window grows and how far
+a loss cuts it is the congestion control's (:mod:`.cc`, Linux ``tcp_congestion_ops``):
+:meth:`Recovery._grow`, :meth:`Recovery._loss_ssthresh` and the undo ask it, and it hears of the
+state changes, RTT samples and transmissions after idle it needs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 
+from fastopen.engine.cc import CaEvent, CaState, CongestionControl, in_slow_start
 from fastopen.engine.segmentation import REORDERING, SentPieces
 from fastopen.engine.seq import seq_le, seq_lt
 
@@ -34,16 +37,6 @@ REO_WND_PERSIST = 16
 REO_WND_STEPS_MAX = 0xFF
 
 
-class CaState(enum.IntEnum):
-    """Linux enum tcp_ca_state (``tcpi_ca_state``)."""
-
-    OPEN = 0
-    DISORDER = 1
-    CWR = 2
-    RECOVERY = 3
-    LOSS = 4
-
-
 class Timer(enum.IntEnum):
     """What the retransmission timer is set for (Linux icsk_pending)."""
 
@@ -56,19 +49,24 @@ class Recovery:
     """The scoreboard, delivery, the congestion state and window of one connection."""
 
     __slots__ = (
-        "_cwnd_cnt",
-        "_prior_cwnd",
+        "_cwnd_limited",
+        "_cwnd_usage_seq",
+        "_max_packets_out",
         "_prior_ssthresh",
         "_prr_delivered",
         "_reno_sacked",
         "_reo_wnd_persist",
         "_reo_wnd_steps",
         "ca_state",
+        "cc",
         "cwnd",
+        "cwnd_cnt",
         "delivered",
         "frto",
         "high_seq",
+        "lsndtime",
         "pieces",
+        "prior_cwnd",
         "prr_out",
         "rexmit_new",
         "ssthresh",
@@ -79,16 +77,23 @@ class Recovery:
         "undo_tsval",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, cc: CongestionControl, now: float) -> None:
+        self.cc = cc
         self.pieces = SentPieces()
+        self.lsndtime = now  # Linux tp->lsndtime: when data last left
         self.cwnd = INIT_CWND
         self.ssthresh = INFINITE_SSTHRESH
-        self._cwnd_cnt = 0
+        self.cwnd_cnt = 0  # Linux snd_cwnd_cnt: segments delivered toward the next increase
+        # Linux tcp_cwnd_validate: whether the window was the limit in the current window of
+        # data (until SND.UNA reaches cwnd_usage_seq), else the most segments that were out
+        self._cwnd_limited = False
+        self._max_packets_out = 0
+        self._cwnd_usage_seq = 0
         self.delivered = 0  # Linux tp->delivered: segments acknowledged (SYN and FIN count)
         self._reno_sacked = 0  # without SACK: duplicate ACKs counted as delivered (sacked_out)
         self.ca_state = CaState.OPEN
         self.high_seq = 0  # Linux tp->high_seq: SND.NXT when recovery (or loss) started
-        self._prior_cwnd = 0
+        self.prior_cwnd = 0  # the window before the last reduction (PRR's base, an undo's)
         self._prr_delivered = 0
         self.prr_out = 0
         self._reo_wnd_steps = 1
@@ -123,21 +128,61 @@ class Recovery:
     # -- the two seams of congestion control -------------------------------------------------------
 
     def _grow(self, acked_segments: int, now: float) -> None:
-        """Linux tcp_reno_cong_avoid: slow start up to ssthresh, then one segment a window."""
-        if self.cwnd < self.ssthresh:
-            grown = min(self.cwnd + acked_segments, self.ssthresh)
-            acked_segments -= grown - self.cwnd
-            self.cwnd = grown
-            if not acked_segments:
-                return
-        self._cwnd_cnt += acked_segments  # tcp_cong_avoid_ai
-        if self._cwnd_cnt >= self.cwnd:
-            self.cwnd += self._cwnd_cnt // self.cwnd
-            self._cwnd_cnt %= max(self.cwnd, 1)
+        """Linux tcp_cong_avoid: the congestion control grows the window by the segments an
+        ACK delivered (RFC 3465), only when the window is the limit (tcp_is_cwnd_limited; in
+        slow start, also while it is below twice the most segments out)."""
+        if self._cwnd_limited or (in_slow_start(self) and self.cwnd < 2 * self._max_packets_out):
+            self.cc.cong_avoid(self, acked_segments, now)
 
     def _loss_ssthresh(self) -> int:
-        """Linux tcp_reno_ssthresh: half the window, at least two segments."""
-        return max(self.cwnd >> 1, 2)
+        """Linux tcp_init_cwnd_reduction and tcp_enter_loss: the congestion control's slow
+        start threshold for a loss, the window before it kept for PRR and an undo."""
+        self.prior_cwnd = self.cwnd
+        self.cwnd_cnt = 0
+        return self.cc.ssthresh(self)
+
+    # -- what the congestion control hears -------------------------------------------------------
+
+    def cwnd_validate(self, limited: bool, snd_una: int, snd_nxt: int) -> None:
+        """Linux tcp_cwnd_validate after a transmission: ``limited`` when the window stopped
+        it (or what is in flight fills it)."""
+        limited = limited or self.in_flight() >= self.cwnd
+        if (
+            seq_le(self._cwnd_usage_seq, snd_una)
+            or limited
+            or (not self._cwnd_limited and self.packets_out > self._max_packets_out)
+        ):
+            self._cwnd_limited = limited
+            self._max_packets_out = self.packets_out
+            self._cwnd_usage_seq = snd_nxt
+
+    def data_sent(self, now: float) -> None:
+        """Linux tcp_event_data_sent: data leaves (CA_EVENT_TX_START when none was in flight)."""
+        if not self.packets_out:
+            self.cc.cwnd_event(self, CaEvent.TX_START, now)
+        self.lsndtime = now
+
+    def restart_after_idle(self, now: float, rto: float) -> None:
+        """Linux tcp_slow_start_after_idle_check and tcp_cwnd_restart (RFC 5681 4.1): data
+        to send after more than an RTO with nothing in flight: ssthresh keeps 3/4 of the window,
+        which halves per RTO idle, down to the initial window."""
+        idle = now - self.lsndtime
+        if self.packets_out or idle <= rto:
+            return
+        self.cc.cwnd_event(self, CaEvent.CWND_RESTART, now)
+        cwnd = self.cwnd
+        self.ssthresh = max(self.ssthresh, (cwnd >> 1) + (cwnd >> 2))
+        restart = min(INIT_CWND, cwnd)
+        idle -= rto
+        while idle > 0 and cwnd > restart:
+            cwnd >>= 1
+            idle -= rto
+        self.cwnd = max(cwnd, restart)
+
+    def rtt_sample(self, rtt_us: int, una: int, snd_nxt: int, rate: float, now: float) -> None:
+        """An ACK up to ``una`` gave an RTT sample (Linux pkts_acked, before tcp_cong_avoid);
+        ``rate`` is the pacing rate."""
+        self.cc.pkts_acked(self, rtt_us, una, snd_nxt, rate, now)
 
     # -- per ACK (Linux tcp_ack, tcp_fastretrans_alert, tcp_cong_control) -------------------------
 
@@ -232,7 +277,7 @@ class Recovery:
         if self.ca_state is CaState.RECOVERY:
             self._cwnd_reduction(delivered, newly_lost, advanced)
         elif advanced and self.ca_state is not CaState.CWR:
-            self._grow(acked, now)
+            self._grow(delivered, now)  # Linux tcp_cong_control: acked_sacked
         return wait
 
     def _process_loss(
@@ -273,11 +318,11 @@ class Recovery:
         return bool(tsecr) and self.undo_tsval is not None and seq_lt(tsecr, self.undo_tsval)
 
     def _undo(self, unmark_loss: bool) -> None:
-        """Linux tcp_undo_cwnd_reduction: the window and ssthresh as before (Reno's undo_cwnd:
-        at least the window before), the losses unmarked after a timeout."""
+        """Linux tcp_undo_cwnd_reduction: the window and ssthresh as before (the congestion
+        control's undo_cwnd), the losses unmarked after a timeout."""
         if unmark_loss:
             self.pieces.unmark_lost()
-        self.cwnd = max(self.cwnd, self._prior_cwnd)
+        self.cwnd = self.cc.undo_cwnd(self)
         if self._prior_ssthresh > self.ssthresh:
             self.ssthresh = self._prior_ssthresh
         self.undo_marker = None
@@ -290,7 +335,7 @@ class Recovery:
         self.undo_tsval = None
         cwnd = self.cwnd
         self._prior_ssthresh = max(self.ssthresh, (cwnd >> 1) + (cwnd >> 2))
-        self._prior_cwnd = cwnd
+        self.prior_cwnd = cwnd
 
     def retransmitted(self, segments: int, tsval: int) -> None:
         """Linux tcp_retransmit_skb: one more retransmission to undo (undo_retrans), the first
@@ -339,10 +384,8 @@ class Recovery:
         self._init_undo(una)
         self.high_seq = snd_nxt
         self.tlp_high_seq = None
-        self._prior_cwnd = self.cwnd
         self.ssthresh = self._loss_ssthresh()
         self._prr_delivered = self.prr_out = 0
-        self._cwnd_cnt = 0
         self.ca_state = CaState.RECOVERY
         if not sack_ok:
             self.pieces.mark_head_lost(mss, counters)
@@ -350,14 +393,14 @@ class Recovery:
     def _cwnd_reduction(self, delivered: int, newly_lost: int, advanced: bool) -> None:
         """Linux tcp_cwnd_reduction (PRR, RFC 6937): send in proportion to what was delivered
         while the flight is above ssthresh, then (slow start reduction bound) up to it."""
-        if delivered <= 0 or not self._prior_cwnd:
+        if delivered <= 0 or not self.prior_cwnd:
             return
         self._prr_delivered += delivered
         in_flight = self.in_flight()
         delta = self.ssthresh - in_flight
         if delta < 0:
-            dividend = self.ssthresh * self._prr_delivered + self._prior_cwnd - 1
-            sndcnt = dividend // self._prior_cwnd - self.prr_out
+            dividend = self.ssthresh * self._prr_delivered + self.prior_cwnd - 1
+            sndcnt = dividend // self.prior_cwnd - self.prr_out
         else:
             sndcnt = max(self._prr_delivered - self.prr_out, delivered)
             if advanced and not newly_lost:
@@ -379,7 +422,9 @@ class Recovery:
             self._cwnd_reduction(1, 0, False)
         return wait
 
-    def on_timeout(self, snd_nxt: int, una: int, first: bool, counters: Counter[str]) -> None:
+    def on_timeout(
+        self, snd_nxt: int, una: int, first: bool, now: float, counters: Counter[str]
+    ) -> None:
         """Linux tcp_enter_loss: the retransmission timer fired with data in flight. Every
         piece not SACKed is lost, a window of one, Loss state to SND.NXT."""
         state = self.ca_state
@@ -398,16 +443,18 @@ class Recovery:
         ):
             self._init_undo(una)
             self.ssthresh = self._loss_ssthresh()
+            self.cc.cwnd_event(self, CaEvent.LOSS, now)
         # F-RTO (tcp_frto=2) after a timeout out of recovery, or a repeated one
         self.frto = state < CaState.RECOVERY or not first
         self.rexmit_new = False
         self.pieces.mark_all_lost(counters)
         self._reno_sacked = 0
         self.cwnd = self.in_flight() + 1
-        self._cwnd_cnt = 0
+        self.cwnd_cnt = 0
         self.high_seq = snd_nxt
         self.tlp_high_seq = None
         self.ca_state = CaState.LOSS
+        self.cc.set_state(self, CaState.LOSS)
 
     def non_congestion_loss(self, snd_nxt: int) -> None:
         """Linux tcp_non_congestion_loss_retransmit (a smaller path MTU, SYN data not
@@ -415,6 +462,7 @@ class Recovery:
         if self.ca_state is not CaState.LOSS:
             self.high_seq = snd_nxt
             self.ca_state = CaState.LOSS
+            self.cc.set_state(self, CaState.LOSS)
 
     def syn_data_acked(self) -> None:
         """Linux: SYN data counts as two packets in tcp_ack(), one delivery."""

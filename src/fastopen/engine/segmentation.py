@@ -29,6 +29,15 @@ PACING_SS_RATIO = 2.0
 PACING_CA_RATIO = 1.2
 
 
+def pacing_rate(mss: int, cwnd: int, ssthresh: int, packets_out: int, srtt: float) -> float:
+    """Linux tcp_update_pacing_rate, bytes a second: 200 % (slow start) or 120 % of
+    ``cwnd * mss / srtt``; 0 without an RTT sample (``sk_pacing_rate`` ~0UL: unlimited)."""
+    if srtt <= 0:
+        return 0.0
+    ratio = PACING_SS_RATIO if cwnd < ssthresh // 2 else PACING_CA_RATIO
+    return mss * ratio * max(cwnd, packets_out) / srtt
+
+
 def tso_segs(
     mss: int,
     cwnd: int,
@@ -40,14 +49,13 @@ def tso_segs(
 ) -> int:
     """Linux tcp_tso_autosize with tcp_update_pacing_rate: segments per TSO packet.
 
-    The pacing rate is 200 % (slow start) or 120 % of ``cwnd * mss / srtt``; without an RTT
-    sample it is unlimited (``sk_pacing_rate`` ~0UL), so a packet is as large as GSO allows.
-    A short ``min_rtt`` adds ``GSO_MAX_SIZE >> (min_rtt_us >> tcp_tso_rtt_log)`` bytes."""
+    At the :func:`pacing_rate`, about 1 ms of it; without an RTT sample a packet is as large as
+    GSO allows. A short ``min_rtt`` adds ``GSO_MAX_SIZE >> (min_rtt_us >> tcp_tso_rtt_log)``
+    bytes."""
     if srtt <= 0:
         size = GSO_MAX_SIZE
     else:
-        ratio = PACING_SS_RATIO if cwnd < ssthresh // 2 else PACING_CA_RATIO
-        rate = mss * ratio * max(cwnd, packets_out) / srtt
+        rate = pacing_rate(mss, cwnd, ssthresh, packets_out, srtt)
         size = int(rate) >> PACING_SHIFT
         if min_rtt > 0:
             r = int(min_rtt * 1e6) >> TSO_RTT_LOG

@@ -63,6 +63,10 @@ class Settings:
     tso: bool = False
     #: tcp_min_tso_segs: the fewest segments a TSO packet is given.
     min_tso_segs: int = 2
+    #: tcp_congestion_control: the algorithm new sockets get (``cubic`` or ``reno``).
+    congestion_control: str = "cubic"
+    #: tcp_slow_start_after_idle: the window restarts after an RTO with nothing sent.
+    slow_start_after_idle: bool = True
 
 
 class SettingsChanges(TypedDict, total=False):
@@ -95,3 +99,5 @@ class SettingsChanges(TypedDict, total=False):
     keepalive_probes: int
     tso: bool
     min_tso_segs: int
+    congestion_control: str
+    slow_start_after_idle: bool

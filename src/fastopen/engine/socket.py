@@ -24,6 +24,7 @@ from fastopen.constants import (
 )
 from fastopen.cookies import KeyRing
 from fastopen.engine.cache import IPAddress
+from fastopen.engine.cc import NAME_MAX, NAMES, congestion_control
 from fastopen.engine.context import SocketContext
 from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
@@ -46,6 +47,7 @@ TCP_QUICKACK = _socket.TCP_QUICKACK
 TCP_KEEPIDLE = _socket.TCP_KEEPIDLE
 TCP_KEEPINTVL = _socket.TCP_KEEPINTVL
 TCP_KEEPCNT = _socket.TCP_KEEPCNT
+TCP_CONGESTION = _socket.TCP_CONGESTION
 #: Linux MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL (seconds), MAX_TCP_KEEPCNT; TCP_MIN_MSS and
 #: MAX_TCP_WINDOW bound TCP_MAXSEG.
 MAX_KEEPIDLE = 32767
@@ -96,6 +98,15 @@ class EngineSocket:
             raise _fail(errno.EAFNOSUPPORT)
         self.ctx = ctx
         self.family = family
+        #: TCP_CONGESTION: the congestion control (Linux tcp_assign_congestion_control: the
+        #: host's tcp_congestion_control when the socket is made)
+        self.congestion = ctx.settings.congestion_control
+        if self.congestion not in NAMES:
+            raise EngineError(
+                errno.ENOENT,
+                hint=f"tcp_congestion_control {self.congestion!r}: the engine has "
+                + ", ".join(NAMES),
+            )
         self.conn: Connection | None = None
         self.bound: tuple[IPAddress | None, int] | None = None
         self.listening = False
@@ -213,6 +224,9 @@ class EngineSocket:
             except KeyFormatError:
                 raise _fail(errno.EINVAL) from None
             return
+        if name == TCP_CONGESTION:
+            self._set_congestion(value)
+            return
         if not isinstance(value, int):
             raise _fail(errno.EINVAL)
         if name == TCP_NODELAY:
@@ -286,7 +300,24 @@ class EngineSocket:
         if name == TCP_FASTOPEN_KEY:
             ring = self.fastopen_keys or self.ctx.settings.keys
             return ring.to_raw()
+        if name == TCP_CONGESTION:  # what a TCP_CA_NAME_MAX buffer gets: the name, NUL-padded
+            return self.congestion.encode().ljust(NAME_MAX, b"\0")
         raise _fail(errno.ENOPROTOOPT)
+
+    def _set_congestion(self, value: int | bytes) -> None:
+        """Linux TCP_CONGESTION: a name (up to TCP_CA_NAME_MAX - 1 bytes, to its NUL); ENOENT
+        for an algorithm the engine has not. A connection gets the new algorithm fresh
+        (tcp_reinit_congestion_control: its window stays); the same name changes nothing."""
+        if not isinstance(value, bytes) or not value:
+            raise _fail(errno.EINVAL)
+        name = value[: NAME_MAX - 1].split(b"\0", 1)[0].decode("ascii", "replace")
+        if name not in NAMES:
+            raise EngineError(errno.ENOENT, hint="the engine has " + ", ".join(NAMES))
+        if name == self.congestion:
+            return
+        self.congestion = name
+        if self.conn is not None:
+            self.conn.recovery.cc = congestion_control(name, self.ctx.counters)
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -553,13 +584,15 @@ class EngineSocket:
         self.ctx.emit(Writable(self))
 
     def inherit(self, listener: EngineSocket) -> None:
-        """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY."""
+        """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY,
+        TCP_CONGESTION."""
         self.keepalive = listener.keepalive
         self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
         self.keepcnt = listener.keepcnt
         self.user_mss = listener.user_mss
         self.nodelay = listener.nodelay
         self.recverr = listener.recverr
+        self.congestion = listener.congestion
 
     def keepalive_setting(self, name: int) -> int:
         """TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT: the socket's, else the host's."""

@@ -22,6 +22,7 @@ from fastopen.constants import (
     TCPI_OPT_WSCALE,
 )
 from fastopen.engine.cache import IPAddress, NegativeReason
+from fastopen.engine.cc import CaState, congestion_control
 from fastopen.engine.context import ConnectionContext
 from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
 from fastopen.engine.fastopen import client_synack
@@ -35,9 +36,17 @@ from fastopen.engine.handshake import (
 from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.ofo import OutOfOrderQueue
-from fastopen.engine.recovery import PROBE_DELACK, TIMEOUT_MIN, CaState, Recovery, Timer
+from fastopen.engine.recovery import PROBE_DELACK, TIMEOUT_MIN, Recovery, Timer
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
-from fastopen.engine.segmentation import F_FIN, F_PSH, Piece, cwnd_quota, segments, tso_segs
+from fastopen.engine.segmentation import (
+    F_FIN,
+    F_PSH,
+    Piece,
+    cwnd_quota,
+    pacing_rate,
+    segments,
+    tso_segs,
+)
 from fastopen.engine.seq import ACK, CWR, ECE, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
 from fastopen.engine.states import TcpEvent, TcpState, transition
 from fastopen.wire import (
@@ -234,7 +243,7 @@ class Connection:
         self.ts_recent = 0
         self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
         self.rtt = RttEstimator()
-        self.recovery = Recovery()
+        self.recovery = Recovery(congestion_control(sock.congestion, ctx.counters), now)
         self.retransmits = 0
         self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
         self._retrans_stamp = 0.0
@@ -496,6 +505,8 @@ class Connection:
         una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
         wnd_edge = (una + self.snd_wnd) & MASK  # Linux tcp_snd_wnd_test (cwnd: tcp_cwnd_test)
         nodelay = self.sock.nodelay
+        first_nxt = self.snd_nxt
+        cwnd_limited = False
         while True:
             nxt = self.snd_nxt
             off = (nxt - self.snd_buf_seq) & MASK
@@ -513,6 +524,7 @@ class Connection:
                     break
                 quota = cwnd_quota(rec.cwnd, rec.in_flight())
                 if not quota:
+                    cwnd_limited = True
                     break
                 size = min(unsent, mss * min(quota, self._tso_segs()))
                 if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
@@ -539,6 +551,8 @@ class Connection:
             ):
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
+        if cwnd_limited or self.snd_nxt != first_nxt:  # Linux tcp_write_xmit: sent or blocked
+            rec.cwnd_validate(cwnd_limited, self.snd_una, self.snd_max)
         if frto_new and self.snd_max == rec.high_seq:  # nothing new could go: F-RTO ends
             rec.frto = False
             self._xmit_retransmit_queue(now)
@@ -616,6 +630,8 @@ class Connection:
         end = (seq + len(data) + (1 if flags & FIN else 0)) & MASK
         mss = self.snd_mss
         rec = self.recovery
+        if data:
+            rec.data_sent(now)  # before it is out: CA_EVENT_TX_START after idle
         rec.pieces.sent(seq, end, bool(flags & FIN), mss, now)
         if rec.ca_state is CaState.RECOVERY:
             rec.prr_out += segments(len(data), mss) or 1
@@ -683,6 +699,8 @@ class Connection:
             self.want_write = True
             raise EngineError(errno.EAGAIN)
         chunk = data[:space]
+        if self.ctx.settings.slow_start_after_idle:
+            self.recovery.restart_after_idle(now, self.rtt.rto)
         self.snd_buf += chunk
         if len(chunk) < len(data):
             self.want_write = True
@@ -839,6 +857,8 @@ class Connection:
         self.listener = listener
         self.sock.syn_retries = listener.syn_retries
         self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
+        if self.recovery.cc.name != listener.congestion:  # and has its congestion control
+            self.recovery.cc = congestion_control(listener.congestion, self.ctx.counters)
         if listener.user_mss:
             self.clamp_mss(listener.user_mss)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
@@ -1448,15 +1468,20 @@ class Connection:
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
+        rtt: float | None = None
         if ts is not None and ts.tsecr:
             ms = (int(now * 1000) + self.tsoffset - ts.tsecr) & MASK
             if ms < HALF:
-                self.rtt.sample(max(ms, 1) / 1000)
+                rtt = max(ms, 1) / 1000
+                self.rtt.sample(rtt)
         else:
-            self.rtt.on_ack(ack, now)
+            rtt = self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
         rec = self.recovery
         segs, fresh = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
+        if rtt is not None:  # Linux pkts_acked, from tcp_clean_rtx_queue
+            rate = pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
+            rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
         if self.snd_una == self.snd_max:
             self._rto_at = None
         else:
@@ -1686,7 +1711,8 @@ class Connection:
         if self.snd_una == self.snd_max:
             return  # nothing in flight (the zero window has its probe timer)
         # Linux tcp_retransmit_timer: tcp_enter_loss, the head again, the rest as ACKs come
-        self.recovery.on_timeout(self.snd_max, self.snd_una, self.retransmits == 1, ctx.counters)
+        rec = self.recovery
+        rec.on_timeout(self.snd_max, self.snd_una, self.retransmits == 1, now, ctx.counters)
         self._retransmit_head(now)
         self._set_rto(now)
 

@@ -44,8 +44,8 @@ from typing import Any, Generic, TypeVar
 from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
+from fastopen.engine.cc import CaState
 from fastopen.engine.icmp import IcmpError
-from fastopen.engine.recovery import CaState
 from fastopen.engine.socket import AF_UNSPEC_ADDRESS
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
@@ -140,6 +140,7 @@ SYMBOLS: dict[str, int] = {
     "TCP_KEEPCNT": socket_mod.TCP_KEEPCNT,
     "TCP_MAXSEG": socket_mod.TCP_MAXSEG,
     "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
+    "TCP_CONGESTION": socket_mod.TCP_CONGESTION,
     "POLLIN": select.POLLIN,
     "POLLPRI": select.POLLPRI,
     "POLLOUT": select.POLLOUT,
