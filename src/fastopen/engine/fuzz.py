@@ -413,7 +413,7 @@ class Fuzz:
                     raise AssertionError(f"receive buffer {len(conn.rcv_buf)} > rmem")
                 if len(conn.snd_buf) > settings.wmem + MAX_WRITE + 1:
                     raise AssertionError(f"send buffer {len(conn.snd_buf)} > wmem")
-                if conn.ooo.charge > settings.rmem:
+                if conn.ooo is not None and conn.ooo.charge > settings.rmem:
                     raise AssertionError(f"out-of-order charge {conn.ooo.charge} > rmem")
             heap = len(host._timers)  # the invariant is about the heap itself
             if heap > HEAP_PER_TIMED * (len(timed) + 1):

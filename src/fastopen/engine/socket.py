@@ -91,6 +91,37 @@ class EngineSocket:
     """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking); it sees
     its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
 
+    __slots__ = (
+        "_accept_queue",
+        "_error_reported",
+        "_fastopen_queue",
+        "backlog",
+        "bound",
+        "closed",
+        "conn",
+        "connecting",
+        "ctx",
+        "defer_connect",
+        "family",
+        "fastopen_connect",
+        "fastopen_keys",
+        "fastopen_no_cookie",
+        "keepalive",
+        "keepcnt",
+        "keepidle",
+        "keepintvl",
+        "last_overflow",
+        "listening",
+        "nodelay",
+        "recverr",
+        "reuseaddr",
+        "syn_qlen",
+        "syn_retries",
+        "syn_young",
+        "user_mss",
+        "write_pending",
+    )
+
     def __init__(self, ctx: SocketContext, family: int = AF_INET) -> None:
         if family not in (AF_INET, AF_INET6):
             raise _fail(errno.EAFNOSUPPORT)
@@ -100,14 +131,15 @@ class EngineSocket:
         self.bound: tuple[IPAddress | None, int] | None = None
         self.listening = False
         self.backlog = 0
-        self.accept_queue: deque[EngineSocket] = deque()
+        # made when first used (a listener's): an idle connection's socket holds neither
+        self._accept_queue: deque[EngineSocket] | None = None
         #: the SYN queue (Linux reqsk_queue_len / _young): embryonic children of a listener,
         #: and those whose SYN-ACK was never retransmitted; when it last overflowed (cookies)
         self.syn_qlen = 0
         self.syn_young = 0
         self.last_overflow: float | None = None
         # listener side of TCP Fast Open (Linux struct fastopen_queue)
-        self.fastopen_queue = FastOpenQueue()
+        self._fastopen_queue: FastOpenQueue | None = None
         self.fastopen_keys: KeyRing | None = None
         self.fastopen_no_cookie = False
         # client side
@@ -141,6 +173,22 @@ class EngineSocket:
             c = self.conn
             return f"<EngineSocket {state} {c.local}:{c.lport} -> {c.remote}:{c.rport}>"
         return f"<EngineSocket {state} {self.bound}>"
+
+    @property
+    def accept_queue(self) -> deque[EngineSocket]:
+        """The children accept() takes, oldest first (Linux icsk_accept_queue)."""
+        queue = self._accept_queue
+        if queue is None:
+            queue = self._accept_queue = deque()
+        return queue
+
+    @property
+    def fastopen_queue(self) -> FastOpenQueue:
+        """A listener's pending fast open requests (Linux ``struct fastopen_queue``)."""
+        queue = self._fastopen_queue
+        if queue is None:
+            queue = self._fastopen_queue = FastOpenQueue()
+        return queue
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -574,7 +622,7 @@ class EngineSocket:
         """The poll bits of this socket now, as Linux tcp_poll computes them (POLLIN, POLLOUT,
         POLLERR, POLLHUP, POLLRDHUP and the RDNORM/WRNORM twins)."""
         if self.listening:
-            return POLLIN | POLLRDNORM if self.accept_queue else 0
+            return POLLIN | POLLRDNORM if self._accept_queue else 0
         conn = self.conn
         st = self.state
         mask = 0

@@ -223,7 +223,7 @@ class Connection:
         self.rcv_nxt = 0
         self.rcv_adv = 0
         self.rcv_buf = bytearray()
-        self.ooo = OutOfOrderQueue()
+        self.ooo: OutOfOrderQueue | None = None  # made at the first hole, dropped when filled
         self._rcv_fin_seq: int | None = None
         mss = ctx.adv_mss(local)
         self._adv_mss = mss
@@ -369,9 +369,10 @@ class Connection:
         if self.ts_ok:
             opts = (_NOP, _NOP, self._tsopt(now, self.ts_recent))
         dsack = self._dsack
-        if self.sack_ok and (self.ooo or dsack is not None):
+        ooo = self.ooo
+        if self.sack_ok and (ooo or dsack is not None):
             limit = 3 if self.ts_ok else 4
-            blocks = self.ooo.sack_blocks(self.rcv_nxt, limit - (dsack is not None))
+            blocks = ooo.sack_blocks(self.rcv_nxt, limit - (dsack is not None)) if ooo else ()
             if dsack is not None:  # RFC 2883: the duplicate first, once (Linux rx_opt.dsack)
                 self._dsack = None
                 blocks = (dsack, *blocks)
@@ -1406,13 +1407,17 @@ class Connection:
                 self.rcv_buf += payload
                 delivered = len(payload)
                 self.rcv_nxt = (seq + delivered) & MASK
-                if self.ooo:
+                if self.ooo is not None:
                     more = self.ooo.take(self.rcv_nxt)
+                    if not self.ooo:
+                        self.ooo = None
                     self.rcv_buf += more
                     self.rcv_nxt = (self.rcv_nxt + len(more)) & MASK
                     delivered += len(more)
             else:
                 budget = self.ctx.settings.rmem - len(self.rcv_buf)
+                if self.ooo is None:
+                    self.ooo = OutOfOrderQueue()
                 if not self.ooo.insert(seq, payload, self.rcv_nxt, budget, self.ctx.counters):
                     flags &= ~FIN  # dropped for want of memory: its FIN too
         if flags & FIN:
