@@ -17,11 +17,12 @@ TS_OPTION_LEN = 12
 MAX_WSCALE = 14
 
 
-def initial_window(rmem: int, mss: int) -> int:
+def initial_window(rcvbuf: int, mss: int) -> int:
     """The window of a SYN or SYN-ACK, as Linux tcp_select_initial_window offers it: the space
     of the receive buffer (half of it: tcp_win_from_space with the default scaling ratio),
-    rounded down to the MSS, at most 65535 (64240 for the default 131072, 65535 for 540000)."""
-    space = rmem // 2
+    rounded down to the MSS, at most 65535 (64240 for the default 131072, 65535 for 540000);
+    windows after the handshake are scaled and grow (:mod:`.window`)."""
+    space = rcvbuf // 2
     if space > mss > 0:
         space -= space % mss
     return min(space, 65535)

@@ -31,6 +31,7 @@ from fastopen.engine.handshake import MSS_DEFAULT
 from fastopen.engine.info import TcpInfo
 from fastopen.engine.states import TcpState
 from fastopen.engine.tcb import Connection
+from fastopen.engine.window import RCVBUF_LOCK, SNDBUF_LOCK, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF
 from fastopen.errors import KeyFormatError
 from fastopen.wire import FastOpen
 
@@ -39,6 +40,8 @@ SOL_TCP = _socket.IPPROTO_TCP
 SO_REUSEADDR = _socket.SO_REUSEADDR
 SO_ERROR = _socket.SO_ERROR
 SO_KEEPALIVE = _socket.SO_KEEPALIVE
+SO_SNDBUF = _socket.SO_SNDBUF
+SO_RCVBUF = _socket.SO_RCVBUF
 TCP_NODELAY = _socket.TCP_NODELAY
 TCP_SYNCNT = _socket.TCP_SYNCNT
 TCP_MAXSEG = _socket.TCP_MAXSEG
@@ -97,6 +100,7 @@ class EngineSocket:
         "_fastopen_queue",
         "backlog",
         "bound",
+        "buf_locks",
         "closed",
         "conn",
         "connecting",
@@ -113,8 +117,10 @@ class EngineSocket:
         "last_overflow",
         "listening",
         "nodelay",
+        "rcvbuf",
         "recverr",
         "reuseaddr",
+        "sndbuf",
         "syn_qlen",
         "syn_retries",
         "syn_young",
@@ -162,6 +168,12 @@ class EngineSocket:
         #: the connection counts itself here; the ACK of the SYN-ACK then waits for its data.
         self.write_pending = 0
         self.closed = False
+        #: Linux sk_rcvbuf and sk_sndbuf (tcp_rmem[1], tcp_wmem[1]; autotuned unless SO_RCVBUF
+        #: or SO_SNDBUF set them: sk_userlocks, ``buf_locks``)
+        settings = ctx.settings
+        self.rcvbuf = settings.rmem
+        self.sndbuf = settings.wmem
+        self.buf_locks = 0
         #: Linux SS_CONNECTING: a connect (or MSG_FASTOPEN) started and no later connect saw it
         #: complete; such a socket takes one more connect (0) or MSG_FASTOPEN (a plain send).
         self.connecting = False
@@ -233,6 +245,9 @@ class EngineSocket:
                 if self.conn is not None and now is not None:
                     self.conn.keepalive_changed(now)
                 return
+            if name in (SO_SNDBUF, SO_RCVBUF) and isinstance(value, int):
+                self._set_buffer(name, value)
+                return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -294,6 +309,22 @@ class EngineSocket:
             return
         raise _fail(errno.ENOPROTOOPT)
 
+    def _set_buffer(self, name: int, value: int) -> None:
+        """SO_SNDBUF / SO_RCVBUF as Linux sock_setsockopt: at most net.core.wmem_max /
+        rmem_max (a negative value as the most), doubled for the kernel's overhead, at least
+        SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF; the buffer is locked (no autotuning from then on)."""
+        settings = self.ctx.settings
+        if name == SO_SNDBUF:
+            most = settings.core_wmem_max
+            value = most if value < 0 else min(value, most)
+            self.sndbuf = max(2 * value, SOCK_MIN_SNDBUF)
+            self.buf_locks |= SNDBUF_LOCK
+        else:
+            most = settings.core_rmem_max
+            value = most if value < 0 else min(value, most)
+            self.rcvbuf = max(2 * value, SOCK_MIN_RCVBUF)
+            self.buf_locks |= RCVBUF_LOCK
+
     def getsockopt(self, level: int, name: int) -> int | bytes | TcpInfo:
         self._check_open()
         if (level, name) in _RECVERR:
@@ -309,6 +340,10 @@ class EngineSocket:
                 return err or 0
             if name == SO_KEEPALIVE:
                 return int(self.keepalive)
+            if name == SO_SNDBUF:
+                return self.sndbuf
+            if name == SO_RCVBUF:
+                return self.rcvbuf
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -601,7 +636,13 @@ class EngineSocket:
         self.ctx.emit(Writable(self))
 
     def inherit(self, listener: EngineSocket) -> None:
-        """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY."""
+        """The options a child takes from its listener (Linux sk_clone_lock): keepalive,
+        TCP_MAXSEG, TCP_NODELAY, the buffers and their locks."""
+        self.rcvbuf, self.sndbuf, self.buf_locks = (
+            listener.rcvbuf,
+            listener.sndbuf,
+            listener.buf_locks,
+        )
         self.keepalive = listener.keepalive
         self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
         self.keepcnt = listener.keepcnt
