@@ -46,6 +46,7 @@ from fastopen.engine.window import (
     RCVBUF_LOCK,
     SNDBUF_LOCK,
     ReceiveSpace,
+    established_clamp,
     sndbuf_for,
     win_from_space,
 )
@@ -739,11 +740,7 @@ class Connection:
         receive buffer's full space less one segment, rcv_ssthresh within it."""
         if not self.sock.buf_locks & SNDBUF_LOCK:
             self._sndbuf_expand()
-        advmss = self._advmss()
-        maxwin = win_from_space(self.sock.rcvbuf)
-        clamp = min(self.window_clamp, maxwin)
-        if clamp > 2 * advmss and clamp + advmss > maxwin:
-            clamp = max(2 * advmss, maxwin - advmss)  # Linux: force reservation of one segment
+        clamp = established_clamp(self.window_clamp, self.sock.rcvbuf, self._advmss())
         self.window_clamp = clamp
         self.rcv_ssthresh = min(self.rcv_ssthresh, clamp)
 

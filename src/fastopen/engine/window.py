@@ -16,6 +16,8 @@ window selection); the buffers are the socket's, as ``sk_rcvbuf`` and ``sk_sndbu
 
 from __future__ import annotations
 
+import functools
+
 from fastopen.engine.seq import HALF, MASK, seq_lt
 
 #: Linux SOCK_MIN_RCVBUF and SOCK_MIN_SNDBUF (TCP_SKB_MIN_TRUESIZE, twice it): the least an
@@ -47,11 +49,25 @@ def space_from_win(win: int) -> int:
     return win << 1
 
 
+@functools.lru_cache(maxsize=256)
 def sndbuf_for(mss: int, cwnd: int) -> int:
     """Linux tcp_sndbuf_expand: twice the larger of TCP_INIT_CWND and ``cwnd`` segments, each
-    costing a power-of-two head for ``mss`` bytes and its sk_buff (87,040 for 1,460 and 10)."""
+    costing a power-of-two head for ``mss`` bytes and its sk_buff (87,040 for 1,460 and 10;
+    cached: connections share the few sizes, and an idle one holds no int of its own)."""
     per_mss = (1 << (mss + HEAD_OVERHEAD - 1).bit_length()) + SKB_OVERHEAD
     return 2 * max(INIT_CWND, cwnd) * per_mss
+
+
+@functools.lru_cache(maxsize=256)
+def established_clamp(clamp: int, rcvbuf: int, advmss: int) -> int:
+    """Linux tcp_init_buffer_space's window clamp: at most the buffer's full space, less one
+    segment when the clamp would reach it ("force reservation of one segment"; 64,088 for the
+    default 131,072 and 1,448; cached as :func:`sndbuf_for`)."""
+    maxwin = win_from_space(rcvbuf)
+    clamp = min(clamp, maxwin)
+    if clamp > 2 * advmss and clamp + advmss > maxwin:
+        clamp = max(2 * advmss, maxwin - advmss)
+    return clamp
 
 
 class ReceiveSpace:
