@@ -14,18 +14,21 @@ import socket
 import tracemalloc
 from dataclasses import dataclass
 
+import engine_support as support
 import pytest
 
 from fastopen.engine import EngineError, EngineSocket, Host
 from fastopen.engine.link import Link
 from fastopen.engine.seq import HALF, MASK
 from fastopen.engine.window import ReceiveSpace, sndbuf_for, win_from_space
+from fastopen.wire import Mss, TcpSegment, WindowScale
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
 SERVER_ADDR = (SERVER, 80)
 SOL_SOCKET = socket.SOL_SOCKET
 SO_RCVBUF, SO_SNDBUF = socket.SO_RCVBUF, socket.SO_SNDBUF
 MB = 1 << 20
+PORT = 40000
 #: Issue 11: at most this many bytes per idle established connection (one end).
 IDLE_GOAL = 2048
 
@@ -249,3 +252,35 @@ def test_an_idle_established_connection_costs_at_most_2_kb() -> None:
     """Each end's socket, connection and their parts, with no queue or buffer made before it
     is used (tracemalloc over 200 connections, both ends, halved)."""
     assert _idle_bytes(200) <= IDLE_GOAL
+
+
+def test_a_tso_sender_holds_a_small_packet_while_acks_are_coming() -> None:
+    """Linux tcp_tso_should_defer: with the congestion window full, an ACK that frees two
+    segments (less than a third of the window) within 1 ms of the last transmission lets
+    nothing out (a larger TSO packet will go with the next ACKs); once the last transmission
+    is over 1 ms old, the room goes at once."""
+    h = support.host(support.SERVER, tso=True)
+    listener = h.socket()
+    listener.bind(support.SERVER_ADDR)
+    listener.listen(8)
+    opts = (Mss(1460), WindowScale(7))
+    syn = support.seg(support.S, support.PEER_ISN, options=opts, sport=PORT, dport=80)
+    h.receive_segment(support.CLIENT, support.SERVER, syn, 0.0)
+    synack = support.one(h)
+    una = synack.seq + 1
+
+    def ack(n: int, now: float) -> list[TcpSegment]:
+        segment = support.seg(
+            support.A, support.PEER_ISN + 1, (una + n) & MASK, sport=PORT, dport=80
+        )
+        h.receive_segment(support.CLIENT, support.SERVER, segment, now)
+        return [s for s in support.out(h) if s.payload]
+
+    assert ack(0, 0.0001) == []  # the handshake: 0.1 ms RTT, TSO packets up to 64 KB
+    child, _ = listener.accept(0.0001)
+    child.send(bytes(1 << 20), 0.0001)
+    flight = support.out(h)
+    assert [len(s.payload) for s in flight] == [5 * 1460, 5 * 1460]  # cwnd 10, half at once
+    assert ack(1460, 0.0002) == []  # 2 segments of room: held back
+    later = ack(2 * 1460, 0.0025)
+    assert later and len(later[0].payload) >= 2 * 1460

@@ -73,6 +73,8 @@ TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
 #: Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
+#: Linux tcp_tso_win_divisor: a TSO packet is not held back once a third of the window is free.
+TSO_WIN_DIVISOR = 3
 #: Linux tcp_orphan_retries (0: 8 while the RTO is below TCP_RTO_MAX).
 ORPHAN_RETRIES = 8
 
@@ -133,6 +135,7 @@ class Connection:
         "_last_oow",
         "_lrcv",
         "_lrcv_any",
+        "_lsnd",
         "_pingpong",
         "_probe_at",
         "_quickack",
@@ -273,6 +276,7 @@ class Connection:
         self._probe_at: float | None = None
         self.probes_out = 0  # Linux icsk_probes_out: zero window probes unanswered
         self._rcv_tstamp = now  # the last ACK's arrival (Linux tp->rcv_tstamp)
+        self._lsnd: float | None = None  # the last transmission while data is in flight
         self._syn_sent_at = 0.0
         self._synack_timed = True  # the handshake's ACK gives an RTT sample
         self._in_syn_queue = False  # counted in the listener's SYN queue
@@ -567,12 +571,16 @@ class Connection:
                     limit = cwnd * mss if self.ctx.settings.tso else mss
                     size = min(unsent, room, limit, (piece_end - nxt) & MASK)
                 else:
-                    quota = cwnd_quota(cwnd, self.sent_pieces.in_flight(una, mss)[0])
+                    in_flight = self.sent_pieces.in_flight(una, mss)[0]
+                    quota = cwnd_quota(cwnd, in_flight)
                     if not quota:
                         break
-                    size = min(unsent, mss * min(quota, self._tso_segs()))
+                    goal = min(unsent, mss * self._tso_segs())
+                    size = min(goal, mss * quota)
                     if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
                         size = room if room < mss else room - room % mss
+                    if size < goal and self._tso_should_defer(now, goal, room, in_flight):
+                        break
                 last = size == unsent
                 if (
                     size < mss
@@ -593,6 +601,22 @@ class Connection:
             if self._fin_queued and nxt == self._fin_seq and nxt == end_data:
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
+
+    def _tso_should_defer(self, now: float, goal: int, room: int, in_flight: int) -> bool:
+        """Linux tcp_tso_should_defer (TSO only): the windows leave room for less than the TSO
+        packet due (``goal`` bytes), so wait for the ACKs in flight to open more rather than
+        send a small packet; unless the room is a third of the window (tcp_tso_win_divisor),
+        the last transmission was over 1 ms ago, a FIN waits behind, or recovery is on (the
+        engine keeps no send time per piece: Linux's half-SRTT test of the oldest is left
+        out)."""
+        if not self.ctx.settings.tso or self.recovery.dupacks or self.retransmits:
+            return False
+        sent = self._lsnd
+        if sent is None or now - sent > 0.001 or self._fin_queued:
+            return False
+        cwnd, mss = self.recovery.cwnd, self.snd_mss
+        limit = min(room, (cwnd - in_flight) * mss)
+        return limit < goal and limit < min(self.snd_wnd, cwnd * mss) // TSO_WIN_DIVISOR
 
     def _tso_segs(self) -> int:
         rec = self.recovery
@@ -628,6 +652,7 @@ class Connection:
                 self.rtt.time_segment(end, now)
             if data and now - self._lrcv < self._ato:
                 self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
+        self._lsnd = now  # Linux tcp_wstamp_ns
         if self.ctx.settings.tso or len(data) <= mss:
             self._emit(seq, flags, data, now=now)
         else:
@@ -1464,7 +1489,7 @@ class Connection:
         self.retransmits = self.backoff = 0
         self.recovery.on_ack(ack, self.sack_ok)
         if self.snd_una == self.snd_max:
-            self._rto_at = None
+            self._rto_at = self._lsnd = None
         else:
             self._set_rto(now)
         if self.want_write:
