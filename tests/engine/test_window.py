@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import engine_support as support
 import pytest
 
-from fastopen.engine import EngineError, EngineSocket, Host
+from fastopen.engine import EngineError, EngineSocket, Host, Writable
 from fastopen.engine.link import Link
 from fastopen.engine.seq import HALF, MASK
 from fastopen.engine.window import ReceiveSpace, sndbuf_for, win_from_space
@@ -254,12 +254,13 @@ def test_an_idle_established_connection_costs_at_most_2_kb() -> None:
     assert _idle_bytes(200) <= IDLE_GOAL
 
 
-def test_a_tso_sender_holds_a_small_packet_while_acks_are_coming() -> None:
+@pytest.mark.parametrize(("divisor", "held"), [(3, True), (0, True), (100, False)])
+def test_a_tso_sender_holds_a_small_packet_while_acks_are_coming(divisor: int, held: bool) -> None:
     """Linux tcp_tso_should_defer: with the congestion window full, an ACK that frees two
-    segments (less than a third of the window) within 1 ms of the last transmission lets
-    nothing out (a larger TSO packet will go with the next ACKs); once the last transmission
-    is over 1 ms old, the room goes at once."""
-    h = support.host(support.SERVER, tso=True)
+    segments (less than 1/tcp_tso_win_divisor of the window; with 0, at most 3 MSS) within
+    1 ms of the last transmission lets nothing out (a larger TSO packet will go with the next
+    ACKs); once the last transmission is over 1 ms old, the room goes at once."""
+    h = support.host(support.SERVER, tso=True, tso_win_divisor=divisor)
     listener = h.socket()
     listener.bind(support.SERVER_ADDR)
     listener.listen(8)
@@ -280,7 +281,42 @@ def test_a_tso_sender_holds_a_small_packet_while_acks_are_coming() -> None:
     child, _ = listener.accept(0.0001)
     child.send(bytes(1 << 20), 0.0001)
     flight = support.out(h)
-    assert [len(s.payload) for s in flight] == [5 * 1460, 5 * 1460]  # cwnd 10, half at once
-    assert ack(1460, 0.0002) == []  # 2 segments of room: held back
+    sizes = [len(s.payload) for s in flight]
+    assert sizes[:2] == [5 * 1460, 5 * 1460]  # cwnd 10, half at once
+    assert (sizes == sizes[:2]) is held  # a smaller third waits as well (cwnd 11 here)
+    assert (ack(1460, 0.0002) == []) is held  # 2 segments of room
     later = ack(2 * 1460, 0.0025)
     assert later and len(later[0].payload) >= 2 * 1460
+
+
+def test_a_waiting_writer_is_woken_when_a_third_of_the_buffer_is_free() -> None:
+    """Linux sk_stream_write_space: a writer that filled the send buffer (42,000: SO_SNDBUF
+    21,000) is woken once the free space is half what is queued, not at the first byte freed
+    (and still woken then, though an earlier ACK freed some)."""
+    h = support.host(support.SERVER)
+    listener = h.socket()
+    listener.bind(support.SERVER_ADDR)
+    listener.listen(8)
+    syn = support.seg(support.S, support.PEER_ISN, options=(Mss(1000),), sport=PORT, dport=80)
+    h.receive_segment(support.CLIENT, support.SERVER, syn, 0.0)
+    una = support.one(h).seq + 1
+
+    def ack(n: int, now: float) -> bool:
+        """The ACK of ``n`` bytes: did the writer get a Writable?"""
+        segment = support.seg(
+            support.A, support.PEER_ISN + 1, (una + n) & MASK, window=50000, sport=PORT, dport=80
+        )
+        h.receive_segment(support.CLIENT, support.SERVER, segment, now)
+        support.out(h)
+        woken = False
+        while (event := h.next_event()) is not None:
+            woken |= isinstance(event, Writable) and event.sock is child
+        return woken
+
+    child = listener  # until accepted
+    ack(0, 0.1)
+    child, _ = listener.accept(0.1)
+    child.setsockopt(SOL_SOCKET, SO_SNDBUF, 21000)
+    assert child.send(bytes(61000), 0.1) == 42000
+    assert not ack(10000, 0.2)  # 10,000 free, 32,000 queued
+    assert ack(22000, 0.3)  # 22,000 free, 20,000 queued

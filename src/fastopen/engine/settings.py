@@ -74,6 +74,9 @@ class Settings:
     tso: bool = False
     #: tcp_min_tso_segs: the fewest segments a TSO packet is given.
     min_tso_segs: int = 2
+    #: tcp_tso_win_divisor: a TSO packet is not held back once this fraction of the window
+    #: is free (0: once more than 3 MSS are, tcp_max_tso_deferred_mss).
+    tso_win_divisor: int = 3
 
     @property
     def wscale(self) -> int:
@@ -120,3 +123,4 @@ class SettingsChanges(TypedDict, total=False):
     keepalive_probes: int
     tso: bool
     min_tso_segs: int
+    tso_win_divisor: int

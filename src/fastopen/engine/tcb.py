@@ -73,8 +73,9 @@ TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
 #: Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
-#: Linux tcp_tso_win_divisor: a TSO packet is not held back once a third of the window is free.
-TSO_WIN_DIVISOR = 3
+#: Linux tcp_max_tso_deferred_mss: with tcp_tso_win_divisor 0, room for more than this many
+#: MSS sends a TSO packet at once.
+MAX_TSO_DEFERRED_MSS = 3
 #: Linux tcp_orphan_retries (0: 8 while the RTO is below TCP_RTO_MAX).
 ORPHAN_RETRIES = 8
 
@@ -605,7 +606,7 @@ class Connection:
     def _tso_should_defer(self, now: float, goal: int, room: int, in_flight: int) -> bool:
         """Linux tcp_tso_should_defer (TSO only): the windows leave room for less than the TSO
         packet due (``goal`` bytes), so wait for the ACKs in flight to open more rather than
-        send a small packet; unless the room is a third of the window (tcp_tso_win_divisor),
+        send a small packet; unless the room is 1/tcp_tso_win_divisor of the window,
         the last transmission was over 1 ms ago, a FIN waits behind, or recovery is on (the
         engine keeps no send time per piece: Linux's half-SRTT test of the oldest is left
         out)."""
@@ -616,7 +617,12 @@ class Connection:
             return False
         cwnd, mss = self.recovery.cwnd, self.snd_mss
         limit = min(room, (cwnd - in_flight) * mss)
-        return limit < goal and limit < min(self.snd_wnd, cwnd * mss) // TSO_WIN_DIVISOR
+        if limit >= goal:
+            return False
+        divisor = self.ctx.settings.tso_win_divisor
+        if divisor:
+            return limit < min(self.snd_wnd, cwnd * mss) // divisor
+        return limit <= MAX_TSO_DEFERRED_MSS * mss
 
     def _tso_segs(self) -> int:
         rec = self.recovery
@@ -1497,7 +1503,7 @@ class Connection:
             rec = self.recovery
             if not self.sock.buf_locks & SNDBUF_LOCK and rec.packets_out < rec.cwnd:
                 self._sndbuf_expand()
-        if self.want_write and len(self.snd_buf) < self.sock.sndbuf:
+        if self.want_write and self.writable():  # Linux sk_stream_write_space
             self.want_write = False
             self.ctx.emit(Writable(self.sock))
 

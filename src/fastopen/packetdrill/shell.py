@@ -87,6 +87,7 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.core.somaxconn": _int("somaxconn"),
     "net.ipv4.tcp_ecn": _ecn,
     "net.ipv4.tcp_min_tso_segs": _int("min_tso_segs"),
+    "net.ipv4.tcp_tso_win_divisor": _int("tso_win_divisor"),
 }
 #: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
 IGNORED_SYSCTLS: dict[str, str] = {}
