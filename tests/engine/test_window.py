@@ -38,6 +38,7 @@ class Transfer:
     receiver: EngineSocket  # the client: it downloads
     sender: EngineSocket  # the server's child
     edges: list[int]  # the right edge the receiver advertised, in sequence space, in order
+    link: Link
 
 
 def established(
@@ -97,7 +98,7 @@ def download(
         assert conn is not None
         edges.append(conn.rcv_adv)
     assert got == size or not read
-    return Transfer(receiver, sender, edges)
+    return Transfer(receiver, sender, edges, link)
 
 
 def max_window(t: Transfer) -> int:
@@ -320,3 +321,17 @@ def test_a_waiting_writer_is_woken_when_a_third_of_the_buffer_is_free() -> None:
     assert child.send(bytes(61000), 0.1) == 42000
     assert not ack(10000, 0.2)  # 10,000 free, 32,000 queued
     assert ack(22000, 0.3)  # 22,000 free, 20,000 queued
+
+
+def test_reading_a_closed_window_open_sends_a_window_update() -> None:
+    """Linux tcp_cleanup_rbuf: a read that leaves the window under half the clamp sends no
+    ACK until the window it would offer is at least twice what is left (a small read of a full
+    buffer: none; reading it all: one, with the window open)."""
+    t = download(1 * MB, read=False, seconds=5.0)
+    client = t.link.hosts[0]
+    now = t.link.now
+    assert len(t.receiver.recv(1000, now)) == 1000
+    assert client.segments_to_send() == []
+    assert t.receiver.recv(MB, now)  # all of it
+    updates = [seg for _, _, seg in client.segments_to_send()]
+    assert len(updates) == 1 and updates[0].window > 0 and not updates[0].payload
