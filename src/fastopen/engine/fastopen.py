@@ -45,7 +45,8 @@ class FastOpenQueue:
     def __init__(self) -> None:
         self.max_qlen = 0
         self.qlen = 0
-        self._rst_hold: deque[float] = deque()
+        #: when each reset child's place frees (made at the first: most listeners never hold one)
+        self._rst_hold: deque[float] | None = None
 
     def listen(self, settings: Settings, backlog: int) -> None:
         """``listen()``: TFO_SERVER_WO_SOCKOPT1 gives a listener without TCP_FASTOPEN a
@@ -75,6 +76,8 @@ class FastOpenQueue:
         """Linux reqsk_fastopen_remove: a child left the queue; one reset before the
         application accepted it stays counted FASTOPEN_RST_HOLD seconds."""
         if hold:
+            if self._rst_hold is None:
+                self._rst_hold = deque()
             self._rst_hold.append(now + FASTOPEN_RST_HOLD)
         else:
             self.qlen -= 1

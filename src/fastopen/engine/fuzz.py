@@ -10,8 +10,9 @@ segment carries the sender's true bytes for its sequence (a third party that rep
 overlaps what it saw), so that the receiver's stream stays checkable.
 
 After every step it checks the invariants: no exception escapes the engine; every connection
-whose timer is set has it filed with its host (so it fires); memory stays bounded (buffers
-within rmem and wmem plus a segment, the out-of-order charge within rmem, request sockets within
+whose timer is set has it filed with its host (so it fires); memory stays bounded (the buffers
+within tcp_rmem[2] and tcp_wmem[2], the queues and the out-of-order charge within the buffers,
+a write more for the send queue, request sockets within
 the SYN queue, the timer heap within a few entries per connection); and each direction of each
 connection delivers a prefix of what was written: in order, exactly once, nothing else.
 Used by ``tests/engine/test_fuzz.py`` (a short seeded run) and ``bench/fuzz.py`` (a million
@@ -409,12 +410,17 @@ class Fuzz:
                     raise AssertionError(f"{item!r}: timer at {due} not filed ({item.pushed_at})")
             for conn in host.connections.values():
                 settings = host.settings
-                if len(conn.rcv_buf) > settings.rmem:
-                    raise AssertionError(f"receive buffer {len(conn.rcv_buf)} > rmem")
-                if len(conn.snd_buf) > settings.wmem + MAX_WRITE + 1:
-                    raise AssertionError(f"send buffer {len(conn.snd_buf)} > wmem")
-                if conn.ooo.charge > settings.rmem:
-                    raise AssertionError(f"out-of-order charge {conn.ooo.charge} > rmem")
+                rcvbuf, sndbuf = conn.sock.rcvbuf, conn.sock.sndbuf
+                if rcvbuf > max(settings.rmem_max, settings.rmem):
+                    raise AssertionError(f"receive buffer of {rcvbuf} > tcp_rmem[2]")
+                if sndbuf > max(settings.wmem_max, settings.wmem):
+                    raise AssertionError(f"send buffer of {sndbuf} > tcp_wmem[2]")
+                if len(conn.rcv_buf) > rcvbuf:
+                    raise AssertionError(f"receive queue {len(conn.rcv_buf)} > {rcvbuf}")
+                if len(conn.snd_buf) > sndbuf + MAX_WRITE + 1:
+                    raise AssertionError(f"send queue {len(conn.snd_buf)} > {sndbuf}")
+                if conn.ooo is not None and conn.ooo.charge > rcvbuf:
+                    raise AssertionError(f"out-of-order charge {conn.ooo.charge} > {rcvbuf}")
             heap = len(host._timers)  # the invariant is about the heap itself
             if heap > HEAP_PER_TIMED * (len(timed) + 1):
                 raise AssertionError(f"timer heap of {heap} for {len(timed)} connections")

@@ -3,6 +3,7 @@ initial window (Linux tcp_openreq_init, tcp_select_initial_window, tcp_mtu_to_ms
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from fastopen.engine.seq import ACK, CWR, ECE
@@ -17,11 +18,14 @@ TS_OPTION_LEN = 12
 MAX_WSCALE = 14
 
 
-def initial_window(rmem: int, mss: int) -> int:
+@functools.lru_cache(maxsize=64)
+def initial_window(rcvbuf: int, mss: int) -> int:
     """The window of a SYN or SYN-ACK, as Linux tcp_select_initial_window offers it: the space
     of the receive buffer (half of it: tcp_win_from_space with the default scaling ratio),
-    rounded down to the MSS, at most 65535 (64240 for the default 131072, 65535 for 540000)."""
-    space = rmem // 2
+    rounded down to the MSS, at most 65535 (64240 for the default 131072, 65535 for 540000);
+    windows after the handshake are scaled and grow (:mod:`.window`). Cached: connections
+    share the few values, and an idle one holds no int of its own."""
+    space = rcvbuf // 2
     if space > mss > 0:
         space -= space % mss
     return min(space, 65535)

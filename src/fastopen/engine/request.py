@@ -70,7 +70,7 @@ class RequestSock:
         self.window = seg.window
         self.adv_mss = ctx.adv_mss(local)
         mss = self.adv_mss - (TS_OPTION_LEN if neg.ts_ok else 0)
-        self.rcv_wnd_init = initial_window(settings.rmem, mss)
+        self.rcv_wnd_init = initial_window(listener.rcvbuf, mss)
         self.rcv_wscale = settings.wscale if settings.window_scaling and neg.wscale_ok else 0
         self.tsoffset = ctx.choose_tsoffset(local, remote) if neg.ts_ok else 0
         self.retransmits = 0
@@ -95,14 +95,13 @@ class RequestSock:
             fastopen=fastopen,
         )
         local, lport, remote, rport = self.key
-        window = min(self.rcv_wnd_init, 65535)
         seg = TcpSegment(
             lport,
             rport,
             self.iss,
             (self.irs + 1) & MASK,
             Flags.SYN | Flags.ACK | (Flags.ECE if neg.ecn_ok else Flags(0)),
-            window,
+            self.rcv_wnd_init,
             options,
         )
         self.ctx.output(local, remote, seg)

@@ -32,6 +32,7 @@ from fastopen.engine.handshake import MSS_DEFAULT
 from fastopen.engine.info import TcpInfo
 from fastopen.engine.states import TcpState
 from fastopen.engine.tcb import Connection
+from fastopen.engine.window import RCVBUF_LOCK, SNDBUF_LOCK, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF
 from fastopen.errors import KeyFormatError
 from fastopen.wire import FastOpen
 
@@ -40,6 +41,8 @@ SOL_TCP = _socket.IPPROTO_TCP
 SO_REUSEADDR = _socket.SO_REUSEADDR
 SO_ERROR = _socket.SO_ERROR
 SO_KEEPALIVE = _socket.SO_KEEPALIVE
+SO_SNDBUF = _socket.SO_SNDBUF
+SO_RCVBUF = _socket.SO_RCVBUF
 TCP_NODELAY = _socket.TCP_NODELAY
 TCP_SYNCNT = _socket.TCP_SYNCNT
 TCP_MAXSEG = _socket.TCP_MAXSEG
@@ -93,6 +96,41 @@ class EngineSocket:
     """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking); it sees
     its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
 
+    __slots__ = (
+        "_accept_queue",
+        "_error_reported",
+        "_fastopen_queue",
+        "backlog",
+        "bound",
+        "buf_locks",
+        "closed",
+        "congestion",
+        "conn",
+        "connecting",
+        "ctx",
+        "defer_connect",
+        "family",
+        "fastopen_connect",
+        "fastopen_keys",
+        "fastopen_no_cookie",
+        "keepalive",
+        "keepcnt",
+        "keepidle",
+        "keepintvl",
+        "last_overflow",
+        "listening",
+        "nodelay",
+        "rcvbuf",
+        "recverr",
+        "reuseaddr",
+        "sndbuf",
+        "syn_qlen",
+        "syn_retries",
+        "syn_young",
+        "user_mss",
+        "write_pending",
+    )
+
     def __init__(self, ctx: SocketContext, family: int = AF_INET) -> None:
         if family not in (AF_INET, AF_INET6):
             raise _fail(errno.EAFNOSUPPORT)
@@ -111,14 +149,15 @@ class EngineSocket:
         self.bound: tuple[IPAddress | None, int] | None = None
         self.listening = False
         self.backlog = 0
-        self.accept_queue: deque[EngineSocket] = deque()
+        # made when first used (a listener's): an idle connection's socket holds neither
+        self._accept_queue: deque[EngineSocket] | None = None
         #: the SYN queue (Linux reqsk_queue_len / _young): embryonic children of a listener,
         #: and those whose SYN-ACK was never retransmitted; when it last overflowed (cookies)
         self.syn_qlen = 0
         self.syn_young = 0
         self.last_overflow: float | None = None
         # listener side of TCP Fast Open (Linux struct fastopen_queue)
-        self.fastopen_queue = FastOpenQueue()
+        self._fastopen_queue: FastOpenQueue | None = None
         self.fastopen_keys: KeyRing | None = None
         self.fastopen_no_cookie = False
         # client side
@@ -141,6 +180,12 @@ class EngineSocket:
         #: the connection counts itself here; the ACK of the SYN-ACK then waits for its data.
         self.write_pending = 0
         self.closed = False
+        #: Linux sk_rcvbuf and sk_sndbuf (tcp_rmem[1], tcp_wmem[1]; autotuned unless SO_RCVBUF
+        #: or SO_SNDBUF set them: sk_userlocks, ``buf_locks``)
+        settings = ctx.settings
+        self.rcvbuf = settings.rmem
+        self.sndbuf = settings.wmem
+        self.buf_locks = 0
         #: Linux SS_CONNECTING: a connect (or MSG_FASTOPEN) started and no later connect saw it
         #: complete; such a socket takes one more connect (0) or MSG_FASTOPEN (a plain send).
         self.connecting = False
@@ -152,6 +197,22 @@ class EngineSocket:
             c = self.conn
             return f"<EngineSocket {state} {c.local}:{c.lport} -> {c.remote}:{c.rport}>"
         return f"<EngineSocket {state} {self.bound}>"
+
+    @property
+    def accept_queue(self) -> deque[EngineSocket]:
+        """The children accept() takes, oldest first (Linux icsk_accept_queue)."""
+        queue = self._accept_queue
+        if queue is None:
+            queue = self._accept_queue = deque()
+        return queue
+
+    @property
+    def fastopen_queue(self) -> FastOpenQueue:
+        """A listener's pending fast open requests (Linux ``struct fastopen_queue``)."""
+        queue = self._fastopen_queue
+        if queue is None:
+            queue = self._fastopen_queue = FastOpenQueue()
+        return queue
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -195,6 +256,9 @@ class EngineSocket:
                 self.keepalive = bool(value)
                 if self.conn is not None and now is not None:
                     self.conn.keepalive_changed(now)
+                return
+            if name in (SO_SNDBUF, SO_RCVBUF) and isinstance(value, int):
+                self._set_buffer(name, value)
                 return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
@@ -260,6 +324,22 @@ class EngineSocket:
             return
         raise _fail(errno.ENOPROTOOPT)
 
+    def _set_buffer(self, name: int, value: int) -> None:
+        """SO_SNDBUF / SO_RCVBUF as Linux sock_setsockopt: at most net.core.wmem_max /
+        rmem_max (a negative value as the most), doubled for the kernel's overhead, at least
+        SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF; the buffer is locked (no autotuning from then on)."""
+        settings = self.ctx.settings
+        if name == SO_SNDBUF:
+            most = settings.core_wmem_max
+            value = most if value < 0 else min(value, most)
+            self.sndbuf = max(2 * value, SOCK_MIN_SNDBUF)
+            self.buf_locks |= SNDBUF_LOCK
+        else:
+            most = settings.core_rmem_max
+            value = most if value < 0 else min(value, most)
+            self.rcvbuf = max(2 * value, SOCK_MIN_RCVBUF)
+            self.buf_locks |= RCVBUF_LOCK
+
     def getsockopt(self, level: int, name: int) -> int | bytes | TcpInfo:
         self._check_open()
         if (level, name) in _RECVERR:
@@ -275,6 +355,10 @@ class EngineSocket:
                 return err or 0
             if name == SO_KEEPALIVE:
                 return int(self.keepalive)
+            if name == SO_SNDBUF:
+                return self.sndbuf
+            if name == SO_RCVBUF:
+                return self.rcvbuf
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -584,8 +668,13 @@ class EngineSocket:
         self.ctx.emit(Writable(self))
 
     def inherit(self, listener: EngineSocket) -> None:
-        """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY,
-        TCP_CONGESTION."""
+        """The options a child takes from its listener (Linux sk_clone_lock): keepalive,
+        TCP_MAXSEG, TCP_NODELAY, TCP_CONGESTION, the buffers and their locks."""
+        self.rcvbuf, self.sndbuf, self.buf_locks = (
+            listener.rcvbuf,
+            listener.sndbuf,
+            listener.buf_locks,
+        )
         self.keepalive = listener.keepalive
         self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
         self.keepcnt = listener.keepcnt
@@ -607,7 +696,7 @@ class EngineSocket:
         """The poll bits of this socket now, as Linux tcp_poll computes them (POLLIN, POLLOUT,
         POLLERR, POLLHUP, POLLRDHUP and the RDNORM/WRNORM twins)."""
         if self.listening:
-            return POLLIN | POLLRDNORM if self.accept_queue else 0
+            return POLLIN | POLLRDNORM if self._accept_queue else 0
         conn = self.conn
         st = self.state
         mask = 0

@@ -49,6 +49,16 @@ from fastopen.engine.segmentation import (
 )
 from fastopen.engine.seq import ACK, CWR, ECE, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
 from fastopen.engine.states import TcpEvent, TcpState, transition
+from fastopen.engine.window import (
+    GROW_MIN_LEN,
+    INIT_CWND,
+    RCVBUF_LOCK,
+    SNDBUF_LOCK,
+    ReceiveSpace,
+    established_clamp,
+    sndbuf_for,
+    win_from_space,
+)
 from fastopen.wire import (
     FastOpen,
     Flags,
@@ -72,6 +82,9 @@ TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
 #: Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
+#: Linux tcp_max_tso_deferred_mss: with tcp_tso_win_divisor 0, room for more than this many
+#: MSS sends a TSO packet at once.
+MAX_TSO_DEFERRED_MSS = 3
 #: Linux tcp_orphan_retries (0: 8 while the RTO is below TCP_RTO_MAX).
 ORPHAN_RETRIES = 8
 
@@ -92,6 +105,15 @@ _KEEPALIVE_STATES = frozenset((S.ESTABLISHED, S.CLOSE_WAIT))
 
 _NOP = Nop()
 _FLAGS = [Flags(i) for i in range(256)]
+
+
+def _appended(buf: bytes | bytearray, data: bytes) -> bytearray:
+    """``buf`` with ``data`` after it: a queue is an empty bytes until its first data (an idle
+    connection holds no bytearray), then a bytearray appended in place."""
+    if isinstance(buf, bytearray):
+        buf += data
+        return buf
+    return bytearray(data)
 
 
 def _timed_out(elapsed: float, boundary: int, rto_base: float) -> bool:
@@ -123,11 +145,13 @@ class Connection:
         "_last_oow",
         "_lrcv",
         "_lrcv_any",
+        "_lsnd",
         "_pingpong",
         "_probe_at",
         "_quickack",
         "_rcv_fin_seq",
         "_rcv_tstamp",
+        "_rcvq",
         "_retrans_stamp",
         "_rto_at",
         "_syn_sent_at",
@@ -160,6 +184,8 @@ class Connection:
         "rcv_adv",
         "rcv_buf",
         "rcv_nxt",
+        "rcv_ssthresh",
+        "rcv_wnd",
         "rcv_wnd_init",
         "rcv_wscale",
         "recovery",
@@ -197,6 +223,7 @@ class Connection:
         "ts_recent",
         "tsoffset",
         "want_write",
+        "window_clamp",
         "wscale_ok",
     )
 
@@ -224,20 +251,21 @@ class Connection:
         self.snd_wnd = 0
         self.snd_wl1 = self.snd_wl2 = 0
         self.max_window = 0
-        self.snd_buf = bytearray()
+        self.snd_buf: bytes | bytearray = b""  # a bytearray while data waits (_appended)
         self.snd_buf_seq = (self.iss + 1) & MASK
         self._fin_queued = False
         self._fin_seq = 0
         self.rcv_nxt = 0
         self.rcv_adv = 0
-        self.rcv_buf = bytearray()
-        self.ooo = OutOfOrderQueue()
+        self.rcv_buf: bytes | bytearray = b""
+        self.ooo: OutOfOrderQueue | None = None  # made at the first hole, dropped when filled
         self._rcv_fin_seq: int | None = None
         mss = ctx.adv_mss(local)
         self._adv_mss = mss
         self.snd_mss = MSS_DEFAULT
-        self.rcv_wnd_init = initial_window(settings.rmem, mss)
         self.rcv_wscale = settings.wscale if settings.window_scaling else 0
+        self._init_rcv_wnd(mss)
+        self._rcvq: ReceiveSpace | None = None
         self.snd_wscale = 0
         self.wscale_ok = self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
@@ -256,6 +284,7 @@ class Connection:
         self._probe_at: float | None = None
         self.probes_out = 0  # Linux icsk_probes_out: zero window probes unanswered
         self._rcv_tstamp = now  # the last ACK's arrival (Linux tp->rcv_tstamp)
+        self._lsnd: float | None = None  # the last transmission while data is in flight
         self._syn_sent_at = 0.0
         self._synack_timed = True  # the handshake's ACK gives an RTT sample
         self._in_syn_queue = False  # counted in the listener's SYN queue
@@ -382,15 +411,66 @@ class Connection:
 
     # -- sending -----------------------------------------------------------------------------------
 
-    def _window(self) -> int:
-        """The window field for a non-SYN segment (scaled), never shrinking the right edge."""
+    def _init_rcv_wnd(self, mss: int) -> None:
+        """The window of our SYN or SYN-ACK for segments of ``mss`` (Linux
+        tcp_select_initial_window): rcv_ssthresh starts there, the clamp at the most the scale
+        can say."""
+        self.rcv_wnd_init = self.rcv_wnd = self.rcv_ssthresh = initial_window(self.sock.rcvbuf, mss)
+        self.window_clamp = 65535 << self.rcv_wscale
+
+    def _rmem_alloc(self) -> int:
+        """The receive memory in use (Linux sk_rmem_alloc): the queue and the out-of-order
+        blocks' charge."""
+        ooo = self.ooo
+        return len(self.rcv_buf) + (ooo.charge if ooo is not None else 0)
+
+    def _receive_window(self) -> int:
+        """Linux tcp_receive_window: what is left of the window last advertised."""
+        win = (self.rcv_adv - self.rcv_nxt) & MASK
+        return win if win < HALF else 0
+
+    def _select_window(self) -> int:
+        """Linux __tcp_select_window: the free space (half the free buffer), at most
+        rcv_ssthresh; under half the full space the quick ACKs stop, and below 1/16 of the
+        buffer's window or one MSS it is zero (receiver SWS avoidance). Scaled, it is rounded
+        up to the scale; unscaled, the last offer is kept while within one MSS of the space,
+        else the space in whole MSS."""
+        mss = self.snd_mss  # Linux icsk_ack.rcv_mss
+        rcvbuf = self.sock.rcvbuf
+        allowed = win_from_space(rcvbuf)
+        free = win_from_space(rcvbuf - self._rmem_alloc())
+        full = min(self.window_clamp, allowed)
+        if mss > full:
+            mss = full
+            if mss <= 0:
+                return 0
         ws = self.rcv_wscale
-        win = min(self.ctx.settings.rmem - len(self.rcv_buf), self.rcv_wnd_init)
-        edge = (self.rcv_adv - self.rcv_nxt) & MASK
-        if edge < HALF and win < edge:
-            win = edge
-        field = min((win + (1 << ws) - 1) >> ws, 65535)
-        self.rcv_adv = (self.rcv_nxt + (field << ws)) & MASK
+        if free < full >> 1:
+            self._quickack = 0
+            free = free >> ws << ws
+            if free < allowed >> 4 or free < mss:
+                return 0
+        free = min(free, self.rcv_ssthresh)
+        if ws:
+            return (free + (1 << ws) - 1) >> ws << ws
+        window = self.rcv_wnd
+        if window <= free - mss or window > free:
+            window = free - free % mss
+        elif mss == full and free > window + (full >> 1):
+            window = free
+        return window
+
+    def _window(self) -> int:
+        """The window field for a non-SYN segment, as Linux tcp_select_window: never moving
+        the right edge back (tcp_shrink_window 0), at most 65535 scaled."""
+        ws = self.rcv_wscale
+        cur = self._receive_window()
+        win = self._select_window()
+        if win < cur:
+            win = (cur + (1 << ws) - 1) >> ws << ws
+        field = min(win >> ws, 65535)
+        self.rcv_wnd = field << ws
+        self.rcv_adv = (self.rcv_nxt + self.rcv_wnd) & MASK
         return field
 
     def _tsopt(self, now: float, echo: int) -> Timestamps:
@@ -402,9 +482,10 @@ class Connection:
         if self.ts_ok:
             opts = (_NOP, _NOP, self._tsopt(now, self.ts_recent))
         dsack = self._dsack
-        if self.sack_ok and (self.ooo or dsack is not None):
+        ooo = self.ooo
+        if self.sack_ok and (ooo or dsack is not None):
             limit = 3 if self.ts_ok else 4
-            blocks = self.ooo.sack_blocks(self.rcv_nxt, limit - (dsack is not None))
+            blocks = ooo.sack_blocks(self.rcv_nxt, limit - (dsack is not None)) if ooo else ()
             if dsack is not None:  # RFC 2883: the duplicate first, once (Linux rx_opt.dsack)
                 self._dsack = None
                 blocks = (dsack, *blocks)
@@ -429,8 +510,9 @@ class Connection:
         if options is None:
             options = self._options(now)
         if flags & SYN:  # never scaled; the SYN-ACK opens the receive window
-            window = min(self.rcv_wnd_init, 65535)
+            window = self.rcv_wnd_init
             if flags & ACK:
+                self.rcv_wnd = window
                 self.rcv_adv = (self.rcv_nxt + window) & MASK
         else:
             window = self._window()
@@ -522,13 +604,17 @@ class Connection:
                     ):  # Linux tcp_check_probe_timer: probe the zero window
                         self._probe_at = now + self.rtt.backed_off(self.backoff)
                     break
-                quota = cwnd_quota(rec.cwnd, rec.in_flight())
+                in_flight = rec.in_flight()
+                quota = cwnd_quota(rec.cwnd, in_flight)
                 if not quota:
                     cwnd_limited = True
                     break
-                size = min(unsent, mss * min(quota, self._tso_segs()))
+                goal = min(unsent, mss * self._tso_segs())
+                size = min(goal, mss * quota)
                 if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
                     size = room if room < mss else room - room % mss
+                if size < goal and self._tso_should_defer(now, goal, room, in_flight):
+                    break
                 last = size == unsent
                 if (
                     size < mss
@@ -612,6 +698,31 @@ class Connection:
             self._set_rto(now)
         return count
 
+    def _tso_should_defer(self, now: float, goal: int, room: int, in_flight: int) -> bool:
+        """Linux tcp_tso_should_defer (TSO only): the windows leave room for less than the TSO
+        packet due (``goal`` bytes), so wait for the ACKs in flight to open more rather than
+        send a small packet; unless the room is 1/tcp_tso_win_divisor of the window,
+        the last transmission was over 1 ms ago, a FIN waits behind, or recovery is on (the
+        engine keeps no send time per piece: Linux's half-SRTT test of the oldest is left
+        out)."""
+        if (
+            not self.ctx.settings.tso
+            or self.recovery.ca_state >= CaState.RECOVERY
+            or self.retransmits
+        ):
+            return False
+        sent = self._lsnd
+        if sent is None or now - sent > 0.001 or self._fin_queued:
+            return False
+        cwnd, mss = self.recovery.cwnd, self.snd_mss
+        limit = min(room, (cwnd - in_flight) * mss)
+        if limit >= goal:
+            return False
+        divisor = self.ctx.settings.tso_win_divisor
+        if divisor:
+            return limit < min(self.snd_wnd, cwnd * mss) // divisor
+        return limit <= MAX_TSO_DEFERRED_MSS * mss
+
     def _tso_segs(self) -> int:
         rec = self.recovery
         return tso_segs(
@@ -639,6 +750,7 @@ class Connection:
             self.rtt.time_segment(end, now)
         if data and now - self._lrcv < self._ato:
             self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
+        self._lsnd = now  # Linux tcp_wstamp_ns
         self._emit_segments(seq, flags, data, now)
         if len(data) % mss:
             self.snd_sml = end  # Linux tcp_minshall_update: new data not of whole MSS
@@ -673,7 +785,7 @@ class Connection:
         if data:
             self.syn_data = True
             sent = data
-            self.snd_buf += data
+            self.snd_buf = _appended(self.snd_buf, data)
         # Linux tcp_syn_options: syn_fastopen means the SYN carried the option (not the no-cookie
         # mode's bare SYN data, which the SYN-ACK path handles through syn_data)
         self.syn_fastopen = fastopen is not None
@@ -694,14 +806,14 @@ class Connection:
         self.ctx.counters["TcpActiveOpens"] += 1
 
     def send(self, data: bytes, now: float) -> int:
-        space = self.ctx.settings.wmem - len(self.snd_buf)
+        space = self.sock.sndbuf - len(self.snd_buf)
         if space <= 0:
             self.want_write = True
             raise EngineError(errno.EAGAIN)
         chunk = data[:space]
         if self.ctx.settings.slow_start_after_idle:
             self.recovery.restart_after_idle(now, self.rtt.rto)
-        self.snd_buf += chunk
+        self.snd_buf = _appended(self.snd_buf, chunk)
         if len(chunk) < len(data):
             self.want_write = True
         self.output(now)
@@ -710,17 +822,88 @@ class Connection:
 
     def recv(self, n: int, now: float) -> bytes:
         buf = self.rcv_buf
-        if not buf:
+        if not isinstance(buf, bytearray) or not buf:
             return b""
-        before = self._window_would_open()
         data = bytes(buf[:n])
         del buf[:n]
-        if not before and self._window_would_open() and self.state in _SYNCHRONIZED:
-            self.send_ack(now)  # window update after a full buffer drained
+        if not buf:
+            self.rcv_buf = b""  # drained: the bytearray goes
+        self._rcv_space_adjust(now)
+        if self.state in _SYNCHRONIZED and not self.fin_received():
+            # Linux tcp_cleanup_rbuf: a window update when the window left is at most half
+            # the clamp and reading at least doubles it
+            left = self._receive_window()
+            if 2 * left <= self.window_clamp:
+                win = self._select_window()
+                if win and win >= 2 * left:
+                    self.send_ack(now)
         return data
 
-    def _window_would_open(self) -> bool:
-        return self.ctx.settings.rmem - len(self.rcv_buf) >= self._adv_mss
+    def _rcv_space_adjust(self, now: float) -> None:
+        """Linux tcp_rcv_space_adjust (receive-buffer autotuning, :class:`.ReceiveSpace`):
+        the buffer grows up to tcp_rmem[2] unless tcp_moderate_rcvbuf is off or SO_RCVBUF
+        locked it, and the window clamp follows."""
+        rcvq = self._rcvq
+        if rcvq is None:
+            return
+        sock = self.sock
+        settings = self.ctx.settings
+        limit = settings.rmem_max
+        if not settings.moderate_rcvbuf or sock.buf_locks & RCVBUF_LOCK:
+            limit = 0
+        copied = self.bytes_received - len(self.rcv_buf)
+        rcvbuf = rcvq.adjust(copied, now, self._advmss(), sock.rcvbuf, limit)
+        if rcvbuf > sock.rcvbuf:
+            sock.rcvbuf = rcvbuf
+            self.window_clamp = win_from_space(rcvbuf)
+
+    def _advmss(self) -> int:
+        """The MSS we offer less the timestamps' room (Linux tp->advmss once established)."""
+        return self._adv_mss - (TS_OPTION_LEN if self.ts_ok else 0)
+
+    def _init_buffer_space(self) -> None:
+        """Linux tcp_init_buffer_space, as the connection is established: the send buffer
+        for the initial window (unless SO_SNDBUF locked it), the window clamp at the
+        receive buffer's full space less one segment, rcv_ssthresh within it."""
+        if not self.sock.buf_locks & SNDBUF_LOCK:
+            self._sndbuf_expand()
+        clamp = established_clamp(self.window_clamp, self.sock.rcvbuf, self._advmss())
+        self.window_clamp = clamp
+        self.rcv_ssthresh = min(self.rcv_ssthresh, clamp)
+
+    def _sndbuf_expand(self) -> None:
+        """Linux tcp_sndbuf_expand: room for twice the congestion window, up to tcp_wmem[2]."""
+        mss = self.snd_mss + (TS_OPTION_LEN if self.ts_ok else 0)  # rx_opt.mss_clamp
+        need = min(sndbuf_for(mss, self.recovery.cwnd), self.ctx.settings.wmem_max)
+        if self.sock.sndbuf < need:
+            self.sock.sndbuf = need
+
+    def _data_recv(self, seg: TcpSegment, size: int, now: float) -> None:
+        """In-order data queued: Linux tcp_event_data_recv's receiver RTT measures
+        (tcp_rcv_rtt_measure, and tcp_rcv_rtt_measure_ts for a full segment), then the
+        window grows (the autotuning state is made with the first data)."""
+        rcvq = self._rcvq
+        if rcvq is None:
+            space = min(self.rcv_ssthresh, self.rcv_wnd, INIT_CWND * self._advmss())
+            copied = self.bytes_received - len(self.rcv_buf)
+            rcvq = self._rcvq = ReceiveSpace(space, copied, now)
+        rcvq.measure_window(self.rcv_nxt, self.rcv_wnd, now)
+        ts = seg.timestamps
+        if ts is not None and self.ts_ok and ts.tsecr and size >= self.snd_mss:
+            rcvq.measure_ts(ts.tsecr, int(now * 1000) + self.tsoffset - ts.tsecr)
+        self._grow_window(size)
+
+    def _grow_window(self, size: int) -> None:
+        """Linux tcp_grow_window: for a segment of at least 128 bytes, rcv_ssthresh grows by
+        two segments (or twice this one), up to the clamp and the free space, and the next ACK
+        goes at once (icsk_ack.quick)."""
+        if size < GROW_MIN_LEN:
+            return
+        room = min(self.window_clamp, win_from_space(self.sock.rcvbuf - self._rmem_alloc()))
+        room -= self.rcv_ssthresh
+        if room > 0:
+            self.rcv_ssthresh += min(room, max(2 * self._advmss(), 2 * size))
+            self._quickack |= 1
 
     def fin_received(self) -> bool:
         return self._rcv_fin_seq is not None and self.rcv_nxt == ((self._rcv_fin_seq + 1) & MASK)
@@ -845,6 +1028,7 @@ class Connection:
         self.ecn_ok = neg.ecn_ok and (self.state is not S.SYN_SENT or self._ecn_asked)
         if not neg.wscale_ok:
             self.rcv_wscale = 0
+            self.window_clamp = min(self.window_clamp, 65535)
         if neg.ts_ok:
             self.ts_recent = ts_recent
         self.snd_wnd = window
@@ -865,9 +1049,7 @@ class Connection:
         self.irs = irs
         self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
         self._negotiated(neg, window)
-        if self.ts_ok:
-            mss = self._adv_mss - TS_OPTION_LEN
-            self.rcv_wnd_init = initial_window(self.ctx.settings.rmem, mss)
+        self._init_rcv_wnd(self._advmss())
         self.snd_wl1, self.snd_wl2 = irs, self.iss
         self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
 
@@ -884,8 +1066,9 @@ class Connection:
         self.ctx.counters["TcpPassiveOpens"] += 1
         self.tfo_child = True
         self.fo_pending = True
+        self._init_buffer_space()  # Linux tcp_fastopen_create_child -> tcp_init_transfer
         if seg.payload:
-            self.rcv_buf += seg.payload
+            self.rcv_buf = _appended(self.rcv_buf, seg.payload)
             self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
             self.bytes_received += len(seg.payload)
             self.syn_data_acked = True
@@ -909,7 +1092,7 @@ class Connection:
         from a SYN cookie (None: no SYN-ACK to time, no timer): SYN-RECEIVED, in the listener's
         SYN queue until the handshake completes."""
         self._open_passive(listener, irs, neg, window)
-        self.rcv_adv = (self.rcv_nxt + min(self.rcv_wnd_init, 65535)) & MASK  # the SYN-ACK's
+        self.rcv_adv = (self.rcv_nxt + self.rcv_wnd_init) & MASK  # the SYN-ACK's
         self._move(E.RCV_SYN)
         self.retransmits = self.backoff = self.total_retrans = retransmits
         self._synack_timed = synack_at is not None
@@ -949,7 +1132,8 @@ class Connection:
         if not flags & SYN:
             return
         self.irs = seg.seq
-        self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
+        self.rcv_nxt = (seg.seq + 1) & MASK
+        self.rcv_adv = (self.rcv_nxt + self.rcv_wnd) & MASK  # what our SYN offered
         self._negotiated(negotiate(self.ctx.settings, seg, self._adv_mss), seg.window)
         self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
         if not flags & ACK:  # simultaneous open
@@ -958,6 +1142,7 @@ class Connection:
             self._send_synack(now)
             return
         self._move(E.RCV_SYN_ACK)
+        self._init_buffer_space()  # Linux tcp_finish_connect -> tcp_init_transfer
         self._lrcv = now  # Linux lrcvtime: a reply within ato of it is ping-pong
         self.keepalive_changed(now)  # Linux tcp_finish_connect
         if self.total_retrans == 0:  # Karn: no sample from a retransmitted SYN
@@ -1098,14 +1283,17 @@ class Connection:
         """TCP_MAXSEG (Linux user_mss) or a lower path MTU: offer and send at most ``mss``."""
         if mss < self._adv_mss:
             self._adv_mss = mss
-            self.rcv_wnd_init = initial_window(self.ctx.settings.rmem, mss)
+            if self.state in (S.CLOSED, S.SYN_SENT, S.LISTEN):
+                self._init_rcv_wnd(mss)  # the SYN's window for the smaller segments
+            else:
+                self.rcv_wnd_init = initial_window(self.sock.rcvbuf, mss)
             if self.state not in (S.CLOSED, S.SYN_SENT, S.LISTEN):
                 self.snd_mss = min(self.snd_mss, mss - (TS_OPTION_LEN if self.ts_ok else 0))
 
     def writable(self) -> bool:
         """Linux __sk_stream_is_writeable: the free send buffer is at least half what is queued."""
         queued = len(self.snd_buf)
-        return self.ctx.settings.wmem - queued >= queued // 2
+        return self.sock.sndbuf - queued >= queued // 2
 
     def _hold_ack(self, now: float) -> None:
         """A writer is waiting for the connection (Linux sk_write_pending): the ACK of the SYN-ACK
@@ -1313,6 +1501,8 @@ class Connection:
         self._rto_at = None
         if self.state is S.SYN_RECEIVED:
             self._move(E.RCV_ACK_OF_SYN)
+        if not self.tfo_child:  # a fast open child's started with it (tcp_init_transfer)
+            self._init_buffer_space()
         self.keepalive_changed(now)
         listener = self.listener
         if listener is None:
@@ -1463,7 +1653,10 @@ class Connection:
         if off < HALF:
             n = min(off, len(self.snd_buf))
             if n:
-                del self.snd_buf[:n]
+                buf = self.snd_buf
+                if isinstance(buf, bytearray):
+                    del buf[:n]
+                self.snd_buf = buf if buf else b""
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
@@ -1483,10 +1676,15 @@ class Connection:
             rate = pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
             rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
         if self.snd_una == self.snd_max:
-            self._rto_at = None
+            self._rto_at = self._lsnd = None
         else:
             self._set_xmit_timer(now)
-        if self.want_write and len(self.snd_buf) < self.ctx.settings.wmem:
+        if self.want_write:
+            # Linux tcp_new_space: a writer waited; tcp_should_expand_sndbuf
+            rec = self.recovery
+            if not self.sock.buf_locks & SNDBUF_LOCK and rec.in_flight() < rec.cwnd:
+                self._sndbuf_expand()
+        if self.want_write and self.writable():  # Linux sk_stream_write_space
             self.want_write = False
             self.ctx.emit(Writable(self.sock))
         return segs + syn, fresh + syn
@@ -1573,7 +1771,7 @@ class Connection:
         if off < HALF and off:
             payload = payload[off:] if off < len(payload) else b""
             seq = self.rcv_nxt
-        limit = (self.ctx.settings.rmem - len(self.rcv_buf)) - ((seq - self.rcv_nxt) & MASK)
+        limit = (self.sock.rcvbuf - len(self.rcv_buf)) - ((seq - self.rcv_nxt) & MASK)
         if len(payload) > limit:
             payload = payload[: max(limit, 0)]
             flags &= ~FIN
@@ -1581,18 +1779,25 @@ class Connection:
         if payload:
             self.data_segs_in += 1
             if seq == self.rcv_nxt:
-                self.rcv_buf += payload
+                self.rcv_buf = _appended(self.rcv_buf, payload)
                 delivered = len(payload)
                 self.rcv_nxt = (seq + delivered) & MASK
-                if self.ooo:
+                self._data_recv(seg, delivered, now)
+                if self.ooo is not None:
                     more = self.ooo.take(self.rcv_nxt)
-                    self.rcv_buf += more
+                    if not self.ooo:
+                        self.ooo = None
+                    self.rcv_buf = _appended(self.rcv_buf, more)
                     self.rcv_nxt = (self.rcv_nxt + len(more)) & MASK
                     delivered += len(more)
             else:
-                budget = self.ctx.settings.rmem - len(self.rcv_buf)
+                budget = self.sock.rcvbuf - len(self.rcv_buf)
+                if self.ooo is None:
+                    self.ooo = OutOfOrderQueue()
                 if not self.ooo.insert(seq, payload, self.rcv_nxt, budget, self.ctx.counters):
                     flags &= ~FIN  # dropped for want of memory: its FIN too
+                elif self.sack_ok:  # Linux: without SACK the window stays, for dupacks
+                    self._grow_window(len(payload))
         if flags & FIN:
             self._rcv_fin_seq = fin_seq
         if delivered:

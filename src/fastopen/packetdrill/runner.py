@@ -114,6 +114,8 @@ SYMBOLS: dict[str, int] = {
     "SOL_SOCKET": socket_mod.SOL_SOCKET,
     "SO_REUSEADDR": socket_mod.SO_REUSEADDR,
     "SO_ERROR": socket_mod.SO_ERROR,
+    "SO_SNDBUF": socket_mod.SO_SNDBUF,
+    "SO_RCVBUF": socket_mod.SO_RCVBUF,
     "TCP_NODELAY": socket_mod.TCP_NODELAY,
     "TCP_SYNCNT": socket_mod.TCP_SYNCNT,
     "TCP_INFO": K.TCP_INFO,

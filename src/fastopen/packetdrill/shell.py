@@ -49,16 +49,15 @@ def _flag(attr: str) -> Callable[[Host, str], None]:
 
 
 def _wmem(host: Host, value: str) -> None:
-    """``tcp_wmem``: "min default max"; the engine's send buffer is the default."""
-    host.settings.wmem = int(value.split()[1], 0)
+    """``tcp_wmem``: "min default max"."""
+    settings = host.settings
+    settings.wmem_min, settings.wmem, settings.wmem_max = (int(w, 0) for w in value.split())
 
 
 def _rmem(host: Host, value: str) -> None:
-    """``tcp_rmem``: the receive buffer is the default; the window scale follows the maximum,
-    as Linux's tcp_select_initial_window: ilog2(max) - 15, within 0..14."""
-    _, default, maximum = (int(word, 0) for word in value.split())
-    host.settings.rmem = default
-    host.settings.wscale = min(max(maximum.bit_length() - 1 - 15, 0), 14)
+    """``tcp_rmem``: "min default max" (the window scale follows the maximum)."""
+    settings = host.settings
+    settings.rmem_min, settings.rmem, settings.rmem_max = (int(w, 0) for w in value.split())
 
 
 def _keys(host: Host, value: str) -> None:
@@ -101,6 +100,7 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_min_tso_segs": _int("min_tso_segs"),
     "net.ipv4.tcp_congestion_control": _congestion,
     "net.ipv4.tcp_slow_start_after_idle": _flag("slow_start_after_idle"),
+    "net.ipv4.tcp_tso_win_divisor": _int("tso_win_divisor"),
 }
 #: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
 IGNORED_SYSCTLS: dict[str, str] = {}
