@@ -30,7 +30,7 @@ SO_RCVBUF, SO_SNDBUF = socket.SO_RCVBUF, socket.SO_SNDBUF
 MB = 1 << 20
 PORT = 40000
 #: Bytes per idle established connection (one end) this must not pass: issue 11's goal is 2,048;
-#: with the SACK scoreboard, RACK and CUBIC's state each end holds 2,391 (bench/engine.py prints it).
+#: with the SACK scoreboard, RACK and CUBIC's state an end holds 2,391 (bench/engine.py prints it).
 IDLE_BOUND = 2560
 
 
