@@ -1,5 +1,5 @@
 """The userspace stack writes what the application's calls of one turn of the loop make in one
-pass, after them: two stacks joined by a datagram socket pair (each datagram a packet, as a TUN
+pass, after them: two stacks joined by a packet socket pair (each record a packet, as a TUN
 device carries them), the server's packets counted in its capture."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ CLIENT, SERVER, PORT = "198.18.0.1", "198.18.0.2", 80
 
 def test_the_writes_of_one_turn_leave_together_after_it(tmp_path: Path) -> None:
     capture = tmp_path / "server.pcap"
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     for end in (a, b):
         end.setblocking(False)
     client = UserspaceStack(a.detach(), [CLIENT])
