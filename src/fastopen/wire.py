@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import IntFlag
 from ipaddress import IPv4Address, IPv6Address
-from typing import ClassVar, TypeAlias, TypeVar
+from typing import ClassVar, NamedTuple, TypeAlias, TypeVar, cast
 
 from fastopen.errors import MalformedPacket
 
@@ -348,6 +348,12 @@ def emit_options(options: tuple[TcpOption, ...] | list[TcpOption]) -> bytes:
     return b"".join(option.encode() for option in options)
 
 
+#: The options of every Linux SYN and SYN-ACK with timestamps: ``mss,sackOK,TS,nop,wscale``.
+_LINUX_SYN_TYPES = (Mss, SackPermitted, Timestamps, Nop, WindowScale)
+#: Their bytes: ``02 04 MSS 04 02 08 0a TSval TSecr 01 03 03 shift``.
+_LINUX_SYN = struct.Struct("!HHHHIIHBB")
+
+
 def _aligned(options: tuple[TcpOption, ...]) -> bytes:
     """The options area of a header: the options, padded with zeros to a 4-byte boundary."""
     if not options:
@@ -358,6 +364,11 @@ def _aligned(options: tuple[TcpOption, ...]) -> bytes:
         and type(options[0]) is type(options[1]) is Nop
     ):
         return _NOP_NOP_TS + _TIMESTAMPS.pack(options[2].tsval, options[2].tsecr)
+    if len(options) == 5 and tuple(map(type, options)) == _LINUX_SYN_TYPES:
+        mss, _, ts, _, ws = cast(tuple[Mss, SackPermitted, Timestamps, Nop, WindowScale], options)
+        return _LINUX_SYN.pack(
+            0x0204, mss.value, 0x0402, 0x080A, ts.tsval, ts.tsecr, 0x103, 3, ws.shift
+        )
     raw = emit_options(options)
     if len(raw) & 3:
         raw += b"\x00" * (4 - (len(raw) & 3))
@@ -984,6 +995,86 @@ def ip_packet(
             raise ValueError(f"IPv6 payload of {length} bytes (jumbograms are not supported)")
         ip = _IPV6_HEADER.pack(6 << 28, length, PROTO_TCP, ttl, src.packed, dst.packed)
     return b"".join((ip, tcp, options, segment.payload))
+
+
+class PlainSyn(NamedTuple):
+    """What a bare IPv4 SYN carries that a listener answers (:func:`parse_plain_syn`)."""
+
+    src: IPv4Address
+    dst: IPv4Address
+    src_port: int
+    dst_port: int
+    seq: int
+    window: int
+    mss: int | None
+    wscale: int | None
+    sack_permitted: bool
+    tsval: int | None  # None: no timestamps option
+
+
+#: An IPv4 header without options, then a TCP header.
+_IPV4_TCP_HEADERS = struct.Struct("!BBHHHBBHIIHHIIBBHHH")
+_SYN = int(Flags.SYN)
+#: The MSS, TSval and window scale of :data:`_LINUX_SYN_TYPES` options.
+_LINUX_SYN_FIELDS = struct.Struct("!2xH4xI4x3xB")
+
+
+def parse_plain_syn(data: bytes) -> PlainSyn | None:
+    """The few fields a listener needs of ``data`` if it is a plain SYN: IPv4 without options
+    or fragmentation, the SYN flag alone, no payload, checksums right, and options among MSS,
+    window scale, SACK permitted and timestamps, each at most once, with NOP and EOL; else
+    None (:func:`parse_tcp_packet` then says what it is, or why it is malformed).
+
+    What a SYN flood sends, read without building packets, segments or options: it says
+    exactly what those would (:meth:`TcpSegment.mss` and the other accessors).
+    """
+    size = len(data)
+    if size < IPV4_HEADER_LEN + TCP_HEADER_LEN or data[0] != 0x45 or data[33] != _SYN:
+        return None
+    _, _, total, _, frag, _, proto, _, src, dst, sport, dport, seq, _, offset, _, window, _, _ = (
+        _IPV4_TCP_HEADERS.unpack_from(data)
+    )
+    end = IPV4_HEADER_LEN + (offset >> 4) * 4
+    if total != size or end != size or frag & 0x3FFF or proto != PROTO_TCP or end < 40:
+        return None
+    # a header's words, its checksum included, sum to a multiple of 0xFFFF when it is right
+    if int.from_bytes(data[:IPV4_HEADER_LEN], "big") % _ONES:
+        return None
+    pseudo = src + dst + PROTO_TCP + size - IPV4_HEADER_LEN
+    if (pseudo + int.from_bytes(data[IPV4_HEADER_LEN:], "big")) % _ONES:
+        return None
+    src_ip, dst_ip = _V4[src], _V4[dst]
+    if (  # Linux's layout (_LINUX_SYN_TYPES)
+        end == 60
+        and data[40:42] == b"\x02\x04"
+        and data[44:48] == b"\x04\x02\x08\x0a"
+        and data[56:59] == b"\x01\x03\x03"
+    ):
+        mss, tsval, wscale = _LINUX_SYN_FIELDS.unpack_from(data, 40)
+        return PlainSyn(src_ip, dst_ip, sport, dport, seq, window, mss, wscale, True, tsval)
+    mss = wscale = tsval = None
+    sack = False
+    i = 40
+    while i < end:
+        kind = data[i]
+        if kind == TCPOPT_EOL:
+            break
+        if kind == TCPOPT_NOP:
+            i += 1
+            continue
+        length = data[i + 1] if i + 1 < end else 0
+        if kind == TCPOPT_MSS and length == 4 and mss is None and i + 4 <= end:
+            mss = data[i + 2] << 8 | data[i + 3]
+        elif kind == TCPOPT_WINDOW and length == 3 and wscale is None and i + 3 <= end:
+            wscale = data[i + 2]
+        elif kind == TCPOPT_SACK_PERM and length == 2 and not sack:
+            sack = True
+        elif kind == TCPOPT_TIMESTAMP and length == 10 and tsval is None and i + 10 <= end:
+            tsval = int.from_bytes(data[i + 2 : i + 6], "big")
+        else:
+            return None
+        i += length
+    return PlainSyn(src_ip, dst_ip, sport, dport, seq, window, mss, wscale, sack, tsval)
 
 
 def with_checksum(packet: bytes) -> bytes:

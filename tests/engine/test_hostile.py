@@ -41,6 +41,7 @@ from fastopen.wire import (
     TcpSegment,
     Timestamps,
     WindowScale,
+    ip_packet,
 )
 
 PORT = 40000
@@ -240,6 +241,34 @@ def test_syncookies_2_answers_every_syn_with_a_cookie() -> None:
     h, _ = server(syncookies=2)
     syn_in(h, 0.0, CLIENT)
     assert one(h).flags == S | A and h.requests == {} and h.counters["SyncookiesSent"] == 1
+
+
+PLAIN_SYNS: list[tuple[TcpOption, ...]] = [
+    (Mss(1460), SackPermitted(), Timestamps(77, 0), Nop(), WindowScale(7)),  # Linux's
+    (Mss(1460), SackPermitted(), Nop(), WindowScale(15)),  # no timestamps, a shift above 14
+    (Nop(), Nop(), Timestamps(5, 9), Mss(0)),
+    (Mss(9000),),
+    (),
+]
+
+
+@pytest.mark.parametrize("options", PLAIN_SYNS)
+@pytest.mark.parametrize("settings", [{"timestamps": True}, {"timestamps": False, "sack": False}])
+def test_a_plain_syn_read_from_its_bytes_gets_the_cookie_the_parsed_one_gets(
+    options: tuple[TcpOption, ...], settings: dict[str, object]
+) -> None:
+    """Host.receive answers the SYNs of a flood without parsing them into segments (the cookie
+    at once); the SYN-ACK and the counters are those of the general path."""
+    hosts = [full_queue(secret=b"k" * 16, **settings)[0] for _ in range(2)]
+    syn = TcpSegment(PORT, 80, PEER_ISN, 0, S, 64240, options)
+    hosts[0].receive(ip_packet(CLIENT, SERVER, syn), 3.0)
+    hosts[1].receive_segment(CLIENT, SERVER, syn, 3.0)
+    at_once, parsed = (h.segments_to_send() for h in hosts)
+    assert at_once == parsed and len(at_once) == 1 and at_once[0][2].flags == S | A
+    assert hosts[0].counters == hosts[1].counters
+    assert hosts[0].counters["SyncookiesSent"] == 1 and hosts[0].requests.keys() == (
+        hosts[1].requests.keys()
+    )
 
 
 def test_a_flood_keeps_memory_bounded_by_the_backlog() -> None:

@@ -92,6 +92,7 @@ def test_linux_layouts(kwargs: dict[str, object], expected: str) -> None:
     assert len(raw) % 4 == 0 and len(raw) <= 40
     assert linux_synack_options(1460, **kwargs) == options  # type: ignore[arg-type]
     assert parse_options(raw) == options
+    assert _syn(options).emit(*V4)[20:] == raw  # what a header carries (fast layouts included)
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 5, 18])

@@ -8,7 +8,7 @@ import struct
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, in4_chksum
 from scapy.layers.inet6 import IPv6, in6_chksum
@@ -27,6 +27,7 @@ from fastopen.wire import (
     IPv6Packet,
     Mss,
     Nop,
+    PlainSyn,
     Sack,
     SackPermitted,
     TcpOption,
@@ -37,8 +38,10 @@ from fastopen.wire import (
     emit_options,
     internet_checksum,
     ip_packet,
+    linux_syn_options,
     parse_ip,
     parse_options,
+    parse_plain_syn,
     parse_tcp_packet,
 )
 
@@ -190,6 +193,102 @@ def test_ip_packet_round_trip(packet: IPv4Packet | IPv6Packet) -> None:
     raw = packet.emit()
     assert parse_ip(raw) == packet
     assert parse_ip(raw).emit() == raw
+
+
+# -- plain SYNs, read without the full parse ---------------------------------------------------
+PLAIN_OPTIONS: dict[type[TcpOption], st.SearchStrategy[TcpOption]] = {
+    Mss: st.builds(Mss, U16),
+    WindowScale: st.builds(WindowScale, st.integers(0, 255)),
+    SackPermitted: st.just(SackPermitted()),
+    Timestamps: st.builds(Timestamps, U32, U32),
+}
+PLAIN_KINDS = tuple(PLAIN_OPTIONS)
+
+
+@st.composite
+def plain_syn_options(draw: st.DrawFn) -> tuple[TcpOption, ...]:
+    """Options a plain SYN may have: MSS, window scale, SACK permitted and timestamps, each at
+    most once, in any order, NOPs between, padded with NOPs or an EOL."""
+    kinds = draw(st.permutations(PLAIN_KINDS))[: draw(st.integers(0, len(PLAIN_KINDS)))]
+    options: list[TcpOption] = []
+    for kind in kinds:
+        options += [Nop()] * draw(st.integers(0, 2))
+        options.append(draw(PLAIN_OPTIONS[kind]))
+    if draw(st.booleans()) and len(emit_options(options)) < 40:
+        options.append(Eol(b"\x00" * (-(len(emit_options(options)) + 1) % 4)))
+    while len(emit_options(options)) % 4:
+        options.append(Nop())
+    return tuple(options) if len(emit_options(options)) <= 40 else ()
+
+
+LINUX_SYN = TcpSegment(
+    40000,
+    80,
+    1,
+    0,
+    Flags.SYN,
+    64240,
+    linux_syn_options(1460, wscale=7, timestamps=Timestamps(9, 0)),
+)
+
+
+def _plain(segment: TcpSegment) -> bool:
+    """Whether :func:`parse_plain_syn` takes ``segment`` (in an IPv4 packet, no IP options)."""
+    known = []
+    for option in segment.options:
+        if isinstance(option, Eol):
+            break
+        if not isinstance(option, Nop):
+            known.append(type(option))
+    return (
+        segment.flags == Flags.SYN
+        and not segment.payload
+        and all(kind in PLAIN_KINDS for kind in known)
+        and len(set(known)) == len(known)
+    )
+
+
+@given(
+    st.one_of(SEGMENT, st.builds(TcpSegment, U16, U16, U32, U32, st.just(Flags.SYN), U16,
+                                 plain_syn_options())),
+    V4_ADDRS,
+    st.none() | st.tuples(st.integers(0, 99), st.integers(0, 255)),
+)  # fmt: skip
+@example(LINUX_SYN, (IPv4Address("198.18.0.1"), IPv4Address("198.18.1.2")), None)
+@example(LINUX_SYN, (IPv4Address("198.18.0.1"), IPv4Address("198.18.1.2")), (57, 0x10))
+def test_a_plain_syn_says_what_the_full_parse_says(
+    segment: TcpSegment, addrs: tuple[IPv4Address, IPv4Address], change: tuple[int, int] | None
+) -> None:
+    """parse_plain_syn takes exactly the plain SYNs (checksums right) and reads them as
+    parse_tcp_packet and the segment's accessors do; anything else, a damaged byte included,
+    is None."""
+    raw = ip_packet(*addrs, segment)
+    if change is not None:
+        damaged = bytearray(raw)
+        damaged[change[0] % len(raw)] ^= change[1]
+        raw = bytes(damaged)
+    syn = parse_plain_syn(raw)
+    try:
+        packet, parsed = parse_tcp_packet(raw)
+    except MalformedPacket:
+        assert syn is None
+        return
+    if not (_plain(parsed) and isinstance(packet, IPv4Packet) and not packet.options):
+        assert syn is None
+        return
+    ts = parsed.timestamps
+    assert syn == PlainSyn(
+        packet.src,
+        packet.dst,
+        parsed.src_port,
+        parsed.dst_port,
+        parsed.seq,
+        parsed.window,
+        parsed.mss,
+        parsed.wscale,
+        parsed.sack_permitted,
+        None if ts is None else ts.tsval,
+    )
 
 
 # -- scapy, an independent dissector -----------------------------------------------------------

@@ -54,18 +54,38 @@ def clamp_mss(settings: Settings, peer_mss: int, adv_mss: int, ts_ok: bool) -> i
 
 def negotiate(settings: Settings, seg: TcpSegment, adv_mss: int) -> Negotiated:
     """Negotiate from a SYN or SYN-ACK as Linux does (both sides must offer)."""
-    ws = seg.wscale
-    wscale_ok = ws is not None and settings.window_scaling
     ts = seg.timestamps
-    ts_ok = ts is not None and settings.timestamps
+    return negotiate_options(
+        settings,
+        int(seg.flags),
+        seg.mss,
+        seg.wscale,
+        seg.sack_permitted,
+        None if ts is None else ts.tsval,
+        adv_mss,
+    )
+
+
+def negotiate_options(
+    settings: Settings,
+    flags: int,
+    mss: int | None,
+    wscale: int | None,
+    sack_permitted: bool,
+    tsval: int | None,
+    adv_mss: int,
+) -> Negotiated:
+    """:func:`negotiate` from what the segment's options say (``tsval`` None: no timestamps)."""
+    wscale_ok = wscale is not None and settings.window_scaling
+    ts_ok = tsval is not None and settings.timestamps
     return Negotiated(
-        wscale_ok=wscale_ok,
-        snd_wscale=min(ws, MAX_WSCALE) if ws is not None and wscale_ok else 0,
-        sack_ok=seg.sack_permitted and settings.sack,
-        ts_ok=ts_ok,
-        ts_recent=ts.tsval if ts is not None and ts_ok else 0,
-        snd_mss=clamp_mss(settings, seg.mss or MSS_DEFAULT, adv_mss, ts_ok),
-        ecn_ok=ecn_setup(settings, seg.flags),
+        wscale_ok,
+        min(wscale, MAX_WSCALE) if wscale is not None and wscale_ok else 0,
+        sack_permitted and settings.sack,
+        ts_ok,
+        tsval if tsval is not None and ts_ok else 0,
+        clamp_mss(settings, mss or MSS_DEFAULT, adv_mss, ts_ok),
+        ecn_setup(settings, flags),
     )
 
 

@@ -25,16 +25,31 @@ from fastopen.engine.cache import CookieCache, IPAddress, NegativeReason
 from fastopen.engine.context import Bound, ConnKey, Timed
 from fastopen.engine.events import EngineError, Event, Readable
 from fastopen.engine.fastopen import Blackhole, server_admission
-from fastopen.engine.handshake import Negotiated, clamp_mss, negotiate
+from fastopen.engine.handshake import (
+    TS_OPTION_LEN,
+    Negotiated,
+    clamp_mss,
+    initial_window,
+    negotiate,
+    negotiate_options,
+)
 from fastopen.engine.icmp import PMTU_EXPIRES, IcmpError
-from fastopen.engine.request import RequestSock
+from fastopen.engine.request import RequestSock, synack_segment
 from fastopen.engine.seq import ACK, FIN, MASK, RST, SYN
 from fastopen.engine.settings import Settings, SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, EngineSocket
 from fastopen.engine.syncookies import VALID, SynCookies, decode_timestamp, timestamp
 from fastopen.engine.tcb import Connection
 from fastopen.errors import MalformedPacket
-from fastopen.wire import PROTO_TCP, Flags, TcpSegment, ip_packet, parse_ip
+from fastopen.wire import (
+    PROTO_TCP,
+    Flags,
+    PlainSyn,
+    TcpSegment,
+    ip_packet,
+    parse_ip,
+    parse_plain_syn,
+)
 
 #: Callback choosing the ISN: (local, local port, remote, remote port, now) -> 32-bit ISN.
 IsnFunction = Callable[[IPAddress, int, IPAddress, int, float], int]
@@ -318,6 +333,9 @@ class Host:
 
     def receive(self, packet: bytes, now: float) -> None:
         """A whole IP packet for this host; malformed TCP is counted and dropped, others ignored."""
+        syn = parse_plain_syn(packet)
+        if syn is not None and self._syn_cookie_at_once(syn, now):
+            return
         try:
             ip = parse_ip(packet)
             if ip.protocol != PROTO_TCP or ip.is_fragment or ip.dst not in self.addresses:
@@ -431,7 +449,7 @@ class Host:
         key = (dst, seg.dst_port, src, seg.src_port)
         neg = negotiate(settings, seg, self.adv_mss(dst))
         if want_cookie:
-            self._send_cookie(listener, key, seg, neg, now)
+            self._send_cookie(listener, key, seg.seq, seg.mss, neg, now)
             return
         limit = settings.max_syn_backlog
         if not settings.syncookies and limit - listener.syn_qlen < limit >> 2:
@@ -450,7 +468,7 @@ class Host:
         )
         iss = self.choose_isn(dst, seg.dst_port, src, seg.src_port, now)
         if not fastopen:
-            req = RequestSock(self, listener, key, seg, neg, iss)
+            req = RequestSock(self, listener, key, seg.seq, seg.window, neg, iss)
             self.requests[key] = req
             listener.syn_qlen += 1
             listener.syn_young += 1
@@ -495,22 +513,65 @@ class Host:
 
     # -- SYN cookies (Linux syncookies.c) ----------------------------------------------------------
 
+    def _syn_cookie_at_once(self, syn: PlainSyn, now: float) -> bool:
+        """A plain SYN (the SYNs of a flood) to a listener that answers it with a SYN cookie:
+        answered here as :meth:`receive_segment` and :meth:`_listen_input` would, without the
+        packet parsed (Linux answers a flood in softirq). False: anything else, for the general
+        path."""
+        dst, dport = syn.dst, syn.dst_port
+        key = (dst, dport, syn.src, syn.src_port)
+        if key in self.connections or key in self.requests or dst not in self.addresses:
+            return False
+        listener = self.listeners.get((dst, dport)) or self.listeners.get((None, dport))
+        if listener is None:
+            return False
+        settings = self.settings
+        if not settings.syncookies or (
+            settings.syncookies != 2 and listener.syn_qlen <= listener.backlog
+        ):
+            return False
+        if len(listener.accept_queue) >= max(listener.backlog, 1):
+            return False
+        try:
+            counters = self.counters
+            counters["TcpInSegs"] += 1
+            counters["TCPReqQFullDoCookies"] += 1
+            adv_mss = self.adv_mss(dst)
+            neg = negotiate_options(
+                settings, SYN, syn.mss, syn.wscale, syn.sack_permitted, syn.tsval, adv_mss
+            )
+            self._send_cookie(listener, key, syn.seq, syn.mss, neg, now)
+        except Exception as exc:  # a bug: the caller goes on (the listener is not reset)
+            raise ConnectionFault(None) from exc
+        return True
+
     def _send_cookie(
-        self, listener: EngineSocket, key: ConnKey, seg: TcpSegment, neg: Negotiated, now: float
+        self,
+        listener: EngineSocket,
+        key: ConnKey,
+        seq: int,
+        mss: int | None,
+        neg: Negotiated,
+        now: float,
     ) -> None:
         """A SYN-ACK whose ISN is a cookie; nothing is kept, and the SYN gets no fast open."""
         local, lport, remote, rport = key
         if not neg.ts_ok:  # Linux tcp_clear_options: no room to remember them without TS
             neg = neg._replace(wscale_ok=False, snd_wscale=0, sack_ok=False)
         isn, _ = self.syncookies.make(
-            remote, local, rport, lport, seg.seq, seg.mss or MSS_COOKIE_DEFAULT, now
+            remote, local, rport, lport, seq, mss or MSS_COOKIE_DEFAULT, now
         )
-        req = RequestSock(self, listener, key, seg, neg, isn)
+        adv_mss = self.adv_mss(local)
+        settings = self.settings
+        rcv_wscale = settings.wscale if settings.window_scaling and neg.wscale_ok else 0
         tsval = None
         if neg.ts_ok:
             wscale = neg.snd_wscale if neg.wscale_ok else None
-            tsval = timestamp(int(now * 1000), wscale, neg.sack_ok, False)
-        req.send_synack(now, tsval=tsval)
+            cookie_ts = timestamp(int(now * 1000), wscale, neg.sack_ok, False)
+            tsval = (cookie_ts + self.choose_tsoffset(local, remote)) & MASK
+        rcv_wnd = initial_window(listener.rcvbuf, adv_mss - (TS_OPTION_LEN if neg.ts_ok else 0))
+        synack = synack_segment(lport, rport, isn, seq, neg, adv_mss, rcv_wscale, rcv_wnd, tsval)
+        self.output(local, remote, synack)
         listener.last_overflow = now
         self.counters["SyncookiesSent"] += 1
 

@@ -55,7 +55,8 @@ class RequestSock:
         ctx: ConnectionContext,
         listener: EngineSocket,
         key: tuple[IPAddress, int, IPAddress, int],
-        seg: TcpSegment,
+        irs: int,
+        window: int,
         neg: Negotiated,
         iss: int,
     ) -> None:
@@ -64,10 +65,10 @@ class RequestSock:
         self.ctx = ctx
         self.listener = listener
         self.key = key
-        self.irs = seg.seq
+        self.irs = irs
         self.iss = iss
         self.neg = neg
-        self.window = seg.window
+        self.window = window
         self.adv_mss = ctx.adv_mss(local)
         mss = self.adv_mss - (TS_OPTION_LEN if neg.ts_ok else 0)
         self.rcv_wnd_init = initial_window(listener.rcvbuf, mss)
@@ -82,27 +83,20 @@ class RequestSock:
         self, now: float, fastopen: FastOpen | None = None, tsval: int | None = None
     ) -> None:
         """The SYN-ACK (``tsval``: a SYN cookie's TS value instead of the clock's)."""
-        neg = self.neg
-        ts = None
-        if neg.ts_ok:
-            value = int(now * 1000) if tsval is None else tsval
-            ts = Timestamps((value + self.tsoffset) & MASK, neg.ts_recent)
-        options = linux_synack_options(
-            self.adv_mss,
-            sack=neg.sack_ok,
-            wscale=self.rcv_wscale if neg.wscale_ok else None,
-            timestamps=ts,
-            fastopen=fastopen,
-        )
+        if self.neg.ts_ok:
+            tsval = ((int(now * 1000) if tsval is None else tsval) + self.tsoffset) & MASK
         local, lport, remote, rport = self.key
-        seg = TcpSegment(
+        seg = synack_segment(
             lport,
             rport,
             self.iss,
-            (self.irs + 1) & MASK,
-            Flags.SYN | Flags.ACK | (Flags.ECE if neg.ecn_ok else Flags(0)),
+            self.irs,
+            self.neg,
+            self.adv_mss,
+            self.rcv_wscale,
             self.rcv_wnd_init,
-            options,
+            tsval,
+            fastopen,
         )
         self.ctx.output(local, remote, seg)
 
@@ -160,3 +154,40 @@ class RequestSock:
         self._rto_at = None
         self.pushed_at = None
         self.ctx.forget(self.key, self)
+
+
+_SYNACK = Flags.SYN | Flags.ACK
+_SYNACK_ECE = _SYNACK | Flags.ECE
+
+
+def synack_segment(
+    lport: int,
+    rport: int,
+    iss: int,
+    irs: int,
+    neg: Negotiated,
+    adv_mss: int,
+    rcv_wscale: int,
+    rcv_wnd_init: int,
+    tsval: int | None,
+    fastopen: FastOpen | None = None,
+) -> TcpSegment:
+    """The SYN-ACK answering a SYN with ``irs`` (Linux tcp_make_synack): ``tsval`` is its TS
+    value, the connection's offset included (used when ``neg.ts_ok``), ``fastopen`` the cookie
+    option the SYN asked for."""
+    options = linux_synack_options(
+        adv_mss,
+        sack=neg.sack_ok,
+        wscale=rcv_wscale if neg.wscale_ok else None,
+        timestamps=Timestamps(tsval, neg.ts_recent) if neg.ts_ok and tsval is not None else None,
+        fastopen=fastopen,
+    )
+    return TcpSegment(
+        lport,
+        rport,
+        iss,
+        (irs + 1) & MASK,
+        _SYNACK_ECE if neg.ecn_ok else _SYNACK,
+        min(rcv_wnd_init, 65535),
+        options,
+    )

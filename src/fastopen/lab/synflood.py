@@ -244,6 +244,22 @@ def device_drops(ns: Netns, device: str = "fous0") -> int:
     return int(json.loads(shown)[0]["stats64"]["tx"]["dropped"])
 
 
+def synack_count(capture: Capture) -> int:
+    """The SYN-ACKs captured so far."""
+    return sum(1 for _, s in capture.segments if s.flags == Flags.SYN | Flags.ACK)
+
+
+def worked_through(ns: Netns, capture: Capture, sent: int, timeout: float = 20.0) -> None:
+    """Wait until the stack has worked through a flood of ``sent`` SYNs: each one answered or
+    lost at the device's queue (a server behind would lose what is sent next, a probe, say)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if synack_count(capture) + device_drops(ns) >= sent:
+            return
+        time.sleep(0.1)
+    raise FastOpenError(f"the stack did not work through {sent} SYNs in {timeout:g} s")
+
+
 def start_userspace_server(ns: Netns) -> subprocess.Popen[str]:
     """``fastopen serve --stack userspace`` owning 198.18.1.2 behind fous0 in ``ns`` (whose
     kernel gets 198.18.0.1 for curl); returns once it serves."""
@@ -302,7 +318,7 @@ def flood_userspace_server(ns: Netns, count: int, rate: float, seed: int = 1) ->
                 served.append(curl(ns))
                 peak = max(peak, rss_bytes(proc.pid))
             flooder.join()
-            time.sleep(1.0)  # what is queued is worked through
+            worked_through(ns, capture, len(syns))
             peak = max(peak, rss_bytes(proc.pid))
             server = ipaddress.IPv4Address(SERVE_ADDRESS)
             # the SYN queue may have room again (old requests expire sooner when it is more
@@ -327,7 +343,7 @@ def flood_userspace_server(ns: Netns, count: int, rate: float, seed: int = 1) ->
                 )
                 send([ip_packet(PROBE_SOURCE, server, ack)], SERVE_ADDRESS)
                 time.sleep(0.5)
-            synacks = sum(1 for _, s in capture.segments if s.flags == Flags.SYN | Flags.ACK)
+            synacks = synack_count(capture)
             capture_drops = capture.drops
         queue_drops = device_drops(ns)
     finally:

@@ -313,14 +313,13 @@ class UserspaceStack:
         return self.loop.time()
 
     def kick(self) -> None:
-        """After an application call: send what it made at once; its events, soon."""
-        if self._servicing or self.fd < 0:
-            return  # the service under way sends everything when it ends
-        self._flush()
-        self._rearm()
-        if not self._kicked:
-            self._kicked = True
-            self.loop.call_soon(self._service)
+        """After an application call: what it made is sent, and its events dispatched, by one
+        service soon, for every call of this turn of the loop (the writes of one pass go
+        together, as the calls of many connections' handlers in one turn make them)."""
+        if self._servicing or self.fd < 0 or self._kicked:
+            return  # the service under way, or the one to come, sends everything
+        self._kicked = True
+        self.loop.call_soon(self._service)
 
     def forget(self, sock: EngineSocket) -> None:
         self._transports.pop(sock, None)
