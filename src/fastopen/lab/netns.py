@@ -43,9 +43,20 @@ def check_support() -> None:
 
 
 def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    """Run ``ip ARGS``. Interrupted (a signal turned into an exception), it is killed and waited
+    for before the exception goes on, so that the clean-up that follows sees what it made
+    (subprocess.run waits a quarter of a second for a child after a KeyboardInterrupt)."""
+    with subprocess.Popen(
+        ["ip", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            _, err = proc.communicate()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     if proc.returncode != 0:
-        raise NamespaceError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
+        raise NamespaceError(f"ip {' '.join(args)} failed: {err.strip()}")
 
 
 def new_name(tag: str) -> str:
