@@ -29,7 +29,12 @@ from engine_support import (
     synack,
 )
 
-from fastopen.constants import TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE
+from fastopen.constants import (
+    TCPI_OPT_SACK,
+    TCPI_OPT_TIMESTAMPS,
+    TCPI_OPT_USEC_TS,
+    TCPI_OPT_WSCALE,
+)
 from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
 from fastopen.engine.socket import TCP_SYNCNT
@@ -73,6 +78,19 @@ def test_syn_options_as_linux_with_timestamps() -> None:
     syn = one(h)
     assert syn.options == (Mss(1460), SackPermitted(), Timestamps(2507, 0), Nop(), WindowScale(7))
     assert syn.window == 64240 and syn.seq == ISN
+
+
+def test_usec_ts_route_counts_ts_values_in_microseconds() -> None:
+    """Linux 6.7+ tp->tcp_usec_ts: only a destination whose route has features tcp_usec_ts."""
+    routes = (ipaddress.ip_network("198.18.0.0/31"),)
+    h = host(CLIENT, timestamps=True, tsoffset=lambda *_: 7, usec_ts_routes=routes)
+    for address, tsval, usec in ((SERVER, 2_507, False), ("198.18.0.0", 2_500_007, True)):
+        sock = h.socket()
+        with pytest.raises(EngineError):
+            sock.connect((str(address), 80), 2.5)
+        syn = one(h)
+        assert syn.timestamps == Timestamps(tsval, 0)
+        assert bool(sock.tcp_info().tcpi_options & TCPI_OPT_USEC_TS) is usec
 
 
 def test_syn_options_as_linux_without_timestamps() -> None:

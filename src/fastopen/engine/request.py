@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.context import ConnectionContext
-from fastopen.engine.handshake import TS_OPTION_LEN, Negotiated, initial_window
+from fastopen.engine.handshake import TS_OPTION_LEN, Negotiated, initial_window, ts_clock
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX
 from fastopen.engine.seq import MASK, RST, SYN
 from fastopen.wire import FastOpen, Flags, TcpSegment, Timestamps, linux_synack_options
@@ -47,6 +47,7 @@ class RequestSock:
         "retransmits",
         "sent_at",
         "tsoffset",
+        "usec_ts",
         "window",
     )
 
@@ -73,6 +74,8 @@ class RequestSock:
         self.rcv_wnd_init = initial_window(settings.rmem, mss)
         self.rcv_wscale = settings.wscale if settings.window_scaling and neg.wscale_ok else 0
         self.tsoffset = ctx.choose_tsoffset(local, remote) if neg.ts_ok else 0
+        #: Linux req_usec_ts: a SYN with timestamps on a route with features tcp_usec_ts.
+        self.usec_ts = neg.ts_ok and settings.usec_ts(remote)
         self.retransmits = 0
         self.sent_at = 0.0
         self._rto_at: float | None = None
@@ -85,7 +88,7 @@ class RequestSock:
         neg = self.neg
         ts = None
         if neg.ts_ok:
-            value = int(now * 1000) if tsval is None else tsval
+            value = ts_clock(now, self.usec_ts) if tsval is None else tsval
             ts = Timestamps((value + self.tsoffset) & MASK, neg.ts_recent)
         options = linux_synack_options(
             self.adv_mss,

@@ -19,6 +19,7 @@ from fastopen.constants import (
     TCPI_OPT_SYN_DATA,
     TCPI_OPT_TFO_CHILD,
     TCPI_OPT_TIMESTAMPS,
+    TCPI_OPT_USEC_TS,
     TCPI_OPT_WSCALE,
 )
 from fastopen.engine.cache import IPAddress, NegativeReason
@@ -31,6 +32,7 @@ from fastopen.engine.handshake import (
     Negotiated,
     initial_window,
     negotiate,
+    ts_clock,
 )
 from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
@@ -188,6 +190,7 @@ class Connection:
         "ts_ok",
         "ts_recent",
         "tsoffset",
+        "usec_ts",
         "want_write",
         "wscale_ok",
     )
@@ -234,6 +237,8 @@ class Connection:
         self.wscale_ok = self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
         self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
+        #: Linux tp->tcp_usec_ts: TS values in microseconds (the route's features tcp_usec_ts).
+        self.usec_ts = settings.usec_ts(remote)
         self.rtt = RttEstimator()
         self.recovery = Recovery()
         self.sent_pieces = SentPieces()
@@ -361,7 +366,7 @@ class Connection:
         return field
 
     def _tsopt(self, now: float, echo: int) -> Timestamps:
-        return Timestamps((int(now * 1000) + self.tsoffset) & MASK, echo)
+        return Timestamps((ts_clock(now, self.usec_ts) + self.tsoffset) & MASK, echo)
 
     def _options(self, now: float) -> tuple[TcpOption, ...]:
         """Linux's layout for segments after the SYN: ``nop,nop,TS`` then ``nop,nop,sack``."""
@@ -771,6 +776,7 @@ class Connection:
         self.irs = irs
         self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
         self._negotiated(neg, window)
+        self.usec_ts = self.usec_ts and neg.ts_ok  # Linux tcp_conn_request: req_usec_ts
         if self.ts_ok:
             mss = self._adv_mss - TS_OPTION_LEN
             self.rcv_wnd_init = initial_window(self.ctx.settings.rmem, mss)
@@ -1030,14 +1036,24 @@ class Connection:
         else:
             self._pingpong = max(self._pingpong, 1)
 
+    def _rtt_tsopt(self, now: float, tsecr: int) -> float | None:
+        """Linux tcp_rtt_tsopt_us: the round trip a TS echo measures (seconds, at least one tick
+        of the TS clock), None for an echo from the future."""
+        ticks = (ts_clock(now, self.usec_ts) + self.tsoffset - tsecr) & MASK
+        if ticks >= HALF:
+            return None
+        return max(ticks, 1) / (1_000_000 if self.usec_ts else 1000)
+
     def _paws_rejects(self, seg: TcpSegment, now: float) -> bool:
         """Linux tcp_rcv_synsent_state_process: a SYN-ACK whose TS echo is not a TSval we sent
         since the SYN (TcpExt PAWSActive) is answered with a RST."""
         ts = seg.timestamps
         if ts is None or not ts.tsecr or not self.ctx.settings.timestamps:
             return False
-        first = int(self._syn_sent_at * 1000) + self.tsoffset  # TSval of the first SYN
-        if ((int(now * 1000) + self.tsoffset - first) & MASK) >= ((ts.tsecr - first) & MASK):
+        first = ts_clock(self._syn_sent_at, self.usec_ts) + self.tsoffset  # the first SYN's TSval
+        if ((ts_clock(now, self.usec_ts) + self.tsoffset - first) & MASK) >= (
+            (ts.tsecr - first) & MASK
+        ):
             return False
         self.ctx.counters["PAWSActive"] += 1
         return True
@@ -1298,9 +1314,9 @@ class Connection:
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         if ts is not None and ts.tsecr:
-            ms = (int(now * 1000) + self.tsoffset - ts.tsecr) & MASK
-            if ms < HALF:
-                self.rtt.sample(max(ms, 1) / 1000)
+            rtt = self._rtt_tsopt(now, ts.tsecr)
+            if rtt is not None:
+                self.rtt.sample(rtt)
         else:
             self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
@@ -1595,6 +1611,8 @@ class Connection:
             options |= TCPI_OPT_SYN_DATA
         if self.tfo_child:
             options |= TCPI_OPT_TFO_CHILD
+        if self.usec_ts:
+            options |= TCPI_OPT_USEC_TS
         una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
         unacked, retrans = self.sent_pieces.in_flight(una, self.snd_mss)
         if self.state is S.SYN_SENT:

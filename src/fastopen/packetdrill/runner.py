@@ -429,8 +429,9 @@ class ScriptRunner(ABC, Generic[S, F]):
     def shell_hint(self) -> str:
         known = ", ".join(name.rsplit(".", 1)[1] for name in SYSCTLS)
         return (
-            f"the runner knows the sysctls {known}, defaults.sh, set_sysctls.py "
-            "and 'ip tcp_metrics flush'"
+            f"the runner knows the sysctls {known}, defaults.sh, set_sysctls.py, "
+            "'ip tcp_metrics flush' and 'ip route add|change|replace PREFIX dev DEV "
+            "[features tcp_usec_ts]'"
         )
 
     # -- inbound packets ---------------------------------------------------------------------------
