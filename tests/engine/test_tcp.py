@@ -352,12 +352,33 @@ def test_simultaneous_close_goes_through_closing() -> None:
 def test_passive_close_close_wait_last_ack() -> None:
     h, sock, _ = connected()
     h.receive_segment(SERVER, CLIENT, seg(F | A, PEER_ISN + 1, ISN + 1), 1.0)
+    # Linux tcp_fin: CLOSE_WAIT in ping-pong mode, the ACK of the FIN is a delayed one; with no
+    # data received yet (ato 0) it goes one tick later
+    assert out(h) == [] and h.get_timer() == pytest.approx(1.001)
+    h.handle_timer(1.001)
     assert one(h).ack == PEER_ISN + 2
     assert sock.state.name == "CLOSE_WAIT" and sock.recv(10, 1.0) == b""
     sock.close(1.1)
     assert one(h).flags == F | A and sock.state.name == "LAST_ACK"
     h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 2, ISN + 2), 1.2)
     assert h.connections == {}
+
+
+def test_fin_ack_rides_on_the_applications_fin() -> None:
+    """A close() within the delayed ACK timeout: its FIN carries the ACK of the peer's FIN; a
+    FIN after more than a segment not yet ACKed is ACKed at once (__tcp_ack_snd_check)."""
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"x" * 100), 0.5)
+    assert one(h).ack == PEER_ISN + 101  # quick ACK mode at the start; ato is 40 ms
+    assert sock.recv(200, 0.6) == b"x" * 100
+    h.receive_segment(SERVER, CLIENT, seg(F | A, PEER_ISN + 101, ISN + 1), 1.0)
+    assert out(h) == [] and h.get_timer() == pytest.approx(1.04)
+    sock.close(1.01)
+    fin = one(h)
+    assert fin.flags == F | A and fin.ack == PEER_ISN + 102
+    h2, _, _ = connected()
+    h2.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, bytes(1460), A | P | F), 1.0)
+    assert one(h2).ack == PEER_ISN + 1462
 
 
 def test_close_with_unread_data_sends_a_reset() -> None:
@@ -591,6 +612,7 @@ def test_a_reset_right_after_the_peers_fin_is_accepted() -> None:
     resets; elsewhere it is out of window."""
     h, sock, _ = connected()
     h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"", A | F), 0.2)
+    h.handle_timer(0.25)  # the ACK of a FIN is a delayed one (Linux tcp_fin: ping-pong mode)
     assert one(h).ack == PEER_ISN + 2
     h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 1), 0.3)
     assert h.connections == {}

@@ -11,9 +11,9 @@ import pytest
 from fastopen.engine import Host
 from fastopen.engine.icmp import IcmpError
 from fastopen.packetdrill import ScriptError, ScriptSyntaxError, parse_script
-from fastopen.packetdrill.packets import icmp_packet, icmp_type_and_code
+from fastopen.packetdrill.packets import icmp_packet, icmp_type_and_code, spec_to_text
 from fastopen.packetdrill.run import run_script
-from fastopen.packetdrill.script import IcmpSpec
+from fastopen.packetdrill.script import IcmpSpec, PacketSpec
 from fastopen.packetdrill.shell import EngineStack, ShellCommands
 from fastopen.wire import internet_checksum
 
@@ -163,3 +163,24 @@ def test_nstat_reports_counters_that_moved() -> None:
     assert shell.run("nstat | grep TcpExtOutOfWindowIcmps") is not None  # seen: 0 since then
     assert shell.run("nstat -a | grep TcpExtOutOfWindowIcmps") is None
     assert shell.run("nstat | sort") is not None  # only nstat | grep is known
+
+
+def test_no_flags_packet_and_ioctl() -> None:
+    """``-`` is a segment with no flags at all; ioctl's ``[N]`` is the value it must write."""
+    spec = action("+.01 < - 1:1001(1000) win 20000")
+    assert isinstance(spec, PacketSpec) and spec.flags == "" and spec.length == 1000
+    assert spec_to_text(spec) == "- 1:1001(1000) win 20000"
+    body = """   +0 < - 1:11(10) win 502
+   +0 ioctl(3, SIOCINQ, [0]) = 0
+   +0 < P. 1:11(10) ack 1 win 502
+   +0 > . 1:1(0) ack 11
+   +0 ioctl(3, FIONREAD, [10]) = 0
+   +0 write(3, ..., 20) = 20
+   +0 > P. 1:21(20) ack 11
+   +0 ioctl(3, SIOCOUTQ, [20]) = 0
+   +0 ioctl(3, SIOCOUTQNSD, [0]) = 0
+"""
+    run_script(parse_script(CLIENT + body, "ioctl.pkt"))
+    wrong = CLIENT + "   +0 ioctl(3, SIOCINQ, [5]) = 0\n"
+    with pytest.raises(ScriptError, match="Bad ioctl optval: expected: 5 actual: 0"):
+        run_script(parse_script(wrong, "ioctl.pkt"))

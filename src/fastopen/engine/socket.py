@@ -60,6 +60,8 @@ AF_UNSPEC_ADDRESS = ("", -1)
 #: Linux MAX_TCP_SYNCNT: the most TCP_SYNCNT takes.
 MAX_SYNCNT = 127
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+#: Linux's TCP ioctls: SIOCINQ (FIONREAD), SIOCOUTQ (TIOCOUTQ), SIOCOUTQNSD.
+SIOCINQ, SIOCOUTQ, SIOCOUTQNSD = 0x541B, 0x5411, 0x894B
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 
 SockAddr = tuple[str, int]
@@ -597,6 +599,24 @@ class EngineSocket:
         if conn is not None and conn.error is not None and not self._error_reported:
             mask |= POLLERR
         return mask
+
+    def ioctl(self, request: int) -> int:
+        """Linux tcp_ioctl: SIOCINQ, the bytes there are to read; SIOCOUTQ, those queued and not
+        acknowledged yet; SIOCOUTQNSD, those not sent yet. A listener has none of them (EINVAL);
+        during the handshake all are 0."""
+        self._check_open()
+        if request not in (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD):
+            raise _fail(errno.ENOTTY)
+        if self.listening:
+            raise _fail(errno.EINVAL)
+        conn = self.conn
+        if conn is None or conn.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED):
+            return 0
+        if request == SIOCINQ:
+            return len(conn.rcv_buf)
+        return (conn.write_seq() - (conn.snd_una if request == SIOCOUTQ else conn.snd_nxt)) & (
+            0xFFFFFFFF
+        )
 
     def tcp_info(self) -> TcpInfo:
         """What getsockopt(TCP_INFO) shows (a listener or unconnected socket: mostly zeros)."""

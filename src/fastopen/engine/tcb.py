@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 DELACK = 0.04
 #: Linux TCP_DELACK_MAX: the longest an ACK is held back (a writer about to send, ...).
 DELACK_MAX = 0.2
+#: One jiffy at HZ=1000: a delayed ACK with no ato yet (no data received) goes one tick later.
+JIFFY = 0.001
 TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
 #: Linux TCP_MAX_QUICKACKS.
@@ -121,6 +123,7 @@ class Connection:
         "_quickack",
         "_rcv_fin_seq",
         "_rcv_tstamp",
+        "_rcv_wup",
         "_retrans_stamp",
         "_rto_at",
         "_syn_sent_at",
@@ -265,6 +268,7 @@ class Connection:
         self._ato_pending = 0
         self._quickack = 0
         self._pingpong = 0
+        self._rcv_wup = 0  # Linux rcv_wup: rcv_nxt when the last ACK went
         self._lrcv = 0.0
         self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
@@ -331,9 +335,12 @@ class Connection:
                 return
         if self._delack_at is not None and now >= self._delack_at:
             self._delack_at = None
-            if self._pingpong:  # Linux tcp_delack_timer_handler: a missed delayed ACK
+            # Linux tcp_delack_timer_handler, a delayed ACK missed: inflate the ato, or in
+            # ping-pong mode leave it and deflate the ato
+            if not self._pingpong:
                 self._ato = min(self._ato * 2, self.rtt.rto)
             else:
+                self._pingpong = 0
                 self._ato = DELACK
             self.send_ack(now)
         if self._rto_at is not None and now >= self._rto_at:
@@ -398,6 +405,7 @@ class Connection:
                     self._ato = DELACK
             self._ato_pending = 0
             self._delack_at = None
+            self._rcv_wup = self.rcv_nxt
         if options is None:
             options = self._options(now)
         if flags & SYN:  # never scaled; the SYN-ACK opens the receive window
@@ -1009,6 +1017,12 @@ class Connection:
             if self.state not in (S.CLOSED, S.SYN_SENT, S.LISTEN):
                 self.snd_mss = min(self.snd_mss, mss - (TS_OPTION_LEN if self.ts_ok else 0))
 
+    def write_seq(self) -> int:
+        """Linux tp->write_seq: the sequence number after what the application queued (its FIN
+        included)."""
+        end = (self.snd_buf_seq + len(self.snd_buf)) & MASK
+        return (end + 1) & MASK if self._fin_queued else end
+
     def writable(self) -> bool:
         """Linux __sk_stream_is_writeable: the free send buffer is at least half what is queued."""
         queued = len(self.snd_buf)
@@ -1443,7 +1457,10 @@ class Connection:
                 self._rto_at = None
                 self._tw_at = now + TIME_WAIT_LEN
                 self._fastopen_ofo_check(now)
-            self.send_ack(now)
+            if self.state is S.CLOSE_WAIT and st is not S.CLOSE_WAIT:
+                self._fin_ack(now)
+            else:
+                self.send_ack(now)
             self.ctx.emit(Readable(self.sock))
             return
         if delivered:
@@ -1454,6 +1471,18 @@ class Connection:
                 self._schedule_ack(now)
         else:
             self.send_ack(now)  # out of order or duplicate: ACK at once (with SACK blocks)
+
+    def _fin_ack(self, now: float) -> None:
+        """Linux tcp_fin into CLOSE_WAIT enters ping-pong mode (the application's own FIN may
+        carry the ACK), then __tcp_ack_snd_check: an ACK now when it covers more than a
+        segment's worth (rcv_nxt - rcv_wup > rcv_mss) or with out-of-order data, else delayed."""
+        self._pingpong = max(self._pingpong, 1)
+        if ((self.rcv_nxt - self._rcv_wup) & MASK) > self.snd_mss or self.ooo:
+            self.send_ack(now)
+            return
+        self._ato_pending += 1
+        if self._delack_at is None:  # tcp_send_delayed_ack: an ato of 0 gives the next tick
+            self._delack_at = now + (self._delack_timeout() if self._ato else JIFFY)
 
     def _schedule_ack(self, now: float) -> None:
         """In-order data arrived: Linux tcp_event_data_recv (ato, quick ACK mode at the start)

@@ -29,6 +29,7 @@ import queue
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -385,6 +386,12 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
         if command == fcntl.F_GETFL:
             return fcntl.fcntl(sock.fileno(), fcntl.F_GETFL)
         raise self.fail("fcntl supports F_GETFL and F_SETFL")
+
+    def sys_ioctl(self, fd: Expr, request: Expr, arg: Expr = ELLIPSIS) -> int:
+        out = bytearray(4)
+        result = fcntl.ioctl(self.fd(fd).fileno(), self.value(request) or 0, out)
+        self.check_ioctl(arg, int.from_bytes(out, sys.byteorder, signed=True))
+        return int(result)
 
     def sys_setsockopt(self, fd: Expr, level: Expr, name: Expr, value: Expr, length: Expr) -> int:
         sock = self.fd(fd)

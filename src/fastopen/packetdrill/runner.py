@@ -45,7 +45,7 @@ from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.icmp import IcmpError
-from fastopen.engine.socket import AF_UNSPEC_ADDRESS
+from fastopen.engine.socket import AF_UNSPEC_ADDRESS, SIOCINQ, SIOCOUTQ, SIOCOUTQNSD
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
     compare,
@@ -139,6 +139,11 @@ SYMBOLS: dict[str, int] = {
     "TCP_KEEPCNT": socket_mod.TCP_KEEPCNT,
     "TCP_MAXSEG": socket_mod.TCP_MAXSEG,
     "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
+    "SIOCINQ": SIOCINQ,
+    "FIONREAD": SIOCINQ,
+    "SIOCOUTQ": SIOCOUTQ,
+    "TIOCOUTQ": SIOCOUTQ,
+    "SIOCOUTQNSD": SIOCOUTQNSD,
     "POLLIN": select.POLLIN,
     "POLLPRI": select.POLLPRI,
     "POLLOUT": select.POLLOUT,
@@ -747,6 +752,13 @@ class ScriptRunner(ABC, Generic[S, F]):
                     event,
                 )
 
+    def check_ioctl(self, arg: Expr, actual: int) -> None:
+        """The value an ioctl wrote into its ``[N]`` argument (packetdrill's syscall_ioctl)."""
+        if isinstance(arg, ListExpr):
+            expected = self.value(arg)
+            if expected is not None and expected != actual:
+                raise self.fail(f"Bad ioctl optval: expected: {expected} actual: {actual}")
+
     def struct_fields(self, expr: Expr, names: tuple[str, ...], what: str) -> dict[str, int]:
         """``{a=1, b=X|Y}`` as numbers; every name of ``names`` must be there."""
         if not isinstance(expr, StructExpr):
@@ -1123,6 +1135,10 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
 
     def sys_bind(self, fd: Expr, addr: Expr, addrlen: Expr) -> int:
         self.fd(fd).sock.bind((str(self.local), self.config.bind_port))
+        return 0
+
+    def sys_ioctl(self, fd: Expr, request: Expr, arg: Expr = ELLIPSIS) -> int:
+        self.check_ioctl(arg, self.fd(fd).sock.ioctl(self.value(request) or 0))
         return 0
 
     def sys_listen(self, fd: Expr, backlog: Expr) -> int:
