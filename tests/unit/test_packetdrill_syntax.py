@@ -184,3 +184,31 @@ def test_no_flags_packet_and_ioctl() -> None:
     wrong = CLIENT + "   +0 ioctl(3, SIOCINQ, [5]) = 0\n"
     with pytest.raises(ScriptError, match="Bad ioctl optval: expected: 5 actual: 0"):
         run_script(parse_script(wrong, "ioctl.pkt"))
+
+
+def test_epoll_edge_triggered_once_per_wakeup_and_one_shot() -> None:
+    """Linux ep_poll_callback: new data wakes an edge-triggered descriptor again although it
+    was readable already; a one-shot one reports once until EPOLL_CTL_MOD; ``ptr=0`` is the
+    epoll_data of an event that is not there."""
+    body = """   +0 epoll_create(1) = 4
+   +0 epoll_ctl(4, EPOLL_CTL_ADD, 3, {events=EPOLLIN|EPOLLET, fd=3}) = 0
+   +0 epoll_wait(4, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 1:11(10) ack 1 win 502
+   +0 > . 1:1(0) ack 11
+   +0 epoll_wait(4, {events=EPOLLIN, fd=3}, 1, 0) = 1
+   +0 epoll_wait(4, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 11:21(10) ack 1 win 502
+   +0 epoll_wait(4, {events=EPOLLIN, fd=3}, 1, 0) = 1
+   +0 epoll_ctl(4, EPOLL_CTL_MOD, 3, {events=EPOLLIN|EPOLLONESHOT, u64=7}) = 0
+   +0 epoll_wait(4, {events=EPOLLIN, u64=7}, 1, 0) = 1
+   +0 epoll_wait(4, {events=0, ptr=0}, 1, 0) = 0
+   +0 epoll_ctl(4, EPOLL_CTL_MOD, 3, {events=EPOLLIN, fd=3}) = 0
+   +0 epoll_wait(4, {events=EPOLLIN, fd=3}, 1, 0) = 1
+"""
+    run_script(parse_script(CLIENT + body, "epoll.pkt"))
+    both = CLIENT + (
+        "   +0 epoll_create(1) = 4\n"
+        "   +0 epoll_ctl(4, EPOLL_CTL_ADD, 3, {events=EPOLLIN, fd=3, ptr=0}) = 0\n"
+    )
+    with pytest.raises(ScriptError, match="give one of fd, ptr, u32, u64"):
+        run_script(parse_script(both, "epoll.pkt"))

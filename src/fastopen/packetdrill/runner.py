@@ -44,6 +44,7 @@ from typing import Any, Generic, TypeVar
 from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
+from fastopen.engine.events import Accepted, SocketEvent
 from fastopen.engine.icmp import IcmpError
 from fastopen.engine.socket import AF_UNSPEC_ADDRESS, SIOCINQ, SIOCOUTQ, SIOCOUTQNSD
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
@@ -82,6 +83,8 @@ MASK = 0xFFFFFFFF
 #: Linux's poll/epoll constants that Python's select module lacks.
 POLLRDHUP = 0x2000
 EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
+#: The members of union epoll_data a script may name.
+EPOLL_DATA = ("fd", "ptr", "u32", "u64")
 IP_RECVERR = 11
 #: packetdrill's default addresses (local = the stack under test) and ports.
 DEFAULT_ADDRESSES = {
@@ -851,11 +854,12 @@ class ScriptRunner(ABC, Generic[S, F]):
 @dataclass(slots=True)
 class Interest:
     """One descriptor an epoll instance watches: its events (with EPOLLET...), the data it
-    reports (the script's ``fd=``), and the readiness last reported (edge-triggered)."""
+    reports (the script's ``fd=``), and whether the socket woke it since it last reported
+    (Linux ep_poll_callback: an edge-triggered descriptor is reported once per wakeup)."""
 
     events: int
     data: int
-    reported: int = 0
+    woken: bool = True
 
 
 @dataclass(slots=True)
@@ -981,8 +985,21 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
     def take_output(self) -> None:
         for src, dst, seg in self.host.segments_to_send():
             self.outbound.append((self.now, src, dst, seg))
-        while self.host.next_event() is not None:
-            pass
+        while (event := self.host.next_event()) is not None:
+            if isinstance(event, SocketEvent):
+                self.wake(event.sock)
+            elif isinstance(event, Accepted):
+                self.wake(event.listener)
+
+    def wake(self, sock: EngineSocket) -> None:
+        """A wakeup of ``sock`` (new data, room to write, a connection to accept, an error)
+        reaches every epoll instance that watches it."""
+        for entry in self.fds.values():
+            if isinstance(entry, Epoll):
+                for number, interest in entry.interest.items():
+                    watched = self.fds.get(number)
+                    if isinstance(watched, Fd) and watched.sock is sock:
+                        interest.woken = True
 
     def perform(self, event: Event, action: Action) -> None:
         super().perform(event, action)
@@ -1335,23 +1352,32 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
             if entry.interest.pop(number, None) is None:
                 raise EngineError(errno_mod.ENOENT)
             return 0
-        fields = self.struct_fields(event, ("events", "fd"), "struct epoll_event")
+        events, data = self.epoll_event(event)
         if (operation == EPOLL_CTL_ADD) == (number in entry.interest):
             raise EngineError(errno_mod.EEXIST if operation == EPOLL_CTL_ADD else errno_mod.ENOENT)
         if operation not in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
             raise EngineError(errno_mod.EINVAL)
-        entry.interest[number] = Interest(fields["events"], fields["fd"])
+        entry.interest[number] = Interest(events, data)
         return 0
+
+    def epoll_event(self, expr: Expr) -> tuple[int, int]:
+        """``{events=..., fd=N}``: the events and the epoll_data union, which packetdrill also
+        writes ``ptr=``, ``u32=`` or ``u64=``."""
+        fields = self.struct_fields(expr, ("events",), "struct epoll_event")
+        data = [fields[name] for name in EPOLL_DATA if name in fields]
+        if len(data) != 1:
+            raise self.fail("struct epoll_event: give one of fd, ptr, u32, u64")
+        return fields["events"], data[0]
 
     def sys_epoll_wait(
         self, epfd: Expr, events: Expr, maxevents: Expr, timeout: Expr
     ) -> int | Waiting:
         """The ready descriptors, up to ``maxevents``; the first must be the script's
         ``{events=..., fd=N}`` (packetdrill checks the first). An edge-triggered one is
-        reported once per rise of its readiness."""
+        reported once per wakeup of its socket, a one-shot one once until EPOLL_CTL_MOD."""
         entry = self.epoll(epfd)
         call_event = self.event
-        want = self.struct_fields(events, ("events", "fd"), "struct epoll_event")
+        want_events, want_data = self.epoll_event(events)
         limit = self.value(maxevents) or 0
         if limit <= 0:
             raise EngineError(errno_mod.EINVAL)
@@ -1361,19 +1387,22 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         def attempt() -> int | None:
             ready: list[tuple[int, int]] = []
             for number, interest in entry.interest.items():
+                if len(ready) >= limit:
+                    break
+                if interest.events & select.EPOLLET and not interest.woken:
+                    continue
                 mask = self.revents(number, interest.events & ~EPOLL_FLAGS)
-                if interest.events & select.EPOLLET:
-                    rising = mask & ~interest.reported
-                    interest.reported = mask
-                    mask = mask if rising else 0
-                if mask and len(ready) < limit:
+                interest.woken = False  # off the ready list (ep_send_events)
+                if mask:
                     ready.append((mask, interest.data))
+                    if interest.events & select.EPOLLONESHOT:
+                        interest.events &= EPOLL_FLAGS
             if not ready and (deadline is None or self.now < deadline):
                 return None
-            if ready and (ready[0][0], ready[0][1]) != (want["events"], want["fd"]):
+            if ready and (ready[0][0], ready[0][1]) != (want_events, want_data):
                 raise self.fail(
-                    f"epoll_event does not match script: expected events 0x{want['events']:x} "
-                    f"fd {want['fd']}, actual events 0x{ready[0][0]:x} fd {ready[0][1]}",
+                    f"epoll_event does not match script: expected events 0x{want_events:x} "
+                    f"fd {want_data}, actual events 0x{ready[0][0]:x} fd {ready[0][1]}",
                     call_event,
                 )
             return len(ready)
