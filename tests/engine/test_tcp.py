@@ -391,6 +391,38 @@ def test_close_with_unread_data_sends_a_reset() -> None:
     assert h.connections == {}
 
 
+def test_active_reset_has_timestamps_a_reply_reset_none() -> None:
+    """Linux tcp_send_active_reset goes through tcp_transmit_skb: the RST of close() with
+    unread data carries TS val and ecr. Data after close() (TCPAbortOnData) is answered as
+    tcp_v4_send_reset does: ``R`` at the segment's ACK, no options."""
+
+    def with_timestamps() -> tuple[Host, EngineSocket, TcpSegment]:
+        h = host(CLIENT, timestamps=True)
+        sock, syn = connecting(h)
+        assert syn.timestamps is not None
+        opts = (Mss(1000), SackPermitted(), Timestamps(50, syn.timestamps.tsval))
+        h.receive_segment(SERVER, CLIENT, seg(S | A, PEER_ISN, ISN + 1, options=opts), 0.1)
+        out(h)
+        return h, sock, syn
+
+    h, sock, syn = with_timestamps()
+    assert syn.timestamps is not None
+    unread = seg(A | P, PEER_ISN + 1, ISN + 1, b"unread", (Nop(), Nop(), Timestamps(60, 1)))
+    h.receive_segment(SERVER, CLIENT, unread, 1.0)
+    out(h)
+    sock.close(2.0)
+    rst = one(h)
+    assert rst.flags == R | A and rst.timestamps is not None
+    assert rst.timestamps.tsval - syn.timestamps.tsval == 2000
+    h2, sock2, _ = with_timestamps()
+    sock2.close(1.0)
+    assert one(h2).flags == F | A
+    h2.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"late"), 1.1)
+    reply = one(h2)
+    assert (reply.flags, reply.seq, reply.options) == (R, ISN + 1, ())
+    assert h2.counters["TCPAbortOnData"] == 1 and h2.connections == {}
+
+
 @pytest.mark.parametrize("state", ["established", "close_wait"])
 def test_rst_exact_sequence_resets(state: str) -> None:
     h, sock, _ = connected()

@@ -434,7 +434,9 @@ class Connection:
         self._emit(self.snd_max, ACK, now=now)
 
     def send_rst(self, now: float) -> None:
-        self._emit(self.snd_max, RST | ACK, options=(), now=now)
+        """Linux tcp_send_active_reset: through tcp_transmit_skb, so with the options of every
+        segment (TS val and ecr)."""
+        self._emit(self.snd_max, RST | ACK, now=now)
         self.ctx.counters["TcpOutRsts"] += 1
 
     def _send_syn(
@@ -1418,8 +1420,11 @@ class Connection:
                 self.send_ack(now)  # after the peer's FIN: only duplicates can come
             return
         if self.orphan and seq_lt(self.rcv_nxt, fin_seq):
-            # new data, or a FIN beyond a hole, after close(): Linux resets (TCPAbortOnData)
-            self.abort(now)
+            # new data, or a FIN beyond a hole, after close(): Linux tcp_reset and the reply
+            # RST of tcp_v4_send_reset (TCPAbortOnData)
+            self.ctx.counters["TCPAbortOnData"] += 1
+            self.ctx.send_reset_for(self.local, self.remote, seg)
+            self.abort(now, rst=False)
             return
         off = (self.rcv_nxt - seq) & MASK
         if off < HALF and off:
