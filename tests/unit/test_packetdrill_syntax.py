@@ -212,3 +212,60 @@ def test_epoll_edge_triggered_once_per_wakeup_and_one_shot() -> None:
     )
     with pytest.raises(ScriptError, match="give one of fd, ptr, u32, u64"):
         run_script(parse_script(both, "epoll.pkt"))
+
+
+ERRQUEUE = """   +0 recvmsg(3, {msg_name(...)=...,
+                  msg_iov(1)=[{...,0}],
+                  msg_flags=MSG_ERRQUEUE,
+                  msg_control=[
+                        {cmsg_level=SOL_IP,
+                         cmsg_type=IP_RECVERR,
+                         cmsg_data={ee_errno=0,
+                                    ee_origin=SO_EE_ORIGIN_ZEROCOPY,
+                                    ee_type=0,
+                                    ee_code=SO_EE_CODE_ZEROCOPY_COPIED,
+                                    ee_info=LO,
+                                    ee_data=HI}}
+                   ]}, MSG_ERRQUEUE) = 0
+"""
+
+
+def errqueue(lo: int, hi: int) -> str:
+    return ERRQUEUE.replace("LO", str(lo)).replace("HI", str(hi))
+
+
+def test_msg_zerocopy_notifications_on_the_error_queue() -> None:
+    """Linux __msg_zerocopy_callback: one id per MSG_ZEROCOPY send, its notification once the
+    data is acknowledged, consecutive ids in one notification; POLLERR while one waits."""
+    body = (
+        "   +0 setsockopt(3, SOL_SOCKET, SO_ZEROCOPY, [1], 4) = 0\n"
+        "   +0 recvmsg(3, {msg_name(...)=..., msg_iov(1)=[{...,0}], msg_flags=0,"
+        " msg_control=[]}, MSG_ERRQUEUE) = -1 EAGAIN (Resource temporarily unavailable)\n"
+        "   +0 send(3, ..., 1000, MSG_ZEROCOPY) = 1000\n"
+        "   +0 > P. 1:1001(1000) ack 1\n"
+        "   +0 send(3, ..., 1000, MSG_ZEROCOPY) = 1000\n"
+        "   +0 > P. 1001:2001(1000) ack 1\n"
+        "   +0 poll([{fd=3, events=POLLOUT, revents=POLLOUT}], 1, 0) = 1\n"
+        "+.01 < . 1:1(0) ack 2001 win 502\n"
+        "   +0 poll([{fd=3, events=POLLOUT, revents=POLLOUT|POLLERR}], 1, 0) = 1\n"
+        + errqueue(0, 1)
+        + "   +0 send(3, ..., 1000, MSG_ZEROCOPY) = 1000\n"
+        "   +0 > P. 2001:3001(1000) ack 1\n"
+        "+.01 < . 1:1(0) ack 3001 win 502\n" + errqueue(2, 2)
+    )
+    run_script(parse_script(CLIENT + body, "zc.pkt"))
+    wrong = CLIENT + body.replace("ee_data=1}", "ee_data=0}")
+    with pytest.raises(ScriptError, match="cmsg_data ee_data: expected 0 but got 1"):
+        run_script(parse_script(wrong, "zc.pkt"))
+    # without SO_ZEROCOPY, MSG_ZEROCOPY is an ordinary send: nothing on the error queue
+    plain = body.split("\n", 1)[1].split("+.01 < . 1:1(0) ack 2001")[0]
+    nothing = (
+        CLIENT
+        + plain
+        + "+.01 < . 1:1(0) ack 2001 win 502\n"
+        + (
+            "   +0 recvmsg(3, {msg_name(...)=..., msg_iov(1)=[{...,0}], msg_flags=0,"
+            " msg_control=[]}, MSG_ERRQUEUE) = -1 EAGAIN (Resource temporarily unavailable)\n"
+        )
+    )
+    run_script(parse_script(nothing, "zc.pkt"))

@@ -29,6 +29,7 @@ from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
 from fastopen.engine.handshake import MSS_DEFAULT
 from fastopen.engine.info import TcpInfo
+from fastopen.engine.seq import MASK, seq_le
 from fastopen.engine.states import TcpState
 from fastopen.engine.tcb import Connection
 from fastopen.errors import KeyFormatError
@@ -39,6 +40,10 @@ SOL_TCP = _socket.IPPROTO_TCP
 SO_REUSEADDR = _socket.SO_REUSEADDR
 SO_ERROR = _socket.SO_ERROR
 SO_KEEPALIVE = _socket.SO_KEEPALIVE
+#: SO_MARK (kept, nothing in the engine routes by it), SO_ZEROCOPY and MSG_ZEROCOPY (Linux 4.14+).
+SO_MARK = 36
+SO_ZEROCOPY = 60
+MSG_ZEROCOPY = 0x4000000
 TCP_NODELAY = _socket.TCP_NODELAY
 TCP_SYNCNT = _socket.TCP_SYNCNT
 TCP_MAXSEG = _socket.TCP_MAXSEG
@@ -89,6 +94,34 @@ def _fail(code: int) -> EngineError:
     return EngineError(code)
 
 
+class ZeroCopyNotices:
+    """MSG_ZEROCOPY completions, as Linux's error queue gets them (msg_zerocopy_realloc,
+    __msg_zerocopy_callback): every send that queued data takes the next id; once the peer has
+    acknowledged all of it, its id extends the last unread notification when the ids follow
+    each other, else it queues a new one. The engine always copies (ee_code
+    SO_EE_CODE_ZEROCOPY_COPIED, as on a device without scatter-gather)."""
+
+    __slots__ = ("next_id", "pending", "ready")
+
+    def __init__(self) -> None:
+        self.next_id = 0
+        self.pending: list[tuple[int, int]] = []  # (id, sequence number after its data)
+        self.ready: list[list[int]] = []  # [lo, hi] ranges, oldest first
+
+    def sent(self, end: int) -> None:
+        self.pending.append((self.next_id, end))
+        self.next_id = (self.next_id + 1) & MASK
+
+    def acked(self, una: int | None) -> None:
+        """What ``una`` acknowledges (None: the connection is gone, every buffer freed)."""
+        while self.pending and (una is None or seq_le(self.pending[0][1], una)):
+            ident, _ = self.pending.pop(0)
+            if self.ready and (self.ready[-1][1] + 1) & MASK == ident:
+                self.ready[-1][1] = ident
+            else:
+                self.ready.append([ident, ident])
+
+
 class EngineSocket:
     """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking); it sees
     its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
@@ -126,6 +159,10 @@ class EngineSocket:
         self.user_mss = 0
         #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
         self.recverr = False
+        #: SO_ZEROCOPY, SO_MARK; the MSG_ZEROCOPY notifications (made at the first such send).
+        self.zerocopy = False
+        self.mark = 0
+        self.zerocopy_notices: ZeroCopyNotices | None = None
         #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
         self.syn_retries = 0
         #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
@@ -186,6 +223,14 @@ class EngineSocket:
                 self.keepalive = bool(value)
                 if self.conn is not None and now is not None:
                     self.conn.keepalive_changed(now)
+                return
+            if name == SO_ZEROCOPY and isinstance(value, int):
+                if value not in (0, 1):
+                    raise _fail(errno.EINVAL)
+                self.zerocopy = bool(value)
+                return
+            if name == SO_MARK and isinstance(value, int):
+                self.mark = value & MASK
                 return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
@@ -263,6 +308,10 @@ class EngineSocket:
                 return err or 0
             if name == SO_KEEPALIVE:
                 return int(self.keepalive)
+            if name == SO_ZEROCOPY:
+                return int(self.zerocopy)
+            if name == SO_MARK:
+                return self.mark
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -443,10 +492,40 @@ class EngineSocket:
     # -- data --------------------------------------------------------------------------------------
 
     def sendto(self, data: bytes, flags: int, addr: SockAddr | None, now: float) -> int:
+        """send/sendto/sendmsg with their flags: MSG_FASTOPEN, and MSG_ZEROCOPY on a socket
+        with SO_ZEROCOPY (a notification on the error queue once the data is acknowledged)."""
         self._check_open()
         if flags & MSG_FASTOPEN or self.defer_connect:
-            return self._sendmsg_fastopen(data, addr, now)
-        return self.send(data, now)
+            sent = self._sendmsg_fastopen(data, addr, now)
+        else:
+            sent = self.send(data, now)
+        if flags & MSG_ZEROCOPY and self.zerocopy and sent > 0 and self.conn is not None:
+            if self.zerocopy_notices is None:
+                self.zerocopy_notices = ZeroCopyNotices()
+            self.zerocopy_notices.sent(self.conn.write_seq())
+        return sent
+
+    def recv_error(self) -> tuple[int, int]:
+        """recvmsg(MSG_ERRQUEUE): the oldest zerocopy notification, the range of ids (ee_info,
+        ee_data) whose data the peer acknowledged; EAGAIN when the error queue is empty."""
+        self._check_open()
+        self.zerocopy_update()
+        notices = self.zerocopy_notices
+        if notices is None or not notices.ready:
+            raise _fail(errno.EAGAIN)
+        lo, hi = notices.ready.pop(0)
+        return lo, hi
+
+    def zerocopy_update(self) -> bool:
+        """Queue the notifications of the MSG_ZEROCOPY sends acknowledged by now (Linux queues
+        each when the ACK frees its buffers, and wakes the socket): True when any was."""
+        notices = self.zerocopy_notices
+        if notices is None or not notices.pending:
+            return False
+        before = len(notices.pending)
+        conn = self.conn
+        notices.acked(None if conn is None or conn.gone() else conn.snd_una)
+        return len(notices.pending) < before
 
     def _sendmsg_fastopen(self, data: bytes, addr: SockAddr | None, now: float) -> int:
         """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached (an
@@ -555,13 +634,16 @@ class EngineSocket:
         self.ctx.emit(Writable(self))
 
     def inherit(self, listener: EngineSocket) -> None:
-        """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY."""
+        """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY,
+        IP_RECVERR, SO_ZEROCOPY, SO_MARK (Linux sk_clone_lock copies the socket)."""
         self.keepalive = listener.keepalive
         self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
         self.keepcnt = listener.keepcnt
         self.user_mss = listener.user_mss
         self.nodelay = listener.nodelay
         self.recverr = listener.recverr
+        self.zerocopy = listener.zerocopy
+        self.mark = listener.mark
 
     def keepalive_setting(self, name: int) -> int:
         """TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT: the socket's, else the host's."""
@@ -598,6 +680,9 @@ class EngineSocket:
             mask |= POLLOUT | POLLWRNORM  # TCP_FASTOPEN_CONNECT: write() sends the SYN
         if conn is not None and conn.error is not None and not self._error_reported:
             mask |= POLLERR
+        self.zerocopy_update()
+        if self.zerocopy_notices is not None and self.zerocopy_notices.ready:
+            mask |= POLLERR  # Linux tcp_poll: the error queue is not empty
         return mask
 
     def ioctl(self, request: int) -> int:

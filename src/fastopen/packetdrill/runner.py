@@ -46,7 +46,15 @@ from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.events import Accepted, SocketEvent
 from fastopen.engine.icmp import IcmpError
-from fastopen.engine.socket import AF_UNSPEC_ADDRESS, SIOCINQ, SIOCOUTQ, SIOCOUTQNSD
+from fastopen.engine.socket import (
+    AF_UNSPEC_ADDRESS,
+    MSG_ZEROCOPY,
+    SIOCINQ,
+    SIOCOUTQ,
+    SIOCOUTQNSD,
+    SO_MARK,
+    SO_ZEROCOPY,
+)
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
     compare,
@@ -86,6 +94,11 @@ EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
 #: The members of union epoll_data a script may name.
 EPOLL_DATA = ("fd", "ptr", "u32", "u64")
 IP_RECVERR = 11
+IPV6_RECVERR = 25
+MSG_ERRQUEUE = 0x2000
+#: struct sock_extended_err of a MSG_ZEROCOPY notification (linux/errqueue.h).
+SO_EE_ORIGIN_ZEROCOPY = 5
+SO_EE_CODE_ZEROCOPY_COPIED = 1
 #: packetdrill's default addresses (local = the stack under test) and ports.
 DEFAULT_ADDRESSES = {
     4: ("192.168.0.1", "192.0.2.1"),
@@ -142,6 +155,18 @@ SYMBOLS: dict[str, int] = {
     "TCP_KEEPCNT": socket_mod.TCP_KEEPCNT,
     "TCP_MAXSEG": socket_mod.TCP_MAXSEG,
     "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
+    "SO_ZEROCOPY": SO_ZEROCOPY,
+    "SO_MARK": SO_MARK,
+    "MSG_ZEROCOPY": MSG_ZEROCOPY,
+    "MSG_ERRQUEUE": MSG_ERRQUEUE,
+    "SOL_IPV6": socket_mod.IPPROTO_IPV6,
+    "IPV6_RECVERR": IPV6_RECVERR,
+    "SO_EE_ORIGIN_NONE": 0,
+    "SO_EE_ORIGIN_LOCAL": 1,
+    "SO_EE_ORIGIN_ICMP": 2,
+    "SO_EE_ORIGIN_ICMP6": 3,
+    "SO_EE_ORIGIN_ZEROCOPY": SO_EE_ORIGIN_ZEROCOPY,
+    "SO_EE_CODE_ZEROCOPY_COPIED": SO_EE_CODE_ZEROCOPY_COPIED,
     "SIOCINQ": SIOCINQ,
     "FIONREAD": SIOCINQ,
     "SIOCOUTQ": SIOCOUTQ,
@@ -166,6 +191,7 @@ SYMBOLS: dict[str, int] = {
     "EPOLLRDHUP": select.EPOLLRDHUP,
     "EPOLLET": select.EPOLLET,
     "EPOLLONESHOT": select.EPOLLONESHOT,
+    "EPOLLEXCLUSIVE": select.EPOLLEXCLUSIVE,
     "EPOLL_CTL_ADD": EPOLL_CTL_ADD,
     "EPOLL_CTL_DEL": EPOLL_CTL_DEL,
     "EPOLL_CTL_MOD": EPOLL_CTL_MOD,
@@ -728,6 +754,59 @@ class ScriptRunner(ABC, Generic[S, F]):
                 ]
         raise self.fail("sendmsg: no msg_iov in the struct msghdr")
 
+    def check_msghdr(
+        self, msg: Expr, flags: int, cmsgs: list[tuple[int, int, dict[str, int]]]
+    ) -> None:
+        """What recvmsg wrote into the script's struct msghdr: ``msg_flags`` and each
+        ``{cmsg_level=, cmsg_type=, cmsg_data={name=value, ...}}`` of ``msg_control``."""
+        if not isinstance(msg, StructExpr):
+            raise self.fail("recvmsg needs a struct msghdr")
+        for item in msg.items:
+            if not isinstance(item, KeyValue) or not isinstance(item.key, Name):
+                continue
+            if item.key.name == "msg_flags":
+                want = self.value(item.value)
+                if want is not None and want != flags:
+                    raise self.fail(f"recvmsg: expected msg_flags 0x{want:x} but got 0x{flags:x}")
+            elif item.key.name == "msg_control" and isinstance(item.value, ListExpr):
+                wanted = item.value.items
+                if len(wanted) != len(cmsgs):
+                    raise self.fail(f"recvmsg: expected {len(wanted)} cmsgs but got {len(cmsgs)}")
+                for cmsg, (level, kind, data) in zip(wanted, cmsgs, strict=True):
+                    self.check_cmsg(cmsg, level, kind, data)
+
+    def check_cmsg(self, cmsg: Expr, level: int, kind: int, data: dict[str, int]) -> None:
+        """One ``{cmsg_level=, cmsg_type=, cmsg_data={...}}`` against the cmsg recvmsg wrote."""
+        if not isinstance(cmsg, StructExpr):
+            raise self.fail("expected a struct cmsghdr")
+        members = {
+            item.key.name: item.value
+            for item in cmsg.items
+            if isinstance(item, KeyValue) and isinstance(item.key, Name)
+        }
+        want = (
+            self.value(members.get("cmsg_level", ELLIPSIS)),
+            self.value(members.get("cmsg_type", ELLIPSIS)),
+        )
+        if want != (level, kind):
+            raise self.fail(
+                f"recvmsg: expected cmsg level {want[0]} type {want[1]} "
+                f"but got level {level} type {kind}"
+            )
+        body = members.get("cmsg_data")
+        if body is None:
+            return
+        names = tuple(
+            item.key.name
+            for item in getattr(body, "items", ())
+            if isinstance(item, KeyValue) and isinstance(item.key, Name)
+        )
+        for name, value in self.struct_fields(body, names, "cmsg_data").items():
+            if name not in data:
+                raise self.fail(f"recvmsg: cmsg_data has no {name}")
+            if data[name] != value:
+                raise self.fail(f"recvmsg: cmsg_data {name}: expected {value} but got {data[name]}")
+
     def poll_args(
         self, fds: Expr, nfds: Expr, timeout: Expr
     ) -> tuple[list[tuple[int, int, int]], int]:
@@ -875,8 +954,8 @@ class Epoll:
     interest: dict[int, Interest] = field(default_factory=dict)
 
 
-#: epoll's flags that are not events.
-EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT
+#: epoll's flags that are not events (Linux EP_PRIVATE_BITS).
+EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT | select.EPOLLEXCLUSIVE
 
 
 def poll_text(mask: int) -> str:
@@ -990,6 +1069,9 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
                 self.wake(event.sock)
             elif isinstance(event, Accepted):
                 self.wake(event.listener)
+        for entry in list(self.fds.values()):
+            if isinstance(entry, Fd) and entry.sock.zerocopy_update():
+                self.wake(entry.sock)  # a MSG_ZEROCOPY notification: sk_error_report
 
     def wake(self, sock: EngineSocket) -> None:
         """A wakeup of ``sock`` (new data, room to write, a connection to accept, an error)
@@ -1270,7 +1352,11 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         entry = self.fd(fd)
         total = self.value(length) or 0
         bits = self.value(flags) or 0
-        return self.send_all(entry, total, lambda: entry.sock.send(bytes(total), self.now), bits)
+
+        def first() -> int:
+            return entry.sock.sendto(bytes(total), bits, None, self.now)
+
+        return self.send_all(entry, total, first, bits)
 
     def sys_write(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
         return self.sys_send(fd, buf, length, 0)
@@ -1285,6 +1371,35 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
 
     def sys_read(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
         return self.sys_recv(fd, buf, length, 0)
+
+    def sys_recvmsg(self, fd: Expr, msg: Expr, flags: Expr) -> int | Callable[[], int | None]:
+        """recvmsg: with MSG_ERRQUEUE the oldest notification of the error queue (MSG_ZEROCOPY
+        completions) as its IP_RECVERR cmsg; else the data, into ``msg_iov``."""
+        entry = self.fd(fd)
+        bits = self.value(flags) or 0
+        if bits & MSG_ERRQUEUE:
+            lo, hi = entry.sock.recv_error()
+            v6 = entry.sock.family == socket_mod.AF_INET6
+            level, kind = (socket_mod.IPPROTO_IPV6, IPV6_RECVERR) if v6 else (0, IP_RECVERR)
+            err = {
+                "ee_errno": 0,
+                "ee_origin": SO_EE_ORIGIN_ZEROCOPY,
+                "ee_type": 0,
+                "ee_code": SO_EE_CODE_ZEROCOPY_COPIED,
+                "ee_pad": 0,
+                "ee_info": lo,
+                "ee_data": hi,
+            }
+            self.check_msghdr(msg, MSG_ERRQUEUE, [(level, kind, err)])
+            return 0
+        size = sum(self.iov_lengths(msg))
+
+        def attempt() -> int:
+            got = len(entry.sock.recv(size, self.now))
+            self.check_msghdr(msg, 0, [])
+            return got
+
+        return self.blocking(entry, attempt, bits)
 
     def sys_shutdown(self, fd: Expr, how: Expr) -> int:
         self.fd(fd).sock.shutdown(self.value(how) or 0, self.now)
@@ -1391,6 +1506,8 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
                     break
                 if interest.events & select.EPOLLET and not interest.woken:
                     continue
+                if not interest.events & ~EPOLL_FLAGS:
+                    continue  # a one-shot one that reported: disabled until EPOLL_CTL_MOD
                 mask = self.revents(number, interest.events & ~EPOLL_FLAGS)
                 interest.woken = False  # off the ready list (ep_send_events)
                 if mask:
