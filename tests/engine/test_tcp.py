@@ -37,7 +37,7 @@ from fastopen.constants import (
 )
 from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
-from fastopen.engine.socket import TCP_SYNCNT
+from fastopen.engine.socket import MSG_EOR, TCP_SYNCNT
 from fastopen.wire import (
     Flags,
     Mss,
@@ -389,6 +389,23 @@ def test_close_with_unread_data_sends_a_reset() -> None:
     rst = one(h)
     assert rst.flags & R and rst.seq == ISN + 1
     assert h.connections == {}
+
+
+def test_msg_eor_ends_a_segment() -> None:
+    """Linux TCP_SKB_CB(skb)->eor: no segment carries data from both sides of a MSG_EOR."""
+
+    def pieces(flags: int) -> list[int]:
+        h, sock, _ = connected()
+        assert sock.send(bytes(20000), 0.2) == 20000
+        flight = sum(len(s.payload) for s in out(h))  # the congestion window's worth
+        assert sock.sendto(bytes(1500), flags, None, 0.2) == 1500
+        assert sock.send(bytes(1000), 0.2) == 1000
+        h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1 + flight), 0.3)
+        assert flight < 20000
+        return [len(s.payload) for s in out(h)][-3:]
+
+    assert pieces(MSG_EOR) == [1000, 500, 1000]
+    assert pieces(0) == [1000, 1000, 500]
 
 
 def test_active_reset_has_timestamps_a_reply_reset_none() -> None:

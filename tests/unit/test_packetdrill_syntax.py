@@ -269,3 +269,8 @@ def test_msg_zerocopy_notifications_on_the_error_queue() -> None:
         )
     )
     run_script(parse_script(nothing, "zc.pkt"))
+
+
+def test_python_blocks_know_tcp_ca_states() -> None:
+    body = "   +0 %{ assert tcpi_ca_state == TCP_CA_Open and TCP_CA_Recovery == 3 }%\n"
+    run_script(parse_script(CLIENT + body, "ca.pkt"))

@@ -44,6 +44,7 @@ SO_KEEPALIVE = _socket.SO_KEEPALIVE
 SO_MARK = 36
 SO_ZEROCOPY = 60
 MSG_ZEROCOPY = 0x4000000
+MSG_EOR = _socket.MSG_EOR
 TCP_NODELAY = _socket.TCP_NODELAY
 TCP_SYNCNT = _socket.TCP_SYNCNT
 TCP_MAXSEG = _socket.TCP_MAXSEG
@@ -492,13 +493,16 @@ class EngineSocket:
     # -- data --------------------------------------------------------------------------------------
 
     def sendto(self, data: bytes, flags: int, addr: SockAddr | None, now: float) -> int:
-        """send/sendto/sendmsg with their flags: MSG_FASTOPEN, and MSG_ZEROCOPY on a socket
-        with SO_ZEROCOPY (a notification on the error queue once the data is acknowledged)."""
+        """send/sendto/sendmsg with their flags: MSG_FASTOPEN, MSG_EOR (the data ends a record:
+        no segment joins it to what follows), and MSG_ZEROCOPY on a socket with SO_ZEROCOPY (a
+        notification on the error queue once the data is acknowledged)."""
         self._check_open()
         if flags & MSG_FASTOPEN or self.defer_connect:
             sent = self._sendmsg_fastopen(data, addr, now)
         else:
             sent = self.send(data, now)
+        if flags & MSG_EOR and sent > 0 and self.conn is not None:
+            self.conn.mark_eor()
         if flags & MSG_ZEROCOPY and self.zerocopy and sent > 0 and self.conn is not None:
             if self.zerocopy_notices is None:
                 self.zerocopy_notices = ZeroCopyNotices()

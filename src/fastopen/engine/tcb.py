@@ -136,6 +136,7 @@ class Connection:
         "data_segs_in",
         "data_segs_out",
         "ecn_ok",
+        "eor_marks",
         "error",
         "fastopen_client_fail",
         "fo_blackhole_check",
@@ -226,6 +227,9 @@ class Connection:
         self.snd_buf_seq = (self.iss + 1) & MASK
         self._fin_queued = False
         self._fin_seq = 0
+        #: MSG_EOR: where a send marked the end of a record (Linux TCP_SKB_CB(skb)->eor), oldest
+        #: first; no segment carries data from both sides of a mark (made when first used).
+        self.eor_marks: list[int] | None = None
         self.rcv_nxt = 0
         self.rcv_adv = 0
         self.rcv_buf = bytearray()
@@ -509,6 +513,8 @@ class Connection:
                     if not quota:
                         break
                     size = min(unsent, mss * min(quota, self._tso_segs()))
+                    if self.eor_marks:
+                        size = self._eor_cut(nxt, size)
                     if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
                         size = room if room < mss else room - room % mss
                 last = size == unsent
@@ -531,6 +537,24 @@ class Connection:
             if self._fin_queued and nxt == self._fin_seq and nxt == end_data:
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
+
+    def mark_eor(self) -> None:
+        """MSG_EOR: what the application queued so far ends a record."""
+        end = self.write_seq()
+        if self.eor_marks is None:
+            self.eor_marks = []
+        if not self.eor_marks or self.eor_marks[-1] != end:
+            self.eor_marks.append(end)
+
+    def _eor_cut(self, nxt: int, size: int) -> int:
+        """Linux tcp_skb_can_collapse_to: new data from ``nxt`` stops at the next record end."""
+        marks = self.eor_marks
+        assert marks is not None
+        while marks and seq_le(marks[0], nxt):
+            marks.pop(0)
+        if marks and seq_lt(marks[0], (nxt + size) & MASK):
+            return (marks[0] - nxt) & MASK
+        return size
 
     def _tso_segs(self) -> int:
         rec = self.recovery

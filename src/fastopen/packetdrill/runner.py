@@ -158,6 +158,7 @@ SYMBOLS: dict[str, int] = {
     "SO_ZEROCOPY": SO_ZEROCOPY,
     "SO_MARK": SO_MARK,
     "MSG_ZEROCOPY": MSG_ZEROCOPY,
+    "MSG_EOR": socket_mod.MSG_EOR,
     "MSG_ERRQUEUE": MSG_ERRQUEUE,
     "SOL_IPV6": socket_mod.IPPROTO_IPV6,
     "IPV6_RECVERR": IPV6_RECVERR,
@@ -204,6 +205,14 @@ SYMBOLS: dict[str, int] = {
 }
 #: Names a ``%{ }%`` block sees besides the tcpi_* fields: TCPI_OPT_* and Linux's TCP_* states.
 PYTHON_CONSTANTS = {name: getattr(K, name) for name in dir(K) if name.startswith("TCPI_OPT_")}
+#: Linux's enum tcp_ca_state, as tcpi_ca_state reports it.
+PYTHON_CONSTANTS |= {
+    "TCP_CA_Open": 0,
+    "TCP_CA_Disorder": 1,
+    "TCP_CA_CWR": 2,
+    "TCP_CA_Recovery": 3,
+    "TCP_CA_Loss": 4,
+}
 PYTHON_CONSTANTS.update(
     {
         "TCP_" + name: int(state)
