@@ -61,6 +61,8 @@ def test_every_behaviour_has_a_script() -> None:
         "client-icmp-unreachable",
         "client-syn-data-packet-too-big",
         "client-usec-ts",
+        "server-ioctl-queues",
+        "server-maxseg",
         "server-usec-ts",
     ):
         assert behaviour in names

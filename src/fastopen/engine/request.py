@@ -70,6 +70,8 @@ class RequestSock:
         self.neg = neg
         self.window = seg.window
         self.adv_mss = ctx.adv_mss(local)
+        if listener.user_mss:  # Linux tcp_mss_clamp: the listener's TCP_MAXSEG
+            self.adv_mss = min(self.adv_mss, listener.user_mss)
         mss = self.adv_mss - (TS_OPTION_LEN if neg.ts_ok else 0)
         self.rcv_wnd_init = initial_window(settings.rmem, mss)
         self.rcv_wscale = settings.wscale if settings.window_scaling and neg.wscale_ok else 0

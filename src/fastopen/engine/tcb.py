@@ -804,12 +804,14 @@ class Connection:
         self.listener = listener
         self.sock.syn_retries = listener.syn_retries
         self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
-        if listener.user_mss:
-            self.clamp_mss(listener.user_mss)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
         self.irs = irs
         self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
         self._negotiated(neg, window)
+        user_mss = listener.user_mss
+        if user_mss:  # Linux tcp_mss_clamp and rx_opt.mss_clamp: TCP_MAXSEG bounds both ways
+            self.clamp_mss(user_mss)
+            self.snd_mss = min(self.snd_mss, user_mss - (TS_OPTION_LEN if self.ts_ok else 0))
         self.usec_ts = self.usec_ts and neg.ts_ok  # Linux tcp_conn_request: req_usec_ts
         if self.ts_ok:
             mss = self._adv_mss - TS_OPTION_LEN
