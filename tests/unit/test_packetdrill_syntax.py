@@ -274,3 +274,27 @@ def test_msg_zerocopy_notifications_on_the_error_queue() -> None:
 def test_python_blocks_know_tcp_ca_states() -> None:
     body = "   +0 %{ assert tcpi_ca_state == TCP_CA_Open and TCP_CA_Recovery == 3 }%\n"
     run_script(parse_script(CLIENT + body, "ca.pkt"))
+
+
+def test_tcp_inq_cmsg() -> None:
+    """Linux tcp_inq_hint: a recvmsg on a TCP_INQ socket says what is left to read, the FIN's
+    sequence number counted (1 once the stream ended)."""
+    recvmsg = (
+        "   +0 recvmsg(3, {msg_name(...)=..., msg_iov(1)=[{..., SIZE}], msg_flags=0,"
+        " msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ, cmsg_data=LEFT}]}, 0) = SIZE\n"
+    )
+    body = (
+        "   +0 setsockopt(3, SOL_TCP, TCP_INQ, [1], 4) = 0\n"
+        "   +0 getsockopt(3, SOL_TCP, TCP_INQ, [1], [4]) = 0\n"
+        "   +0 < P. 1:101(100) ack 1 win 502\n"
+        "   +0 > . 1:1(0) ack 101\n"
+        + recvmsg.replace("SIZE", "40").replace("LEFT", "60")
+        + "   +0 < F. 101:101(0) ack 1 win 502\n"
+        + recvmsg.replace("SIZE", "60").replace("LEFT", "1")
+    )
+    run_script(parse_script(CLIENT + body, "inq.pkt"))
+    with pytest.raises(ScriptError, match="cmsg_data: expected 59 but got 60"):
+        run_script(parse_script(CLIENT + body.replace("cmsg_data=60", "cmsg_data=59"), "inq.pkt"))
+    off = CLIENT + body.replace("[1], 4", "[0], 4").replace("[1], [4]", "[0], [4]")
+    with pytest.raises(ScriptError, match="expected 1 cmsgs but got 0"):
+        run_script(parse_script(off, "inq.pkt"))

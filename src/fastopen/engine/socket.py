@@ -52,6 +52,8 @@ TCP_QUICKACK = _socket.TCP_QUICKACK
 TCP_KEEPIDLE = _socket.TCP_KEEPIDLE
 TCP_KEEPINTVL = _socket.TCP_KEEPINTVL
 TCP_KEEPCNT = _socket.TCP_KEEPCNT
+#: TCP_INQ (Linux 4.18+): recvmsg adds a TCP_CM_INQ cmsg (the same number) with the bytes left.
+TCP_INQ = 36
 #: Linux MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL (seconds), MAX_TCP_KEEPCNT; TCP_MIN_MSS and
 #: MAX_TCP_WINDOW bound TCP_MAXSEG.
 MAX_KEEPIDLE = 32767
@@ -163,6 +165,8 @@ class EngineSocket:
         #: SO_ZEROCOPY, SO_MARK; the MSG_ZEROCOPY notifications (made at the first such send).
         self.zerocopy = False
         self.mark = 0
+        #: TCP_INQ (Linux tp->recvmsg_inq).
+        self.inq = False
         self.zerocopy_notices: ZeroCopyNotices | None = None
         #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
         self.syn_retries = 0
@@ -247,6 +251,11 @@ class EngineSocket:
             if self.conn is not None and now is not None:
                 self.conn.set_quickack(bool(value & 1), now)
             return
+        if name == TCP_INQ and isinstance(value, int):
+            if value not in (0, 1):
+                raise _fail(errno.EINVAL)
+            self.inq = bool(value)
+            return
         if name == TCP_MAXSEG and isinstance(value, int):
             # Linux do_tcp_setsockopt: 0 clears it; else TCP_MIN_MSS..MAX_TCP_WINDOW
             if value and not MIN_USER_MSS <= value <= MAX_USER_MSS:
@@ -320,6 +329,8 @@ class EngineSocket:
             return self.tcp_info()
         if name == TCP_NODELAY:
             return int(self.nodelay)
+        if name == TCP_INQ:
+            return int(self.inq)
         if name == TCP_SYNCNT:
             return self.syn_retries or self.ctx.settings.syn_retries
         if name in _KEEPALIVE_LIMITS:
@@ -639,7 +650,7 @@ class EngineSocket:
 
     def inherit(self, listener: EngineSocket) -> None:
         """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY,
-        IP_RECVERR, SO_ZEROCOPY, SO_MARK (Linux sk_clone_lock copies the socket)."""
+        IP_RECVERR, SO_ZEROCOPY, SO_MARK, TCP_INQ (Linux sk_clone_lock copies the socket)."""
         self.keepalive = listener.keepalive
         self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
         self.keepcnt = listener.keepcnt
@@ -648,6 +659,7 @@ class EngineSocket:
         self.recverr = listener.recverr
         self.zerocopy = listener.zerocopy
         self.mark = listener.mark
+        self.inq = listener.inq
 
     def keepalive_setting(self, name: int) -> int:
         """TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT: the socket's, else the host's."""
@@ -688,6 +700,14 @@ class EngineSocket:
         if self.zerocopy_notices is not None and self.zerocopy_notices.ready:
             mask |= POLLERR  # Linux tcp_poll: the error queue is not empty
         return mask
+
+    def inq_hint(self) -> int:
+        """Linux tcp_inq_hint, the TCP_CM_INQ of a recvmsg on a TCP_INQ socket: the bytes not
+        read yet, the FIN's sequence number counted (so 1, not 0, once the stream ended)."""
+        conn = self.conn
+        if conn is None:
+            return 0
+        return len(conn.rcv_buf) + int(conn.fin_received())
 
     def ioctl(self, request: int) -> int:
         """Linux tcp_ioctl: SIOCINQ, the bytes there are to read; SIOCOUTQ, those queued and not

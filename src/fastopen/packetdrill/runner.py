@@ -37,7 +37,7 @@ import socket as socket_mod
 import textwrap
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -54,6 +54,7 @@ from fastopen.engine.socket import (
     SIOCOUTQNSD,
     SO_MARK,
     SO_ZEROCOPY,
+    TCP_INQ,
 )
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
@@ -159,6 +160,8 @@ SYMBOLS: dict[str, int] = {
     "SO_MARK": SO_MARK,
     "MSG_ZEROCOPY": MSG_ZEROCOPY,
     "MSG_EOR": socket_mod.MSG_EOR,
+    "TCP_INQ": TCP_INQ,
+    "TCP_CM_INQ": TCP_INQ,
     "MSG_ERRQUEUE": MSG_ERRQUEUE,
     "SOL_IPV6": socket_mod.IPPROTO_IPV6,
     "IPV6_RECVERR": IPV6_RECVERR,
@@ -764,7 +767,7 @@ class ScriptRunner(ABC, Generic[S, F]):
         raise self.fail("sendmsg: no msg_iov in the struct msghdr")
 
     def check_msghdr(
-        self, msg: Expr, flags: int, cmsgs: list[tuple[int, int, dict[str, int]]]
+        self, msg: Expr, flags: int, cmsgs: Sequence[tuple[int, int, dict[str, int] | int]]
     ) -> None:
         """What recvmsg wrote into the script's struct msghdr: ``msg_flags`` and each
         ``{cmsg_level=, cmsg_type=, cmsg_data={name=value, ...}}`` of ``msg_control``."""
@@ -784,7 +787,7 @@ class ScriptRunner(ABC, Generic[S, F]):
                 for cmsg, (level, kind, data) in zip(wanted, cmsgs, strict=True):
                     self.check_cmsg(cmsg, level, kind, data)
 
-    def check_cmsg(self, cmsg: Expr, level: int, kind: int, data: dict[str, int]) -> None:
+    def check_cmsg(self, cmsg: Expr, level: int, kind: int, data: dict[str, int] | int) -> None:
         """One ``{cmsg_level=, cmsg_type=, cmsg_data={...}}`` against the cmsg recvmsg wrote."""
         if not isinstance(cmsg, StructExpr):
             raise self.fail("expected a struct cmsghdr")
@@ -804,6 +807,11 @@ class ScriptRunner(ABC, Generic[S, F]):
             )
         body = members.get("cmsg_data")
         if body is None:
+            return
+        if isinstance(data, int):  # an int payload (TCP_CM_INQ)
+            want_int = self.value(body)
+            if want_int is not None and want_int != data:
+                raise self.fail(f"recvmsg: cmsg_data: expected {want_int} but got {data}")
             return
         names = tuple(
             item.key.name
@@ -1404,8 +1412,10 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         size = sum(self.iov_lengths(msg))
 
         def attempt() -> int:
-            got = len(entry.sock.recv(size, self.now))
-            self.check_msghdr(msg, 0, [])
+            sock = entry.sock
+            got = len(sock.recv(size, self.now))
+            inq = [(socket_mod.IPPROTO_TCP, TCP_INQ, sock.inq_hint())] if sock.inq else []
+            self.check_msghdr(msg, 0, inq)
             return got
 
         return self.blocking(entry, attempt, bits)
