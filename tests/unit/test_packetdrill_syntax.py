@@ -298,3 +298,18 @@ def test_tcp_inq_cmsg() -> None:
     off = CLIENT + body.replace("[1], 4", "[0], 4").replace("[1], [4]", "[0], [4]")
     with pytest.raises(ScriptError, match="expected 1 cmsgs but got 0"):
         run_script(parse_script(off, "inq.pkt"))
+
+
+def test_null_buffers_are_efault() -> None:
+    """The kernel cannot copy from or into NULL: EFAULT, nothing queued or consumed; a socket
+    with nothing to read says so first (EAGAIN); length 0 is no copy at all."""
+    body = """   +0 write(3, NULL, 1000) = -1 EFAULT (Bad address)
+   +0 send(3, NULL, 0, 0) = 0
+   +0 recv(3, NULL, 1000, 0) = -1 EAGAIN (Resource temporarily unavailable)
+   +0 < P. 1:11(10) ack 1 win 502
+   +0 > . 1:1(0) ack 11
+   +0 recvfrom(3, NULL, 1000, 0, ..., ...) = -1 EFAULT (Bad address)
+   +0 read(3, ..., 1000) = 10
+   +0 ioctl(3, SIOCOUTQ, [0]) = 0
+"""
+    run_script(parse_script(CLIENT + body, "null.pkt"))

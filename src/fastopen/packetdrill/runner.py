@@ -975,6 +975,11 @@ class Epoll:
 EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT | select.EPOLLEXCLUSIVE
 
 
+def is_null(buf: Expr) -> bool:
+    """A system call's buffer given as ``NULL`` (the kernel cannot copy from or into it)."""
+    return isinstance(buf, Name) and buf.name == "NULL"
+
+
 def poll_text(mask: int) -> str:
     """A poll mask as packetdrill prints it (POLLIN|POLLOUT)."""
     names = [n for n, bit in SYMBOLS.items() if n.startswith("POLL") and bit & mask == bit]
@@ -1344,7 +1349,29 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         self, fd: Expr, buf: Expr, length: Expr, flags: Expr, addr: Expr, addrlen: Expr
     ) -> int | Callable[[], int | None]:
         unspec = isinstance(addr, Name) and addr.name == "AF_UNSPEC"
-        return self.send_to(self.fd(fd), self.value(length) or 0, self.value(flags) or 0, unspec)
+        total, bits = self.value(length) or 0, self.value(flags) or 0
+        if is_null(buf) and total:
+            return self.null_send(self.fd(fd), bits)
+        return self.send_to(self.fd(fd), total, bits, unspec)
+
+    def null_send(self, entry: Fd, flags: int) -> int:
+        """A send from a NULL buffer: what the socket's state says first (Linux checks it before
+        copying: EPIPE, EAGAIN...), else EFAULT with nothing queued (tcp_sendmsg_locked)."""
+        if flags & K.MSG_FASTOPEN or entry.sock.defer_connect:
+            raise self.fail("a NULL buffer for a Fast Open send is not supported")
+        entry.sock.sendto(b"", flags, None, self.now)
+        raise EngineError(errno_mod.EFAULT)
+
+    def null_recv(self, entry: Fd, flags: int) -> int | Callable[[], int | None]:
+        """A recv into a NULL buffer: EFAULT when there is data to copy (tcp_recvmsg_locked,
+        the data stays), else what recv says (EAGAIN, 0 at the end, an error)."""
+
+        def attempt() -> int:
+            if entry.sock.ioctl(SIOCINQ):
+                raise EngineError(errno_mod.EFAULT)
+            return len(entry.sock.recv(0, self.now))
+
+        return self.blocking(entry, attempt, flags)
 
     def sys_sendmsg(self, fd: Expr, msg: Expr, flags: Expr) -> int | Callable[[], int | None]:
         return self.send_to(self.fd(fd), sum(self.iov_lengths(msg)), self.value(flags) or 0)
@@ -1369,6 +1396,8 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         entry = self.fd(fd)
         total = self.value(length) or 0
         bits = self.value(flags) or 0
+        if is_null(buf) and total:
+            return self.null_send(entry, bits)
 
         def first() -> int:
             return entry.sock.sendto(bytes(total), bits, None, self.now)
@@ -1384,7 +1413,14 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         entry = self.fd(fd)
         size = self.value(length) or 0
         bits = self.value(flags) or 0
+        if is_null(buf) and size:
+            return self.null_recv(entry, bits)
         return self.blocking(entry, lambda: len(entry.sock.recv(size, self.now)), bits)
+
+    def sys_recvfrom(
+        self, fd: Expr, buf: Expr, length: Expr, flags: Expr, addr: Expr, addrlen: Expr
+    ) -> int | Callable[[], int | None]:
+        return self.sys_recv(fd, buf, length, flags)
 
     def sys_read(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
         return self.sys_recv(fd, buf, length, 0)
