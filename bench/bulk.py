@@ -4,10 +4,13 @@ For each link (RTT 0 and 20 ms, loss 0 and 1%; a fresh lab each), ``--runs`` rou
 ``--size`` MB download over HTTP, each round all of these, in turn:
 
 - kernel: curl in the client namespace from nginx in the server namespace, as a user would
-  measure it (at loss, again with both kernels running Reno: ``tcp_congestion_control=reno``;
-  the namespaces' default is the host's, and CUBIC cannot be chosen inside a namespace here);
+  measure it, and again with both kernels running Reno (``tcp_congestion_control=reno``; the
+  namespaces' default is the host's, and CUBIC cannot be chosen inside a namespace here);
 - engine receives: ``fastopen get --stack userspace --output`` from the same nginx;
 - engine sends: curl from ``fastopen serve --stack userspace --file``;
+  both once per ``--cc`` (the engine's ``--congestion``: ``cubic``, its default, or ``reno``;
+  repeatable), and once more with ``--baseline FASTOPEN`` (another build's ``fastopen``, say
+  main's, for a before/after in the same run; without ``--congestion``);
 - PyTCP receives / sends: the same against PyTCP (bench/pytcp.py installs it in a scratch venv;
   ``--pytcp-runs`` rounds, 1 by default: it is slow; ``--pytcp-runs 0`` leaves it out).
 
@@ -16,10 +19,11 @@ its kernel) and with ``--offloads`` (the TUN device's). A transfer's rate is its
 time from the start of the connect to the last byte (curl's ``time_total``, ``fastopen get
 --json``'s ``total_ms``); every body is checked against the file's hash. A transfer not done in
 ``--timeout`` seconds counts as that long (its rate is then an upper bound, marked ``<``).
-Prints the median of the runs, in MB/s, and the ratios engine / kernel against the goals of
-issue 11.
+Prints the median of the runs, in MB/s, and the ratios engine / kernel (the kernel running
+its default and running Reno) against the goals of issue 11.
 
-Needs root, nginx and curl. ``.venv/bin/python bench/bulk.py [--size 20] [--runs 3]``
+Needs root, nginx and curl.
+``.venv/bin/python bench/bulk.py [--size 20] [--runs 3] [--cc cubic --cc reno] [--baseline F]``
 """
 
 from __future__ import annotations
@@ -72,6 +76,16 @@ http {{
     }}
 }}
 """
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One userspace engine to measure: its rows' name, the ``fastopen`` it runs, and the
+    options it gets."""
+
+    name: str
+    exe: str = FASTOPEN
+    options: tuple[str, ...] = ()
 
 
 @dataclass
@@ -130,10 +144,10 @@ class Bench:
         self._check(self.got, what)
         self._rate(row, float(total))
 
-    def engine_get(self, client: Netns, url: str, row: Row) -> None:
+    def engine_get(self, client: Netns, url: str, row: Row, engine: Engine) -> None:
         self.got.unlink(missing_ok=True)
         proc = client.run(
-            [FASTOPEN, "get", "--stack", "userspace", "--offloads", "--json",
+            [engine.exe, "get", "--stack", "userspace", "--offloads", *engine.options, "--json",
              "--output", str(self.got), "--timeout", f"{self.timeout:g}", url],
             check=False, timeout=self.timeout + 30,
         )  # fmt: skip
@@ -159,10 +173,10 @@ class Bench:
         self._rate(row, float(answer["total"]))
 
     @contextmanager
-    def engine_server(self, server: Netns, addr: str) -> Iterator[None]:
+    def engine_server(self, server: Netns, addr: str, engine: Engine) -> Iterator[None]:
         proc = server.popen(
-            [FASTOPEN, "serve", "--stack", "userspace", "--offloads", "--file", str(self.body),
-             "-q", addr, str(ENGINE_PORT)],
+            [engine.exe, "serve", "--stack", "userspace", "--offloads", *engine.options,
+             "--file", str(self.body), "-q", addr, str(ENGINE_PORT)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
@@ -213,16 +227,20 @@ def congestion_control(namespaces: tuple[Netns, ...], name: str | None) -> Itera
 
 
 def measure(
-    bench: Bench, rtt: float, loss: float, runs: int, python: Path | None, pytcp_runs: int
+    bench: Bench,
+    rtt: float,
+    loss: float,
+    runs: int,
+    python: Path | None,
+    pytcp_runs: int,
+    engines: list[Engine],
 ) -> dict[str, Row]:
-    rows = {
-        "kernel": Row(),
-        "kernel reno": Row(),
-        "engine receives": Row(),
-        "engine sends": Row(),
-        "pytcp receives": Row(),
-        "pytcp sends": Row(),
-    }
+    rows = {"kernel": Row(), "kernel reno": Row()}
+    for engine in engines:
+        rows[f"{engine.name} receives"] = Row()
+        rows[f"{engine.name} sends"] = Row()
+    rows["pytcp receives"] = Row()
+    rows["pytcp sends"] = Row()
     with Lab(rtt=rtt, loss=loss, seed=11) as lab:
         client, server = lab.client, lab.server
         addr = lab.server_addr.ipv4
@@ -230,20 +248,22 @@ def measure(
         with nginx(server, bench.folder):
             for _ in range(runs):
                 bench.curl(client, f"http://{addr}:{NGINX_PORT}/bulk.bin", rows["kernel"], "kernel")
-                if loss and default_cc != "reno":
+                if default_cc != "reno":
                     with congestion_control((client, server), "reno"):
                         bench.curl(
                             client, f"http://{addr}:{NGINX_PORT}/bulk.bin", rows["kernel reno"],
                             "kernel reno",
                         )  # fmt: skip
-                bench.engine_get(
-                    client, f"http://{addr}:{NGINX_PORT}/bulk.bin", rows["engine receives"]
-                )
-                with bench.engine_server(server, addr):
-                    bench.curl(
-                        client, f"http://{addr}:{ENGINE_PORT}/", rows["engine sends"],
-                        "engine sends",
+                for engine in engines:
+                    bench.engine_get(
+                        client, f"http://{addr}:{NGINX_PORT}/bulk.bin",
+                        rows[f"{engine.name} receives"], engine,
                     )  # fmt: skip
+                    with bench.engine_server(server, addr, engine):
+                        bench.curl(
+                            client, f"http://{addr}:{ENGINE_PORT}/",
+                            rows[f"{engine.name} sends"], f"{engine.name} sends",
+                        )  # fmt: skip
             for _ in range(pytcp_runs if python is not None else 0):
                 assert python is not None
                 bench.pytcp_get(python, client, lab.client_addr.ipv4, addr, rows["pytcp receives"])
@@ -262,6 +282,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per transfer")
     parser.add_argument("--pytcp-runs", type=int, default=1, help="rounds of PyTCP (0: none)")
     parser.add_argument(
+        "--cc", action="append", choices=("cubic", "reno"),
+        help="the engine's congestion control (repeatable: one engine each; default cubic)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline", metavar="FASTOPEN",
+        help="another build's fastopen executable, measured alongside as 'baseline'",
+    )  # fmt: skip
+    parser.add_argument(
         "--link", action="append", metavar="RTT_MS:LOSS_PCT",
         help="a link to measure (repeatable; default: 0:0 0:1 20:0 20:1)",
     )  # fmt: skip
@@ -270,6 +298,9 @@ def main() -> None:
     for tool in ("nginx", "curl"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench/bulk.py needs {tool} (./dev installs it)")
+    engines = [Engine(f"engine {cc}", options=("--congestion", cc)) for cc in args.cc or ["cubic"]]
+    if args.baseline:
+        engines.append(Engine("baseline", str(Path(args.baseline).resolve())))
     links = LINKS
     if args.link:
         links = [(float(r) / 1000, float(p) / 100) for r, p in (x.split(":") for x in args.link)]
@@ -286,26 +317,34 @@ def main() -> None:
         folder.chmod(0o755)  # nginx's worker reads the file
         bench = Bench(folder, args.size, args.timeout)
         for rtt, loss in links:
-            rows = measure(bench, rtt, loss, args.runs, python, args.pytcp_runs)
+            rows = measure(bench, rtt, loss, args.runs, python, args.pytcp_runs, engines)
             print(f"\nRTT {rtt * 1000:g} ms, loss {loss * 100:g}%")
             for name, row in rows.items():
-                print(f"  {name:16} {row.cell()}")
+                print(f"  {name:22} {row.cell()}")
             kernel = rows["kernel"].median()
-            reference = rows["kernel reno"].median() if "kernel reno" in rows else kernel
+            reno = rows["kernel reno"].median() if "kernel reno" in rows else kernel
             goal = GOALS.get((rtt, loss))
-            for name in ("engine receives", "engine sends"):
-                ratio = rows[name].median() / reference
-                line = f"  {name} / kernel{' reno' if 'kernel reno' in rows else ''}: {ratio:.2f}"
-                if "kernel reno" in rows:
-                    line += f"   / kernel default: {rows[name].median() / kernel:.2f}"
+            # the goal at loss is against the kernel running Reno, else against its default
+            reference, against = (reno, "kernel reno") if loss else (kernel, "kernel default")
+            for name in rows:
+                if not name.startswith(("engine", "baseline")):
+                    continue
+                rate = rows[name].median()
+                line = f"  {name} / kernel default: {rate / kernel:.2f}   / kernel reno: "
+                line += f"{rate / reno:.2f}"
                 if goal is not None:
-                    line += f"   (goal >= {goal:g}: {'met' if ratio >= goal else 'NOT met'})"
-                if goal is not None and "kernel reno" in rows:
-                    default_ratio = rows[name].median() / kernel
-                    verdict = "met" if default_ratio >= DEFAULT_CC_GOAL else "NOT met"
-                    line += f", vs default >= {DEFAULT_CC_GOAL:g}: {verdict}"
+                    verdict = "met" if rate / reference >= goal else "NOT met"
+                    line += f"   (goal vs {against} >= {goal:g}: {verdict}"
+                    if loss:
+                        verdict = "met" if rate / kernel >= DEFAULT_CC_GOAL else "NOT met"
+                        line += f", vs default >= {DEFAULT_CC_GOAL:g}: {verdict}"
+                    line += ")"
                 print(line)
-                other = name.replace("engine", "pytcp")
+                direction = name.rsplit(" ", 1)[1]
+                if name.startswith("engine") and f"baseline {direction}" in rows:
+                    before = rows[f"baseline {direction}"].median()
+                    print(f"  {name} / baseline {direction}: {rate / before:.2f}")
+                other = f"pytcp {direction}"
                 if other in rows:
                     ahead = rows[name].median() / rows[other].median()
                     verdict = "ahead" if ahead > 1 else "NOT ahead"

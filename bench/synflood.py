@@ -34,7 +34,8 @@ def main() -> int:
             f"curl {ok}/{len(times)} served, median {statistics.median(times):.1f} ms, "
             f"p90 {statistics.quantiles(times, n=10)[-1]:.1f} ms, max {max(times):.1f} ms "
             f"(goal < 50 ms); probe answered by a SYN cookie: {cookie}, its ACK made the "
-            f"connection: {made}",
+            f"connection: {made}; packets lost at the TUN queue {r.queue_drops:,}, by the "
+            f"capture {r.capture_drops:,}",
             flush=True,
         )
     return 0

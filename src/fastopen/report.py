@@ -94,7 +94,9 @@ class TfoReport:
     SYN and the server acknowledged all of it), ``fail_reason`` when it did not.
     Server: ``tfo_child`` (the connection was created from a valid cookie), ``syn_data_received``
     (data arrived in the SYN and was accepted); ``attempted`` is true when either holds.
-    A field a stack cannot know on this side is ``None``. ``rtt`` is the smoothed RTT in seconds.
+    A field a stack cannot know on this side is ``None``. ``rtt`` is the smoothed RTT in seconds;
+    ``cwnd`` and ``ssthresh`` the congestion window and slow-start threshold in segments
+    (``tcpi_snd_cwnd``, ``tcpi_snd_ssthresh``; ``ssthresh`` None while slow start has not ended).
     With a replay guard (server), ``replay_suspected`` tells whether this connection's first
     flight was delivered before (``replay_first_server`` recorded it); None without a guard.
     """
@@ -109,6 +111,8 @@ class TfoReport:
     tfo_child: bool = False
     syn_data_received: bool = False
     rtt: float | None = None
+    cwnd: int | None = None
+    ssthresh: int | None = None
     stack: str = "kernel"
     #: More about :attr:`off_reason` (the path cache's count and backoff), or None.
     note: str | None = None
@@ -128,6 +132,10 @@ class TfoReport:
 
     def __str__(self) -> str:
         rtt = "" if self.rtt is None else f", rtt {self.rtt * 1000:.3f} ms"
+        if self.cwnd is not None:
+            rtt += f", cwnd {self.cwnd}"
+            if self.ssthresh is not None:
+                rtt += f", ssthresh {self.ssthresh}"
         if self.off_reason is not None:
             why = self.note or _OFF_TEXT[self.off_reason]
             return f"TFO off ({self.side.value}): {why}{rtt}"
@@ -162,6 +170,8 @@ class TfoReport:
             "tfo_child": self.tfo_child,
             "syn_data_received": self.syn_data_received,
             "rtt": self.rtt,
+            "cwnd": self.cwnd,
+            "ssthresh": self.ssthresh,
             "note": self.note,
             "replay_suspected": self.replay_suspected,
             "replay_first_server": self.replay_first_server,

@@ -259,8 +259,11 @@ def test_rto_initial_one_second_exponential_backoff_then_rtt_estimate() -> None:
         again = one(h)
         assert again.seq == first.seq and again.payload == first.payload
         times.append(round(t - 1.0, 3))
-    assert times == [0.3, 0.9, 2.1]  # 0.3, then doubled: +0.6, +1.2
+    # with SACK the first is a tail loss probe, at the RTO (before 2 SRTT + 200 ms), which does
+    # not back off (Linux tcp_schedule_loss_probe); then timeouts at 0.3, doubled: 0.6
+    assert times == [0.3, 0.6, 1.2]
     assert sock.tcp_info().tcpi_total_retrans == 3
+    assert (h.counters["TCPLossProbes"], h.counters["TCPTimeouts"]) == (1, 2)
 
 
 def test_out_of_order_duplicate_and_overlapping_data_delivered_once_in_order() -> None:
@@ -595,7 +598,9 @@ def test_pure_ack_carries_the_highest_sequence_sent_during_a_retransmission() ->
     sock.setsockopt(SOL_TCP, 1, 1)
     sock.send(b"x" * 3000, 0.2)
     assert len(out(h)) == 3
-    h.handle_timer(h.get_timer() or 0.0)  # RTO: go back to the first segment
+    h.handle_timer(h.get_timer() or 0.0)  # a tail loss probe: the last segment again
+    assert one(h).seq == ISN + 2001
+    h.handle_timer(h.get_timer() or 0.0)  # RTO: the first segment again
     assert one(h).seq == ISN + 1
     h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"hi"), 1.0)
     assert one(h).seq == ISN + 3001  # not the rewound ISN + 1001

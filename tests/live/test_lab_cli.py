@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -23,7 +24,7 @@ from tfo import NOBODY, default_sigint
 from fastopen.cli import main
 from fastopen.lab.demo import Kind, measure
 from fastopen.lab.emulator import Lab, LabError
-from fastopen.lab.netns import CLIENT, SERVER
+from fastopen.lab.netns import CLIENT, SERVER, Netns
 from fastopen.streams import KernelStack
 
 pytestmark = pytest.mark.live
@@ -107,9 +108,16 @@ def test_lab_up_rejects_bad_values(tmp_path: Path) -> None:
     assert not (tmp_path / "lab.json").exists()
 
 
-def test_demo_runs_end_to_end() -> None:
+def test_demo_runs_end_to_end(monkeypatch: pytest.MonkeyPatch) -> None:
     require_namespaces()
-    before = _namespaces()
+    made: list[str] = []  # the demo's own namespaces (other suites may run beside this one)
+    make = Netns.__init__
+
+    def recording(self: Netns, *args: Any, **kwargs: Any) -> None:
+        make(self, *args, **kwargs)
+        made.append(self.name)
+
+    monkeypatch.setattr(Netns, "__init__", recording)
     result = CliRunner().invoke(main, ["demo", "--rtt", "20", "-n", "1"], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     out = result.output
@@ -124,7 +132,7 @@ def test_demo_runs_end_to_end() -> None:
     assert re.search(r"─ SYN, FO cookie [0-9a-f]{16}, 100 bytes ─+▶", out)
     assert "◀─ SYN-ACK, acks SYN + 100 bytes" in out
     assert f"client {CLIENT.ipv4}:" in out
-    assert not {n for n in _namespaces() - before if n.startswith("fo-lab-")}
+    assert made and not set(made) & _namespaces()
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")

@@ -71,14 +71,14 @@ def test_file_and_output_on_the_namespaces_own_addresses(
 ) -> None:
     """Without --address, serve and get on the userspace stack take over the addresses of their
     namespaces (198.18.0.2 and 198.18.0.1 on the veth pair) and give them back when they end; a
-    1 MiB body from --file (the server with --offloads) arrives whole in --output."""
+    1 MiB body from --file (the server with --offloads and Reno) arrives whole in --output."""
     client, server = netns_pair
     body = tmp_path / "body.bin"
     body.write_bytes(hashlib.sha256(b"body").digest() * (1 << 15))
     before = {ns.name: _addresses(ns) for ns in netns_pair}
     proc = server.popen(
-        [FASTOPEN, "serve", "--stack", "userspace", "--offloads", "--file", str(body), "-q",
-         "198.18.0.2", "8080"],
+        [FASTOPEN, "serve", "--stack", "userspace", "--offloads", "--congestion", "reno",
+         "--file", str(body), "-q", "198.18.0.2", "8080"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

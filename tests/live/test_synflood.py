@@ -20,6 +20,7 @@ from fastopen.lab.synflood import (
     curl,
     flood_userspace_server,
     send,
+    spoofed_syns,
     start_userspace_server,
 )
 from fastopen.wire import Flags, Mss, TcpSegment, ip_packet
@@ -27,6 +28,8 @@ from fastopen.wire import Flags, Mss, TcpSegment, ip_packet
 #: The flood of the test (bench/synflood.py measures 100,000) and its rate: about what the engine
 #: answers on one loaded core (the bench tries more).
 FLOOD, RATE = 20_000, 5_000
+#: SYNs sent at once (as fast as a raw socket sends): more than a TUN device queues by default.
+BURST = 800
 #: `fastopen serve` listens with a backlog of 100: its SYN queue holds 101 (Linux 6.x).
 SYN_QUEUE = 101
 SERVER, PORT = SERVE_ADDRESS, SERVE_PORT
@@ -49,6 +52,24 @@ def test_a_syn_flood_gets_syn_cookies_and_curl_is_served(netns: Netns) -> None:
     assert probe is not None and probe.flags == Flags.SYN | Flags.ACK
     assert probe.ack == PROBE_ISN + 1 and probe.options == (Mss(1460),)
     assert f"{PROBE_SOURCE}:{PROBE_PORT} GET 200" in result.log  # the cookie's ACK made it
+
+
+def test_a_burst_of_syns_is_answered_in_full(netns: Netns) -> None:
+    """More SYNs at once than a TUN device queues by default (500): the stack's device queues
+    them all (TXQUEUELEN) and the capture keeps every SYN-ACK (none of the SYNs)."""
+    proc = start_userspace_server(netns)
+    burst = list(spoofed_syns(SERVER, PORT, BURST, seed=7))
+    with netns.entered(), Capture("fous0") as capture:
+        send([s.packet for s in burst], SERVER)
+        deadline = time.monotonic() + 10
+        while len(capture.segments) < BURST and time.monotonic() < deadline:
+            time.sleep(0.05)
+        drops = capture.drops
+    proc.terminate()
+    proc.communicate(timeout=10)
+    answered = {(d, s.dst_port) for d, s in capture.segments if s.flags == Flags.SYN | Flags.ACK}
+    assert answered == {(s.src, s.sport) for s in burst}
+    assert len(capture.segments) == BURST and drops == 0
 
 
 def test_an_mss_12_peer_gets_48_byte_segments_while_other_timers_fire(netns: Netns) -> None:

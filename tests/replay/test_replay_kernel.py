@@ -152,7 +152,7 @@ def ordinary_connections(
     return [report for _, _, report in log]
 
 
-@pytest.mark.parametrize("store,count", [("memory", 10_000), ("redis", 1_000)])
+@pytest.mark.parametrize("store,count", [("memory", 2_000), ("redis", 1_000)])
 def test_ordinary_clients_are_never_flagged(
     netns: Netns, tmp_path: Path, store: str, count: int
 ) -> None:

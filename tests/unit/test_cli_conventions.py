@@ -4,8 +4,12 @@ outputs with a schema, errors as one line (and as JSON with --json), exit status
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +17,8 @@ import click
 from click.testing import CliRunner
 from jsoncontract import COMMAND_SCHEMA, SCHEMAS, check, schema
 
-from fastopen.cli import main
+import fastopen.cli
+from fastopen.cli import COMMAND_MODULES, main
 
 DOCS = Path(__file__).parents[2] / "docs"
 
@@ -28,6 +33,25 @@ def walk(
             sub = command.get_command(click.Context(command), name)
             assert sub is not None
             yield from walk(sub, (*path, name))
+
+
+def test_the_command_table_names_every_command_of_every_module() -> None:
+    defined = {}
+    for info in pkgutil.iter_modules(fastopen.cli.__path__):
+        module = importlib.import_module(f"fastopen.cli.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            defined[command.name] = info.name
+    assert defined == COMMAND_MODULES
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    code = "import sys; from fastopen.cli import main; print(sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "fastopen.cli.ops" not in loaded and "fastopen.engine" not in loaded
+    result = CliRunner().invoke(main, ["stats", "--help"])
+    assert result.exit_code == 0 and "--watch" in result.output
 
 
 def test_every_command_and_option_has_help() -> None:
@@ -88,3 +112,11 @@ def test_an_error_is_one_line_exit_2_and_json_with_json() -> None:
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "nan" in check(["stats"], json.loads(result.stdout))["error"]
     assert "Traceback" not in result.output
+
+
+def test_congestion_is_for_the_userspace_stack() -> None:
+    """--congestion picks the userspace stack's algorithm; the kernel's is its sysctl's."""
+    result = CliRunner().invoke(main, ["get", "--congestion", "reno", "http://198.18.0.2/"])
+    assert result.exit_code == 2 and "tcp_congestion_control" in result.stderr
+    result = CliRunner().invoke(main, ["get", "--stack", "userspace", "--congestion", "bbr", "x"])
+    assert result.exit_code == 2 and "bbr" in result.stderr

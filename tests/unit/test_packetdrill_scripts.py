@@ -341,3 +341,20 @@ def test_shell_commands_map_onto_the_host() -> None:
     assert host.settings.ecn == 1
     # AccECN (3..5) is not modelled: refused, so no script runs under settings it did not get
     assert shell.run("sysctl -q net.ipv4.tcp_ecn=3") == "sysctl -q net.ipv4.tcp_ecn=3"
+
+
+def test_congestion_control_sysctls_and_socket_option() -> None:
+    """tcp_congestion_control takes the engine's algorithms only (Linux: ENOENT for another),
+    tcp_slow_start_after_idle is a flag (defaults.sh: cubic, 0); TCP_CONGESTION as a string."""
+    stack = EngineStack(Host(["198.18.0.1"]))
+    assert stack.sysctl("net.ipv4.tcp_congestion_control", "reno")
+    assert stack.host.settings.congestion_control == "reno"
+    assert not stack.sysctl("net.ipv4.tcp_congestion_control", "bbr")
+    assert stack.sysctl("net.ipv4.tcp_slow_start_after_idle", "0")
+    assert not stack.host.settings.slow_start_after_idle
+    run_script(
+        parse_script(
+            SERVER_HEAD + '   +0 setsockopt(3, SOL_TCP, TCP_CONGESTION, "reno", 4) = 0\n'
+            '   +0 setsockopt(3, SOL_TCP, TCP_CONGESTION, "bbr", 3) = -1 ENOENT (No such file)\n'
+        )
+    )

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from pathlib import Path
+
 import pytest
 
 from fastopen.errors import FastOpenError
@@ -82,3 +87,25 @@ def test_backoff_doubles_and_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FASTOPEN_TFO_BACKOFF", "soon")
     with pytest.raises(FastOpenError, match="not a positive number"):
         pathcache.backoff(1)
+
+
+def test_the_path_cache_forgets_old_entries_and_the_files_of_gone_namespaces(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FASTOPEN_PATHS_DIR", str(tmp_path))
+    day = pathcache.MAX_BACKOFF
+    long_ago = time.time() - 3 * day
+    pathcache.record("198.18.0.9", 81, pathcache.Failure.LOST, now=time.time() - day / 2)
+    mine = pathcache.store_path()
+    old = pathcache.PathEntry("198.18.0.9", 80, 3, pathcache.Failure.LOST, long_ago, long_ago + 960)
+    data = json.loads(mine.read_text())
+    mine.write_text(json.dumps({**data, "198.18.0.9:80": old.to_json()}))  # TFO back 2 days
+    gone = tmp_path / "12345.json"  # a namespace that no longer exists, written 3 days ago
+    gone.write_text(json.dumps({}))
+    os.utime(gone, (long_ago, long_ago))
+    recent = tmp_path / "12346.json"  # another namespace's, written today
+    recent.write_text(json.dumps({}))
+    assert sorted(e.port for e in pathcache.entries()) == [80, 81]
+    pathcache.record("198.18.0.9", 82, pathcache.Failure.RESET)
+    assert sorted(e.port for e in pathcache.entries()) == [81, 82]
+    assert not gone.exists() and recent.exists()

@@ -17,11 +17,19 @@ CLIENT = Attempt(Side.CLIENT, attempted=True)
 SERVER = Attempt(Side.SERVER, attempted=True)
 
 
-def tcp_info(options: int = 0, client_fail: int = 0, rtt_us: int = 250) -> TcpInfo:
+def tcp_info(
+    options: int = 0,
+    client_fail: int = 0,
+    rtt_us: int = 250,
+    cwnd: int = 0,
+    ssthresh: int = 0x7FFFFFFF,
+) -> TcpInfo:
     """TCP_INFO bytes as Linux writes them, parsed."""
     head = bytes([1, 0, 0, 0, 0, options, 0x77, client_fail << 1 | 1])  # app_limited bit set
     words = [0] * 24
     words[15] = rtt_us
+    words[17] = ssthresh
+    words[18] = cwnd
     words[23] = 2  # total_retrans
     return TcpInfo.parse(head + struct.pack("=24I", *words) + b"\0" * 64)
 
@@ -50,6 +58,18 @@ def test_layout_matches_the_running_kernel() -> None:
             info = read(sock)
     assert SIZE == 104 and info.state == 1 and info.rtt_us > 0
     assert not info.syn_data and info.fastopen_client_fail == 0
+    assert info.snd_cwnd >= 10 and info.snd_ssthresh == 0x7FFFFFFF  # TCP_INIT_CWND on, no loss
+
+
+def test_the_report_shows_the_congestion_window() -> None:
+    """tcpi_snd_cwnd and tcpi_snd_ssthresh (None while slow start has not ended)."""
+    first = build_report(tcp_info(cwnd=10), None)
+    assert (first.cwnd, first.ssthresh) == (10, None)
+    assert str(first).endswith("rtt 0.250 ms, cwnd 10")
+    later = build_report(tcp_info(cwnd=35, ssthresh=30), None)
+    assert (later.cwnd, later.ssthresh) == (35, 30)
+    assert str(later).endswith(", cwnd 35, ssthresh 30")
+    assert later.to_dict()["cwnd"] == 35 and later.to_dict()["ssthresh"] == 30
 
 
 @pytest.mark.parametrize(
@@ -133,6 +153,8 @@ def test_text_and_json() -> None:
         "tfo_child",
         "syn_data_received",
         "rtt",
+        "cwnd",
+        "ssthresh",
         "note",
         "replay_suspected",
         "replay_first_server",

@@ -1,7 +1,8 @@
 """The ``fastopen`` command: parses arguments, calls one layer, formats output.
 
-Each command lives in a module of this package and is registered below; what they share (the
-duration type, ``--netns``, ``--json``) is in :mod:`fastopen.cli.options`.
+Each command lives in a module of this package, named in ``COMMAND_MODULES`` below and imported
+only when it is used; what they share (the duration type, ``--netns``, ``--json``) is in
+:mod:`fastopen.cli.options`.
 
 Every failure takes one path (:class:`_Group`): bad input, a missing privilege or kernel feature
 prints one line, ``fastopen: error: WHAT (hint: WHAT TO DO)`` (with ``--json``, also a JSON
@@ -11,6 +12,7 @@ document ``{"error": ..., "hint": ..., "exit_code": 2}`` on stdout) and exits wi
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import logging
 import sys
@@ -52,8 +54,43 @@ def _os_error(exc: OSError) -> tuple[str, str]:
     return f"{where}{what}", "check the path or the device named"
 
 
+#: The module of ``fastopen.cli`` that defines each command (in its ``COMMANDS``). A command's
+#: module is imported when the command is looked up, so that ``fastopen stats`` does not import
+#: the engine, the lab and the packetdrill runner (tests/unit/test_cli_conventions.py checks
+#: that this table names every command of every module).
+COMMAND_MODULES = {
+    "cookie": "cookie",
+    "cookies": "ops",
+    "demo": "demo",
+    "disable": "ops",
+    "enable": "ops",
+    "get": "http",
+    "key": "ops",
+    "keyd": "ops",
+    "lab": "lab",
+    "packetdrill": "packetdrill",
+    "paths": "paths",
+    "probe": "probe",
+    "reset": "ops",
+    "serve": "http",
+    "stats": "ops",
+    "status": "ops",
+}
+
+
 class _Group(Group):
-    """The top-level group: full command summaries in the help, and the one error path."""
+    """The top-level group: commands loaded when used, full command summaries in the help, and
+    the one error path."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is None:
+            return None
+        commands = importlib.import_module(f"fastopen.cli.{module}").COMMANDS
+        return next((c for c in commands if c.name == cmd_name), None)
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
@@ -106,14 +143,3 @@ def main(verbose: int) -> None:
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-
-
-def _register() -> None:
-    from fastopen.cli import cookie, demo, http, lab, ops, packetdrill, paths, probe
-
-    for module in (cookie, demo, http, lab, ops, packetdrill, paths, probe):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register()

@@ -15,6 +15,7 @@ import click
 
 from fastopen.cli.options import Duration, in_netns, json_option, netns_option, now
 from fastopen.constants import TFO_SERVER_ENABLE, TFO_SERVER_WO_SOCKOPT1
+from fastopen.engine.cc import NAMES
 from fastopen.errors import FastOpenError
 from fastopen.http.fetch import Fetched, fetch
 from fastopen.http.responder import serve_http
@@ -66,6 +67,12 @@ def _stack_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 help="userspace stack: use the TUN device's checksum and TSO offloads "
                 "(IFF_VNET_HDR) when the kernel has them: up to 64 KB per write and read.",
             ),
+            click.option(
+                "--congestion",
+                type=click.Choice(NAMES),
+                help="userspace stack: its congestion control (what tcp_congestion_control "
+                f"is to the kernel's; default {NAMES[0]}).",
+            ),
         ]
     ):
         command = option(command)
@@ -74,22 +81,41 @@ def _stack_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def _stack(
-    name: str, tun: str, addresses: tuple[str, ...], pcap: Path | None, offloads: bool = False
+    name: str,
+    tun: str,
+    addresses: tuple[str, ...],
+    pcap: Path | None,
+    offloads: bool = False,
+    congestion: str | None = None,
 ) -> Iterator[Stack]:
     """The stack by name; a userspace one lives (with its TUN device) for the block."""
     if name != USERSPACE:
         if pcap is not None:
             raise click.UsageError("--pcap is for --stack userspace (for the kernel, tcpdump)")
+        if congestion is not None:
+            raise click.UsageError(
+                "--congestion is for --stack userspace (for the kernel, the sysctl "
+                "net.ipv4.tcp_congestion_control)"
+            )
         yield STACKS[name]()
         return
     try:
         if addresses:
             stack = UserspaceStack.attach(
-                None, tun, addresses, pcap=pcap, offloads=None if offloads else False
+                None,
+                tun,
+                addresses,
+                pcap=pcap,
+                offloads=None if offloads else False,
+                congestion_control=congestion or NAMES[0],
             )
         else:
             stack = UserspaceStack.replace_kernel(
-                None, tun, pcap=pcap, offloads=None if offloads else False
+                None,
+                tun,
+                pcap=pcap,
+                offloads=None if offloads else False,
+                congestion_control=congestion or NAMES[0],
             )
     except ValueError as exc:
         if not addresses:
@@ -196,6 +222,7 @@ def serve(
     addresses: tuple[str, ...],
     pcap: Path | None,
     offloads: bool,
+    congestion: str | None,
     body: str,
     body_file: Path | None,
     fastopen_backlog: int | None,
@@ -260,7 +287,7 @@ def serve(
                 await guard.close()
 
     try:
-        with in_netns(netns), _stack(stack, tun, addresses, pcap, offloads) as engine:
+        with in_netns(netns), _stack(stack, tun, addresses, pcap, offloads, congestion) as engine:
             asyncio.run(run(engine))
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
@@ -320,6 +347,7 @@ def get(
     addresses: tuple[str, ...],
     pcap: Path | None,
     offloads: bool,
+    congestion: str | None,
     repeat: int,
     timeout: float,
     as_json: bool,
@@ -353,7 +381,7 @@ def get(
                     f"{i}: {got.status} {got.reason}  ttfb {got.ttfb * 1000:.3f} ms  {got.report}"
                 )
 
-    with in_netns(netns), _stack(stack, tun, addresses, pcap, offloads) as engine:
+    with in_netns(netns), _stack(stack, tun, addresses, pcap, offloads, congestion) as engine:
         asyncio.run(run(engine))
 
 

@@ -33,6 +33,8 @@ class TcpInfo:
     tcpi_snd_mss: int
     tcpi_rcv_mss: int
     tcpi_unacked: int
+    tcpi_sacked: int
+    tcpi_reordering: int
     tcpi_lost: int
     tcpi_retrans: int
     tcpi_rtt: int

@@ -6,6 +6,9 @@ and the merge with its neighbours. Memory is charged as Linux charges skb truesi
 a fixed overhead per block, against what the receive buffer has left; when a segment does not
 fit, blocks above it are pruned from the highest down (OfoPruned), and if it still does not fit
 it is dropped (TCPOFODrop). So the number of blocks is bounded by the receive buffer.
+
+SACK blocks go out as RFC 2018 (and Linux tcp_sack_new_ofo_skb) orders them: the block holding
+the segment received last first, then the others from the lowest.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ BLOCK_OVERHEAD = 512
 class OutOfOrderQueue:
     """Coalesced blocks of out-of-order data, sorted by sequence."""
 
-    __slots__ = ("_data", "_ends", "_nxt_off", "_nxt_seq", "_starts", "charge")
+    __slots__ = ("_data", "_ends", "_nxt_off", "_nxt_seq", "_recent", "_starts", "charge")
 
     def __init__(self) -> None:
         self._starts: list[int] = []  # unwrapped offsets
@@ -30,6 +33,7 @@ class OutOfOrderQueue:
         self._data: list[bytearray] = []
         self._nxt_seq = 0
         self._nxt_off = 0
+        self._recent = -1  # the unwrapped offset of the last segment queued
         self.charge = 0  # bytes charged: data + BLOCK_OVERHEAD per block
 
     def __bool__(self) -> bool:
@@ -63,6 +67,7 @@ class OutOfOrderQueue:
             counters["TCPOFODrop"] += 1
             return False
         counters["TCPOFOQueue"] += 1
+        self._recent = start
         i = bisect_right(starts, start) - 1
         if i >= 0 and ends[i] >= start:  # overlaps or touches the block before: extend it
             datas[i] += data[ends[i] - start :]
@@ -119,12 +124,17 @@ class OutOfOrderQueue:
         return got
 
     def sack_blocks(self, rcv_nxt: int, limit: int) -> tuple[tuple[int, int], ...]:
-        """The first ``limit`` blocks as SACK blocks (sequence numbers)."""
+        """At most ``limit`` blocks as SACK blocks (sequence numbers): the one holding the last
+        segment queued first (RFC 2018), then the others from the lowest."""
         self._sync(rcv_nxt)
         base, off = self._nxt_seq, self._nxt_off
+        starts, ends = self._starts, self._ends
+        order = list(range(len(starts)))
+        i = bisect_right(starts, self._recent) - 1
+        if i > 0 and self._recent < ends[i]:
+            order.insert(0, order.pop(i))
         return tuple(
-            ((base + s - off) & MASK, (base + e - off) & MASK)
-            for s, e in zip(self._starts[:limit], self._ends[:limit], strict=True)
+            ((base + starts[k] - off) & MASK, (base + ends[k] - off) & MASK) for k in order[:limit]
         )
 
     def clear(self) -> None:

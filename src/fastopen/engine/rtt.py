@@ -51,12 +51,15 @@ class RttEstimator:
         """A retransmission happened: the timed segment gives no sample (Karn)."""
         self._timed_seq = None
 
-    def on_ack(self, ack: int, now: float) -> None:
-        """``ack`` arrived: a sample when it covers the timed segment."""
+    def on_ack(self, ack: int, now: float) -> float | None:
+        """``ack`` arrived: a sample (returned) when it covers the timed segment."""
         seq = self._timed_seq
-        if seq is not None and seq_le(seq, ack):
-            self.sample(now - self._timed_at)
-            self._timed_seq = None
+        if seq is None or not seq_le(seq, ack):
+            return None
+        rtt = now - self._timed_at
+        self.sample(rtt)
+        self._timed_seq = None
+        return rtt
 
     def backed_off(self, backoff: int) -> float:
         """The RTO after ``backoff`` doublings, at most RTO_MAX."""

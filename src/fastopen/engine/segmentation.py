@@ -7,11 +7,16 @@ at once, so that two such packets are in flight). Every first transmission of ne
 PSH (on the last segment when the stack segments it itself). What was sent stays cut at those
 boundaries in the retransmission queue (:class:`SentPieces`); a retransmission of part of a
 piece splits it, and only the part that ends the piece carries its PSH (``tcp_fragment``).
+
+The queue is also the SACK scoreboard (RFC 6675 as Linux keeps it in ``tcp_skb_cb->sacked``): each
+piece is SACKed, lost and/or retransmitted, with its last transmission time for RACK (RFC 8985,
+``tcp_rack_detect_loss``); ``packets_out``, ``sacked_out``, ``lost_out`` and ``retrans_out`` are
+kept as Linux keeps them, in segments (``tcp_skb_pcount``).
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 
 from fastopen.engine.seq import MASK, seq_le, seq_lt
 
@@ -22,6 +27,15 @@ TSO_RTT_LOG = 9
 GSO_MAX_SIZE = 65536
 PACING_SS_RATIO = 2.0
 PACING_CA_RATIO = 1.2
+
+
+def pacing_rate(mss: int, cwnd: int, ssthresh: int, packets_out: int, srtt: float) -> float:
+    """Linux tcp_update_pacing_rate, bytes a second: 200 % (slow start) or 120 % of
+    ``cwnd * mss / srtt``; 0 without an RTT sample (``sk_pacing_rate`` ~0UL: unlimited)."""
+    if srtt <= 0:
+        return 0.0
+    ratio = PACING_SS_RATIO if cwnd < ssthresh // 2 else PACING_CA_RATIO
+    return mss * ratio * max(cwnd, packets_out) / srtt
 
 
 def tso_segs(
@@ -35,14 +49,13 @@ def tso_segs(
 ) -> int:
     """Linux tcp_tso_autosize with tcp_update_pacing_rate: segments per TSO packet.
 
-    The pacing rate is 200 % (slow start) or 120 % of ``cwnd * mss / srtt``; without an RTT
-    sample it is unlimited (``sk_pacing_rate`` ~0UL), so a packet is as large as GSO allows.
-    A short ``min_rtt`` adds ``GSO_MAX_SIZE >> (min_rtt_us >> tcp_tso_rtt_log)`` bytes."""
+    At the :func:`pacing_rate`, about 1 ms of it; without an RTT sample a packet is as large as
+    GSO allows. A short ``min_rtt`` adds ``GSO_MAX_SIZE >> (min_rtt_us >> tcp_tso_rtt_log)``
+    bytes."""
     if srtt <= 0:
         size = GSO_MAX_SIZE
     else:
-        ratio = PACING_SS_RATIO if cwnd < ssthresh // 2 else PACING_CA_RATIO
-        rate = mss * ratio * max(cwnd, packets_out) / srtt
+        rate = pacing_rate(mss, cwnd, ssthresh, packets_out, srtt)
         size = int(rate) >> PACING_SHIFT
         if min_rtt > 0:
             r = int(min_rtt * 1e6) >> TSO_RTT_LOG
@@ -64,58 +77,351 @@ def segments(length: int, mss: int) -> int:
     return -(-length // mss) if length > 0 else 0
 
 
+#: Linux tcp_reordering (the initial degree) and tcp_max_reordering.
+REORDERING = 3
+MAX_REORDERING = 300
+#: Piece flags: Linux TCPCB_SACKED_ACKED, TCPCB_LOST, TCPCB_SACKED_RETRANS (a retransmission in
+#: flight), TCPCB_EVER_RETRANS; and the piece's PSH and FIN.
+F_PSH = 1
+F_SACKED = 2
+F_LOST = 4
+F_RETRANS = 8
+F_EVER = 16
+F_FIN = 32
+
+
+def sent_after(a: Piece, t2: float, order2: int, end2: int) -> bool:
+    """Linux tcp_skb_sent_after: piece ``a`` left after the transmission (t2, order2, end2);
+    in one instant, by the transmissions' order, then (the segments of one) by sequence (Linux
+    only estimates the order by end sequence)."""
+    t1, order1 = a.xmit, a.order
+    return t1 > t2 or (t1 == t2 and (order1 > order2 or (order1 == order2 and seq_lt(end2, a.end))))
+
+
+class Piece:
+    """One piece of the retransmission queue (a Linux skb): ``[start, end)``, its segments, its
+    flags, when it last left and that transmission's number (the order in one instant)."""
+
+    __slots__ = ("end", "flags", "order", "pcount", "start", "xmit")
+
+    def __init__(
+        self, start: int, end: int, pcount: int, flags: int, xmit: float, order: int
+    ) -> None:
+        self.start, self.end, self.pcount, self.flags = start, end, pcount, flags
+        self.xmit, self.order = xmit, order
+
+    def data_len(self) -> int:
+        """Bytes of data (the FIN takes a sequence number, not a byte)."""
+        return ((self.end - self.start) & MASK) - (1 if self.flags & F_FIN else 0)
+
+
 class SentPieces:
-    """The retransmission queue's boundaries: the end of each piece of data sent, whether it
-    carries PSH and whether it was retransmitted (``tcp_skb_cb`` flags and TCPCB_RETRANS).
+    """The retransmission queue and SACK scoreboard: what was sent and not yet acknowledged, in
+    pieces as they left, oldest first, with the RACK state of the newest delivery.
 
-    A piece starts where the previous one ends (the first one at SND.UNA)."""
+    Created empty (no queue until the first piece is sent, and none once all is acknowledged)."""
 
-    __slots__ = ("_pieces",)
+    __slots__ = (
+        "_pieces",
+        "fack",
+        "lost_out",
+        "orig_delivered",
+        "packets_out",
+        "prior_fack",
+        "rack_advanced",
+        "rack_end",
+        "rack_order",
+        "rack_rtt",
+        "rack_xmit",
+        "reord_seen",
+        "reordering",
+        "retrans_out",
+        "sacked_out",
+        "sends",
+    )
 
     def __init__(self) -> None:
-        self._pieces: deque[list[int]] = deque()  # [end, psh, retransmitted]
+        self._pieces: deque[Piece] | None = None
+        self.packets_out = self.sacked_out = self.lost_out = self.retrans_out = 0
+        self.fack = 0  # Linux tcp_highest_sack_seq: the highest end SACKed (with sacked_out)
+        self.prior_fack: int | None = None  # the highest SACKed before this ACK (tcp_ack)
+        # RACK (Linux tp->rack): the newest delivered transmission, its RTT, news since
+        self.rack_xmit = 0.0
+        self.rack_order = 0
+        self.rack_end = 0
+        self.sends = 0  # transmissions numbered, for RACK's order within one instant
+        self.rack_rtt = 0.0
+        self.rack_advanced = False
+        self.orig_delivered = False  # Linux FLAG_ORIG_SACK_ACKED: never-retransmitted data came
+        self.reord_seen = 0  # pieces that came late (Linux tp->reord_seen)
+        self.reordering = REORDERING  # Linux tp->reordering: its degree, in segments
 
-    def sent(self, end: int) -> None:
-        """New data up to ``end`` left as one piece (with PSH)."""
-        self._pieces.append([end, 1, 0])
+    # -- bookkeeping -------------------------------------------------------------------------------
 
-    def acked(self, una: int) -> None:
-        """Everything up to ``una`` is acknowledged."""
+    def _add(self, p: Piece) -> None:
+        n, f = p.pcount, p.flags
+        self.packets_out += n
+        if f & F_SACKED:
+            self.sacked_out += n
+        if f & F_LOST:
+            self.lost_out += n
+        if f & F_RETRANS:
+            self.retrans_out += n
+
+    def _remove(self, p: Piece) -> None:
+        n, f = p.pcount, p.flags
+        self.packets_out -= n
+        if f & F_SACKED:
+            self.sacked_out -= n
+        if f & F_LOST:
+            self.lost_out -= n
+        if f & F_RETRANS:
+            self.retrans_out -= n
+
+    @staticmethod
+    def _count(p: Piece, mss: int) -> int:
+        return max(segments(p.data_len(), mss), 1)
+
+    def _split(self, i: int, at: int, mss: int) -> Piece:
+        """Linux tcp_fragment: cut piece ``i`` at ``at``; the tail keeps PSH and FIN, both halves
+        the rest of the flags and the time. Returns the head."""
         pieces = self._pieces
-        while pieces and seq_le(pieces[0][0], una):
-            pieces.popleft()
+        assert pieces is not None
+        p = pieces[i]
+        self._remove(p)
+        tail = Piece(at, p.end, 0, p.flags, p.xmit, p.order)
+        p.end = at
+        p.flags &= ~(F_PSH | F_FIN)
+        p.pcount = self._count(p, mss)
+        tail.pcount = self._count(tail, mss)
+        self._add(p)
+        self._add(tail)
+        pieces.insert(i + 1, tail)
+        return p
 
-    def find(self, seq: int) -> tuple[int, bool] | None:
-        """(end, psh) of the piece that holds ``seq``; None past the last piece."""
-        for end, psh, _ in self._pieces:
-            if seq_lt(seq, end):
-                return end, bool(psh)
+    def _mark_lost(self, p: Piece, counters: Counter[str]) -> int:
+        """Linux tcp_mark_skb_lost: a retransmission in flight is lost too (TCPLostRetransmit);
+        returns the segments newly lost."""
+        f = p.flags
+        if f & F_RETRANS:
+            self.retrans_out -= p.pcount
+            counters["TCPLostRetransmit"] += p.pcount
+            p.flags = f = f & ~F_RETRANS
+            if f & F_LOST:
+                return 0
+        if f & F_LOST:
+            return 0
+        p.flags = f | F_LOST
+        self.lost_out += p.pcount
+        return p.pcount
+
+    def _reorder(self, fack: int, low: int, mss: int) -> None:
+        """Linux tcp_check_sack_reordering: ``low`` arrived after data up to ``fack``; the
+        reordering degree grows to that distance in segments (at most tcp_max_reordering)."""
+        self.reord_seen += 1
+        metric = (fack - low) & MASK
+        if metric > self.reordering * mss:
+            self.reordering = min(-(-metric // mss), MAX_REORDERING)
+
+    def _delivered(self, p: Piece, now: float, min_rtt: float) -> None:
+        """Linux tcp_rack_advance: RACK learns from a newly delivered piece, unless it was
+        retransmitted and the sample is below min_rtt (the original was delivered)."""
+        if not p.flags & F_EVER:
+            self.orig_delivered = True
+        rtt = now - p.xmit
+        if p.flags & F_EVER and rtt < min_rtt:
+            return
+        self.rack_advanced = True
+        self.rack_rtt = rtt
+        if sent_after(p, self.rack_xmit, self.rack_order, self.rack_end):
+            self.rack_xmit, self.rack_order, self.rack_end = p.xmit, p.order, p.end
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def begin_ack(self) -> None:
+        """An ACK arrives: what it shows is judged against the scoreboard before it."""
+        self.prior_fack = self.fack if self.sacked_out else None
+        self.orig_delivered = False
+
+    def sent(self, start: int, end: int, fin: bool, mss: int, now: float) -> None:
+        """New data ``[start, end)`` (its FIN included) left as one piece, with PSH."""
+        if self._pieces is None:
+            self._pieces = deque()
+        self.sends += 1
+        p = Piece(start, end, 0, F_PSH | (F_FIN if fin else 0), now, self.sends)
+        p.pcount = self._count(p, mss)
+        self._pieces.append(p)
+        self.packets_out += p.pcount
+
+    def acked(self, una: int, mss: int, now: float, min_rtt: float) -> tuple[int, int]:
+        """Everything below ``una`` is acknowledged (Linux tcp_clean_rtx_queue, tcp_trim_head):
+        (segments acknowledged, those not SACKed before)."""
+        pieces = self._pieces
+        acked = fresh = 0
+        while pieces and seq_lt(pieces[0].start, una):
+            p = pieces[0]
+            if seq_lt(una, p.end):  # partly: trim the head (Linux tcp_trim_head)
+                self._remove(p)
+                before = p.pcount
+                p.start = una
+                p.pcount = self._count(p, mss)
+                self._add(p)
+                gone = before - p.pcount
+                acked += gone
+                if not p.flags & F_SACKED:
+                    fresh += gone
+                    if gone:
+                        self._delivered(p, now, min_rtt)
+                break
+            pieces.popleft()
+            self._remove(p)
+            acked += p.pcount
+            if not p.flags & F_SACKED:
+                fresh += p.pcount
+                self._delivered(p, now, min_rtt)
+                fack = self.prior_fack
+                if not p.flags & F_EVER and fack is not None and seq_lt(p.end, fack):
+                    self._reorder(fack, p.start, mss)  # late, below what was SACKed before
+        if not pieces:
+            self._pieces = None
+        return acked, fresh
+
+    def sack(self, blocks: list[tuple[int, int]], mss: int, now: float, min_rtt: float) -> int:
+        """Linux tcp_sacktag_write_queue: mark the pieces ``blocks`` cover (cut at their edges);
+        a SACKed piece is no longer lost nor in flight. Returns the segments newly SACKed."""
+        pieces = self._pieces
+        if not pieces:
+            return 0
+        newly = 0
+        fack = self.fack if self.sacked_out else pieces[0].start
+        for start, end in blocks:
+            i = 0
+            while i < len(pieces):
+                p = pieces[i]
+                if seq_le(p.end, start) or p.flags & F_SACKED:
+                    i += 1
+                    continue
+                if seq_le(end, p.start):
+                    break
+                # Linux tcp_match_skb_to_sack: cut at whole segments, SACK only whole ones
+                if seq_lt(p.start, start):
+                    cut = (p.start + -(-((start - p.start) & MASK) // mss) * mss) & MASK
+                    if seq_lt(cut, p.end):
+                        self._split(i, cut, mss)
+                    i += 1
+                    continue
+                if seq_lt(end, p.end):
+                    cut = (p.start + ((end - p.start) & MASK) // mss * mss) & MASK
+                    if cut == p.start:
+                        i += 1
+                        continue
+                    p = self._split(i, cut, mss)
+                self._remove(p)
+                if not p.flags & F_EVER and seq_lt(p.end, fack):
+                    self._reorder(fack, p.start, mss)  # a hole filled below the highest SACK
+                p.flags = (p.flags | F_SACKED) & ~(F_LOST | F_RETRANS)
+                self._add(p)
+                newly += p.pcount
+                self._delivered(p, now, min_rtt)
+                if seq_lt(self.fack, p.end) or self.sacked_out == p.pcount:
+                    self.fack = p.end
+                i += 1
+        return newly
+
+    def rack_mark_lost(
+        self, now: float, reo_wnd: float, counters: Counter[str]
+    ) -> tuple[int, float]:
+        """Linux tcp_rack_detect_loss: every piece sent before the newest delivered one and
+        older than the RACK RTT plus ``reo_wnd`` is lost. (segments newly lost, seconds until
+        the next one would be: 0 for none)."""
+        self.rack_advanced = False
+        lost = 0
+        wait = 0.0
+        for p in self._pieces or ():
+            f = p.flags
+            if f & F_SACKED or (f & F_LOST and not f & F_RETRANS):
+                continue
+            if sent_after(p, self.rack_xmit, self.rack_order, self.rack_end) or (
+                p.xmit == self.rack_xmit and p.order == self.rack_order and p.end == self.rack_end
+            ):
+                continue
+            remaining = p.xmit + self.rack_rtt + reo_wnd - now
+            if remaining <= 1e-9:
+                lost += self._mark_lost(p, counters)
+            elif remaining > wait:
+                wait = remaining
+        return lost, wait
+
+    def mark_all_lost(self, counters: Counter[str]) -> None:
+        """Linux tcp_timeout_mark_lost: a timeout, every piece not SACKed is lost."""
+        for p in self._pieces or ():
+            if not p.flags & F_SACKED:
+                self._mark_lost(p, counters)
+
+    def unmark_lost(self) -> None:
+        """Linux tcp_undo_cwnd_reduction(unmark_loss): the losses were not (a spurious RTO)."""
+        for p in self._pieces or ():
+            if p.flags & F_LOST:
+                p.flags &= ~F_LOST
+                self.lost_out -= p.pcount
+
+    def mark_head_lost(self, mss: int, counters: Counter[str]) -> None:
+        """Linux tcp_newreno_mark_lost: the first MSS of the head is lost."""
+        pieces = self._pieces
+        if not pieces or pieces[0].flags & (F_LOST | F_SACKED):
+            return
+        p = pieces[0]
+        if p.data_len() > mss:
+            p = self._split(0, (p.start + mss) & MASK, mss)
+        self._mark_lost(p, counters)
+
+    def mark_too_big(self, mss: int, counters: Counter[str]) -> None:
+        """Linux tcp_simple_retransmit: the pieces cut in segments larger than ``mss`` are lost."""
+        for p in self._pieces or ():
+            if not p.flags & F_SACKED and p.data_len() > p.pcount * mss:
+                self._mark_lost(p, counters)
+
+    def to_retransmit(self) -> Piece | None:
+        """The first piece lost and not yet retransmitted (tcp_xmit_retransmit_queue)."""
+        for p in self._pieces or ():
+            if p.flags & (F_LOST | F_RETRANS | F_SACKED) == F_LOST:
+                return p
         return None
 
-    def retransmitted(self, start: int, end: int) -> None:
-        """``[start, end)`` went again: the piece holding it is cut at ``end`` (the head loses
-        PSH, as tcp_fragment gives it to the tail), and the head is marked retransmitted."""
-        pieces = self._pieces
-        for i, piece in enumerate(pieces):
-            if not seq_lt(start, piece[0]):
-                continue
-            if seq_lt(end, piece[0]):
-                pieces.insert(i, [end, 0, 1])
-            else:
-                piece[2] = 1
-            return
+    def head(self) -> Piece | None:
+        """The oldest piece not acknowledged."""
+        return self._pieces[0] if self._pieces else None
 
-    def in_flight(self, una: int, mss: int) -> tuple[int, int]:
-        """(segments, retransmitted segments) of the pieces after ``una`` (Linux packets_out
-        and retrans_out, by tcp_skb_pcount)."""
-        total = retrans = 0
-        start = una
-        for end, _, rtx in self._pieces:
-            if seq_le(end, una):
+    def tail(self, mss: int) -> Piece | None:
+        """The newest piece, cut to its last segment (Linux tcp_send_loss_probe)."""
+        pieces = self._pieces
+        if not pieces:
+            return None
+        p = pieces[-1]
+        if p.pcount > 1:
+            at = (p.start + (p.pcount - 1) * mss) & MASK
+            self._split(len(pieces) - 1, at, mss)
+            p = pieces[-1]
+        return p
+
+    def retransmitted(self, start: int, end: int, mss: int, now: float) -> Piece | None:
+        """``[start, end)`` went again, from the start of a piece: the piece is cut at ``end``
+        (the head loses PSH and FIN, as tcp_fragment gives them to the tail) and the head is
+        marked retransmitted at ``now``. Returns the head."""
+        pieces = self._pieces
+        if not pieces:
+            return None
+        for i, p in enumerate(pieces):
+            if not seq_lt(start, p.end):
                 continue
-            n = segments((end - start) & MASK, mss)
-            total += n
-            if rtx:
-                retrans += n
-            start = end
-        return total, retrans
+            if seq_lt(end, p.end):
+                p = self._split(i, end, mss)
+            self._remove(p)
+            p.flags |= F_RETRANS | F_EVER
+            p.xmit = now
+            self.sends += 1
+            p.order = self.sends
+            p.pcount = self._count(p, mss)
+            self._add(p)
+            return p
+        return None

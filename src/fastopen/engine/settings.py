@@ -66,6 +66,10 @@ class Settings:
     tso: bool = False
     #: tcp_min_tso_segs: the fewest segments a TSO packet is given.
     min_tso_segs: int = 2
+    #: tcp_congestion_control: the algorithm new sockets get (``cubic`` or ``reno``).
+    congestion_control: str = "cubic"
+    #: tcp_slow_start_after_idle: the window restarts after an RTO with nothing sent.
+    slow_start_after_idle: bool = True
     usec_ts_routes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     def usec_ts(self, remote: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -104,3 +108,5 @@ class SettingsChanges(TypedDict, total=False):
     tso: bool
     min_tso_segs: int
     usec_ts_routes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    congestion_control: str
+    slow_start_after_idle: bool

@@ -24,6 +24,7 @@ from fastopen.constants import (
 )
 from fastopen.cookies import KeyRing
 from fastopen.engine.cache import IPAddress
+from fastopen.engine.cc import NAME_MAX, NAMES, congestion_control
 from fastopen.engine.context import SocketContext
 from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
@@ -54,6 +55,7 @@ TCP_KEEPINTVL = _socket.TCP_KEEPINTVL
 TCP_KEEPCNT = _socket.TCP_KEEPCNT
 #: TCP_INQ (Linux 4.18+): recvmsg adds a TCP_CM_INQ cmsg (the same number) with the bytes left.
 TCP_INQ = 36
+TCP_CONGESTION = _socket.TCP_CONGESTION
 #: Linux MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL (seconds), MAX_TCP_KEEPCNT; TCP_MIN_MSS and
 #: MAX_TCP_WINDOW bound TCP_MAXSEG.
 MAX_KEEPIDLE = 32767
@@ -134,6 +136,15 @@ class EngineSocket:
             raise _fail(errno.EAFNOSUPPORT)
         self.ctx = ctx
         self.family = family
+        #: TCP_CONGESTION: the congestion control (Linux tcp_assign_congestion_control: the
+        #: host's tcp_congestion_control when the socket is made)
+        self.congestion = ctx.settings.congestion_control
+        if self.congestion not in NAMES:
+            raise EngineError(
+                errno.ENOENT,
+                hint=f"tcp_congestion_control {self.congestion!r}: the engine has "
+                + ", ".join(NAMES),
+            )
         self.conn: Connection | None = None
         self.bound: tuple[IPAddress | None, int] | None = None
         self.listening = False
@@ -270,6 +281,9 @@ class EngineSocket:
             except KeyFormatError:
                 raise _fail(errno.EINVAL) from None
             return
+        if name == TCP_CONGESTION:
+            self._set_congestion(value)
+            return
         if not isinstance(value, int):
             raise _fail(errno.EINVAL)
         if name == TCP_NODELAY:
@@ -349,7 +363,24 @@ class EngineSocket:
         if name == TCP_FASTOPEN_KEY:
             ring = self.fastopen_keys or self.ctx.settings.keys
             return ring.to_raw()
+        if name == TCP_CONGESTION:  # what a TCP_CA_NAME_MAX buffer gets: the name, NUL-padded
+            return self.congestion.encode().ljust(NAME_MAX, b"\0")
         raise _fail(errno.ENOPROTOOPT)
+
+    def _set_congestion(self, value: int | bytes) -> None:
+        """Linux TCP_CONGESTION: a name (up to TCP_CA_NAME_MAX - 1 bytes, to its NUL); ENOENT
+        for an algorithm the engine has not. A connection gets the new algorithm fresh
+        (tcp_reinit_congestion_control: its window stays); the same name changes nothing."""
+        if not isinstance(value, bytes) or not value:
+            raise _fail(errno.EINVAL)
+        name = value[: NAME_MAX - 1].split(b"\0", 1)[0].decode("ascii", "replace")
+        if name not in NAMES:
+            raise EngineError(errno.ENOENT, hint="the engine has " + ", ".join(NAMES))
+        if name == self.congestion:
+            return
+        self.congestion = name
+        if self.conn is not None:
+            self.conn.recovery.cc = congestion_control(name, self.ctx.counters)
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -650,7 +681,8 @@ class EngineSocket:
 
     def inherit(self, listener: EngineSocket) -> None:
         """The options a child takes from its listener: keepalive, TCP_MAXSEG, TCP_NODELAY,
-        IP_RECVERR, SO_ZEROCOPY, SO_MARK, TCP_INQ (Linux sk_clone_lock copies the socket)."""
+        IP_RECVERR, SO_ZEROCOPY, SO_MARK, TCP_INQ, TCP_CONGESTION (Linux sk_clone_lock copies the
+        socket)."""
         self.keepalive = listener.keepalive
         self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
         self.keepcnt = listener.keepcnt
@@ -660,6 +692,7 @@ class EngineSocket:
         self.zerocopy = listener.zerocopy
         self.mark = listener.mark
         self.inq = listener.inq
+        self.congestion = listener.congestion
 
     def keepalive_setting(self, name: int) -> int:
         """TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT: the socket's, else the host's."""

@@ -23,6 +23,7 @@ from fastopen.constants import (
     TCPI_OPT_WSCALE,
 )
 from fastopen.engine.cache import IPAddress, NegativeReason
+from fastopen.engine.cc import CaState, congestion_control
 from fastopen.engine.context import ConnectionContext
 from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
 from fastopen.engine.fastopen import client_synack
@@ -37,9 +38,17 @@ from fastopen.engine.handshake import (
 from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
 from fastopen.engine.ofo import OutOfOrderQueue
-from fastopen.engine.recovery import Recovery
+from fastopen.engine.recovery import PROBE_DELACK, TIMEOUT_MIN, Recovery, Timer
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
-from fastopen.engine.segmentation import SentPieces, cwnd_quota, segments, tso_segs
+from fastopen.engine.segmentation import (
+    F_FIN,
+    F_PSH,
+    Piece,
+    cwnd_quota,
+    pacing_rate,
+    segments,
+    tso_segs,
+)
 from fastopen.engine.seq import ACK, CWR, ECE, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
 from fastopen.engine.states import TcpEvent, TcpState, transition
 from fastopen.wire import (
@@ -167,7 +176,6 @@ class Connection:
         "sack_ok",
         "segs_in",
         "segs_out",
-        "sent_pieces",
         "shut_rd",
         "shut_wr",
         "snd_buf",
@@ -247,8 +255,7 @@ class Connection:
         #: Linux tp->tcp_usec_ts: TS values in microseconds (the route's features tcp_usec_ts).
         self.usec_ts = settings.usec_ts(remote)
         self.rtt = RttEstimator()
-        self.recovery = Recovery()
-        self.sent_pieces = SentPieces()
+        self.recovery = Recovery(congestion_control(sock.congestion, ctx.counters), now)
         self.retransmits = 0
         self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
         self._retrans_stamp = 0.0
@@ -322,6 +329,26 @@ class Connection:
 
     def _set_rto(self, now: float) -> None:
         self._rto_at = now + self.rtt.backed_off(self.backoff)
+        self.recovery.timer = Timer.RTO
+
+    def _set_xmit_timer(self, now: float) -> None:
+        """Linux tcp_set_xmit_timer: a tail loss probe (tcp_schedule_loss_probe: SACK, Open or
+        CWR, after the handshake; 2 SRTT, plus TCP_RTO_MIN with one segment out for a delayed
+        ACK, never after the RTO), else the retransmission timer."""
+        rec = self.recovery
+        srtt = self.rtt.srtt
+        if (
+            not self.sack_ok
+            or not rec.packets_out
+            or rec.ca_state not in (CaState.OPEN, CaState.CWR)
+            or not self.syn_acked
+            or not srtt
+        ):
+            self._set_rto(now)
+            return
+        pto = 2 * srtt + (PROBE_DELACK if rec.packets_out == 1 else TIMEOUT_MIN)
+        self._rto_at = now + min(pto, self.rtt.backed_off(self.backoff))
+        rec.timer = Timer.PROBE
 
     def on_timer(self, now: float) -> None:
         """Fire every timer of this connection that is due at ``now``."""
@@ -349,7 +376,13 @@ class Connection:
             self.send_ack(now)
         if self._rto_at is not None and now >= self._rto_at:
             self._rto_at = None
-            self._on_rto(now)
+            timer = self.recovery.timer
+            if timer is Timer.REO:
+                self._reo_timeout(now)
+            elif timer is Timer.PROBE:
+                self._send_loss_probe(now)
+            else:
+                self._on_rto(now)
         if self._ka_at is not None and now >= self._ka_at and not self.gone():
             self._ka_at = None
             self._keepalive_timer(now)
@@ -479,14 +512,20 @@ class Connection:
             return
         if st is S.SYN_RECEIVED and not self.tfo_child:
             return
+        rec = self.recovery
+        frto_new = rec.rexmit_new  # F-RTO (RFC 5682 step 2b): new data first, if it may go
+        rec.rexmit_new = False
+        if rec.pieces.lost_out and not frto_new:
+            self._xmit_retransmit_queue(now)
         mss = self.snd_mss
         buf = self.snd_buf
         end_data = (self.snd_buf_seq + len(buf)) & MASK
-        cwnd = self.recovery.cwnd
         # what counts is data: a TFO child's SYN-ACK is not in its queue (Linux snd_una ISN + 1)
         una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
-        wnd_edge = (una + min(self.snd_wnd, cwnd * mss)) & MASK
+        wnd_edge = (una + self.snd_wnd) & MASK  # Linux tcp_snd_wnd_test (cwnd: tcp_cwnd_test)
         nodelay = self.sock.nodelay
+        first_nxt = self.snd_nxt
+        cwnd_limited = False
         while True:
             nxt = self.snd_nxt
             off = (nxt - self.snd_buf_seq) & MASK
@@ -502,41 +541,97 @@ class Connection:
                     ):  # Linux tcp_check_probe_timer: probe the zero window
                         self._probe_at = now + self.rtt.backed_off(self.backoff)
                     break
-                retrans = seq_lt(nxt, self.snd_max)
-                if retrans:  # a piece sent before goes again, cut at most at its end
-                    piece = self.sent_pieces.find(nxt)
-                    piece_end = piece[0] if piece is not None else end_data
-                    limit = cwnd * mss if self.ctx.settings.tso else mss
-                    size = min(unsent, room, limit, (piece_end - nxt) & MASK)
-                else:
-                    quota = cwnd_quota(cwnd, self.sent_pieces.in_flight(una, mss)[0])
-                    if not quota:
-                        break
-                    size = min(unsent, mss * min(quota, self._tso_segs()))
-                    if self.eor_marks:
-                        size = self._eor_cut(nxt, size)
-                    if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
-                        size = room if room < mss else room - room % mss
+                quota = cwnd_quota(rec.cwnd, rec.in_flight())
+                if not quota:
+                    cwnd_limited = True
+                    break
+                size = min(unsent, mss * min(quota, self._tso_segs()))
+                if self.eor_marks:
+                    size = self._eor_cut(nxt, size)
+                if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
+                    size = room if room < mss else room - room % mss
                 last = size == unsent
                 if (
                     size < mss
                     and last
                     and not nodelay
-                    and not retrans
                     and seq_lt(self.snd_una, self.snd_sml)
                     and not self._fin_queued
                 ):
                     break  # Nagle, Minshall's variant as Linux: a small segment is unacked
                 flags = ACK | PSH
-                if retrans and piece is not None and (nxt + size) & MASK != piece_end:
-                    flags = ACK  # the head of a piece cut for its retransmission
                 if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
                     flags |= FIN
                 self._transmit(nxt, flags, bytes(buf[off : off + size]), now)
                 continue
-            if self._fin_queued and nxt == self._fin_seq and nxt == end_data:
+            if (
+                self._fin_queued
+                and nxt == self._fin_seq
+                and nxt == end_data
+                and (rec.in_flight() < rec.cwnd or not rec.packets_out)
+            ):
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
+        if cwnd_limited or self.snd_nxt != first_nxt:  # Linux tcp_write_xmit: sent or blocked
+            rec.cwnd_validate(cwnd_limited, self.snd_una, self.snd_max)
+        if frto_new and self.snd_max == rec.high_seq:  # nothing new could go: F-RTO ends
+            rec.frto = False
+            self._xmit_retransmit_queue(now)
+
+    def _xmit_retransmit_queue(self, now: float) -> None:
+        """Linux tcp_xmit_retransmit_queue: every lost piece not yet retransmitted goes again,
+        oldest first, as far as the congestion window lets (PRR sets it in recovery), each up to
+        a TSO packet (tcp_retransmit_skb)."""
+        rec = self.recovery
+        pieces = rec.pieces
+        edge = (self.snd_una + self.snd_wnd) & MASK
+        counter = "TCPSlowStartRetrans" if rec.ca_state is CaState.LOSS else "TCPFastRetrans"
+        while True:
+            piece = pieces.to_retransmit()
+            if piece is None:
+                return
+            room = rec.cwnd - rec.in_flight()
+            if room <= 0:
+                return
+            if piece.start != self.snd_una and not seq_lt(piece.start, edge):
+                return  # beyond the peer's window (only the head may go, as a probe)
+            sent = self._retransmit(piece, min(room, self._tso_segs()), now)
+            if not sent:
+                return
+            self.ctx.counters[counter] += sent
+
+    def _retransmit(self, piece: Piece, segs: int, now: float) -> int:
+        """Linux tcp_retransmit_skb: ``piece`` again, at most ``segs`` MSS of it (the piece is
+        cut there: PSH and FIN stay with the part that ends it). Returns the segments sent."""
+        mss = self.snd_mss
+        start = piece.start
+        off = (start - self.snd_buf_seq) & MASK
+        have = len(self.snd_buf) - off if off < HALF else 0
+        size = min(piece.data_len(), segs * mss, max(have, 0))
+        end = (start + size) & MASK
+        cut = seq_lt(end, (piece.end - (1 if piece.flags & F_FIN else 0)) & MASK)
+        flags = ACK
+        if not cut:
+            flags |= PSH if piece.flags & F_PSH else 0
+            if piece.flags & F_FIN:
+                flags |= FIN
+                end = (end + 1) & MASK
+        if not size and not flags & FIN:
+            return 0
+        data = bytes(self.snd_buf[off : off + size])
+        if not data:
+            flags &= ~PSH
+        head = self.recovery.pieces.retransmitted(start, end, mss, now)
+        count = head.pcount if head is not None else 1
+        self.rtt.forget_timed()
+        self.total_retrans += count
+        self.ctx.counters["TcpRetransSegs"] += count
+        tsval = (ts_clock(now, self.usec_ts) + self.tsoffset) & MASK if self.ts_ok else 0
+        self.recovery.retransmitted(count, tsval)
+        self._emit_segments(start, flags, data, now)
+        if self._rto_at is None:
+            self._set_rto(now)
+        return count
 
     def mark_eor(self) -> None:
         """MSG_EOR: what the application queued so far ends a record."""
@@ -569,41 +664,39 @@ class Connection:
         )
 
     def _transmit(self, seq: int, flags: int, data: bytes, now: float) -> None:
-        """One piece: a single segment to a TSO device, else its MSS segments (PSH and FIN on
-        the last, as GSO cuts it)."""
+        """New data (or a FIN) as one piece: a single segment to a TSO device, else its MSS
+        segments (PSH and FIN on the last, as GSO cuts it)."""
         end = (seq + len(data) + (1 if flags & FIN else 0)) & MASK
-        retrans = seq_lt(seq, self.snd_max)
         mss = self.snd_mss
-        count = segments(len(data), mss) or 1
-        if retrans:
-            self.total_retrans += count
-            self.ctx.counters["TcpRetransSegs"] += count
-            if data:
-                self.sent_pieces.retransmitted(seq, (seq + len(data)) & MASK)
-        else:
-            for i in range(1, count):
-                self.recovery.sent((seq + i * mss) & MASK)
-            self.recovery.sent(end)
-            if data:
-                self.sent_pieces.sent((seq + len(data)) & MASK)
-            if not self.ts_ok:
-                self.rtt.time_segment(end, now)
-            if data and now - self._lrcv < self._ato:
-                self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
-        if self.ctx.settings.tso or len(data) <= mss:
-            self._emit(seq, flags, data, now=now)
-        else:
-            for i in range(0, len(data), mss):
-                tail = i + mss >= len(data)
-                part = flags if tail else flags & ~(PSH | FIN)
-                self._emit((seq + i) & MASK, part, data[i : i + mss], now=now)
-        if not retrans and len(data) % mss:
+        rec = self.recovery
+        if data:
+            rec.data_sent(now)  # before it is out: CA_EVENT_TX_START after idle
+        rec.pieces.sent(seq, end, bool(flags & FIN), mss, now)
+        if rec.ca_state is CaState.RECOVERY:
+            rec.prr_out += segments(len(data), mss) or 1
+        if not self.ts_ok:
+            self.rtt.time_segment(end, now)
+        if data and now - self._lrcv < self._ato:
+            self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
+        self._emit_segments(seq, flags, data, now)
+        if len(data) % mss:
             self.snd_sml = end  # Linux tcp_minshall_update: new data not of whole MSS
         self.snd_nxt = end
         if seq_lt(self.snd_max, end):
             self.snd_max = end
-        if self._rto_at is None:
-            self._set_rto(now)
+        if self._rto_at is None or rec.timer is Timer.PROBE:
+            self._set_xmit_timer(now)  # Linux tcp_write_xmit: tcp_schedule_loss_probe
+
+    def _emit_segments(self, seq: int, flags: int, data: bytes, now: float) -> None:
+        """One piece to a TSO device, else cut in MSS segments (PSH and FIN on the last)."""
+        mss = self.snd_mss
+        if self.ctx.settings.tso or len(data) <= mss:
+            self._emit(seq, flags, data, now=now)
+            return
+        for i in range(0, len(data), mss):
+            tail = i + mss >= len(data)
+            part = flags if tail else flags & ~(PSH | FIN)
+            self._emit((seq + i) & MASK, part, data[i : i + mss], now=now)
 
     # -- application side --------------------------------------------------------------------------
 
@@ -627,11 +720,8 @@ class Connection:
         self.fo_request = fastopen is not None and not fastopen.cookie
         self._send_syn(now, payload=sent, fastopen=fastopen)
         self.snd_nxt = self.snd_max = (self.iss + 1 + len(sent)) & MASK
-        if sent:
-            self.sent_pieces.sent(self.snd_nxt)  # the SYN data: one piece, with PSH
-        self.recovery.sent((self.iss + 1) & MASK)  # the SYN and its data: two in tcp_ack
-        if sent:
-            self.recovery.sent(self.snd_nxt)
+        if sent:  # the SYN data: one piece of one segment (the SYN and its data: two in tcp_ack)
+            self.recovery.pieces.sent((self.iss + 1) & MASK, self.snd_nxt, False, len(sent), now)
         self._syn_sent_at = now
         self._set_rto(now)
         self._rearm()
@@ -648,6 +738,8 @@ class Connection:
             self.want_write = True
             raise EngineError(errno.EAGAIN)
         chunk = data[:space]
+        if self.ctx.settings.slow_start_after_idle:
+            self.recovery.restart_after_idle(now, self.rtt.rto)
         self.snd_buf += chunk
         if len(chunk) < len(data):
             self.want_write = True
@@ -804,6 +896,8 @@ class Connection:
         self.listener = listener
         self.sock.syn_retries = listener.syn_retries
         self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
+        if self.recovery.cc.name != listener.congestion:  # and has its congestion control
+            self.recovery.cc = congestion_control(listener.congestion, self.ctx.counters)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
         self.irs = irs
         self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
@@ -919,11 +1013,13 @@ class Connection:
             if not fo_fail and (seg.payload or flags & FIN):
                 self._rcv_data(seg, flags, now)  # Linux tcp_fastopen_add_skb
         else:
-            self._process_ack(seg.ack, now)  # data in a plain SYN-ACK is dropped, as Linux does
+            # data in a plain SYN-ACK is dropped, as Linux does
+            self.recovery.delivered += self._process_ack(seg.ack, now)[1]
         self.ctx.emit(Connected(self.sock))
         self.ctx.emit(Writable(self.sock))
-        if fo_fail:
-            self.snd_nxt = self.snd_una
+        if fo_fail:  # Linux: the SYN data is lost, tcp_non_congestion_loss_retransmit
+            self.recovery.pieces.mark_all_lost(self.ctx.counters)
+            self.recovery.non_congestion_loss(self.snd_max)
         self.output(now)
         if self.segs_out == before:
             if self.sock.write_pending and not fo_fail:
@@ -990,8 +1086,11 @@ class Connection:
             self._set_rto(now)
             return
         if self.snd_una != self.snd_max and self.syn_acked:
-            self.snd_nxt = self.snd_una
-            self.output(now)
+            rec = self.recovery
+            rec.pieces.mark_too_big(self.snd_mss, self.ctx.counters)
+            if rec.pieces.lost_out:
+                rec.non_congestion_loss(self.snd_max)
+                self.output(now)
             self._rearm()
 
     # -- keepalive (Linux tcp_keepalive_timer) ------------------------------------------------
@@ -1105,7 +1204,7 @@ class Connection:
     def _rcv_fastopen_synack(self, seg: TcpSegment, now: float) -> bool:
         """Learn from the SYN-ACK; True when SYN data must go again (TFO failed)."""
         ctx = self.ctx
-        self._process_ack(seg.ack, now)
+        self.recovery.delivered += self._process_ack(seg.ack, now)[1]
         unacked = self.syn_data and self.snd_una != self.snd_max
         client_synack(
             ctx.cookie_cache,
@@ -1206,25 +1305,27 @@ class Connection:
         if seq_lt(ack, (self.snd_una - self.max_window) & MASK):
             self._challenge_ack(now)  # RFC 5961 5.2
             return
-        window_before = self.snd_wnd
+        # Linux tcp_may_update_window, for FLAG_WIN_UPDATE (before the window moves)
+        nwin = seg.window << self.snd_wscale
+        win_update = seq_lt(self.snd_wl1, seq) or (
+            self.snd_wl1 == seq and (nwin > self.snd_wnd or not nwin)
+        )
         self._update_window(seg, flags)
         self._rcv_tstamp = now
         self.soft_error = None  # Linux tcp_ack: something worked, no soft error to report
         self._ack_probe(now)
         ts = seg.timestamps if self.ts_ok else None
-        if ack == self.snd_una:
-            sacked = self._sacked_segments(seg) if self.sack_ok else 0
-            if sacked and self.recovery.on_sack(sacked):
-                self._retransmit_head(now)  # SACKed beyond the reordering degree: lost
-            elif (
-                not plen
+        if seq_le(self.snd_una, ack):
+            # Linux tcp_ack: a duplicate acknowledges nothing new, carries no data and does
+            # not update the window (FLAG_NOT_DUP), with data in flight
+            dupack = (
+                ack == self.snd_una
+                and not plen
                 and not flags & FIN
+                and not win_update
                 and self.snd_una != self.snd_max
-                and self.snd_wnd == window_before  # Linux: a window update is no duplicate
-            ):
-                self._dupack(now)
-        elif seq_lt(self.snd_una, ack):
-            self._process_ack(ack, now, ts)
+            )
+            self._ack(seg, ack, dupack, now, ts)
             fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
             if fin_acked and not self._fin_acked(now):
                 return
@@ -1288,61 +1389,132 @@ class Connection:
             if self.snd_wnd > self.max_window:
                 self.max_window = self.snd_wnd
 
-    def _dupack(self, now: float) -> None:
-        if self.recovery.on_dupack(self.sack_ok):  # fast retransmit (RFC 5681)
-            self._retransmit_head(now)
+    def _ack(
+        self, seg: TcpSegment, ack: int, dupack: bool, now: float, ts: Timestamps | None
+    ) -> None:
+        """Linux tcp_ack from SND.UNA on: SACK blocks on the scoreboard, then what ``ack``
+        acknowledges, then the congestion state (RACK, recovery, PRR), then the timers."""
+        rec = self.recovery
+        delivered = 0
+        reord_seen = rec.pieces.reord_seen
+        rec.pieces.begin_ack()
+        if self.sack_ok and seg.sack_blocks and rec.packets_out:
+            delivered = self._sacktag(seg.sack_blocks, ack, now)
+        prior_una = self.snd_una
+        acked = 0
+        if ack != prior_una:
+            acked, fresh = self._process_ack(ack, now, ts)
+            delivered += fresh
+        if rec.pieces.reord_seen != reord_seen:
+            self.ctx.counters["TCPSACKReorder"] += 1  # Linux tcp_check_sack_reordering
+        if ack == prior_una and not dupack and not delivered and rec.ca_state is CaState.OPEN:
+            return  # nothing for loss recovery (Linux: not tcp_ack_is_dubious)
+        rtt = self.rtt
+        wait = rec.on_ack(
+            ack,
+            prior_una,
+            self.snd_max,
+            acked,
+            delivered,
+            dupack,
+            self.sack_ok,
+            self.snd_mss,
+            now,
+            rtt.min_rtt,
+            rtt.srtt,
+            ts.tsecr if ts is not None else 0,
+            self.ctx.counters,
+        )
+        if self.snd_una == self.snd_max:
+            self._rto_at = None
+        elif wait:
+            self._rto_at = now + wait + TIMEOUT_MIN  # Linux tcp_rack_reo_timeout's timer
+            rec.timer = Timer.REO
+        elif ack != prior_una or rec.timer is not Timer.RTO:
+            self._set_xmit_timer(now)
 
-    def _sacked_segments(self, seg: TcpSegment) -> int:
-        """The segments ``seg``'s SACK blocks report above SND.UNA (Linux sacked_out, by
-        tcp_skb_pcount)."""
-        total = 0
+    def _sacktag(self, blocks: tuple[tuple[int, int], ...], ack: int, now: float) -> int:
+        """Linux tcp_sacktag_write_queue: the blocks within the data in flight go on the
+        scoreboard; a D-SACK (RFC 2883: the first block below ``ack`` or inside the second)
+        is counted and widens RACK's reordering window. Returns the segments newly SACKed."""
+        rec = self.recovery
+        first = blocks[0]
+        if seq_lt(first[0], ack) or (
+            len(blocks) > 1 and seq_le(blocks[1][0], first[0]) and seq_le(first[1], blocks[1][1])
+        ):
+            rec.on_dsack(segments((first[1] - first[0]) & MASK, self.snd_mss), self.ctx.counters)
         una, top = self.snd_una, self.snd_max
-        for start, end in seg.sack_blocks:
+        clipped = []
+        for start, end in blocks:
             if seq_lt(start, una):
                 start = una
             if seq_lt(top, end):
                 end = top
             if seq_lt(start, end):
-                total += (end - start) & MASK
-        return segments(total, self.snd_mss)
+                clipped.append((start, end))
+        if not clipped:
+            return 0
+        return rec.pieces.sack(clipped, self.snd_mss, now, self.rtt.min_rtt)
 
     def _retransmit_head(self, now: float) -> None:
-        """The first MSS at SND.UNA again (a fast retransmit), cut from its piece: PSH only
-        when it ends the piece."""
-        una = self.snd_una
-        off = (una - self.snd_buf_seq) & MASK
-        size = min(len(self.snd_buf) - off, self.snd_mss) if off < HALF else 0
-        flags = ACK
-        if size > 0:
-            piece = self.sent_pieces.find(una)
-            if piece is not None:
-                size = min(size, (piece[0] - una) & MASK)  # one piece at most (one skb)
-            data = bytes(self.snd_buf[off : off + size])
-            end = (una + size) & MASK
-            if piece is None or piece[0] == end:
-                flags |= PSH
-            self.sent_pieces.retransmitted(una, end)
-            if self._fin_queued and end == self._fin_seq:
-                flags |= FIN
-        elif self._fin_queued and una == self._fin_seq:
-            data = b""
-            flags |= FIN
-        else:
-            return
-        self.rtt.forget_timed()
-        self.total_retrans += 1
-        self.ctx.counters["TcpRetransSegs"] += 1
-        self._emit(una, flags, data, now=now)
+        """The timeout's retransmission (Linux tcp_retransmit_skb of the queue's head, one
+        segment): whatever the window, the first MSS at SND.UNA again."""
+        head = self.recovery.pieces.head()
+        if head is not None:
+            self._retransmit(head, 1, now)
 
-    def _process_ack(self, ack: int, now: float, ts: Timestamps | None = None) -> None:
-        """``ack`` acknowledges new data (or our SYN): drop it from the send buffer."""
+    def _reo_timeout(self, now: float) -> None:
+        """RACK's reordering window ended (Linux tcp_rack_reo_timeout): what is lost goes."""
+        rec = self.recovery
+        rtt = self.rtt
+        wait = rec.reo_timeout(
+            self.snd_una, self.snd_max, now, rec.reo_wnd(rtt.min_rtt, rtt.srtt), self.ctx.counters
+        )
+        self.output(now)
+        if wait:
+            self._rto_at = now + wait + TIMEOUT_MIN
+            rec.timer = Timer.REO
+        elif rec.packets_out and (self._rto_at is None or rec.timer is not Timer.RTO):
+            self._set_rto(now)
+
+    def _send_loss_probe(self, now: float) -> None:
+        """Linux tcp_send_loss_probe: one new segment if the window allows, else the last
+        segment again, to draw an ACK (a SACK) that shows a tail loss without a timeout."""
+        rec = self.recovery
+        self._set_rto(now)
+        if rec.tlp_high_seq is not None or not rec.packets_out:
+            return  # one probe until it is answered
+        mss = self.snd_mss
+        off = (self.snd_nxt - self.snd_buf_seq) & MASK
+        unsent = len(self.snd_buf) - off if off < HALF else 0
+        room = (self.snd_una + self.snd_wnd - self.snd_nxt) & MASK
+        if unsent > 0 and room < HALF and room >= min(unsent, mss):
+            size = min(unsent, mss)
+            flags = ACK | PSH
+            if size == unsent and self._fin_queued:
+                flags |= FIN
+            self._transmit(self.snd_nxt, flags, bytes(self.snd_buf[off : off + size]), now)
+        else:
+            tail = rec.pieces.tail(mss)
+            if tail is None or not self._retransmit(tail, 1, now):
+                return
+        rec.tlp_high_seq = self.snd_nxt
+        self.ctx.counters["TCPLossProbes"] += 1
+        self._set_rto(now)
+
+    def _process_ack(self, ack: int, now: float, ts: Timestamps | None = None) -> tuple[int, int]:
+        """``ack`` acknowledges new data (or our SYN): drop it from the send buffer and the
+        retransmission queue. Returns (segments acknowledged, those newly delivered)."""
         # Linux tcp_snd_una_update: bytes_acked counts sequence space, SYN and FIN included
         # (a child starts with its SYN-ACK acknowledged: snd_una = ISS + 1)
         una = self.snd_una
         acked = (ack - una) & MASK
+        syn = 0
         if una == self.iss:
             if self.listener is not None:
                 acked -= 1
+            else:
+                syn = 1  # the SYN's delivery (a child's SYN-ACK: handshake_acked)
             self.syn_acked = True
         self.bytes_acked += acked
         off = (ack - self.snd_buf_seq) & MASK
@@ -1351,25 +1523,30 @@ class Connection:
             if n:
                 del self.snd_buf[:n]
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
-        self.sent_pieces.acked(ack)
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
+        rtt: float | None = None
         if ts is not None and ts.tsecr:
             rtt = self._rtt_tsopt(now, ts.tsecr)
             if rtt is not None:
                 self.rtt.sample(rtt)
         else:
-            self.rtt.on_ack(ack, now)
+            rtt = self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
-        self.recovery.on_ack(ack, self.sack_ok)
+        rec = self.recovery
+        segs, fresh = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
+        if rtt is not None:  # Linux pkts_acked, from tcp_clean_rtx_queue
+            rate = pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
+            rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
         if self.snd_una == self.snd_max:
             self._rto_at = None
         else:
-            self._set_rto(now)
+            self._set_xmit_timer(now)
         if self.want_write and len(self.snd_buf) < self.ctx.settings.wmem:
             self.want_write = False
             self.ctx.emit(Writable(self.sock))
+        return segs + syn, fresh + syn
 
     def _oow_ack(self, now: float, pure: bool, seq: int = 0, end: int = 0) -> None:
         """A duplicate ACK for an out-of-window segment; for a pure ACK at most one per 500 ms
@@ -1608,11 +1785,10 @@ class Connection:
             return
         if self.snd_una == self.snd_max:
             return  # nothing in flight (the zero window has its probe timer)
-        self.recovery.on_timeout()
-        self.snd_nxt = self.snd_una
-        self.output(now)
-        if self.snd_nxt == self.snd_una:
-            self._retransmit_head(now)
+        # Linux tcp_retransmit_timer: tcp_enter_loss, the head again, the rest as ACKs come
+        rec = self.recovery
+        rec.on_timeout(self.snd_max, self.snd_una, self.retransmits == 1, now, ctx.counters)
+        self._retransmit_head(now)
         self._set_rto(now)
 
     def _probe_timer(self, now: float) -> None:
@@ -1673,19 +1849,14 @@ class Connection:
             options |= TCPI_OPT_TFO_CHILD
         if self.usec_ts:
             options |= TCPI_OPT_USEC_TS
-        una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
-        unacked, retrans = self.sent_pieces.in_flight(una, self.snd_mss)
+        rec = self.recovery
+        pieces = rec.pieces
+        unacked = pieces.packets_out
         if self.state is S.SYN_SENT:
             unacked += 1  # the SYN
-        if (
-            self._fin_queued
-            and seq_lt(self.snd_una, self.snd_max)
-            and seq_le(self._fin_seq, self.snd_max)
-        ):
-            unacked += 1  # the FIN
         return TcpInfo(
             tcpi_state=int(self.state),
-            tcpi_ca_state=1 if self.recovery.dupacks else (4 if self.retransmits else 0),
+            tcpi_ca_state=int(rec.ca_state) or (CaState.LOSS if self.retransmits else 0),
             tcpi_retransmits=self.retransmits,
             tcpi_probes=self.probes_out,
             tcpi_backoff=self.backoff,
@@ -1698,8 +1869,10 @@ class Connection:
             tcpi_snd_mss=self.snd_mss,
             tcpi_rcv_mss=self.snd_mss,
             tcpi_unacked=unacked,
-            tcpi_lost=0,
-            tcpi_retrans=retrans,
+            tcpi_lost=pieces.lost_out,
+            tcpi_retrans=pieces.retrans_out,
+            tcpi_sacked=rec.sacked_out,
+            tcpi_reordering=pieces.reordering,
             tcpi_rtt=int(self.rtt.srtt * 1e6),
             tcpi_rttvar=int(self.rtt.rttvar * 1e6),
             tcpi_snd_ssthresh=min(self.recovery.ssthresh, 0x7FFFFFFF),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastopen.kernel import netlink, pathcache, tcpinfo
-from fastopen.kernel.tcpinfo import TcpInfo
+from fastopen.kernel.tcpinfo import INFINITE_SSTHRESH, TcpInfo
 from fastopen.report import FailReason, OffReason, Side, TfoReport
 
 _CLIENT_FAIL = {
@@ -125,6 +125,8 @@ def build_report(info: TcpInfo, attempt: Attempt | None, side: Side | None = Non
     given), and TFO is taken as attempted when ``TCP_INFO`` shows a trace of it.
     """
     rtt = info.rtt_us / 1e6 if info.rtt_us else None
+    cwnd = info.snd_cwnd or None
+    ssthresh = info.snd_ssthresh if info.snd_ssthresh < INFINITE_SSTHRESH else None
     side = attempt.side if attempt else (side or Side.CLIENT)
     off = attempt.off_reason if attempt else None
     if side is Side.SERVER:
@@ -137,6 +139,8 @@ def build_report(info: TcpInfo, attempt: Attempt | None, side: Side | None = Non
             tfo_child=child,
             syn_data_received=data,
             rtt=rtt,
+            cwnd=cwnd,
+            ssthresh=ssthresh,
         )
     if off is not None:
         return TfoReport(
@@ -147,6 +151,8 @@ def build_report(info: TcpInfo, attempt: Attempt | None, side: Side | None = Non
             fail_reason=FailReason.TFO_OFF,
             off_reason=off,
             rtt=rtt,
+            cwnd=cwnd,
+            ssthresh=ssthresh,
             note=attempt.note if attempt else None,
         )
     fail = info.fastopen_client_fail
@@ -166,6 +172,8 @@ def build_report(info: TcpInfo, attempt: Attempt | None, side: Side | None = Non
         syn_data_acked=acked,
         fail_reason=fail_reason if attempted else FailReason.TFO_OFF,
         rtt=rtt,
+        cwnd=cwnd,
+        ssthresh=ssthresh,
     )
 
 

@@ -12,7 +12,10 @@ is tried again: a success clears the entry, a failure doubles the wait.
 
 The cache is one small JSON file per network namespace (the processes of a host share it),
 ``/run/fastopen/paths/<namespace cookie>.json``, or ``$FASTOPEN_PATHS_DIR``; where it cannot be
-written it lives in the process only. ``$FASTOPEN_TFO_BACKOFF`` sets the first backoff (seconds).
+written it lives in the process only. It stays small: an entry is forgotten once TFO has been
+back on its path for :data:`MAX_BACKOFF` (as ``tcp_metrics`` ages its entries out), and every
+write removes the files no process wrote for twice that (their namespaces are gone: cookies are
+never reused). ``$FASTOPEN_TFO_BACKOFF`` sets the first backoff (seconds).
 :func:`entries` lists it, :func:`reset` clears it (``fastopen paths``, ``fastopen paths reset``).
 """
 
@@ -196,6 +199,7 @@ def _locked() -> Iterator[dict[str, dict[str, Any]]]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = _load(path)
         yield data
+        _prune(data, path)
         if not data:
             path.unlink(missing_ok=True)
             return
@@ -204,6 +208,18 @@ def _locked() -> Iterator[dict[str, dict[str, Any]]]:
         tmp.replace(path)
     finally:
         os.close(lock)
+
+
+def _prune(data: dict[str, dict[str, Any]], path: Path) -> None:
+    """Forget the entries of ``data`` whose path has had TFO back for :data:`MAX_BACKOFF`, and
+    remove the other files of ``path``'s directory that nobody wrote for twice that."""
+    now = time.time()
+    for key in [k for k, d in data.items() if float(d.get("retry_at", 0)) + MAX_BACKOFF < now]:
+        del data[key]
+    for other in path.parent.glob("*.json"):
+        with contextlib.suppress(OSError):  # another host's writer may remove it first
+            if other != path and other.stat().st_mtime + 2 * MAX_BACKOFF < now:
+                other.unlink()
 
 
 def lookup(address: str, port: int, now: float | None = None) -> PathEntry | None:

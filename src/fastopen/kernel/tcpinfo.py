@@ -14,6 +14,10 @@ from fastopen.constants import TCP_INFO, TCPI_OPT_SYN_DATA, TCPI_OPT_TFO_CHILD
 _LAYOUT = struct.Struct("=8B24I")
 SIZE = _LAYOUT.size  # 104
 _RTT = 8 + 15  # index of tcpi_rtt (microseconds) among the unpacked fields
+_SND_SSTHRESH = 8 + 17
+_SND_CWND = 8 + 18
+#: Linux TCP_INFINITE_SSTHRESH: no loss, no HyStart exit yet (initial slow start).
+INFINITE_SSTHRESH = 0x7FFFFFFF
 _TOTAL_RETRANS = 8 + 23
 
 
@@ -25,13 +29,15 @@ class HasSockopt(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class TcpInfo:
-    """The parts of ``struct tcp_info`` that tell what TFO did."""
+    """The parts of ``struct tcp_info`` that tell what TFO did, and the congestion window."""
 
     state: int
     options: int
     fastopen_client_fail: int
     rtt_us: int
     total_retrans: int
+    snd_cwnd: int
+    snd_ssthresh: int
 
     @property
     def syn_data(self) -> bool:
@@ -55,6 +61,8 @@ class TcpInfo:
             fastopen_client_fail=(fields[7] >> 1) & 0x3,
             rtt_us=fields[_RTT],
             total_retrans=fields[_TOTAL_RETRANS],
+            snd_cwnd=fields[_SND_CWND],
+            snd_ssthresh=fields[_SND_SSTHRESH],
         )
 
 

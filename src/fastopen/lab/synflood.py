@@ -9,9 +9,11 @@ Used by ``tests/live/test_synflood.py`` and ``bench/synflood.py`` against ``fast
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import random
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -113,16 +115,38 @@ def send(packets: Iterable[bytes], dst: str, *, rate: float = 0.0) -> int:
     return sent
 
 
+# include/uapi/linux/if_packet.h and asm-generic/socket.h (not in Python's socket module)
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_IGNORE_OUTGOING = 23
+SO_RCVBUFFORCE = 33
+TPACKET_STATS = struct.Struct("=II")  # struct tpacket_stats: tp_packets, tp_drops
+#: The capture's receive buffer: a burst of a flood's SYN-ACKs (the kernel takes ~1 KB of it
+#: for each small packet; the default of 208 KB held ~200 and lost the rest).
+CAPTURE_BUFFER = 16 * 2**20
+
+
 class Capture:
-    """The TCP segments a device carries (AF_PACKET; a TUN device has no link header), read by
-    a thread until :meth:`stop`. Open it inside the lab namespace that owns the device."""
+    """The TCP segments a stack writes to its TUN device (AF_PACKET; a TUN device has no link
+    header), read by a thread until :meth:`stop`. Open it inside the lab namespace that owns
+    the device.
+
+    Only what the device hands the kernel is taken (PACKET_IGNORE_OUTGOING: the packets the
+    kernel sends into the device, a flood's SYNs, are not copied), into a large buffer, and
+    kept as bytes while the thread reads: :attr:`segments` parses them when asked, so that a
+    burst is not lost while the reader works.
+    """
 
     def __init__(self, device: str) -> None:
         _check_lab_namespace()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self._sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CAPTURE_BUFFER)
         self._sock.bind((device, 0))
         self._sock.settimeout(0.2)
-        self.segments: list[tuple[ipaddress.IPv4Address, TcpSegment]] = []  # (destination, seg)
+        self._raw: list[bytes] = []
+        self._parsed: list[tuple[ipaddress.IPv4Address, TcpSegment]] = []
+        self._seen = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -130,17 +154,32 @@ class Capture:
     def _read(self) -> None:
         while not self._stop.is_set():
             try:
-                data = self._sock.recv(65536)
+                self._raw.append(self._sock.recv(65536))
             except TimeoutError:
                 continue
             except OSError:
                 return
+
+    @property
+    def segments(self) -> list[tuple[ipaddress.IPv4Address, TcpSegment]]:
+        """(destination, segment) of each IPv4 TCP packet captured so far, in order."""
+        raw, end = self._raw, len(self._raw)
+        for data in raw[self._seen : end]:
             try:
                 ip, seg = parse_tcp_packet(data)
             except FastOpenError:
                 continue
             if isinstance(ip.dst, ipaddress.IPv4Address):
-                self.segments.append((ip.dst, seg))
+                self._parsed.append((ip.dst, seg))
+        self._seen = end
+        return self._parsed
+
+    @property
+    def drops(self) -> int:
+        """Packets the kernel could not queue for the capture (PACKET_STATISTICS, since the
+        last call)."""
+        stats = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, TPACKET_STATS.size)
+        return int(TPACKET_STATS.unpack(stats)[1])
 
     def stop(self) -> None:
         self._stop.set()
@@ -185,6 +224,8 @@ class FloodResult:
     curl: list[tuple[str, float]]  # (HTTP status, seconds) of the requests during the flood
     probe: TcpSegment | None  # the answer to a SYN with wscale and SACK but no timestamps
     log: str  # the server's output (a line per request)
+    queue_drops: int  # packets the TUN device's queue had no room for (the stack was behind)
+    capture_drops: int  # packets the capture lost (SYN-ACKs not counted)
 
     @property
     def rss_growth(self) -> int:
@@ -194,6 +235,13 @@ class FloodResult:
 def is_probe(dst: ipaddress.IPv4Address, seg: TcpSegment) -> bool:
     """The server's answer to the probe SYN."""
     return dst == PROBE_SOURCE and seg.dst_port == PROBE_PORT and seg.ack == PROBE_ISN + 1
+
+
+def device_drops(ns: Netns, device: str = "fous0") -> int:
+    """Packets the kernel of ``ns`` dropped at ``device``'s queue (its TX dropped counter: for
+    a TUN device, what its reader did not take in time)."""
+    shown = ns.run(["ip", "-j", "-s", "link", "show", device]).stdout
+    return int(json.loads(shown)[0]["stats64"]["tx"]["dropped"])
 
 
 def start_userspace_server(ns: Netns) -> subprocess.Popen[str]:
@@ -280,7 +328,11 @@ def flood_userspace_server(ns: Netns, count: int, rate: float, seed: int = 1) ->
                 send([ip_packet(PROBE_SOURCE, server, ack)], SERVE_ADDRESS)
                 time.sleep(0.5)
             synacks = sum(1 for _, s in capture.segments if s.flags == Flags.SYN | Flags.ACK)
+            capture_drops = capture.drops
+        queue_drops = device_drops(ns)
     finally:
         proc.terminate()
         log = proc.communicate(timeout=10)[0]
-    return FloodResult(len(syns), synacks, rss_before, peak, served, answer, log)
+    return FloodResult(
+        len(syns), synacks, rss_before, peak, served, answer, log, queue_drops, capture_drops
+    )

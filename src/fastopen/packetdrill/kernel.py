@@ -264,7 +264,7 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
         """Run the commands; the time they take is not script time (the clock stops)."""
         began = time.monotonic()
         try:
-            return ShellCommands(KernelStack(self.ns)).run(command)
+            return ShellCommands(KernelStack(self.ns), sh_defaults=True).run(command)
         finally:
             self.t0 += time.monotonic() - began
 

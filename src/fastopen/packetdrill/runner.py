@@ -44,6 +44,7 @@ from typing import Any, Generic, TypeVar
 from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
+from fastopen.engine.cc import CaState
 from fastopen.engine.events import Accepted, SocketEvent
 from fastopen.engine.icmp import IcmpError
 from fastopen.engine.socket import (
@@ -176,6 +177,7 @@ SYMBOLS: dict[str, int] = {
     "SIOCOUTQ": SIOCOUTQ,
     "TIOCOUTQ": SIOCOUTQ,
     "SIOCOUTQNSD": SIOCOUTQNSD,
+    "TCP_CONGESTION": socket_mod.TCP_CONGESTION,
     "POLLIN": select.POLLIN,
     "POLLPRI": select.POLLPRI,
     "POLLOUT": select.POLLOUT,
@@ -206,16 +208,9 @@ SYMBOLS: dict[str, int] = {
         if name[:1] == "E" and name.isupper()
     },
 }
-#: Names a ``%{ }%`` block sees besides the tcpi_* fields: TCPI_OPT_* and Linux's TCP_* states.
+#: Names a ``%{ }%`` block sees besides the tcpi_* fields: TCPI_OPT_*, Linux's TCP_* states and
+#: its TCP_CA_* congestion states.
 PYTHON_CONSTANTS = {name: getattr(K, name) for name in dir(K) if name.startswith("TCPI_OPT_")}
-#: Linux's enum tcp_ca_state, as tcpi_ca_state reports it.
-PYTHON_CONSTANTS |= {
-    "TCP_CA_Open": 0,
-    "TCP_CA_Disorder": 1,
-    "TCP_CA_CWR": 2,
-    "TCP_CA_Recovery": 3,
-    "TCP_CA_Loss": 4,
-}
 PYTHON_CONSTANTS.update(
     {
         "TCP_" + name: int(state)
@@ -233,6 +228,9 @@ PYTHON_CONSTANTS.update(
             ("CLOSING", TcpState.CLOSING),
         )
     }
+)
+PYTHON_CONSTANTS.update(
+    {"TCP_CA_" + (s.name if s is CaState.CWR else s.name.title()): int(s) for s in CaState}
 )
 
 

@@ -19,10 +19,12 @@ from typing import Protocol
 
 from fastopen.cookies import KeyRing
 from fastopen.engine import Host
+from fastopen.engine.cc import NAMES
 from fastopen.errors import KeyFormatError
 
 #: packetdrill's ``gtests/net/common/defaults.sh``, the part the engine has: buffers, TFO on for
-#: clients and for servers without the socket option too, the selftests key, timestamps, SACK.
+#: clients and for servers without the socket option too, the selftests key, timestamps, SACK,
+#: CUBIC, no slow start after idle.
 DEFAULTS_SH = {
     "net.ipv4.tcp_rmem": "4096 540000 15728640",
     "net.ipv4.tcp_wmem": "4096 262144 4194304",
@@ -33,6 +35,8 @@ DEFAULTS_SH = {
     "net.ipv4.tcp_syn_retries": "5",
     "net.ipv4.tcp_synack_retries": "5",
     "net.ipv4.tcp_ecn": "0",
+    "net.ipv4.tcp_congestion_control": "cubic",
+    "net.ipv4.tcp_slow_start_after_idle": "0",
 }
 #: The Linux selftests' own ``defaults.sh`` (tools/testing/selftests/net/packetdrill): the same
 #: but TFO on for clients and servers only (0x3).
@@ -68,6 +72,13 @@ def _blackhole(host: Host, value: str) -> None:
     host.settings.blackhole_timeout = float(int(value, 0))
 
 
+def _congestion(host: Host, value: str) -> None:
+    """``tcp_congestion_control``: an algorithm the engine has (Linux: ENOENT for another)."""
+    if value not in NAMES:
+        raise ValueError(value)
+    host.settings.congestion_control = value
+
+
 def _ecn(host: Host, value: str) -> None:
     """``tcp_ecn``: 0 off, 1 ask and accept, 2 accept (AccECN's 3 to 5 the engine has not)."""
     mode = int(value, 0)
@@ -91,6 +102,8 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.core.somaxconn": _int("somaxconn"),
     "net.ipv4.tcp_ecn": _ecn,
     "net.ipv4.tcp_min_tso_segs": _int("min_tso_segs"),
+    "net.ipv4.tcp_congestion_control": _congestion,
+    "net.ipv4.tcp_slow_start_after_idle": _flag("slow_start_after_idle"),
 }
 #: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
 IGNORED_SYSCTLS: dict[str, str] = {}
@@ -202,10 +215,13 @@ def nstat_name(name: str) -> str:
 class ShellCommands:
     """The backtick commands scripts use to configure the stack: ``sysctl``, packetdrill's
     ``defaults.sh`` and ``set_sysctls.py``, ``ip tcp_metrics flush``, ``ip route``; ``A || B``
-    runs B when A fails or is unsupported."""
+    runs B when A fails or is unsupported. With ``sh_defaults`` (a real kernel), defaults.sh
+    runs as /bin/sh runs it: a sysctl the kernel refuses is a warning (this machine allows no
+    cubic in a namespace); the engine must know every one."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, *, sh_defaults: bool = False) -> None:
         self.stack = stack
+        self.sh_defaults = sh_defaults
         #: nstat's history: the counters as the last ``nstat`` saw them.
         self.nstat_seen: dict[str, int] = {}
 
@@ -276,7 +292,8 @@ class ShellCommands:
             self.stack.flush_metrics()
             google = program.endswith("common/defaults.sh")
             defaults = DEFAULTS_SH if google else SELFTESTS_DEFAULTS_SH
-            return all(self.stack.sysctl(name, value) for name, value in defaults.items())
+            applied = [self.stack.sysctl(name, value) for name, value in defaults.items()]
+            return self.sh_defaults or all(applied)
         if program.endswith("set_sysctls.py") or program == "sysctl":
             return all(self.assignment(w) for w in words[1:] if not w.startswith("-"))
         if words[:3] == ["ip", "tcp_metrics", "flush"]:

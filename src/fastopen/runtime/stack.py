@@ -107,6 +107,8 @@ def report(sock: EngineSocket, attempt: Attempt) -> TfoReport:
         fastopen_client_fail=info.tcpi_fastopen_client_fail,
         rtt_us=info.tcpi_rtt,
         total_retrans=info.tcpi_total_retrans,
+        snd_cwnd=info.tcpi_snd_cwnd,
+        snd_ssthresh=info.tcpi_snd_ssthresh,
     )
     return dataclasses.replace(build_report(kernel_view, attempt), stack="userspace")
 

@@ -52,6 +52,11 @@ VIRTIO_NET_HDR_GSO_TCPV4 = 1
 VIRTIO_NET_HDR_GSO_TCPV6 = 4
 #: The largest packet a device with TSO takes or gives (the IPv4 total length's limit).
 GSO_MAX_SIZE = 65535
+#: Packets the kernel queues for the stack to read (a TUN device's ``txqueuelen``, 500 by
+#: default). The stack reads them as Linux's softirq takes received packets from a CPU's backlog,
+#: so it gets that queue's length (``net.core.netdev_max_backlog``, 1000): 500 lost the packets of
+#: a stall of 0.1 s of a flood at 5,000 SYN/s, a client's SYN among them (retransmitted 1 s later).
+TXQUEUELEN = 1000
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -154,13 +159,14 @@ def route_into(
     kernel_addresses: Sequence[Interface] = (),
     mtu: int = 1500,
 ) -> None:
-    """Bring device ``name`` up and have the kernel of ``ns`` route ``addresses`` into it.
+    """Bring device ``name`` up (``mtu``, and :data:`TXQUEUELEN`) and have the kernel of ``ns``
+    route ``addresses`` into it.
 
     ``kernel_addresses`` go on the device (the kernel's own end, and its source address towards
     the stack); each network of ``addresses`` they do not cover is routed into the device.
     """
     with inside(ns):  # `ip` started here runs in the namespace
-        _ip("link", "set", name, "mtu", str(mtu), "up")
+        _ip("link", "set", name, "mtu", str(mtu), "txqueuelen", str(TXQUEUELEN), "up")
         for kernel in kernel_addresses:
             extra = ("nodad",) if kernel.version == 6 else ()
             _ip(f"-{kernel.version}", "addr", "add", str(kernel), "dev", name, *extra)

@@ -1,0 +1,377 @@
+"""Loss recovery as Linux 6.x does it, segment by segment: the SACK scoreboard, RACK-TLP
+(tcp_recovery=1), PRR fast recovery, NewReno partial ACKs without SACK, duplicate ACKs as tcp_ack
+judges them, tcp_enter_loss on a timeout, and the TcpExt counters; then whole transfers over a
+lossy in-memory link."""
+
+from __future__ import annotations
+
+import errno
+from collections import Counter
+
+from engine_support import (
+    CLIENT,
+    ISN,
+    PEER_ISN,
+    SERVER,
+    SOL_TCP,
+    A,
+    S,
+    connecting,
+    host,
+    one,
+    out,
+    seg,
+)
+
+from fastopen.engine import EngineError, EngineSocket, Host
+from fastopen.engine.link import Link
+from fastopen.engine.segmentation import SentPieces
+from fastopen.wire import Mss, Sack, SackPermitted, TcpSegment
+
+MSS = 1000
+DATA = ISN + 1  # the first data byte
+
+
+def established(sack: bool = True, **kw: object) -> tuple[Host, EngineSocket]:
+    """A client connection (RTT 100 ms, peer MSS 1000, window 65535, SACK unless told), with
+    TCP_NODELAY, running Reno unless told (the windows below are Reno's: half at a loss)."""
+    kw.setdefault("congestion_control", "reno")
+    h = host(CLIENT, **kw)
+    sock, _ = connecting(h)
+    opts = (Mss(MSS), SackPermitted()) if sack else (Mss(MSS),)
+    h.receive_segment(SERVER, CLIENT, seg(S | A, PEER_ISN, ISN + 1, options=opts), 0.1)
+    one(h)
+    sock.setsockopt(SOL_TCP, 1, 1)
+    return h, sock
+
+
+def sent(h: Host, sock: EngineSocket, segments: int, now: float) -> list[TcpSegment]:
+    """``segments`` MSS written at ``now``; what left."""
+    sock.send(b"d" * (segments * MSS), now)
+    return out(h)
+
+
+def at(n: int) -> int:
+    """Where the ``n``-th data segment (from 0) starts."""
+    return DATA + n * MSS
+
+
+def ack(h: Host, upto: int, now: float, *sacked: tuple[int, int], window: int = 65535) -> None:
+    """The peer's ACK of ``upto`` with SACK blocks of segments ``[first, last)``."""
+    opts = (Sack(tuple((at(a), at(b)) for a, b in sacked)),) if sacked else ()
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, upto, options=opts, window=window), now)
+
+
+def seqs(segs: list[TcpSegment]) -> list[int]:
+    """Which data segments these are (by number)."""
+    return [(s.seq - DATA) // MSS for s in segs if s.payload]
+
+
+# -- SACK recovery ---------------------------------------------------------------------------------
+
+
+def test_sack_recovery_retransmits_every_hole_at_once() -> None:
+    """Three holes SACKed around: RACK marks them all lost (sent before what was delivered,
+    past the RTT) and recovery sends all three on that ACK, not one per round trip."""
+    h, sock = established()
+    assert seqs(sent(h, sock, 10, 0.2)) == list(range(10))
+    ack(h, DATA, 0.3, (1, 3), (4, 6), (7, 10))
+    assert seqs(out(h)) == [0, 3, 6]
+    info = sock.tcp_info()
+    assert (info.tcpi_ca_state, info.tcpi_sacked, info.tcpi_lost, info.tcpi_retrans) == (3, 7, 3, 3)
+    assert h.counters["TCPSackRecovery"] == 1 and h.counters["TCPFastRetrans"] == 3
+    ack(h, at(10), 0.4)
+    info = sock.tcp_info()
+    assert (info.tcpi_ca_state, info.tcpi_unacked, info.tcpi_lost, info.tcpi_retrans) == (0,) * 4
+    assert info.tcpi_snd_ssthresh == 5 and info.tcpi_snd_cwnd < 10  # Reno: half of 10
+
+
+def test_prr_sends_in_proportion_to_what_is_delivered() -> None:
+    """RFC 6937 (Linux tcp_cwnd_reduction): with the flight above ssthresh (5), the window
+    lets out ceil(ssthresh * delivered / prior_cwnd) less what recovery sent."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, DATA, 0.3, (1, 4))  # three SACKed: segment 0 lost, its retransmission at once
+    assert seqs(out(h)) == [0]
+    assert sock.tcp_info().tcpi_snd_cwnd == 8  # in flight 6 + ceil(5 * 3 / 10) = 2
+    sock.send(b"n" * (10 * MSS), 0.3)
+    assert seqs(out(h)) == [10]
+    ack(h, DATA, 0.31, (1, 5))  # ceil(5 * 4 / 10) - 2 sent: none
+    assert out(h) == []
+    ack(h, DATA, 0.32, (1, 6))  # ceil(5 * 5 / 10) - 2: one
+    assert seqs(out(h)) == [11]
+
+
+# -- RACK ------------------------------------------------------------------------------------------
+
+
+def test_rack_waits_a_reordering_window_before_marking_a_segment_lost() -> None:
+    """One segment SACKed past a hole: not lost before min_rtt / 4 (Linux tcp_rack_reo_wnd);
+    the hole arriving meanwhile was reordering, not loss (TCPSACKReorder, tcpi_reordering)."""
+    h, sock = established()
+    sent(h, sock, 4, 0.2)
+    ack(h, DATA, 0.3, (1, 2))
+    assert out(h) == []
+    timer = h.get_timer()
+    assert timer is not None and 0.3 < timer < 0.35  # the reordering timer (25 ms + 2 ms)
+    ack(h, at(2), 0.31)  # the late segment 0 came: acknowledged with 1
+    h.handle_timer(timer)
+    assert out(h) == []  # nothing was lost
+    assert h.counters["TCPSACKReorder"] == 1 and h.counters["TcpRetransSegs"] == 0
+    assert sock.tcp_info().tcpi_ca_state == 0
+
+
+def test_rack_reordering_timer_marks_the_hole_lost_when_it_ends() -> None:
+    """Linux tcp_rack_reo_timeout: the window passes and the hole is still there: lost,
+    recovery starts and the hole goes again."""
+    h, sock = established()
+    sent(h, sock, 4, 0.2)
+    ack(h, DATA, 0.3, (3, 4))
+    assert out(h) == []
+    timer = h.get_timer() or 0.0
+    h.handle_timer(timer)
+    assert seqs(out(h)) == [0]
+    assert sock.tcp_info().tcpi_ca_state == 3 and sock.tcp_info().tcpi_lost == 3
+    assert h.counters["TCPSackRecovery"] == 1 and h.counters["TCPTimeouts"] == 0
+
+
+def test_a_lost_retransmission_is_found_by_time_and_sent_again() -> None:
+    """RACK: a retransmission older than a delivered later transmission by the RTT is lost too
+    (TCPLostRetransmit), without waiting for the timeout."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, DATA, 0.3, (1, 4))
+    assert seqs(out(h)) == [0]  # the retransmission (lost again, say)
+    sock.send(b"n" * MSS, 0.3)
+    ack(h, DATA, 0.31, (1, 5))  # PRR lets the new segment go
+    assert seqs(out(h)) == [10]
+    ack(h, DATA, 0.45, (1, 11))  # segment 10, sent after the retransmission, came
+    assert 0 in seqs(out(h))
+    assert h.counters["TCPLostRetransmit"] == 1
+
+
+def test_rack_orders_the_transmissions_of_one_instant_as_they_left() -> None:
+    """New data then a retransmission in the same instant: the new data SACKed does not make
+    the retransmission lost (it left after; Linux's end-sequence estimate would say before)."""
+    board, counters = SentPieces(), Counter[str]()
+    board.sent(0, 1000, False, MSS, 0.0)
+    board.sent(1000, 2000, False, MSS, 0.0)
+    board.mark_all_lost(counters)
+    board.sent(2000, 3000, False, MSS, 1.0)
+    board.retransmitted(0, 1000, MSS, 1.0)
+    assert board.sack([(2000, 3000)], MSS, 1.1, 0.1) == 1
+    board.rack_mark_lost(1.1, 0.0, counters)
+    assert (board.retrans_out, board.lost_out, counters["TCPLostRetransmit"]) == (1, 2, 0)
+
+
+def test_the_receiver_reports_the_newest_block_first() -> None:
+    """RFC 2018 (Linux tcp_sack_new_ofo_skb): the first SACK block holds the segment that
+    arrived last, so a sender learns of it even when more blocks exist than fit."""
+    h, _ = established()
+    base = PEER_ISN + 1
+    for start in (1000, 3000, 5000, 7000, 2000):
+        h.receive_segment(SERVER, CLIENT, seg(A, base + start, DATA, b"x" * 500), 0.3)
+    blocks = next(o for o in out(h)[-1].options if isinstance(o, Sack)).blocks
+    assert blocks[0] == (base + 2000, base + 2500)
+    assert blocks[1:] == (
+        (base + 1000, base + 1500),
+        (base + 3000, base + 3500),
+        (base + 5000, base + 5500),
+    )
+
+
+# -- tail loss probe -------------------------------------------------------------------------------
+
+
+def test_tail_loss_probe_recovers_a_lost_tail_without_a_timeout() -> None:
+    """The last two segments lost: 2 SRTT on, a probe sends the last again (TCPLossProbes);
+    its SACK shows the other lost and fast recovery repairs it: no RTO."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, at(8), 0.3)
+    probe_at = h.get_timer() or 0.0
+    assert probe_at < 0.3 + sock.tcp_info().tcpi_rto / 1e6
+    h.handle_timer(probe_at)
+    assert seqs(out(h)) == [9]
+    assert h.counters["TCPLossProbes"] == 1
+    ack(h, at(8), probe_at + 0.1, (9, 10))
+    assert seqs(out(h)) == [8]
+    ack(h, at(10), probe_at + 0.2)
+    assert h.counters["TCPTimeouts"] == 0 and sock.tcp_info().tcpi_unacked == 0
+
+
+def test_a_probe_answered_above_it_was_a_repaired_loss() -> None:
+    """Linux tcp_process_tlp_ack: the ACK covers the probe and more: the probe repaired a loss
+    (TCPLossProbeRecovery), the window comes down once."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, at(9), 0.3)
+    h.handle_timer(h.get_timer() or 0.0)
+    assert seqs(out(h)) == [9]
+    cwnd = sock.tcp_info().tcpi_snd_cwnd
+    sock.send(b"n" * MSS, 0.7)  # new data after the probe
+    out(h)
+    ack(h, at(11), 0.8)
+    assert h.counters["TCPLossProbeRecovery"] == 1
+    assert sock.tcp_info().tcpi_snd_cwnd < cwnd
+
+
+# -- without SACK ----------------------------------------------------------------------------------
+
+
+def test_newreno_partial_ack_retransmits_the_next_hole_and_stays_in_recovery() -> None:
+    """RFC 6582: three duplicate ACKs, the head again (TCPRenoRecovery); an ACK of part of the
+    window retransmits the next hole at once; recovery ends at what was sent when it began."""
+    h, sock = established(sack=False)
+    sent(h, sock, 10, 0.2)
+    ack(h, at(1), 0.3)
+    for t in (0.30, 0.31, 0.32):
+        ack(h, at(1), t)  # segments 2, 3, 4 arrived (1 and 5 lost)
+    assert seqs(out(h)) == [1]
+    assert h.counters["TCPRenoRecovery"] == 1 and sock.tcp_info().tcpi_ca_state == 3
+    ack(h, at(5), 0.4)  # a partial ACK: up to the second hole
+    assert seqs(out(h)) == [5]
+    assert sock.tcp_info().tcpi_ca_state == 3
+    ack(h, at(10), 0.5)
+    assert sock.tcp_info().tcpi_ca_state == 3  # NewReno holds until above (tcp_try_undo_recovery)
+    assert seqs(sent(h, sock, 1, 0.5)) == [10]
+    ack(h, at(11), 0.6)
+    assert sock.tcp_info().tcpi_ca_state == 0
+
+
+def test_duplicate_acks_count_whatever_their_window_unless_it_grows() -> None:
+    """Linux tcp_ack (FLAG_NOT_DUP): an ACK that acknowledges nothing, carries no data and does
+    not update the window is a duplicate, with a smaller window too; a larger window is a
+    window update and no duplicate."""
+    h, sock = established(sack=False)
+    sent(h, sock, 10, 0.2)
+    ack(h, at(1), 0.3, window=64000)
+    out(h)
+    ack(h, at(1), 0.30, window=63000)
+    ack(h, at(1), 0.31, window=62000)
+    assert out(h) == []
+    ack(h, at(1), 0.32, window=64000)  # grows: a window update
+    assert out(h) == []
+    ack(h, at(1), 0.33, window=63000)
+    assert seqs(out(h)) == [1]
+
+
+# -- timeouts --------------------------------------------------------------------------------------
+
+
+def test_timeout_marks_everything_lost_and_resends_by_slow_start_skipping_sacked() -> None:
+    """Linux tcp_enter_loss: a timeout in recovery (TCPSackRecoveryFail) marks every segment
+    not SACKed lost; they go again as the window opens from one (TCPSlowStartRetrans),
+    SACKed ones never."""
+    h, sock = established()
+    sent(h, sock, 6, 0.2)
+    ack(h, DATA, 0.3, (3, 4), (5, 6))
+    h.handle_timer(h.get_timer() or 0.0)  # RACK's reordering timer: recovery
+    assert sock.tcp_info().tcpi_ca_state == 3
+    out(h)
+    while not h.counters["TCPTimeouts"]:
+        h.handle_timer(h.get_timer() or 0.0)
+    assert seqs(out(h)) == [0]
+    info = sock.tcp_info()
+    assert (info.tcpi_ca_state, info.tcpi_snd_cwnd, info.tcpi_lost) == (4, 1, 4)
+    assert h.counters["TCPSackRecoveryFail"] == 1
+    ack(h, at(1), 2.0, (3, 4), (5, 6))
+    assert seqs(out(h)) == [1, 2]  # slow start: two; 3 and 5 are SACKed
+    ack(h, at(3), 2.1, (3, 4), (5, 6))
+    assert seqs(out(h)) == [4]
+    assert h.counters["TCPSlowStartRetrans"] == 3
+
+
+def test_frto_undoes_a_spurious_timeout() -> None:
+    """F-RTO (RFC 5682, tcp_frto=2): after the timeout's retransmission is acknowledged, new
+    data goes instead of more retransmissions; an ACK then for data never retransmitted shows
+    the timeout was spurious: the window comes back (TCPSpuriousRTOs, TCPLossUndo)."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    assert seqs(sent(h, sock, 3, 0.2)) == []  # the congestion window is full
+    while not h.counters["TCPTimeouts"]:  # the ACKs are only late: a probe, then the RTO
+        h.handle_timer(h.get_timer() or 0.0)
+    assert seqs(out(h)) == [10, 0]  # the probe is new data (the peer's window allows it)
+    ack(h, at(1), 1.0)
+    assert seqs(out(h)) == [11, 12]  # step 2b: new data, not segment 1 again
+    ack(h, at(2), 1.01)
+    info = sock.tcp_info()
+    assert (info.tcpi_ca_state, info.tcpi_lost) == (0, 0) and info.tcpi_snd_cwnd >= 10
+    assert h.counters["TCPSpuriousRTOs"] == 1 and h.counters["TCPLossUndo"] == 1
+    ack(h, at(13), 1.02)
+    assert h.counters["TcpRetransSegs"] == 1  # the timeout's, nothing more
+
+
+def test_dsack_of_every_retransmission_undoes_recovery() -> None:
+    """RFC 3708 (Linux tcp_try_undo_dsack): the one retransmission of a recovery D-SACKed,
+    it was reordering: the window reduction is undone (TCPDSACKUndo)."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, DATA, 0.3, (1, 4))
+    assert seqs(out(h)) == [0] and sock.tcp_info().tcpi_ca_state == 3
+    ack(h, at(4), 0.31)  # segment 0 came (late, the original)
+    ack(h, at(4), 0.4, (0, 1))  # and its retransmission: a D-SACK
+    assert h.counters["TCPDSACKUndo"] == 1
+    assert sock.tcp_info().tcpi_snd_cwnd >= 10
+
+
+def test_dsack_is_counted_and_widens_the_reordering_window() -> None:
+    """RFC 2883: a first SACK block below the ACK reports a duplicate (TCPDSACKRecv); RACK
+    then waits longer before calling a hole lost (Linux tcp_rack_update_reo_wnd)."""
+    h, sock = established()
+    sent(h, sock, 4, 0.2)
+    ack(h, at(1), 0.3, (0, 1))  # segment 0 came twice
+    assert h.counters["TCPDSACKRecv"] == 1
+    ack(h, at(1), 0.31, (2, 3))
+    timer = h.get_timer() or 0.0
+    assert timer > 0.31 + 0.025 + 0.002  # two steps of min_rtt / 4
+
+
+# -- whole transfers -------------------------------------------------------------------------------
+
+
+def transfer(size: int, *, sack: bool, loss: float, seed: int) -> tuple[Host, float]:
+    """``size`` bytes from a client to a server over a 20 ms RTT link with ``loss``; the client
+    host and the virtual time the transfer took."""
+    c = Host([str(CLIENT)], sack=sack)
+    s = Host([str(SERVER)], sack=sack)
+    listener = s.socket()
+    listener.bind((str(SERVER), 80))
+    listener.listen(1)
+    link = Link(c, s, delay=0.01, loss=loss, seed=seed)
+    sock = c.socket()
+    try:
+        sock.connect((str(SERVER), 80), link.now)
+    except EngineError as exc:
+        assert exc.errno == errno.EINPROGRESS
+    link.advance(1.0)
+    child, _ = listener.accept(link.now)
+    start = link.now
+    written = got = 0
+    while got < size:
+        while written < size:
+            try:
+                written += sock.send(b"z" * min(size - written, 65536), link.now)
+            except EngineError:
+                break
+        assert link.step()
+        try:
+            while data := child.recv(1 << 20, link.now):
+                got += len(data)
+        except EngineError as exc:
+            assert exc.errno == errno.EAGAIN
+    return c, link.now - start
+
+
+def test_a_lossy_transfer_recovers_by_sack_not_by_timeouts() -> None:
+    """1% loss both ways: every loss is repaired by fast recovery or a probe; timeouts stay
+    rare (Linux: at 1% loss and 20 ms, RTO waits were 90% of the time before RACK-TLP)."""
+    c, _ = transfer(1 << 20, sack=True, loss=0.01, seed=3)
+    n = c.counters
+    assert n["TCPSackRecovery"] > 0 and n["TCPFastRetrans"] > 0
+    assert n["TCPTimeouts"] <= 1
+
+
+def test_a_lossy_transfer_without_sack_recovers_by_newreno() -> None:
+    c, _ = transfer(1 << 19, sack=False, loss=0.01, seed=5)
+    assert c.counters["TCPRenoRecovery"] > 0 and c.counters["TCPSackRecovery"] == 0
