@@ -29,10 +29,15 @@ from engine_support import (
     synack,
 )
 
-from fastopen.constants import TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE
+from fastopen.constants import (
+    TCPI_OPT_SACK,
+    TCPI_OPT_TIMESTAMPS,
+    TCPI_OPT_USEC_TS,
+    TCPI_OPT_WSCALE,
+)
 from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
-from fastopen.engine.socket import TCP_SYNCNT
+from fastopen.engine.socket import MSG_EOR, TCP_SYNCNT
 from fastopen.wire import (
     Flags,
     Mss,
@@ -73,6 +78,19 @@ def test_syn_options_as_linux_with_timestamps() -> None:
     syn = one(h)
     assert syn.options == (Mss(1460), SackPermitted(), Timestamps(2507, 0), Nop(), WindowScale(7))
     assert syn.window == 64240 and syn.seq == ISN
+
+
+def test_usec_ts_route_counts_ts_values_in_microseconds() -> None:
+    """Linux 6.7+ tp->tcp_usec_ts: only a destination whose route has features tcp_usec_ts."""
+    routes = (ipaddress.ip_network("198.18.0.0/31"),)
+    h = host(CLIENT, timestamps=True, tsoffset=lambda *_: 7, usec_ts_routes=routes)
+    for address, tsval, usec in ((SERVER, 2_507, False), ("198.18.0.0", 2_500_007, True)):
+        sock = h.socket()
+        with pytest.raises(EngineError):
+            sock.connect((str(address), 80), 2.5)
+        syn = one(h)
+        assert syn.timestamps == Timestamps(tsval, 0)
+        assert bool(sock.tcp_info().tcpi_options & TCPI_OPT_USEC_TS) is usec
 
 
 def test_syn_options_as_linux_without_timestamps() -> None:
@@ -337,12 +355,33 @@ def test_simultaneous_close_goes_through_closing() -> None:
 def test_passive_close_close_wait_last_ack() -> None:
     h, sock, _ = connected()
     h.receive_segment(SERVER, CLIENT, seg(F | A, PEER_ISN + 1, ISN + 1), 1.0)
+    # Linux tcp_fin: CLOSE_WAIT in ping-pong mode, the ACK of the FIN is a delayed one; with no
+    # data received yet (ato 0) it goes one tick later
+    assert out(h) == [] and h.get_timer() == pytest.approx(1.001)
+    h.handle_timer(1.001)
     assert one(h).ack == PEER_ISN + 2
     assert sock.state.name == "CLOSE_WAIT" and sock.recv(10, 1.0) == b""
     sock.close(1.1)
     assert one(h).flags == F | A and sock.state.name == "LAST_ACK"
     h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 2, ISN + 2), 1.2)
     assert h.connections == {}
+
+
+def test_fin_ack_rides_on_the_applications_fin() -> None:
+    """A close() within the delayed ACK timeout: its FIN carries the ACK of the peer's FIN; a
+    FIN after more than a segment not yet ACKed is ACKed at once (__tcp_ack_snd_check)."""
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"x" * 100), 0.5)
+    assert one(h).ack == PEER_ISN + 101  # quick ACK mode at the start; ato is 40 ms
+    assert sock.recv(200, 0.6) == b"x" * 100
+    h.receive_segment(SERVER, CLIENT, seg(F | A, PEER_ISN + 101, ISN + 1), 1.0)
+    assert out(h) == [] and h.get_timer() == pytest.approx(1.04)
+    sock.close(1.01)
+    fin = one(h)
+    assert fin.flags == F | A and fin.ack == PEER_ISN + 102
+    h2, _, _ = connected()
+    h2.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, bytes(1460), A | P | F), 1.0)
+    assert one(h2).ack == PEER_ISN + 1462
 
 
 def test_close_with_unread_data_sends_a_reset() -> None:
@@ -353,6 +392,55 @@ def test_close_with_unread_data_sends_a_reset() -> None:
     rst = one(h)
     assert rst.flags & R and rst.seq == ISN + 1
     assert h.connections == {}
+
+
+def test_msg_eor_ends_a_segment() -> None:
+    """Linux TCP_SKB_CB(skb)->eor: no segment carries data from both sides of a MSG_EOR."""
+
+    def pieces(flags: int) -> list[int]:
+        h, sock, _ = connected()
+        assert sock.send(bytes(20000), 0.2) == 20000
+        flight = sum(len(s.payload) for s in out(h))  # the congestion window's worth
+        assert sock.sendto(bytes(1500), flags, None, 0.2) == 1500
+        assert sock.send(bytes(1000), 0.2) == 1000
+        h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1 + flight), 0.3)
+        assert flight < 20000
+        return [len(s.payload) for s in out(h)][-3:]
+
+    assert pieces(MSG_EOR) == [1000, 500, 1000]
+    assert pieces(0) == [1000, 1000, 500]
+
+
+def test_active_reset_has_timestamps_a_reply_reset_none() -> None:
+    """Linux tcp_send_active_reset goes through tcp_transmit_skb: the RST of close() with
+    unread data carries TS val and ecr. Data after close() (TCPAbortOnData) is answered as
+    tcp_v4_send_reset does: ``R`` at the segment's ACK, no options."""
+
+    def with_timestamps() -> tuple[Host, EngineSocket, TcpSegment]:
+        h = host(CLIENT, timestamps=True)
+        sock, syn = connecting(h)
+        assert syn.timestamps is not None
+        opts = (Mss(1000), SackPermitted(), Timestamps(50, syn.timestamps.tsval))
+        h.receive_segment(SERVER, CLIENT, seg(S | A, PEER_ISN, ISN + 1, options=opts), 0.1)
+        out(h)
+        return h, sock, syn
+
+    h, sock, syn = with_timestamps()
+    assert syn.timestamps is not None
+    unread = seg(A | P, PEER_ISN + 1, ISN + 1, b"unread", (Nop(), Nop(), Timestamps(60, 1)))
+    h.receive_segment(SERVER, CLIENT, unread, 1.0)
+    out(h)
+    sock.close(2.0)
+    rst = one(h)
+    assert rst.flags == R | A and rst.timestamps is not None
+    assert rst.timestamps.tsval - syn.timestamps.tsval == 2000
+    h2, sock2, _ = with_timestamps()
+    sock2.close(1.0)
+    assert one(h2).flags == F | A
+    h2.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"late"), 1.1)
+    reply = one(h2)
+    assert (reply.flags, reply.seq, reply.options) == (R, ISN + 1, ())
+    assert h2.counters["TCPAbortOnData"] == 1 and h2.connections == {}
 
 
 @pytest.mark.parametrize("state", ["established", "close_wait"])
@@ -578,6 +666,7 @@ def test_a_reset_right_after_the_peers_fin_is_accepted() -> None:
     resets; elsewhere it is out of window."""
     h, sock, _ = connected()
     h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"", A | F), 0.2)
+    h.handle_timer(0.25)  # the ACK of a FIN is a delayed one (Linux tcp_fin: ping-pong mode)
     assert one(h).ack == PEER_ISN + 2
     h.receive_segment(SERVER, CLIENT, seg(R, PEER_ISN + 1), 0.3)
     assert h.connections == {}

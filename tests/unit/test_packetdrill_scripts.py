@@ -8,6 +8,7 @@ deliberately wrong scripts below.
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,10 @@ def test_every_behaviour_has_a_script() -> None:
         "client-keepalive",
         "client-icmp-unreachable",
         "client-syn-data-packet-too-big",
+        "client-usec-ts",
+        "server-ioctl-queues",
+        "server-maxseg",
+        "server-usec-ts",
     ):
         assert behaviour in names
 
@@ -280,6 +285,27 @@ def test_cli_defines_like_packetdrill(tmp_path: Path) -> None:
     assert "bad TCP option 'FO TFO_COOKIE'" in missing.output
     bad = CliRunner().invoke(main, ["packetdrill", "-D", "nonsense", str(script)])
     assert bad.exit_code == 2
+
+
+def test_ip_route_features_tcp_usec_ts() -> None:
+    host = Host(["198.18.0.1"])
+    shell = ShellCommands(EngineStack(host))
+    assert shell.run("ip route replace 198.18.0.2/32 dev tun0 features tcp_usec_ts") is None
+    assert shell.run("ip route add fd00::/8 dev tun0 features tcp_usec_ts") is None
+    usec = host.settings.usec_ts
+    assert usec(ip_address("198.18.0.2")) and usec(ip_address("fd00::5"))
+    assert not usec(ip_address("198.18.0.3"))
+    assert shell.run("ip route change 198.18.0.2 dev tun0") is None  # the feature goes
+    assert not usec(ip_address("198.18.0.2")) and usec(ip_address("fd00::5"))
+    # what the stacks are not told of is refused, so no script runs without what it asked
+    for wrong in (
+        "ip route add 198.18.0.2 dev tun0 features ecn",
+        "ip route add 198.18.0.2 via 198.18.0.3 dev tun0",
+        "ip route add 198.18.0.2 dev tun0 features",
+        "ip route add nonsense dev tun0",
+        "ip route del 198.18.0.2 dev tun0",
+    ):
+        assert shell.run(wrong) == wrong
 
 
 def test_shell_commands_map_onto_the_host() -> None:

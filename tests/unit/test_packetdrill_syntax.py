@@ -11,9 +11,9 @@ import pytest
 from fastopen.engine import Host
 from fastopen.engine.icmp import IcmpError
 from fastopen.packetdrill import ScriptError, ScriptSyntaxError, parse_script
-from fastopen.packetdrill.packets import icmp_packet, icmp_type_and_code
+from fastopen.packetdrill.packets import icmp_packet, icmp_type_and_code, spec_to_text
 from fastopen.packetdrill.run import run_script
-from fastopen.packetdrill.script import IcmpSpec
+from fastopen.packetdrill.script import IcmpSpec, PacketSpec
 from fastopen.packetdrill.shell import EngineStack, ShellCommands
 from fastopen.wire import internet_checksum
 
@@ -163,3 +163,153 @@ def test_nstat_reports_counters_that_moved() -> None:
     assert shell.run("nstat | grep TcpExtOutOfWindowIcmps") is not None  # seen: 0 since then
     assert shell.run("nstat -a | grep TcpExtOutOfWindowIcmps") is None
     assert shell.run("nstat | sort") is not None  # only nstat | grep is known
+
+
+def test_no_flags_packet_and_ioctl() -> None:
+    """``-`` is a segment with no flags at all; ioctl's ``[N]`` is the value it must write."""
+    spec = action("+.01 < - 1:1001(1000) win 20000")
+    assert isinstance(spec, PacketSpec) and spec.flags == "" and spec.length == 1000
+    assert spec_to_text(spec) == "- 1:1001(1000) win 20000"
+    body = """   +0 < - 1:11(10) win 502
+   +0 ioctl(3, SIOCINQ, [0]) = 0
+   +0 < P. 1:11(10) ack 1 win 502
+   +0 > . 1:1(0) ack 11
+   +0 ioctl(3, FIONREAD, [10]) = 0
+   +0 write(3, ..., 20) = 20
+   +0 > P. 1:21(20) ack 11
+   +0 ioctl(3, SIOCOUTQ, [20]) = 0
+   +0 ioctl(3, SIOCOUTQNSD, [0]) = 0
+"""
+    run_script(parse_script(CLIENT + body, "ioctl.pkt"))
+    wrong = CLIENT + "   +0 ioctl(3, SIOCINQ, [5]) = 0\n"
+    with pytest.raises(ScriptError, match="Bad ioctl optval: expected: 5 actual: 0"):
+        run_script(parse_script(wrong, "ioctl.pkt"))
+
+
+def test_epoll_edge_triggered_once_per_wakeup_and_one_shot() -> None:
+    """Linux ep_poll_callback: new data wakes an edge-triggered descriptor again although it
+    was readable already; a one-shot one reports once until EPOLL_CTL_MOD; ``ptr=0`` is the
+    epoll_data of an event that is not there."""
+    body = """   +0 epoll_create(1) = 4
+   +0 epoll_ctl(4, EPOLL_CTL_ADD, 3, {events=EPOLLIN|EPOLLET, fd=3}) = 0
+   +0 epoll_wait(4, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 1:11(10) ack 1 win 502
+   +0 > . 1:1(0) ack 11
+   +0 epoll_wait(4, {events=EPOLLIN, fd=3}, 1, 0) = 1
+   +0 epoll_wait(4, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 11:21(10) ack 1 win 502
+   +0 epoll_wait(4, {events=EPOLLIN, fd=3}, 1, 0) = 1
+   +0 epoll_ctl(4, EPOLL_CTL_MOD, 3, {events=EPOLLIN|EPOLLONESHOT, u64=7}) = 0
+   +0 epoll_wait(4, {events=EPOLLIN, u64=7}, 1, 0) = 1
+   +0 epoll_wait(4, {events=0, ptr=0}, 1, 0) = 0
+   +0 epoll_ctl(4, EPOLL_CTL_MOD, 3, {events=EPOLLIN, fd=3}) = 0
+   +0 epoll_wait(4, {events=EPOLLIN, fd=3}, 1, 0) = 1
+"""
+    run_script(parse_script(CLIENT + body, "epoll.pkt"))
+    both = CLIENT + (
+        "   +0 epoll_create(1) = 4\n"
+        "   +0 epoll_ctl(4, EPOLL_CTL_ADD, 3, {events=EPOLLIN, fd=3, ptr=0}) = 0\n"
+    )
+    with pytest.raises(ScriptError, match="give one of fd, ptr, u32, u64"):
+        run_script(parse_script(both, "epoll.pkt"))
+
+
+ERRQUEUE = """   +0 recvmsg(3, {msg_name(...)=...,
+                  msg_iov(1)=[{...,0}],
+                  msg_flags=MSG_ERRQUEUE,
+                  msg_control=[
+                        {cmsg_level=SOL_IP,
+                         cmsg_type=IP_RECVERR,
+                         cmsg_data={ee_errno=0,
+                                    ee_origin=SO_EE_ORIGIN_ZEROCOPY,
+                                    ee_type=0,
+                                    ee_code=SO_EE_CODE_ZEROCOPY_COPIED,
+                                    ee_info=LO,
+                                    ee_data=HI}}
+                   ]}, MSG_ERRQUEUE) = 0
+"""
+
+
+def errqueue(lo: int, hi: int) -> str:
+    return ERRQUEUE.replace("LO", str(lo)).replace("HI", str(hi))
+
+
+def test_msg_zerocopy_notifications_on_the_error_queue() -> None:
+    """Linux __msg_zerocopy_callback: one id per MSG_ZEROCOPY send, its notification once the
+    data is acknowledged, consecutive ids in one notification; POLLERR while one waits."""
+    body = (
+        "   +0 setsockopt(3, SOL_SOCKET, SO_ZEROCOPY, [1], 4) = 0\n"
+        "   +0 recvmsg(3, {msg_name(...)=..., msg_iov(1)=[{...,0}], msg_flags=0,"
+        " msg_control=[]}, MSG_ERRQUEUE) = -1 EAGAIN (Resource temporarily unavailable)\n"
+        "   +0 send(3, ..., 1000, MSG_ZEROCOPY) = 1000\n"
+        "   +0 > P. 1:1001(1000) ack 1\n"
+        "   +0 send(3, ..., 1000, MSG_ZEROCOPY) = 1000\n"
+        "   +0 > P. 1001:2001(1000) ack 1\n"
+        "   +0 poll([{fd=3, events=POLLOUT, revents=POLLOUT}], 1, 0) = 1\n"
+        "+.01 < . 1:1(0) ack 2001 win 502\n"
+        "   +0 poll([{fd=3, events=POLLOUT, revents=POLLOUT|POLLERR}], 1, 0) = 1\n"
+        + errqueue(0, 1)
+        + "   +0 send(3, ..., 1000, MSG_ZEROCOPY) = 1000\n"
+        "   +0 > P. 2001:3001(1000) ack 1\n"
+        "+.01 < . 1:1(0) ack 3001 win 502\n" + errqueue(2, 2)
+    )
+    run_script(parse_script(CLIENT + body, "zc.pkt"))
+    wrong = CLIENT + body.replace("ee_data=1}", "ee_data=0}")
+    with pytest.raises(ScriptError, match="cmsg_data ee_data: expected 0 but got 1"):
+        run_script(parse_script(wrong, "zc.pkt"))
+    # without SO_ZEROCOPY, MSG_ZEROCOPY is an ordinary send: nothing on the error queue
+    plain = body.split("\n", 1)[1].split("+.01 < . 1:1(0) ack 2001")[0]
+    nothing = (
+        CLIENT
+        + plain
+        + "+.01 < . 1:1(0) ack 2001 win 502\n"
+        + (
+            "   +0 recvmsg(3, {msg_name(...)=..., msg_iov(1)=[{...,0}], msg_flags=0,"
+            " msg_control=[]}, MSG_ERRQUEUE) = -1 EAGAIN (Resource temporarily unavailable)\n"
+        )
+    )
+    run_script(parse_script(nothing, "zc.pkt"))
+
+
+def test_python_blocks_know_tcp_ca_states() -> None:
+    body = "   +0 %{ assert tcpi_ca_state == TCP_CA_Open and TCP_CA_Recovery == 3 }%\n"
+    run_script(parse_script(CLIENT + body, "ca.pkt"))
+
+
+def test_tcp_inq_cmsg() -> None:
+    """Linux tcp_inq_hint: a recvmsg on a TCP_INQ socket says what is left to read, the FIN's
+    sequence number counted (1 once the stream ended)."""
+    recvmsg = (
+        "   +0 recvmsg(3, {msg_name(...)=..., msg_iov(1)=[{..., SIZE}], msg_flags=0,"
+        " msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ, cmsg_data=LEFT}]}, 0) = SIZE\n"
+    )
+    body = (
+        "   +0 setsockopt(3, SOL_TCP, TCP_INQ, [1], 4) = 0\n"
+        "   +0 getsockopt(3, SOL_TCP, TCP_INQ, [1], [4]) = 0\n"
+        "   +0 < P. 1:101(100) ack 1 win 502\n"
+        "   +0 > . 1:1(0) ack 101\n"
+        + recvmsg.replace("SIZE", "40").replace("LEFT", "60")
+        + "   +0 < F. 101:101(0) ack 1 win 502\n"
+        + recvmsg.replace("SIZE", "60").replace("LEFT", "1")
+    )
+    run_script(parse_script(CLIENT + body, "inq.pkt"))
+    with pytest.raises(ScriptError, match="cmsg_data: expected 59 but got 60"):
+        run_script(parse_script(CLIENT + body.replace("cmsg_data=60", "cmsg_data=59"), "inq.pkt"))
+    off = CLIENT + body.replace("[1], 4", "[0], 4").replace("[1], [4]", "[0], [4]")
+    with pytest.raises(ScriptError, match="expected 1 cmsgs but got 0"):
+        run_script(parse_script(off, "inq.pkt"))
+
+
+def test_null_buffers_are_efault() -> None:
+    """The kernel cannot copy from or into NULL: EFAULT, nothing queued or consumed; a socket
+    with nothing to read says so first (EAGAIN); length 0 is no copy at all."""
+    body = """   +0 write(3, NULL, 1000) = -1 EFAULT (Bad address)
+   +0 send(3, NULL, 0, 0) = 0
+   +0 recv(3, NULL, 1000, 0) = -1 EAGAIN (Resource temporarily unavailable)
+   +0 < P. 1:11(10) ack 1 win 502
+   +0 > . 1:1(0) ack 11
+   +0 recvfrom(3, NULL, 1000, 0, ..., ...) = -1 EFAULT (Bad address)
+   +0 read(3, ..., 1000) = 10
+   +0 ioctl(3, SIOCOUTQ, [0]) = 0
+"""
+    run_script(parse_script(CLIENT + body, "null.pkt"))

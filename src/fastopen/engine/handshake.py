@@ -18,6 +18,12 @@ TS_OPTION_LEN = 12
 MAX_WSCALE = 14
 
 
+def ts_clock(now: float, usec: bool) -> int:
+    """Linux tcp_clock_ts: the clock of TS values, in milliseconds (TCP_TS_HZ 1000), or in
+    microseconds for a connection whose route has ``features tcp_usec_ts`` (tp->tcp_usec_ts)."""
+    return int(now * 1_000_000) if usec else int(now * 1000)
+
+
 @functools.lru_cache(maxsize=64)
 def initial_window(rcvbuf: int, mss: int) -> int:
     """The window of a SYN or SYN-ACK, as Linux tcp_select_initial_window offers it: the space

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.context import ConnectionContext
-from fastopen.engine.handshake import TS_OPTION_LEN, Negotiated, initial_window
+from fastopen.engine.handshake import TS_OPTION_LEN, Negotiated, initial_window, ts_clock
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX
 from fastopen.engine.seq import MASK, RST, SYN
 from fastopen.wire import FastOpen, Flags, TcpSegment, Timestamps, linux_synack_options
@@ -47,6 +47,7 @@ class RequestSock:
         "retransmits",
         "sent_at",
         "tsoffset",
+        "usec_ts",
         "window",
     )
 
@@ -70,10 +71,14 @@ class RequestSock:
         self.neg = neg
         self.window = window
         self.adv_mss = ctx.adv_mss(local)
+        if listener.user_mss:  # Linux tcp_mss_clamp: the listener's TCP_MAXSEG
+            self.adv_mss = min(self.adv_mss, listener.user_mss)
         mss = self.adv_mss - (TS_OPTION_LEN if neg.ts_ok else 0)
         self.rcv_wnd_init = initial_window(listener.rcvbuf, mss)
         self.rcv_wscale = settings.wscale if settings.window_scaling and neg.wscale_ok else 0
         self.tsoffset = ctx.choose_tsoffset(local, remote) if neg.ts_ok else 0
+        #: Linux req_usec_ts: a SYN with timestamps on a route with features tcp_usec_ts.
+        self.usec_ts = neg.ts_ok and settings.usec_ts(remote)
         self.retransmits = 0
         self.sent_at = 0.0
         self._rto_at: float | None = None
@@ -84,7 +89,8 @@ class RequestSock:
     ) -> None:
         """The SYN-ACK (``tsval``: a SYN cookie's TS value instead of the clock's)."""
         if self.neg.ts_ok:
-            tsval = ((int(now * 1000) if tsval is None else tsval) + self.tsoffset) & MASK
+            value = ts_clock(now, self.usec_ts) if tsval is None else tsval
+            tsval = (value + self.tsoffset) & MASK
         local, lport, remote, rport = self.key
         seg = synack_segment(
             lport,

@@ -6,6 +6,7 @@ mutable, as sysctls are (``host.settings.tcp_fastopen = 0x3`` takes effect on th
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -34,7 +35,9 @@ class Settings:
     ``challenge_ack_limit`` is the per-second global challenge ACK budget (Linux 6.x:
     INT_MAX, in effect off); ``ecn`` is ``tcp_ecn`` (2: accept ECN when asked, never ask);
     ``negative_cache_time`` is the FreeBSD-style per-path TFO disable time of the client cache
-    (0 turns it off: pure Linux), read when the host is made.
+    (0 turns it off: pure Linux), read when the host is made. ``usec_ts_routes`` are the
+    destinations whose route has ``features tcp_usec_ts`` (Linux 6.7+, ``ip route add PREFIX
+    ... features tcp_usec_ts``): connections to them count TS values in microseconds.
     """
 
     tcp_fastopen: int = 0x1
@@ -90,6 +93,12 @@ class Settings:
         space = max(self.rmem_max, self.core_rmem_max)
         return min(max(space.bit_length() - 16, 0), 14)
 
+    usec_ts_routes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def usec_ts(self, remote: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Linux dst_tcp_usec_ts: the route to ``remote`` has ``features tcp_usec_ts``."""
+        return any(remote in network for network in self.usec_ts_routes)
+
 
 class SettingsChanges(TypedDict, total=False):
     """Keyword arguments of :class:`~fastopen.engine.Host`: any :class:`Settings` field."""
@@ -127,6 +136,7 @@ class SettingsChanges(TypedDict, total=False):
     keepalive_probes: int
     tso: bool
     min_tso_segs: int
+    usec_ts_routes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     congestion_control: str
     slow_start_after_idle: bool
     tso_win_divisor: int

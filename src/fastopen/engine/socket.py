@@ -30,6 +30,7 @@ from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
 from fastopen.engine.handshake import MSS_DEFAULT
 from fastopen.engine.info import TcpInfo
+from fastopen.engine.seq import MASK, seq_le
 from fastopen.engine.states import TcpState
 from fastopen.engine.tcb import Connection
 from fastopen.engine.window import RCVBUF_LOCK, SNDBUF_LOCK, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF
@@ -43,6 +44,11 @@ SO_ERROR = _socket.SO_ERROR
 SO_KEEPALIVE = _socket.SO_KEEPALIVE
 SO_SNDBUF = _socket.SO_SNDBUF
 SO_RCVBUF = _socket.SO_RCVBUF
+#: SO_MARK (kept, nothing in the engine routes by it), SO_ZEROCOPY and MSG_ZEROCOPY (Linux 4.14+).
+SO_MARK = 36
+SO_ZEROCOPY = 60
+MSG_ZEROCOPY = 0x4000000
+MSG_EOR = _socket.MSG_EOR
 TCP_NODELAY = _socket.TCP_NODELAY
 TCP_SYNCNT = _socket.TCP_SYNCNT
 TCP_MAXSEG = _socket.TCP_MAXSEG
@@ -50,6 +56,8 @@ TCP_QUICKACK = _socket.TCP_QUICKACK
 TCP_KEEPIDLE = _socket.TCP_KEEPIDLE
 TCP_KEEPINTVL = _socket.TCP_KEEPINTVL
 TCP_KEEPCNT = _socket.TCP_KEEPCNT
+#: TCP_INQ (Linux 4.18+): recvmsg adds a TCP_CM_INQ cmsg (the same number) with the bytes left.
+TCP_INQ = 36
 TCP_CONGESTION = _socket.TCP_CONGESTION
 #: Linux MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL (seconds), MAX_TCP_KEEPCNT; TCP_MIN_MSS and
 #: MAX_TCP_WINDOW bound TCP_MAXSEG.
@@ -65,6 +73,8 @@ AF_UNSPEC_ADDRESS = ("", -1)
 #: Linux MAX_TCP_SYNCNT: the most TCP_SYNCNT takes.
 MAX_SYNCNT = 127
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+#: Linux's TCP ioctls: SIOCINQ (FIONREAD), SIOCOUTQ (TIOCOUTQ), SIOCOUTQNSD.
+SIOCINQ, SIOCOUTQ, SIOCOUTQNSD = 0x541B, 0x5411, 0x894B
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 
 SockAddr = tuple[str, int]
@@ -92,6 +102,34 @@ def _fail(code: int) -> EngineError:
     return EngineError(code)
 
 
+class ZeroCopyNotices:
+    """MSG_ZEROCOPY completions, as Linux's error queue gets them (msg_zerocopy_realloc,
+    __msg_zerocopy_callback): every send that queued data takes the next id; once the peer has
+    acknowledged all of it, its id extends the last unread notification when the ids follow
+    each other, else it queues a new one. The engine always copies (ee_code
+    SO_EE_CODE_ZEROCOPY_COPIED, as on a device without scatter-gather)."""
+
+    __slots__ = ("next_id", "pending", "ready")
+
+    def __init__(self) -> None:
+        self.next_id = 0
+        self.pending: list[tuple[int, int]] = []  # (id, sequence number after its data)
+        self.ready: list[list[int]] = []  # [lo, hi] ranges, oldest first
+
+    def sent(self, end: int) -> None:
+        self.pending.append((self.next_id, end))
+        self.next_id = (self.next_id + 1) & MASK
+
+    def acked(self, una: int | None) -> None:
+        """What ``una`` acknowledges (None: the connection is gone, every buffer freed)."""
+        while self.pending and (una is None or seq_le(self.pending[0][1], una)):
+            ident, _ = self.pending.pop(0)
+            if self.ready and (self.ready[-1][1] + 1) & MASK == ident:
+                self.ready[-1][1] = ident
+            else:
+                self.ready.append([ident, ident])
+
+
 class EngineSocket:
     """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking); it sees
     its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
@@ -113,12 +151,14 @@ class EngineSocket:
         "fastopen_connect",
         "fastopen_keys",
         "fastopen_no_cookie",
+        "inq",
         "keepalive",
         "keepcnt",
         "keepidle",
         "keepintvl",
         "last_overflow",
         "listening",
+        "mark",
         "nodelay",
         "rcvbuf",
         "recverr",
@@ -129,6 +169,8 @@ class EngineSocket:
         "syn_young",
         "user_mss",
         "write_pending",
+        "zerocopy",
+        "zerocopy_notices",
     )
 
     def __init__(self, ctx: SocketContext, family: int = AF_INET) -> None:
@@ -174,6 +216,12 @@ class EngineSocket:
         self.user_mss = 0
         #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
         self.recverr = False
+        #: SO_ZEROCOPY, SO_MARK; the MSG_ZEROCOPY notifications (made at the first such send).
+        self.zerocopy = False
+        self.mark = 0
+        #: TCP_INQ (Linux tp->recvmsg_inq).
+        self.inq = False
+        self.zerocopy_notices: ZeroCopyNotices | None = None
         #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
         self.syn_retries = 0
         #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
@@ -260,6 +308,14 @@ class EngineSocket:
             if name in (SO_SNDBUF, SO_RCVBUF) and isinstance(value, int):
                 self._set_buffer(name, value)
                 return
+            if name == SO_ZEROCOPY and isinstance(value, int):
+                if value not in (0, 1):
+                    raise _fail(errno.EINVAL)
+                self.zerocopy = bool(value)
+                return
+            if name == SO_MARK and isinstance(value, int):
+                self.mark = value & MASK
+                return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -273,6 +329,11 @@ class EngineSocket:
         if name == TCP_QUICKACK and isinstance(value, int):
             if self.conn is not None and now is not None:
                 self.conn.set_quickack(bool(value & 1), now)
+            return
+        if name == TCP_INQ and isinstance(value, int):
+            if value not in (0, 1):
+                raise _fail(errno.EINVAL)
+            self.inq = bool(value)
             return
         if name == TCP_MAXSEG and isinstance(value, int):
             # Linux do_tcp_setsockopt: 0 clears it; else TCP_MIN_MSS..MAX_TCP_WINDOW
@@ -359,6 +420,10 @@ class EngineSocket:
                 return self.sndbuf
             if name == SO_RCVBUF:
                 return self.rcvbuf
+            if name == SO_ZEROCOPY:
+                return int(self.zerocopy)
+            if name == SO_MARK:
+                return self.mark
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -366,6 +431,8 @@ class EngineSocket:
             return self.tcp_info()
         if name == TCP_NODELAY:
             return int(self.nodelay)
+        if name == TCP_INQ:
+            return int(self.inq)
         if name == TCP_SYNCNT:
             return self.syn_retries or self.ctx.settings.syn_retries
         if name in _KEEPALIVE_LIMITS:
@@ -556,10 +623,43 @@ class EngineSocket:
     # -- data --------------------------------------------------------------------------------------
 
     def sendto(self, data: bytes, flags: int, addr: SockAddr | None, now: float) -> int:
+        """send/sendto/sendmsg with their flags: MSG_FASTOPEN, MSG_EOR (the data ends a record:
+        no segment joins it to what follows), and MSG_ZEROCOPY on a socket with SO_ZEROCOPY (a
+        notification on the error queue once the data is acknowledged)."""
         self._check_open()
         if flags & MSG_FASTOPEN or self.defer_connect:
-            return self._sendmsg_fastopen(data, addr, now)
-        return self.send(data, now)
+            sent = self._sendmsg_fastopen(data, addr, now)
+        else:
+            sent = self.send(data, now)
+        if flags & MSG_EOR and sent > 0 and self.conn is not None:
+            self.conn.mark_eor()
+        if flags & MSG_ZEROCOPY and self.zerocopy and sent > 0 and self.conn is not None:
+            if self.zerocopy_notices is None:
+                self.zerocopy_notices = ZeroCopyNotices()
+            self.zerocopy_notices.sent(self.conn.write_seq())
+        return sent
+
+    def recv_error(self) -> tuple[int, int]:
+        """recvmsg(MSG_ERRQUEUE): the oldest zerocopy notification, the range of ids (ee_info,
+        ee_data) whose data the peer acknowledged; EAGAIN when the error queue is empty."""
+        self._check_open()
+        self.zerocopy_update()
+        notices = self.zerocopy_notices
+        if notices is None or not notices.ready:
+            raise _fail(errno.EAGAIN)
+        lo, hi = notices.ready.pop(0)
+        return lo, hi
+
+    def zerocopy_update(self) -> bool:
+        """Queue the notifications of the MSG_ZEROCOPY sends acknowledged by now (Linux queues
+        each when the ACK frees its buffers, and wakes the socket): True when any was."""
+        notices = self.zerocopy_notices
+        if notices is None or not notices.pending:
+            return False
+        before = len(notices.pending)
+        conn = self.conn
+        notices.acked(None if conn is None or conn.gone() else conn.snd_una)
+        return len(notices.pending) < before
 
     def _sendmsg_fastopen(self, data: bytes, addr: SockAddr | None, now: float) -> int:
         """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached (an
@@ -668,8 +768,9 @@ class EngineSocket:
         self.ctx.emit(Writable(self))
 
     def inherit(self, listener: EngineSocket) -> None:
-        """The options a child takes from its listener (Linux sk_clone_lock): keepalive,
-        TCP_MAXSEG, TCP_NODELAY, TCP_CONGESTION, the buffers and their locks."""
+        """The options a child takes from its listener (Linux sk_clone_lock copies the socket):
+        keepalive, TCP_MAXSEG, TCP_NODELAY, IP_RECVERR, SO_ZEROCOPY, SO_MARK, TCP_INQ,
+        TCP_CONGESTION, the buffers and their locks."""
         self.rcvbuf, self.sndbuf, self.buf_locks = (
             listener.rcvbuf,
             listener.sndbuf,
@@ -681,6 +782,9 @@ class EngineSocket:
         self.user_mss = listener.user_mss
         self.nodelay = listener.nodelay
         self.recverr = listener.recverr
+        self.zerocopy = listener.zerocopy
+        self.mark = listener.mark
+        self.inq = listener.inq
         self.congestion = listener.congestion
 
     def keepalive_setting(self, name: int) -> int:
@@ -718,7 +822,36 @@ class EngineSocket:
             mask |= POLLOUT | POLLWRNORM  # TCP_FASTOPEN_CONNECT: write() sends the SYN
         if conn is not None and conn.error is not None and not self._error_reported:
             mask |= POLLERR
+        self.zerocopy_update()
+        if self.zerocopy_notices is not None and self.zerocopy_notices.ready:
+            mask |= POLLERR  # Linux tcp_poll: the error queue is not empty
         return mask
+
+    def inq_hint(self) -> int:
+        """Linux tcp_inq_hint, the TCP_CM_INQ of a recvmsg on a TCP_INQ socket: the bytes not
+        read yet, the FIN's sequence number counted (so 1, not 0, once the stream ended)."""
+        conn = self.conn
+        if conn is None:
+            return 0
+        return len(conn.rcv_buf) + int(conn.fin_received())
+
+    def ioctl(self, request: int) -> int:
+        """Linux tcp_ioctl: SIOCINQ, the bytes there are to read; SIOCOUTQ, those queued and not
+        acknowledged yet; SIOCOUTQNSD, those not sent yet. A listener has none of them (EINVAL);
+        during the handshake all are 0."""
+        self._check_open()
+        if request not in (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD):
+            raise _fail(errno.ENOTTY)
+        if self.listening:
+            raise _fail(errno.EINVAL)
+        conn = self.conn
+        if conn is None or conn.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED):
+            return 0
+        if request == SIOCINQ:
+            return len(conn.rcv_buf)
+        return (conn.write_seq() - (conn.snd_una if request == SIOCOUTQ else conn.snd_nxt)) & (
+            0xFFFFFFFF
+        )
 
     def tcp_info(self) -> TcpInfo:
         """What getsockopt(TCP_INFO) shows (a listener or unconnected socket: mostly zeros)."""

@@ -19,6 +19,7 @@ from fastopen.constants import (
     TCPI_OPT_SYN_DATA,
     TCPI_OPT_TFO_CHILD,
     TCPI_OPT_TIMESTAMPS,
+    TCPI_OPT_USEC_TS,
     TCPI_OPT_WSCALE,
 )
 from fastopen.engine.cache import IPAddress, NegativeReason
@@ -32,6 +33,7 @@ from fastopen.engine.handshake import (
     Negotiated,
     initial_window,
     negotiate,
+    ts_clock,
 )
 from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import FastOpenClientFail, TcpInfo
@@ -78,6 +80,8 @@ if TYPE_CHECKING:
 DELACK = 0.04
 #: Linux TCP_DELACK_MAX: the longest an ACK is held back (a writer about to send, ...).
 DELACK_MAX = 0.2
+#: One jiffy at HZ=1000: a delayed ACK with no ato yet (no data received) goes one tick later.
+JIFFY = 0.001
 TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
 #: Linux TCP_MAX_QUICKACKS.
@@ -151,6 +155,7 @@ class Connection:
         "_quickack",
         "_rcv_fin_seq",
         "_rcv_tstamp",
+        "_rcv_wup",
         "_rcvq",
         "_retrans_stamp",
         "_rto_at",
@@ -164,6 +169,7 @@ class Connection:
         "data_segs_in",
         "data_segs_out",
         "ecn_ok",
+        "eor_marks",
         "error",
         "fastopen_client_fail",
         "fo_blackhole_check",
@@ -222,6 +228,7 @@ class Connection:
         "ts_ok",
         "ts_recent",
         "tsoffset",
+        "usec_ts",
         "want_write",
         "window_clamp",
         "wscale_ok",
@@ -255,6 +262,9 @@ class Connection:
         self.snd_buf_seq = (self.iss + 1) & MASK
         self._fin_queued = False
         self._fin_seq = 0
+        #: MSG_EOR: where a send marked the end of a record (Linux TCP_SKB_CB(skb)->eor), oldest
+        #: first; no segment carries data from both sides of a mark (made when first used).
+        self.eor_marks: list[int] | None = None
         self.rcv_nxt = 0
         self.rcv_adv = 0
         self.rcv_buf: bytes | bytearray = b""
@@ -270,6 +280,8 @@ class Connection:
         self.wscale_ok = self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
         self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
+        #: Linux tp->tcp_usec_ts: TS values in microseconds (the route's features tcp_usec_ts).
+        self.usec_ts = settings.usec_ts(remote)
         self.rtt = RttEstimator()
         self.recovery = Recovery(congestion_control(sock.congestion, ctx.counters), now)
         self.retransmits = 0
@@ -296,6 +308,7 @@ class Connection:
         self._ato_pending = 0
         self._quickack = 0
         self._pingpong = 0
+        self._rcv_wup = 0  # Linux rcv_wup: rcv_nxt when the last ACK went
         self._lrcv = 0.0
         self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
@@ -382,9 +395,12 @@ class Connection:
                 return
         if self._delack_at is not None and now >= self._delack_at:
             self._delack_at = None
-            if self._pingpong:  # Linux tcp_delack_timer_handler: a missed delayed ACK
+            # Linux tcp_delack_timer_handler, a delayed ACK missed: inflate the ato, or in
+            # ping-pong mode leave it and deflate the ato
+            if not self._pingpong:
                 self._ato = min(self._ato * 2, self.rtt.rto)
             else:
+                self._pingpong = 0
                 self._ato = DELACK
             self.send_ack(now)
         if self._rto_at is not None and now >= self._rto_at:
@@ -474,7 +490,7 @@ class Connection:
         return field
 
     def _tsopt(self, now: float, echo: int) -> Timestamps:
-        return Timestamps((int(now * 1000) + self.tsoffset) & MASK, echo)
+        return Timestamps((ts_clock(now, self.usec_ts) + self.tsoffset) & MASK, echo)
 
     def _options(self, now: float) -> tuple[TcpOption, ...]:
         """Linux's layout for segments after the SYN: ``nop,nop,TS`` then ``nop,nop,sack``."""
@@ -507,6 +523,7 @@ class Connection:
                     self._ato = DELACK
             self._ato_pending = 0
             self._delack_at = None
+            self._rcv_wup = self.rcv_nxt
         if options is None:
             options = self._options(now)
         if flags & SYN:  # never scaled; the SYN-ACK opens the receive window
@@ -536,7 +553,9 @@ class Connection:
         self._emit(self.snd_max, ACK, now=now)
 
     def send_rst(self, now: float) -> None:
-        self._emit(self.snd_max, RST | ACK, options=(), now=now)
+        """Linux tcp_send_active_reset: through tcp_transmit_skb, so with the options of every
+        segment (TS val and ecr)."""
+        self._emit(self.snd_max, RST | ACK, now=now)
         self.ctx.counters["TcpOutRsts"] += 1
 
     def _send_syn(
@@ -610,6 +629,8 @@ class Connection:
                     cwnd_limited = True
                     break
                 goal = min(unsent, mss * self._tso_segs())
+                if self.eor_marks:
+                    goal = self._eor_cut(nxt, goal)
                 size = min(goal, mss * quota)
                 if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
                     size = room if room < mss else room - room % mss
@@ -691,7 +712,7 @@ class Connection:
         self.rtt.forget_timed()
         self.total_retrans += count
         self.ctx.counters["TcpRetransSegs"] += count
-        tsval = (int(now * 1000) + self.tsoffset) & MASK if self.ts_ok else 0
+        tsval = (ts_clock(now, self.usec_ts) + self.tsoffset) & MASK if self.ts_ok else 0
         self.recovery.retransmitted(count, tsval)
         self._emit_segments(start, flags, data, now)
         if self._rto_at is None:
@@ -722,6 +743,24 @@ class Connection:
         if divisor:
             return limit < min(self.snd_wnd, cwnd * mss) // divisor
         return limit <= MAX_TSO_DEFERRED_MSS * mss
+
+    def mark_eor(self) -> None:
+        """MSG_EOR: what the application queued so far ends a record."""
+        end = self.write_seq()
+        if self.eor_marks is None:
+            self.eor_marks = []
+        if not self.eor_marks or self.eor_marks[-1] != end:
+            self.eor_marks.append(end)
+
+    def _eor_cut(self, nxt: int, size: int) -> int:
+        """Linux tcp_skb_can_collapse_to: new data from ``nxt`` stops at the next record end."""
+        marks = self.eor_marks
+        assert marks is not None
+        while marks and seq_le(marks[0], nxt):
+            marks.pop(0)
+        if marks and seq_lt(marks[0], (nxt + size) & MASK):
+            return (marks[0] - nxt) & MASK
+        return size
 
     def _tso_segs(self) -> int:
         rec = self.recovery
@@ -1043,12 +1082,15 @@ class Connection:
         self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
         if self.recovery.cc.name != listener.congestion:  # and has its congestion control
             self.recovery.cc = congestion_control(listener.congestion, self.ctx.counters)
-        if listener.user_mss:
-            self.clamp_mss(listener.user_mss)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
         self.irs = irs
         self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
         self._negotiated(neg, window)
+        user_mss = listener.user_mss
+        if user_mss:  # Linux tcp_mss_clamp and rx_opt.mss_clamp: TCP_MAXSEG bounds both ways
+            self.clamp_mss(user_mss)
+            self.snd_mss = min(self.snd_mss, user_mss - (TS_OPTION_LEN if self.ts_ok else 0))
+        self.usec_ts = self.usec_ts and neg.ts_ok  # Linux tcp_conn_request: req_usec_ts
         self._init_rcv_wnd(self._advmss())
         self.snd_wl1, self.snd_wl2 = irs, self.iss
         self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
@@ -1290,6 +1332,12 @@ class Connection:
             if self.state not in (S.CLOSED, S.SYN_SENT, S.LISTEN):
                 self.snd_mss = min(self.snd_mss, mss - (TS_OPTION_LEN if self.ts_ok else 0))
 
+    def write_seq(self) -> int:
+        """Linux tp->write_seq: the sequence number after what the application queued (its FIN
+        included)."""
+        end = (self.snd_buf_seq + len(self.snd_buf)) & MASK
+        return (end + 1) & MASK if self._fin_queued else end
+
     def writable(self) -> bool:
         """Linux __sk_stream_is_writeable: the free send buffer is at least half what is queued."""
         queued = len(self.snd_buf)
@@ -1317,14 +1365,24 @@ class Connection:
         else:
             self._pingpong = max(self._pingpong, 1)
 
+    def _rtt_tsopt(self, now: float, tsecr: int) -> float | None:
+        """Linux tcp_rtt_tsopt_us: the round trip a TS echo measures (seconds, at least one tick
+        of the TS clock), None for an echo from the future."""
+        ticks = (ts_clock(now, self.usec_ts) + self.tsoffset - tsecr) & MASK
+        if ticks >= HALF:
+            return None
+        return max(ticks, 1) / (1_000_000 if self.usec_ts else 1000)
+
     def _paws_rejects(self, seg: TcpSegment, now: float) -> bool:
         """Linux tcp_rcv_synsent_state_process: a SYN-ACK whose TS echo is not a TSval we sent
         since the SYN (TcpExt PAWSActive) is answered with a RST."""
         ts = seg.timestamps
         if ts is None or not ts.tsecr or not self.ctx.settings.timestamps:
             return False
-        first = int(self._syn_sent_at * 1000) + self.tsoffset  # TSval of the first SYN
-        if ((int(now * 1000) + self.tsoffset - first) & MASK) >= ((ts.tsecr - first) & MASK):
+        first = ts_clock(self._syn_sent_at, self.usec_ts) + self.tsoffset  # the first SYN's TSval
+        if ((ts_clock(now, self.usec_ts) + self.tsoffset - first) & MASK) >= (
+            (ts.tsecr - first) & MASK
+        ):
             return False
         self.ctx.counters["PAWSActive"] += 1
         return True
@@ -1663,9 +1721,8 @@ class Connection:
             self.snd_nxt = ack
         rtt: float | None = None
         if ts is not None and ts.tsecr:
-            ms = (int(now * 1000) + self.tsoffset - ts.tsecr) & MASK
-            if ms < HALF:
-                rtt = max(ms, 1) / 1000
+            rtt = self._rtt_tsopt(now, ts.tsecr)
+            if rtt is not None:
                 self.rtt.sample(rtt)
         else:
             rtt = self.rtt.on_ack(ack, now)
@@ -1764,8 +1821,11 @@ class Connection:
                 self.send_ack(now)  # after the peer's FIN: only duplicates can come
             return
         if self.orphan and seq_lt(self.rcv_nxt, fin_seq):
-            # new data, or a FIN beyond a hole, after close(): Linux resets (TCPAbortOnData)
-            self.abort(now)
+            # new data, or a FIN beyond a hole, after close(): Linux tcp_reset and the reply
+            # RST of tcp_v4_send_reset (TCPAbortOnData)
+            self.ctx.counters["TCPAbortOnData"] += 1
+            self.ctx.send_reset_for(self.local, self.remote, seg)
+            self.abort(now, rst=False)
             return
         off = (self.rcv_nxt - seq) & MASK
         if off < HALF and off:
@@ -1810,7 +1870,10 @@ class Connection:
                 self._rto_at = None
                 self._tw_at = now + TIME_WAIT_LEN
                 self._fastopen_ofo_check(now)
-            self.send_ack(now)
+            if self.state is S.CLOSE_WAIT and st is not S.CLOSE_WAIT:
+                self._fin_ack(now)
+            else:
+                self.send_ack(now)
             self.ctx.emit(Readable(self.sock))
             return
         if delivered:
@@ -1821,6 +1884,18 @@ class Connection:
                 self._schedule_ack(now)
         else:
             self.send_ack(now)  # out of order or duplicate: ACK at once (with SACK blocks)
+
+    def _fin_ack(self, now: float) -> None:
+        """Linux tcp_fin into CLOSE_WAIT enters ping-pong mode (the application's own FIN may
+        carry the ACK), then __tcp_ack_snd_check: an ACK now when it covers more than a
+        segment's worth (rcv_nxt - rcv_wup > rcv_mss) or with out-of-order data, else delayed."""
+        self._pingpong = max(self._pingpong, 1)
+        if ((self.rcv_nxt - self._rcv_wup) & MASK) > self.snd_mss or self.ooo:
+            self.send_ack(now)
+            return
+        self._ato_pending += 1
+        if self._delack_at is None:  # tcp_send_delayed_ack: an ato of 0 gives the next tick
+            self._delack_at = now + (self._delack_timeout() if self._ato else JIFFY)
 
     def _schedule_ack(self, now: float) -> None:
         """In-order data arrived: Linux tcp_event_data_recv (ato, quick ACK mode at the start)
@@ -1977,6 +2052,8 @@ class Connection:
             options |= TCPI_OPT_SYN_DATA
         if self.tfo_child:
             options |= TCPI_OPT_TFO_CHILD
+        if self.usec_ts:
+            options |= TCPI_OPT_USEC_TS
         rec = self.recovery
         pieces = rec.pieces
         unacked = pieces.packets_out

@@ -1,14 +1,15 @@
 """Netlink requests with the socket module alone: a request, its replies, their attributes.
 
-Enough for the two families fastopen asks (``sock_diag`` for listeners, generic netlink's
-``tcp_metrics`` for the cookie cache), with no event loop of its own, so it works as well inside
-a running asyncio loop. A netlink socket belongs to the network namespace of the thread that
-opens it.
+Enough for the families fastopen asks (``sock_diag`` for listeners, generic netlink's
+``tcp_metrics`` for the cookie cache, rtnetlink for a route's features), with no event loop of
+its own, so it works as well inside a running asyncio loop. A netlink socket belongs to the
+network namespace of the thread that opens it.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import itertools
 import os
 import socket
@@ -21,6 +22,24 @@ NETLINK_GENERIC = 16
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
+NLM_F_REPLACE = 0x100
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+#: The flags of ``ip route add``, ``change`` and ``replace``.
+ROUTE_VERBS = {
+    "add": NLM_F_CREATE | NLM_F_EXCL,
+    "change": NLM_F_REPLACE,
+    "replace": NLM_F_CREATE | NLM_F_REPLACE,
+}
+RTM_NEWROUTE = 24
+RTA_DST = 1
+RTA_OIF = 4
+RTA_METRICS = 8
+RTAX_FEATURES = 12
+RT_TABLE_MAIN = 254
+RTPROT_BOOT = 3
+RT_SCOPE_LINK = 253
+RTN_UNICAST = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 GENL_ID_CTRL = 0x10
@@ -31,6 +50,7 @@ CTRL_ATTR_FAMILY_NAME = 2
 _HEADER = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
 _GENL = struct.Struct("=BBxx")
+_RTMSG = struct.Struct("=BBBBBBBBI")
 _seq = itertools.count(1)
 
 
@@ -130,3 +150,24 @@ def genl_request(
     """A generic netlink request; the attributes of each reply."""
     replies = request(sock, family, flags, _GENL.pack(cmd, version) + attrs)
     return [list(attributes(reply[_GENL.size :])) for reply in replies]
+
+
+def set_route(
+    sock: socket.socket,
+    verb: str,
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    ifindex: int,
+    features: int,
+) -> None:
+    """``ip route add|change|replace NETWORK dev IFINDEX features BITS`` on a NETLINK_ROUTE
+    socket: a link-scope route with the RTAX_FEATURES metric (iproute2 before 6.7 can say
+    only ``ecn``, not ``tcp_usec_ts``)."""
+    family = socket.AF_INET if network.version == 4 else socket.AF_INET6
+    header = _RTMSG.pack(
+        family, network.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_LINK, RTN_UNICAST, 0
+    )
+    attrs = attribute(RTA_DST, network.network_address.packed)
+    attrs += attribute(RTA_OIF, struct.pack("=i", ifindex))
+    if features:
+        attrs += attribute(RTA_METRICS, attribute(RTAX_FEATURES, struct.pack("=I", features)))
+    request(sock, RTM_NEWROUTE, ROUTE_VERBS[verb] | NLM_F_ACK, header + attrs)

@@ -20,9 +20,13 @@ shows the engine does what Linux does. Linux's own TFO suite (google/packetdrill
 
 The language covers what that suite uses: ICMP and ICMPv6 errors (``< icmp unreachable
 frag_needed mtu 800 [0:1000(1000)]``), flag options (``--tcp_ts_ecr_scaled``,
-``--strict_segments``), ``poll``, ``epoll_create``/``epoll_ctl``/``epoll_wait``, keepalive,
-TCP_MAXSEG, TCP_QUICKACK, MSG_NOSIGNAL, ``sendto`` to AF_UNSPEC, ``nstat | grep COUNTER`` and
-``tcp_ecn``. The engine runs as on packetdrill's tun device, which takes TSO packets.
+``--strict_segments``), ``poll``, ``epoll_create``/``epoll_ctl``/``epoll_wait`` (edge-triggered
+once per wakeup, one-shot, ``fd=``/``ptr=``/``u32=``/``u64=``), keepalive, TCP_MAXSEG,
+TCP_QUICKACK, MSG_NOSIGNAL, ``sendto`` to AF_UNSPEC, ``nstat | grep COUNTER``, ``tcp_ecn``,
+``ip route ... features tcp_usec_ts``; beyond the TFO suite, packets with no flags (``-``),
+``ioctl(fd, SIOCINQ, [N])``, MSG_EOR, and SO_ZEROCOPY/MSG_ZEROCOPY with ``recvmsg(...,
+MSG_ERRQUEUE)`` and its cmsg checked. The engine runs as on packetdrill's tun device, which takes
+TSO packets. ``bench/packetdrill_linux.py --suite tcp`` runs the rest of ``gtests/net/tcp``.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import queue
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from fastopen import constants as K
 from fastopen.engine.icmp import IcmpError
 from fastopen.errors import FastOpenError, MalformedPacket, NeedsRoot
 from fastopen.kernel import counters as kernel_counters
-from fastopen.kernel import tcp_metrics, tcpinfo
+from fastopen.kernel import netlink, tcp_metrics, tcpinfo
 from fastopen.lab.emulator import check_support
 from fastopen.lab.netns import Netns
 from fastopen.packetdrill.errors import ScriptError
@@ -60,7 +61,7 @@ from fastopen.packetdrill.script import (
     StructExpr,
     Syscall,
 )
-from fastopen.packetdrill.shell import ShellCommands
+from fastopen.packetdrill.shell import Route, ShellCommands
 from fastopen.runtime.tun import open_tun, route_into
 from fastopen.wire import IPAddress, TcpSegment, ip_packet, parse_tcp_packet
 
@@ -141,6 +142,27 @@ class KernelStack:
     def counters(self) -> dict[str, int]:
         with self.ns.entered():
             return {"TcpExt" + name: value for name, value in kernel_counters.tcpext().items()}
+
+    def route(self, route: Route) -> bool:
+        """The namespace's real route, for a prefix inside the allowed networks and on the
+        script's device only."""
+        network = route.network
+        inside = any(
+            network.subnet_of(allowed)  # type: ignore[arg-type]
+            for allowed in ALLOWED_NETWORKS
+            if allowed.version == network.version
+        )
+        if route.device != DEVICE or not inside:
+            return False
+        with self.ns.entered():
+            try:
+                sock = netlink.open_socket(netlink.NETLINK_ROUTE)
+                with sock:
+                    index = socket.if_nametoindex(DEVICE)
+                    netlink.set_route(sock, route.verb, network, index, route.feature_bits)
+            except OSError:
+                return False
+        return True
 
 
 @dataclass(slots=True)
@@ -242,13 +264,14 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
         """Run the commands; the time they take is not script time (the clock stops)."""
         began = time.monotonic()
         try:
-            return ShellCommands(KernelStack(self.ns)).run(command)
+            return ShellCommands(KernelStack(self.ns), sh_defaults=True).run(command)
         finally:
             self.t0 += time.monotonic() - began
 
     def shell_hint(self) -> str:
         return (
-            "the kernel backend runs sysctl (net.*), defaults.sh, set_sysctls.py and ip tcp_metrics"
+            "the kernel backend runs sysctl (net.*), defaults.sh, set_sysctls.py, ip tcp_metrics "
+            f"and ip route (dev {DEVICE}, inside 198.18.0.0/15 or fd00::/8)"
         )
 
     # -- system calls ------------------------------------------------------------------------------
@@ -363,6 +386,12 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
         if command == fcntl.F_GETFL:
             return fcntl.fcntl(sock.fileno(), fcntl.F_GETFL)
         raise self.fail("fcntl supports F_GETFL and F_SETFL")
+
+    def sys_ioctl(self, fd: Expr, request: Expr, arg: Expr = ELLIPSIS) -> int:
+        out = bytearray(4)
+        result = fcntl.ioctl(self.fd(fd).fileno(), self.value(request) or 0, out)
+        self.check_ioctl(arg, int.from_bytes(out, sys.byteorder, signed=True))
+        return int(result)
 
     def sys_setsockopt(self, fd: Expr, level: Expr, name: Expr, value: Expr, length: Expr) -> int:
         sock = self.fd(fd)

@@ -92,7 +92,7 @@ def options_to_text(options: tuple[TcpOption, ...] | None) -> str:
 
 
 def spec_to_text(spec: PacketSpec) -> str:
-    text = f"{spec.flags} {spec.seq}:{spec.end}({spec.length})"
+    text = f"{spec.flags or '-'} {spec.seq}:{spec.end}({spec.length})"
     if spec.ack is not None:
         text += f" ack {spec.ack}"
     if spec.window is not None:
@@ -102,7 +102,7 @@ def spec_to_text(spec: PacketSpec) -> str:
 
 def segment_to_text(seg: TcpSegment) -> str:
     """A segment (in script space) as packetdrill prints an actual packet."""
-    flags = flags_to_text(seg.flags)
+    flags = flags_to_text(seg.flags) or "-"
     end = (seg.seq + len(seg.payload)) & 0xFFFFFFFF
     text = f"{flags} {seg.seq}:{end}({len(seg.payload)})"
     if seg.flags & Flags.ACK:

@@ -37,7 +37,7 @@ import socket as socket_mod
 import textwrap
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -45,8 +45,18 @@ from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.cc import CaState
+from fastopen.engine.events import Accepted, SocketEvent
 from fastopen.engine.icmp import IcmpError
-from fastopen.engine.socket import AF_UNSPEC_ADDRESS
+from fastopen.engine.socket import (
+    AF_UNSPEC_ADDRESS,
+    MSG_ZEROCOPY,
+    SIOCINQ,
+    SIOCOUTQ,
+    SIOCOUTQNSD,
+    SO_MARK,
+    SO_ZEROCOPY,
+    TCP_INQ,
+)
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
     compare,
@@ -83,7 +93,14 @@ MASK = 0xFFFFFFFF
 #: Linux's poll/epoll constants that Python's select module lacks.
 POLLRDHUP = 0x2000
 EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
+#: The members of union epoll_data a script may name.
+EPOLL_DATA = ("fd", "ptr", "u32", "u64")
 IP_RECVERR = 11
+IPV6_RECVERR = 25
+MSG_ERRQUEUE = 0x2000
+#: struct sock_extended_err of a MSG_ZEROCOPY notification (linux/errqueue.h).
+SO_EE_ORIGIN_ZEROCOPY = 5
+SO_EE_CODE_ZEROCOPY_COPIED = 1
 #: packetdrill's default addresses (local = the stack under test) and ports.
 DEFAULT_ADDRESSES = {
     4: ("192.168.0.1", "192.0.2.1"),
@@ -142,6 +159,26 @@ SYMBOLS: dict[str, int] = {
     "TCP_KEEPCNT": socket_mod.TCP_KEEPCNT,
     "TCP_MAXSEG": socket_mod.TCP_MAXSEG,
     "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
+    "SO_ZEROCOPY": SO_ZEROCOPY,
+    "SO_MARK": SO_MARK,
+    "MSG_ZEROCOPY": MSG_ZEROCOPY,
+    "MSG_EOR": socket_mod.MSG_EOR,
+    "TCP_INQ": TCP_INQ,
+    "TCP_CM_INQ": TCP_INQ,
+    "MSG_ERRQUEUE": MSG_ERRQUEUE,
+    "SOL_IPV6": socket_mod.IPPROTO_IPV6,
+    "IPV6_RECVERR": IPV6_RECVERR,
+    "SO_EE_ORIGIN_NONE": 0,
+    "SO_EE_ORIGIN_LOCAL": 1,
+    "SO_EE_ORIGIN_ICMP": 2,
+    "SO_EE_ORIGIN_ICMP6": 3,
+    "SO_EE_ORIGIN_ZEROCOPY": SO_EE_ORIGIN_ZEROCOPY,
+    "SO_EE_CODE_ZEROCOPY_COPIED": SO_EE_CODE_ZEROCOPY_COPIED,
+    "SIOCINQ": SIOCINQ,
+    "FIONREAD": SIOCINQ,
+    "SIOCOUTQ": SIOCOUTQ,
+    "TIOCOUTQ": SIOCOUTQ,
+    "SIOCOUTQNSD": SIOCOUTQNSD,
     "TCP_CONGESTION": socket_mod.TCP_CONGESTION,
     "POLLIN": select.POLLIN,
     "POLLPRI": select.POLLPRI,
@@ -162,6 +199,7 @@ SYMBOLS: dict[str, int] = {
     "EPOLLRDHUP": select.EPOLLRDHUP,
     "EPOLLET": select.EPOLLET,
     "EPOLLONESHOT": select.EPOLLONESHOT,
+    "EPOLLEXCLUSIVE": select.EPOLLEXCLUSIVE,
     "EPOLL_CTL_ADD": EPOLL_CTL_ADD,
     "EPOLL_CTL_DEL": EPOLL_CTL_DEL,
     "EPOLL_CTL_MOD": EPOLL_CTL_MOD,
@@ -437,8 +475,9 @@ class ScriptRunner(ABC, Generic[S, F]):
     def shell_hint(self) -> str:
         known = ", ".join(name.rsplit(".", 1)[1] for name in SYSCTLS)
         return (
-            f"the runner knows the sysctls {known}, defaults.sh, set_sysctls.py "
-            "and 'ip tcp_metrics flush'"
+            f"the runner knows the sysctls {known}, defaults.sh, set_sysctls.py, "
+            "'ip tcp_metrics flush' and 'ip route add|change|replace PREFIX dev DEV "
+            "[features tcp_usec_ts]'"
         )
 
     # -- inbound packets ---------------------------------------------------------------------------
@@ -727,6 +766,64 @@ class ScriptRunner(ABC, Generic[S, F]):
                 ]
         raise self.fail("sendmsg: no msg_iov in the struct msghdr")
 
+    def check_msghdr(
+        self, msg: Expr, flags: int, cmsgs: Sequence[tuple[int, int, dict[str, int] | int]]
+    ) -> None:
+        """What recvmsg wrote into the script's struct msghdr: ``msg_flags`` and each
+        ``{cmsg_level=, cmsg_type=, cmsg_data={name=value, ...}}`` of ``msg_control``."""
+        if not isinstance(msg, StructExpr):
+            raise self.fail("recvmsg needs a struct msghdr")
+        for item in msg.items:
+            if not isinstance(item, KeyValue) or not isinstance(item.key, Name):
+                continue
+            if item.key.name == "msg_flags":
+                want = self.value(item.value)
+                if want is not None and want != flags:
+                    raise self.fail(f"recvmsg: expected msg_flags 0x{want:x} but got 0x{flags:x}")
+            elif item.key.name == "msg_control" and isinstance(item.value, ListExpr):
+                wanted = item.value.items
+                if len(wanted) != len(cmsgs):
+                    raise self.fail(f"recvmsg: expected {len(wanted)} cmsgs but got {len(cmsgs)}")
+                for cmsg, (level, kind, data) in zip(wanted, cmsgs, strict=True):
+                    self.check_cmsg(cmsg, level, kind, data)
+
+    def check_cmsg(self, cmsg: Expr, level: int, kind: int, data: dict[str, int] | int) -> None:
+        """One ``{cmsg_level=, cmsg_type=, cmsg_data={...}}`` against the cmsg recvmsg wrote."""
+        if not isinstance(cmsg, StructExpr):
+            raise self.fail("expected a struct cmsghdr")
+        members = {
+            item.key.name: item.value
+            for item in cmsg.items
+            if isinstance(item, KeyValue) and isinstance(item.key, Name)
+        }
+        want = (
+            self.value(members.get("cmsg_level", ELLIPSIS)),
+            self.value(members.get("cmsg_type", ELLIPSIS)),
+        )
+        if want != (level, kind):
+            raise self.fail(
+                f"recvmsg: expected cmsg level {want[0]} type {want[1]} "
+                f"but got level {level} type {kind}"
+            )
+        body = members.get("cmsg_data")
+        if body is None:
+            return
+        if isinstance(data, int):  # an int payload (TCP_CM_INQ)
+            want_int = self.value(body)
+            if want_int is not None and want_int != data:
+                raise self.fail(f"recvmsg: cmsg_data: expected {want_int} but got {data}")
+            return
+        names = tuple(
+            item.key.name
+            for item in getattr(body, "items", ())
+            if isinstance(item, KeyValue) and isinstance(item.key, Name)
+        )
+        for name, value in self.struct_fields(body, names, "cmsg_data").items():
+            if name not in data:
+                raise self.fail(f"recvmsg: cmsg_data has no {name}")
+            if data[name] != value:
+                raise self.fail(f"recvmsg: cmsg_data {name}: expected {value} but got {data[name]}")
+
     def poll_args(
         self, fds: Expr, nfds: Expr, timeout: Expr
     ) -> tuple[list[tuple[int, int, int]], int]:
@@ -753,6 +850,13 @@ class ScriptRunner(ABC, Generic[S, F]):
                     f"but got {poll_text(actual)}",
                     event,
                 )
+
+    def check_ioctl(self, arg: Expr, actual: int) -> None:
+        """The value an ioctl wrote into its ``[N]`` argument (packetdrill's syscall_ioctl)."""
+        if isinstance(arg, ListExpr):
+            expected = self.value(arg)
+            if expected is not None and expected != actual:
+                raise self.fail(f"Bad ioctl optval: expected: {expected} actual: {actual}")
 
     def struct_fields(self, expr: Expr, names: tuple[str, ...], what: str) -> dict[str, int]:
         """``{a=1, b=X|Y}`` as numbers; every name of ``names`` must be there."""
@@ -846,11 +950,12 @@ class ScriptRunner(ABC, Generic[S, F]):
 @dataclass(slots=True)
 class Interest:
     """One descriptor an epoll instance watches: its events (with EPOLLET...), the data it
-    reports (the script's ``fd=``), and the readiness last reported (edge-triggered)."""
+    reports (the script's ``fd=``), and whether the socket woke it since it last reported
+    (Linux ep_poll_callback: an edge-triggered descriptor is reported once per wakeup)."""
 
     events: int
     data: int
-    reported: int = 0
+    woken: bool = True
 
 
 @dataclass(slots=True)
@@ -866,8 +971,13 @@ class Epoll:
     interest: dict[int, Interest] = field(default_factory=dict)
 
 
-#: epoll's flags that are not events.
-EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT
+#: epoll's flags that are not events (Linux EP_PRIVATE_BITS).
+EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT | select.EPOLLEXCLUSIVE
+
+
+def is_null(buf: Expr) -> bool:
+    """A system call's buffer given as ``NULL`` (the kernel cannot copy from or into it)."""
+    return isinstance(buf, Name) and buf.name == "NULL"
 
 
 def poll_text(mask: int) -> str:
@@ -976,8 +1086,24 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
     def take_output(self) -> None:
         for src, dst, seg in self.host.segments_to_send():
             self.outbound.append((self.now, src, dst, seg))
-        while self.host.next_event() is not None:
-            pass
+        while (event := self.host.next_event()) is not None:
+            if isinstance(event, SocketEvent):
+                self.wake(event.sock)
+            elif isinstance(event, Accepted):
+                self.wake(event.listener)
+        for entry in list(self.fds.values()):
+            if isinstance(entry, Fd) and entry.sock.zerocopy_update():
+                self.wake(entry.sock)  # a MSG_ZEROCOPY notification: sk_error_report
+
+    def wake(self, sock: EngineSocket) -> None:
+        """A wakeup of ``sock`` (new data, room to write, a connection to accept, an error)
+        reaches every epoll instance that watches it."""
+        for entry in self.fds.values():
+            if isinstance(entry, Epoll):
+                for number, interest in entry.interest.items():
+                    watched = self.fds.get(number)
+                    if isinstance(watched, Fd) and watched.sock is sock:
+                        interest.woken = True
 
     def perform(self, event: Event, action: Action) -> None:
         super().perform(event, action)
@@ -1132,6 +1258,10 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         self.fd(fd).sock.bind((str(self.local), self.config.bind_port))
         return 0
 
+    def sys_ioctl(self, fd: Expr, request: Expr, arg: Expr = ELLIPSIS) -> int:
+        self.check_ioctl(arg, self.fd(fd).sock.ioctl(self.value(request) or 0))
+        return 0
+
     def sys_listen(self, fd: Expr, backlog: Expr) -> int:
         self.fd(fd).sock.listen(self.value(backlog) or 0)
         self.flow = None
@@ -1219,7 +1349,29 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         self, fd: Expr, buf: Expr, length: Expr, flags: Expr, addr: Expr, addrlen: Expr
     ) -> int | Callable[[], int | None]:
         unspec = isinstance(addr, Name) and addr.name == "AF_UNSPEC"
-        return self.send_to(self.fd(fd), self.value(length) or 0, self.value(flags) or 0, unspec)
+        total, bits = self.value(length) or 0, self.value(flags) or 0
+        if is_null(buf) and total:
+            return self.null_send(self.fd(fd), bits)
+        return self.send_to(self.fd(fd), total, bits, unspec)
+
+    def null_send(self, entry: Fd, flags: int) -> int:
+        """A send from a NULL buffer: what the socket's state says first (Linux checks it before
+        copying: EPIPE, EAGAIN...), else EFAULT with nothing queued (tcp_sendmsg_locked)."""
+        if flags & K.MSG_FASTOPEN or entry.sock.defer_connect:
+            raise self.fail("a NULL buffer for a Fast Open send is not supported")
+        entry.sock.sendto(b"", flags, None, self.now)
+        raise EngineError(errno_mod.EFAULT)
+
+    def null_recv(self, entry: Fd, flags: int) -> int | Callable[[], int | None]:
+        """A recv into a NULL buffer: EFAULT when there is data to copy (tcp_recvmsg_locked,
+        the data stays), else what recv says (EAGAIN, 0 at the end, an error)."""
+
+        def attempt() -> int:
+            if entry.sock.ioctl(SIOCINQ):
+                raise EngineError(errno_mod.EFAULT)
+            return len(entry.sock.recv(0, self.now))
+
+        return self.blocking(entry, attempt, flags)
 
     def sys_sendmsg(self, fd: Expr, msg: Expr, flags: Expr) -> int | Callable[[], int | None]:
         return self.send_to(self.fd(fd), sum(self.iov_lengths(msg)), self.value(flags) or 0)
@@ -1244,7 +1396,13 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         entry = self.fd(fd)
         total = self.value(length) or 0
         bits = self.value(flags) or 0
-        return self.send_all(entry, total, lambda: entry.sock.send(bytes(total), self.now), bits)
+        if is_null(buf) and total:
+            return self.null_send(entry, bits)
+
+        def first() -> int:
+            return entry.sock.sendto(bytes(total), bits, None, self.now)
+
+        return self.send_all(entry, total, first, bits)
 
     def sys_write(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
         return self.sys_send(fd, buf, length, 0)
@@ -1255,10 +1413,48 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         entry = self.fd(fd)
         size = self.value(length) or 0
         bits = self.value(flags) or 0
+        if is_null(buf) and size:
+            return self.null_recv(entry, bits)
         return self.blocking(entry, lambda: len(entry.sock.recv(size, self.now)), bits)
+
+    def sys_recvfrom(
+        self, fd: Expr, buf: Expr, length: Expr, flags: Expr, addr: Expr, addrlen: Expr
+    ) -> int | Callable[[], int | None]:
+        return self.sys_recv(fd, buf, length, flags)
 
     def sys_read(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
         return self.sys_recv(fd, buf, length, 0)
+
+    def sys_recvmsg(self, fd: Expr, msg: Expr, flags: Expr) -> int | Callable[[], int | None]:
+        """recvmsg: with MSG_ERRQUEUE the oldest notification of the error queue (MSG_ZEROCOPY
+        completions) as its IP_RECVERR cmsg; else the data, into ``msg_iov``."""
+        entry = self.fd(fd)
+        bits = self.value(flags) or 0
+        if bits & MSG_ERRQUEUE:
+            lo, hi = entry.sock.recv_error()
+            v6 = entry.sock.family == socket_mod.AF_INET6
+            level, kind = (socket_mod.IPPROTO_IPV6, IPV6_RECVERR) if v6 else (0, IP_RECVERR)
+            err = {
+                "ee_errno": 0,
+                "ee_origin": SO_EE_ORIGIN_ZEROCOPY,
+                "ee_type": 0,
+                "ee_code": SO_EE_CODE_ZEROCOPY_COPIED,
+                "ee_pad": 0,
+                "ee_info": lo,
+                "ee_data": hi,
+            }
+            self.check_msghdr(msg, MSG_ERRQUEUE, [(level, kind, err)])
+            return 0
+        size = sum(self.iov_lengths(msg))
+
+        def attempt() -> int:
+            sock = entry.sock
+            got = len(sock.recv(size, self.now))
+            inq = [(socket_mod.IPPROTO_TCP, TCP_INQ, sock.inq_hint())] if sock.inq else []
+            self.check_msghdr(msg, 0, inq)
+            return got
+
+        return self.blocking(entry, attempt, bits)
 
     def sys_shutdown(self, fd: Expr, how: Expr) -> int:
         self.fd(fd).sock.shutdown(self.value(how) or 0, self.now)
@@ -1326,23 +1522,32 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
             if entry.interest.pop(number, None) is None:
                 raise EngineError(errno_mod.ENOENT)
             return 0
-        fields = self.struct_fields(event, ("events", "fd"), "struct epoll_event")
+        events, data = self.epoll_event(event)
         if (operation == EPOLL_CTL_ADD) == (number in entry.interest):
             raise EngineError(errno_mod.EEXIST if operation == EPOLL_CTL_ADD else errno_mod.ENOENT)
         if operation not in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
             raise EngineError(errno_mod.EINVAL)
-        entry.interest[number] = Interest(fields["events"], fields["fd"])
+        entry.interest[number] = Interest(events, data)
         return 0
+
+    def epoll_event(self, expr: Expr) -> tuple[int, int]:
+        """``{events=..., fd=N}``: the events and the epoll_data union, which packetdrill also
+        writes ``ptr=``, ``u32=`` or ``u64=``."""
+        fields = self.struct_fields(expr, ("events",), "struct epoll_event")
+        data = [fields[name] for name in EPOLL_DATA if name in fields]
+        if len(data) != 1:
+            raise self.fail("struct epoll_event: give one of fd, ptr, u32, u64")
+        return fields["events"], data[0]
 
     def sys_epoll_wait(
         self, epfd: Expr, events: Expr, maxevents: Expr, timeout: Expr
     ) -> int | Waiting:
         """The ready descriptors, up to ``maxevents``; the first must be the script's
         ``{events=..., fd=N}`` (packetdrill checks the first). An edge-triggered one is
-        reported once per rise of its readiness."""
+        reported once per wakeup of its socket, a one-shot one once until EPOLL_CTL_MOD."""
         entry = self.epoll(epfd)
         call_event = self.event
-        want = self.struct_fields(events, ("events", "fd"), "struct epoll_event")
+        want_events, want_data = self.epoll_event(events)
         limit = self.value(maxevents) or 0
         if limit <= 0:
             raise EngineError(errno_mod.EINVAL)
@@ -1352,19 +1557,24 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         def attempt() -> int | None:
             ready: list[tuple[int, int]] = []
             for number, interest in entry.interest.items():
+                if len(ready) >= limit:
+                    break
+                if interest.events & select.EPOLLET and not interest.woken:
+                    continue
+                if not interest.events & ~EPOLL_FLAGS:
+                    continue  # a one-shot one that reported: disabled until EPOLL_CTL_MOD
                 mask = self.revents(number, interest.events & ~EPOLL_FLAGS)
-                if interest.events & select.EPOLLET:
-                    rising = mask & ~interest.reported
-                    interest.reported = mask
-                    mask = mask if rising else 0
-                if mask and len(ready) < limit:
+                interest.woken = False  # off the ready list (ep_send_events)
+                if mask:
                     ready.append((mask, interest.data))
+                    if interest.events & select.EPOLLONESHOT:
+                        interest.events &= EPOLL_FLAGS
             if not ready and (deadline is None or self.now < deadline):
                 return None
-            if ready and (ready[0][0], ready[0][1]) != (want["events"], want["fd"]):
+            if ready and (ready[0][0], ready[0][1]) != (want_events, want_data):
                 raise self.fail(
-                    f"epoll_event does not match script: expected events 0x{want['events']:x} "
-                    f"fd {want['fd']}, actual events 0x{ready[0][0]:x} fd {ready[0][1]}",
+                    f"epoll_event does not match script: expected events 0x{want_events:x} "
+                    f"fd {want_data}, actual events 0x{ready[0][0]:x} fd {ready[0][1]}",
                     call_event,
                 )
             return len(ready)

@@ -122,7 +122,7 @@ Expr = int | Ellipsis_ | Name | Quoted | ListExpr | StructExpr | KeyValue | Call
 
 @dataclass(frozen=True, slots=True)
 class PacketSpec:
-    """``< S. 0:10(10) ack 1 win 32792 <mss 1460,FO abcd,nop,nop>``.
+    """``< S. 0:10(10) ack 1 win 32792 <mss 1460,FO abcd,nop,nop>`` (flags ``-``: none, "").
 
     ``options`` None means ``<...>`` (any options); an absent list is an empty tuple.
     ``window`` None means no ``win`` (outbound: not checked).
@@ -205,7 +205,7 @@ _TIME = re.compile(
     rf"(?:\s*\.\.\.\s*(?P<t3>\+?{_NUM}))?"
 )
 _PACKET = re.compile(
-    r"(?P<flags>[SFRPEWU.]+)\s+(?P<seq>\d+):(?P<end>\d+)\((?P<len>\d+)\)"
+    r"(?P<flags>[SFRPEWU.]+|-)\s+(?P<seq>\d+):(?P<end>\d+)\((?P<len>\d+)\)"
     r"(?:\s+ack\s+(?P<ack>\d+))?(?:\s+win\s+(?P<win>\d+))?"
     r"(?:\s*<(?P<opts>[^>]*)>)?\s*$"
 )
@@ -441,7 +441,7 @@ def parse_packet(direction: str, text: str, path: str, line: int) -> PacketSpec:
         raise ScriptSyntaxError(path, line, "an inbound packet cannot use <...> options")
     return PacketSpec(
         direction,
-        m["flags"],
+        "" if m["flags"] == "-" else m["flags"],  # "-": a segment with no flags at all
         seq,
         end,
         length,

@@ -1,17 +1,20 @@
 """The backtick commands of packetdrill scripts, applied to the stack under test.
 
 Scripts configure the stack with ``sysctl``, packetdrill's ``defaults.sh`` (google/packetdrill's
-``gtests/net/common/defaults.sh`` or the Linux selftests' own) and ``set_sysctls.py``, and
-``ip tcp_metrics flush``. A :class:`Stack` applies them: :class:`EngineStack` maps each onto a
-:class:`~fastopen.engine.Host` attribute, the kernel backend writes the namespace's real
-sysctls. Anything a stack does not know fails, so that a script never runs under settings it
-did not get.
+``gtests/net/common/defaults.sh`` or the Linux selftests' own) and ``set_sysctls.py``,
+``ip tcp_metrics flush``, and ``ip route add|change|replace PREFIX dev DEV [features
+tcp_usec_ts]`` (the route feature of microsecond TS values, Linux 6.7+). A :class:`Stack`
+applies them: :class:`EngineStack` maps each onto a :class:`~fastopen.engine.Host` attribute,
+the kernel backend writes the namespace's real sysctls and routes. Anything a stack does not
+know fails, so that a script never runs under settings it did not get.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from fastopen.cookies import KeyRing
@@ -105,6 +108,46 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
 #: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
 IGNORED_SYSCTLS: dict[str, str] = {}
 _REDIRECTIONS = (">", "&>", "2>", "1>")
+#: The route features the stacks know (``ip route ... features NAME``), with their RTAX_FEATURE_*
+#: bits.
+ROUTE_FEATURES = {"tcp_usec_ts": 0x10}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``ip route add|change|replace PREFIX dev DEV [features NAME...]``, parsed."""
+
+    verb: str
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    device: str
+    features: frozenset[str]
+
+    @property
+    def usec_ts(self) -> bool:
+        return "tcp_usec_ts" in self.features
+
+    @property
+    def feature_bits(self) -> int:
+        """The RTAX_FEATURES metric of the features."""
+        return sum(ROUTE_FEATURES[name] for name in self.features)
+
+
+def parse_route(words: list[str]) -> Route | None:
+    """The words after ``ip route``; None for anything else than the form above (a gateway, a
+    metric or an unknown feature is not something the stacks are told)."""
+    if len(words) < 4 or words[0] not in ("add", "change", "replace") or words[2] != "dev":
+        return None
+    try:
+        network = ipaddress.ip_network(words[1], strict=False)
+    except ValueError:
+        return None
+    rest = words[4:]
+    if rest and rest[0] != "features":
+        return None
+    features = frozenset(rest[1:])
+    if rest and (not features or not features <= ROUTE_FEATURES.keys()):
+        return None
+    return Route(words[0], network, words[3], features)
 
 
 class Stack(Protocol):
@@ -120,6 +163,10 @@ class Stack(Protocol):
 
     def counters(self) -> dict[str, int]:
         """The stack's counters by nstat's names (``TcpExtOutOfWindowIcmps``, ``TcpInSegs``)."""
+        ...
+
+    def route(self, route: Route) -> bool:
+        """Set the route (its features); False when refused."""
         ...
 
 
@@ -148,6 +195,14 @@ class EngineStack:
     def counters(self) -> dict[str, int]:
         return {nstat_name(name): value for name, value in self.host.counters.items()}
 
+    def route(self, route: Route) -> bool:
+        """The engine routes everything through its one device; a route's only effect is its
+        features: the prefix joins or leaves ``Settings.usec_ts_routes``."""
+        settings = self.host.settings
+        others = tuple(n for n in settings.usec_ts_routes if n != route.network)
+        settings.usec_ts_routes = (*others, route.network) if route.usec_ts else others
+        return True
+
 
 def nstat_name(name: str) -> str:
     """A counter's nstat name: the TCP MIB's as they are (``TcpInSegs``), TcpExt's prefixed
@@ -159,11 +214,14 @@ def nstat_name(name: str) -> str:
 
 class ShellCommands:
     """The backtick commands scripts use to configure the stack: ``sysctl``, packetdrill's
-    ``defaults.sh`` and ``set_sysctls.py``, ``ip tcp_metrics flush``; ``A || B`` runs B when A
-    fails or is unsupported."""
+    ``defaults.sh`` and ``set_sysctls.py``, ``ip tcp_metrics flush``, ``ip route``; ``A || B``
+    runs B when A fails or is unsupported. With ``sh_defaults`` (a real kernel), defaults.sh
+    runs as /bin/sh runs it: a sysctl the kernel refuses is a warning (this machine allows no
+    cubic in a namespace); the engine must know every one."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, *, sh_defaults: bool = False) -> None:
         self.stack = stack
+        self.sh_defaults = sh_defaults
         #: nstat's history: the counters as the last ``nstat`` saw them.
         self.nstat_seen: dict[str, int] = {}
 
@@ -234,12 +292,16 @@ class ShellCommands:
             self.stack.flush_metrics()
             google = program.endswith("common/defaults.sh")
             defaults = DEFAULTS_SH if google else SELFTESTS_DEFAULTS_SH
-            return all(self.stack.sysctl(name, value) for name, value in defaults.items())
+            applied = [self.stack.sysctl(name, value) for name, value in defaults.items()]
+            return self.sh_defaults or all(applied)
         if program.endswith("set_sysctls.py") or program == "sysctl":
             return all(self.assignment(w) for w in words[1:] if not w.startswith("-"))
         if words[:3] == ["ip", "tcp_metrics", "flush"]:
             self.stack.flush_metrics()
             return True
+        if words[:2] == ["ip", "route"]:
+            route = parse_route(words[2:])
+            return route is not None and self.stack.route(route)
         if program == "nstat" and all(w in ("-a", "-n", "-s", "-z") for w in words[1:]):
             self.nstat(words[1:])
             return True
