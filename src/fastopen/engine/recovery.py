@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from fastopen.engine.cc import CaEvent, CaState, CongestionControl, in_slow_start
+from fastopen.engine.cc import CaEvent, CaState, CongestionControl
 from fastopen.engine.seq import HALF, MASK, seq_le
 
 #: Linux TCP_INIT_CWND (segments).
@@ -77,21 +77,23 @@ class Recovery:
     def cwnd_validate(self, limited: bool, snd_una: int, snd_nxt: int) -> None:
         """Linux tcp_cwnd_validate after a transmission: ``limited`` when the window stopped
         it (or what is in flight fills it)."""
-        limited = limited or self.packets_out >= self.cwnd
+        out = len(self._sent_ends)  # packets_out
+        limited = limited or out >= self.cwnd
         if (
-            seq_le(self._cwnd_usage_seq, snd_una)
-            or limited
-            or (not self._cwnd_limited and self.packets_out > self._max_packets_out)
+            limited
+            or seq_le(self._cwnd_usage_seq, snd_una)
+            or (not self._cwnd_limited and out > self._max_packets_out)
         ):
             self._cwnd_limited = limited
-            self._max_packets_out = self.packets_out
+            self._max_packets_out = out
             self._cwnd_usage_seq = snd_nxt
 
     def _grow(self, acked_segments: int, now: float) -> None:
         """Linux tcp_cong_avoid: the congestion control grows the window by the segments an
         ACK delivered (RFC 3465), only when the window is the limit (tcp_is_cwnd_limited; in
         slow start, also while it is below twice the most segments out)."""
-        if self._cwnd_limited or (in_slow_start(self) and self.cwnd < 2 * self._max_packets_out):
+        cwnd = self.cwnd
+        if self._cwnd_limited or (cwnd < self.ssthresh and cwnd < 2 * self._max_packets_out):
             self.cc.cong_avoid(self, acked_segments, now)
 
     def _loss_ssthresh(self) -> int:
@@ -103,7 +105,7 @@ class Recovery:
 
     def data_sent(self, now: float) -> None:
         """Linux tcp_event_data_sent: data leaves (CA_EVENT_TX_START when none was in flight)."""
-        if not self.packets_out:
+        if not self._sent_ends:  # nothing in flight
             self.cc.cwnd_event(self, CaEvent.TX_START, now)
         self.lsndtime = now
 
@@ -112,7 +114,7 @@ class Recovery:
         to send after more than an RTO with nothing in flight: ssthresh keeps 3/4 of the window,
         which halves per RTO idle, down to the initial window."""
         idle = now - self.lsndtime
-        if self.packets_out or idle <= rto:
+        if self._sent_ends or idle <= rto:  # data in flight, or not idle long enough
             return
         self.cc.cwnd_event(self, CaEvent.CWND_RESTART, now)
         cwnd = self.cwnd
