@@ -334,7 +334,7 @@ class Cubic:
         delay = max(rtt_us, 1)
         if self._delay_min == 0 or self._delay_min > delay:
             self._delay_min = delay
-        if not self._found and in_slow_start(w):
+        if not self._found and w.cwnd < w.ssthresh:  # in slow start
             self._hystart_update(w, delay, una, snd_nxt, rate, int(now * 1_000_000))
 
     def _hystart_update(
