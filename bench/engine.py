@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import errno
-import gc
 import pstats
 import socket
 import time
-import tracemalloc
 
 from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
 from fastopen.engine import Connected, EngineError, EngineSocket, Host, Readable
-from fastopen.engine.link import Link
+from fastopen.engine.link import idle_connection_bytes
 
 GOAL = 5000
 #: Bytes per idle established connection (issue 11).
@@ -198,36 +196,6 @@ def codec_share(megabytes: int) -> tuple[float, float]:
     return codec / whole, (entered("fastopen/engine/") - codec) / whole
 
 
-def memory_per_connection(n: int) -> float:
-    """Bytes one end of an idle established connection holds (both ends of ``n``, halved)."""
-    client, server = Host(["198.18.0.1"]), Host(["198.18.0.2"])
-    listener = server.socket()
-    listener.bind(SERVER)
-    listener.listen(n)
-    link = Link(client, server, delay=0.0)
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    socks = []
-    for _ in range(n):
-        sock = client.socket()
-        try:
-            sock.connect(SERVER, link.now)
-        except EngineError as exc:
-            assert exc.errno == errno.EINPROGRESS
-        socks.append(sock)
-    link.advance(1.0)
-    children = [listener.accept(link.now)[0] for _ in range(n)]
-    while client.next_event() is not None or server.next_event() is not None:
-        pass
-    link.advance(1.0)
-    gc.collect()
-    used = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
-    assert all(c.state.name == "ESTABLISHED" for c in children) and len(socks) == n
-    return used / (2 * n)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=5000)
@@ -254,7 +222,7 @@ def main() -> None:
     )
     codec, engine = codec_share(max(1, args.bulk // 4))
     print(f"  CPU of the IP-packet transfer (cProfile): codec {codec:.0%}, engine {engine:.0%}")
-    per_end = memory_per_connection(args.idle)
+    per_end = idle_connection_bytes(args.idle)
     verdict = "met" if per_end <= MEMORY_GOAL else "NOT met"
     print(
         f"memory per idle established connection (one end, {args.idle} connections): "

@@ -9,16 +9,14 @@ here measures time.
 from __future__ import annotations
 
 import errno
-import gc
 import socket
-import tracemalloc
 from dataclasses import dataclass
 
 import engine_support as support
 import pytest
 
 from fastopen.engine import EngineError, EngineSocket, Host, Writable
-from fastopen.engine.link import Link
+from fastopen.engine.link import Link, idle_connection_bytes
 from fastopen.engine.seq import HALF, MASK
 from fastopen.engine.window import ReceiveSpace, sndbuf_for, win_from_space
 from fastopen.wire import Mss, TcpSegment, WindowScale
@@ -213,42 +211,11 @@ def test_an_unread_buffer_closes_the_window_without_moving_its_edge_back() -> No
     assert 131072 * 7 // 8 <= len(conn.rcv_buf) <= 131072
 
 
-def _idle_bytes(n: int) -> int:
-    """The heap one end of ``n`` idle established connections holds, per connection."""
-    client, server = Host([CLIENT]), Host([SERVER])
-    listener = server.socket()
-    listener.bind(SERVER_ADDR)
-    listener.listen(n)
-    link = Link(client, server, delay=0.0)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot()
-        socks = []
-        for _ in range(n):
-            sock = client.socket()
-            with pytest.raises(EngineError):
-                sock.connect(SERVER_ADDR, link.now)
-            socks.append(sock)
-        link.advance(1.0)
-        children = [listener.accept(link.now)[0] for _ in range(n)]
-        while client.next_event() is not None or server.next_event() is not None:
-            pass
-        link.advance(1.0)
-        gc.collect()
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    assert all(c.state.name == "ESTABLISHED" for c in children) and len(socks) == n
-    diff = after.compare_to(before, "filename")
-    return sum(stat.size_diff for stat in diff) // (2 * n)
-
-
 def test_an_idle_established_connection_holds_no_queue_or_buffer() -> None:
     """Each end's socket, connection and their parts, with no queue or buffer made before it
     is used (tracemalloc over 200 connections, both ends, halved): a queue made eagerly costs
     more than the margin."""
-    assert _idle_bytes(200) <= IDLE_BOUND
+    assert idle_connection_bytes(200) <= IDLE_BOUND
 
 
 @pytest.mark.parametrize(("divisor", "held"), [(3, True), (0, True), (100, False)])

@@ -9,12 +9,16 @@ it (``loss``), sends it twice (``duplicate``) or holds it back for a while (``re
 
 from __future__ import annotations
 
+import errno
+import gc
 import heapq
 import itertools
 import random
+import tracemalloc
 from dataclasses import dataclass
 
 from fastopen.engine.cache import IPAddress
+from fastopen.engine.events import EngineError
 from fastopen.engine.host import Host, Segment
 from fastopen.wire import parse_ip
 
@@ -125,3 +129,40 @@ class Link:
         until = self.now + seconds
         while self.step(until):
             pass
+
+
+def idle_connection_bytes(n: int) -> float:
+    """The heap one end of an idle established connection holds: ``n`` connections made over
+    a link (both ends measured with tracemalloc, halved); for the memory test and
+    bench/engine.py."""
+    client, server = Host(["198.18.0.1"]), Host(["198.18.0.2"])
+    address = ("198.18.0.2", 80)
+    listener = server.socket()
+    listener.bind(address)
+    listener.listen(n)
+    link = Link(client, server, delay=0.0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        socks = []
+        for _ in range(n):
+            sock = client.socket()
+            try:
+                sock.connect(address, link.now)
+            except EngineError as exc:
+                if exc.errno != errno.EINPROGRESS:
+                    raise
+            socks.append(sock)
+        link.advance(1.0)
+        children = [listener.accept(link.now)[0] for _ in range(n)]
+        while client.next_event() is not None or server.next_event() is not None:
+            pass
+        link.advance(1.0)
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    if not all(c.state.name == "ESTABLISHED" for c in children) or len(socks) != n:
+        raise RuntimeError("the idle connections did not all establish")
+    return used / (2 * n)
