@@ -341,9 +341,11 @@ class SentPieces:
             f = p.flags
             if f & F_SACKED or (f & F_LOST and not f & F_RETRANS):
                 continue
-            if sent_after(p, self.rack_xmit, self.rack_order, self.rack_end) or (
-                p.xmit == self.rack_xmit and p.order == self.rack_order and p.end == self.rack_end
-            ):
+            if sent_after(p, self.rack_xmit, self.rack_order, self.rack_end):
+                if not f & F_RETRANS:
+                    break  # the pieces after it were sent later still (Linux: tsorted order)
+                continue
+            if p.xmit == self.rack_xmit and p.order == self.rack_order and p.end == self.rack_end:
                 continue
             remaining = p.xmit + self.rack_rtt + reo_wnd - now
             if remaining <= 1e-9:
