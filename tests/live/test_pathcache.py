@@ -85,14 +85,15 @@ def test_failures_double_the_backoff_and_reset_clears(
 ) -> None:
     monkeypatch.setenv("FASTOPEN_PATHS_DIR", str(tmp_path))
     monkeypatch.setenv("FASTOPEN_TFO_BACKOFF", "60")
+    t = float(int(time.time()))
     with netns.entered():
-        first = pathcache.record("198.18.0.2", 80, pathcache.Failure.LOST, now=1000.0)
-        second = pathcache.record("198.18.0.2", 80, pathcache.Failure.LOST, now=1000.0)
-        pathcache.record("198.18.0.3", 80, pathcache.Failure.RESET, now=1000.0)
-        assert (first.retry_at, second.retry_at) == (1060.0, 1120.0)
-        assert second.note(now=1000.0).endswith("lost on this path 2 times, retry in 2 min")
-        assert pathcache.lookup("198.18.0.2", 80, now=1119.0) == second
-        assert pathcache.lookup("198.18.0.2", 80, now=1120.0) is None  # probation: try TFO
+        first = pathcache.record("198.18.0.2", 80, pathcache.Failure.LOST, now=t)
+        second = pathcache.record("198.18.0.2", 80, pathcache.Failure.LOST, now=t)
+        pathcache.record("198.18.0.3", 80, pathcache.Failure.RESET, now=t)
+        assert (first.retry_at, second.retry_at) == (t + 60, t + 120)
+        assert second.note(now=t).endswith("lost on this path 2 times, retry in 2 min")
+        assert pathcache.lookup("198.18.0.2", 80, now=t + 119) == second
+        assert pathcache.lookup("198.18.0.2", 80, now=t + 120) is None  # probation: try TFO
         assert pathcache.reset("198.18.0.2") == 1
         assert [e.address for e in pathcache.entries()] == ["198.18.0.3"]
     # another namespace has a cache of its own

@@ -183,9 +183,9 @@ def _load(path: Path) -> dict[str, dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def _locked() -> Iterator[dict[str, dict[str, Any]]]:
+def _locked(now: float | None = None) -> Iterator[dict[str, dict[str, Any]]]:
     """The cache for a read-modify-write, under an exclusive lock (on the directory, which
-    holds the files of every namespace); written back after."""
+    holds the files of every namespace); written back after, pruned as of ``now``."""
     path = store_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,7 @@ def _locked() -> Iterator[dict[str, dict[str, Any]]]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = _load(path)
         yield data
-        _prune(data, path)
+        _prune(data, path, time.time() if now is None else now)
         if not data:
             path.unlink(missing_ok=True)
             return
@@ -210,10 +210,9 @@ def _locked() -> Iterator[dict[str, dict[str, Any]]]:
         os.close(lock)
 
 
-def _prune(data: dict[str, dict[str, Any]], path: Path) -> None:
+def _prune(data: dict[str, dict[str, Any]], path: Path, now: float) -> None:
     """Forget the entries of ``data`` whose path has had TFO back for :data:`MAX_BACKOFF`, and
     remove the other files of ``path``'s directory that nobody wrote for twice that."""
-    now = time.time()
     for key in [k for k, d in data.items() if float(d.get("retry_at", 0)) + MAX_BACKOFF < now]:
         del data[key]
     for other in path.parent.glob("*.json"):
@@ -237,7 +236,7 @@ def lookup(address: str, port: int, now: float | None = None) -> PathEntry | Non
 def record(address: str, port: int, reason: Failure, now: float | None = None) -> PathEntry:
     """SYN data failed on the path: one more failure, a doubled backoff."""
     now = time.time() if now is None else now
-    with _locked() as data:
+    with _locked(now) as data:
         old = data.get(_key(address, port))
         failures = 1 + (int(old["failures"]) if old else 0)
         entry = PathEntry(address, port, failures, reason, now, now + backoff(failures))
