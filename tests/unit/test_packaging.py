@@ -41,11 +41,20 @@ def test_the_sdist_carries_docs_tests_and_the_license(sdist: Path) -> None:
 
 
 def test_pip_install_into_a_fresh_venv_gives_the_base_install(sdist: Path, tmp_path: Path) -> None:
+    # the wheel pip would build from the sdist, built here with this Python's setuptools, and
+    # installed by this pip into a fresh venv without pip: 3 s instead of 22 s
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "src", filter="data")
+    (tree,) = (tmp_path / "src").iterdir()
+    code = f"from setuptools import build_meta; print(build_meta.build_wheel({str(tmp_path)!r}))"
+    subprocess.run([sys.executable, "-c", code], cwd=tree, check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("fastopen-*.whl")
     env = tmp_path / "venv"
-    venv.create(env, with_pip=True)
+    venv.create(env, with_pip=False)
     python = str(env / "bin" / "python")
     subprocess.run(
-        [python, "-m", "pip", "install", "-q", str(sdist)], check=True, capture_output=True
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", str(wheel)],
+        check=True, capture_output=True,
     )
     help_ = subprocess.run(
         [str(env / "bin" / "fastopen"), "--help"], capture_output=True, text=True, check=True
