@@ -197,27 +197,27 @@ def test_a_signal_during_lab_up_leaves_nothing_behind(tmp_path: Path) -> None:
         "one namespace made": lambda: made() >= 1,
         "both made": lambda: made() >= 2,
     }
-    for what, reached in triggers.items():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            ours.clear()
-            up = subprocess.Popen(
-                [*FASTOPEN, "lab", "up"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                preexec_fn=default_sigint,
-            )
-            deadline = time.monotonic() + 30
-            while not reached() and up.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.001)
-            record()
-            up.send_signal(sig)
-            _, err = up.communicate(timeout=30)
-            assert "Traceback" not in err, (what, sig, err)
-            down = _fastopen("lab", "down", env=env)
-            assert down.returncode == 0, down.stderr
-            assert ours and not ours & _namespaces(), (what, sig, ours)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGINT)  # each point, both signals
+    for (what, reached), sig in zip(triggers.items(), signals, strict=True):
+        ours.clear()
+        up = subprocess.Popen(
+            [*FASTOPEN, "lab", "up"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            preexec_fn=default_sigint,
+        )
+        deadline = time.monotonic() + 30
+        while not reached() and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        record()
+        up.send_signal(sig)
+        _, err = up.communicate(timeout=30)
+        assert "Traceback" not in err, (what, sig, err)
+        down = _fastopen("lab", "down", env=env)
+        assert down.returncode == 0, down.stderr
+        assert ours and not ours & _namespaces(), (what, sig, ours)
     assert not state.exists()
 
 

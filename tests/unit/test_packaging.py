@@ -54,7 +54,8 @@ def test_pip_install_into_a_fresh_venv_gives_the_base_install(sdist: Path, tmp_p
     python = str(env / "bin" / "python")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", python, "install", "-q", str(wheel)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     help_ = subprocess.run(
         [str(env / "bin" / "fastopen"), "--help"], capture_output=True, text=True, check=True
