@@ -291,6 +291,10 @@ def flood_userspace_server(ns: Netns, count: int, rate: float, seed: int = 1) ->
     only, Linux tcp_clear_options) and the cookie's ACK with a request (in the log if the
     cookie made the connection). The server is stopped at the end."""
     proc = start_userspace_server(ns)
+    assert proc.stdout is not None
+    lines: list[str] = []  # its log, read as it comes: a full pipe would stop the server
+    drain = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
+    drain.start()
     try:
         curl(ns)  # warm
         rss_before = rss_bytes(proc.pid)
@@ -348,7 +352,16 @@ def flood_userspace_server(ns: Netns, count: int, rate: float, seed: int = 1) ->
         queue_drops = device_drops(ns)
     finally:
         proc.terminate()
-        log = proc.communicate(timeout=10)[0]
+        proc.wait(timeout=10)
+        drain.join(timeout=10)
     return FloodResult(
-        len(syns), synacks, rss_before, peak, served, answer, log, queue_drops, capture_drops
+        len(syns),
+        synacks,
+        rss_before,
+        peak,
+        served,
+        answer,
+        "".join(lines),
+        queue_drops,
+        capture_drops,
     )
