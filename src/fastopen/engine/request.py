@@ -194,6 +194,6 @@ def synack_segment(
         iss,
         (irs + 1) & MASK,
         _SYNACK_ECE if neg.ecn_ok else _SYNACK,
-        min(rcv_wnd_init, 65535),
+        rcv_wnd_init,  # already at most 65535 (initial_window)
         options,
     )
