@@ -36,8 +36,10 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from ipaddress import ip_address
 from pathlib import Path
 
+from fastopen.cookies import KeyRing
 from fastopen.errors import FastOpenError
 from fastopen.lab.netns import Netns
 from fastopen.packetdrill import Config, run_file
@@ -60,6 +62,9 @@ LINUX_V4 = (
     "--remote_ip=198.19.0.1/24",
 )
 LINUX_V6 = ("--local_ip=fd00::1", "--gateway_ip=fd00::2", "--remote_ip=fd00:1::1/64")
+#: The key ``common/defaults.sh`` sets; ``TFO_COOKIE`` is what it gives packetdrill's own
+#: addresses (192.0.2.1 to 192.168.0.1), so on Linux, at ours, the cookie is computed again.
+DEFAULTS_KEY = "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4"
 #: How long one script may take on Linux (they run in real time; the longest take ~1 min).
 LINUX_TIMEOUT = 300.0
 
@@ -108,7 +113,9 @@ def run_linux(binary: Path, script: Path) -> str | None:
     else the first line it printed about why."""
     text = script.read_text(errors="replace")
     addresses = LINUX_V6 if "--ip_version=ipv6" in text else LINUX_V4
-    defines = [f"-D{name}={value}" for name, value in DEFINES.items()]
+    remote, local = (a.split("=", 1)[1].split("/")[0] for a in (addresses[-1], addresses[0]))
+    cookie = KeyRing.from_text(DEFAULTS_KEY).mint(ip_address(remote), ip_address(local)).hex()
+    defines = [f"-D{name}={value}" for name, value in {**DEFINES, "TFO_COOKIE": cookie}.items()]
     with Netns(tag="pdl") as ns:
         try:
             proc = ns.run(
