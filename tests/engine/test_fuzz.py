@@ -31,3 +31,11 @@ def test_the_fuzz_catches_a_stream_that_delivers_a_byte_twice(
     monkeypatch.setattr(ofo.OutOfOrderQueue, "take", twice)
     report = Fuzz(13).run(steps=3000)
     assert any("not the ones written" in f for f in report.failures)
+
+
+def test_a_hostile_syn_replays_the_peers_isn() -> None:
+    """Seed 1012 once sent a SYN-ACK at another ISN, its ACK right, to a connection in SYN-SENT:
+    the blind hijack any TCP takes (Linux tcp_rcv_synsent_state_process too), reported as a
+    stream that lost its first 244 bytes. A hostile SYN now replays the peer's true one."""
+    report = Fuzz(1012).run(steps=7000)
+    assert not report.failures, "\n".join(report.failures)

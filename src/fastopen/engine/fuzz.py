@@ -316,9 +316,35 @@ class Fuzz:
             base = rng.choice((conn.snd_una, conn.snd_nxt, conn.snd_max, conn.iss))
             ack = (base + rng.choice(DELTAS) // 64 + rng.randrange(-2, 3)) & MASK
             seq, payload = self._true_bytes(target, conn, seq)
+            if flags & Flags.SYN:
+                replay = self._replayed_syn(target, conn)
+                if replay is None:
+                    flags &= ~Flags.SYN
+                else:
+                    seq, payload = replay
         options = self._options(seq)
         window = rng.choice((0, 1, 100, 65535, rng.randrange(65536)))
         return TcpSegment(sport, dport, seq, ack, Flags(flags), window, options, payload)
+
+    def _replayed_syn(self, target: Host, conn: Connection) -> tuple[int, bytes] | None:
+        """A SYN to a connection replays the peer's own: its ISN, its true bytes after it (or
+        none); None when the peer has sent none to replay. A SYN at any other ISN that a
+        connection in SYN-SENT takes (its ACK right) is the blind hijack no TCP can tell from
+        the real SYN-ACK, and after it no stream is checkable."""
+        peer = self.client if target is self.server else self.server
+        key = (conn.remote, conn.rport, conn.local, conn.lport)
+        sender = peer.connections.get(key) or peer.requests.get(key)
+        if sender is None:
+            return None
+        pair = self.by_port.get(conn.lport if target is self.client else conn.rport)
+        payload = b""
+        if pair is not None and self.rng.random() < 0.5:
+            stream, iss = (
+                (pair.up, pair.client_iss) if peer is self.client else (pair.down, pair.server_iss)
+            )
+            if iss == sender.iss:
+                payload = bytes(stream.written[: self.rng.choice((1, 100, 1460))])
+        return sender.iss, payload
 
     def _true_bytes(self, target: Host, conn: Connection, seq: int) -> tuple[int, bytes]:
         """A payload of the sender's true bytes around ``seq`` (or none)."""
