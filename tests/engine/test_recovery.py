@@ -375,3 +375,30 @@ def test_a_lossy_transfer_recovers_by_sack_not_by_timeouts() -> None:
 def test_a_lossy_transfer_without_sack_recovers_by_newreno() -> None:
     c, _ = transfer(1 << 19, sack=False, loss=0.01, seed=5)
     assert c.counters["TCPRenoRecovery"] > 0 and c.counters["TCPSackRecovery"] == 0
+
+
+# -- TSO deferral and the window's growth ----------------------------------------------------------
+
+
+def test_a_tso_sender_that_defers_for_the_window_still_grows_it() -> None:
+    """Linux tcp_tso_should_defer marks a deferral for the congestion window as cwnd-limited:
+    in congestion avoidance at cwnd 5 with 2-segment TSO packets, an ACK of 2 lets 2 go and the
+    last free segment waits for the next ACK (in flight 4 of 5 from then on). The window still
+    grows, by one segment a window (Reno); left unmarked, it stayed at 5 (seen at 1% loss)."""
+    h, sock = established(tso=True)
+    conn = sock.conn
+    assert conn is not None
+    rec = conn.recovery
+    rec.cwnd, rec.ssthresh = 5, 4
+    now = 0.2
+    assert sum(len(s.payload) for s in sent(h, sock, 400, now)) == 5 * MSS
+    acked = 3  # an ACK of 3: 2 go at once, the third waits
+    now += 0.1
+    ack(h, at(acked), now)
+    assert sum(len(s.payload) for s in out(h)) == 2 * MSS
+    for _ in range(30):
+        now += 0.1
+        acked += 2
+        ack(h, at(acked), now)
+        out(h)
+    assert rec.cwnd >= 11, rec.cwnd  # 5 + one per window over 60 segments (7 unmarked)

@@ -635,6 +635,8 @@ class Connection:
                 if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
                     size = room if room < mss else room - room % mss
                 if size < goal and self._tso_should_defer(now, goal, room, in_flight):
+                    # Linux: deferred for the congestion window, the window was the limit
+                    cwnd_limited = (rec.cwnd - in_flight) * mss < room
                     break
                 last = size == unsent
                 if (
@@ -722,10 +724,9 @@ class Connection:
     def _tso_should_defer(self, now: float, goal: int, room: int, in_flight: int) -> bool:
         """Linux tcp_tso_should_defer (TSO only): the windows leave room for less than the TSO
         packet due (``goal`` bytes), so wait for the ACKs in flight to open more rather than
-        send a small packet; unless the room is 1/tcp_tso_win_divisor of the window,
-        the last transmission was over 1 ms ago, a FIN waits behind, or recovery is on (the
-        engine keeps no send time per piece: Linux's half-SRTT test of the oldest is left
-        out)."""
+        send a small packet; unless recovery is on, the last transmission was over 1 ms ago,
+        the room is 1/tcp_tso_win_divisor of the window, the next ACK is likely to come too
+        late (the oldest piece out left less than half an SRTT ago), or a FIN waits behind."""
         if (
             not self.ctx.settings.tso
             or self.recovery.ca_state >= CaState.RECOVERY
@@ -741,8 +742,12 @@ class Connection:
             return False
         divisor = self.ctx.settings.tso_win_divisor
         if divisor:
-            return limit < min(self.snd_wnd, cwnd * mss) // divisor
-        return limit <= MAX_TSO_DEFERRED_MSS * mss
+            if limit >= min(self.snd_wnd, cwnd * mss) // divisor:
+                return False
+        elif limit > MAX_TSO_DEFERRED_MSS * mss:
+            return False
+        head = self.recovery.pieces.head()
+        return head is not None and now - head.xmit >= self.rtt.srtt / 2
 
     def mark_eor(self) -> None:
         """MSG_EOR: what the application queued so far ends a record."""
