@@ -699,3 +699,32 @@ def test_a_synack_echoing_a_timestamp_never_sent_is_answered_with_a_reset() -> N
     good = seg(S | A, PEER_ISN, ISN + 1, options=(Mss(1460), Timestamps(7, syn.timestamps.tsval)))
     h.receive_segment(SERVER, CLIENT, good, 0.02)
     assert one(h).flags == A and sock.state.name == "ESTABLISHED"
+
+
+def test_a_coalesced_segment_is_acknowledged_at_once_and_counted_as_its_segments() -> None:
+    """Linux GRO hands TCP one skb for many segments: __tcp_ack_snd_check ACKs it at once (more
+    than a segment's worth), and tcpi_segs_in / tcpi_data_segs_in and TcpInSegs count its
+    segments (gso_segs). Out of quick ACK mode, one segment alone waits for the delayed ACK."""
+    h, sock, _ = connected()
+    conn = sock.conn
+    assert conn is not None
+    now, nxt = 0.2, PEER_ISN + 1
+    for _ in range(20):  # each ACKed in quick ACK mode, then 1 in 2: leave quick ACK mode
+        now += 0.001
+        h.receive_segment(SERVER, CLIENT, data(nxt, b"q" * 1000), now)
+        nxt += 1000
+        out(h)
+        sock.recv(65536, now)
+    now += 0.001
+    h.receive_segment(SERVER, CLIENT, data(nxt, b"a" * 1000), now)
+    assert [s for s in out(h) if s.flags & A] == []  # one segment: the ACK is delayed
+    nxt += 1000
+    now += 0.5
+    h.handle_timer(now)
+    assert [s.ack for s in out(h)] == [nxt]  # the delayed ACK
+    before = (conn.segs_in, conn.data_segs_in, h.counters["TcpInSegs"])
+    h.receive_segment(SERVER, CLIENT, data(nxt, b"g" * 4000), now + 0.001, segs=4)
+    acks = [s for s in out(h) if s.flags & A]
+    assert acks and acks[-1].ack == nxt + 4000
+    after = (conn.segs_in, conn.data_segs_in, h.counters["TcpInSegs"])
+    assert [b - a for a, b in zip(before, after, strict=True)] == [4, 4, 4]

@@ -346,13 +346,16 @@ class Host:
             return
         self.receive_segment(ip.src, ip.dst, seg, now)
 
-    def receive_segment(self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float) -> None:
-        """A parsed segment from ``src`` to ``dst`` (one of this host's addresses).
+    def receive_segment(
+        self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float, segs: int = 1
+    ) -> None:
+        """A parsed segment from ``src`` to ``dst`` (one of this host's addresses); ``segs``
+        segments of the wire when it is a coalesced one (GRO's, counted as Linux counts them).
 
         An exception inside the engine (a bug) comes out as :class:`ConnectionFault` naming
         the connection it happened in; :meth:`reset_faulty` drops that one, the rest go on.
         """
-        self.counters["TcpInSegs"] += 1
+        self.counters["TcpInSegs"] += segs
         key = (dst, seg.dst_port, src, seg.src_port)
         owner: object = None
         try:

@@ -1150,8 +1150,14 @@ class Connection:
 
     # -- receiving ---------------------------------------------------------------------------------
 
+    def _wire_segs(self, size: int) -> int:
+        """The wire's segments in ``size`` bytes of one received segment: 1, or as many as a
+        coalesced one (GRO's) holds (Linux counts skb_shinfo(skb)->gso_segs)."""
+        mss = self.snd_mss
+        return -(-size // mss) if size > mss and mss else 1
+
     def segment_arrives(self, seg: TcpSegment, now: float) -> None:
-        self.segs_in += 1
+        self.segs_in += self._wire_segs(len(seg.payload))
         self._lrcv_any = now
         if self._ka_probes:
             self._ka_probes = 0
@@ -1842,7 +1848,7 @@ class Connection:
             flags &= ~FIN
         delivered = 0
         if payload:
-            self.data_segs_in += 1
+            self.data_segs_in += self._wire_segs(len(payload))
             if seq == self.rcv_nxt:
                 self.rcv_buf = _appended(self.rcv_buf, payload)
                 delivered = len(payload)
@@ -1886,7 +1892,7 @@ class Connection:
             if self.ooo:
                 self.send_ack(now)
             else:
-                self._schedule_ack(now)
+                self._schedule_ack(now, delivered)
         else:
             self.send_ack(now)  # out of order or duplicate: ACK at once (with SACK blocks)
 
@@ -1902,11 +1908,12 @@ class Connection:
         if self._delack_at is None:  # tcp_send_delayed_ack: an ato of 0 gives the next tick
             self._delack_at = now + (self._delack_timeout() if self._ato else JIFFY)
 
-    def _schedule_ack(self, now: float) -> None:
-        """In-order data arrived: Linux tcp_event_data_recv (ato, quick ACK mode at the start)
-        then __tcp_ack_snd_check: an ACK now for a second segment or in quick ACK mode (never
+    def _schedule_ack(self, now: float, size: int) -> None:
+        """``size`` bytes of in-order data arrived: Linux tcp_event_data_recv (ato, quick ACK
+        mode at the start) then __tcp_ack_snd_check: an ACK now for a second segment's worth
+        (one coalesced packet of many, GRO's, is as many segments) or in quick ACK mode (never
         in ping-pong mode: the reply carries it), else a delayed ACK."""
-        self._ato_pending += 1
+        self._ato_pending += self._wire_segs(size)
         if not self._ato:  # the first data: the delayed ACK engine starts in quick ACK mode
             self._quickack = MAX_QUICKACKS
             self._ato = DELACK

@@ -369,8 +369,9 @@ class UserspaceStack:
 
     def _receive_trusted(self, packet: bytes, gso_size: int, now: float) -> None:
         """A packet whose TCP checksum the device vouches for (it may be a partial one, to be
-        completed), cut into segments of ``gso_size`` bytes if it is a coalesced one: what
-        :meth:`Host.receive` does, less the checksum, and segment by segment as on the wire."""
+        completed): what :meth:`Host.receive` does, less the checksum. A coalesced one (GRO,
+        segments of ``gso_size`` bytes) goes to TCP whole, as Linux's GRO hands it one skb:
+        one pass and one ACK for its segments, not one per segment."""
         host = self.host
         try:
             ip = parse_ip(packet)
@@ -382,9 +383,9 @@ class UserspaceStack:
         except MalformedPacket:
             host.counters["TcpInErrs"] += 1
             return
+        segs = -(-len(seg.payload) // gso_size) if gso_size and seg.payload else 1
         try:
-            for piece in split_segment(seg, gso_size) if gso_size else (seg,):
-                host.receive_segment(ip.src, ip.dst, piece, now)
+            host.receive_segment(ip.src, ip.dst, seg, now, segs)
         except ConnectionFault as fault:
             self._contain(fault, now)
 
