@@ -58,6 +58,7 @@ def test_every_behaviour_has_a_script() -> None:
         "server-icmp-child",
         "client-delayed-ack",
         "client-keepalive",
+        "client-user-timeout",
         "client-icmp-unreachable",
         "client-syn-data-packet-too-big",
         "client-usec-ts",

@@ -56,6 +56,7 @@ TCP_QUICKACK = _socket.TCP_QUICKACK
 TCP_KEEPIDLE = _socket.TCP_KEEPIDLE
 TCP_KEEPINTVL = _socket.TCP_KEEPINTVL
 TCP_KEEPCNT = _socket.TCP_KEEPCNT
+TCP_USER_TIMEOUT = _socket.TCP_USER_TIMEOUT
 #: TCP_INQ (Linux 4.18+): recvmsg adds a TCP_CM_INQ cmsg (the same number) with the bytes left.
 TCP_INQ = 36
 TCP_CONGESTION = _socket.TCP_CONGESTION
@@ -168,6 +169,7 @@ class EngineSocket:
         "syn_retries",
         "syn_young",
         "user_mss",
+        "user_timeout",
         "write_pending",
         "zerocopy",
         "zerocopy_notices",
@@ -214,6 +216,9 @@ class EngineSocket:
         self.keepcnt = 0
         #: TCP_MAXSEG (Linux rx_opt.user_mss; 0: none).
         self.user_mss = 0
+        #: TCP_USER_TIMEOUT, seconds (Linux icsk_user_timeout, set in ms; 0: none): how long
+        #: data may stay unacknowledged before the connection gives up with ETIMEDOUT.
+        self.user_timeout = 0.0
         #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
         self.recverr = False
         #: SO_ZEROCOPY, SO_MARK; the MSG_ZEROCOPY notifications (made at the first such send).
@@ -359,6 +364,11 @@ class EngineSocket:
             if self.nodelay and self.conn is not None and now is not None:
                 self.conn.output(now)
             return
+        if name == TCP_USER_TIMEOUT:  # Linux tcp_sock_set_user_timeout (any state)
+            if value < 0:
+                raise _fail(errno.EINVAL)
+            self.user_timeout = value / 1000
+            return
         if name == TCP_SYNCNT:
             if not 1 <= value <= MAX_SYNCNT:
                 raise _fail(errno.EINVAL)
@@ -435,6 +445,8 @@ class EngineSocket:
             return int(self.inq)
         if name == TCP_SYNCNT:
             return self.syn_retries or self.ctx.settings.syn_retries
+        if name == TCP_USER_TIMEOUT:
+            return round(self.user_timeout * 1000)
         if name in _KEEPALIVE_LIMITS:
             return self.keepalive_setting(name)
         if name == TCP_MAXSEG:
@@ -769,8 +781,8 @@ class EngineSocket:
 
     def inherit(self, listener: EngineSocket) -> None:
         """The options a child takes from its listener (Linux sk_clone_lock copies the socket):
-        keepalive, TCP_MAXSEG, TCP_NODELAY, IP_RECVERR, SO_ZEROCOPY, SO_MARK, TCP_INQ,
-        TCP_CONGESTION, the buffers and their locks."""
+        keepalive, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_NODELAY, IP_RECVERR, SO_ZEROCOPY, SO_MARK,
+        TCP_INQ, TCP_CONGESTION, the buffers and their locks."""
         self.rcvbuf, self.sndbuf, self.buf_locks = (
             listener.rcvbuf,
             listener.sndbuf,
@@ -780,6 +792,7 @@ class EngineSocket:
         self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
         self.keepcnt = listener.keepcnt
         self.user_mss = listener.user_mss
+        self.user_timeout = listener.user_timeout
         self.nodelay = listener.nodelay
         self.recverr = listener.recverr
         self.zerocopy = listener.zerocopy

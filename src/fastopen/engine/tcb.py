@@ -120,14 +120,18 @@ def _appended(buf: bytes | bytearray, data: bytes) -> bytearray:
     return bytearray(data)
 
 
-def _timed_out(elapsed: float, boundary: int, rto_base: float) -> bool:
-    """Linux retransmits_timed_out: ``elapsed`` (ms ticks) reached tcp_model_timeout, the time
-    ``boundary`` retransmissions take with an RTO doubling from ``rto_base`` up to 120 s."""
-    thresh = int(RTO_MAX / rto_base).bit_length() - 1
-    if boundary <= thresh:
-        timeout = ((2 << boundary) - 1) * rto_base
+def _timed_out(elapsed: float, boundary: int, rto_base: float, user_timeout: float) -> bool:
+    """Linux retransmits_timed_out: ``elapsed`` (ms ticks) reached TCP_USER_TIMEOUT when one is
+    set, else tcp_model_timeout, the time ``boundary`` retransmissions take with an RTO
+    doubling from ``rto_base`` up to 120 s."""
+    if user_timeout:
+        timeout = user_timeout
     else:
-        timeout = ((2 << thresh) - 1) * rto_base + (boundary - thresh) * RTO_MAX
+        thresh = int(RTO_MAX / rto_base).bit_length() - 1
+        if boundary <= thresh:
+            timeout = ((2 << boundary) - 1) * rto_base
+        else:
+            timeout = ((2 << thresh) - 1) * rto_base + (boundary - thresh) * RTO_MAX
     return round(elapsed * 1000) >= round(timeout * 1000)
 
 
@@ -356,8 +360,16 @@ class Connection:
         if t is not None and (self.pushed_at is None or t < self.pushed_at):
             self.ctx.schedule(self, t)
 
-    def _set_rto(self, now: float) -> None:
-        self._rto_at = now + self.rtt.backed_off(self.backoff)
+    def _set_rto(self, now: float, retrans_stamp: float | None = None) -> None:
+        """The retransmission timer, an RTO from ``now``; from the retransmission timer
+        (``retrans_stamp``: when the retransmissions started) no later than TCP_USER_TIMEOUT
+        after it, 1 ms once that has passed (Linux tcp_clamp_rto_to_user_timeout)."""
+        rto = self.rtt.backed_off(self.backoff)
+        user_timeout = self.sock.user_timeout
+        if user_timeout and retrans_stamp is not None:
+            remaining = round((retrans_stamp + user_timeout - now) * 1000)
+            rto = min(rto, remaining / 1000) if remaining > 0 else 0.001
+        self._rto_at = now + rto
         self.recovery.timer = Timer.RTO
 
     def _set_xmit_timer(self, now: float) -> None:
@@ -1948,12 +1960,16 @@ class Connection:
         ctx = self.ctx
         st = self.state
         syncnt = self.sock.syn_retries  # TCP_SYNCNT (a child has its listener's)
+        user_timeout = self.sock.user_timeout
+        start: float | None = None  # when the retransmissions began (Linux retrans_stamp)
         if st is S.SYN_SENT:
             # Linux 6.x tcp_write_timeout: syn_retries plus the linear timeouts, or the time
             # syn_retries doubling RTOs from 1 s would take (1 + 2 + ... s), whichever comes first
+            # (TCP_USER_TIMEOUT, when set, instead of that time)
             retries = syncnt or ctx.settings.syn_retries
+            start = self._syn_sent_at
             expired = self.retransmits >= retries + ctx.settings.syn_linear_timeouts or (
-                self.retransmits > 0 and _timed_out(now - self._syn_sent_at, retries, RTO_INIT)
+                self.retransmits > 0 and _timed_out(now - start, retries, RTO_INIT, user_timeout)
             )
         elif not self.syn_acked:  # a TFO child gets one more (tcp_fastopen_synack_timer)
             expired = self.retransmits >= (
@@ -1961,13 +1977,15 @@ class Connection:
             )
         elif self.snd_wnd == 0 and not self.orphan:
             # Linux: into a window shrunk to zero the retransmission is a probe; it gives up
-            # only when no ACK came for TCP_RTO_MAX
+            # only when no ACK came for TCP_RTO_MAX (TCP_USER_TIMEOUT's part in
+            # tcp_rtx_probe0_timed_out is not modelled: no clamp either)
             expired = now - self._rcv_tstamp > RTO_MAX
         else:  # retries2, as the time that many doubling RTOs from 200 ms would take
             if self.retransmits == 0:
-                self._retrans_stamp = now - self.rtt.rto  # when the timer was armed
+                self._retrans_stamp = now  # Linux retrans_stamp: the first retransmission
+            start = self._retrans_stamp
             expired = self.retransmits > 0 and _timed_out(
-                now - self._retrans_stamp, ctx.settings.retries2, RTO_MIN
+                now - start, ctx.settings.retries2, RTO_MIN, user_timeout
             )
         if (
             self.listener is None
@@ -1998,7 +2016,7 @@ class Connection:
                 self._send_syn(now)  # without data and without the option
             else:
                 self._send_synack(now)  # without the option
-            self._set_rto(now)
+            self._set_rto(now, start)  # (a child's SYN-ACK timer is not clamped)
             return
         if self.snd_una == self.snd_max:
             return  # nothing in flight (the zero window has its probe timer)
@@ -2006,7 +2024,7 @@ class Connection:
         rec = self.recovery
         rec.on_timeout(self.snd_max, self.snd_una, self.retransmits == 1, now, ctx.counters)
         self._retransmit_head(now)
-        self._set_rto(now)
+        self._set_rto(now, start)
 
     def _probe_timer(self, now: float) -> None:
         """Linux tcp_probe_timer and tcp_send_probe0: data waits behind a zero window with

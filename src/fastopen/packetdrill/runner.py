@@ -158,6 +158,7 @@ SYMBOLS: dict[str, int] = {
     "TCP_KEEPINTVL": socket_mod.TCP_KEEPINTVL,
     "TCP_KEEPCNT": socket_mod.TCP_KEEPCNT,
     "TCP_MAXSEG": socket_mod.TCP_MAXSEG,
+    "TCP_USER_TIMEOUT": socket_mod.TCP_USER_TIMEOUT,
     "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
     "SO_ZEROCOPY": SO_ZEROCOPY,
     "SO_MARK": SO_MARK,
