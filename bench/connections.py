@@ -92,6 +92,8 @@ def idle(host: str, count: int) -> None:
         await reader.read()
 
     async def run(stack: UserspaceStack) -> None:
+        stop = asyncio.Event()  # the parent's SIGINT, once it has read the figure
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
         async with await fastopen.start_server(handler, host, PORT, stack=stack):
             gc.collect()
             base = tracemalloc.get_traced_memory()[0]
@@ -103,7 +105,7 @@ def idle(host: str, count: int) -> None:
             print(json.dumps({"per_connection": used / count}), flush=True)
             for writer in held:
                 writer.transport.abort()
-            await asyncio.sleep(0.1)  # the handlers see their connections end
+            await stop.wait()
 
     tracemalloc.start()
     with UserspaceStack.replace_kernel(None, "fous0", offloads=None) as stack:
