@@ -489,7 +489,7 @@ class Host:
         child = EngineSocket(self, AF_INET if local.version == 4 else AF_INET6)
         conn = Connection(self, child, local, lport, remote, rport, now, iss)
         child.conn = conn
-        self.connections[key] = conn
+        self.connections[conn.key] = conn  # the connection's own key: the request's goes with it
         return conn
 
     def _child_from_request(self, req: RequestSock, now: float) -> Connection:

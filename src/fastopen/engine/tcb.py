@@ -300,7 +300,7 @@ class Connection:
         self._syn_sent_at = 0.0
         self._synack_timed = True  # the handshake's ACK gives an RTT sample
         self._in_syn_queue = False  # counted in the listener's SYN queue
-        self._last_oow = -settings.invalid_ratelimit
+        self._last_oow: float | None = None  # no out-of-window ACK yet (Linux: 0)
         self.pushed_at: float | None = None
         # delayed ACKs, as Linux's icsk_ack: ato (0 until the first data), the quick ACKs left,
         # the ping-pong count (replies sent within ato of the last data) and lrcvtime
@@ -1763,8 +1763,8 @@ class Connection:
 
     def _rate_limited(self, now: float, counter: str) -> bool:
         """Linux __tcp_oow_rate_limited: at most one such ACK per tcp_invalid_ratelimit."""
-        elapsed = now - self._last_oow
-        if 0 <= elapsed < self.ctx.settings.invalid_ratelimit:
+        last = self._last_oow
+        if last is not None and 0 <= now - last < self.ctx.settings.invalid_ratelimit:
             self.ctx.counters[counter] += 1
             return True
         self._last_oow = now
