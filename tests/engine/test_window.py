@@ -218,6 +218,28 @@ def test_an_idle_established_connection_holds_no_queue_or_buffer() -> None:
     assert idle_connection_bytes(200) <= IDLE_BOUND
 
 
+def test_children_share_their_listeners_options_and_change_their_own() -> None:
+    """Sockets left at the defaults share one options value and a listener's children share
+    its (an idle socket holds a reference, not a dozen fields); a child's setsockopt gives it
+    a value of its own: its listener and its siblings keep theirs."""
+    client, server = Host([CLIENT]), Host([SERVER])
+    assert client.socket().options is server.socket().options
+    listener = server.socket()
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.setsockopt(SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    listener.bind(SERVER_ADDR)
+    listener.listen(8)
+    link = Link(client, server, delay=0.001)
+    _, first = established(link, client, listener)
+    _, second = established(link, client, listener)
+    assert first.options is second.options is listener.options
+    first.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0, link.now)
+    assert first.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    assert first.getsockopt(SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    for sock in (listener, second):
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
 @pytest.mark.parametrize(("divisor", "held"), [(3, True), (0, True), (100, False)])
 def test_a_tso_sender_holds_a_small_packet_while_acks_are_coming(divisor: int, held: bool) -> None:
     """Linux tcp_tso_should_defer: with the congestion window full, an ACK that frees two

@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import socket as _socket
 from collections import deque
+from dataclasses import dataclass, replace
 
 from fastopen.constants import (
     MSG_FASTOPEN,
@@ -85,11 +86,6 @@ _KEEPALIVE_LIMITS = {
     TCP_KEEPINTVL: MAX_KEEPINTVL,
     TCP_KEEPCNT: MAX_KEEPCNT,
 }
-_KEEPALIVE_LIMITS_ATTR = {
-    TCP_KEEPIDLE: "keepidle",
-    TCP_KEEPINTVL: "keepintvl",
-    TCP_KEEPCNT: "keepcnt",
-}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -100,6 +96,36 @@ def _ip_address(text: str) -> IPAddress:
 
 def _fail(code: int) -> EngineError:
     return EngineError(code)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOptions:
+    """The options of a socket that its children take from their listener (Linux
+    sk_clone_lock copies the socket): one immutable value, replaced whole when setsockopt
+    changes one, so that every socket left at the defaults shares :data:`DEFAULT_OPTIONS` and
+    a listener's children share its (an idle connection's socket holds one reference)."""
+
+    #: SO_KEEPALIVE and its TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (0: the host's).
+    keepalive: bool = False
+    keepidle: int = 0
+    keepintvl: int = 0
+    keepcnt: int = 0
+    #: TCP_MAXSEG (Linux rx_opt.user_mss; 0: none).
+    user_mss: int = 0
+    nodelay: bool = False
+    #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
+    recverr: bool = False
+    #: SO_ZEROCOPY, SO_MARK, TCP_INQ (Linux tp->recvmsg_inq).
+    zerocopy: bool = False
+    mark: int = 0
+    inq: bool = False
+    #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
+    syn_retries: int = 0
+    #: Linux sk_userlocks: SO_SNDBUF / SO_RCVBUF set the buffer (no autotuning from then on).
+    buf_locks: int = 0
+
+
+DEFAULT_OPTIONS = SocketOptions()
 
 
 class ZeroCopyNotices:
@@ -140,7 +166,6 @@ class EngineSocket:
         "_fastopen_queue",
         "backlog",
         "bound",
-        "buf_locks",
         "closed",
         "congestion",
         "conn",
@@ -151,25 +176,15 @@ class EngineSocket:
         "fastopen_connect",
         "fastopen_keys",
         "fastopen_no_cookie",
-        "inq",
-        "keepalive",
-        "keepcnt",
-        "keepidle",
-        "keepintvl",
         "last_overflow",
         "listening",
-        "mark",
-        "nodelay",
+        "options",
         "rcvbuf",
-        "recverr",
         "reuseaddr",
         "sndbuf",
         "syn_qlen",
-        "syn_retries",
         "syn_young",
-        "user_mss",
         "write_pending",
-        "zerocopy",
         "zerocopy_notices",
     )
 
@@ -205,35 +220,19 @@ class EngineSocket:
         # client side
         self.fastopen_connect = False
         self.defer_connect = False
-        self.nodelay = False
         self.reuseaddr = False
-        #: SO_KEEPALIVE and its TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (0: the host's).
-        self.keepalive = False
-        self.keepidle = 0
-        self.keepintvl = 0
-        self.keepcnt = 0
-        #: TCP_MAXSEG (Linux rx_opt.user_mss; 0: none).
-        self.user_mss = 0
-        #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
-        self.recverr = False
-        #: SO_ZEROCOPY, SO_MARK; the MSG_ZEROCOPY notifications (made at the first such send).
-        self.zerocopy = False
-        self.mark = 0
-        #: TCP_INQ (Linux tp->recvmsg_inq).
-        self.inq = False
+        self.options = DEFAULT_OPTIONS
+        #: the MSG_ZEROCOPY notifications (made at the first such send)
         self.zerocopy_notices: ZeroCopyNotices | None = None
-        #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
-        self.syn_retries = 0
         #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
         #: the connection counts itself here; the ACK of the SYN-ACK then waits for its data.
         self.write_pending = 0
         self.closed = False
         #: Linux sk_rcvbuf and sk_sndbuf (tcp_rmem[1], tcp_wmem[1]; autotuned unless SO_RCVBUF
-        #: or SO_SNDBUF set them: sk_userlocks, ``buf_locks``)
+        #: or SO_SNDBUF set them: ``options.buf_locks``)
         settings = ctx.settings
         self.rcvbuf = settings.rmem
         self.sndbuf = settings.wmem
-        self.buf_locks = 0
         #: Linux SS_CONNECTING: a connect (or MSG_FASTOPEN) started and no later connect saw it
         #: complete; such a socket takes one more connect (0) or MSG_FASTOPEN (a plain send).
         self.connecting = False
@@ -294,14 +293,14 @@ class EngineSocket:
         settings = self.ctx.settings
         st = self.state
         if (level, name) in _RECVERR and isinstance(value, int):
-            self.recverr = bool(value)
+            self.options = replace(self.options, recverr=bool(value))
             return
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 self.reuseaddr = bool(value)
                 return
             if name == SO_KEEPALIVE and isinstance(value, int):
-                self.keepalive = bool(value)
+                self.options = replace(self.options, keepalive=bool(value))
                 if self.conn is not None and now is not None:
                     self.conn.keepalive_changed(now)
                 return
@@ -311,10 +310,10 @@ class EngineSocket:
             if name == SO_ZEROCOPY and isinstance(value, int):
                 if value not in (0, 1):
                     raise _fail(errno.EINVAL)
-                self.zerocopy = bool(value)
+                self.options = replace(self.options, zerocopy=bool(value))
                 return
             if name == SO_MARK and isinstance(value, int):
-                self.mark = value & MASK
+                self.options = replace(self.options, mark=value & MASK)
                 return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
@@ -322,7 +321,13 @@ class EngineSocket:
         if name in _KEEPALIVE_LIMITS and isinstance(value, int):
             if not 1 <= value <= _KEEPALIVE_LIMITS[name]:
                 raise _fail(errno.EINVAL)
-            setattr(self, _KEEPALIVE_LIMITS_ATTR[name], value)
+            options = self.options
+            if name == TCP_KEEPIDLE:
+                self.options = replace(options, keepidle=value)
+            elif name == TCP_KEEPINTVL:
+                self.options = replace(options, keepintvl=value)
+            else:
+                self.options = replace(options, keepcnt=value)
             if self.conn is not None and now is not None:
                 self.conn.keepalive_changed(now)
             return
@@ -333,13 +338,13 @@ class EngineSocket:
         if name == TCP_INQ and isinstance(value, int):
             if value not in (0, 1):
                 raise _fail(errno.EINVAL)
-            self.inq = bool(value)
+            self.options = replace(self.options, inq=bool(value))
             return
         if name == TCP_MAXSEG and isinstance(value, int):
             # Linux do_tcp_setsockopt: 0 clears it; else TCP_MIN_MSS..MAX_TCP_WINDOW
             if value and not MIN_USER_MSS <= value <= MAX_USER_MSS:
                 raise _fail(errno.EINVAL)
-            self.user_mss = value
+            self.options = replace(self.options, user_mss=value)
             return
         if name == TCP_FASTOPEN_KEY:
             if not isinstance(value, bytes):
@@ -355,14 +360,14 @@ class EngineSocket:
         if not isinstance(value, int):
             raise _fail(errno.EINVAL)
         if name == TCP_NODELAY:
-            self.nodelay = bool(value)
-            if self.nodelay and self.conn is not None and now is not None:
+            self.options = replace(self.options, nodelay=bool(value))
+            if value and self.conn is not None and now is not None:
                 self.conn.output(now)
             return
         if name == TCP_SYNCNT:
             if not 1 <= value <= MAX_SYNCNT:
                 raise _fail(errno.EINVAL)
-            self.syn_retries = value
+            self.options = replace(self.options, syn_retries=value)
             return
         if name == TCP_FASTOPEN:
             if value < 0 or st not in (TcpState.CLOSED, TcpState.LISTEN):
@@ -394,17 +399,19 @@ class EngineSocket:
             most = settings.core_wmem_max
             value = most if value < 0 else min(value, most)
             self.sndbuf = max(2 * value, SOCK_MIN_SNDBUF)
-            self.buf_locks |= SNDBUF_LOCK
+            locks = SNDBUF_LOCK
         else:
             most = settings.core_rmem_max
             value = most if value < 0 else min(value, most)
             self.rcvbuf = max(2 * value, SOCK_MIN_RCVBUF)
-            self.buf_locks |= RCVBUF_LOCK
+            locks = RCVBUF_LOCK
+        self.options = replace(self.options, buf_locks=self.options.buf_locks | locks)
 
     def getsockopt(self, level: int, name: int) -> int | bytes | TcpInfo:
         self._check_open()
+        options = self.options
         if (level, name) in _RECVERR:
-            return int(self.recverr)
+            return int(options.recverr)
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 return int(self.reuseaddr)
@@ -415,33 +422,33 @@ class EngineSocket:
                     err, conn.soft_error = conn.soft_error, None
                 return err or 0
             if name == SO_KEEPALIVE:
-                return int(self.keepalive)
+                return int(options.keepalive)
             if name == SO_SNDBUF:
                 return self.sndbuf
             if name == SO_RCVBUF:
                 return self.rcvbuf
             if name == SO_ZEROCOPY:
-                return int(self.zerocopy)
+                return int(options.zerocopy)
             if name == SO_MARK:
-                return self.mark
+                return options.mark
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
         if name == TCP_INFO:
             return self.tcp_info()
         if name == TCP_NODELAY:
-            return int(self.nodelay)
+            return int(options.nodelay)
         if name == TCP_INQ:
-            return int(self.inq)
+            return int(options.inq)
         if name == TCP_SYNCNT:
-            return self.syn_retries or self.ctx.settings.syn_retries
+            return options.syn_retries or self.ctx.settings.syn_retries
         if name in _KEEPALIVE_LIMITS:
             return self.keepalive_setting(name)
         if name == TCP_MAXSEG:
             conn = self.conn
             if conn is not None and conn.state not in (TcpState.CLOSED, TcpState.LISTEN):
                 return conn.snd_mss
-            return self.user_mss or MSS_DEFAULT
+            return options.user_mss or MSS_DEFAULT
         if name == TCP_FASTOPEN:
             return self.fastopen_queue.max_qlen
         if name == TCP_FASTOPEN_CONNECT:
@@ -549,8 +556,9 @@ class EngineSocket:
         if ip is None or port == 0:
             raise _fail(errno.ECONNREFUSED if ip is not None else errno.EINVAL)
         conn = self.ctx.new_connection(self, self.bound, ip, port, now)
-        if self.user_mss:
-            conn.clamp_mss(self.user_mss)
+        user_mss = self.options.user_mss
+        if user_mss:
+            conn.clamp_mss(user_mss)
         self.conn = conn
         self._error_reported = False
         return conn
@@ -633,7 +641,7 @@ class EngineSocket:
             sent = self.send(data, now)
         if flags & MSG_EOR and sent > 0 and self.conn is not None:
             self.conn.mark_eor()
-        if flags & MSG_ZEROCOPY and self.zerocopy and sent > 0 and self.conn is not None:
+        if flags & MSG_ZEROCOPY and self.options.zerocopy and sent > 0 and self.conn is not None:
             if self.zerocopy_notices is None:
                 self.zerocopy_notices = ZeroCopyNotices()
             self.zerocopy_notices.sent(self.conn.write_seq())
@@ -768,33 +776,20 @@ class EngineSocket:
         self.ctx.emit(Writable(self))
 
     def inherit(self, listener: EngineSocket) -> None:
-        """The options a child takes from its listener (Linux sk_clone_lock copies the socket):
-        keepalive, TCP_MAXSEG, TCP_NODELAY, IP_RECVERR, SO_ZEROCOPY, SO_MARK, TCP_INQ,
-        TCP_CONGESTION, the buffers and their locks."""
-        self.rcvbuf, self.sndbuf, self.buf_locks = (
-            listener.rcvbuf,
-            listener.sndbuf,
-            listener.buf_locks,
-        )
-        self.keepalive = listener.keepalive
-        self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
-        self.keepcnt = listener.keepcnt
-        self.user_mss = listener.user_mss
-        self.nodelay = listener.nodelay
-        self.recverr = listener.recverr
-        self.zerocopy = listener.zerocopy
-        self.mark = listener.mark
-        self.inq = listener.inq
+        """What a child takes from its listener (Linux sk_clone_lock copies the socket): its
+        :class:`SocketOptions` (the same value), TCP_CONGESTION and the buffers."""
+        self.options = listener.options
+        self.rcvbuf, self.sndbuf = listener.rcvbuf, listener.sndbuf
         self.congestion = listener.congestion
 
     def keepalive_setting(self, name: int) -> int:
         """TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT: the socket's, else the host's."""
-        settings = self.ctx.settings
+        settings, options = self.ctx.settings, self.options
         if name == TCP_KEEPIDLE:
-            return self.keepidle or settings.keepalive_time
+            return options.keepidle or settings.keepalive_time
         if name == TCP_KEEPINTVL:
-            return self.keepintvl or settings.keepalive_intvl
-        return self.keepcnt or settings.keepalive_probes
+            return options.keepintvl or settings.keepalive_intvl
+        return options.keepcnt or settings.keepalive_probes
 
     def poll(self) -> int:
         """The poll bits of this socket now, as Linux tcp_poll computes them (POLLIN, POLLOUT,

@@ -605,7 +605,7 @@ class Connection:
         # what counts is data: a TFO child's SYN-ACK is not in its queue (Linux snd_una ISN + 1)
         una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
         wnd_edge = (una + self.snd_wnd) & MASK  # Linux tcp_snd_wnd_test (cwnd: tcp_cwnd_test)
-        nodelay = self.sock.nodelay
+        nodelay = self.sock.options.nodelay
         first_nxt = self.snd_nxt
         cwnd_limited = False
         while True:
@@ -888,7 +888,7 @@ class Connection:
         sock = self.sock
         settings = self.ctx.settings
         limit = settings.rmem_max
-        if not settings.moderate_rcvbuf or sock.buf_locks & RCVBUF_LOCK:
+        if not settings.moderate_rcvbuf or sock.options.buf_locks & RCVBUF_LOCK:
             limit = 0
         copied = self.bytes_received - len(self.rcv_buf)
         rcvbuf = rcvq.adjust(copied, now, self._advmss(), sock.rcvbuf, limit)
@@ -904,7 +904,7 @@ class Connection:
         """Linux tcp_init_buffer_space, as the connection is established: the send buffer
         for the initial window (unless SO_SNDBUF locked it), the window clamp at the
         receive buffer's full space less one segment, rcv_ssthresh within it."""
-        if not self.sock.buf_locks & SNDBUF_LOCK:
+        if not self.sock.options.buf_locks & SNDBUF_LOCK:
             self._sndbuf_expand()
         clamp = established_clamp(self.window_clamp, self.sock.rcvbuf, self._advmss())
         self.window_clamp = clamp
@@ -1078,7 +1078,6 @@ class Connection:
     def _open_passive(self, listener: EngineSocket, irs: int, neg: Negotiated, window: int) -> None:
         """A child of ``listener`` for the peer's ISN ``irs``: what a SYN set up."""
         self.listener = listener
-        self.sock.syn_retries = listener.syn_retries
         self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
         if self.recovery.cc.name != listener.congestion:  # and has its congestion control
             self.recovery.cc = congestion_control(listener.congestion, self.ctx.counters)
@@ -1086,7 +1085,7 @@ class Connection:
         self.irs = irs
         self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
         self._negotiated(neg, window)
-        user_mss = listener.user_mss
+        user_mss = listener.options.user_mss
         if user_mss:  # Linux tcp_mss_clamp and rx_opt.mss_clamp: TCP_MAXSEG bounds both ways
             self.clamp_mss(user_mss)
             self.snd_mss = min(self.snd_mss, user_mss - (TS_OPTION_LEN if self.ts_ok else 0))
@@ -1241,7 +1240,7 @@ class Connection:
             self._move(E.RCV_ICMP_ERROR)
             self.destroy(now, code)
             return
-        if self.sock.recverr:
+        if self.sock.options.recverr:
             self.error = code
             self.sock.error_pending()
         else:
@@ -1285,7 +1284,7 @@ class Connection:
         segment received (off: it stops)."""
         self._ka_at = None
         self._ka_probes = 0
-        if self.sock.keepalive and self.state in _KEEPALIVE_STATES:
+        if self.sock.options.keepalive and self.state in _KEEPALIVE_STATES:
             idle = self.sock.keepalive_setting(_socket.TCP_KEEPIDLE)
             last = self._lrcv_any or now
             self._ka_at = max(now, last + idle)
@@ -1296,7 +1295,7 @@ class Connection:
         data) every TCP_KEEPINTVL; TCP_KEEPCNT unanswered ones reset the connection with
         ETIMEDOUT."""
         sock = self.sock
-        if not sock.keepalive or self.state not in _KEEPALIVE_STATES:
+        if not sock.options.keepalive or self.state not in _KEEPALIVE_STATES:
             return
         idle = sock.keepalive_setting(_socket.TCP_KEEPIDLE)
         interval = sock.keepalive_setting(_socket.TCP_KEEPINTVL)
@@ -1739,7 +1738,7 @@ class Connection:
         if self.want_write:
             # Linux tcp_new_space: a writer waited; tcp_should_expand_sndbuf
             rec = self.recovery
-            if not self.sock.buf_locks & SNDBUF_LOCK and rec.in_flight() < rec.cwnd:
+            if not self.sock.options.buf_locks & SNDBUF_LOCK and rec.in_flight() < rec.cwnd:
                 self._sndbuf_expand()
         if self.want_write and self.writable():  # Linux sk_stream_write_space
             self.want_write = False
@@ -1935,7 +1934,7 @@ class Connection:
     def _on_rto(self, now: float) -> None:
         ctx = self.ctx
         st = self.state
-        syncnt = self.sock.syn_retries  # TCP_SYNCNT (a child has its listener's)
+        syncnt = self.sock.options.syn_retries  # TCP_SYNCNT (a child has its listener's)
         if st is S.SYN_SENT:
             # Linux 6.x tcp_write_timeout: syn_retries plus the linear timeouts, or the time
             # syn_retries doubling RTOs from 1 s would take (1 + 2 + ... s), whichever comes first
