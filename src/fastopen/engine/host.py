@@ -28,6 +28,7 @@ from fastopen.engine.fastopen import Blackhole, server_admission
 from fastopen.engine.handshake import (
     TS_OPTION_LEN,
     Negotiated,
+    advertised_mss,
     clamp_mss,
     initial_window,
     negotiate,
@@ -128,7 +129,7 @@ class Host:
         return EngineSocket(self, family)
 
     def adv_mss(self, local: IPAddress) -> int:
-        return self.settings.mtu - (40 if local.version == 4 else 60)
+        return advertised_mss(self.settings.mtu, local.version)
 
     def has_address(self, ip: IPAddress) -> bool:
         return ip in self.addresses

@@ -831,9 +831,10 @@ class Connection:
         self.syn_fastopen_exp = fastopen is not None and fastopen.experimental
         self.fo_request = fastopen is not None and not fastopen.cookie
         self._send_syn(now, payload=sent, fastopen=fastopen)
-        self.snd_nxt = self.snd_max = (self.iss + 1 + len(sent)) & MASK
+        start = self.snd_buf_seq  # ISS + 1: where the data begins (the same int, not a copy)
+        self.snd_nxt = self.snd_max = (start + len(sent)) & MASK if sent else start
         if sent:  # the SYN data: one piece of one segment (the SYN and its data: two in tcp_ack)
-            self.recovery.pieces.sent((self.iss + 1) & MASK, self.snd_nxt, False, len(sent), now)
+            self.recovery.pieces.sent(start, self.snd_nxt, False, len(sent), now)
         self._syn_sent_at = now
         self._set_rto(now)
         self._rearm()
@@ -1092,7 +1093,7 @@ class Connection:
         self.usec_ts = self.usec_ts and neg.ts_ok  # Linux tcp_conn_request: req_usec_ts
         self._init_rcv_wnd(self._advmss())
         self.snd_wl1, self.snd_wl2 = irs, self.iss
-        self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
+        self.snd_nxt = self.snd_max = self.snd_buf_seq  # ISS + 1, after the SYN-ACK
 
     def accept_fastopen(
         self, listener: EngineSocket, seg: TcpSegment, now: float, reply: FastOpen | None
