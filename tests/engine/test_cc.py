@@ -15,7 +15,7 @@ import pytest
 from engine_support import fails_with
 
 from fastopen.engine import Connected, EngineError, EngineSocket, Host, Readable, Writable
-from fastopen.engine.cc import CUBE_FACTOR, RENO, CaState, Cubic, cube_root
+from fastopen.engine.cc import CUBE_FACTOR, RENO, CaState, Cubic, CubicAtRest, cube_root
 from fastopen.engine.host import Segment
 from fastopen.engine.link import Link
 from fastopen.engine.recovery import INIT_CWND, Recovery
@@ -252,6 +252,27 @@ def test_cubic_and_reno_hooks_as_linux() -> None:
         10**6,
         10**6 - 1,
     ]
+
+
+def test_cubic_connections_share_its_state_until_one_moves_it() -> None:
+    """Connections whose CUBIC has not moved (idle ones) share their host's CubicAtRest: the
+    first RTT sample, growth or loss gives a connection its own, and the shared state never
+    moves (after a transfer with a loss it is still what cubictcp_init makes)."""
+    bulk = Bulk("cubic", drop=30)
+    host = bulk.client_host
+    idle = [host.socket() for _ in range(2)]
+    for sock in idle:
+        with fails_with(errno.EINPROGRESS):
+            sock.connect(SERVER, bulk.link.now)
+    shared = [s.conn.recovery.cc for s in idle if s.conn is not None]
+    assert len(shared) == 2 and shared[0] is shared[1] and isinstance(shared[0], CubicAtRest)
+    bulk.run(bulk.link.now + 3.0)
+    cc = bulk.recovery.cc
+    assert type(cc) is Cubic and bulk.recovery.ssthresh < 0x7FFFFFFF  # the loss moved it
+    fresh = Cubic(host.counters)
+    assert {n: getattr(shared[0], n) for n in Cubic.__slots__} == {
+        n: getattr(fresh, n) for n in Cubic.__slots__
+    }
 
 
 def test_tcp_congestion_get_set_and_enoent() -> None:

@@ -22,6 +22,7 @@ from typing import Unpack
 from fastopen.constants import TFO_COUNTERS
 from fastopen.cookies import siphash24
 from fastopen.engine.cache import CookieCache, IPAddress, NegativeReason
+from fastopen.engine.cc import RENO, CongestionControl, CubicAtRest
 from fastopen.engine.context import Bound, ConnKey, Timed
 from fastopen.engine.events import EngineError, Event, Readable
 from fastopen.engine.fastopen import Blackhole, server_admission
@@ -103,6 +104,7 @@ class Host:
         self.cookie_cache = CookieCache(self.settings.negative_cache_time)
         self.counters: Counter[str] = Counter({name: 0 for name in TFO_COUNTERS})
         self.blackhole = Blackhole(self.settings, self.counters)
+        self._cubic = CubicAtRest(self.counters)
         self.connections: dict[ConnKey, Connection] = {}
         #: Path MTUs learnt from ICMP, by destination: (MTU, when it expires).
         self.pmtu: dict[IPAddress, tuple[int, float]] = {}
@@ -127,6 +129,16 @@ class Host:
     def socket(self, family: int = AF_INET) -> EngineSocket:
         """A new TCP socket (non-blocking, like every engine socket)."""
         return EngineSocket(self, family)
+
+    def congestion_control(self, name: str) -> CongestionControl:
+        """The algorithm ``name`` for a connection (KeyError for one the engine has not; Linux:
+        ENOENT): Reno's one instance, or this host's CUBIC at rest, which its connections
+        share until each needs state of its own."""
+        if name == "cubic":
+            return self._cubic
+        if name == "reno":
+            return RENO
+        raise KeyError(name)
 
     def adv_mss(self, local: IPAddress) -> int:
         return advertised_mss(self.settings.mtu, local.version)

@@ -25,7 +25,7 @@ from fastopen.constants import (
 )
 from fastopen.cookies import KeyRing
 from fastopen.engine.cache import IPAddress
-from fastopen.engine.cc import NAME_MAX, NAMES, congestion_control
+from fastopen.engine.cc import NAME_MAX, NAMES
 from fastopen.engine.context import SocketContext
 from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
@@ -475,7 +475,7 @@ class EngineSocket:
             return
         self.congestion = name
         if self.conn is not None:
-            self.conn.recovery.cc = congestion_control(name, self.ctx.counters)
+            self.conn.recovery.cc = self.ctx.congestion_control(name)
 
     # -- addresses ---------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from fastopen.constants import (
     TCPI_OPT_WSCALE,
 )
 from fastopen.engine.cache import IPAddress, NegativeReason
-from fastopen.engine.cc import CaState, congestion_control
+from fastopen.engine.cc import CaState
 from fastopen.engine.context import ConnectionContext
 from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
 from fastopen.engine.fastopen import client_synack
@@ -283,7 +283,7 @@ class Connection:
         #: Linux tp->tcp_usec_ts: TS values in microseconds (the route's features tcp_usec_ts).
         self.usec_ts = settings.usec_ts(remote)
         self.rtt = RttEstimator()
-        self.recovery = Recovery(congestion_control(sock.congestion, ctx.counters), now)
+        self.recovery = Recovery(ctx.congestion_control(sock.congestion), now)
         self.retransmits = 0
         self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
         self._retrans_stamp = 0.0
@@ -1081,7 +1081,7 @@ class Connection:
         self.listener = listener
         self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
         if self.recovery.cc.name != listener.congestion:  # and has its congestion control
-            self.recovery.cc = congestion_control(listener.congestion, self.ctx.counters)
+            self.recovery.cc = self.ctx.congestion_control(listener.congestion)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
         self.irs = irs
         self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
