@@ -127,9 +127,10 @@ class RequestSock:
         queue is more than half full of them (Linux reqsk_timer_handler)."""
         listener = self.listener
         retries = listener.options.syn_retries or self.ctx.settings.synack_retries
-        qlen = listener.syn_qlen
-        if (qlen << 1) > max(MIN_PRUNE_QLEN, listener.backlog):
-            young = listener.syn_young << 1
+        queue = listener.listen_queue
+        qlen = queue.syn_qlen
+        if (qlen << 1) > max(MIN_PRUNE_QLEN, queue.backlog):
+            young = queue.syn_young << 1
             while retries > MIN_SYNACK_RETRIES and qlen >= young:
                 retries -= 1
                 young <<= 1
@@ -144,7 +145,7 @@ class RequestSock:
             self.leave()
             return
         if self.retransmits == 0:
-            self.listener.syn_young -= 1
+            self.listener.listen_queue.syn_young -= 1
         self.retransmits += 1
         counters = self.ctx.counters
         counters["TCPTimeouts"] += 1
@@ -155,9 +156,10 @@ class RequestSock:
 
     def leave(self) -> None:
         """Out of the host's table and the listener's SYN queue."""
-        self.listener.syn_qlen -= 1
+        queue = self.listener.listen_queue
+        queue.syn_qlen -= 1
         if self.retransmits == 0:
-            self.listener.syn_young -= 1
+            queue.syn_young -= 1
         self._rto_at = None
         self.pushed_at = None
         self.ctx.forget(self.key, self)

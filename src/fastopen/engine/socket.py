@@ -128,6 +128,34 @@ class SocketOptions:
 DEFAULT_OPTIONS = SocketOptions()
 
 
+class ListenQueue:
+    """What a listening socket keeps (Linux struct request_sock_queue, icsk_accept_queue, with
+    sk_max_ack_backlog and the TFO context): the backlog, the children accept() takes (oldest
+    first), the SYN queue (Linux reqsk_queue_len / _young: embryonic children, and those
+    whose SYN-ACK was never retransmitted), when it last overflowed (SYN cookies), the fast
+    open queue and TCP_FASTOPEN_KEY. Made when a socket first needs it (listen, TCP_FASTOPEN,
+    TCP_FASTOPEN_KEY): a connection's socket holds none."""
+
+    __slots__ = (
+        "accepted",
+        "backlog",
+        "fastopen",
+        "keys",
+        "last_overflow",
+        "syn_qlen",
+        "syn_young",
+    )
+
+    def __init__(self) -> None:
+        self.backlog = 0
+        self.accepted: deque[EngineSocket] = deque()
+        self.syn_qlen = 0
+        self.syn_young = 0
+        self.last_overflow: float | None = None
+        self.fastopen = FastOpenQueue()
+        self.keys: KeyRing | None = None
+
+
 class ZeroCopyNotices:
     """MSG_ZEROCOPY completions, as Linux's error queue gets them (msg_zerocopy_realloc,
     __msg_zerocopy_callback): every send that queued data takes the next id; once the peer has
@@ -161,10 +189,8 @@ class EngineSocket:
     its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
 
     __slots__ = (
-        "_accept_queue",
         "_error_reported",
-        "_fastopen_queue",
-        "backlog",
+        "_listen",
         "bound",
         "closed",
         "congestion",
@@ -174,16 +200,12 @@ class EngineSocket:
         "defer_connect",
         "family",
         "fastopen_connect",
-        "fastopen_keys",
         "fastopen_no_cookie",
-        "last_overflow",
         "listening",
         "options",
         "rcvbuf",
         "reuseaddr",
         "sndbuf",
-        "syn_qlen",
-        "syn_young",
         "write_pending",
         "zerocopy_notices",
     )
@@ -205,17 +227,7 @@ class EngineSocket:
         self.conn: Connection | None = None
         self.bound: tuple[IPAddress | None, int] | None = None
         self.listening = False
-        self.backlog = 0
-        # made when first used (a listener's): an idle connection's socket holds neither
-        self._accept_queue: deque[EngineSocket] | None = None
-        #: the SYN queue (Linux reqsk_queue_len / _young): embryonic children of a listener,
-        #: and those whose SYN-ACK was never retransmitted; when it last overflowed (cookies)
-        self.syn_qlen = 0
-        self.syn_young = 0
-        self.last_overflow: float | None = None
-        # listener side of TCP Fast Open (Linux struct fastopen_queue)
-        self._fastopen_queue: FastOpenQueue | None = None
-        self.fastopen_keys: KeyRing | None = None
+        self._listen: ListenQueue | None = None  # made when first used (a listener's)
         self.fastopen_no_cookie = False
         # client side
         self.fastopen_connect = False
@@ -246,20 +258,22 @@ class EngineSocket:
         return f"<EngineSocket {state} {self.bound}>"
 
     @property
+    def listen_queue(self) -> ListenQueue:
+        """A listener's queues and backlog (made at the first use)."""
+        queue = self._listen
+        if queue is None:
+            queue = self._listen = ListenQueue()
+        return queue
+
+    @property
     def accept_queue(self) -> deque[EngineSocket]:
         """The children accept() takes, oldest first (Linux icsk_accept_queue)."""
-        queue = self._accept_queue
-        if queue is None:
-            queue = self._accept_queue = deque()
-        return queue
+        return self.listen_queue.accepted
 
     @property
     def fastopen_queue(self) -> FastOpenQueue:
         """A listener's pending fast open requests (Linux ``struct fastopen_queue``)."""
-        queue = self._fastopen_queue
-        if queue is None:
-            queue = self._fastopen_queue = FastOpenQueue()
-        return queue
+        return self.listen_queue.fastopen
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -350,7 +364,7 @@ class EngineSocket:
             if not isinstance(value, bytes):
                 raise _fail(errno.EINVAL)
             try:
-                self.fastopen_keys = KeyRing.from_raw(value)
+                self.listen_queue.keys = KeyRing.from_raw(value)
             except KeyFormatError:
                 raise _fail(errno.EINVAL) from None
             return
@@ -456,7 +470,7 @@ class EngineSocket:
         if name == TCP_FASTOPEN_NO_COOKIE:
             return int(self.fastopen_no_cookie)
         if name == TCP_FASTOPEN_KEY:
-            ring = self.fastopen_keys or self.ctx.settings.keys
+            ring = (self._listen and self._listen.keys) or self.ctx.settings.keys
             return ring.to_raw()
         if name == TCP_CONGESTION:  # what a TCP_CA_NAME_MAX buffer gets: the name, NUL-padded
             return self.congestion.encode().ljust(NAME_MAX, b"\0")
@@ -527,10 +541,11 @@ class EngineSocket:
             raise _fail(errno.EINVAL)
         if self.bound is None:
             self.bound = self.ctx.bind_port(self, None, 0)
-        self.backlog = max(0, min(backlog, self.ctx.settings.somaxconn))
+        queue = self.listen_queue
+        queue.backlog = max(0, min(backlog, self.ctx.settings.somaxconn))
         if not self.listening:
             self.ctx.start_listening(self)
-            self.fastopen_queue.listen(self.ctx.settings, self.backlog)
+            queue.fastopen.listen(self.ctx.settings, queue.backlog)
         self.listening = True
 
     def accept(self, now: float) -> tuple[EngineSocket, SockAddr]:
@@ -795,7 +810,7 @@ class EngineSocket:
         """The poll bits of this socket now, as Linux tcp_poll computes them (POLLIN, POLLOUT,
         POLLERR, POLLHUP, POLLRDHUP and the RDNORM/WRNORM twins)."""
         if self.listening:
-            return POLLIN | POLLRDNORM if self._accept_queue else 0
+            return POLLIN | POLLRDNORM if self.accept_queue else 0
         conn = self.conn
         st = self.state
         mask = 0

@@ -1035,7 +1035,7 @@ class Connection:
             return
         if self._in_syn_queue:
             self._in_syn_queue = False
-            listener.syn_qlen -= 1
+            listener.listen_queue.syn_qlen -= 1
         if self.fo_pending:
             self.fo_pending = False
             accepted = listener.listening and self.sock not in listener.accept_queue
