@@ -275,6 +275,29 @@ def test_cubic_connections_share_its_state_until_one_moves_it() -> None:
     }
 
 
+def test_a_childs_cubic_takes_no_sample_from_the_ack_of_its_syn_ack() -> None:
+    """Linux tcp_ack goes to no_queue when nothing was in the retransmission queue (a child's
+    SYN-ACK is the request's, never queued): no pkts_acked, so HyStart's minimum delay waits
+    for the first data acknowledged; the RTT estimate takes the handshake's sample."""
+    client, server = Host(["198.18.0.1"]), Host(["198.18.0.2"])
+    link = Link(client, server, delay=0.01)
+    listener = server.socket()
+    listener.bind(SERVER)
+    listener.listen(1)
+    sock = client.socket()
+    with fails_with(errno.EINPROGRESS):
+        sock.connect(SERVER, 0.0)
+    link.advance(0.1)
+    child = listener.accept(link.now)[0]
+    conn = child.conn
+    assert conn is not None and conn.rtt.srtt > 0
+    assert isinstance(conn.recovery.cc, CubicAtRest) and conn.recovery.cc._delay_min == 0
+    child.send(b"x" * 1000, link.now)
+    link.advance(0.1)
+    cc = conn.recovery.cc
+    assert type(cc) is Cubic and 20_000 <= cc._delay_min < 21_000  # the data's RTT, 20 ms
+
+
 def test_tcp_congestion_get_set_and_enoent() -> None:
     """TCP_CONGESTION as Linux: the host's tcp_congestion_control by default, a name to its
     NUL, ENOENT for an algorithm not there, EINVAL for no name; a connection switches at once

@@ -1728,8 +1728,11 @@ class Connection:
             rtt = self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
         rec = self.recovery
+        prior_packets = rec.packets_out
         segs, fresh = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
-        if rtt is not None:  # Linux pkts_acked, from tcp_clean_rtx_queue
+        # Linux pkts_acked, from tcp_clean_rtx_queue, which tcp_ack skips when nothing was in
+        # the retransmission queue (no_queue: the ACK of a child's SYN-ACK)
+        if rtt is not None and prior_packets:
             rate = pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
             rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
         if self.snd_una == self.snd_max:
