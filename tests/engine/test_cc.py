@@ -15,7 +15,7 @@ import pytest
 from engine_support import fails_with
 
 from fastopen.engine import Connected, EngineError, EngineSocket, Host, Readable, Writable
-from fastopen.engine.cc import CUBE_FACTOR, RENO, CaState, Cubic, cube_root
+from fastopen.engine.cc import CUBE_FACTOR, RENO, CaState, Cubic, CubicAtRest, cube_root
 from fastopen.engine.host import Segment
 from fastopen.engine.link import Link
 from fastopen.engine.recovery import INIT_CWND, Recovery
@@ -252,6 +252,50 @@ def test_cubic_and_reno_hooks_as_linux() -> None:
         10**6,
         10**6 - 1,
     ]
+
+
+def test_cubic_connections_share_its_state_until_one_moves_it() -> None:
+    """Connections whose CUBIC has not moved (idle ones) share their host's CubicAtRest: the
+    first RTT sample, growth or loss gives a connection its own, and the shared state never
+    moves (after a transfer with a loss it is still what cubictcp_init makes)."""
+    bulk = Bulk("cubic", drop=30)
+    host = bulk.client_host
+    idle = [host.socket() for _ in range(2)]
+    for sock in idle:
+        with fails_with(errno.EINPROGRESS):
+            sock.connect(SERVER, bulk.link.now)
+    shared = [s.conn.recovery.cc for s in idle if s.conn is not None]
+    assert len(shared) == 2 and shared[0] is shared[1] and isinstance(shared[0], CubicAtRest)
+    bulk.run(bulk.link.now + 3.0)
+    cc = bulk.recovery.cc
+    assert type(cc) is Cubic and bulk.recovery.ssthresh < 0x7FFFFFFF  # the loss moved it
+    fresh = Cubic(host.counters)
+    assert {n: getattr(shared[0], n) for n in Cubic.__slots__} == {
+        n: getattr(fresh, n) for n in Cubic.__slots__
+    }
+
+
+def test_a_childs_cubic_takes_no_sample_from_the_ack_of_its_syn_ack() -> None:
+    """Linux tcp_ack goes to no_queue when nothing was in the retransmission queue (a child's
+    SYN-ACK is the request's, never queued): no pkts_acked, so HyStart's minimum delay waits
+    for the first data acknowledged; the RTT estimate takes the handshake's sample."""
+    client, server = Host(["198.18.0.1"]), Host(["198.18.0.2"])
+    link = Link(client, server, delay=0.01)
+    listener = server.socket()
+    listener.bind(SERVER)
+    listener.listen(1)
+    sock = client.socket()
+    with fails_with(errno.EINPROGRESS):
+        sock.connect(SERVER, 0.0)
+    link.advance(0.1)
+    child = listener.accept(link.now)[0]
+    conn = child.conn
+    assert conn is not None and conn.rtt.srtt > 0
+    assert isinstance(conn.recovery.cc, CubicAtRest) and conn.recovery.cc._delay_min == 0
+    child.send(b"x" * 1000, link.now)
+    link.advance(0.1)
+    cc = conn.recovery.cc
+    assert type(cc) is Cubic and 20_000 <= cc._delay_min < 21_000  # the data's RTT, 20 ms
 
 
 def test_tcp_congestion_get_set_and_enoent() -> None:

@@ -132,7 +132,9 @@ def test_a_syn_leaves_a_small_request_socket_not_a_connection() -> None:
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     out(h)
-    assert h.connections == {} and len(h.requests) == 2000 and listener.syn_qlen == 2000
+    assert (
+        h.connections == {} and len(h.requests) == 2000 and listener.listen_queue.syn_qlen == 2000
+    )
     assert used / 2000 < 1500, f"{used / 2000:.0f} bytes per pending SYN"
 
 
@@ -149,7 +151,11 @@ def test_request_socket_retransmits_the_synack_and_gives_up() -> None:
         for s in out(h):
             assert s.flags == S | A and s.seq == first.seq
     assert times == [1.0, 3.0, 7.0, 15.0, 31.0, 63.0]  # 5 retransmissions, then dropped
-    assert h.requests == {} and listener.syn_qlen == 0 and listener.syn_young == 0
+    assert (
+        h.requests == {}
+        and listener.listen_queue.syn_qlen == 0
+        and listener.listen_queue.syn_young == 0
+    )
 
 
 def test_the_ack_of_a_request_makes_the_connection() -> None:
@@ -159,7 +165,7 @@ def test_the_ack_of_a_request_makes_the_connection() -> None:
     data = TcpSegment(PORT, 80, PEER_ISN + 1, synack.seq + 1, A | P, 65535, (), b"hello")
     h.receive_segment(CLIENT, SERVER, data, 0.05)
     child, _ = listener.accept(0.05)
-    assert child.recv(10, 0.05) == b"hello" and listener.syn_qlen == 0
+    assert child.recv(10, 0.05) == b"hello" and listener.listen_queue.syn_qlen == 0
     assert child.tcp_info().tcpi_rtt == 50000  # the SYN-ACK was timed
 
 
@@ -169,7 +175,7 @@ def full_queue(backlog: int = 4, **kw: object) -> tuple[Host, EngineSocket]:
     h, listener = server(backlog=backlog, **kw)
     for i in range(backlog + 1):
         syn_in(h, 0.0, spoofed(i))
-    assert len(out(h)) == backlog + 1 and listener.syn_qlen == backlog + 1
+    assert len(out(h)) == backlog + 1 and listener.listen_queue.syn_qlen == backlog + 1
     return h, listener
 
 
@@ -445,4 +451,4 @@ def test_a_fault_in_one_connection_is_reset_and_the_others_keep_their_timers() -
     assert t is not None
     h.handle_timer(t)
     assert one(h).seq == other_synack.seq
-    assert listener.syn_qlen == 1
+    assert listener.listen_queue.syn_qlen == 1

@@ -19,7 +19,8 @@ Two algorithms, by their Linux names (``net.ipv4.tcp_congestion_control``, ``TCP
   root is exact where ``cubic_root`` approximates it by a table and one Newton step (they
   differ by at most a few 1/1024 s in K).
 
-Stateless Reno is one shared instance; each CUBIC connection has its own (``__slots__``).
+Stateless Reno is one shared instance; each CUBIC connection has its own (``__slots__``) from
+the first hook that moves it, and shares its host's :class:`CubicAtRest` until then.
 """
 
 from __future__ import annotations
@@ -57,13 +58,15 @@ class CaEvent(enum.IntEnum):
 
 class Window(Protocol):
     """What an algorithm reads and moves: Linux tp->snd_cwnd, snd_ssthresh, snd_cwnd_cnt,
-    prior_cwnd (the window before the last reduction) and lsndtime (when data last left)."""
+    prior_cwnd (the window before the last reduction) and lsndtime (when data last left);
+    ``cc``, the connection's algorithm (:class:`CubicAtRest` puts a connection's own there)."""
 
     cwnd: int
     ssthresh: int
     cwnd_cnt: int
     prior_cwnd: int
     lsndtime: float
+    cc: CongestionControl
 
 
 class CongestionControl(Protocol):
@@ -372,11 +375,30 @@ class Cubic:
                 w.ssthresh = w.cwnd
 
 
-def congestion_control(name: str, counters: Counter[str]) -> CongestionControl:
-    """The algorithm called ``name`` for one connection; KeyError for a name the engine has
-    not (Linux: ENOENT)."""
-    if name == "cubic":
-        return Cubic(counters)
-    if name == "reno":
-        return RENO
-    raise KeyError(name)
+class CubicAtRest(Cubic):
+    """CUBIC as a connection starts it (Linux cubictcp_init), one instance a host's
+    connections share until each needs state of its own: an idle connection holds none. The
+    hooks that move the state (an RTT sample, growth, a loss) first give the connection a
+    :class:`Cubic` of its own (``w.cc``) and go to it; a timeout's reset leaves the state as it
+    is, and the other hooks only read it."""
+
+    __slots__ = ()
+
+    def _own(self, w: Window) -> Cubic:
+        cc = Cubic(self._counters)
+        w.cc = cc
+        return cc
+
+    def cong_avoid(self, w: Window, acked: int, now: float) -> None:
+        self._own(w).cong_avoid(w, acked, now)
+
+    def ssthresh(self, w: Window) -> int:
+        return self._own(w).ssthresh(w)
+
+    def pkts_acked(
+        self, w: Window, rtt_us: int, una: int, snd_nxt: int, rate: float, now: float
+    ) -> None:
+        self._own(w).pkts_acked(w, rtt_us, una, snd_nxt, rate, now)
+
+    def set_state(self, w: Window, state: CaState) -> None:
+        return None  # bictcp_reset and bictcp_hystart_reset of a state that never moved

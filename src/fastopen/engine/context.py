@@ -11,6 +11,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Protocol
 
 from fastopen.engine.cache import CookieCache, IPAddress
+from fastopen.engine.cc import CongestionControl
 from fastopen.engine.events import Event
 from fastopen.engine.fastopen import Blackhole
 from fastopen.engine.settings import Settings
@@ -61,6 +62,8 @@ class ConnectionContext(Protocol):
     def emit(self, event: Event) -> None: ...
 
     def adv_mss(self, local: IPAddress) -> int: ...
+
+    def congestion_control(self, name: str) -> CongestionControl: ...
 
     def choose_isn(
         self, local: IPAddress, lport: int, remote: IPAddress, rport: int, now: float

@@ -51,11 +51,25 @@ class Negotiated(NamedTuple):
     ecn_ok: bool = False
 
 
+@functools.lru_cache(maxsize=64)
+def advertised_mss(mtu: int, version: int) -> int:
+    """The MSS a host offers on a device of ``mtu`` (Linux ipv4_default_advmss and
+    ip6_default_advmss: the MTU less the IP and TCP headers). Cached: connections share the
+    few values, and an idle one holds no int of its own."""
+    return mtu - (40 if version == 4 else 60)
+
+
+@functools.lru_cache(maxsize=64)
+def _payload(mss: int, ts_ok: bool) -> int:
+    """A full segment's payload at ``mss`` (the timestamps' room off). Cached: connections
+    share the few values, and an idle one holds no int of its own."""
+    return mss - (TS_OPTION_LEN if ts_ok else 0)
+
+
 def clamp_mss(settings: Settings, peer_mss: int, adv_mss: int, ts_ok: bool) -> int:
     """Linux tcp_mtu_to_mss: the smaller MSS, never below tcp_min_snd_mss, then the
     timestamps' room off (a peer's MSS of 12 gives 48, 36 with timestamps)."""
-    mss = max(min(peer_mss, adv_mss), settings.min_snd_mss)
-    return mss - (TS_OPTION_LEN if ts_ok else 0)
+    return _payload(max(min(peer_mss, adv_mss), settings.min_snd_mss), ts_ok)
 
 
 def negotiate(settings: Settings, seg: TcpSegment, adv_mss: int) -> Negotiated:

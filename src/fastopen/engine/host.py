@@ -22,12 +22,14 @@ from typing import Unpack
 from fastopen.constants import TFO_COUNTERS
 from fastopen.cookies import siphash24
 from fastopen.engine.cache import CookieCache, IPAddress, NegativeReason
+from fastopen.engine.cc import RENO, CongestionControl, CubicAtRest
 from fastopen.engine.context import Bound, ConnKey, Timed
 from fastopen.engine.events import EngineError, Event, Readable
 from fastopen.engine.fastopen import Blackhole, server_admission
 from fastopen.engine.handshake import (
     TS_OPTION_LEN,
     Negotiated,
+    advertised_mss,
     clamp_mss,
     initial_window,
     negotiate,
@@ -102,6 +104,7 @@ class Host:
         self.cookie_cache = CookieCache(self.settings.negative_cache_time)
         self.counters: Counter[str] = Counter({name: 0 for name in TFO_COUNTERS})
         self.blackhole = Blackhole(self.settings, self.counters)
+        self._cubic = CubicAtRest(self.counters)
         self.connections: dict[ConnKey, Connection] = {}
         #: Path MTUs learnt from ICMP, by destination: (MTU, when it expires).
         self.pmtu: dict[IPAddress, tuple[int, float]] = {}
@@ -127,8 +130,18 @@ class Host:
         """A new TCP socket (non-blocking, like every engine socket)."""
         return EngineSocket(self, family)
 
+    def congestion_control(self, name: str) -> CongestionControl:
+        """The algorithm ``name`` for a connection (KeyError for one the engine has not; Linux:
+        ENOENT): Reno's one instance, or this host's CUBIC at rest, which its connections
+        share until each needs state of its own."""
+        if name == "cubic":
+            return self._cubic
+        if name == "reno":
+            return RENO
+        raise KeyError(name)
+
     def adv_mss(self, local: IPAddress) -> int:
-        return self.settings.mtu - (40 if local.version == 4 else 60)
+        return advertised_mss(self.settings.mtu, local.version)
 
     def has_address(self, ip: IPAddress) -> bool:
         return ip in self.addresses
@@ -438,14 +451,15 @@ class Host:
             return  # Linux tcp_rcv_state_process (6.x) discards a SYN with FIN in LISTEN
         # Linux tcp_conn_request: a full SYN queue (or tcp_syncookies=2) means SYN cookies
         settings = self.settings
-        want_cookie = settings.syncookies == 2 or listener.syn_qlen > listener.backlog
+        queue = listener.listen_queue
+        want_cookie = settings.syncookies == 2 or queue.syn_qlen > queue.backlog
         if want_cookie:
             if not settings.syncookies:
                 self.counters["TCPReqQFullDrop"] += 1
                 self.counters["ListenDrops"] += 1
                 return
             self.counters["TCPReqQFullDoCookies"] += 1
-        if len(listener.accept_queue) >= max(listener.backlog, 1):
+        if len(queue.accepted) >= max(queue.backlog, 1):
             self.counters["ListenOverflows"] += 1
             self.counters["ListenDrops"] += 1
             return
@@ -455,13 +469,13 @@ class Host:
             self._send_cookie(listener, key, seg.seq, seg.mss, neg, now)
             return
         limit = settings.max_syn_backlog
-        if not settings.syncookies and limit - listener.syn_qlen < limit >> 2:
+        if not settings.syncookies and limit - queue.syn_qlen < limit >> 2:
             self.counters["ListenDrops"] += 1  # the last quarter is kept (Linux: for proven peers)
             return
         fastopen, reply = server_admission(
             settings,
-            listener.fastopen_queue,
-            listener.fastopen_keys or settings.keys,
+            queue.fastopen,
+            queue.keys or settings.keys,
             listener.fastopen_no_cookie,
             src,
             dst,
@@ -473,8 +487,8 @@ class Host:
         if not fastopen:
             req = RequestSock(self, listener, key, seg.seq, seg.window, neg, iss)
             self.requests[key] = req
-            listener.syn_qlen += 1
-            listener.syn_young += 1
+            queue.syn_qlen += 1
+            queue.syn_young += 1
             self.counters["TcpPassiveOpens"] += 1
             req.start(now, reply)
             return
@@ -492,7 +506,7 @@ class Host:
         child = EngineSocket(self, AF_INET if local.version == 4 else AF_INET6)
         conn = Connection(self, child, local, lport, remote, rport, now, iss)
         child.conn = conn
-        self.connections[key] = conn
+        self.connections[conn.key] = conn  # the connection's own key: the request's goes with it
         return conn
 
     def _child_from_request(self, req: RequestSock, now: float) -> Connection:
@@ -501,7 +515,7 @@ class Host:
         req.pushed_at = None
         listener = req.listener
         if req.retransmits == 0:
-            listener.syn_young -= 1
+            listener.listen_queue.syn_young -= 1
         conn = self._child(listener, req.key, req.iss, now)
         conn.from_request(
             listener,
@@ -528,12 +542,12 @@ class Host:
         listener = self.listeners.get((dst, dport)) or self.listeners.get((None, dport))
         if listener is None:
             return False
-        settings = self.settings
+        settings, queue = self.settings, listener.listen_queue
         if not settings.syncookies or (
-            settings.syncookies != 2 and listener.syn_qlen <= listener.backlog
+            settings.syncookies != 2 and queue.syn_qlen <= queue.backlog
         ):
             return False
-        if len(listener.accept_queue) >= max(listener.backlog, 1):
+        if len(queue.accepted) >= max(queue.backlog, 1):
             return False
         try:
             counters = self.counters
@@ -575,7 +589,7 @@ class Host:
         rcv_wnd = initial_window(listener.rcvbuf, adv_mss - (TS_OPTION_LEN if neg.ts_ok else 0))
         synack = synack_segment(lport, rport, isn, seq, neg, adv_mss, rcv_wscale, rcv_wnd, tsval)
         self.output(local, remote, synack)
-        listener.last_overflow = now
+        listener.listen_queue.last_overflow = now
         self.counters["SyncookiesSent"] += 1
 
     def _cookie_ack(
@@ -584,7 +598,7 @@ class Host:
         """Linux cookie_v4_check: an ACK to a listener that returns a SYN cookie makes the
         connection (False: no cookie, the ACK gets a RST)."""
         settings = self.settings
-        last = listener.last_overflow
+        last = listener.listen_queue.last_overflow
         if not settings.syncookies or last is None or now - last > VALID:
             return False  # Linux tcp_synq_no_recent_overflow
         mss = self.syncookies.check(src, dst, seg.src_port, seg.dst_port, seg.seq, seg.ack, now)
@@ -613,7 +627,8 @@ class Host:
             neg = Negotiated(
                 False, 0, False, False, 0, clamp_mss(settings, mss, self.adv_mss(dst), False)
             )
-        if len(listener.accept_queue) >= max(listener.backlog, 1):
+        queue = listener.listen_queue
+        if len(queue.accepted) >= max(queue.backlog, 1):
             self.counters["ListenOverflows"] += 1
             self.counters["ListenDrops"] += 1
             return True  # dropped: the peer's retransmission may find room

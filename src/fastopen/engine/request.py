@@ -71,8 +71,9 @@ class RequestSock:
         self.neg = neg
         self.window = window
         self.adv_mss = ctx.adv_mss(local)
-        if listener.user_mss:  # Linux tcp_mss_clamp: the listener's TCP_MAXSEG
-            self.adv_mss = min(self.adv_mss, listener.user_mss)
+        user_mss = listener.options.user_mss
+        if user_mss:  # Linux tcp_mss_clamp: the listener's TCP_MAXSEG
+            self.adv_mss = min(self.adv_mss, user_mss)
         mss = self.adv_mss - (TS_OPTION_LEN if neg.ts_ok else 0)
         self.rcv_wnd_init = initial_window(listener.rcvbuf, mss)
         self.rcv_wscale = settings.wscale if settings.window_scaling and neg.wscale_ok else 0
@@ -125,10 +126,11 @@ class RequestSock:
         """TCP_SYNCNT of the listener or tcp_synack_retries, fewer for old requests when the
         queue is more than half full of them (Linux reqsk_timer_handler)."""
         listener = self.listener
-        retries = listener.syn_retries or self.ctx.settings.synack_retries
-        qlen = listener.syn_qlen
-        if (qlen << 1) > max(MIN_PRUNE_QLEN, listener.backlog):
-            young = listener.syn_young << 1
+        retries = listener.options.syn_retries or self.ctx.settings.synack_retries
+        queue = listener.listen_queue
+        qlen = queue.syn_qlen
+        if (qlen << 1) > max(MIN_PRUNE_QLEN, queue.backlog):
+            young = queue.syn_young << 1
             while retries > MIN_SYNACK_RETRIES and qlen >= young:
                 retries -= 1
                 young <<= 1
@@ -143,7 +145,7 @@ class RequestSock:
             self.leave()
             return
         if self.retransmits == 0:
-            self.listener.syn_young -= 1
+            self.listener.listen_queue.syn_young -= 1
         self.retransmits += 1
         counters = self.ctx.counters
         counters["TCPTimeouts"] += 1
@@ -154,9 +156,10 @@ class RequestSock:
 
     def leave(self) -> None:
         """Out of the host's table and the listener's SYN queue."""
-        self.listener.syn_qlen -= 1
+        queue = self.listener.listen_queue
+        queue.syn_qlen -= 1
         if self.retransmits == 0:
-            self.listener.syn_young -= 1
+            queue.syn_young -= 1
         self._rto_at = None
         self.pushed_at = None
         self.ctx.forget(self.key, self)

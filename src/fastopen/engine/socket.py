@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import socket as _socket
 from collections import deque
+from dataclasses import dataclass, replace
 
 from fastopen.constants import (
     MSG_FASTOPEN,
@@ -24,7 +25,7 @@ from fastopen.constants import (
 )
 from fastopen.cookies import KeyRing
 from fastopen.engine.cache import IPAddress
-from fastopen.engine.cc import NAME_MAX, NAMES, congestion_control
+from fastopen.engine.cc import NAME_MAX, NAMES
 from fastopen.engine.context import SocketContext
 from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
@@ -86,11 +87,6 @@ _KEEPALIVE_LIMITS = {
     TCP_KEEPINTVL: MAX_KEEPINTVL,
     TCP_KEEPCNT: MAX_KEEPCNT,
 }
-_KEEPALIVE_LIMITS_ATTR = {
-    TCP_KEEPIDLE: "keepidle",
-    TCP_KEEPINTVL: "keepintvl",
-    TCP_KEEPCNT: "keepcnt",
-}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -101,6 +97,67 @@ def _ip_address(text: str) -> IPAddress:
 
 def _fail(code: int) -> EngineError:
     return EngineError(code)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOptions:
+    """The options of a socket that its children take from their listener (Linux
+    sk_clone_lock copies the socket): one immutable value, replaced whole when setsockopt
+    changes one, so that every socket left at the defaults shares :data:`DEFAULT_OPTIONS` and
+    a listener's children share its (an idle connection's socket holds one reference)."""
+
+    #: SO_KEEPALIVE and its TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (0: the host's).
+    keepalive: bool = False
+    keepidle: int = 0
+    keepintvl: int = 0
+    keepcnt: int = 0
+    #: TCP_MAXSEG (Linux rx_opt.user_mss; 0: none).
+    user_mss: int = 0
+    nodelay: bool = False
+    #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
+    recverr: bool = False
+    #: SO_ZEROCOPY, SO_MARK, TCP_INQ (Linux tp->recvmsg_inq).
+    zerocopy: bool = False
+    mark: int = 0
+    inq: bool = False
+    #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
+    syn_retries: int = 0
+    #: TCP_USER_TIMEOUT, seconds (Linux icsk_user_timeout, set in ms; 0: none): how long
+    #: data may stay unacknowledged before the connection gives up with ETIMEDOUT.
+    user_timeout: float = 0.0
+    #: Linux sk_userlocks: SO_SNDBUF / SO_RCVBUF set the buffer (no autotuning from then on).
+    buf_locks: int = 0
+
+
+DEFAULT_OPTIONS = SocketOptions()
+
+
+class ListenQueue:
+    """What a listening socket keeps (Linux struct request_sock_queue, icsk_accept_queue, with
+    sk_max_ack_backlog and the TFO context): the backlog, the children accept() takes (oldest
+    first), the SYN queue (Linux reqsk_queue_len / _young: embryonic children, and those
+    whose SYN-ACK was never retransmitted), when it last overflowed (SYN cookies), the fast
+    open queue and TCP_FASTOPEN_KEY. Made when a socket first needs it (listen, TCP_FASTOPEN,
+    TCP_FASTOPEN_KEY): a connection's socket holds none."""
+
+    __slots__ = (
+        "accepted",
+        "backlog",
+        "fastopen",
+        "keys",
+        "last_overflow",
+        "syn_qlen",
+        "syn_young",
+    )
+
+    def __init__(self) -> None:
+        self.backlog = 0
+        self.accepted: deque[EngineSocket] = deque()
+        self.syn_qlen = 0
+        self.syn_young = 0
+        self.last_overflow: float | None = None
+        self.fastopen = FastOpenQueue()
+        self.keys: KeyRing | None = None
 
 
 class ZeroCopyNotices:
@@ -136,12 +193,9 @@ class EngineSocket:
     its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
 
     __slots__ = (
-        "_accept_queue",
         "_error_reported",
-        "_fastopen_queue",
-        "backlog",
+        "_listen",
         "bound",
-        "buf_locks",
         "closed",
         "congestion",
         "conn",
@@ -150,28 +204,13 @@ class EngineSocket:
         "defer_connect",
         "family",
         "fastopen_connect",
-        "fastopen_keys",
         "fastopen_no_cookie",
-        "inq",
-        "keepalive",
-        "keepcnt",
-        "keepidle",
-        "keepintvl",
-        "last_overflow",
         "listening",
-        "mark",
-        "nodelay",
+        "options",
         "rcvbuf",
-        "recverr",
         "reuseaddr",
         "sndbuf",
-        "syn_qlen",
-        "syn_retries",
-        "syn_young",
-        "user_mss",
-        "user_timeout",
         "write_pending",
-        "zerocopy",
         "zerocopy_notices",
     )
 
@@ -192,53 +231,24 @@ class EngineSocket:
         self.conn: Connection | None = None
         self.bound: tuple[IPAddress | None, int] | None = None
         self.listening = False
-        self.backlog = 0
-        # made when first used (a listener's): an idle connection's socket holds neither
-        self._accept_queue: deque[EngineSocket] | None = None
-        #: the SYN queue (Linux reqsk_queue_len / _young): embryonic children of a listener,
-        #: and those whose SYN-ACK was never retransmitted; when it last overflowed (cookies)
-        self.syn_qlen = 0
-        self.syn_young = 0
-        self.last_overflow: float | None = None
-        # listener side of TCP Fast Open (Linux struct fastopen_queue)
-        self._fastopen_queue: FastOpenQueue | None = None
-        self.fastopen_keys: KeyRing | None = None
+        self._listen: ListenQueue | None = None  # made when first used (a listener's)
         self.fastopen_no_cookie = False
         # client side
         self.fastopen_connect = False
         self.defer_connect = False
-        self.nodelay = False
         self.reuseaddr = False
-        #: SO_KEEPALIVE and its TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (0: the host's).
-        self.keepalive = False
-        self.keepidle = 0
-        self.keepintvl = 0
-        self.keepcnt = 0
-        #: TCP_MAXSEG (Linux rx_opt.user_mss; 0: none).
-        self.user_mss = 0
-        #: TCP_USER_TIMEOUT, seconds (Linux icsk_user_timeout, set in ms; 0: none): how long
-        #: data may stay unacknowledged before the connection gives up with ETIMEDOUT.
-        self.user_timeout = 0.0
-        #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
-        self.recverr = False
-        #: SO_ZEROCOPY, SO_MARK; the MSG_ZEROCOPY notifications (made at the first such send).
-        self.zerocopy = False
-        self.mark = 0
-        #: TCP_INQ (Linux tp->recvmsg_inq).
-        self.inq = False
+        self.options = DEFAULT_OPTIONS
+        #: the MSG_ZEROCOPY notifications (made at the first such send)
         self.zerocopy_notices: ZeroCopyNotices | None = None
-        #: TCP_SYNCNT (0: the host's syn_retries, or synack_retries for a listener's children).
-        self.syn_retries = 0
         #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
         #: the connection counts itself here; the ACK of the SYN-ACK then waits for its data.
         self.write_pending = 0
         self.closed = False
         #: Linux sk_rcvbuf and sk_sndbuf (tcp_rmem[1], tcp_wmem[1]; autotuned unless SO_RCVBUF
-        #: or SO_SNDBUF set them: sk_userlocks, ``buf_locks``)
+        #: or SO_SNDBUF set them: ``options.buf_locks``)
         settings = ctx.settings
         self.rcvbuf = settings.rmem
         self.sndbuf = settings.wmem
-        self.buf_locks = 0
         #: Linux SS_CONNECTING: a connect (or MSG_FASTOPEN) started and no later connect saw it
         #: complete; such a socket takes one more connect (0) or MSG_FASTOPEN (a plain send).
         self.connecting = False
@@ -252,20 +262,22 @@ class EngineSocket:
         return f"<EngineSocket {state} {self.bound}>"
 
     @property
+    def listen_queue(self) -> ListenQueue:
+        """A listener's queues and backlog (made at the first use)."""
+        queue = self._listen
+        if queue is None:
+            queue = self._listen = ListenQueue()
+        return queue
+
+    @property
     def accept_queue(self) -> deque[EngineSocket]:
         """The children accept() takes, oldest first (Linux icsk_accept_queue)."""
-        queue = self._accept_queue
-        if queue is None:
-            queue = self._accept_queue = deque()
-        return queue
+        return self.listen_queue.accepted
 
     @property
     def fastopen_queue(self) -> FastOpenQueue:
         """A listener's pending fast open requests (Linux ``struct fastopen_queue``)."""
-        queue = self._fastopen_queue
-        if queue is None:
-            queue = self._fastopen_queue = FastOpenQueue()
-        return queue
+        return self.listen_queue.fastopen
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -299,14 +311,14 @@ class EngineSocket:
         settings = self.ctx.settings
         st = self.state
         if (level, name) in _RECVERR and isinstance(value, int):
-            self.recverr = bool(value)
+            self.options = replace(self.options, recverr=bool(value))
             return
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 self.reuseaddr = bool(value)
                 return
             if name == SO_KEEPALIVE and isinstance(value, int):
-                self.keepalive = bool(value)
+                self.options = replace(self.options, keepalive=bool(value))
                 if self.conn is not None and now is not None:
                     self.conn.keepalive_changed(now)
                 return
@@ -316,10 +328,10 @@ class EngineSocket:
             if name == SO_ZEROCOPY and isinstance(value, int):
                 if value not in (0, 1):
                     raise _fail(errno.EINVAL)
-                self.zerocopy = bool(value)
+                self.options = replace(self.options, zerocopy=bool(value))
                 return
             if name == SO_MARK and isinstance(value, int):
-                self.mark = value & MASK
+                self.options = replace(self.options, mark=value & MASK)
                 return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
@@ -327,7 +339,13 @@ class EngineSocket:
         if name in _KEEPALIVE_LIMITS and isinstance(value, int):
             if not 1 <= value <= _KEEPALIVE_LIMITS[name]:
                 raise _fail(errno.EINVAL)
-            setattr(self, _KEEPALIVE_LIMITS_ATTR[name], value)
+            options = self.options
+            if name == TCP_KEEPIDLE:
+                self.options = replace(options, keepidle=value)
+            elif name == TCP_KEEPINTVL:
+                self.options = replace(options, keepintvl=value)
+            else:
+                self.options = replace(options, keepcnt=value)
             if self.conn is not None and now is not None:
                 self.conn.keepalive_changed(now)
             return
@@ -338,19 +356,19 @@ class EngineSocket:
         if name == TCP_INQ and isinstance(value, int):
             if value not in (0, 1):
                 raise _fail(errno.EINVAL)
-            self.inq = bool(value)
+            self.options = replace(self.options, inq=bool(value))
             return
         if name == TCP_MAXSEG and isinstance(value, int):
             # Linux do_tcp_setsockopt: 0 clears it; else TCP_MIN_MSS..MAX_TCP_WINDOW
             if value and not MIN_USER_MSS <= value <= MAX_USER_MSS:
                 raise _fail(errno.EINVAL)
-            self.user_mss = value
+            self.options = replace(self.options, user_mss=value)
             return
         if name == TCP_FASTOPEN_KEY:
             if not isinstance(value, bytes):
                 raise _fail(errno.EINVAL)
             try:
-                self.fastopen_keys = KeyRing.from_raw(value)
+                self.listen_queue.keys = KeyRing.from_raw(value)
             except KeyFormatError:
                 raise _fail(errno.EINVAL) from None
             return
@@ -360,19 +378,19 @@ class EngineSocket:
         if not isinstance(value, int):
             raise _fail(errno.EINVAL)
         if name == TCP_NODELAY:
-            self.nodelay = bool(value)
-            if self.nodelay and self.conn is not None and now is not None:
+            self.options = replace(self.options, nodelay=bool(value))
+            if value and self.conn is not None and now is not None:
                 self.conn.output(now)
             return
         if name == TCP_USER_TIMEOUT:  # Linux tcp_sock_set_user_timeout (any state)
             if value < 0:
                 raise _fail(errno.EINVAL)
-            self.user_timeout = value / 1000
+            self.options = replace(self.options, user_timeout=value / 1000)
             return
         if name == TCP_SYNCNT:
             if not 1 <= value <= MAX_SYNCNT:
                 raise _fail(errno.EINVAL)
-            self.syn_retries = value
+            self.options = replace(self.options, syn_retries=value)
             return
         if name == TCP_FASTOPEN:
             if value < 0 or st not in (TcpState.CLOSED, TcpState.LISTEN):
@@ -404,17 +422,19 @@ class EngineSocket:
             most = settings.core_wmem_max
             value = most if value < 0 else min(value, most)
             self.sndbuf = max(2 * value, SOCK_MIN_SNDBUF)
-            self.buf_locks |= SNDBUF_LOCK
+            locks = SNDBUF_LOCK
         else:
             most = settings.core_rmem_max
             value = most if value < 0 else min(value, most)
             self.rcvbuf = max(2 * value, SOCK_MIN_RCVBUF)
-            self.buf_locks |= RCVBUF_LOCK
+            locks = RCVBUF_LOCK
+        self.options = replace(self.options, buf_locks=self.options.buf_locks | locks)
 
     def getsockopt(self, level: int, name: int) -> int | bytes | TcpInfo:
         self._check_open()
+        options = self.options
         if (level, name) in _RECVERR:
-            return int(self.recverr)
+            return int(options.recverr)
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 return int(self.reuseaddr)
@@ -425,35 +445,35 @@ class EngineSocket:
                     err, conn.soft_error = conn.soft_error, None
                 return err or 0
             if name == SO_KEEPALIVE:
-                return int(self.keepalive)
+                return int(options.keepalive)
             if name == SO_SNDBUF:
                 return self.sndbuf
             if name == SO_RCVBUF:
                 return self.rcvbuf
             if name == SO_ZEROCOPY:
-                return int(self.zerocopy)
+                return int(options.zerocopy)
             if name == SO_MARK:
-                return self.mark
+                return options.mark
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
         if name == TCP_INFO:
             return self.tcp_info()
         if name == TCP_NODELAY:
-            return int(self.nodelay)
+            return int(options.nodelay)
         if name == TCP_INQ:
-            return int(self.inq)
+            return int(options.inq)
         if name == TCP_SYNCNT:
-            return self.syn_retries or self.ctx.settings.syn_retries
+            return options.syn_retries or self.ctx.settings.syn_retries
         if name == TCP_USER_TIMEOUT:
-            return round(self.user_timeout * 1000)
+            return round(options.user_timeout * 1000)
         if name in _KEEPALIVE_LIMITS:
             return self.keepalive_setting(name)
         if name == TCP_MAXSEG:
             conn = self.conn
             if conn is not None and conn.state not in (TcpState.CLOSED, TcpState.LISTEN):
                 return conn.snd_mss
-            return self.user_mss or MSS_DEFAULT
+            return options.user_mss or MSS_DEFAULT
         if name == TCP_FASTOPEN:
             return self.fastopen_queue.max_qlen
         if name == TCP_FASTOPEN_CONNECT:
@@ -461,7 +481,7 @@ class EngineSocket:
         if name == TCP_FASTOPEN_NO_COOKIE:
             return int(self.fastopen_no_cookie)
         if name == TCP_FASTOPEN_KEY:
-            ring = self.fastopen_keys or self.ctx.settings.keys
+            ring = (self._listen and self._listen.keys) or self.ctx.settings.keys
             return ring.to_raw()
         if name == TCP_CONGESTION:  # what a TCP_CA_NAME_MAX buffer gets: the name, NUL-padded
             return self.congestion.encode().ljust(NAME_MAX, b"\0")
@@ -480,7 +500,7 @@ class EngineSocket:
             return
         self.congestion = name
         if self.conn is not None:
-            self.conn.recovery.cc = congestion_control(name, self.ctx.counters)
+            self.conn.recovery.cc = self.ctx.congestion_control(name)
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -532,10 +552,11 @@ class EngineSocket:
             raise _fail(errno.EINVAL)
         if self.bound is None:
             self.bound = self.ctx.bind_port(self, None, 0)
-        self.backlog = max(0, min(backlog, self.ctx.settings.somaxconn))
+        queue = self.listen_queue
+        queue.backlog = max(0, min(backlog, self.ctx.settings.somaxconn))
         if not self.listening:
             self.ctx.start_listening(self)
-            self.fastopen_queue.listen(self.ctx.settings, self.backlog)
+            queue.fastopen.listen(self.ctx.settings, queue.backlog)
         self.listening = True
 
     def accept(self, now: float) -> tuple[EngineSocket, SockAddr]:
@@ -561,8 +582,9 @@ class EngineSocket:
         if ip is None or port == 0:
             raise _fail(errno.ECONNREFUSED if ip is not None else errno.EINVAL)
         conn = self.ctx.new_connection(self, self.bound, ip, port, now)
-        if self.user_mss:
-            conn.clamp_mss(self.user_mss)
+        user_mss = self.options.user_mss
+        if user_mss:
+            conn.clamp_mss(user_mss)
         self.conn = conn
         self._error_reported = False
         return conn
@@ -645,7 +667,7 @@ class EngineSocket:
             sent = self.send(data, now)
         if flags & MSG_EOR and sent > 0 and self.conn is not None:
             self.conn.mark_eor()
-        if flags & MSG_ZEROCOPY and self.zerocopy and sent > 0 and self.conn is not None:
+        if flags & MSG_ZEROCOPY and self.options.zerocopy and sent > 0 and self.conn is not None:
             if self.zerocopy_notices is None:
                 self.zerocopy_notices = ZeroCopyNotices()
             self.zerocopy_notices.sent(self.conn.write_seq())
@@ -780,40 +802,26 @@ class EngineSocket:
         self.ctx.emit(Writable(self))
 
     def inherit(self, listener: EngineSocket) -> None:
-        """The options a child takes from its listener (Linux sk_clone_lock copies the socket):
-        keepalive, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_NODELAY, IP_RECVERR, SO_ZEROCOPY, SO_MARK,
-        TCP_INQ, TCP_CONGESTION, the buffers and their locks."""
-        self.rcvbuf, self.sndbuf, self.buf_locks = (
-            listener.rcvbuf,
-            listener.sndbuf,
-            listener.buf_locks,
-        )
-        self.keepalive = listener.keepalive
-        self.keepidle, self.keepintvl = listener.keepidle, listener.keepintvl
-        self.keepcnt = listener.keepcnt
-        self.user_mss = listener.user_mss
-        self.user_timeout = listener.user_timeout
-        self.nodelay = listener.nodelay
-        self.recverr = listener.recverr
-        self.zerocopy = listener.zerocopy
-        self.mark = listener.mark
-        self.inq = listener.inq
+        """What a child takes from its listener (Linux sk_clone_lock copies the socket): its
+        :class:`SocketOptions` (the same value), TCP_CONGESTION and the buffers."""
+        self.options = listener.options
+        self.rcvbuf, self.sndbuf = listener.rcvbuf, listener.sndbuf
         self.congestion = listener.congestion
 
     def keepalive_setting(self, name: int) -> int:
         """TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT: the socket's, else the host's."""
-        settings = self.ctx.settings
+        settings, options = self.ctx.settings, self.options
         if name == TCP_KEEPIDLE:
-            return self.keepidle or settings.keepalive_time
+            return options.keepidle or settings.keepalive_time
         if name == TCP_KEEPINTVL:
-            return self.keepintvl or settings.keepalive_intvl
-        return self.keepcnt or settings.keepalive_probes
+            return options.keepintvl or settings.keepalive_intvl
+        return options.keepcnt or settings.keepalive_probes
 
     def poll(self) -> int:
         """The poll bits of this socket now, as Linux tcp_poll computes them (POLLIN, POLLOUT,
         POLLERR, POLLHUP, POLLRDHUP and the RDNORM/WRNORM twins)."""
         if self.listening:
-            return POLLIN | POLLRDNORM if self._accept_queue else 0
+            return POLLIN | POLLRDNORM if self.accept_queue else 0
         conn = self.conn
         st = self.state
         mask = 0

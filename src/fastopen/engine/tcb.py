@@ -23,7 +23,7 @@ from fastopen.constants import (
     TCPI_OPT_WSCALE,
 )
 from fastopen.engine.cache import IPAddress, NegativeReason
-from fastopen.engine.cc import CaState, congestion_control
+from fastopen.engine.cc import CaState
 from fastopen.engine.context import ConnectionContext
 from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
 from fastopen.engine.fastopen import client_synack
@@ -287,7 +287,7 @@ class Connection:
         #: Linux tp->tcp_usec_ts: TS values in microseconds (the route's features tcp_usec_ts).
         self.usec_ts = settings.usec_ts(remote)
         self.rtt = RttEstimator()
-        self.recovery = Recovery(congestion_control(sock.congestion, ctx.counters), now)
+        self.recovery = Recovery(ctx.congestion_control(sock.congestion), now)
         self.retransmits = 0
         self.backoff = 0  # Linux icsk_backoff: the RTO doublings (not the linear SYN timeouts)
         self._retrans_stamp = 0.0
@@ -304,7 +304,7 @@ class Connection:
         self._syn_sent_at = 0.0
         self._synack_timed = True  # the handshake's ACK gives an RTT sample
         self._in_syn_queue = False  # counted in the listener's SYN queue
-        self._last_oow = -settings.invalid_ratelimit
+        self._last_oow: float | None = None  # no out-of-window ACK yet (Linux: 0)
         self.pushed_at: float | None = None
         # delayed ACKs, as Linux's icsk_ack: ato (0 until the first data), the quick ACKs left,
         # the ping-pong count (replies sent within ato of the last data) and lrcvtime
@@ -365,7 +365,7 @@ class Connection:
         (``retrans_stamp``: when the retransmissions started) no later than TCP_USER_TIMEOUT
         after it, 1 ms once that has passed (Linux tcp_clamp_rto_to_user_timeout)."""
         rto = self.rtt.backed_off(self.backoff)
-        user_timeout = self.sock.user_timeout
+        user_timeout = self.sock.options.user_timeout
         if user_timeout and retrans_stamp is not None:
             remaining = round((retrans_stamp + user_timeout - now) * 1000)
             rto = min(rto, remaining / 1000) if remaining > 0 else 0.001
@@ -617,7 +617,7 @@ class Connection:
         # what counts is data: a TFO child's SYN-ACK is not in its queue (Linux snd_una ISN + 1)
         una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
         wnd_edge = (una + self.snd_wnd) & MASK  # Linux tcp_snd_wnd_test (cwnd: tcp_cwnd_test)
-        nodelay = self.sock.nodelay
+        nodelay = self.sock.options.nodelay
         first_nxt = self.snd_nxt
         cwnd_limited = False
         while True:
@@ -848,9 +848,10 @@ class Connection:
         self.syn_fastopen_exp = fastopen is not None and fastopen.experimental
         self.fo_request = fastopen is not None and not fastopen.cookie
         self._send_syn(now, payload=sent, fastopen=fastopen)
-        self.snd_nxt = self.snd_max = (self.iss + 1 + len(sent)) & MASK
+        start = self.snd_buf_seq  # ISS + 1: where the data begins (the same int, not a copy)
+        self.snd_nxt = self.snd_max = (start + len(sent)) & MASK if sent else start
         if sent:  # the SYN data: one piece of one segment (the SYN and its data: two in tcp_ack)
-            self.recovery.pieces.sent((self.iss + 1) & MASK, self.snd_nxt, False, len(sent), now)
+            self.recovery.pieces.sent(start, self.snd_nxt, False, len(sent), now)
         self._syn_sent_at = now
         self._set_rto(now)
         self._rearm()
@@ -905,7 +906,7 @@ class Connection:
         sock = self.sock
         settings = self.ctx.settings
         limit = settings.rmem_max
-        if not settings.moderate_rcvbuf or sock.buf_locks & RCVBUF_LOCK:
+        if not settings.moderate_rcvbuf or sock.options.buf_locks & RCVBUF_LOCK:
             limit = 0
         copied = self.bytes_received - len(self.rcv_buf)
         rcvbuf = rcvq.adjust(copied, now, self._advmss(), sock.rcvbuf, limit)
@@ -921,7 +922,7 @@ class Connection:
         """Linux tcp_init_buffer_space, as the connection is established: the send buffer
         for the initial window (unless SO_SNDBUF locked it), the window clamp at the
         receive buffer's full space less one segment, rcv_ssthresh within it."""
-        if not self.sock.buf_locks & SNDBUF_LOCK:
+        if not self.sock.options.buf_locks & SNDBUF_LOCK:
             self._sndbuf_expand()
         clamp = established_clamp(self.window_clamp, self.sock.rcvbuf, self._advmss())
         self.window_clamp = clamp
@@ -1051,7 +1052,7 @@ class Connection:
             return
         if self._in_syn_queue:
             self._in_syn_queue = False
-            listener.syn_qlen -= 1
+            listener.listen_queue.syn_qlen -= 1
         if self.fo_pending:
             self.fo_pending = False
             accepted = listener.listening and self.sock not in listener.accept_queue
@@ -1095,22 +1096,21 @@ class Connection:
     def _open_passive(self, listener: EngineSocket, irs: int, neg: Negotiated, window: int) -> None:
         """A child of ``listener`` for the peer's ISN ``irs``: what a SYN set up."""
         self.listener = listener
-        self.sock.syn_retries = listener.syn_retries
         self.sock.inherit(listener)  # a child is a clone of its listener (Linux sk_clone_lock)
         if self.recovery.cc.name != listener.congestion:  # and has its congestion control
-            self.recovery.cc = congestion_control(listener.congestion, self.ctx.counters)
+            self.recovery.cc = self.ctx.congestion_control(listener.congestion)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
         self.irs = irs
         self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
         self._negotiated(neg, window)
-        user_mss = listener.user_mss
+        user_mss = listener.options.user_mss
         if user_mss:  # Linux tcp_mss_clamp and rx_opt.mss_clamp: TCP_MAXSEG bounds both ways
             self.clamp_mss(user_mss)
             self.snd_mss = min(self.snd_mss, user_mss - (TS_OPTION_LEN if self.ts_ok else 0))
         self.usec_ts = self.usec_ts and neg.ts_ok  # Linux tcp_conn_request: req_usec_ts
         self._init_rcv_wnd(self._advmss())
         self.snd_wl1, self.snd_wl2 = irs, self.iss
-        self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
+        self.snd_nxt = self.snd_max = self.snd_buf_seq  # ISS + 1, after the SYN-ACK
 
     def accept_fastopen(
         self, listener: EngineSocket, seg: TcpSegment, now: float, reply: FastOpen | None
@@ -1264,7 +1264,7 @@ class Connection:
             self._move(E.RCV_ICMP_ERROR)
             self.destroy(now, code)
             return
-        if self.sock.recverr:
+        if self.sock.options.recverr:
             self.error = code
             self.sock.error_pending()
         else:
@@ -1308,7 +1308,7 @@ class Connection:
         segment received (off: it stops)."""
         self._ka_at = None
         self._ka_probes = 0
-        if self.sock.keepalive and self.state in _KEEPALIVE_STATES:
+        if self.sock.options.keepalive and self.state in _KEEPALIVE_STATES:
             idle = self.sock.keepalive_setting(_socket.TCP_KEEPIDLE)
             last = self._lrcv_any or now
             self._ka_at = max(now, last + idle)
@@ -1319,7 +1319,7 @@ class Connection:
         data) every TCP_KEEPINTVL; TCP_KEEPCNT unanswered ones reset the connection with
         ETIMEDOUT."""
         sock = self.sock
-        if not sock.keepalive or self.state not in _KEEPALIVE_STATES:
+        if not sock.options.keepalive or self.state not in _KEEPALIVE_STATES:
             return
         idle = sock.keepalive_setting(_socket.TCP_KEEPIDLE)
         interval = sock.keepalive_setting(_socket.TCP_KEEPINTVL)
@@ -1751,8 +1751,11 @@ class Connection:
             rtt = self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
         rec = self.recovery
+        prior_packets = rec.packets_out
         segs, fresh = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
-        if rtt is not None:  # Linux pkts_acked, from tcp_clean_rtx_queue
+        # Linux pkts_acked, from tcp_clean_rtx_queue, which tcp_ack skips when nothing was in
+        # the retransmission queue (no_queue: the ACK of a child's SYN-ACK)
+        if rtt is not None and prior_packets:
             rate = pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
             rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
         if self.snd_una == self.snd_max:
@@ -1762,7 +1765,7 @@ class Connection:
         if self.want_write:
             # Linux tcp_new_space: a writer waited; tcp_should_expand_sndbuf
             rec = self.recovery
-            if not self.sock.buf_locks & SNDBUF_LOCK and rec.in_flight() < rec.cwnd:
+            if not self.sock.options.buf_locks & SNDBUF_LOCK and rec.in_flight() < rec.cwnd:
                 self._sndbuf_expand()
         if self.want_write and self.writable():  # Linux sk_stream_write_space
             self.want_write = False
@@ -1786,8 +1789,8 @@ class Connection:
 
     def _rate_limited(self, now: float, counter: str) -> bool:
         """Linux __tcp_oow_rate_limited: at most one such ACK per tcp_invalid_ratelimit."""
-        elapsed = now - self._last_oow
-        if 0 <= elapsed < self.ctx.settings.invalid_ratelimit:
+        last = self._last_oow
+        if last is not None and 0 <= now - last < self.ctx.settings.invalid_ratelimit:
             self.ctx.counters[counter] += 1
             return True
         self._last_oow = now
@@ -1959,8 +1962,9 @@ class Connection:
     def _on_rto(self, now: float) -> None:
         ctx = self.ctx
         st = self.state
-        syncnt = self.sock.syn_retries  # TCP_SYNCNT (a child has its listener's)
-        user_timeout = self.sock.user_timeout
+        options = self.sock.options
+        syncnt = options.syn_retries  # TCP_SYNCNT (a child has its listener's)
+        user_timeout = options.user_timeout
         start: float | None = None  # when the retransmissions began (Linux retrans_stamp)
         if st is S.SYN_SENT:
             # Linux 6.x tcp_write_timeout: syn_retries plus the linear timeouts, or the time

@@ -1451,7 +1451,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         def attempt() -> int:
             sock = entry.sock
             got = len(sock.recv(size, self.now))
-            inq = [(socket_mod.IPPROTO_TCP, TCP_INQ, sock.inq_hint())] if sock.inq else []
+            inq = [(socket_mod.IPPROTO_TCP, TCP_INQ, sock.inq_hint())] if sock.options.inq else []
             self.check_msghdr(msg, 0, inq)
             return got
 
