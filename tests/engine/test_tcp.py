@@ -37,7 +37,15 @@ from fastopen.constants import (
 )
 from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
-from fastopen.engine.socket import MSG_EOR, TCP_SYNCNT
+from fastopen.engine.socket import (
+    MSG_EOR,
+    MSG_MORE,
+    POLLOUT,
+    TCP_CORK,
+    TCP_NODELAY,
+    TCP_NOTSENT_LOWAT,
+    TCP_SYNCNT,
+)
 from fastopen.wire import (
     Flags,
     Mss,
@@ -242,6 +250,102 @@ def test_nagle_holds_a_small_segment_while_one_is_unacked() -> None:
     assert out(h) == []
     h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 2), 0.3)
     assert one(h).payload == b"b"
+
+
+def test_msg_more_corks_one_send_even_with_nodelay() -> None:
+    """Linux tcp_push: MSG_MORE sends with TCP_NAGLE_CORK; the next send without it pushes
+    all, with PSH."""
+    h, sock, _ = connected()
+    sock.setsockopt(SOL_TCP, TCP_NODELAY, 1)
+    assert sock.sendto(b"a" * 40, MSG_MORE, None, 0.2) == 40
+    assert sock.sendto(b"b" * 60, MSG_MORE, None, 0.21) == 60
+    assert out(h) == []
+    assert sock.sendto(b"c" * 5, 0, None, 0.22) == 5
+    segment = one(h)
+    assert (len(segment.payload), segment.flags) == (105, A | P)
+
+
+def test_msg_more_sends_whole_segments_without_psh() -> None:
+    """Linux tcp_mss_split_point: corked, the small tail of a large send waits; what was
+    sent under MSG_MORE was not pushed (tcp_mark_push), so it has no PSH, nor the tail that
+    an ACK releases."""
+    h, sock, _ = connected()
+    sock.setsockopt(SOL_TCP, TCP_NODELAY, 1)
+    assert sock.sendto(b"m" * 3100, MSG_MORE, None, 0.2) == 3100
+    segs = out(h)
+    assert sum(len(s.payload) for s in segs) == 3000
+    assert all(s.flags == A for s in segs)
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 3001), 0.3)
+    tail = one(h)
+    assert (len(tail.payload), tail.flags) == (100, A)
+
+
+def test_cork_holds_small_writes_until_uncorked() -> None:
+    """Linux __tcp_sock_set_cork: TCP_CORK holds partial segments; clearing it pushes them."""
+    h, sock, _ = connected()
+    sock.setsockopt(SOL_TCP, TCP_CORK, 1)
+    assert sock.getsockopt(SOL_TCP, TCP_CORK) == 1
+    sock.send(b"x" * 40, 0.2)
+    sock.send(b"y" * 40, 0.25)
+    assert out(h) == []
+    sock.setsockopt(SOL_TCP, TCP_CORK, 0, now=0.26)
+    segment = one(h)
+    assert (len(segment.payload), segment.flags) == (80, A | P)
+
+
+def test_nodelay_pushes_what_the_cork_holds() -> None:
+    """Linux __tcp_sock_set_nodelay sets TCP_NAGLE_PUSH: a corked queue goes out at once."""
+    h, sock, _ = connected()
+    sock.setsockopt(SOL_TCP, TCP_CORK, 1)
+    sock.send(b"x" * 40, 0.2)
+    assert out(h) == []
+    sock.setsockopt(SOL_TCP, TCP_NODELAY, 1, now=0.21)
+    assert len(one(h).payload) == 40
+
+
+def test_corked_data_with_nothing_in_flight_goes_at_the_probe_timer() -> None:
+    """Linux tcp_check_probe_timer and tcp_write_wakeup: corked data, no ACK to wait for; the
+    probe timer (the RTO) sends it, with PSH."""
+    h, sock, _ = connected()
+    sock.setsockopt(SOL_TCP, TCP_CORK, 1)
+    sock.send(b"x" * 40, 0.2)
+    assert out(h) == []
+    when = h.get_timer()
+    assert when == pytest.approx(0.2 + sock.tcp_info().tcpi_rto / 1e6)
+    h.handle_timer(when)
+    segment = one(h)
+    assert (len(segment.payload), segment.flags) == (40, A | P)
+
+
+def test_notsent_lowat_stops_a_write_at_the_next_skb() -> None:
+    """Linux tcp_stream_memory_free: with TCP_NOTSENT_LOWAT a send fills skbs of the size goal
+    (half the peer's window, whole MSS) and takes no new one while the data not sent reaches
+    the mark; POLLOUT waits for twice the unsent data to fall below it."""
+    h, sock, _ = connected()
+    sock.setsockopt(SOL_TCP, TCP_NOTSENT_LOWAT, 4000)
+    assert sock.getsockopt(SOL_TCP, TCP_NOTSENT_LOWAT) == 4000
+    # skbs of 32000 (65535 // 2 in whole MSS): the first, full, goes as far as the initial
+    # window (tcp_push_one, 10000); its rest takes 10000 more; then 32000 are not sent
+    assert sock.send(b"n" * 60000, 0.2) == 42000
+    assert not sock.poll() & POLLOUT
+    with fails_with(errno.EAGAIN):
+        sock.send(b"n", 0.2)
+    sent = sum(len(s.payload) for s in out(h))
+    t = 0.3
+    while sent < 42000:
+        h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1 + sent), t)
+        sent += sum(len(s.payload) for s in out(h))
+        t += 0.1
+    assert sock.poll() & POLLOUT
+
+
+def test_notsent_lowat_sysctl_applies_without_the_option() -> None:
+    """net.ipv4.tcp_notsent_lowat is the mark of sockets without TCP_NOTSENT_LOWAT."""
+    _, sock, _ = connected(notsent_lowat=4000)
+    assert sock.getsockopt(SOL_TCP, TCP_NOTSENT_LOWAT) == 0
+    assert sock.send(b"n" * 60000, 0.2) == 42000
+    _, plain, _ = connected()
+    assert plain.send(b"n" * 40000, 0.2) == 40000
 
 
 def test_rto_initial_one_second_exponential_backoff_then_rtt_estimate() -> None:

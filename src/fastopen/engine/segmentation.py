@@ -243,12 +243,13 @@ class SentPieces:
         self.prior_fack = self.fack if self.sacked_out else None
         self.orig_delivered = False
 
-    def sent(self, start: int, end: int, fin: bool, mss: int, now: float) -> None:
-        """New data ``[start, end)`` (its FIN included) left as one piece, with PSH."""
+    def sent(self, start: int, end: int, fin: bool, mss: int, now: float, psh: bool = True) -> None:
+        """New data ``[start, end)`` (its FIN included) left as one piece, with PSH or not."""
         if self._pieces is None:
             self._pieces = deque()
         self.sends += 1
-        p = Piece(start, end, 0, F_PSH | (F_FIN if fin else 0), now, self.sends)
+        flags = (F_PSH if psh else 0) | (F_FIN if fin else 0)
+        p = Piece(start, end, 0, flags, now, self.sends)
         p.pcount = self._count(p, mss)
         self._pieces.append(p)
         self.packets_out += p.pcount

@@ -84,6 +84,9 @@ class Settings:
     #: tcp_tso_win_divisor: a TSO packet is not held back once this fraction of the window
     #: is free (0: once more than 3 MSS are, tcp_max_tso_deferred_mss).
     tso_win_divisor: int = 3
+    #: tcp_notsent_lowat: a socket without TCP_NOTSENT_LOWAT is writable while less than this
+    #: is queued and not sent (Linux: UINT_MAX, no limit).
+    notsent_lowat: int = 0xFFFFFFFF
 
     @property
     def wscale(self) -> int:
@@ -140,3 +143,4 @@ class SettingsChanges(TypedDict, total=False):
     congestion_control: str
     slow_start_after_idle: bool
     tso_win_divisor: int
+    notsent_lowat: int

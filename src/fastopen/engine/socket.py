@@ -33,7 +33,7 @@ from fastopen.engine.handshake import MSS_DEFAULT
 from fastopen.engine.info import TcpInfo
 from fastopen.engine.seq import MASK, seq_le
 from fastopen.engine.states import TcpState
-from fastopen.engine.tcb import Connection
+from fastopen.engine.tcb import NAGLE_CORK, NAGLE_OFF, NAGLE_PUSH, Connection
 from fastopen.engine.window import RCVBUF_LOCK, SNDBUF_LOCK, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF
 from fastopen.errors import KeyFormatError
 from fastopen.wire import FastOpen
@@ -50,7 +50,11 @@ SO_MARK = 36
 SO_ZEROCOPY = 60
 MSG_ZEROCOPY = 0x4000000
 MSG_EOR = _socket.MSG_EOR
+MSG_MORE = _socket.MSG_MORE
 TCP_NODELAY = _socket.TCP_NODELAY
+TCP_CORK = _socket.TCP_CORK
+#: TCP_NOTSENT_LOWAT (Linux 3.12+): the most unsent data a writable socket has.
+TCP_NOTSENT_LOWAT = 25
 TCP_SYNCNT = _socket.TCP_SYNCNT
 TCP_MAXSEG = _socket.TCP_MAXSEG
 TCP_QUICKACK = _socket.TCP_QUICKACK
@@ -113,7 +117,8 @@ class SocketOptions:
     keepcnt: int = 0
     #: TCP_MAXSEG (Linux rx_opt.user_mss; 0: none).
     user_mss: int = 0
-    nodelay: bool = False
+    #: TCP_NOTSENT_LOWAT (Linux tp->notsent_lowat; 0: the host's tcp_notsent_lowat).
+    notsent_lowat: int = 0
     #: IP_RECVERR / IPV6_RECVERR: ICMP errors on a connected socket are reported at once.
     recverr: bool = False
     #: SO_ZEROCOPY, SO_MARK, TCP_INQ (Linux tp->recvmsg_inq).
@@ -206,6 +211,7 @@ class EngineSocket:
         "fastopen_connect",
         "fastopen_no_cookie",
         "listening",
+        "nonagle",
         "options",
         "rcvbuf",
         "reuseaddr",
@@ -236,6 +242,10 @@ class EngineSocket:
         # client side
         self.fastopen_connect = False
         self.defer_connect = False
+        #: Linux tp->nonagle: NAGLE_OFF (TCP_NODELAY), NAGLE_CORK (TCP_CORK), NAGLE_PUSH (push
+        #: what waits now, until the next write starts a new skb: tcp_skb_entail). Not in
+        #: SocketOptions: a write clears NAGLE_PUSH.
+        self.nonagle = 0
         self.reuseaddr = False
         self.options = DEFAULT_OPTIONS
         #: the MSG_ZEROCOPY notifications (made at the first such send)
@@ -305,8 +315,8 @@ class EngineSocket:
         self, level: int, name: int, value: int | bytes, now: float | None = None
     ) -> None:
         """Set an option; ``now`` is when, for the options that send at once (TCP_NODELAY
-        pushes what Nagle held back: without ``now`` it goes with the connection's next
-        output)."""
+        and clearing TCP_CORK push what Nagle or the cork held back: without ``now`` it goes
+        with the connection's next output)."""
         self._check_open()
         settings = self.ctx.settings
         st = self.state
@@ -377,10 +387,28 @@ class EngineSocket:
             return
         if not isinstance(value, int):
             raise _fail(errno.EINVAL)
-        if name == TCP_NODELAY:
-            self.options = replace(self.options, nodelay=bool(value))
-            if value and self.conn is not None and now is not None:
-                self.conn.output(now)
+        if name == TCP_NODELAY:  # Linux __tcp_sock_set_nodelay
+            if value:
+                self.nonagle |= NAGLE_OFF | NAGLE_PUSH
+                self._push_pending(now)
+            else:
+                self.nonagle &= ~NAGLE_OFF
+            return
+        if name == TCP_CORK:  # Linux __tcp_sock_set_cork: uncorking pushes what waits
+            if value:
+                self.nonagle |= NAGLE_CORK
+            else:
+                self.nonagle &= ~NAGLE_CORK
+                if self.nonagle & NAGLE_OFF:
+                    self.nonagle |= NAGLE_PUSH
+                self._push_pending(now)
+            return
+        if name == TCP_NOTSENT_LOWAT:  # Linux do_tcp_setsockopt, then sk_write_space
+            self.options = replace(self.options, notsent_lowat=value & MASK)
+            conn = self.conn
+            if conn is not None and conn.want_write and conn.writable():
+                conn.want_write = False
+                self.ctx.emit(Writable(self))
             return
         if name == TCP_USER_TIMEOUT:  # Linux tcp_sock_set_user_timeout (any state)
             if value < 0:
@@ -412,6 +440,13 @@ class EngineSocket:
             self.fastopen_no_cookie = bool(value)
             return
         raise _fail(errno.ENOPROTOOPT)
+
+    def _push_pending(self, now: float | None) -> None:
+        """Linux tcp_push_pending_frames: what waits goes, as far as Nagle and the windows let
+        (a socket option set without ``now`` leaves it to the connection's next output)."""
+        conn = self.conn
+        if conn is not None and now is not None:
+            conn.push_pending(now)
 
     def _set_buffer(self, name: int, value: int) -> None:
         """SO_SNDBUF / SO_RCVBUF as Linux sock_setsockopt: at most net.core.wmem_max /
@@ -460,7 +495,11 @@ class EngineSocket:
         if name == TCP_INFO:
             return self.tcp_info()
         if name == TCP_NODELAY:
-            return int(options.nodelay)
+            return int(bool(self.nonagle & NAGLE_OFF))
+        if name == TCP_CORK:
+            return int(bool(self.nonagle & NAGLE_CORK))
+        if name == TCP_NOTSENT_LOWAT:
+            return options.notsent_lowat
         if name == TCP_INQ:
             return int(options.inq)
         if name == TCP_SYNCNT:
@@ -657,14 +696,15 @@ class EngineSocket:
     # -- data --------------------------------------------------------------------------------------
 
     def sendto(self, data: bytes, flags: int, addr: SockAddr | None, now: float) -> int:
-        """send/sendto/sendmsg with their flags: MSG_FASTOPEN, MSG_EOR (the data ends a record:
-        no segment joins it to what follows), and MSG_ZEROCOPY on a socket with SO_ZEROCOPY (a
-        notification on the error queue once the data is acknowledged)."""
+        """send/sendto/sendmsg with their flags: MSG_FASTOPEN, MSG_MORE (more data follows:
+        this send is corked), MSG_EOR (the data ends a record: no segment joins it to what
+        follows), and MSG_ZEROCOPY on a socket with SO_ZEROCOPY (a notification on the error
+        queue once the data is acknowledged)."""
         self._check_open()
         if flags & MSG_FASTOPEN or self.defer_connect:
             sent = self._sendmsg_fastopen(data, addr, now)
         else:
-            sent = self.send(data, now)
+            sent = self.send(data, now, flags)
         if flags & MSG_EOR and sent > 0 and self.conn is not None:
             self.conn.mark_eor()
         if flags & MSG_ZEROCOPY and self.options.zerocopy and sent > 0 and self.conn is not None:
@@ -728,7 +768,9 @@ class EngineSocket:
             return sent
         raise _fail(errno.EINPROGRESS)
 
-    def send(self, data: bytes, now: float) -> int:
+    def send(self, data: bytes, now: float, flags: int = 0) -> int:
+        """send() of ``data``: what the send buffer and TCP_NOTSENT_LOWAT take (EAGAIN: none);
+        of ``flags`` MSG_MORE counts (Linux tcp_sendmsg_locked)."""
         self._check_open()
         if self.defer_connect:
             return self._sendmsg_fastopen(data, None, now)
@@ -748,7 +790,7 @@ class EngineSocket:
         ):
             if not data:
                 return 0
-            return conn.send(data, now)
+            return conn.send(data, now, more=bool(flags & MSG_MORE))
         if st is TcpState.SYN_SENT or st is TcpState.SYN_RECEIVED:
             raise _fail(errno.EAGAIN)
         raise _fail(errno.EPIPE)
@@ -803,8 +845,10 @@ class EngineSocket:
 
     def inherit(self, listener: EngineSocket) -> None:
         """What a child takes from its listener (Linux sk_clone_lock copies the socket): its
-        :class:`SocketOptions` (the same value), TCP_CONGESTION and the buffers."""
+        :class:`SocketOptions` (the same value), TCP_NODELAY and TCP_CORK (tp->nonagle),
+        TCP_CONGESTION and the buffers."""
         self.options = listener.options
+        self.nonagle = listener.nonagle
         self.rcvbuf, self.sndbuf = listener.rcvbuf, listener.sndbuf
         self.congestion = listener.congestion
 

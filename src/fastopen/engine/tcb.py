@@ -91,6 +91,11 @@ MAX_QUICKACKS = 16
 MAX_TSO_DEFERRED_MSS = 3
 #: Linux tcp_orphan_retries (0: 8 while the RTO is below TCP_RTO_MAX).
 ORPHAN_RETRIES = 8
+#: Linux tp->nonagle's bits: TCP_NAGLE_OFF (TCP_NODELAY), TCP_NAGLE_CORK (TCP_CORK, or one
+#: MSG_MORE send), TCP_NAGLE_PUSH (what waits goes now, Nagle or not).
+NAGLE_OFF, NAGLE_CORK, NAGLE_PUSH = 1, 2, 4
+#: Linux GSO_LEGACY_MAX_SIZE, a device's sk_gso_max_size: the largest skb a send fills.
+GSO_MAX_SIZE = 65536
 
 S = TcpState
 E = TcpEvent
@@ -191,6 +196,7 @@ class Connection:
         "orphan",
         "probes_out",
         "pushed_at",
+        "pushed_seq",
         "rcv_adv",
         "rcv_buf",
         "rcv_nxt",
@@ -208,6 +214,7 @@ class Connection:
         "segs_out",
         "shut_rd",
         "shut_wr",
+        "skb_start",
         "snd_buf",
         "snd_buf_seq",
         "snd_max",
@@ -269,6 +276,12 @@ class Connection:
         #: MSG_EOR: where a send marked the end of a record (Linux TCP_SKB_CB(skb)->eor), oldest
         #: first; no segment carries data from both sides of a mark (made when first used).
         self.eor_marks: list[int] | None = None
+        #: Linux tp->pushed_seq: the data up to here was pushed (tcp_mark_push: a send without
+        #: MSG_MORE, or forced_push); a segment that ends beyond it goes without PSH.
+        self.pushed_seq = self.snd_buf_seq
+        #: Where the last skb of the write queue starts (Linux tcp_write_queue_tail): a send
+        #: fills it up to the size goal before it takes a new one (tcp_sendmsg_locked).
+        self.skb_start = self.snd_buf_seq
         self.rcv_nxt = 0
         self.rcv_adv = 0
         self.rcv_buf: bytes | bytearray = b""
@@ -598,9 +611,18 @@ class Connection:
         )
         self._emit(self.iss, SYN | ACK | (ECE if self.ecn_ok else 0), b"", options, now)
 
-    def output(self, now: float) -> None:
+    def push_pending(self, now: float) -> None:
+        """Linux tcp_push_pending_frames: send what waits, with the socket's Nagle bits."""
+        self.output(now)
+        self._rearm()
+
+    def output(self, now: float, nonagle: int | None = None, push_one: bool = False) -> None:
         """Send what the windows, Nagle and the state allow, as Linux tcp_write_xmit: new data
-        in pieces of many MSS (:mod:`.segmentation`), each with PSH; then a FIN."""
+        in pieces of many MSS (:mod:`.segmentation`), PSH on those that end within what was
+        pushed (tp->pushed_seq); then a FIN. ``nonagle`` is Linux's (the socket's unless a
+        MSG_MORE send corks it); ``push_one`` is tcp_push_one's: one piece, never deferred
+        for TSO. With data left and none in flight, the probe timer runs (Linux
+        __tcp_push_pending_frames, tcp_check_probe_timer)."""
         st = self.state
         if st is S.SYN_SENT or st is S.CLOSED or st is S.LISTEN:
             return
@@ -617,7 +639,8 @@ class Connection:
         # what counts is data: a TFO child's SYN-ACK is not in its queue (Linux snd_una ISN + 1)
         una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
         wnd_edge = (una + self.snd_wnd) & MASK  # Linux tcp_snd_wnd_test (cwnd: tcp_cwnd_test)
-        nodelay = self.sock.options.nodelay
+        if nonagle is None:
+            nonagle = self.sock.nonagle
         first_nxt = self.snd_nxt
         cwnd_limited = False
         while True:
@@ -627,13 +650,6 @@ class Connection:
             if unsent > 0:
                 room = (wnd_edge - nxt) & MASK
                 if room >= HALF or room == 0:
-                    if (
-                        self.snd_wnd == 0
-                        and self.snd_una == self.snd_max
-                        and self._probe_at is None
-                        and self._rto_at is None
-                    ):  # Linux tcp_check_probe_timer: probe the zero window
-                        self._probe_at = now + self.rtt.backed_off(self.backoff)
                     break
                 in_flight = rec.in_flight()
                 quota = cwnd_quota(rec.cwnd, in_flight)
@@ -646,23 +662,30 @@ class Connection:
                 size = min(goal, mss * quota)
                 if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
                     size = room if room < mss else room - room % mss
-                if size < goal and self._tso_should_defer(now, goal, room, in_flight):
+                if (
+                    size < goal
+                    and not push_one
+                    and self._tso_should_defer(now, goal, room, in_flight)
+                ):
                     # Linux: deferred for the congestion window, the window was the limit
                     cwnd_limited = (rec.cwnd - in_flight) * mss < room
                     break
                 last = size == unsent
-                if (
-                    size < mss
-                    and last
-                    and not nodelay
-                    and seq_lt(self.snd_una, self.snd_sml)
-                    and not self._fin_queued
-                ):
-                    break  # Nagle, Minshall's variant as Linux: a small segment is unacked
-                flags = ACK | PSH
+                partial = size % mss if last else 0
+                if partial and self._nagle_check(nonagle):
+                    if size < mss:  # Linux tcp_nagle_test: one small segment
+                        if not nonagle & NAGLE_PUSH and not self._fin_queued:
+                            break
+                    else:  # Linux tcp_mss_split_point: the small tail waits
+                        size -= partial
+                        last = False
+                end = (nxt + size) & MASK
+                flags = ACK | PSH if seq_le(end, self.pushed_seq) else ACK
                 if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
                     flags |= FIN
                 self._transmit(nxt, flags, bytes(buf[off : off + size]), now)
+                if push_one:
+                    break
                 continue
             if (
                 self._fin_queued
@@ -672,11 +695,23 @@ class Connection:
             ):
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
+        if (
+            self.snd_una == self.snd_max
+            and self._probe_at is None
+            and self._rto_at is None
+            and self._unsent()
+        ):  # Linux tcp_check_probe_timer: nothing in flight to bring an ACK
+            self._probe_at = now + self.rtt.backed_off(self.backoff)
         if cwnd_limited or self.snd_nxt != first_nxt:  # Linux tcp_write_xmit: sent or blocked
             rec.cwnd_validate(cwnd_limited, self.snd_una, self.snd_max)
         if frto_new and self.snd_max == rec.high_seq:  # nothing new could go: F-RTO ends
             rec.frto = False
             self._xmit_retransmit_queue(now)
+
+    def _nagle_check(self, nonagle: int) -> bool:
+        """Linux tcp_nagle_check, for a segment short of an MSS: corked, or Nagle on and,
+        as Minshall's variant, a small segment still unacknowledged."""
+        return bool(nonagle & NAGLE_CORK) or (not nonagle and seq_lt(self.snd_una, self.snd_sml))
 
     def _xmit_retransmit_queue(self, now: float) -> None:
         """Linux tcp_xmit_retransmit_queue: every lost piece not yet retransmitted goes again,
@@ -799,7 +834,7 @@ class Connection:
         rec = self.recovery
         if data:
             rec.data_sent(now)  # before it is out: CA_EVENT_TX_START after idle
-        rec.pieces.sent(seq, end, bool(flags & FIN), mss, now)
+        rec.pieces.sent(seq, end, bool(flags & FIN), mss, now, bool(flags & PSH))
         if rec.ca_state is CaState.RECOVERY:
             rec.prr_out += segments(len(data), mss) or 1
         if not self.ts_ok:
@@ -862,20 +897,86 @@ class Connection:
         self._move(E.APP_CONNECT)
         self.ctx.counters["TcpActiveOpens"] += 1
 
-    def send(self, data: bytes, now: float) -> int:
-        space = self.sock.sndbuf - len(self.snd_buf)
-        if space <= 0:
-            self.want_write = True
-            raise EngineError(errno.EAGAIN)
-        chunk = data[:space]
-        if self.ctx.settings.slow_start_after_idle:
+    def send(self, data: bytes, now: float, more: bool = False) -> int:
+        """Linux tcp_sendmsg_locked: ``data`` fills the last skb up to the size goal, then
+        new ones while the send buffer has room and, at each new one, the data not sent yet
+        is below TCP_NOTSENT_LOWAT (sk_stream_memory_free); a full skb alone in the queue goes
+        at once (tcp_push_one), past half the largest window all is pushed (forced_push).
+        Then tcp_push: PSH up to here unless ``more`` (MSG_MORE), which corks this one send.
+        Returns the bytes taken: fewer when the buffer filled (EAGAIN when none)."""
+        total = len(data)
+        goal = self._size_goal()
+        copied = 0
+        if self.ctx.settings.slow_start_after_idle and total:
             self.recovery.restart_after_idle(now, self.rtt.rto)
-        self.snd_buf = _appended(self.snd_buf, chunk)
-        if len(chunk) < len(data):
+        while copied < total:
+            write_seq = (self.snd_buf_seq + len(self.snd_buf)) & MASK
+            nxt = self.snd_nxt
+            start = self.skb_start if seq_lt(nxt, self.skb_start) else nxt
+            tail = (write_seq - start) & MASK if seq_lt(nxt, write_seq) else 0
+            copy = goal - tail if tail and not self._eor_at(write_seq) else 0
+            if copy <= 0:  # Linux new_segment
+                if not self._memory_free(0):
+                    break
+                self.skb_start = write_seq
+                self.sock.nonagle &= ~NAGLE_PUSH  # Linux tcp_skb_entail
+                copy = goal
+            copy = min(copy, total - copied, self.sock.sndbuf - len(self.snd_buf))
+            if copy <= 0:
+                break
+            self.snd_buf = _appended(self.snd_buf, data[copied : copied + copy])
+            copied += copy
+            if copied == total or tail + copy < goal:
+                continue
+            forced = self._forced_push()
+            # a full skb goes with PSH: measured on Linux 6.18 (google/packetdrill's
+            # fastopen/server/opt34/simple3.pkt, notsent_lowat/notsent-lowat-setsockopt.pkt:
+            # a full skb sent by tcp_push_one has it, before any tcp_mark_push)
+            self.pushed_seq = self.write_seq()
+            if forced:
+                self.output(now, NAGLE_PUSH)
+            elif seq_le(self.skb_start, self.snd_nxt):  # the skb is the send head
+                self.output(now, push_one=True)
+        if copied < total:  # Linux wait_for_space: what was taken goes, pushed
             self.want_write = True
-        self.output(now)
+            if not copied:
+                raise EngineError(errno.EAGAIN)
+            self.pushed_seq = self.write_seq()
+            self.output(now, NAGLE_PUSH)
+        else:  # Linux tcp_push
+            if not more or self._forced_push():
+                self.pushed_seq = self.write_seq()
+            self.output(now, NAGLE_CORK if more else None)
         self._rearm()
-        return len(chunk)
+        return copied
+
+    def _size_goal(self) -> int:
+        """Linux tcp_xmit_size_goal: how much data an skb takes, whole MSS, at least one: the
+        device's GSO maximum within half the peer's largest window (tcp_bound_to_half_wnd)."""
+        mss = self.snd_mss
+        size = GSO_MAX_SIZE
+        cutoff = self.max_window >> 1 if self.max_window > MSS_DEFAULT else self.max_window
+        if cutoff and size > cutoff:
+            size = cutoff
+        return max(size // mss * mss, mss)
+
+    def _forced_push(self) -> bool:
+        """Linux forced_push: more than half the largest window was queued since the last
+        push."""
+        return seq_lt((self.pushed_seq + (self.max_window >> 1)) & MASK, self.write_seq())
+
+    def _eor_at(self, seq: int) -> bool:
+        """The skb ending at ``seq`` ends a record (MSG_EOR): nothing joins it."""
+        marks = self.eor_marks
+        return marks is not None and bool(marks) and marks[-1] == seq
+
+    def _memory_free(self, wake: int) -> bool:
+        """Linux tcp_stream_memory_free: the data not sent yet (doubled for a wakeup, ``wake``
+        1) is below TCP_NOTSENT_LOWAT, the socket's or the host's (tcp_notsent_lowat)."""
+        lowat = self.sock.options.notsent_lowat or self.ctx.settings.notsent_lowat
+        end = (self.snd_buf_seq + len(self.snd_buf)) & MASK
+        notsent = (end - self.snd_nxt) & MASK if seq_lt(self.snd_nxt, end) else 0
+        return (notsent << wake) < lowat
 
     def recv(self, n: int, now: float) -> bytes:
         buf = self.rcv_buf
@@ -1362,9 +1463,10 @@ class Connection:
         return (end + 1) & MASK if self._fin_queued else end
 
     def writable(self) -> bool:
-        """Linux __sk_stream_is_writeable: the free send buffer is at least half what is queued."""
+        """Linux __sk_stream_is_writeable: the free send buffer is at least half what is queued,
+        and twice the data not sent yet is below TCP_NOTSENT_LOWAT."""
         queued = len(self.snd_buf)
-        return self.sock.sndbuf - queued >= queued // 2
+        return self.sock.sndbuf - queued >= queued // 2 and self._memory_free(1)
 
     def _hold_ack(self, now: float) -> None:
         """A writer is waiting for the connection (Linux sk_write_pending): the ACK of the SYN-ACK
@@ -1554,6 +1656,9 @@ class Connection:
                 self.ctx.blackhole.active_disable(now)
             self._rcv_data(seg, flags, now)
         self.output(now)
+        if self.want_write and self.writable():  # Linux tcp_data_snd_check: tcp_check_space
+            self.want_write = False
+            self.ctx.emit(Writable(self.sock))
 
     def _fin_acked(self, now: float) -> bool:
         """Our FIN is acknowledged; False when the connection is gone."""
@@ -1703,7 +1808,8 @@ class Connection:
         room = (self.snd_una + self.snd_wnd - self.snd_nxt) & MASK
         if unsent > 0 and room < HALF and room >= min(unsent, mss):
             size = min(unsent, mss)
-            flags = ACK | PSH
+            end = (self.snd_nxt + size) & MASK
+            flags = ACK | PSH if seq_le(end, self.pushed_seq) else ACK
             if size == unsent and self._fin_queued:
                 flags |= FIN
             self._transmit(self.snd_nxt, flags, bytes(self.snd_buf[off : off + size]), now)
@@ -2031,10 +2137,11 @@ class Connection:
         self._set_rto(now, start)
 
     def _probe_timer(self, now: float) -> None:
-        """Linux tcp_probe_timer and tcp_send_probe0: data waits behind a zero window with
-        nothing in flight; a segment one below SND.UNA (no data) makes the peer ACK with its
-        window. The peer answering keeps the connection alive; ``retries2`` unanswered probes
-        (8 for an orphan) end it."""
+        """Linux tcp_probe_timer and tcp_send_probe0: data waits with nothing in flight.
+        Within an open window (it waited for a cork) one MSS of it goes, with PSH
+        (tcp_write_wakeup); behind a zero window, a segment one below SND.UNA (no data) makes
+        the peer ACK with its window. The peer answering keeps the connection alive;
+        ``retries2`` unanswered probes (8 for an orphan) end it."""
         if self.snd_una != self.snd_max or not self._unsent():
             self.probes_out = 0
             return
@@ -2043,6 +2150,22 @@ class Connection:
         if self.probes_out >= limit:
             self._move(E.TIMEOUT)
             self.destroy(now, errno.ETIMEDOUT)
+            return
+        nxt = self.snd_nxt
+        room = (self.snd_una + self.snd_wnd - nxt) & MASK
+        off = (nxt - self.snd_buf_seq) & MASK
+        unsent = len(self.snd_buf) - off if off < HALF else 0
+        if unsent > 0 and 0 < room < HALF:
+            size = min(unsent, room, self.snd_mss)
+            end = (nxt + size) & MASK
+            if seq_lt(self.pushed_seq, end):
+                self.pushed_seq = end
+            flags = ACK | PSH
+            if size == unsent and self._fin_queued:
+                flags |= FIN
+            self._transmit(nxt, flags, bytes(self.snd_buf[off : off + size]), now)
+            self._set_rto(now)  # Linux tcp_event_new_data_sent: tcp_rearm_rto
+            self.probes_out = self.backoff = 0
             return
         self.ctx.counters["TCPWinProbe"] += 1
         self._emit((self.snd_una - 1) & MASK, ACK, now=now)

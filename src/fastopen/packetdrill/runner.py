@@ -56,6 +56,7 @@ from fastopen.engine.socket import (
     SO_MARK,
     SO_ZEROCOPY,
     TCP_INQ,
+    TCP_NOTSENT_LOWAT,
 )
 from fastopen.packetdrill.errors import ScriptError, ScriptSyntaxError
 from fastopen.packetdrill.packets import (
@@ -134,6 +135,9 @@ SYMBOLS: dict[str, int] = {
     "SO_SNDBUF": socket_mod.SO_SNDBUF,
     "SO_RCVBUF": socket_mod.SO_RCVBUF,
     "TCP_NODELAY": socket_mod.TCP_NODELAY,
+    "TCP_CORK": socket_mod.TCP_CORK,
+    "TCP_NOTSENT_LOWAT": TCP_NOTSENT_LOWAT,
+    "MSG_MORE": socket_mod.MSG_MORE,
     "TCP_SYNCNT": socket_mod.TCP_SYNCNT,
     "TCP_INFO": K.TCP_INFO,
     "TCP_FASTOPEN": K.TCP_FASTOPEN,
@@ -1335,7 +1339,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
 
         def attempt() -> int | None:
             try:
-                done[0] += sock.send(bytes(total - done[0]), self.now)
+                done[0] += sock.send(bytes(total - done[0]), self.now, flags)
             except EngineError as exc:
                 if exc.errno == errno_mod.EAGAIN:
                     return None

@@ -37,6 +37,7 @@ DEFAULTS_SH = {
     "net.ipv4.tcp_ecn": "0",
     "net.ipv4.tcp_congestion_control": "cubic",
     "net.ipv4.tcp_slow_start_after_idle": "0",
+    "net.ipv4.tcp_notsent_lowat": "4294967295",
 }
 #: The Linux selftests' own ``defaults.sh`` (tools/testing/selftests/net/packetdrill): the same
 #: but TFO on for clients and servers only (0x3).
@@ -104,6 +105,7 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_congestion_control": _congestion,
     "net.ipv4.tcp_slow_start_after_idle": _flag("slow_start_after_idle"),
     "net.ipv4.tcp_tso_win_divisor": _int("tso_win_divisor"),
+    "net.ipv4.tcp_notsent_lowat": _int("notsent_lowat"),
 }
 #: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
 IGNORED_SYSCTLS: dict[str, str] = {}
