@@ -25,7 +25,7 @@ decrement) can write; such a packet re-emits with 0x0000.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import MISSING, dataclass, fields
 from enum import IntFlag
 from ipaddress import IPv4Address, IPv6Address
@@ -515,45 +515,7 @@ class TcpSegment:
         dst: IPAddress | None = None,
     ) -> TcpSegment:
         """Parse a segment; its checksum is verified when both ``src`` and ``dst`` are given."""
-        size = len(data)
-        if size < TCP_HEADER_LEN:
-            raise MalformedPacket(f"truncated TCP header ({size} bytes)")
-        sport, dport, seq, ack, offset, flags, window, checksum, urgent = _TCP_HEADER.unpack_from(
-            data
-        )
-        header_len = (offset >> 4) * 4
-        if header_len < TCP_HEADER_LEN:
-            raise MalformedPacket(f"bad TCP data offset {offset >> 4} (below 5)")
-        if header_len > size:
-            raise MalformedPacket(
-                f"TCP data offset {offset >> 4} runs past the segment ({size} bytes)"
-            )
-        if src is not None and dst is not None:
-            try:
-                pseudo = _pseudo_sum(src, dst, size)
-            except ValueError as exc:
-                raise MalformedPacket(str(exc)) from None
-            # the field sits at an even offset: taking its value off the words' sum zeroes it
-            words = int.from_bytes(data, "big")
-            if size & 1:
-                words <<= 8
-            expected = _ONES - ((pseudo + words - checksum) % _ONES or _ONES)
-            if checksum != expected and not (checksum == _ONES and expected == 0):
-                raise MalformedPacket(
-                    f"bad TCP checksum 0x{checksum:04x} (expected 0x{expected:04x})"
-                )
-        return _new_segment(
-            sport,
-            dport,
-            seq,
-            ack,
-            _FLAGS[flags],
-            window,
-            parse_options(bytes(data[TCP_HEADER_LEN:header_len])),
-            bytes(data[header_len:]),
-            urgent,
-            offset & 0x0F,
-        )
+        return _parse_segment(data, src, dst, None)
 
     def _header(self, checksum: int, options: bytes) -> bytes:
         return _TCP_HEADER.pack(
@@ -628,6 +590,49 @@ class TcpSegment:
 
 
 _new_segment = _maker(TcpSegment)
+
+
+def _parse_segment(
+    data: bytes | memoryview, src: IPAddress | None, dst: IPAddress | None, pseudo: int | None
+) -> TcpSegment:
+    """:meth:`TcpSegment.parse`; ``pseudo``, when known, is the pseudo-header's sum (then the
+    checksum is verified whatever ``src`` and ``dst``)."""
+    size = len(data)
+    if size < TCP_HEADER_LEN:
+        raise MalformedPacket(f"truncated TCP header ({size} bytes)")
+    sport, dport, seq, ack, offset, flags, window, checksum, urgent = _TCP_HEADER.unpack_from(data)
+    header_len = (offset >> 4) * 4
+    if header_len < TCP_HEADER_LEN:
+        raise MalformedPacket(f"bad TCP data offset {offset >> 4} (below 5)")
+    if header_len > size:
+        raise MalformedPacket(f"TCP data offset {offset >> 4} runs past the segment ({size} bytes)")
+    if pseudo is None and src is not None and dst is not None:
+        try:
+            pseudo = _pseudo_sum(src, dst, size)
+        except ValueError as exc:
+            raise MalformedPacket(str(exc)) from None
+    if pseudo is not None:
+        # the field sits at an even offset: taking its value off the words' sum zeroes it
+        words = int.from_bytes(data, "big")
+        if size & 1:
+            words <<= 8
+        expected = _ONES - ((pseudo + words - checksum) % _ONES or _ONES)
+        if checksum != expected and not (checksum == _ONES and expected == 0):
+            raise MalformedPacket(f"bad TCP checksum 0x{checksum:04x} (expected 0x{expected:04x})")
+    return _new_segment(
+        sport,
+        dport,
+        seq,
+        ack,
+        _FLAGS[flags],
+        window,
+        parse_options(bytes(data[TCP_HEADER_LEN:header_len])),
+        bytes(data[header_len:]),
+        urgent,
+        offset & 0x0F,
+    )
+
+
 _LAST_ONLY = int(Flags.FIN | Flags.PSH)
 
 
@@ -1021,6 +1026,32 @@ def ip_packet(
             raise ValueError(f"IPv6 payload of {length} bytes (jumbograms are not supported)")
         ip = _IPV6_HEADER.pack(6 << 28, length, PROTO_TCP, ttl, src.packed, dst.packed)
     return b"".join((ip, tcp, options, segment.payload))
+
+
+def parse_ipv4_tcp(
+    data: bytes, local: Container[IPAddress]
+) -> tuple[IPv4Address, IPv4Address, TcpSegment] | None:
+    """The addresses and the segment of ``data`` if it is a whole IPv4 packet without options,
+    not a fragment, its header checksum right, carrying TCP to one of the ``local`` addresses:
+    what :func:`parse_ip` then :meth:`TcpSegment.parse` (its checksum verified) give, the same
+    :class:`~fastopen.errors.MalformedPacket` for a bad segment, without making the IPv4
+    packet; None for anything else (:func:`parse_ip` says what it is)."""
+    if len(data) < IPV4_HEADER_LEN + TCP_HEADER_LEN or data[0] != 0x45:
+        return None
+    _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(data)
+    # a header's words, its checksum included, sum to a multiple of 0xFFFF when it is right
+    if (
+        total != len(data)
+        or frag & 0x3FFF
+        or proto != PROTO_TCP
+        or int.from_bytes(data[:IPV4_HEADER_LEN], "big") % _ONES
+    ):
+        return None
+    dst_ip = _V4[dst]
+    if dst_ip not in local:
+        return None
+    pseudo = src + dst + PROTO_TCP + total - IPV4_HEADER_LEN
+    return _V4[src], dst_ip, _parse_segment(memoryview(data)[IPV4_HEADER_LEN:], None, None, pseudo)
 
 
 class PlainSyn(NamedTuple):
