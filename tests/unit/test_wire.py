@@ -3,6 +3,8 @@ but ignores, IPv6 extension headers, and a reason for every kind of malformed in
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
@@ -350,3 +352,16 @@ def test_malformed_input_has_a_reason(parse: object, data: bytes, reason: str) -
     with pytest.raises(MalformedPacket, match=r"^malformed packet: ") as info:
         parse(data)  # type: ignore[operator]
     assert reason in info.value.reason
+
+
+def test_segment_init_is_the_dataclass_one() -> None:
+    """TcpSegment's quicker __init__ takes what the dataclass' takes: every field in order,
+    by position or name, the same defaults."""
+    params = inspect.signature(TcpSegment).parameters
+    assert [(p.name, p.default) for p in params.values()] == [
+        (f.name, f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty)
+        for f in dataclasses.fields(TcpSegment)
+    ]
+    seg = TcpSegment(1, 2, seq=3, ack=4, flags=Flags.ACK, window=5, payload=b"x")
+    assert (seg.options, seg.urgent, seg.reserved) == ((), 0, 0)
+    assert dataclasses.replace(seg, seq=7) == TcpSegment(1, 2, 7, 4, Flags.ACK, 5, (), b"x")

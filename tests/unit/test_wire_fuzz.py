@@ -34,6 +34,7 @@ from fastopen.wire import (
     linux_syn_options,
     linux_synack_options,
     parse_ip,
+    parse_ipv4_tcp,
     parse_tcp_packet,
 )
 
@@ -183,6 +184,7 @@ def _check(data: bytes, tcp: int, outcomes: Counter[str]) -> None:
     else:
         assert segment.emit(packet.src, packet.dst) == packet.payload
         outcomes["tcp parsed"] += 1
+    _check_one_pass(data, outcomes)
     raw_segment = data[tcp:]
     try:
         segment = TcpSegment.parse(raw_segment)  # no addresses: options parsed whatever the sum
@@ -193,6 +195,34 @@ def _check(data: bytes, tcp: int, outcomes: Counter[str]) -> None:
         emitted = segment.emit(*V4)
         assert emitted[:16] + emitted[18:] == raw_segment[:16] + raw_segment[18:]
         outcomes["segment parsed"] += 1
+
+
+def _for_host(
+    data: bytes, local: tuple[IPAddress, ...]
+) -> tuple[IPAddress, IPAddress, TcpSegment] | str | None:
+    """What a host reads of ``data`` through :func:`parse_ip` then :meth:`TcpSegment.parse`:
+    the addresses and segment, a malformed packet's reason, None when not TCP for ``local``."""
+    try:
+        packet = parse_ip(data)
+        if packet.protocol != PROTO_TCP or packet.is_fragment or packet.dst not in local:
+            return None
+        return packet.src, packet.dst, TcpSegment.parse(packet.payload, packet.src, packet.dst)
+    except MalformedPacket as exc:
+        return exc.reason
+
+
+def _check_one_pass(data: bytes, outcomes: Counter[str]) -> None:
+    """parse_ipv4_tcp, when it takes ``data``, reads what the two parsers read, the same
+    reason for a malformed segment."""
+    local = (V4[1],)
+    try:
+        fused: tuple[IPAddress, IPAddress, TcpSegment] | str | None = parse_ipv4_tcp(data, local)
+    except MalformedPacket as exc:
+        fused = exc.reason
+    if fused is None:
+        return
+    assert fused == _for_host(data, local)
+    outcomes["one pass " + ("malformed" if isinstance(fused, str) else "parsed")] += 1
 
 
 def test_fuzz_only_malformed_packet_escapes_and_parses_are_exact() -> None:
@@ -213,5 +243,5 @@ def test_fuzz_only_malformed_packet_escapes_and_parses_are_exact() -> None:
                 inputs += 1
     assert inputs >= 100_000
     # the run reached both sides of every parser, so it exercised more than the first check
-    for key in ("ip", "tcp", "segment"):
+    for key in ("ip", "tcp", "segment", "one pass"):
         assert outcomes[f"{key} malformed"] > 1000 and outcomes[f"{key} parsed"] > 1000, outcomes

@@ -50,6 +50,7 @@ from fastopen.wire import (
     TcpSegment,
     ip_packet,
     parse_ip,
+    parse_ipv4_tcp,
     parse_plain_syn,
 )
 
@@ -350,14 +351,16 @@ class Host:
         if syn is not None and self._syn_cookie_at_once(syn, now):
             return
         try:
-            ip = parse_ip(packet)
-            if ip.protocol != PROTO_TCP or ip.is_fragment or ip.dst not in self.addresses:
-                return  # not for this TCP (the engine does not reassemble fragments)
-            seg = TcpSegment.parse(ip.payload, ip.src, ip.dst)
+            parsed: Segment | None = parse_ipv4_tcp(packet, self.addresses)  # one pass, mostly
+            if parsed is None:
+                ip = parse_ip(packet)
+                if ip.protocol != PROTO_TCP or ip.is_fragment or ip.dst not in self.addresses:
+                    return  # not for this TCP (the engine does not reassemble fragments)
+                parsed = ip.src, ip.dst, TcpSegment.parse(ip.payload, ip.src, ip.dst)
         except MalformedPacket:
             self.counters["TcpInErrs"] += 1
             return
-        self.receive_segment(ip.src, ip.dst, seg, now)
+        self.receive_segment(*parsed, now)
 
     def receive_segment(
         self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float, segs: int = 1

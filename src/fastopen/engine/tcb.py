@@ -629,6 +629,8 @@ class Connection:
         if st is S.SYN_RECEIVED and not self.tfo_child:
             return
         rec = self.recovery
+        if not (self.snd_buf or self._fin_queued or rec.rexmit_new or rec.pieces.lost_out):
+            return  # nothing to send or send again (a receiver's ACKs come this way)
         frto_new = rec.rexmit_new  # F-RTO (RFC 5682 step 2b): new data first, if it may go
         rec.rexmit_new = False
         if rec.pieces.lost_out and not frto_new:
@@ -1036,17 +1038,16 @@ class Connection:
         if self.sock.sndbuf < need:
             self.sock.sndbuf = need
 
-    def _data_recv(self, seg: TcpSegment, size: int, now: float) -> None:
-        """In-order data queued: Linux tcp_event_data_recv's receiver RTT measures
-        (tcp_rcv_rtt_measure, and tcp_rcv_rtt_measure_ts for a full segment), then the
-        window grows (the autotuning state is made with the first data)."""
+    def _data_recv(self, ts: Timestamps | None, size: int, now: float) -> None:
+        """In-order data queued (``ts``: its segment's timestamps): Linux tcp_event_data_recv's
+        receiver RTT measures (tcp_rcv_rtt_measure, and tcp_rcv_rtt_measure_ts for a full
+        segment), then the window grows (the autotuning state is made with the first data)."""
         rcvq = self._rcvq
         if rcvq is None:
             space = min(self.rcv_ssthresh, self.rcv_wnd, INIT_CWND * self._advmss())
             copied = self.bytes_received - len(self.rcv_buf)
             rcvq = self._rcvq = ReceiveSpace(space, copied, now)
         rcvq.measure_window(self.rcv_nxt, self.rcv_wnd, now)
-        ts = seg.timestamps
         if ts is not None and self.ts_ok and ts.tsecr and size >= self.snd_mss:
             rcvq.measure_ts(ts.tsecr, int(now * 1000) + self.tsoffset - ts.tsecr)
         self._grow_window(size)
@@ -1275,9 +1276,10 @@ class Connection:
         if self._ka_probes:
             self._ka_probes = 0
             self.keepalive_changed(now)
-        if self.state is S.SYN_SENT:
+        st = self.state
+        if st is S.SYN_SENT:
             self._rcv_syn_sent(seg, now)
-        else:
+        elif st is not S.ESTABLISHED or not self._rcv_established(seg, now):
             self._rcv_synchronized(seg, now)
         if self.state is not S.CLOSED:
             self._rearm()
@@ -1548,6 +1550,83 @@ class Connection:
 
     # -- synchronized states -----------------------------------------------------------------------
 
+    def _rcv_established(self, seg: TcpSegment, now: float) -> bool:
+        """Linux tcp_rcv_established's fast path (header prediction), in ESTABLISHED: a segment
+        with ACK alone (PSH ignored) at RCV.NXT acknowledging between SND.UNA and SND.MAX, with
+        no option but ``nop,nop,TS`` when timestamps are on (none when off) and a TSval not
+        older than TS.Recent (tcp_paws_check's quick test), while nothing is out of order, no
+        FIN is pending and no zero window is probed (Linux pred_flags, tcp_fast_path_check);
+        data must fit the receive buffer. A pure ACK goes straight to tcp_ack, in-order data
+        straight to the queue, then tcp_event_data_recv and __tcp_ack_snd_check. Linux's
+        prediction also wants the window unchanged (else its slow path updates it); here a
+        new window (not zero) is taken as the slow path takes it, and only a segment Linux
+        predicts counts: TCPHPHits for data, TCPHPAcks for an ACK advancing SND.UNA.
+
+        What it does is what :meth:`_rcv_synchronized` does with such a segment, in the same
+        order (the ACK first, so events come out alike), without the tests that cannot fail
+        here; anything else goes there, nothing touched (False; Linux slow_path:
+        tcp_validate_incoming, tcp_ack, tcp_data_queue). ESTABLISHED implies the SYN acked,
+        no FIN queued and no orphan (close() leaves the state)."""
+        flags = seg.flags
+        seq = seg.seq
+        if not (flags == ACK or flags == ACK | PSH) or seq != self.rcv_nxt:
+            return False
+        nwin = seg.window << self.snd_wscale
+        ack = seg.ack
+        una = self.snd_una
+        if (
+            not nwin
+            or (ack - una) & MASK > (self.snd_max - una) & MASK
+            or self.ooo is not None
+            or self._rcv_fin_seq is not None
+            or self._probe_at is not None
+        ):
+            return False
+        payload = seg.payload
+        plen = len(payload)
+        if plen > self.sock.rcvbuf - len(self.rcv_buf):
+            return False
+        opts = seg.options
+        ts: Timestamps | None = None
+        if self.ts_ok:
+            if len(opts) != 3:
+                return False
+            opt = opts[2]
+            if (
+                type(opt) is not Timestamps
+                or type(opts[0]) is not Nop
+                or type(opts[1]) is not Nop
+                or (opt.tsval - self.ts_recent) & MASK >= HALF
+            ):
+                return False
+            ts = opt
+        elif opts:
+            return False
+        predicted = nwin == self.snd_wnd
+        win_update = self._update_window(seq, ack, nwin)
+        self._rcv_tstamp = now
+        self.soft_error = None
+        self.probes_out = 0  # tcp_ack_probe, no probe timer
+        counters = self.ctx.counters
+        if predicted and ack != una:
+            counters["TCPHPAcks"] += 1
+        dupack = ack == una and not plen and not win_update and una != self.snd_max
+        self._ack((), ack, dupack, now, ts)
+        if ts is not None:
+            self.ts_recent = ts.tsval  # tcp_store_ts_recent
+        if plen:
+            if predicted:
+                counters["TCPHPHits"] += 1
+            self.data_segs_in += self._wire_segs(plen)
+            self.rcv_buf = _appended(self.rcv_buf, payload)
+            self.rcv_nxt = (seq + plen) & MASK
+            self._data_recv(ts, plen, now)
+            self.bytes_received += plen
+            self.ctx.emit(Readable(self.sock))
+            self._schedule_ack(now, plen)
+        self.output(now)
+        return True
+
     def _rcv_synchronized(self, seg: TcpSegment, now: float) -> None:
         flags = int(seg.flags)
         st = self.state
@@ -1618,12 +1697,7 @@ class Connection:
         if seq_lt(ack, (self.snd_una - self.max_window) & MASK):
             self._challenge_ack(now)  # RFC 5961 5.2
             return
-        # Linux tcp_may_update_window, for FLAG_WIN_UPDATE (before the window moves)
-        nwin = seg.window << self.snd_wscale
-        win_update = seq_lt(self.snd_wl1, seq) or (
-            self.snd_wl1 == seq and (nwin > self.snd_wnd or not nwin)
-        )
-        self._update_window(seg, flags)
+        win_update = self._update_window(seq, ack, seg.window << self.snd_wscale)
         self._rcv_tstamp = now
         self.soft_error = None  # Linux tcp_ack: something worked, no soft error to report
         self._ack_probe(now)
@@ -1638,7 +1712,7 @@ class Connection:
                 and not win_update
                 and self.snd_una != self.snd_max
             )
-            self._ack(seg, ack, dupack, now, ts)
+            self._ack(seg.sack_blocks if self.sack_ok else (), ack, dupack, now, ts)
             fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
             if fin_acked and not self._fin_acked(now):
                 return
@@ -1699,25 +1773,38 @@ class Connection:
         if not self.tfo_child:
             listener.child_ready(self.sock)
 
-    def _update_window(self, seg: TcpSegment, flags: int) -> None:
-        seq, ack = seg.seq, seg.ack
-        if seq_lt(self.snd_wl1, seq) or (self.snd_wl1 == seq and seq_le(self.snd_wl2, ack)):
-            self.snd_wnd = seg.window << self.snd_wscale
+    def _update_window(self, seq: int, ack: int, nwin: int) -> bool:
+        """Linux tcp_ack_update_window: the window ``nwin`` (scaled) of a segment at ``seq``
+        acknowledging ``ack`` is taken unless an older segment's. True for FLAG_WIN_UPDATE
+        (tcp_may_update_window, before the window moves: a later segment, or the same one
+        offering more or nothing)."""
+        wl1 = self.snd_wl1
+        later = seq_lt(wl1, seq)
+        win_update = later or (wl1 == seq and (nwin > self.snd_wnd or not nwin))
+        if later or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+            self.snd_wnd = nwin
             self.snd_wl1, self.snd_wl2 = seq, ack
-            if self.snd_wnd > self.max_window:
-                self.max_window = self.snd_wnd
+            if nwin > self.max_window:
+                self.max_window = nwin
+        return win_update
 
     def _ack(
-        self, seg: TcpSegment, ack: int, dupack: bool, now: float, ts: Timestamps | None
+        self,
+        blocks: tuple[tuple[int, int], ...],
+        ack: int,
+        dupack: bool,
+        now: float,
+        ts: Timestamps | None,
     ) -> None:
-        """Linux tcp_ack from SND.UNA on: SACK blocks on the scoreboard, then what ``ack``
-        acknowledges, then the congestion state (RACK, recovery, PRR), then the timers."""
+        """Linux tcp_ack from SND.UNA on: SACK ``blocks`` (none unless SACK is on) on the
+        scoreboard, then what ``ack`` acknowledges, then the congestion state (RACK, recovery,
+        PRR), then the timers."""
         rec = self.recovery
         delivered = 0
         reord_seen = rec.pieces.reord_seen
         rec.pieces.begin_ack()
-        if self.sack_ok and seg.sack_blocks and rec.packets_out:
-            delivered = self._sacktag(seg.sack_blocks, ack, now)
+        if blocks and rec.packets_out:
+            delivered = self._sacktag(blocks, ack, now)
         prior_una = self.snd_una
         acked = 0
         if ack != prior_una:
@@ -1974,7 +2061,7 @@ class Connection:
                 self.rcv_buf = _appended(self.rcv_buf, payload)
                 delivered = len(payload)
                 self.rcv_nxt = (seq + delivered) & MASK
-                self._data_recv(seg, delivered, now)
+                self._data_recv(seg.timestamps, delivered, now)
                 if self.ooo is not None:
                     more = self.ooo.take(self.rcv_nxt)
                     if not self.ooo:
