@@ -86,6 +86,10 @@ TIME_WAIT_LEN = 60.0
 FIN_TIMEOUT = 60.0
 #: Linux TCP_MAX_QUICKACKS.
 MAX_QUICKACKS = 16
+#: Linux TCP_PAWS_WINDOW: a TSval this many ticks older than TS.Recent still passes PAWS.
+PAWS_WINDOW = 1
+#: Linux TCP_PAWS_24DAYS (seconds): a TS.Recent this old is not checked (RFC 7323 5.5).
+PAWS_24DAYS = 60 * 60 * 24 * 24
 #: Linux tcp_max_tso_deferred_mss: with tcp_tso_win_divisor 0, room for more than this many
 #: MSS sends a TSO packet at once.
 MAX_TSO_DEFERRED_MSS = 3
@@ -170,6 +174,7 @@ class Connection:
         "_rto_at",
         "_syn_sent_at",
         "_synack_timed",
+        "_ts_recent_stamp",
         "_tw_at",
         "backoff",
         "bytes_acked",
@@ -296,6 +301,9 @@ class Connection:
         self.snd_wscale = 0
         self.wscale_ok = self.sack_ok = self.ts_ok = False
         self.ts_recent = 0
+        #: Linux rx_opt.ts_recent_stamp: when TS.Recent was stored (whole seconds, as
+        #: ktime_get_seconds); a child's, when it is made (tcp_create_openreq_child).
+        self._ts_recent_stamp = int(now)
         self.tsoffset = ctx.choose_tsoffset(local, remote) if settings.timestamps else 0
         #: Linux tp->tcp_usec_ts: TS values in microseconds (the route's features tcp_usec_ts).
         self.usec_ts = settings.usec_ts(remote)
@@ -1203,7 +1211,7 @@ class Connection:
             self.recovery.cc = self.ctx.congestion_control(listener.congestion)
         self.state = S.LISTEN  # a child starts as a clone of its listener (as in Linux)
         self.irs = irs
-        self.rcv_nxt = self.rcv_adv = (irs + 1) & MASK
+        self.rcv_nxt = self.rcv_adv = self._rcv_wup = (irs + 1) & MASK  # tcp_create_openreq_child
         self._negotiated(neg, window)
         user_mss = listener.options.user_mss
         if user_mss:  # Linux tcp_mss_clamp and rx_opt.mss_clamp: TCP_MAXSEG bounds both ways
@@ -1300,9 +1308,10 @@ class Connection:
         if not flags & SYN:
             return
         self.irs = seg.seq
-        self.rcv_nxt = (seg.seq + 1) & MASK
+        self.rcv_nxt = self._rcv_wup = (seg.seq + 1) & MASK  # tcp_rcv_synsent_state_process
         self.rcv_adv = (self.rcv_nxt + self.rcv_wnd) & MASK  # what our SYN offered
         self._negotiated(negotiate(self.ctx.settings, seg, self._adv_mss), seg.window)
+        self._ts_recent_stamp = int(now)  # tcp_store_ts_recent
         self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
         if not flags & ACK:  # simultaneous open
             self._move(E.RCV_SYN)
@@ -1514,6 +1523,67 @@ class Connection:
         self.ctx.counters["PAWSActive"] += 1
         return True
 
+    # -- TS.Recent and PAWS (RFC 7323 4.3 and 5; Linux tcp_input.c) --------------------------------
+
+    def _paws_check(self, tsval: int, win: int, now: float) -> bool:
+        """Linux tcp_paws_check: ``tsval`` is at most ``win`` ticks older than TS.Recent, or
+        TS.Recent is not to be trusted: stored 24 days ago (TCP_PAWS_24DAYS) or zero (some
+        stacks send TSval 0 in their SYN)."""
+        older = (self.ts_recent - tsval) & MASK
+        return (
+            older <= win
+            or older >= HALF
+            or int(now) >= self._ts_recent_stamp + PAWS_24DAYS
+            or not self.ts_recent
+        )
+
+    def _store_ts_recent(self, tsval: int, now: float) -> None:
+        """Linux tcp_store_ts_recent: TS.Recent, and when it was stored."""
+        self.ts_recent = tsval
+        self._ts_recent_stamp = int(now)
+
+    def _replace_ts_recent(self, tsval: int, seq: int, now: float) -> None:
+        """Linux tcp_replace_ts_recent (RFC 7323 4.3): TS.Recent comes from a segment that
+        covers the last ACK sent (``seq`` not after rcv_wup, the RCV.NXT it acknowledged), so
+        a delayed ACK echoes the oldest segment it acknowledges; never from an older TSval."""
+        if not seq_lt(self._rcv_wup, seq) and self._paws_check(tsval, 0, now):
+            self._store_ts_recent(tsval, now)
+
+    def _paws_discard(self, seg: TcpSegment, tsval: int, flags: int, now: float) -> bool:
+        """Linux tcp_validate_incoming's first check (RFC 7323 5.3 H1): a segment whose TSval
+        is older than TS.Recent is dropped, unless a RST (always let through) or a duplicate
+        ACK reordered by little (tcp_disordered_ack_check); True when dropped. A SYN gets a
+        challenge ACK, an old pure ACK (before RCV.NXT) is only counted (PAWSOldAck), any
+        other segment counts PAWSEstab and gets a duplicate ACK (tcp_send_dupack), rate
+        limited as out-of-window ones are (TCPACKSkippedPAWS)."""
+        if flags & RST or self._paws_check(tsval, PAWS_WINDOW, now):
+            return False
+        seq = seg.seq
+        end = (seq + len(seg.payload) + (flags & SYN) // SYN + (flags & FIN)) & MASK
+        counters = self.ctx.counters
+        if flags & ACK and seq == end:
+            if seq_lt(seq, self.rcv_nxt):
+                counters["PAWSOldAck"] += 1  # tcp_disordered_ack_check: TCP_RFC7323_PAWS_ACK
+                return True
+            # tcp_tsval_replay: a reordered duplicate ACK within one RTO of TS ticks (usec TS
+            # with usec resolution, else RFC 7323's slowest clock, 1200 Hz)
+            rto = self.rtt.backed_off(self.backoff)
+            replay = int(rto * 1_000_000) if self.usec_ts else int(rto * 1200)
+            if (
+                seq == self.rcv_nxt
+                and seg.ack == self.snd_una
+                and not self._window_news(seq, seg.window << self.snd_wscale)
+                and (self.ts_recent - tsval) & MASK <= replay
+            ):
+                return False
+        if flags & SYN:
+            counters["TCPSYNChallenge"] += 1
+            self._challenge_ack(now)  # RFC 5961 4.2
+            return True
+        counters["PAWSEstab"] += 1
+        self._oow_ack(now, seq == end, seq, end, "TCPACKSkippedPAWS")
+        return True
+
     # -- TFO client: the SYN-ACK (Linux tcp_rcv_fastopen_synack) -----------------------------------
 
     def _rcv_fastopen_synack(self, seg: TcpSegment, now: float) -> bool:
@@ -1611,9 +1681,11 @@ class Connection:
         if predicted and ack != una:
             counters["TCPHPAcks"] += 1
         dupack = ack == una and not plen and not win_update and una != self.snd_max
+        if ts is not None and self.rcv_nxt == self._rcv_wup:
+            # Linux: a predicted segment is at RCV.NXT, so tcp_replace_ts_recent's
+            # !after(seq, rcv_wup) is rcv_nxt == rcv_wup (no ACK owed), and PAWS passed
+            self._store_ts_recent(ts.tsval, now)
         self._ack((), ack, dupack, now, ts)
-        if ts is not None:
-            self.ts_recent = ts.tsval  # tcp_store_ts_recent
         if plen:
             if predicted:
                 counters["TCPHPHits"] += 1
@@ -1635,6 +1707,13 @@ class Connection:
             return
         seq = seg.seq
         plen = len(seg.payload)
+        ts = seg.timestamps if self.ts_ok else None
+        if (
+            ts is not None
+            and (st is not S.SYN_RECEIVED or self.listener is None or self.tfo_child)
+            and self._paws_discard(seg, ts.tsval, flags, now)
+        ):
+            return
         if (
             flags & (SYN | ACK | RST) == SYN | ACK
             and st is S.SYN_RECEIVED
@@ -1701,7 +1780,6 @@ class Connection:
         self._rcv_tstamp = now
         self.soft_error = None  # Linux tcp_ack: something worked, no soft error to report
         self._ack_probe(now)
-        ts = seg.timestamps if self.ts_ok else None
         if seq_le(self.snd_una, ack):
             # Linux tcp_ack: a duplicate acknowledges nothing new, carries no data and does
             # not update the window (FLAG_NOT_DUP), with data in flight
@@ -1712,12 +1790,12 @@ class Connection:
                 and not win_update
                 and self.snd_una != self.snd_max
             )
+            if ts is not None:
+                self._replace_ts_recent(ts.tsval, seq, now)  # tcp_ack: FLAG_UPDATE_TS_RECENT
             self._ack(seg.sack_blocks if self.sack_ok else (), ack, dupack, now, ts)
             fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
             if fin_acked and not self._fin_acked(now):
                 return
-        if ts is not None and seq_le(seq, self.rcv_nxt):
-            self.ts_recent = ts.tsval
         if plen or flags & FIN:
             if (
                 flags & FIN
@@ -1780,13 +1858,19 @@ class Connection:
         offering more or nothing)."""
         wl1 = self.snd_wl1
         later = seq_lt(wl1, seq)
-        win_update = later or (wl1 == seq and (nwin > self.snd_wnd or not nwin))
+        win_update = self._window_news(seq, nwin)
         if later or (wl1 == seq and seq_le(self.snd_wl2, ack)):
             self.snd_wnd = nwin
             self.snd_wl1, self.snd_wl2 = seq, ack
             if nwin > self.max_window:
                 self.max_window = nwin
         return win_update
+
+    def _window_news(self, seq: int, nwin: int) -> bool:
+        """Linux tcp_may_update_window for an ACK at SND.UNA: a segment at ``seq`` later than
+        the window's last, or the same one offering more than SND.WND, or nothing."""
+        wl1 = self.snd_wl1
+        return seq_lt(wl1, seq) or (wl1 == seq and (nwin > self.snd_wnd or not nwin))
 
     def _ack(
         self,
@@ -1965,13 +2049,16 @@ class Connection:
             self.ctx.emit(Writable(self.sock))
         return segs + syn, fresh + syn
 
-    def _oow_ack(self, now: float, pure: bool, seq: int = 0, end: int = 0) -> None:
+    def _oow_ack(
+        self, now: float, pure: bool, seq: int = 0, end: int = 0, skipped: str = "TCPACKSkippedSeq"
+    ) -> None:
         """A duplicate ACK for an out-of-window segment; for a pure ACK at most one per 500 ms
         (Linux tcp_oow_rate_limited, tcp_invalid_ratelimit), so two ends cannot ACK forever.
         Old data (``seq`` before RCV.NXT) is reported in a D-SACK block (Linux
-        tcp_send_dupack) and the quick ACKs start again."""
+        tcp_send_dupack) and the quick ACKs start again. ``skipped`` counts a rate-limited one
+        (TCPACKSkippedSeq, TCPACKSkippedPAWS)."""
         if pure:
-            if self._rate_limited(now, "TCPACKSkippedSeq"):
+            if self._rate_limited(now, skipped):
                 return
         elif seq_lt(seq, self.rcv_nxt):
             self.ctx.counters["DelayedACKLost"] += 1
