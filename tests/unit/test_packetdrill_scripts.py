@@ -65,6 +65,7 @@ def test_every_behaviour_has_a_script() -> None:
         "server-ioctl-queues",
         "server-maxseg",
         "server-usec-ts",
+        "server-paws",
     ):
         assert behaviour in names
 
