@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 from collections import Counter
 
+import pytest
 from engine_support import (
     CLIENT,
     ISN,
@@ -402,3 +403,39 @@ def test_a_tso_sender_that_defers_for_the_window_still_grows_it() -> None:
         ack(h, at(acked), now)
         out(h)
     assert rec.cwnd >= 11, rec.cwnd  # 5 + one per window over 60 segments (7 unmarked)
+
+
+@pytest.mark.parametrize("pacing", [False, True])
+def test_with_pacing_a_window_leaves_at_the_pacing_rate(pacing: bool) -> None:
+    """Linux tcp_update_skb_after_send and tcp_pacing_check (an egress that paces, as fq): past
+    the first 10 segments, each TSO packet (2 segments here) may leave only its length after
+    the one before at the pacing rate, 200% of cwnd * mss / srtt in slow start: 2 * 20 * 1000
+    bytes / 100 ms, 5 ms per packet; the pacing timer sends the next. Without pacing (pfifo,
+    packetdrill's) the 20 segments the ACK allows leave at once."""
+    h, sock = established(pacing=pacing)
+    assert len(sent(h, sock, 100, 0.2)) == 10  # the first 10: never paced
+    ack(h, at(10), 0.3)  # cwnd 20
+    left = {0.3: sum(1 for s in out(h) if s.payload)}
+    while (when := h.get_timer()) is not None and when < 0.39:
+        h.handle_timer(when)
+        if got := sum(1 for s in out(h) if s.payload):
+            left[round(when, 6)] = got
+    if not pacing:
+        assert left == {0.3: 20}
+    else:
+        assert left == {round(0.3 + 0.005 * i, 6): 2 for i in range(10)}
+
+
+def test_pacing_sends_at_once_what_is_due_within_a_millisecond() -> None:
+    """An event loop's timers are good to a millisecond: at 2.4 MB/s (cwnd 200 over 100 ms,
+    120% in congestion avoidance) two TSO packets of 2,000 bytes, 0.83 ms apart, leave at
+    once; waiting for the second, the pacing timer would fire 1 ms late for every packet."""
+    h, sock = established(pacing=True, tso=True)
+    conn = sock.conn
+    assert conn is not None
+    assert sum(len(s.payload) for s in sent(h, sock, 1000, 0.2)) == 10 * MSS
+    ack(h, at(10), 0.3)
+    out(h)
+    conn.recovery.cwnd, conn.recovery.ssthresh = 200, 100
+    ack(h, at(12), 0.4)
+    assert [len(s.payload) for s in out(h) if s.payload] == [2 * MSS, 2 * MSS]

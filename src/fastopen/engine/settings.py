@@ -77,6 +77,10 @@ class Settings:
     tso: bool = False
     #: tcp_min_tso_segs: the fewest segments a TSO packet is given.
     min_tso_segs: int = 2
+    #: The egress paces (Linux with the fq qdisc, or tcp_internal_pacing): a transmission of
+    #: data leaves no earlier than the pacing rate allows after the one before it (EDT,
+    #: tcp_wstamp_ns), after the first 10 segments; off, as Linux on pfifo (packetdrill's).
+    pacing: bool = False
     #: tcp_congestion_control: the algorithm new sockets get (``cubic`` or ``reno``).
     congestion_control: str = "cubic"
     #: tcp_slow_start_after_idle: the window restarts after an RTO with nothing sent.
@@ -139,6 +143,7 @@ class SettingsChanges(TypedDict, total=False):
     keepalive_probes: int
     tso: bool
     min_tso_segs: int
+    pacing: bool
     usec_ts_routes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     congestion_control: str
     slow_start_after_idle: bool

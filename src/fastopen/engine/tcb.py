@@ -93,6 +93,9 @@ PAWS_24DAYS = 60 * 60 * 24 * 24
 #: Linux tcp_max_tso_deferred_mss: with tcp_tso_win_divisor 0, room for more than this many
 #: MSS sends a TSO packet at once.
 MAX_TSO_DEFERRED_MSS = 3
+#: Pacing waits only for a departure due more than this ahead: the runtime's timers are good to a
+#: millisecond (epoll), and one due sooner would fire a whole one late, for every packet.
+PACING_SLACK = 0.001
 #: Linux tcp_orphan_retries (0: 8 while the RTO is below TCP_RTO_MAX).
 ORPHAN_RETRIES = 8
 #: Linux tp->nonagle's bits: TCP_NAGLE_OFF (TCP_NODELAY), TCP_NAGLE_CORK (TCP_CORK, or one
@@ -163,6 +166,7 @@ class Connection:
         "_lrcv",
         "_lrcv_any",
         "_lsnd",
+        "_pace_at",
         "_pingpong",
         "_probe_at",
         "_quickack",
@@ -321,7 +325,10 @@ class Connection:
         self._probe_at: float | None = None
         self.probes_out = 0  # Linux icsk_probes_out: zero window probes unanswered
         self._rcv_tstamp = now  # the last ACK's arrival (Linux tp->rcv_tstamp)
-        self._lsnd: float | None = None  # the last transmission while data is in flight
+        #: Linux tcp_wstamp_ns while data is in flight: when the last transmission left (with
+        #: pacing, the earliest the next may), and the pacing timer (tcp_pacing_check).
+        self._lsnd: float | None = None
+        self._pace_at: float | None = None
         self._syn_sent_at = 0.0
         self._synack_timed = True  # the handshake's ACK gives an RTT sample
         self._in_syn_queue = False  # counted in the listener's SYN queue
@@ -371,7 +378,7 @@ class Connection:
         """When this connection's next timer is due (retransmission, delayed ACK, TIME-WAIT,
         keepalive, zero window probe)."""
         t = self._rto_at
-        for d in (self._delack_at, self._tw_at, self._ka_at, self._probe_at):
+        for d in (self._delack_at, self._tw_at, self._ka_at, self._probe_at, self._pace_at):
             if d is not None and (t is None or d < t):
                 t = d
         return t
@@ -451,6 +458,9 @@ class Connection:
         if self._probe_at is not None and now >= self._probe_at and not self.gone():
             self._probe_at = None
             self._probe_timer(now)
+        if self._pace_at is not None and now >= self._pace_at and not self.gone():
+            self._pace_at = None
+            self.output(now)  # Linux tcp_pace_kick: tcp_tsq_handler, tcp_write_xmit
         if not self.gone():
             self._rearm()
 
@@ -658,6 +668,8 @@ class Connection:
             off = (nxt - self.snd_buf_seq) & MASK
             unsent = len(buf) - off if off < HALF else 0
             if unsent > 0:
+                if self._paced(now):
+                    break
                 room = (wnd_edge - nxt) & MASK
                 if room >= HALF or room == 0:
                     break
@@ -733,7 +745,7 @@ class Connection:
         counter = "TCPSlowStartRetrans" if rec.ca_state is CaState.LOSS else "TCPFastRetrans"
         while True:
             piece = pieces.to_retransmit()
-            if piece is None:
+            if piece is None or self._paced(now):
                 return
             room = rec.cwnd - rec.in_flight()
             if room <= 0:
@@ -774,9 +786,37 @@ class Connection:
         tsval = (ts_clock(now, self.usec_ts) + self.tsoffset) & MASK if self.ts_ok else 0
         self.recovery.retransmitted(count, tsval)
         self._emit_segments(start, flags, data, now)
+        self._sent_at(len(data), now)
         if self._rto_at is None:
             self._set_rto(now)
         return count
+
+    def _sent_at(self, size: int, now: float) -> None:
+        """Linux __tcp_transmit_skb and tcp_update_skb_after_send: a transmission of ``size``
+        bytes leaves at tcp_wstamp_ns (never before the last one); with pacing the next may
+        leave ``size`` bytes later at the pacing rate, less up to half of that for the time
+        this one was late (OS jitter), once 10 segments are out (sch_fq's first ones)."""
+        prior = self._lsnd
+        stamp = now if prior is None or prior < now else prior
+        if self.ctx.settings.pacing and self.data_segs_out >= 10:
+            rec = self.recovery
+            rate = pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
+            if rate:
+                length = size / rate
+                credit = stamp - prior if prior is not None else 0.0
+                stamp += length - min(length / 2, credit)
+        self._lsnd = stamp
+
+    def _paced(self, now: float) -> bool:
+        """Linux tcp_pacing_check: with pacing, nothing leaves before tcp_wstamp_ns; the
+        pacing timer sends then. A departure due within :data:`PACING_SLACK` goes now (Linux's
+        hrtimer is good to a microsecond, an event loop's timers to a millisecond)."""
+        stamp = self._lsnd
+        if stamp is None or stamp <= now + PACING_SLACK or not self.ctx.settings.pacing:
+            return False
+        if self._pace_at is None:
+            self._pace_at = stamp
+        return True
 
     def _tso_should_defer(self, now: float, goal: int, room: int, in_flight: int) -> bool:
         """Linux tcp_tso_should_defer (TSO only): the windows leave room for less than the TSO
@@ -851,8 +891,8 @@ class Connection:
             self.rtt.time_segment(end, now)
         if data and now - self._lrcv < self._ato:
             self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
-        self._lsnd = now  # Linux tcp_wstamp_ns
         self._emit_segments(seq, flags, data, now)
+        self._sent_at(len(data), now)
         if len(data) % mss:
             self.snd_sml = end  # Linux tcp_minshall_update: new data not of whole MSS
         self.snd_nxt = end
@@ -1145,6 +1185,7 @@ class Connection:
         if self.state is not S.TIME_WAIT:  # else checked when it entered TIME-WAIT
             self._fastopen_ofo_check(now)
         self._rto_at = self._delack_at = self._tw_at = self._ka_at = self._probe_at = None
+        self._pace_at = None
         if error is not None and self.error is None:
             self.error = error
         self.pushed_at = None
@@ -1174,6 +1215,7 @@ class Connection:
         state is trusted."""
         self.state = S.CLOSED
         self._rto_at = self._delack_at = self._tw_at = self._probe_at = self.pushed_at = None
+        self._pace_at = None
         self._leave_queues(now, reset=False)
         self.ctx.forget(self.key, self)
         rst = TcpSegment(self.lport, self.rport, self.snd_max, self.rcv_nxt, _FLAGS[RST | ACK], 0)

@@ -157,7 +157,7 @@ class UserspaceStack:
         offloads: bool = False,
         **sysctls: Unpack[SettingsChanges],
     ) -> None:
-        changes = SettingsChanges(tcp_fastopen=0x3, tso=offloads)
+        changes = SettingsChanges(tcp_fastopen=0x3, tso=offloads, pacing=True)
         changes.update(sysctls)
         self.host = Host(addresses, **changes)
         self.fd = fd
