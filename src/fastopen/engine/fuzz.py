@@ -122,6 +122,7 @@ class Fuzz:
             "wmem": rng.choice((16384, 262144)),
             "mtu": rng.choice((576, 1280, 1500)),
             "negative_cache_time": rng.choice((0.0, 900.0)),
+            "pacing": seed % 2 == 1,  # odd seeds pace (no draw: the others stay as they were)
         }
         self.client = Host([CLIENT], secret=b"c" * 16, **common)  # TFO client (0x1)
         self.server = Host([SERVER], secret=b"s" * 16, **common)
