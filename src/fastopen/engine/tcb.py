@@ -43,6 +43,7 @@ from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
 from fastopen.engine.segmentation import (
     F_FIN,
     F_PSH,
+    GSO_MAX_SIZE,
     Piece,
     cwnd_quota,
     pacing_rate,
@@ -101,8 +102,6 @@ ORPHAN_RETRIES = 8
 #: Linux tp->nonagle's bits: TCP_NAGLE_OFF (TCP_NODELAY), TCP_NAGLE_CORK (TCP_CORK, or one
 #: MSG_MORE send), TCP_NAGLE_PUSH (what waits goes now, Nagle or not).
 NAGLE_OFF, NAGLE_CORK, NAGLE_PUSH = 1, 2, 4
-#: Linux GSO_LEGACY_MAX_SIZE, a device's sk_gso_max_size: the largest skb a send fills.
-GSO_MAX_SIZE = 65536
 
 S = TcpState
 E = TcpEvent
@@ -799,13 +798,17 @@ class Connection:
         prior = self._lsnd
         stamp = now if prior is None or prior < now else prior
         if self.ctx.settings.pacing and self.data_segs_out >= 10:
-            rec = self.recovery
-            rate = pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
+            rate = self._pacing_rate()
             if rate:
                 length = size / rate
                 credit = stamp - prior if prior is not None else 0.0
                 stamp += length - min(length / 2, credit)
         self._lsnd = stamp
+
+    def _pacing_rate(self) -> float:
+        """Linux sk_pacing_rate (tcp_update_pacing_rate), bytes a second; 0 without an RTT."""
+        rec = self.recovery
+        return pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
 
     def _paced(self, now: float) -> bool:
         """Linux tcp_pacing_check: with pacing, nothing leaves before tcp_wstamp_ns; the
@@ -2075,7 +2078,7 @@ class Connection:
         # Linux pkts_acked, from tcp_clean_rtx_queue, which tcp_ack skips when nothing was in
         # the retransmission queue (no_queue: the ACK of a child's SYN-ACK)
         if rtt is not None and prior_packets:
-            rate = pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
+            rate = self._pacing_rate()
             rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
         if self.snd_una == self.snd_max:
             self._rto_at = self._lsnd = None
