@@ -66,6 +66,7 @@ def test_every_behaviour_has_a_script() -> None:
         "server-maxseg",
         "server-usec-ts",
         "server-paws",
+        "server-time-wait",
     ):
         assert behaviour in names
 

@@ -40,6 +40,7 @@ from fastopen.engine.request import RequestSock, synack_segment
 from fastopen.engine.seq import ACK, FIN, MASK, RST, SYN
 from fastopen.engine.settings import Settings, SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, EngineSocket
+from fastopen.engine.states import S
 from fastopen.engine.syncookies import VALID, SynCookies, decode_timestamp, timestamp
 from fastopen.engine.tcb import Connection
 from fastopen.errors import MalformedPacket
@@ -377,10 +378,18 @@ class Host:
         try:
             conn = owner = self.connections.get(key)
             if conn is not None:
-                if not conn.time_wait_reusable(seg):
+                isn = conn.time_wait_isn(seg, now) if conn.state is S.TIME_WAIT else None
+                if isn is None:
                     conn.segment_arrives(seg, now)
                     return
+                listener = self._listener(dst, seg.dst_port)
+                if listener is None:
+                    conn.send_ack(now)  # Linux TCP_TW_SYN with no listener: TCP_TW_ACK
+                    return
                 conn.end_time_wait(now)
+                owner = None
+                self._listen_input(listener, src, dst, seg, now, isn)
+                return
             req = owner = self.requests.get(key)
             if req is not None:
                 if req.is_syn_again(seg):
@@ -390,9 +399,7 @@ class Host:
                 conn.segment_arrives(seg, now)
                 return
             owner = None
-            listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get(
-                (None, seg.dst_port)
-            )
+            listener = self._listener(dst, seg.dst_port)
             if listener is not None:
                 self._listen_input(listener, src, dst, seg, now)
             else:
@@ -439,9 +446,21 @@ class Host:
             if local.version == remote.version:
                 self.cookie_cache.disable((local, remote, 0), NegativeReason.UNREACHABLE, now)
 
+    def _listener(self, ip: IPAddress, port: int) -> EngineSocket | None:
+        """The socket listening on ``ip``:``port``, or on the port of any address."""
+        return self.listeners.get((ip, port)) or self.listeners.get((None, port))
+
     def _listen_input(
-        self, listener: EngineSocket, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float
+        self,
+        listener: EngineSocket,
+        src: IPAddress,
+        dst: IPAddress,
+        seg: TcpSegment,
+        now: float,
+        tw_isn: int | None = None,
     ) -> None:
+        """Linux tcp_v4_do_rcv in LISTEN (tcp_conn_request for a SYN); ``tw_isn``, the ISN a
+        TIME-WAIT of the same 4-tuple gave a SYN that reopens it (tcp_tw_isn)."""
         flags = int(seg.flags)
         if flags & RST:
             return
@@ -472,7 +491,7 @@ class Host:
             self._send_cookie(listener, key, seg.seq, seg.mss, neg, now)
             return
         limit = settings.max_syn_backlog
-        if not settings.syncookies and limit - queue.syn_qlen < limit >> 2:
+        if tw_isn is None and not settings.syncookies and limit - queue.syn_qlen < limit >> 2:
             self.counters["ListenDrops"] += 1  # the last quarter is kept (Linux: for proven peers)
             return
         fastopen, reply = server_admission(
@@ -486,7 +505,10 @@ class Host:
             now,
             self.counters,
         )
-        iss = self.choose_isn(dst, seg.dst_port, src, seg.src_port, now)
+        if tw_isn is None:
+            iss = self.choose_isn(dst, seg.dst_port, src, seg.src_port, now)
+        else:
+            iss = tw_isn
         if not fastopen:
             req = RequestSock(self, listener, key, seg.seq, seg.window, neg, iss)
             self.requests[key] = req
@@ -542,7 +564,7 @@ class Host:
         key = (dst, dport, syn.src, syn.src_port)
         if key in self.connections or key in self.requests or dst not in self.addresses:
             return False
-        listener = self.listeners.get((dst, dport)) or self.listeners.get((None, dport))
+        listener = self._listener(dst, dport)
         if listener is None:
             return False
         settings, queue = self.settings, listener.listen_queue

@@ -91,6 +91,8 @@ MAX_QUICKACKS = 16
 PAWS_WINDOW = 1
 #: Linux TCP_PAWS_24DAYS (seconds): a TS.Recent this old is not checked (RFC 7323 5.5).
 PAWS_24DAYS = 60 * 60 * 24 * 24
+#: Linux TCP_PAWS_MSL (seconds): a RST is PAWS-checked only against a TS.Recent this young.
+PAWS_MSL = 60
 #: Linux tcp_max_tso_deferred_mss: with tcp_tso_win_divisor 0, room for more than this many
 #: MSS sends a TSO packet at once.
 MAX_TSO_DEFERRED_MSS = 3
@@ -1178,7 +1180,8 @@ class Connection:
         self.destroy(now, None, notify=False)
 
     def end_time_wait(self, now: float) -> None:
-        """A new SYN for this 4-tuple ends TIME-WAIT (Linux TCP_TW_SYN): the listener takes it."""
+        """A new SYN for this 4-tuple ends TIME-WAIT (Linux TCP_TW_SYN): a listener takes it
+        (inet_twsk_deschedule_put)."""
         self._move(E.RCV_SYN)
         self.destroy(now, None, notify=False)
 
@@ -2139,24 +2142,64 @@ class Connection:
         self.destroy(now, err)
 
     def _rcv_time_wait(self, seg: TcpSegment, flags: int, now: float) -> None:
-        if flags & RST:
-            self._move(E.RCV_RST)  # Linux kills TIME-WAIT on a RST (tcp_rfc1337 = 0)
-            self.destroy(now, None)
+        """Linux tcp_timewait_state_process (6.x), but for a SYN that reopens the 4-tuple
+        (:meth:`time_wait_isn`, which the host asks first): an in-window bare ACK (or RST)
+        is the one segment TIME-WAIT takes quietly (the RST ends it, tcp_rfc1337 = 0; the
+        ACK restarts the 2MSL timer and stores TS.Recent); every other segment is answered
+        with an ACK, a pure one (or a SYN) at most one per tcp_invalid_ratelimit
+        (TCPACKSkippedTimeWait), after a PAWS check (PAWSTimewait); an out-of-window RST is
+        dropped."""
+        seq = seg.seq
+        end = (seq + len(seg.payload) + (flags & SYN) // SYN + (flags & FIN)) & MASK
+        tsval = self._tw_tsval(seg)
+        paws_reject = tsval is not None and self._paws_reject(tsval, flags, now)
+        if not paws_reject and seq == self.rcv_nxt and (seq == end or flags & RST):
+            if flags & RST:
+                self._move(E.RCV_RST)
+                self.destroy(now, None)
+                return
+            self._tw_at = now + TIME_WAIT_LEN
+            if tsval is not None:
+                self._store_ts_recent(tsval, now)
             return
-        if flags & FIN and ((seg.seq + len(seg.payload) + 1) & MASK) == self.rcv_nxt:
-            self._tw_at = now + TIME_WAIT_LEN  # the peer lost our ACK of its FIN
-            self.send_ack(now)
-        elif flags & ACK and (seg.payload or flags & FIN):
-            self.send_ack(now)
+        if paws_reject:
+            self.ctx.counters["PAWSTimewait"] += 1
+        if flags & RST:
+            return
+        if paws_reject or flags & ACK:
+            self._tw_at = now + TIME_WAIT_LEN
+        # tcp_oow_rate_limited: data without a SYN is not part of an ACK loop
+        if (seq == end or flags & SYN) and self._rate_limited(now, "TCPACKSkippedTimeWait"):
+            return
+        self.send_ack(now)
 
-    def time_wait_reusable(self, seg: TcpSegment) -> bool:
-        """A SYN in TIME-WAIT that starts a new connection (sequence beyond the old one)."""
+    def _tw_tsval(self, seg: TcpSegment) -> int | None:
+        """The TSval TIME-WAIT checks: only where timestamps were in use."""
+        ts = seg.timestamps if self.ts_ok else None
+        return None if ts is None else ts.tsval
+
+    def _paws_reject(self, tsval: int, flags: int, now: float) -> bool:
+        """Linux tcp_paws_reject: ``tsval`` older than TS.Recent; a RST only while TS.Recent
+        is younger than TCP_PAWS_MSL (60 s)."""
+        if self._paws_check(tsval, 0, now):
+            return False
+        return not (flags & RST and int(now) >= self._ts_recent_stamp + PAWS_MSL)
+
+    def time_wait_isn(self, seg: TcpSegment, now: float) -> int | None:
+        """A SYN in TIME-WAIT that may open a new connection (Linux TCP_TW_SYN): its sequence
+        is beyond the old connection's, or (timestamps in use) its TSval is newer than
+        TS.Recent, and PAWS accepts it. The ISN the new connection gets then (above any
+        sequence the old one used: snd_nxt + 65537, never 0); None for any other segment."""
         flags = int(seg.flags)
-        return (
-            self.state is S.TIME_WAIT
-            and flags & (SYN | ACK | RST) == SYN
-            and seq_lt(self.rcv_nxt, seg.seq)
-        )
+        if self.state is not S.TIME_WAIT or flags & (SYN | ACK | RST) != SYN:
+            return None
+        tsval = self._tw_tsval(seg)
+        if tsval is not None and self._paws_reject(tsval, flags, now):
+            return None
+        newer_ts = tsval is not None and (self.ts_recent - tsval) & MASK >= HALF
+        if not (seq_lt(self.rcv_nxt, seg.seq) or newer_ts):
+            return None
+        return ((self.snd_nxt + 65535 + 2) & MASK) or 1
 
     # -- data and FIN ------------------------------------------------------------------------------
 
