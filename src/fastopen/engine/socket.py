@@ -31,6 +31,14 @@ from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
 from fastopen.engine.handshake import MSS_DEFAULT
 from fastopen.engine.info import TcpInfo
+from fastopen.engine.md5 import (
+    TCP_MD5SIG,
+    TCP_MD5SIG_EXT,
+    Md5Key,
+    Md5KeyError,
+    parse_md5sig,
+    set_key,
+)
 from fastopen.engine.seq import MASK, seq_le
 from fastopen.engine.states import TcpState
 from fastopen.engine.tcb import NAGLE_CORK, NAGLE_OFF, NAGLE_PUSH, Connection
@@ -132,6 +140,8 @@ class SocketOptions:
     user_timeout: float = 0.0
     #: Linux sk_userlocks: SO_SNDBUF / SO_RCVBUF set the buffer (no autotuning from then on).
     buf_locks: int = 0
+    #: TCP_MD5SIG / TCP_MD5SIG_EXT: the MD5 keys by peer (Linux tp->md5sig_info), :mod:`.md5`.
+    md5_keys: tuple[Md5Key, ...] = ()
 
 
 DEFAULT_OPTIONS = SocketOptions()
@@ -373,6 +383,16 @@ class EngineSocket:
             if value and not MIN_USER_MSS <= value <= MAX_USER_MSS:
                 raise _fail(errno.EINVAL)
             self.options = replace(self.options, user_mss=value)
+            return
+        if name in (TCP_MD5SIG, TCP_MD5SIG_EXT):
+            if not isinstance(value, bytes):
+                raise _fail(errno.EINVAL)
+            try:  # Linux tcp_v4_parse_md5_keys, tcp_v6_parse_md5_keys
+                network, key = parse_md5sig(value, self.family, name == TCP_MD5SIG_EXT)
+            except Md5KeyError:
+                raise _fail(errno.EINVAL) from None
+            keys = set_key(self.options.md5_keys, network, key)
+            self.options = replace(self.options, md5_keys=keys)
             return
         if name == TCP_FASTOPEN_KEY:
             if not isinstance(value, bytes):

@@ -22,6 +22,7 @@ from fastopen.constants import (
     TCPI_OPT_USEC_TS,
     TCPI_OPT_WSCALE,
 )
+from fastopen.engine import md5
 from fastopen.engine.cache import IPAddress, NegativeReason
 from fastopen.engine.cc import CaState
 from fastopen.engine.context import ConnectionContext
@@ -63,6 +64,9 @@ from fastopen.engine.window import (
     win_from_space,
 )
 from fastopen.wire import (
+    ECN_CE,
+    ECN_ECT_0,
+    ECN_NOT_ECT,
     FastOpen,
     Flags,
     Nop,
@@ -102,6 +106,9 @@ ORPHAN_RETRIES = 8
 #: Linux tp->nonagle's bits: TCP_NAGLE_OFF (TCP_NODELAY), TCP_NAGLE_CORK (TCP_CORK, or one
 #: MSG_MORE send), TCP_NAGLE_PUSH (what waits goes now, Nagle or not).
 NAGLE_OFF, NAGLE_CORK, NAGLE_PUSH = 1, 2, 4
+#: Linux tp->ecn_flags (TCP_ECN_QUEUE_CWR, TCP_ECN_DEMAND_CWR, TCP_ECN_SEEN; TCP_ECN_OK is
+#: ``ecn_ok``), and whether the SYN asked for ECN (tcp_ecn_send_syn, for tcp_ecn_rcv_synack).
+ECN_ASKED, ECN_QUEUE_CWR, ECN_DEMAND_CWR, ECN_SEEN = 1, 2, 4, 8
 
 S = TcpState
 E = TcpEvent
@@ -155,7 +162,7 @@ class Connection:
         "_ato_pending",
         "_delack_at",
         "_dsack",
-        "_ecn_asked",
+        "_ecn_flags",
         "_fin_queued",
         "_fin_seq",
         "_in_syn_queue",
@@ -345,7 +352,7 @@ class Connection:
         self.error: int | None = None
         self._dsack: tuple[int, int] | None = None  # a D-SACK block for the next ACK
         self.ecn_ok = False  # ECN negotiated (Linux TCP_ECN_OK)
-        self._ecn_asked = False
+        self._ecn_flags = 0  # Linux tp->ecn_flags' other bits: ECN_ASKED, ECN_QUEUE_CWR, ...
         #: Linux sk_err_soft: an ICMP error kept for a timeout to report.
         self.soft_error: int | None = None
         self.orphan = False
@@ -534,8 +541,15 @@ class Connection:
     def _tsopt(self, now: float, echo: int) -> Timestamps:
         return Timestamps((ts_clock(now, self.usec_ts) + self.tsoffset) & MASK, echo)
 
+    def _md5_key(self) -> bytes | None:
+        """The TCP_MD5SIG key for the peer, if the socket has one (tcp_md5_do_lookup)."""
+        keys = self.sock.options.md5_keys
+        return md5.lookup(keys, self.remote) if keys else None
+
     def _options(self, now: float) -> tuple[TcpOption, ...]:
-        """Linux's layout for segments after the SYN: ``nop,nop,TS`` then ``nop,nop,sack``."""
+        """Linux's layout for segments after the SYN (tcp_established_options): ``nop,nop,TS``
+        then ``nop,nop,sack`` with the blocks the space left holds (an MD5 signature, which
+        :meth:`_emit` puts first, takes 20 of the 40 bytes)."""
         opts: tuple[TcpOption, ...] = ()
         if self.ts_ok:
             opts = (_NOP, _NOP, self._tsopt(now, self.ts_recent))
@@ -543,6 +557,10 @@ class Connection:
         ooo = self.ooo
         if self.sack_ok and (ooo or dsack is not None):
             limit = 3 if self.ts_ok else 4
+            if self.sock.options.md5_keys and self._md5_key() is not None:
+                limit = 0 if self.ts_ok else 2
+            if not limit:
+                return opts
             blocks = ooo.sack_blocks(self.rcv_nxt, limit - (dsack is not None)) if ooo else ()
             if dsack is not None:  # RFC 2883: the duplicate first, once (Linux rx_opt.dsack)
                 self._dsack = None
@@ -575,6 +593,17 @@ class Connection:
                 self.rcv_adv = (self.rcv_nxt + window) & MASK
         else:
             window = self._window()
+        ecn = ECN_NOT_ECT
+        if self.ecn_ok and not flags & SYN:
+            # Linux tcp_ecn_send: new data goes ECT(0) (INET_ECN_xmit), the first after a
+            # reduction with CWR; ACKs and retransmissions go Not-ECT; ECE while CE is owed
+            if payload and not seq_lt(seq, self.snd_nxt):
+                ecn = ECN_ECT_0
+                if self._ecn_flags & ECN_QUEUE_CWR:
+                    self._ecn_flags &= ~ECN_QUEUE_CWR
+                    flags |= CWR
+            if self._ecn_flags & ECN_DEMAND_CWR:
+                flags |= ECE
         seg = TcpSegment(
             self.lport,
             self.rport,
@@ -584,7 +613,12 @@ class Connection:
             window,
             options,
             payload,
+            ecn=ecn,
         )
+        if self.sock.options.md5_keys:
+            key = self._md5_key()
+            if key is not None:
+                seg = md5.sign(key, self.local, self.remote, seg)
         self.segs_out += 1
         if payload:
             self.data_segs_out += 1
@@ -603,7 +637,9 @@ class Connection:
     def _send_syn(
         self, now: float, *, payload: bytes = b"", fastopen: FastOpen | None = None
     ) -> None:
-        ts = self._tsopt(now, 0) if self.ctx.settings.timestamps else None
+        # Linux tcp_syn_options: no timestamps beside an MD5 signature
+        timestamps = self.ctx.settings.timestamps and self._md5_key() is None
+        ts = self._tsopt(now, 0) if timestamps else None
         options = linux_syn_options(
             self._adv_mss,
             sack=self.ctx.settings.sack,
@@ -613,8 +649,9 @@ class Connection:
         )
         # Linux tcp_ecn_send_syn: tcp_ecn 1 asks for ECN in the first SYN; a retransmitted
         # SYN goes without (tcp_ecn_clear_syn, tcp_ecn_fallback)
-        self._ecn_asked = self.ctx.settings.ecn == 1 and self.total_retrans == 0
-        flags = SYN | (ECE | CWR if self._ecn_asked else 0)
+        asked = self.ctx.settings.ecn == 1 and self.total_retrans == 0
+        self._ecn_flags = ECN_ASKED if asked else 0
+        flags = SYN | (ECE | CWR if asked else 0)
         self._emit(self.iss, flags, payload, options, now)
 
     def _send_synack(self, now: float, fastopen: FastOpen | None = None) -> None:
@@ -888,7 +925,7 @@ class Connection:
         if data:
             rec.data_sent(now)  # before it is out: CA_EVENT_TX_START after idle
         rec.pieces.sent(seq, end, bool(flags & FIN), mss, now, bool(flags & PSH))
-        if rec.ca_state is CaState.RECOVERY:
+        if rec.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
             rec.prr_out += segments(len(data), mss) or 1
         if not self.ts_ok:
             self.rtt.time_segment(end, now)
@@ -1236,8 +1273,11 @@ class Connection:
         """Take the options a SYN or SYN-ACK negotiated, and its (unscaled) window."""
         self.wscale_ok, self.snd_wscale, self.sack_ok = neg.wscale_ok, neg.snd_wscale, neg.sack_ok
         self.ts_ok, ts_recent, self.snd_mss = neg.ts_ok, neg.ts_recent, neg.snd_mss
+        if self._md5_key() is not None:  # Linux tcp_current_mss: the signature's room
+            self.snd_mss -= md5.MD5_OPTION_SPACE
         # a SYN-ACK's ECN is good only for a SYN that asked for it (Linux tcp_ecn_rcv_synack)
-        self.ecn_ok = neg.ecn_ok and (self.state is not S.SYN_SENT or self._ecn_asked)
+        asked = self._ecn_flags & ECN_ASKED
+        self.ecn_ok = neg.ecn_ok and (self.state is not S.SYN_SENT or bool(asked))
         if not neg.wscale_ok:
             self.rcv_wscale = 0
             self.window_clamp = min(self.window_clamp, 65535)
@@ -1531,9 +1571,9 @@ class Connection:
         self._ato_pending = 1
         self._delack_at = now + DELACK_MAX
 
-    def enter_quickack(self) -> None:
-        """Linux tcp_enter_quickack_mode: quick ACKs again, out of ping-pong mode."""
-        self._quickack = MAX_QUICKACKS
+    def enter_quickack(self, count: int = MAX_QUICKACKS) -> None:
+        """Linux tcp_enter_quickack_mode: ``count`` quick ACKs (at least), out of ping-pong."""
+        self._quickack = max(self._quickack, count)
         self._pingpong = 0
         self._ato = DELACK
 
@@ -1740,7 +1780,7 @@ class Connection:
             self._data_recv(ts, plen, now)
             self.bytes_received += plen
             self.ctx.emit(Readable(self.sock))
-            self._schedule_ack(now, plen)
+            self._schedule_ack(now, plen, seg.ecn)
         self.output(now)
         return True
 
@@ -1837,7 +1877,8 @@ class Connection:
             )
             if ts is not None:
                 self._replace_ts_recent(ts.tsval, seq, now)  # tcp_ack: FLAG_UPDATE_TS_RECENT
-            self._ack(seg.sack_blocks if self.sack_ok else (), ack, dupack, now, ts)
+            ece = bool(flags & ECE) and self.ecn_ok  # Linux tcp_ecn_rcv_ecn_echo: FLAG_ECE
+            self._ack(seg.sack_blocks if self.sack_ok else (), ack, dupack, now, ts, ece)
             fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
             if fin_acked and not self._fin_acked(now):
                 return
@@ -1924,10 +1965,12 @@ class Connection:
         dupack: bool,
         now: float,
         ts: Timestamps | None,
+        ece: bool = False,
     ) -> None:
         """Linux tcp_ack from SND.UNA on: SACK ``blocks`` (none unless SACK is on) on the
         scoreboard, then what ``ack`` acknowledges, then the congestion state (RACK, recovery,
-        PRR), then the timers."""
+        PRR; ``ece``: an ECN echo, FLAG_ECE, which brings the window down in CWR), then the
+        timers."""
         rec = self.recovery
         delivered = 0
         reord_seen = rec.pieces.reord_seen
@@ -1941,7 +1984,8 @@ class Connection:
             delivered += fresh
         if rec.pieces.reord_seen != reord_seen:
             self.ctx.counters["TCPSACKReorder"] += 1  # Linux tcp_check_sack_reordering
-        if ack == prior_una and not dupack and not delivered and rec.ca_state is CaState.OPEN:
+        state = rec.ca_state
+        if ack == prior_una and not dupack and not delivered and state is CaState.OPEN and not ece:
             return  # nothing for loss recovery (Linux: not tcp_ack_is_dubious)
         rtt = self.rtt
         wait = rec.on_ack(
@@ -1958,7 +2002,10 @@ class Connection:
             rtt.srtt,
             ts.tsecr if ts is not None else 0,
             self.ctx.counters,
+            ece,
         )
+        if self.ecn_ok and rec.ca_state > state and rec.ca_state >= CaState.CWR:
+            self._ecn_flags |= ECN_QUEUE_CWR  # tcp_init_cwnd_reduction: tcp_ecn_queue_cwr
         if self.snd_una == self.snd_max:
             self._rto_at = None
         elif wait:
@@ -2188,6 +2235,9 @@ class Connection:
             flags &= ~FIN
         delivered = 0
         if payload:
+            if flags & CWR and self.ecn_ok:
+                # Linux tcp_ecn_accept_cwr: the peer reduced its window, no more ECE owed
+                self._ecn_flags &= ~ECN_DEMAND_CWR
             self.data_segs_in += self._wire_segs(len(payload))
             if seq == self.rcv_nxt:
                 self.rcv_buf = _appended(self.rcv_buf, payload)
@@ -2205,6 +2255,8 @@ class Connection:
                 budget = self.sock.rcvbuf - len(self.rcv_buf)
                 if self.ooo is None:
                     self.ooo = OutOfOrderQueue()
+                if self.ecn_ok:
+                    self._ecn_check_ce(seg.ecn)  # Linux tcp_data_queue_ofo
                 if not self.ooo.insert(seq, payload, self.rcv_nxt, budget, self.ctx.counters):
                     flags &= ~FIN  # dropped for want of memory: its FIN too
                 elif self.sack_ok:  # Linux: without SACK the window stays, for dupacks
@@ -2216,6 +2268,8 @@ class Connection:
         if self._rcv_fin_seq is not None and self.rcv_nxt == self._rcv_fin_seq:
             self.rcv_nxt = (self.rcv_nxt + 1) & MASK
             self.bytes_received += 1  # Linux tcp_rcv_nxt_update counts the FIN's sequence
+            if delivered and self.ecn_ok:
+                self._ecn_check_ce(seg.ecn)  # tcp_event_data_recv, before tcp_fin
             self._move(E.RCV_FIN)
             if self.state is S.TIME_WAIT:
                 self._rto_at = None
@@ -2232,9 +2286,25 @@ class Connection:
             if self.ooo:
                 self.send_ack(now)
             else:
-                self._schedule_ack(now, delivered)
+                self._schedule_ack(now, delivered, seg.ecn)
         else:
             self.send_ack(now)  # out of order or duplicate: ACK at once (with SACK blocks)
+
+    def _ecn_check_ce(self, ecn: int) -> None:
+        """Data on an ECN connection came with IP ECN field ``ecn``: Linux tcp_ecn_check_ce
+        (CE: ECE on what goes until a CWR comes, and quick ACKs; Not-ECT after ECT was seen:
+        likely a retransmission, quick ACKs)."""
+        ecn_flags = self._ecn_flags
+        if ecn == ECN_CE:
+            if not ecn_flags & ECN_DEMAND_CWR:
+                self.enter_quickack(2)
+                ecn_flags |= ECN_DEMAND_CWR
+            ecn_flags |= ECN_SEEN
+        elif ecn != ECN_NOT_ECT:
+            ecn_flags |= ECN_SEEN
+        elif ecn_flags & ECN_SEEN:
+            self.enter_quickack(2)
+        self._ecn_flags = ecn_flags
 
     def _fin_ack(self, now: float) -> None:
         """Linux tcp_fin into CLOSE_WAIT enters ping-pong mode (the application's own FIN may
@@ -2248,9 +2318,10 @@ class Connection:
         if self._delack_at is None:  # tcp_send_delayed_ack: an ato of 0 gives the next tick
             self._delack_at = now + (self._delack_timeout() if self._ato else JIFFY)
 
-    def _schedule_ack(self, now: float, size: int) -> None:
-        """``size`` bytes of in-order data arrived: Linux tcp_event_data_recv (ato, quick ACK
-        mode at the start) then __tcp_ack_snd_check: an ACK now for a second segment's worth
+    def _schedule_ack(self, now: float, size: int, ecn: int) -> None:
+        """``size`` bytes of in-order data arrived (the last in IP ECN field ``ecn``): Linux
+        tcp_event_data_recv (ato, quick ACK mode at the start, tcp_ecn_check_ce) then
+        __tcp_ack_snd_check: an ACK now for a second segment's worth
         (one coalesced packet of many, GRO's, is as many segments) or in quick ACK mode (never
         in ping-pong mode: the reply carries it), else a delayed ACK."""
         self._ato_pending += self._wire_segs(size)
@@ -2266,6 +2337,8 @@ class Connection:
             elif gap > self.rtt.rto:
                 self._quickack = MAX_QUICKACKS
         self._lrcv = now
+        if self.ecn_ok:
+            self._ecn_check_ce(ecn)
         if self._ato_pending >= 2 or (self._quickack and not self._pingpong):
             self.send_ack(now)
         elif self._delack_at is None:
@@ -2352,6 +2425,8 @@ class Connection:
         # Linux tcp_retransmit_timer: tcp_enter_loss, the head again, the rest as ACKs come
         rec = self.recovery
         rec.on_timeout(self.snd_max, self.snd_una, self.retransmits == 1, now, ctx.counters)
+        if self.ecn_ok:
+            self._ecn_flags |= ECN_QUEUE_CWR  # tcp_enter_loss: tcp_ecn_queue_cwr
         self._retransmit_head(now)
         self._set_rto(now, start)
 

@@ -519,6 +519,8 @@ class ScriptRunner(ABC, Generic[S, F]):
                 spec.window,
                 options,
                 bytes(spec.length),
+                spec.urgent,
+                ecn=spec.ecn or 0,  # no [ECN]: Not-ECT, as packetdrill sends it
             )
         except ValueError as exc:
             raise self.fail(f"cannot build the inbound packet: {exc}") from None
