@@ -67,6 +67,7 @@ def test_every_behaviour_has_a_script() -> None:
         "server-usec-ts",
         "server-paws",
         "server-ecn",
+        "server-urgent",
     ):
         assert behaviour in names
 

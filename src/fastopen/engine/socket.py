@@ -59,6 +59,7 @@ SO_ZEROCOPY = 60
 MSG_ZEROCOPY = 0x4000000
 MSG_EOR = _socket.MSG_EOR
 MSG_MORE = _socket.MSG_MORE
+MSG_OOB = _socket.MSG_OOB
 TCP_NODELAY = _socket.TCP_NODELAY
 TCP_CORK = _socket.TCP_CORK
 #: TCP_NOTSENT_LOWAT (Linux 3.12+): the most unsent data a writable socket has.
@@ -89,11 +90,17 @@ MAX_SYNCNT = 127
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 #: Linux's TCP ioctls: SIOCINQ (FIONREAD), SIOCOUTQ (TIOCOUTQ), SIOCOUTQNSD.
 SIOCINQ, SIOCOUTQ, SIOCOUTQNSD = 0x541B, 0x5411, 0x894B
+#: SIOCATMARK: 1 when the next byte to read is the urgent one.
+SIOCATMARK = 0x8905
+SO_OOBINLINE = _socket.SO_OOBINLINE
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 
 SockAddr = tuple[str, int]
 #: (level, name) of IP_RECVERR and IPV6_RECVERR.
 _RECVERR = frozenset(((_socket.IPPROTO_IP, 11), (_socket.IPPROTO_IPV6, 25)))
+#: (level, name) of IP_FREEBIND and IPV6_FREEBIND.
+IP_FREEBIND = 15
+_FREEBIND = frozenset(((_socket.IPPROTO_IP, IP_FREEBIND), (_socket.IPPROTO_IPV6, 78)))
 _KEEPALIVE_LIMITS = {
     TCP_KEEPIDLE: MAX_KEEPIDLE,
     TCP_KEEPINTVL: MAX_KEEPINTVL,
@@ -142,6 +149,10 @@ class SocketOptions:
     buf_locks: int = 0
     #: TCP_MD5SIG / TCP_MD5SIG_EXT: the MD5 keys by peer (Linux tp->md5sig_info), :mod:`.md5`.
     md5_keys: tuple[Md5Key, ...] = ()
+    #: SO_OOBINLINE (Linux SOCK_URGINLINE): urgent data stays in the stream (:mod:`.urgent`).
+    oobinline: bool = False
+    #: IP_FREEBIND / IPV6_FREEBIND: bind() takes an address the host does not have.
+    freebind: bool = False
 
 
 DEFAULT_OPTIONS = SocketOptions()
@@ -333,6 +344,9 @@ class EngineSocket:
         if (level, name) in _RECVERR and isinstance(value, int):
             self.options = replace(self.options, recverr=bool(value))
             return
+        if (level, name) in _FREEBIND and isinstance(value, int):
+            self.options = replace(self.options, freebind=bool(value))
+            return
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 self.reuseaddr = bool(value)
@@ -352,6 +366,9 @@ class EngineSocket:
                 return
             if name == SO_MARK and isinstance(value, int):
                 self.options = replace(self.options, mark=value & MASK)
+                return
+            if name == SO_OOBINLINE and isinstance(value, int):
+                self.options = replace(self.options, oobinline=bool(value))
                 return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
@@ -509,6 +526,8 @@ class EngineSocket:
                 return int(options.zerocopy)
             if name == SO_MARK:
                 return options.mark
+            if name == SO_OOBINLINE:
+                return int(options.oobinline)
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -582,8 +601,8 @@ class EngineSocket:
         if self.bound is not None or self.conn is not None:
             raise _fail(errno.EINVAL)
         ip, port = self._parse_addr(addr)
-        if ip is not None and not self.ctx.has_address(ip):
-            raise _fail(errno.EADDRNOTAVAIL)
+        if ip is not None and not self.options.freebind and not self.ctx.has_address(ip):
+            raise _fail(errno.EADDRNOTAVAIL)  # Linux inet_addr_valid_or_nonlocal
         self.bound = self.ctx.bind_port(self, ip, port)
 
     def getsockname(self) -> SockAddr:
@@ -790,7 +809,7 @@ class EngineSocket:
 
     def send(self, data: bytes, now: float, flags: int = 0) -> int:
         """send() of ``data``: what the send buffer and TCP_NOTSENT_LOWAT take (EAGAIN: none);
-        of ``flags`` MSG_MORE counts (Linux tcp_sendmsg_locked)."""
+        of ``flags`` MSG_MORE and MSG_OOB count (Linux tcp_sendmsg_locked)."""
         self._check_open()
         if self.defer_connect:
             return self._sendmsg_fastopen(data, None, now)
@@ -810,18 +829,23 @@ class EngineSocket:
         ):
             if not data:
                 return 0
-            return conn.send(data, now, more=bool(flags & MSG_MORE))
+            return conn.send(data, now, more=bool(flags & MSG_MORE), oob=bool(flags & MSG_OOB))
         if st is TcpState.SYN_SENT or st is TcpState.SYN_RECEIVED:
             raise _fail(errno.EAGAIN)
         raise _fail(errno.EPIPE)
 
-    def recv(self, n: int, now: float) -> bytes:
+    def recv(self, n: int, now: float, *, splice: bool = False) -> bytes:
+        """Up to ``n`` bytes (b"" at the end of the stream); ``splice``: as splice() reads
+        (Linux tcp_splice_read), b"" at an urgent mark while data waits behind it."""
         self._check_open()
         conn = self.conn
         if conn is None:
             raise _fail(errno.ENOTCONN)
         if conn.rcv_buf:
-            return conn.recv(n, now)
+            data = conn.recv(n, now, splice)
+            if data or splice:
+                return data
+            # the urgent byte, out of band, was all there was (Linux: the read goes on waiting)
         err = self._take_error()
         if err is not None:
             raise _fail(err)
@@ -830,6 +854,16 @@ class EngineSocket:
         if conn.state is TcpState.CLOSED:
             raise _fail(errno.ENOTCONN)
         raise _fail(errno.EAGAIN)
+
+    def recv_oob(self, peek: bool = False) -> bytes:
+        """recv(MSG_OOB) (Linux tcp_recv_urg): the urgent byte, once (``peek``: it stays);
+        EINVAL with SO_OOBINLINE, without urgent data or once it was read; EAGAIN while it is
+        still on its way (never blocks); b"" after the end of the stream."""
+        self._check_open()
+        conn = self.conn
+        if conn is None:
+            raise _fail(errno.ENOTCONN)
+        return conn.recv_urgent(self.options.oobinline, peek)
 
     def shutdown(self, how: int, now: float) -> None:
         self._check_open()
@@ -925,11 +959,13 @@ class EngineSocket:
         acknowledged yet; SIOCOUTQNSD, those not sent yet. A listener has none of them (EINVAL);
         during the handshake all are 0."""
         self._check_open()
-        if request not in (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD):
+        if request not in (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD, SIOCATMARK):
             raise _fail(errno.ENOTTY)
         if self.listening:
             raise _fail(errno.EINVAL)
         conn = self.conn
+        if request == SIOCATMARK:  # Linux: urg_data && urg_seq == copied_seq
+            return int(conn is not None and conn.at_mark())
         if conn is None or conn.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED):
             return 0
         if request == SIOCINQ:

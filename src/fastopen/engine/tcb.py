@@ -51,8 +51,22 @@ from fastopen.engine.segmentation import (
     segments,
     tso_segs,
 )
-from fastopen.engine.seq import ACK, CWR, ECE, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
+from fastopen.engine.seq import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    HALF,
+    MASK,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    seq_le,
+    seq_lt,
+)
 from fastopen.engine.states import TcpEvent, TcpState, transition
+from fastopen.engine.urgent import URG_READ, URG_VALID, Urgent, check_urg, read_limit, take_byte
 from fastopen.engine.window import (
     GROW_MIN_LEN,
     INIT_CWND,
@@ -106,9 +120,9 @@ ORPHAN_RETRIES = 8
 #: Linux tp->nonagle's bits: TCP_NAGLE_OFF (TCP_NODELAY), TCP_NAGLE_CORK (TCP_CORK, or one
 #: MSG_MORE send), TCP_NAGLE_PUSH (what waits goes now, Nagle or not).
 NAGLE_OFF, NAGLE_CORK, NAGLE_PUSH = 1, 2, 4
-#: Linux tp->ecn_flags (TCP_ECN_QUEUE_CWR, TCP_ECN_DEMAND_CWR, TCP_ECN_SEEN; TCP_ECN_OK is
-#: ``ecn_ok``), and whether the SYN asked for ECN (tcp_ecn_send_syn, for tcp_ecn_rcv_synack).
-ECN_ASKED, ECN_QUEUE_CWR, ECN_DEMAND_CWR, ECN_SEEN = 1, 2, 4, 8
+#: Linux tp->ecn_flags (TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_ECN_DEMAND_CWR, TCP_ECN_SEEN),
+#: and whether the SYN asked for ECN (tcp_ecn_send_syn, for tcp_ecn_rcv_synack).
+ECN_OK, ECN_QUEUE_CWR, ECN_DEMAND_CWR, ECN_SEEN, ECN_ASKED = 1, 2, 4, 8, 16
 
 S = TcpState
 E = TcpEvent
@@ -186,13 +200,13 @@ class Connection:
         "_synack_timed",
         "_ts_recent_stamp",
         "_tw_at",
+        "_urg",
         "backoff",
         "bytes_acked",
         "bytes_received",
         "ctx",
         "data_segs_in",
         "data_segs_out",
-        "ecn_ok",
         "eor_marks",
         "error",
         "fastopen_client_fail",
@@ -351,8 +365,8 @@ class Connection:
         self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
         self._dsack: tuple[int, int] | None = None  # a D-SACK block for the next ACK
-        self.ecn_ok = False  # ECN negotiated (Linux TCP_ECN_OK)
-        self._ecn_flags = 0  # Linux tp->ecn_flags' other bits: ECN_ASKED, ECN_QUEUE_CWR, ...
+        self._ecn_flags = 0  # Linux tp->ecn_flags: ECN_OK (``ecn_ok``), ECN_QUEUE_CWR, ...
+        self._urg: Urgent | None = None  # urgent data to send or read (Linux urg_data, snd_up)
         #: Linux sk_err_soft: an ICMP error kept for a timeout to report.
         self.soft_error: int | None = None
         self.orphan = False
@@ -541,6 +555,11 @@ class Connection:
     def _tsopt(self, now: float, echo: int) -> Timestamps:
         return Timestamps((ts_clock(now, self.usec_ts) + self.tsoffset) & MASK, echo)
 
+    @property
+    def ecn_ok(self) -> bool:
+        """ECN negotiated (Linux TCP_ECN_OK)."""
+        return bool(self._ecn_flags & ECN_OK)
+
     def _md5_key(self) -> bytes | None:
         """The TCP_MD5SIG key for the peer, if the socket has one (tcp_md5_do_lookup)."""
         keys = self.sock.options.md5_keys
@@ -593,8 +612,20 @@ class Connection:
                 self.rcv_adv = (self.rcv_nxt + window) & MASK
         else:
             window = self._window()
+        urgent = 0
+        urg = self._urg
+        if urg is not None and urg.snd_up is not None and seq_lt(seq, urg.snd_up):
+            # Linux tcp_transmit_skb: in urgent mode a segment before snd_up points at it
+            # (0xFFFF when it is further than the field reaches)
+            up = (urg.snd_up - seq) & MASK
+            if up < 0x10000:
+                urgent = up
+            elif seq_lt(self.snd_nxt, (seq + 0xFFFF) & MASK):
+                urgent = 0xFFFF
+            if urgent:
+                flags |= URG
         ecn = ECN_NOT_ECT
-        if self.ecn_ok and not flags & SYN:
+        if self._ecn_flags & ECN_OK and not flags & SYN:
             # Linux tcp_ecn_send: new data goes ECT(0) (INET_ECN_xmit), the first after a
             # reduction with CWR; ACKs and retransmissions go Not-ECT; ECE while CE is owed
             if payload and not seq_lt(seq, self.snd_nxt):
@@ -613,6 +644,7 @@ class Connection:
             window,
             options,
             payload,
+            urgent,
             ecn=ecn,
         )
         if self.sock.options.md5_keys:
@@ -769,6 +801,8 @@ class Connection:
     def _nagle_check(self, nonagle: int) -> bool:
         """Linux tcp_nagle_check, for a segment short of an MSS: corked, or Nagle on and,
         as Minshall's variant, a small segment still unacknowledged."""
+        if self._urg is not None and self._urg.snd_up is not None:
+            return False  # Linux tcp_nagle_test: not for urgent data
         return bool(nonagle & NAGLE_CORK) or (not nonagle and seq_lt(self.snd_una, self.snd_sml))
 
     def _xmit_retransmit_queue(self, now: float) -> None:
@@ -987,12 +1021,13 @@ class Connection:
         self._move(E.APP_CONNECT)
         self.ctx.counters["TcpActiveOpens"] += 1
 
-    def send(self, data: bytes, now: float, more: bool = False) -> int:
+    def send(self, data: bytes, now: float, more: bool = False, oob: bool = False) -> int:
         """Linux tcp_sendmsg_locked: ``data`` fills the last skb up to the size goal, then
         new ones while the send buffer has room and, at each new one, the data not sent yet
         is below TCP_NOTSENT_LOWAT (sk_stream_memory_free); a full skb alone in the queue goes
         at once (tcp_push_one), past half the largest window all is pushed (forced_push).
-        Then tcp_push: PSH up to here unless ``more`` (MSG_MORE), which corks this one send.
+        Then tcp_push: PSH up to here unless ``more`` (MSG_MORE), which corks this one send;
+        ``oob`` (MSG_OOB): the last byte taken is urgent (tcp_mark_urg).
         Returns the bytes taken: fewer when the buffer filled (EAGAIN when none)."""
         total = len(data)
         goal = self._size_goal()
@@ -1031,14 +1066,24 @@ class Connection:
             self.want_write = True
             if not copied:
                 raise EngineError(errno.EAGAIN)
+            if oob:
+                self._mark_urg()
             self.pushed_seq = self.write_seq()
             self.output(now, NAGLE_PUSH)
         else:  # Linux tcp_push
+            if oob:
+                self._mark_urg()
             if not more or self._forced_push():
                 self.pushed_seq = self.write_seq()
             self.output(now, NAGLE_CORK if more else None)
         self._rearm()
         return copied
+
+    def _mark_urg(self) -> None:
+        """Linux tcp_mark_urg: the urgent pointer is the end of what is queued (snd_up)."""
+        if self._urg is None:
+            self._urg = Urgent()
+        self._urg.snd_up = self.write_seq()
 
     def _size_goal(self) -> int:
         """Linux tcp_xmit_size_goal: how much data an skb takes, whole MSS, at least one: the
@@ -1068,10 +1113,23 @@ class Connection:
         notsent = (end - self.snd_nxt) & MASK if seq_lt(self.snd_nxt, end) else 0
         return (notsent << wake) < lowat
 
-    def recv(self, n: int, now: float) -> bytes:
+    def recv(self, n: int, now: float, splice: bool = False) -> bytes:
+        """Up to ``n`` bytes read (Linux tcp_recvmsg; ``splice``: tcp_read_sock), none past an
+        urgent mark (an urgent byte at the start is left out unless SO_OOBINLINE; a splice
+        stops at it); b"" when that is all there was."""
         buf = self.rcv_buf
         if not isinstance(buf, bytearray) or not buf:
             return b""
+        urg = self._urg
+        if urg is not None and urg.data:
+            copied = (self.rcv_nxt - len(buf)) & MASK
+            inline = self.sock.options.oobinline
+            skip, n = read_limit(urg, copied, n, len(buf), inline=inline, splice=splice)
+            del buf[:skip]
+            if seq_lt(urg.seq, (copied + skip + min(n, len(buf))) & MASK):
+                urg.data = 0  # read past it (Linux: after(copied_seq, urg_seq))
+                if urg.idle:
+                    self._urg = None
         data = bytes(buf[:n])
         del buf[:n]
         if not buf:
@@ -1086,6 +1144,28 @@ class Connection:
                 if win and win >= 2 * left:
                     self.send_ack(now)
         return data
+
+    def recv_urgent(self, inline: bool, peek: bool) -> bytes:
+        """recv(MSG_OOB): Linux tcp_recv_urg (see :meth:`EngineSocket.recv_oob`)."""
+        urg = self._urg
+        if inline or urg is None or not urg.data or urg.data == URG_READ:
+            raise EngineError(errno.EINVAL)
+        if self.state is S.CLOSED and self.error is None and not self.fin_received():
+            raise EngineError(errno.ENOTCONN)
+        if urg.data & URG_VALID:
+            byte = bytes((urg.data & 0xFF,))
+            if not peek:
+                urg.data = URG_READ
+            return byte
+        if self.state is S.CLOSED or self.shut_rd or self.fin_received():
+            return b""
+        raise EngineError(errno.EAGAIN)
+
+    def at_mark(self) -> bool:
+        """SIOCATMARK: urgent data, and the next byte to read is it."""
+        urg = self._urg
+        copied = (self.rcv_nxt - len(self.rcv_buf)) & MASK
+        return urg is not None and bool(urg.data) and urg.seq == copied
 
     def _rcv_space_adjust(self, now: float) -> None:
         """Linux tcp_rcv_space_adjust (receive-buffer autotuning, :class:`.ReceiveSpace`):
@@ -1277,7 +1357,8 @@ class Connection:
             self.snd_mss -= md5.MD5_OPTION_SPACE
         # a SYN-ACK's ECN is good only for a SYN that asked for it (Linux tcp_ecn_rcv_synack)
         asked = self._ecn_flags & ECN_ASKED
-        self.ecn_ok = neg.ecn_ok and (self.state is not S.SYN_SENT or bool(asked))
+        if neg.ecn_ok and (self.state is not S.SYN_SENT or asked):
+            self._ecn_flags |= ECN_OK
         if not neg.wscale_ok:
             self.rcv_wscale = 0
             self.window_clamp = min(self.window_clamp, 65535)
@@ -1735,6 +1816,7 @@ class Connection:
             or self.ooo is not None
             or self._rcv_fin_seq is not None
             or self._probe_at is not None
+            or self._urg is not None  # Linux tcp_fast_path_check: not with urgent data
         ):
             return False
         payload = seg.payload
@@ -1882,6 +1964,9 @@ class Connection:
             fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
             if fin_acked and not self._fin_acked(now):
                 return
+        if flags & URG:  # Linux tcp_urg: tcp_check_urg
+            copied = (self.rcv_nxt - len(self.rcv_buf)) & MASK
+            self._urg = check_urg(self._urg, seq, seg.urgent, copied, self.rcv_nxt)
         if plen or flags & FIN:
             if (
                 flags & FIN
@@ -2109,6 +2194,11 @@ class Connection:
                 self.snd_buf = buf if buf else b""
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
         self.snd_una = ack
+        urg = self._urg
+        if urg is not None and urg.snd_up is not None and not seq_lt(ack, urg.snd_up):
+            urg.snd_up = None  # Linux tcp_clean_rtx_queue: snd_up = snd_una, urgent mode over
+            if urg.idle:
+                self._urg = None
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         rtt: float | None = None
@@ -2212,6 +2302,8 @@ class Connection:
         seq = seg.seq
         if flags & SYN:
             seq = (seq + 1) & MASK
+        if self._urg is not None:
+            take_byte(self._urg, seq, payload)  # Linux tcp_urg: the byte of a pointer seen
         fin_seq = (seq + len(payload)) & MASK
         st = self.state
         if st not in _CAN_RECEIVE:

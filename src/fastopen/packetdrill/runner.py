@@ -49,11 +49,14 @@ from fastopen.engine.events import Accepted, SocketEvent
 from fastopen.engine.icmp import IcmpError
 from fastopen.engine.socket import (
     AF_UNSPEC_ADDRESS,
+    IP_FREEBIND,
     MSG_ZEROCOPY,
+    SIOCATMARK,
     SIOCINQ,
     SIOCOUTQ,
     SIOCOUTQNSD,
     SO_MARK,
+    SO_OOBINLINE,
     SO_ZEROCOPY,
     TCP_INQ,
     TCP_NOTSENT_LOWAT,
@@ -146,6 +149,8 @@ SYMBOLS: dict[str, int] = {
     "TCP_FASTOPEN_NO_COOKIE": K.TCP_FASTOPEN_NO_COOKIE,
     "MSG_FASTOPEN": K.MSG_FASTOPEN,
     "MSG_DONTWAIT": socket_mod.MSG_DONTWAIT,
+    "MSG_OOB": socket_mod.MSG_OOB,
+    "MSG_PEEK": socket_mod.MSG_PEEK,
     "F_GETFL": 3,
     "F_SETFL": 4,
     "O_RDWR": os.O_RDWR,
@@ -166,6 +171,8 @@ SYMBOLS: dict[str, int] = {
     "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
     "SO_ZEROCOPY": SO_ZEROCOPY,
     "SO_MARK": SO_MARK,
+    "SO_OOBINLINE": SO_OOBINLINE,
+    "IP_FREEBIND": IP_FREEBIND,
     "MSG_ZEROCOPY": MSG_ZEROCOPY,
     "MSG_EOR": socket_mod.MSG_EOR,
     "TCP_INQ": TCP_INQ,
@@ -180,6 +187,7 @@ SYMBOLS: dict[str, int] = {
     "SO_EE_ORIGIN_ZEROCOPY": SO_EE_ORIGIN_ZEROCOPY,
     "SO_EE_CODE_ZEROCOPY_COPIED": SO_EE_CODE_ZEROCOPY_COPIED,
     "SIOCINQ": SIOCINQ,
+    "SIOCATMARK": SIOCATMARK,
     "FIONREAD": SIOCINQ,
     "SIOCOUTQ": SIOCOUTQ,
     "TIOCOUTQ": SIOCOUTQ,
@@ -978,6 +986,18 @@ class Epoll:
     interest: dict[int, Interest] = field(default_factory=dict)
 
 
+#: A pipe's capacity (Linux: 16 pages).
+PIPE_CAPACITY = 65536
+
+
+@dataclass(slots=True)
+class Pipe:
+    """One end of a pipe() (the bytes in it shared by both ends): what splice() fills."""
+
+    data: bytearray
+    write_end: bool
+
+
 #: epoll's flags that are not events (Linux EP_PRIVATE_BITS).
 EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT | select.EPOLLEXCLUSIVE
 
@@ -1024,7 +1044,7 @@ def info_fields(info: TcpInfo) -> dict[str, int]:
     return {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
 
 
-class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
+class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
     """One run of one script against a fresh engine Host, in virtual time."""
 
     def __init__(self, script: Script, config: Config) -> None:
@@ -1420,6 +1440,9 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         entry = self.fd(fd)
         size = self.value(length) or 0
         bits = self.value(flags) or 0
+        if bits & socket_mod.MSG_OOB:  # Linux tcp_recv_urg: never blocks
+            byte = entry.sock.recv_oob(bool(bits & socket_mod.MSG_PEEK))
+            return min(len(byte), size)
         if is_null(buf) and size:
             return self.null_recv(entry, bits)
         return self.blocking(entry, lambda: len(entry.sock.recv(size, self.now)), bits)
@@ -1467,6 +1490,40 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         self.fd(fd).sock.shutdown(self.value(how) or 0, self.now)
         return 0
 
+    def sys_pipe(self, fds: Expr) -> int:
+        """``pipe([R, W])``: a pipe whose ends get the script's numbers R and W."""
+        if not isinstance(fds, ListExpr) or len(fds.items) != 2:
+            raise self.fail("pipe needs [READ_FD, WRITE_FD]")
+        data = bytearray()
+        read_fd, write_fd = (self.value(item) for item in fds.items)
+        self.new_fd(Pipe(data, write_end=False), ELLIPSIS if read_fd is None else read_fd)
+        self.new_fd(Pipe(data, write_end=True), ELLIPSIS if write_fd is None else write_fd)
+        return 0
+
+    def sys_splice(
+        self, fd_in: Expr, off_in: Expr, fd_out: Expr, off_out: Expr, length: Expr, flags: Expr
+    ) -> int | Callable[[], int | None]:
+        """splice() from a socket into a pipe (Linux tcp_splice_read: what a read would give,
+        but never past an urgent mark, nor the pipe's room); offsets must be NULL."""
+        entry = self.fd(fd_in)
+        number = self.value(fd_out)
+        pipe = self.fds.get(number) if number is not None else None
+        if not isinstance(pipe, Pipe) or not pipe.write_end:
+            raise EngineError(errno_mod.EINVAL)
+        if not (is_null(off_in) and is_null(off_out)):
+            raise EngineError(errno_mod.ESPIPE)
+        size = self.value(length) or 0
+
+        def attempt() -> int:
+            room = PIPE_CAPACITY - len(pipe.data)
+            if not room:
+                raise EngineError(errno_mod.EAGAIN)
+            data = entry.sock.recv(min(size, room), self.now, splice=True)
+            pipe.data += data
+            return len(data)
+
+        return self.blocking(entry, attempt)
+
     def sys_close(self, fd: Expr) -> int:
         number = self.value(fd)
         if number is None or number not in self.fds:
@@ -1485,6 +1542,10 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
             return select.POLLNVAL
         if isinstance(entry, Epoll):
             return 0  # nothing the scripts wait for
+        if isinstance(entry, Pipe):
+            ready = len(entry.data) < PIPE_CAPACITY if entry.write_end else bool(entry.data)
+            mask = (select.POLLOUT if entry.write_end else select.POLLIN) if ready else 0
+            return mask & events
         return entry.sock.poll() & (events | select.POLLERR | select.POLLHUP)
 
     def sys_poll(self, fds: Expr, nfds: Expr, timeout: Expr) -> int | Waiting:
