@@ -27,6 +27,12 @@ from fastopen.cookies import KeyRing
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.cc import NAME_MAX, NAMES
 from fastopen.engine.context import SocketContext
+from fastopen.engine.errqueue import (
+    SOF_TIMESTAMPING_MASK,
+    SOF_TIMESTAMPING_OPT_ID,
+    ErrorQueue,
+    Notice,
+)
 from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
 from fastopen.engine.handshake import MSS_DEFAULT
@@ -39,7 +45,7 @@ from fastopen.engine.md5 import (
     parse_md5sig,
     set_key,
 )
-from fastopen.engine.seq import MASK, seq_le
+from fastopen.engine.seq import MASK
 from fastopen.engine.states import TcpState
 from fastopen.engine.tcb import NAGLE_CORK, NAGLE_OFF, NAGLE_PUSH, Connection
 from fastopen.engine.window import RCVBUF_LOCK, SNDBUF_LOCK, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF
@@ -55,6 +61,8 @@ SO_SNDBUF = _socket.SO_SNDBUF
 SO_RCVBUF = _socket.SO_RCVBUF
 #: SO_MARK (kept, nothing in the engine routes by it), SO_ZEROCOPY and MSG_ZEROCOPY (Linux 4.14+).
 SO_MARK = 36
+#: SO_TIMESTAMPING (SO_TIMESTAMPING_OLD; its cmsg is SCM_TIMESTAMPING, the same number).
+SO_TIMESTAMPING = 37
 SO_ZEROCOPY = 60
 MSG_ZEROCOPY = 0x4000000
 MSG_EOR = _socket.MSG_EOR
@@ -186,34 +194,6 @@ class ListenQueue:
         self.keys: KeyRing | None = None
 
 
-class ZeroCopyNotices:
-    """MSG_ZEROCOPY completions, as Linux's error queue gets them (msg_zerocopy_realloc,
-    __msg_zerocopy_callback): every send that queued data takes the next id; once the peer has
-    acknowledged all of it, its id extends the last unread notification when the ids follow
-    each other, else it queues a new one. The engine always copies (ee_code
-    SO_EE_CODE_ZEROCOPY_COPIED, as on a device without scatter-gather)."""
-
-    __slots__ = ("next_id", "pending", "ready")
-
-    def __init__(self) -> None:
-        self.next_id = 0
-        self.pending: list[tuple[int, int]] = []  # (id, sequence number after its data)
-        self.ready: list[list[int]] = []  # [lo, hi] ranges, oldest first
-
-    def sent(self, end: int) -> None:
-        self.pending.append((self.next_id, end))
-        self.next_id = (self.next_id + 1) & MASK
-
-    def acked(self, una: int | None) -> None:
-        """What ``una`` acknowledges (None: the connection is gone, every buffer freed)."""
-        while self.pending and (una is None or seq_le(self.pending[0][1], una)):
-            ident, _ = self.pending.pop(0)
-            if self.ready and (self.ready[-1][1] + 1) & MASK == ident:
-                self.ready[-1][1] = ident
-            else:
-                self.ready.append([ident, ident])
-
-
 class EngineSocket:
     """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking); it sees
     its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
@@ -228,6 +208,7 @@ class EngineSocket:
         "connecting",
         "ctx",
         "defer_connect",
+        "errqueue",
         "family",
         "fastopen_connect",
         "fastopen_no_cookie",
@@ -238,7 +219,6 @@ class EngineSocket:
         "reuseaddr",
         "sndbuf",
         "write_pending",
-        "zerocopy_notices",
     )
 
     def __init__(self, ctx: SocketContext, family: int = AF_INET) -> None:
@@ -270,7 +250,7 @@ class EngineSocket:
         self.reuseaddr = False
         self.options = DEFAULT_OPTIONS
         #: the MSG_ZEROCOPY notifications (made at the first such send)
-        self.zerocopy_notices: ZeroCopyNotices | None = None
+        self.errqueue: ErrorQueue | None = None
         #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
         #: the connection counts itself here; the ACK of the SYN-ACK then waits for its data.
         self.write_pending = 0
@@ -358,6 +338,9 @@ class EngineSocket:
                 return
             if name in (SO_SNDBUF, SO_RCVBUF) and isinstance(value, int):
                 self._set_buffer(name, value)
+                return
+            if name == SO_TIMESTAMPING and isinstance(value, int):
+                self._set_timestamping(value)
                 return
             if name == SO_ZEROCOPY and isinstance(value, int):
                 if value not in (0, 1):
@@ -477,6 +460,20 @@ class EngineSocket:
             self.fastopen_no_cookie = bool(value)
             return
         raise _fail(errno.ENOPROTOOPT)
+
+    def _set_timestamping(self, flags: int) -> None:
+        """SO_TIMESTAMPING (Linux sock_set_timestamping): EINVAL for unknown flags, and for
+        OPT_ID on a TCP socket closed or listening."""
+        if flags & ~SOF_TIMESTAMPING_MASK:
+            raise _fail(errno.EINVAL)
+        conn = self.conn
+        opt_id = flags & SOF_TIMESTAMPING_OPT_ID
+        if opt_id and (conn is None or self.listening or conn.state is TcpState.CLOSED):
+            raise _fail(errno.EINVAL)
+        if not flags and self.errqueue is None:
+            return
+        una, write_seq = (conn.snd_una, conn.write_seq()) if conn is not None else (0, 0)
+        self.error_queue().set_timestamping(flags, una, write_seq)
 
     def _push_pending(self, now: float | None) -> None:
         """Linux tcp_push_pending_frames: what waits goes, as far as Nagle and the windows let
@@ -747,32 +744,33 @@ class EngineSocket:
         if flags & MSG_EOR and sent > 0 and self.conn is not None:
             self.conn.mark_eor()
         if flags & MSG_ZEROCOPY and self.options.zerocopy and sent > 0 and self.conn is not None:
-            if self.zerocopy_notices is None:
-                self.zerocopy_notices = ZeroCopyNotices()
-            self.zerocopy_notices.sent(self.conn.write_seq())
+            self.error_queue().zerocopy_sent(self.conn.write_seq())
         return sent
 
-    def recv_error(self) -> tuple[int, int]:
-        """recvmsg(MSG_ERRQUEUE): the oldest zerocopy notification, the range of ids (ee_info,
-        ee_data) whose data the peer acknowledged; EAGAIN when the error queue is empty."""
+    def error_queue(self) -> ErrorQueue:
+        """The socket's error queue, made when first needed."""
+        if self.errqueue is None:
+            self.errqueue = ErrorQueue()
+        return self.errqueue
+
+    def recv_error(self) -> Notice:
+        """recvmsg(MSG_ERRQUEUE): the oldest notice of the error queue (a zerocopy range of
+        ids, or a transmit timestamp); EAGAIN when it is empty."""
         self._check_open()
         self.zerocopy_update()
-        notices = self.zerocopy_notices
-        if notices is None or not notices.ready:
+        queue = self.errqueue
+        if queue is None or not queue.ready:
             raise _fail(errno.EAGAIN)
-        lo, hi = notices.ready.pop(0)
-        return lo, hi
+        return queue.ready.pop(0)
 
     def zerocopy_update(self) -> bool:
         """Queue the notifications of the MSG_ZEROCOPY sends acknowledged by now (Linux queues
         each when the ACK frees its buffers, and wakes the socket): True when any was."""
-        notices = self.zerocopy_notices
-        if notices is None or not notices.pending:
+        queue = self.errqueue
+        if queue is None or not queue.pending:
             return False
-        before = len(notices.pending)
         conn = self.conn
-        notices.acked(None if conn is None or conn.gone() else conn.snd_una)
-        return len(notices.pending) < before
+        return queue.zerocopy_acked(None if conn is None or conn.gone() else conn.snd_una)
 
     def _sendmsg_fastopen(self, data: bytes, addr: SockAddr | None, now: float) -> int:
         """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached (an
@@ -942,7 +940,7 @@ class EngineSocket:
         if conn is not None and conn.error is not None and not self._error_reported:
             mask |= POLLERR
         self.zerocopy_update()
-        if self.zerocopy_notices is not None and self.zerocopy_notices.ready:
+        if self.errqueue is not None and self.errqueue.ready:
             mask |= POLLERR  # Linux tcp_poll: the error queue is not empty
         return mask
 

@@ -654,6 +654,9 @@ class Connection:
         self.segs_out += 1
         if payload:
             self.data_segs_out += 1
+            queue = self.sock.errqueue
+            if queue is not None and queue.stamps:
+                queue.transmitted(seq, len(payload), now)  # SCM_TSTAMP_SCHED, SCM_TSTAMP_SND
         self.ctx.output(self.local, self.remote, seg)
 
     def send_ack(self, now: float) -> None:
@@ -1068,16 +1071,24 @@ class Connection:
                 raise EngineError(errno.EAGAIN)
             if oob:
                 self._mark_urg()
+            self._tx_timestamp()
             self.pushed_seq = self.write_seq()
             self.output(now, NAGLE_PUSH)
         else:  # Linux tcp_push
             if oob:
                 self._mark_urg()
+            self._tx_timestamp()
             if not more or self._forced_push():
                 self.pushed_seq = self.write_seq()
             self.output(now, NAGLE_CORK if more else None)
         self._rearm()
         return copied
+
+    def _tx_timestamp(self) -> None:
+        """Linux tcp_tx_timestamp: SO_TIMESTAMPING marks the last byte queued (:mod:`.errqueue`)."""
+        queue = self.sock.errqueue
+        if queue is not None and queue.tsflags:
+            queue.mark((self.write_seq() - 1) & MASK)
 
     def _mark_urg(self) -> None:
         """Linux tcp_mark_urg: the urgent pointer is the end of what is queued (snd_up)."""
@@ -2194,6 +2205,9 @@ class Connection:
                 self.snd_buf = buf if buf else b""
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
         self.snd_una = ack
+        queue = self.sock.errqueue
+        if queue is not None and queue.stamps:
+            queue.acked(una, ack, now)  # Linux tcp_ack_tstamp
         urg = self._urg
         if urg is not None and urg.snd_up is not None and not seq_lt(ack, urg.snd_up):
             urg.snd_up = None  # Linux tcp_clean_rtx_queue: snd_up = snd_una, urgent mode over

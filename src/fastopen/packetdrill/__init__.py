@@ -29,8 +29,9 @@ MSG_ERRQUEUE)`` and its cmsg checked, the IP ECN field (``[ect0]``, ``[ect1]``, 
 ``[noecn]``, outbound ``[ect01]``), ``urg N`` (the urgent pointer, always checked as
 packetdrill checks it), ``md5 HEX`` options, MSG_OOB, SO_OOBINLINE, SIOCATMARK, IP_FREEBIND,
 ``pipe`` and ``splice`` from a socket (engine), ``grep PATTERN /proc/net/tcp[6] | grep
-PATTERN``. The engine runs as on packetdrill's tun device, which takes
-TSO packets. ``bench/packetdrill_linux.py --suite tcp`` runs the rest of ``gtests/net/tcp``.
+PATTERN``, SO_TIMESTAMPING with its SCM_TIMESTAMPING and IP_RECVERR cmsgs (engine). The
+engine runs as on packetdrill's tun device, which takes TSO packets.
+``bench/packetdrill_linux.py --suite tcp`` runs the rest of ``gtests/net/tcp``.
 """
 
 from __future__ import annotations
