@@ -68,6 +68,7 @@ def test_every_behaviour_has_a_script() -> None:
         "server-paws",
         "server-ecn",
         "server-urgent",
+        "server-md5-unexpected",
     ):
         assert behaviour in names
 
