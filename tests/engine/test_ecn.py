@@ -101,3 +101,21 @@ def test_ce_is_echoed_until_cwr_and_the_sender_reduces_once() -> None:
     assert not last.flags & Flags.ECE  # the CWR stopped the echo
     assert conn.recovery.ca_state is CaState.OPEN  # SND.NXT at the echo is acknowledged
     assert pair.child.recv(10_000, pair.link.now) == b"c" * 1000 + b"n" * 1000 + b"m" * 1000
+
+
+def test_data_with_cwr_is_acked_at_once() -> None:
+    """tcp_ecn_accept_cwr: ICSK_ACK_NOW, even in ping-pong mode, where plain data waits for the
+    delayed ACK (or the reply)."""
+
+    def acks_after(flags: Flags) -> int:
+        pair = Pair()
+        conn, sock = pair.child.conn, pair.sock.conn
+        assert conn is not None and sock is not None and conn.ecn_ok
+        pair.child.setsockopt(6, 12, 0, pair.link.now)  # TCP_QUICKACK 0: ping-pong mode
+        before = len(pair.segments("server"))
+        seg = TcpSegment(sock.lport, 80, conn.rcv_nxt, conn.snd_nxt, flags, 500, (), b"w" * 10)
+        pair.server.receive_segment(sock.local, sock.remote, seg, pair.link.now)
+        return len(pair.segments("server")) - before
+
+    assert acks_after(Flags.ACK | Flags.PSH) == 0  # delayed
+    assert acks_after(Flags.ACK | Flags.PSH | Flags.CWR) == 1

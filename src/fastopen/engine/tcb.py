@@ -1873,7 +1873,7 @@ class Connection:
             self._data_recv(ts, plen, now)
             self.bytes_received += plen
             self.ctx.emit(Readable(self.sock))
-            self._schedule_ack(now, plen, seg.ecn)
+            self._schedule_ack(now, plen, seg.ecn, False)
         self.output(now)
         return True
 
@@ -2392,7 +2392,9 @@ class Connection:
             if self.ooo:
                 self.send_ack(now)
             else:
-                self._schedule_ack(now, delivered, seg.ecn)
+                # Linux tcp_ecn_accept_cwr: data with CWR is ACKed at once (ICSK_ACK_NOW)
+                cwr = bool(flags & CWR) and self.ecn_ok
+                self._schedule_ack(now, delivered, seg.ecn, cwr)
         else:
             self.send_ack(now)  # out of order or duplicate: ACK at once (with SACK blocks)
 
@@ -2424,12 +2426,12 @@ class Connection:
         if self._delack_at is None:  # tcp_send_delayed_ack: an ato of 0 gives the next tick
             self._delack_at = now + (self._delack_timeout() if self._ato else JIFFY)
 
-    def _schedule_ack(self, now: float, size: int, ecn: int) -> None:
+    def _schedule_ack(self, now: float, size: int, ecn: int, ack_now: bool) -> None:
         """``size`` bytes of in-order data arrived (the last in IP ECN field ``ecn``): Linux
         tcp_event_data_recv (ato, quick ACK mode at the start, tcp_ecn_check_ce) then
-        __tcp_ack_snd_check: an ACK now for a second segment's worth
-        (one coalesced packet of many, GRO's, is as many segments) or in quick ACK mode (never
-        in ping-pong mode: the reply carries it), else a delayed ACK."""
+        __tcp_ack_snd_check: an ACK now when ``ack_now`` (ICSK_ACK_NOW), for a second
+        segment's worth (one coalesced packet of many, GRO's, is as many segments) or in quick
+        ACK mode (never in ping-pong mode: the reply carries it), else a delayed ACK."""
         self._ato_pending += self._wire_segs(size)
         if not self._ato:  # the first data: the delayed ACK engine starts in quick ACK mode
             self._quickack = MAX_QUICKACKS
@@ -2445,7 +2447,7 @@ class Connection:
         self._lrcv = now
         if self.ecn_ok:
             self._ecn_check_ce(ecn)
-        if self._ato_pending >= 2 or (self._quickack and not self._pingpong):
+        if ack_now or self._ato_pending >= 2 or (self._quickack and not self._pingpong):
             self.send_ack(now)
         elif self._delack_at is None:
             self._delack_at = now + self._delack_timeout()
