@@ -24,6 +24,7 @@ decrement) can write; such a packet re-emits with 0x0000.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable, Container
 from dataclasses import MISSING, dataclass, fields
@@ -56,11 +57,17 @@ TCPOPT_WINDOW = 3
 TCPOPT_SACK_PERM = 4
 TCPOPT_SACK = 5
 TCPOPT_TIMESTAMP = 8
+TCPOPT_MD5SIG = 19
 TCPOPT_FASTOPEN = 34
 TCPOPT_EXP = 254
 TCPOPT_FASTOPEN_MAGIC = 0xF989
 TCP_FASTOPEN_COOKIE_MIN = 4
 TCP_FASTOPEN_COOKIE_MAX = 16
+#: The digest of a TCP MD5 signature option (RFC 2385; Linux TCP_MD5_DIGEST_LEN).
+TCP_MD5_DIGEST_LEN = 16
+#: The IP ECN field's codepoints (RFC 3168; Linux INET_ECN_*), the low two bits of the IPv4 TOS
+#: byte or the IPv6 traffic class.
+ECN_NOT_ECT, ECN_ECT_1, ECN_ECT_0, ECN_CE = 0, 1, 2, 3
 
 _T = TypeVar("_T")
 _U16 = struct.Struct("!H")
@@ -285,6 +292,22 @@ class FastOpen:
 
 
 @dataclass(frozen=True, slots=True)
+class Md5Sig:
+    """TCP MD5 signature (kind 19, length 18, RFC 2385): the digest :func:`md5_digest` makes.
+    Linux reads only an option of that length (tcp_parse_md5sig_option); one of another length
+    is an :class:`UnknownOption`."""
+
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.digest) != TCP_MD5_DIGEST_LEN:
+            raise ValueError(f"an MD5 digest is {TCP_MD5_DIGEST_LEN} bytes, not {len(self.digest)}")
+
+    def encode(self) -> bytes:
+        return bytes((TCPOPT_MD5SIG, 2 + TCP_MD5_DIGEST_LEN)) + self.digest
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownOption:
     """Any other option, kept as ``(kind, data)``: an unknown kind, a known kind with a length
     Linux ignores, or kind 254 without the Fast Open magic."""
@@ -303,7 +326,16 @@ class UnknownOption:
 
 
 TcpOption: TypeAlias = (
-    Eol | Nop | Mss | WindowScale | SackPermitted | Sack | Timestamps | FastOpen | UnknownOption
+    Eol
+    | Nop
+    | Mss
+    | WindowScale
+    | SackPermitted
+    | Sack
+    | Timestamps
+    | FastOpen
+    | Md5Sig
+    | UnknownOption
 )
 
 _NOP = Nop()
@@ -328,6 +360,8 @@ def _parse_option(kind: int, data: bytes) -> TcpOption:
         return FastOpen(data)
     if kind == TCPOPT_EXP and data[:2] == _FASTOPEN_MAGIC:
         return FastOpen(data[2:], experimental=True)
+    if kind == TCPOPT_MD5SIG and n == TCP_MD5_DIGEST_LEN:
+        return Md5Sig(data)
     return UnknownOption(kind, data)
 
 
@@ -476,6 +510,10 @@ class TcpSegment:
     """A TCP segment. ``reserved`` holds the four bits before the flags (bit 0 is AccECN's AE).
 
     Options are emitted in order and padded with zeros to a 4-byte boundary when needed.
+    ``ecn`` is not TCP's: it is the ECN field of the IP header that carries the segment (one of
+    ``ECN_*``), as Linux keeps a received one in ``TCP_SKB_CB(skb)->ip_dsfield`` and gives a
+    sent one to IP in the socket's TOS (INET_ECN_xmit); :func:`ip_packet` writes it, the
+    parsers of IP packets fill it in.
     """
 
     src_port: int
@@ -488,6 +526,7 @@ class TcpSegment:
     payload: bytes = b""
     urgent: int = 0
     reserved: int = 0
+    ecn: int = 0
 
     def __post_init__(self) -> None:
         if (
@@ -495,6 +534,7 @@ class TcpSegment:
             or (self.seq | self.ack) >> 32
             or self.flags >> 8
             or self.reserved >> 4
+            or self.ecn >> 2
         ):
             _check_ranges(
                 ("source port", self.src_port, 16),
@@ -505,6 +545,7 @@ class TcpSegment:
                 ("window", self.window, 16),
                 ("urgent pointer", self.urgent, 16),
                 ("reserved bits", self.reserved, 4),
+                ("ECN field", self.ecn, 2),
             )
 
     @classmethod
@@ -513,9 +554,11 @@ class TcpSegment:
         data: bytes | memoryview,
         src: IPAddress | None = None,
         dst: IPAddress | None = None,
+        ecn: int = 0,
     ) -> TcpSegment:
-        """Parse a segment; its checksum is verified when both ``src`` and ``dst`` are given."""
-        return _parse_segment(data, src, dst, None)
+        """Parse a segment; its checksum is verified when both ``src`` and ``dst`` are given.
+        ``ecn`` is the ECN field of the IP header it came in."""
+        return _parse_segment(data, src, dst, None, ecn)
 
     def _header(self, checksum: int, options: bytes) -> bytes:
         return _TCP_HEADER.pack(
@@ -593,7 +636,11 @@ _new_segment = _maker(TcpSegment)
 
 
 def _parse_segment(
-    data: bytes | memoryview, src: IPAddress | None, dst: IPAddress | None, pseudo: int | None
+    data: bytes | memoryview,
+    src: IPAddress | None,
+    dst: IPAddress | None,
+    pseudo: int | None,
+    ecn: int = 0,
 ) -> TcpSegment:
     """:meth:`TcpSegment.parse`; ``pseudo``, when known, is the pseudo-header's sum (then the
     checksum is verified whatever ``src`` and ``dst``)."""
@@ -630,6 +677,7 @@ def _parse_segment(
         bytes(data[header_len:]),
         urgent,
         offset & 0x0F,
+        ecn & 3,
     )
 
 
@@ -668,6 +716,7 @@ def split_segment(segment: TcpSegment, size: int) -> list[TcpSegment]:
                 payload[off : off + size],
                 segment.urgent,
                 segment.reserved,
+                segment.ecn,
             )
         )
     return pieces
@@ -737,6 +786,11 @@ class IPv4Packet:
             raise ValueError(f"IPv4 options must be 0..40 bytes in 4s, not {len(self.options)}")
         if IPV4_HEADER_LEN + len(self.options) + len(self.payload) > 0xFFFF:
             raise ValueError("IPv4 packet longer than 65535 bytes")
+
+    @property
+    def ecn(self) -> int:
+        """The ECN field: the low two bits of the TOS byte (RFC 3168)."""
+        return self.tos & 3
 
     @property
     def is_fragment(self) -> bool:
@@ -893,6 +947,11 @@ class IPv6Packet:
         return self.hop_limit
 
     @property
+    def ecn(self) -> int:
+        """The ECN field: the low two bits of the traffic class (RFC 3168)."""
+        return self.traffic_class & 3
+
+    @property
     def is_fragment(self) -> bool:
         """True when a fragment header says the packet is not whole."""
         return any(
@@ -973,6 +1032,22 @@ def parse_ip(data: bytes | memoryview) -> IPv4Packet | IPv6Packet:
     raise MalformedPacket(f"IP version {version}")
 
 
+def md5_digest(key: bytes, src: IPAddress, dst: IPAddress, segment: TcpSegment) -> bytes:
+    """The RFC 2385 signature of ``segment`` from ``src`` to ``dst`` with ``key``, as Linux's
+    tcp_v4_md5_hash_skb (tcp_v6_md5_hash_skb) makes it: MD5 over the pseudo-header
+    (tcp_v4_md5_hash_headers; IPv6's has a 32-bit length and next header), the 20 bytes of the
+    TCP header with a zero checksum and without options (tcp_md5_hash_header), the payload,
+    then the key. The options' length counts in the pseudo-header and the data offset."""
+    options = _aligned(segment.options)
+    length = TCP_HEADER_LEN + len(options) + len(segment.payload)
+    if isinstance(src, IPv4Address):
+        pseudo = src.packed + dst.packed + struct.pack("!xBH", PROTO_TCP, length)
+    else:
+        pseudo = src.packed + dst.packed + struct.pack("!II", length, PROTO_TCP)
+    data = pseudo + segment._header(0, options) + segment.payload + key
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
 def parse_tcp_packet(data: bytes | memoryview) -> tuple[IPv4Packet | IPv6Packet, TcpSegment]:
     """Parse a whole IP packet carrying one TCP segment, its checksum verified.
 
@@ -983,7 +1058,7 @@ def parse_tcp_packet(data: bytes | memoryview) -> tuple[IPv4Packet | IPv6Packet,
         raise MalformedPacket(f"IP protocol {packet.protocol} is not TCP")
     if packet.is_fragment:
         raise MalformedPacket("fragmented IP packet (reassembly is not supported)")
-    return packet, TcpSegment.parse(packet.payload, packet.src, packet.dst)
+    return packet, TcpSegment.parse(packet.payload, packet.src, packet.dst, packet.ecn)
 
 
 _DF = IPv4Packet.DF << 13
@@ -1019,12 +1094,14 @@ def ip_packet(
         if total > 0xFFFF:
             raise ValueError("IPv4 packet longer than 65535 bytes")
         s, d = int(src), int(dst)
-        head = (0x45 << 8) + total + _DF + (ttl << 8 | PROTO_TCP) + s + d
-        ip = _IPV4_HEADER.pack(0x45, 0, total, 0, _DF, ttl, PROTO_TCP, _checksum(head), s, d)
+        tos = segment.ecn
+        head = (0x45 << 8 | tos) + total + _DF + (ttl << 8 | PROTO_TCP) + s + d
+        ip = _IPV4_HEADER.pack(0x45, tos, total, 0, _DF, ttl, PROTO_TCP, _checksum(head), s, d)
     else:
         if length > 0xFFFF:
             raise ValueError(f"IPv6 payload of {length} bytes (jumbograms are not supported)")
-        ip = _IPV6_HEADER.pack(6 << 28, length, PROTO_TCP, ttl, src.packed, dst.packed)
+        first = 6 << 28 | segment.ecn << 20
+        ip = _IPV6_HEADER.pack(first, length, PROTO_TCP, ttl, src.packed, dst.packed)
     return b"".join((ip, tcp, options, segment.payload))
 
 
@@ -1038,7 +1115,7 @@ def parse_ipv4_tcp(
     packet; None for anything else (:func:`parse_ip` says what it is)."""
     if len(data) < IPV4_HEADER_LEN + TCP_HEADER_LEN or data[0] != 0x45:
         return None
-    _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(data)
+    _, tos, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(data)
     # a header's words, its checksum included, sum to a multiple of 0xFFFF when it is right
     if (
         total != len(data)
@@ -1051,7 +1128,8 @@ def parse_ipv4_tcp(
     if dst_ip not in local:
         return None
     pseudo = src + dst + PROTO_TCP + total - IPV4_HEADER_LEN
-    return _V4[src], dst_ip, _parse_segment(memoryview(data)[IPV4_HEADER_LEN:], None, None, pseudo)
+    segment = _parse_segment(memoryview(data)[IPV4_HEADER_LEN:], None, None, pseudo, tos)
+    return _V4[src], dst_ip, segment
 
 
 class PlainSyn(NamedTuple):

@@ -67,3 +67,32 @@ def test_ts_val_within_tolerance_and_ecr_unchecked() -> None:
     assert compare(loose, seg, ts_tolerance_ticks=3) == (
         "bad outbound TCP timestamp value 104, expected 100"
     )
+
+
+def test_ip_ecn_and_urgent_pointer_are_checked_as_packetdrill_checks_them() -> None:
+    """verify_outbound_live_tos first (``[ect01]``: either ECT), then the TCP fields, the
+    urgent pointer always (0 when the script gives none)."""
+    import dataclasses
+
+    from fastopen.packetdrill.packets import compare
+    from fastopen.packetdrill.script import ECT01, PacketSpec
+    from fastopen.wire import ECN_ECT_0, ECN_ECT_1, ECN_NOT_ECT, Flags, TcpSegment
+
+    seg = TcpSegment(1, 2, 1, 1, Flags.ACK | Flags.PSH, 100, (), b"x" * 10, ecn=ECN_ECT_0)
+    spec = PacketSpec(">", "P.", 1, 11, 10, 1, None, None, ECN_ECT_0)
+    assert compare(spec, seg, ts_tolerance_ticks=None) is None
+    problem = compare(spec, dataclasses.replace(seg, ecn=ECN_NOT_ECT), ts_tolerance_ticks=None)
+    assert problem is not None and problem.startswith("live packet field ip_ecn")
+    either = dataclasses.replace(spec, ecn=ECT01)
+    assert compare(either, dataclasses.replace(seg, ecn=ECN_ECT_1), ts_tolerance_ticks=None) is None
+    assert compare(either, dataclasses.replace(seg, ecn=ECN_NOT_ECT), ts_tolerance_ticks=None)
+    unchecked = dataclasses.replace(spec, ecn=None)
+    assert (
+        compare(unchecked, dataclasses.replace(seg, ecn=ECN_NOT_ECT), ts_tolerance_ticks=None)
+        is None
+    )
+    urgent = dataclasses.replace(seg, flags=seg.flags | Flags.URG, urgent=10)
+    problem = compare(dataclasses.replace(spec, flags="UP."), urgent, ts_tolerance_ticks=None)
+    assert problem is not None and "tcp_urg_ptr" in problem
+    wanted = dataclasses.replace(spec, flags="UP.", urgent=10)
+    assert compare(wanted, urgent, ts_tolerance_ticks=None) is None

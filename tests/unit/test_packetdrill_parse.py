@@ -164,3 +164,32 @@ def test_syntax_errors_name_the_line(text: str, line: int, message: str) -> None
     assert info.value.line == line
     assert str(info.value).startswith(f"bad.pkt:{line}: ")
     assert message in str(info.value)
+
+
+def test_ip_ecn_urgent_pointer_and_md5_as_packetdrill_writes_them() -> None:
+    """``[ect0]`` before the flags (packetdrill's ip_info), ``urg N`` after the window, and
+    ``md5 HEX`` (up to 16 bytes; fewer make an option of that length, as new_md5_option)."""
+    from fastopen.packetdrill.script import ECT01
+    from fastopen.wire import ECN_CE, ECN_ECT_0, TCPOPT_MD5SIG, Md5Sig, UnknownOption
+
+    _, _, out = one("+0 > [ect0] P. 1:1001(1000) ack 1")
+    assert isinstance(out, PacketSpec) and out.ecn == ECN_ECT_0 and out.urgent == 0
+    _, _, out = one("+0 > [ect01] . 1:1(0) ack 1")
+    assert isinstance(out, PacketSpec) and out.ecn == ECT01
+    _, _, inbound = one(
+        "+0 < [ce] U. 1:101(100) ack 1 win 257 urg 100 <md5 000102030405060708090a0b0c0d0e0f>"
+    )
+    assert isinstance(inbound, PacketSpec)
+    assert (inbound.ecn, inbound.urgent) == (ECN_CE, 100)
+    assert inbound.options == (Md5Sig(bytes(range(16))),)
+    _, _, short = one("+0 < . 1:1(0) ack 1 win 257 <md5 0001>")
+    assert isinstance(short, PacketSpec)
+    assert short.options == (UnknownOption(TCPOPT_MD5SIG, b"\x00\x01"),)
+    for bad in (
+        "+0 < [ect01] . 1:1(0) ack 1 win 257",  # outbound only
+        "+0 < [ect2] . 1:1(0) ack 1 win 257",
+        "+0 < . 1:1(0) ack 1 win 257 urg 65536",
+        "+0 < . 1:1(0) ack 1 win 257 <md5 " + "00" * 17 + ">",
+    ):
+        with pytest.raises(ScriptSyntaxError):
+            parse_script(bad, "t.pkt")

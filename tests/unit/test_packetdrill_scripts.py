@@ -67,6 +67,9 @@ def test_every_behaviour_has_a_script() -> None:
         "server-usec-ts",
         "server-paws",
         "server-time-wait",
+        "server-ecn",
+        "server-urgent",
+        "server-md5-unexpected",
     ):
         assert behaviour in names
 
@@ -361,3 +364,22 @@ def test_congestion_control_sysctls_and_socket_option() -> None:
             '   +0 setsockopt(3, SOL_TCP, TCP_CONGESTION, "bbr", 3) = -1 ENOENT (No such file)\n'
         )
     )
+
+
+def test_grep_of_proc_net_tcp_sees_the_engines_sockets() -> None:
+    """md5/md5-only-on-client-ack.pkt's ``grep " 0A " /proc/net/tcp /proc/net/tcp6 | grep
+    ":1F90"``: the listener on port 8080 in LISTEN (0A), as tcp4_seq_show writes it."""
+    host = Host(["192.168.0.1"])
+    shell = ShellCommands(EngineStack(host))
+    command = 'grep " 0A " /proc/net/tcp /proc/net/tcp6 | grep ":1F90"'
+    assert shell.run(command) == command  # nothing listens yet: grep finds nothing
+    listener = host.socket()
+    listener.bind(("192.168.0.1", 8080))
+    listener.listen(1)
+    assert shell.run(command) is None
+    assert EngineStack(host).proc_net_tcp(4)[1] == (
+        "   0: 0100A8C0:1F90 00000000:0000 0A 00000000:00000000"
+    )
+    assert shell.run('grep ":1F90" /proc/net/tcp6') == 'grep ":1F90" /proc/net/tcp6'
+    assert shell.run("grep -v x /proc/net/tcp") == "grep -v x /proc/net/tcp"  # unknown flag
+    assert shell.run("grep x /etc/passwd") == "grep x /etc/passwd"  # only the stack's files

@@ -13,6 +13,7 @@ from wirehelpers import COOKIE, V4, V6, fix_ipv4_checksum, pseudo_header
 
 from fastopen.errors import MalformedPacket
 from fastopen.wire import (
+    ECN_ECT_0,
     PROTO_TCP,
     Eol,
     FastOpen,
@@ -276,7 +277,8 @@ def test_ipv6_extension_headers_are_skipped_and_kept() -> None:
     raw = packet.emit()
     assert raw[6] == 0 and raw[40] == 60 and raw[41] == 1  # hop-by-hop first, 16 bytes
     parsed, parsed_seg = parse_tcp_packet(raw)
-    assert parsed == packet and parsed_seg == seg
+    # the segment carries the ECN field of its traffic class (0x2E: ECT(0))
+    assert parsed == packet and parsed_seg == dataclasses.replace(seg, ecn=ECN_ECT_0)
     assert parsed.emit() == raw and not parsed.is_fragment  # an atomic fragment is whole
 
 
@@ -365,3 +367,25 @@ def test_segment_init_is_the_dataclass_one() -> None:
     seg = TcpSegment(1, 2, seq=3, ack=4, flags=Flags.ACK, window=5, payload=b"x")
     assert (seg.options, seg.urgent, seg.reserved) == ((), 0, 0)
     assert dataclasses.replace(seg, seq=7) == TcpSegment(1, 2, 7, 4, Flags.ACK, 5, (), b"x")
+
+
+def test_the_ecn_field_goes_into_and_comes_out_of_the_ip_header() -> None:
+    """``TcpSegment.ecn``: ip_packet writes it in the TOS byte or traffic class, the parsers
+    (the IPv4 fast path too) read it back."""
+    from ipaddress import ip_address
+
+    from fastopen.wire import ECN_CE, ip_packet, parse_ipv4_tcp
+
+    for src, dst in (V4, V6):
+        seg = dataclasses.replace(_syn(linux_syn_options(1460)), ecn=ECN_CE)
+        raw = ip_packet(src, dst, seg)
+        packet, parsed = parse_tcp_packet(raw)
+        assert packet.ecn == ECN_CE and parsed.ecn == ECN_CE
+        if src.version == 4:
+            assert raw[1] == ECN_CE and internet_checksum(raw[:20]) == 0
+            fast = parse_ipv4_tcp(raw, {ip_address(str(dst))})
+            assert fast is not None and fast[2].ecn == ECN_CE
+        else:
+            assert (raw[1] >> 4) & 3 == ECN_CE
+    with pytest.raises(ValueError, match="ECN field"):
+        dataclasses.replace(_syn(()), ecn=4)

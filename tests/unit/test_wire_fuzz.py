@@ -206,7 +206,8 @@ def _for_host(
         packet = parse_ip(data)
         if packet.protocol != PROTO_TCP or packet.is_fragment or packet.dst not in local:
             return None
-        return packet.src, packet.dst, TcpSegment.parse(packet.payload, packet.src, packet.dst)
+        segment = TcpSegment.parse(packet.payload, packet.src, packet.dst, packet.ecn)
+        return packet.src, packet.dst, segment
     except MalformedPacket as exc:
         return exc.reason
 

@@ -7,7 +7,7 @@ around RCV.NXT, SND.UNA and the window edges) or anywhere, with random flags, op
 huge MSS, any window scale, SACK blocks, timestamps, fast open cookies of every length, unknown
 kinds), windows and sizes, and floods of spoofed SYNs and ACKs at the listener. A hostile data
 segment carries the sender's true bytes for its sequence (a third party that replays, splits and
-overlaps what it saw), so that the receiver's stream stays checkable.
+overlaps what it saw), and no URG flag, so that the receiver's stream stays checkable.
 
 After every step it checks the invariants: no exception escapes the engine; every connection
 whose timer is set has it filed with its host (so it fires); memory stays bounded (the buffers
@@ -317,6 +317,7 @@ class Fuzz:
             base = rng.choice((conn.snd_una, conn.snd_nxt, conn.snd_max, conn.iss))
             ack = (base + rng.choice(DELTAS) // 64 + rng.randrange(-2, 3)) & MASK
             seq, payload = self._true_bytes(target, conn, seq)
+            flags &= ~Flags.URG  # urgent data takes its byte out of the stream (as on Linux)
             if flags & Flags.SYN:
                 replay = self._replayed_syn(target, conn)
                 if replay is None:

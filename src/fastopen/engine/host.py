@@ -36,6 +36,7 @@ from fastopen.engine.handshake import (
     negotiate_options,
 )
 from fastopen.engine.icmp import PMTU_EXPIRES, IcmpError
+from fastopen.engine.md5 import Md5Key, inbound_ok, lookup
 from fastopen.engine.request import RequestSock, synack_segment
 from fastopen.engine.seq import ACK, FIN, MASK, RST, SYN
 from fastopen.engine.settings import Settings, SettingsChanges
@@ -357,7 +358,7 @@ class Host:
                 ip = parse_ip(packet)
                 if ip.protocol != PROTO_TCP or ip.is_fragment or ip.dst not in self.addresses:
                     return  # not for this TCP (the engine does not reassemble fragments)
-                parsed = ip.src, ip.dst, TcpSegment.parse(ip.payload, ip.src, ip.dst)
+                parsed = ip.src, ip.dst, TcpSegment.parse(ip.payload, ip.src, ip.dst, ip.ecn)
         except MalformedPacket:
             self.counters["TcpInErrs"] += 1
             return
@@ -378,7 +379,12 @@ class Host:
         try:
             conn = owner = self.connections.get(key)
             if conn is not None:
-                isn = conn.time_wait_isn(seg, now) if conn.state is S.TIME_WAIT else None
+                if conn.state is not S.TIME_WAIT:
+                    # Linux tcp_v4_rcv: tcp_inbound_hash, but not for a TIME-WAIT socket
+                    if self._md5_ok(conn.sock.options.md5_keys, src, dst, seg):
+                        conn.segment_arrives(seg, now)
+                    return
+                isn = conn.time_wait_isn(seg, now)
                 if isn is None:
                     conn.segment_arrives(seg, now)
                     return
@@ -386,12 +392,16 @@ class Host:
                 if listener is None:
                     conn.send_ack(now)  # Linux TCP_TW_SYN with no listener: TCP_TW_ACK
                     return
+                if not self._md5_ok(listener.options.md5_keys, src, dst, seg):
+                    return
                 conn.end_time_wait(now)
                 owner = None
                 self._listen_input(listener, src, dst, seg, now, isn)
                 return
             req = owner = self.requests.get(key)
             if req is not None:
+                if not self._md5_ok(req.listener.options.md5_keys, src, dst, seg):
+                    return
                 if req.is_syn_again(seg):
                     req.send_synack(now)  # the SYN-ACK again, without the cookie option
                     return
@@ -401,11 +411,21 @@ class Host:
             owner = None
             listener = self._listener(dst, seg.dst_port)
             if listener is not None:
-                self._listen_input(listener, src, dst, seg, now)
+                if self._md5_ok(listener.options.md5_keys, src, dst, seg):
+                    self._listen_input(listener, src, dst, seg, now)
             else:
                 self.send_reset_for(dst, src, seg)
         except Exception as exc:
             raise ConnectionFault(owner) from exc
+
+    def _md5_ok(
+        self, keys: tuple[Md5Key, ...], src: IPAddress, dst: IPAddress, seg: TcpSegment
+    ) -> bool:
+        """Linux tcp_inbound_md5_hash for the socket of ``keys`` (a segment failing it is
+        dropped, counted); at once true for an unkeyed socket and a segment without options."""
+        if not keys and not seg.options:
+            return True
+        return inbound_ok(keys, src, dst, seg, self.counters)
 
     def reset_faulty(self, fault: ConnectionFault, now: float) -> None:
         """Drop what ``fault`` names (a RST to its peer, the application told ECONNRESET),
@@ -490,6 +510,11 @@ class Host:
         if want_cookie:
             self._send_cookie(listener, key, seg.seq, seg.mss, neg, now)
             return
+        keys = listener.options.md5_keys
+        if keys and neg.sack_ok and lookup(keys, src) is not None:
+            # Linux tcp_synack_options: with an MD5 signature and timestamps no SACK block
+            # would fit, so a SYN-ACK that offers SACK leaves timestamps out
+            neg = neg._replace(ts_ok=False)
         limit = settings.max_syn_backlog
         if tw_isn is None and not settings.syncookies and limit - queue.syn_qlen < limit >> 2:
             self.counters["ListenDrops"] += 1  # the last quarter is kept (Linux: for proven peers)
@@ -565,7 +590,7 @@ class Host:
         if key in self.connections or key in self.requests or dst not in self.addresses:
             return False
         listener = self._listener(dst, dport)
-        if listener is None:
+        if listener is None or listener.options.md5_keys:  # MD5: the general path checks it
             return False
         settings, queue = self.settings, listener.listen_queue
         if not settings.syncookies or (

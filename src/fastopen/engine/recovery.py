@@ -221,12 +221,13 @@ class Recovery:
         srtt: float,
         tsecr: int,
         counters: Counter[str],
+        ece: bool = False,
     ) -> float:
         """One ACK: ``acked`` segments cumulatively acknowledged, ``delivered`` newly
         delivered (SACKed or acked, not SACKed before), ``dupack`` as Linux's tcp_ack judges it.
-        ``tsecr`` is its timestamp echo (0: none). Moves the congestion state and sets the
-        window; returns seconds until RACK's reordering window ends for a piece not yet lost
-        (0: no timer)."""
+        ``tsecr`` is its timestamp echo (0: none), ``ece`` its ECN echo (FLAG_ECE). Moves the
+        congestion state and sets the window; returns seconds until RACK's reordering window
+        ends for a piece not yet lost (0: no timer)."""
         advanced = una != prior_una
         if not sack_ok:
             delivered = self._reno_delivery(acked, dupack)
@@ -266,17 +267,19 @@ class Recovery:
                 counters["TCPDSACKUndo"] += 1
                 self.ca_state = CaState.DISORDER if self.sacked_out else CaState.OPEN
                 self.high_seq = snd_nxt
-        if self.ca_state in (CaState.OPEN, CaState.DISORDER):
+        if self.ca_state in (CaState.OPEN, CaState.DISORDER, CaState.CWR):
             if pieces.lost_out or (not sack_ok and self._reno_sacked + 1 > REORDERING):
                 self.enter_recovery(prior_una, snd_nxt, sack_ok, mss, counters)
+            elif ece or self.in_cwr:
+                self.enter_cwr(snd_nxt)  # Linux tcp_try_to_open: CWR stays till high_seq
             elif self.sacked_out or pieces.lost_out:
                 self.ca_state = CaState.DISORDER
             else:
                 self.ca_state = CaState.OPEN
         newly_lost = pieces.lost_out - lost_before
-        if self.ca_state is CaState.RECOVERY:
+        if self.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
             self._cwnd_reduction(delivered, newly_lost, advanced)
-        elif advanced and self.ca_state is not CaState.CWR:
+        elif advanced:
             self._grow(delivered, now)  # Linux tcp_cong_control: acked_sacked
         return wait
 
@@ -344,7 +347,7 @@ class Recovery:
             self.undo_retrans = max(self.undo_retrans, 0) + segments
             if self.undo_tsval is None:
                 self.undo_tsval = tsval
-        if self.ca_state is CaState.RECOVERY:
+        if self.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
             self.prr_out += segments
 
     def _reno_delivery(self, acked: int, dupack: bool) -> int:
@@ -389,6 +392,23 @@ class Recovery:
         self.ca_state = CaState.RECOVERY
         if not sack_ok:
             self.pieces.mark_head_lost(mss, counters)
+
+    @property
+    def in_cwr(self) -> bool:
+        """In CWR: the window comes down after an ECN echo."""
+        return self.ca_state is CaState.CWR
+
+    def enter_cwr(self, snd_nxt: int) -> None:
+        """Linux tcp_enter_cwr (an ECN echo): tcp_init_cwnd_reduction without a loss, the
+        window to come down to ssthresh by PRR until SND.NXT is acknowledged; no undo."""
+        if self.ca_state >= CaState.CWR:
+            return
+        self.undo_marker = None
+        self.high_seq = snd_nxt
+        self.tlp_high_seq = None
+        self.ssthresh = self._loss_ssthresh()
+        self._prr_delivered = self.prr_out = 0
+        self.ca_state = CaState.CWR
 
     def _cwnd_reduction(self, delivered: int, newly_lost: int, advanced: bool) -> None:
         """Linux tcp_cwnd_reduction (PRR, RFC 6937): send in proportion to what was delivered

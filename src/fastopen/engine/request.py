@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fastopen.engine import md5
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.context import ConnectionContext
 from fastopen.engine.handshake import TS_OPTION_LEN, Negotiated, initial_window, ts_clock
@@ -105,6 +106,10 @@ class RequestSock:
             tsval,
             fastopen,
         )
+        keys = self.listener.options.md5_keys
+        key = md5.lookup(keys, remote) if keys else None
+        if key is not None:  # Linux tcp_v4_send_synack: the listener's key for the peer signs
+            seg = md5.sign(key, local, remote, seg)
         self.ctx.output(local, remote, seg)
 
     def start(self, now: float, fastopen: FastOpen | None) -> None:

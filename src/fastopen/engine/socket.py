@@ -27,11 +27,25 @@ from fastopen.cookies import KeyRing
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.cc import NAME_MAX, NAMES
 from fastopen.engine.context import SocketContext
+from fastopen.engine.errqueue import (
+    SOF_TIMESTAMPING_MASK,
+    SOF_TIMESTAMPING_OPT_ID,
+    ErrorQueue,
+    Notice,
+)
 from fastopen.engine.events import Accepted, EngineError, Readable, Writable
 from fastopen.engine.fastopen import FastOpenQueue, client_cookie_check, syn_data_space
 from fastopen.engine.handshake import MSS_DEFAULT
 from fastopen.engine.info import TcpInfo
-from fastopen.engine.seq import MASK, seq_le
+from fastopen.engine.md5 import (
+    TCP_MD5SIG,
+    TCP_MD5SIG_EXT,
+    Md5Key,
+    Md5KeyError,
+    parse_md5sig,
+    set_key,
+)
+from fastopen.engine.seq import MASK
 from fastopen.engine.states import TcpState
 from fastopen.engine.tcb import NAGLE_CORK, NAGLE_OFF, NAGLE_PUSH, Connection
 from fastopen.engine.window import RCVBUF_LOCK, SNDBUF_LOCK, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF
@@ -47,10 +61,13 @@ SO_SNDBUF = _socket.SO_SNDBUF
 SO_RCVBUF = _socket.SO_RCVBUF
 #: SO_MARK (kept, nothing in the engine routes by it), SO_ZEROCOPY and MSG_ZEROCOPY (Linux 4.14+).
 SO_MARK = 36
+#: SO_TIMESTAMPING (SO_TIMESTAMPING_OLD; its cmsg is SCM_TIMESTAMPING, the same number).
+SO_TIMESTAMPING = 37
 SO_ZEROCOPY = 60
 MSG_ZEROCOPY = 0x4000000
 MSG_EOR = _socket.MSG_EOR
 MSG_MORE = _socket.MSG_MORE
+MSG_OOB = _socket.MSG_OOB
 TCP_NODELAY = _socket.TCP_NODELAY
 TCP_CORK = _socket.TCP_CORK
 #: TCP_NOTSENT_LOWAT (Linux 3.12+): the most unsent data a writable socket has.
@@ -81,11 +98,17 @@ MAX_SYNCNT = 127
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 #: Linux's TCP ioctls: SIOCINQ (FIONREAD), SIOCOUTQ (TIOCOUTQ), SIOCOUTQNSD.
 SIOCINQ, SIOCOUTQ, SIOCOUTQNSD = 0x541B, 0x5411, 0x894B
+#: SIOCATMARK: 1 when the next byte to read is the urgent one.
+SIOCATMARK = 0x8905
+SO_OOBINLINE = _socket.SO_OOBINLINE
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 
 SockAddr = tuple[str, int]
 #: (level, name) of IP_RECVERR and IPV6_RECVERR.
 _RECVERR = frozenset(((_socket.IPPROTO_IP, 11), (_socket.IPPROTO_IPV6, 25)))
+#: (level, name) of IP_FREEBIND and IPV6_FREEBIND.
+IP_FREEBIND = 15
+_FREEBIND = frozenset(((_socket.IPPROTO_IP, IP_FREEBIND), (_socket.IPPROTO_IPV6, 78)))
 _KEEPALIVE_LIMITS = {
     TCP_KEEPIDLE: MAX_KEEPIDLE,
     TCP_KEEPINTVL: MAX_KEEPINTVL,
@@ -132,6 +155,12 @@ class SocketOptions:
     user_timeout: float = 0.0
     #: Linux sk_userlocks: SO_SNDBUF / SO_RCVBUF set the buffer (no autotuning from then on).
     buf_locks: int = 0
+    #: TCP_MD5SIG / TCP_MD5SIG_EXT: the MD5 keys by peer (Linux tp->md5sig_info), :mod:`.md5`.
+    md5_keys: tuple[Md5Key, ...] = ()
+    #: SO_OOBINLINE (Linux SOCK_URGINLINE): urgent data stays in the stream (:mod:`.urgent`).
+    oobinline: bool = False
+    #: IP_FREEBIND / IPV6_FREEBIND: bind() takes an address the host does not have.
+    freebind: bool = False
 
 
 DEFAULT_OPTIONS = SocketOptions()
@@ -165,34 +194,6 @@ class ListenQueue:
         self.keys: KeyRing | None = None
 
 
-class ZeroCopyNotices:
-    """MSG_ZEROCOPY completions, as Linux's error queue gets them (msg_zerocopy_realloc,
-    __msg_zerocopy_callback): every send that queued data takes the next id; once the peer has
-    acknowledged all of it, its id extends the last unread notification when the ids follow
-    each other, else it queues a new one. The engine always copies (ee_code
-    SO_EE_CODE_ZEROCOPY_COPIED, as on a device without scatter-gather)."""
-
-    __slots__ = ("next_id", "pending", "ready")
-
-    def __init__(self) -> None:
-        self.next_id = 0
-        self.pending: list[tuple[int, int]] = []  # (id, sequence number after its data)
-        self.ready: list[list[int]] = []  # [lo, hi] ranges, oldest first
-
-    def sent(self, end: int) -> None:
-        self.pending.append((self.next_id, end))
-        self.next_id = (self.next_id + 1) & MASK
-
-    def acked(self, una: int | None) -> None:
-        """What ``una`` acknowledges (None: the connection is gone, every buffer freed)."""
-        while self.pending and (una is None or seq_le(self.pending[0][1], una)):
-            ident, _ = self.pending.pop(0)
-            if self.ready and (self.ready[-1][1] + 1) & MASK == ident:
-                self.ready[-1][1] = ident
-            else:
-                self.ready.append([ident, ident])
-
-
 class EngineSocket:
     """One TCP socket of a :class:`~fastopen.engine.host.Host` (always non-blocking); it sees
     its host only through the narrow :class:`~fastopen.engine.context.SocketContext`."""
@@ -207,6 +208,7 @@ class EngineSocket:
         "connecting",
         "ctx",
         "defer_connect",
+        "errqueue",
         "family",
         "fastopen_connect",
         "fastopen_no_cookie",
@@ -217,7 +219,6 @@ class EngineSocket:
         "reuseaddr",
         "sndbuf",
         "write_pending",
-        "zerocopy_notices",
     )
 
     def __init__(self, ctx: SocketContext, family: int = AF_INET) -> None:
@@ -249,7 +250,7 @@ class EngineSocket:
         self.reuseaddr = False
         self.options = DEFAULT_OPTIONS
         #: the MSG_ZEROCOPY notifications (made at the first such send)
-        self.zerocopy_notices: ZeroCopyNotices | None = None
+        self.errqueue: ErrorQueue | None = None
         #: Linux sk_write_pending: a runtime whose application is blocked in a write waiting for
         #: the connection counts itself here; the ACK of the SYN-ACK then waits for its data.
         self.write_pending = 0
@@ -323,6 +324,9 @@ class EngineSocket:
         if (level, name) in _RECVERR and isinstance(value, int):
             self.options = replace(self.options, recverr=bool(value))
             return
+        if (level, name) in _FREEBIND and isinstance(value, int):
+            self.options = replace(self.options, freebind=bool(value))
+            return
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 self.reuseaddr = bool(value)
@@ -335,6 +339,9 @@ class EngineSocket:
             if name in (SO_SNDBUF, SO_RCVBUF) and isinstance(value, int):
                 self._set_buffer(name, value)
                 return
+            if name == SO_TIMESTAMPING and isinstance(value, int):
+                self._set_timestamping(value)
+                return
             if name == SO_ZEROCOPY and isinstance(value, int):
                 if value not in (0, 1):
                     raise _fail(errno.EINVAL)
@@ -342,6 +349,9 @@ class EngineSocket:
                 return
             if name == SO_MARK and isinstance(value, int):
                 self.options = replace(self.options, mark=value & MASK)
+                return
+            if name == SO_OOBINLINE and isinstance(value, int):
+                self.options = replace(self.options, oobinline=bool(value))
                 return
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
@@ -373,6 +383,16 @@ class EngineSocket:
             if value and not MIN_USER_MSS <= value <= MAX_USER_MSS:
                 raise _fail(errno.EINVAL)
             self.options = replace(self.options, user_mss=value)
+            return
+        if name in (TCP_MD5SIG, TCP_MD5SIG_EXT):
+            if not isinstance(value, bytes):
+                raise _fail(errno.EINVAL)
+            try:  # Linux tcp_v4_parse_md5_keys, tcp_v6_parse_md5_keys
+                network, key = parse_md5sig(value, self.family, name == TCP_MD5SIG_EXT)
+            except Md5KeyError:
+                raise _fail(errno.EINVAL) from None
+            keys = set_key(self.options.md5_keys, network, key)
+            self.options = replace(self.options, md5_keys=keys)
             return
         if name == TCP_FASTOPEN_KEY:
             if not isinstance(value, bytes):
@@ -441,6 +461,20 @@ class EngineSocket:
             return
         raise _fail(errno.ENOPROTOOPT)
 
+    def _set_timestamping(self, flags: int) -> None:
+        """SO_TIMESTAMPING (Linux sock_set_timestamping): EINVAL for unknown flags, and for
+        OPT_ID on a TCP socket closed or listening."""
+        if flags & ~SOF_TIMESTAMPING_MASK:
+            raise _fail(errno.EINVAL)
+        conn = self.conn
+        opt_id = flags & SOF_TIMESTAMPING_OPT_ID
+        if opt_id and (conn is None or self.listening or conn.state is TcpState.CLOSED):
+            raise _fail(errno.EINVAL)
+        if not flags and self.errqueue is None:
+            return
+        una, write_seq = (conn.snd_una, conn.write_seq()) if conn is not None else (0, 0)
+        self.error_queue().set_timestamping(flags, una, write_seq)
+
     def _push_pending(self, now: float | None) -> None:
         """Linux tcp_push_pending_frames: what waits goes, as far as Nagle and the windows let
         (a socket option set without ``now`` leaves it to the connection's next output)."""
@@ -489,6 +523,8 @@ class EngineSocket:
                 return int(options.zerocopy)
             if name == SO_MARK:
                 return options.mark
+            if name == SO_OOBINLINE:
+                return int(options.oobinline)
             raise _fail(errno.ENOPROTOOPT)
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
@@ -562,8 +598,8 @@ class EngineSocket:
         if self.bound is not None or self.conn is not None:
             raise _fail(errno.EINVAL)
         ip, port = self._parse_addr(addr)
-        if ip is not None and not self.ctx.has_address(ip):
-            raise _fail(errno.EADDRNOTAVAIL)
+        if ip is not None and not self.options.freebind and not self.ctx.has_address(ip):
+            raise _fail(errno.EADDRNOTAVAIL)  # Linux inet_addr_valid_or_nonlocal
         self.bound = self.ctx.bind_port(self, ip, port)
 
     def getsockname(self) -> SockAddr:
@@ -708,32 +744,33 @@ class EngineSocket:
         if flags & MSG_EOR and sent > 0 and self.conn is not None:
             self.conn.mark_eor()
         if flags & MSG_ZEROCOPY and self.options.zerocopy and sent > 0 and self.conn is not None:
-            if self.zerocopy_notices is None:
-                self.zerocopy_notices = ZeroCopyNotices()
-            self.zerocopy_notices.sent(self.conn.write_seq())
+            self.error_queue().zerocopy_sent(self.conn.write_seq())
         return sent
 
-    def recv_error(self) -> tuple[int, int]:
-        """recvmsg(MSG_ERRQUEUE): the oldest zerocopy notification, the range of ids (ee_info,
-        ee_data) whose data the peer acknowledged; EAGAIN when the error queue is empty."""
+    def error_queue(self) -> ErrorQueue:
+        """The socket's error queue, made when first needed."""
+        if self.errqueue is None:
+            self.errqueue = ErrorQueue()
+        return self.errqueue
+
+    def recv_error(self) -> Notice:
+        """recvmsg(MSG_ERRQUEUE): the oldest notice of the error queue (a zerocopy range of
+        ids, or a transmit timestamp); EAGAIN when it is empty."""
         self._check_open()
         self.zerocopy_update()
-        notices = self.zerocopy_notices
-        if notices is None or not notices.ready:
+        queue = self.errqueue
+        if queue is None or not queue.ready:
             raise _fail(errno.EAGAIN)
-        lo, hi = notices.ready.pop(0)
-        return lo, hi
+        return queue.ready.pop(0)
 
     def zerocopy_update(self) -> bool:
         """Queue the notifications of the MSG_ZEROCOPY sends acknowledged by now (Linux queues
         each when the ACK frees its buffers, and wakes the socket): True when any was."""
-        notices = self.zerocopy_notices
-        if notices is None or not notices.pending:
+        queue = self.errqueue
+        if queue is None or not queue.pending:
             return False
-        before = len(notices.pending)
         conn = self.conn
-        notices.acked(None if conn is None or conn.gone() else conn.snd_una)
-        return len(notices.pending) < before
+        return queue.zerocopy_acked(None if conn is None or conn.gone() else conn.snd_una)
 
     def _sendmsg_fastopen(self, data: bytes, addr: SockAddr | None, now: float) -> int:
         """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached (an
@@ -770,7 +807,7 @@ class EngineSocket:
 
     def send(self, data: bytes, now: float, flags: int = 0) -> int:
         """send() of ``data``: what the send buffer and TCP_NOTSENT_LOWAT take (EAGAIN: none);
-        of ``flags`` MSG_MORE counts (Linux tcp_sendmsg_locked)."""
+        of ``flags`` MSG_MORE and MSG_OOB count (Linux tcp_sendmsg_locked)."""
         self._check_open()
         if self.defer_connect:
             return self._sendmsg_fastopen(data, None, now)
@@ -790,18 +827,23 @@ class EngineSocket:
         ):
             if not data:
                 return 0
-            return conn.send(data, now, more=bool(flags & MSG_MORE))
+            return conn.send(data, now, more=bool(flags & MSG_MORE), oob=bool(flags & MSG_OOB))
         if st is TcpState.SYN_SENT or st is TcpState.SYN_RECEIVED:
             raise _fail(errno.EAGAIN)
         raise _fail(errno.EPIPE)
 
-    def recv(self, n: int, now: float) -> bytes:
+    def recv(self, n: int, now: float, *, splice: bool = False) -> bytes:
+        """Up to ``n`` bytes (b"" at the end of the stream); ``splice``: as splice() reads
+        (Linux tcp_splice_read), b"" at an urgent mark while data waits behind it."""
         self._check_open()
         conn = self.conn
         if conn is None:
             raise _fail(errno.ENOTCONN)
         if conn.rcv_buf:
-            return conn.recv(n, now)
+            data = conn.recv(n, now, splice)
+            if data or splice:
+                return data
+            # the urgent byte, out of band, was all there was (Linux: the read goes on waiting)
         err = self._take_error()
         if err is not None:
             raise _fail(err)
@@ -810,6 +852,16 @@ class EngineSocket:
         if conn.state is TcpState.CLOSED:
             raise _fail(errno.ENOTCONN)
         raise _fail(errno.EAGAIN)
+
+    def recv_oob(self, peek: bool = False) -> bytes:
+        """recv(MSG_OOB) (Linux tcp_recv_urg): the urgent byte, once (``peek``: it stays);
+        EINVAL with SO_OOBINLINE, without urgent data or once it was read; EAGAIN while it is
+        still on its way (never blocks); b"" after the end of the stream."""
+        self._check_open()
+        conn = self.conn
+        if conn is None:
+            raise _fail(errno.ENOTCONN)
+        return conn.recv_urgent(self.options.oobinline, peek)
 
     def shutdown(self, how: int, now: float) -> None:
         self._check_open()
@@ -888,7 +940,7 @@ class EngineSocket:
         if conn is not None and conn.error is not None and not self._error_reported:
             mask |= POLLERR
         self.zerocopy_update()
-        if self.zerocopy_notices is not None and self.zerocopy_notices.ready:
+        if self.errqueue is not None and self.errqueue.ready:
             mask |= POLLERR  # Linux tcp_poll: the error queue is not empty
         return mask
 
@@ -905,11 +957,13 @@ class EngineSocket:
         acknowledged yet; SIOCOUTQNSD, those not sent yet. A listener has none of them (EINVAL);
         during the handshake all are 0."""
         self._check_open()
-        if request not in (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD):
+        if request not in (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD, SIOCATMARK):
             raise _fail(errno.ENOTTY)
         if self.listening:
             raise _fail(errno.EINVAL)
         conn = self.conn
+        if request == SIOCATMARK:  # Linux: urg_data && urg_seq == copied_seq
+            return int(conn is not None and conn.at_mark())
         if conn is None or conn.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED):
             return 0
         if request == SIOCINQ:

@@ -22,6 +22,7 @@ from fastopen.constants import (
     TCPI_OPT_USEC_TS,
     TCPI_OPT_WSCALE,
 )
+from fastopen.engine import md5
 from fastopen.engine.cache import IPAddress, NegativeReason
 from fastopen.engine.cc import CaState
 from fastopen.engine.context import ConnectionContext
@@ -50,8 +51,22 @@ from fastopen.engine.segmentation import (
     segments,
     tso_segs,
 )
-from fastopen.engine.seq import ACK, CWR, ECE, FIN, HALF, MASK, PSH, RST, SYN, seq_le, seq_lt
+from fastopen.engine.seq import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    HALF,
+    MASK,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    seq_le,
+    seq_lt,
+)
 from fastopen.engine.states import TcpEvent, TcpState, transition
+from fastopen.engine.urgent import URG_READ, URG_VALID, Urgent, check_urg, read_limit, take_byte
 from fastopen.engine.window import (
     GROW_MIN_LEN,
     INIT_CWND,
@@ -63,6 +78,9 @@ from fastopen.engine.window import (
     win_from_space,
 )
 from fastopen.wire import (
+    ECN_CE,
+    ECN_ECT_0,
+    ECN_NOT_ECT,
     FastOpen,
     Flags,
     Nop,
@@ -104,6 +122,9 @@ ORPHAN_RETRIES = 8
 #: Linux tp->nonagle's bits: TCP_NAGLE_OFF (TCP_NODELAY), TCP_NAGLE_CORK (TCP_CORK, or one
 #: MSG_MORE send), TCP_NAGLE_PUSH (what waits goes now, Nagle or not).
 NAGLE_OFF, NAGLE_CORK, NAGLE_PUSH = 1, 2, 4
+#: Linux tp->ecn_flags (TCP_ECN_OK, TCP_ECN_QUEUE_CWR, TCP_ECN_DEMAND_CWR, TCP_ECN_SEEN),
+#: and whether the SYN asked for ECN (tcp_ecn_send_syn, for tcp_ecn_rcv_synack).
+ECN_OK, ECN_QUEUE_CWR, ECN_DEMAND_CWR, ECN_SEEN, ECN_ASKED = 1, 2, 4, 8, 16
 
 S = TcpState
 E = TcpEvent
@@ -157,7 +178,7 @@ class Connection:
         "_ato_pending",
         "_delack_at",
         "_dsack",
-        "_ecn_asked",
+        "_ecn_flags",
         "_fin_queued",
         "_fin_seq",
         "_in_syn_queue",
@@ -181,13 +202,13 @@ class Connection:
         "_synack_timed",
         "_ts_recent_stamp",
         "_tw_at",
+        "_urg",
         "backoff",
         "bytes_acked",
         "bytes_received",
         "ctx",
         "data_segs_in",
         "data_segs_out",
-        "ecn_ok",
         "eor_marks",
         "error",
         "fastopen_client_fail",
@@ -346,8 +367,8 @@ class Connection:
         self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
         self._dsack: tuple[int, int] | None = None  # a D-SACK block for the next ACK
-        self.ecn_ok = False  # ECN negotiated (Linux TCP_ECN_OK)
-        self._ecn_asked = False
+        self._ecn_flags = 0  # Linux tp->ecn_flags: ECN_OK (``ecn_ok``), ECN_QUEUE_CWR, ...
+        self._urg: Urgent | None = None  # urgent data to send or read (Linux urg_data, snd_up)
         #: Linux sk_err_soft: an ICMP error kept for a timeout to report.
         self.soft_error: int | None = None
         self.orphan = False
@@ -536,8 +557,20 @@ class Connection:
     def _tsopt(self, now: float, echo: int) -> Timestamps:
         return Timestamps((ts_clock(now, self.usec_ts) + self.tsoffset) & MASK, echo)
 
+    @property
+    def ecn_ok(self) -> bool:
+        """ECN negotiated (Linux TCP_ECN_OK)."""
+        return bool(self._ecn_flags & ECN_OK)
+
+    def _md5_key(self) -> bytes | None:
+        """The TCP_MD5SIG key for the peer, if the socket has one (tcp_md5_do_lookup)."""
+        keys = self.sock.options.md5_keys
+        return md5.lookup(keys, self.remote) if keys else None
+
     def _options(self, now: float) -> tuple[TcpOption, ...]:
-        """Linux's layout for segments after the SYN: ``nop,nop,TS`` then ``nop,nop,sack``."""
+        """Linux's layout for segments after the SYN (tcp_established_options): ``nop,nop,TS``
+        then ``nop,nop,sack`` with the blocks the space left holds (an MD5 signature, which
+        :meth:`_emit` puts first, takes 20 of the 40 bytes)."""
         opts: tuple[TcpOption, ...] = ()
         if self.ts_ok:
             opts = (_NOP, _NOP, self._tsopt(now, self.ts_recent))
@@ -545,6 +578,10 @@ class Connection:
         ooo = self.ooo
         if self.sack_ok and (ooo or dsack is not None):
             limit = 3 if self.ts_ok else 4
+            if self.sock.options.md5_keys and self._md5_key() is not None:
+                limit = 0 if self.ts_ok else 2
+            if not limit:
+                return opts
             blocks = ooo.sack_blocks(self.rcv_nxt, limit - (dsack is not None)) if ooo else ()
             if dsack is not None:  # RFC 2883: the duplicate first, once (Linux rx_opt.dsack)
                 self._dsack = None
@@ -577,6 +614,29 @@ class Connection:
                 self.rcv_adv = (self.rcv_nxt + window) & MASK
         else:
             window = self._window()
+        urgent = 0
+        urg = self._urg
+        if urg is not None and urg.snd_up is not None and seq_lt(seq, urg.snd_up):
+            # Linux tcp_transmit_skb: in urgent mode a segment before snd_up points at it
+            # (0xFFFF when it is further than the field reaches)
+            up = (urg.snd_up - seq) & MASK
+            if up < 0x10000:
+                urgent = up
+            elif seq_lt(self.snd_nxt, (seq + 0xFFFF) & MASK):
+                urgent = 0xFFFF
+            if urgent:
+                flags |= URG
+        ecn = ECN_NOT_ECT
+        if self._ecn_flags & ECN_OK and not flags & SYN:
+            # Linux tcp_ecn_send: new data goes ECT(0) (INET_ECN_xmit), the first after a
+            # reduction with CWR; ACKs and retransmissions go Not-ECT; ECE while CE is owed
+            if payload and not seq_lt(seq, self.snd_nxt):
+                ecn = ECN_ECT_0
+                if self._ecn_flags & ECN_QUEUE_CWR:
+                    self._ecn_flags &= ~ECN_QUEUE_CWR
+                    flags |= CWR
+            if self._ecn_flags & ECN_DEMAND_CWR:
+                flags |= ECE
         seg = TcpSegment(
             self.lport,
             self.rport,
@@ -586,10 +646,19 @@ class Connection:
             window,
             options,
             payload,
+            urgent,
+            ecn=ecn,
         )
+        if self.sock.options.md5_keys:
+            key = self._md5_key()
+            if key is not None:
+                seg = md5.sign(key, self.local, self.remote, seg)
         self.segs_out += 1
         if payload:
             self.data_segs_out += 1
+            queue = self.sock.errqueue
+            if queue is not None and queue.stamps:
+                queue.transmitted(seq, len(payload), now)  # SCM_TSTAMP_SCHED, SCM_TSTAMP_SND
         self.ctx.output(self.local, self.remote, seg)
 
     def send_ack(self, now: float) -> None:
@@ -605,7 +674,9 @@ class Connection:
     def _send_syn(
         self, now: float, *, payload: bytes = b"", fastopen: FastOpen | None = None
     ) -> None:
-        ts = self._tsopt(now, 0) if self.ctx.settings.timestamps else None
+        # Linux tcp_syn_options: no timestamps beside an MD5 signature
+        timestamps = self.ctx.settings.timestamps and self._md5_key() is None
+        ts = self._tsopt(now, 0) if timestamps else None
         options = linux_syn_options(
             self._adv_mss,
             sack=self.ctx.settings.sack,
@@ -615,8 +686,9 @@ class Connection:
         )
         # Linux tcp_ecn_send_syn: tcp_ecn 1 asks for ECN in the first SYN; a retransmitted
         # SYN goes without (tcp_ecn_clear_syn, tcp_ecn_fallback)
-        self._ecn_asked = self.ctx.settings.ecn == 1 and self.total_retrans == 0
-        flags = SYN | (ECE | CWR if self._ecn_asked else 0)
+        asked = self.ctx.settings.ecn == 1 and self.total_retrans == 0
+        self._ecn_flags = ECN_ASKED if asked else 0
+        flags = SYN | (ECE | CWR if asked else 0)
         self._emit(self.iss, flags, payload, options, now)
 
     def _send_synack(self, now: float, fastopen: FastOpen | None = None) -> None:
@@ -734,6 +806,8 @@ class Connection:
     def _nagle_check(self, nonagle: int) -> bool:
         """Linux tcp_nagle_check, for a segment short of an MSS: corked, or Nagle on and,
         as Minshall's variant, a small segment still unacknowledged."""
+        if self._urg is not None and self._urg.snd_up is not None:
+            return False  # Linux tcp_nagle_test: not for urgent data
         return bool(nonagle & NAGLE_CORK) or (not nonagle and seq_lt(self.snd_una, self.snd_sml))
 
     def _xmit_retransmit_queue(self, now: float) -> None:
@@ -890,7 +964,7 @@ class Connection:
         if data:
             rec.data_sent(now)  # before it is out: CA_EVENT_TX_START after idle
         rec.pieces.sent(seq, end, bool(flags & FIN), mss, now, bool(flags & PSH))
-        if rec.ca_state is CaState.RECOVERY:
+        if rec.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
             rec.prr_out += segments(len(data), mss) or 1
         if not self.ts_ok:
             self.rtt.time_segment(end, now)
@@ -952,12 +1026,13 @@ class Connection:
         self._move(E.APP_CONNECT)
         self.ctx.counters["TcpActiveOpens"] += 1
 
-    def send(self, data: bytes, now: float, more: bool = False) -> int:
+    def send(self, data: bytes, now: float, more: bool = False, oob: bool = False) -> int:
         """Linux tcp_sendmsg_locked: ``data`` fills the last skb up to the size goal, then
         new ones while the send buffer has room and, at each new one, the data not sent yet
         is below TCP_NOTSENT_LOWAT (sk_stream_memory_free); a full skb alone in the queue goes
         at once (tcp_push_one), past half the largest window all is pushed (forced_push).
-        Then tcp_push: PSH up to here unless ``more`` (MSG_MORE), which corks this one send.
+        Then tcp_push: PSH up to here unless ``more`` (MSG_MORE), which corks this one send;
+        ``oob`` (MSG_OOB): the last byte taken is urgent (tcp_mark_urg).
         Returns the bytes taken: fewer when the buffer filled (EAGAIN when none)."""
         total = len(data)
         goal = self._size_goal()
@@ -996,14 +1071,32 @@ class Connection:
             self.want_write = True
             if not copied:
                 raise EngineError(errno.EAGAIN)
+            if oob:
+                self._mark_urg()
+            self._tx_timestamp()
             self.pushed_seq = self.write_seq()
             self.output(now, NAGLE_PUSH)
         else:  # Linux tcp_push
+            if oob:
+                self._mark_urg()
+            self._tx_timestamp()
             if not more or self._forced_push():
                 self.pushed_seq = self.write_seq()
             self.output(now, NAGLE_CORK if more else None)
         self._rearm()
         return copied
+
+    def _tx_timestamp(self) -> None:
+        """Linux tcp_tx_timestamp: SO_TIMESTAMPING marks the last byte queued (:mod:`.errqueue`)."""
+        queue = self.sock.errqueue
+        if queue is not None and queue.tsflags:
+            queue.mark((self.write_seq() - 1) & MASK)
+
+    def _mark_urg(self) -> None:
+        """Linux tcp_mark_urg: the urgent pointer is the end of what is queued (snd_up)."""
+        if self._urg is None:
+            self._urg = Urgent()
+        self._urg.snd_up = self.write_seq()
 
     def _size_goal(self) -> int:
         """Linux tcp_xmit_size_goal: how much data an skb takes, whole MSS, at least one: the
@@ -1033,10 +1126,23 @@ class Connection:
         notsent = (end - self.snd_nxt) & MASK if seq_lt(self.snd_nxt, end) else 0
         return (notsent << wake) < lowat
 
-    def recv(self, n: int, now: float) -> bytes:
+    def recv(self, n: int, now: float, splice: bool = False) -> bytes:
+        """Up to ``n`` bytes read (Linux tcp_recvmsg; ``splice``: tcp_read_sock), none past an
+        urgent mark (an urgent byte at the start is left out unless SO_OOBINLINE; a splice
+        stops at it); b"" when that is all there was."""
         buf = self.rcv_buf
         if not isinstance(buf, bytearray) or not buf:
             return b""
+        urg = self._urg
+        if urg is not None and urg.data:
+            copied = (self.rcv_nxt - len(buf)) & MASK
+            inline = self.sock.options.oobinline
+            skip, n = read_limit(urg, copied, n, len(buf), inline=inline, splice=splice)
+            del buf[:skip]
+            if seq_lt(urg.seq, (copied + skip + min(n, len(buf))) & MASK):
+                urg.data = 0  # read past it (Linux: after(copied_seq, urg_seq))
+                if urg.idle:
+                    self._urg = None
         data = bytes(buf[:n])
         del buf[:n]
         if not buf:
@@ -1051,6 +1157,28 @@ class Connection:
                 if win and win >= 2 * left:
                     self.send_ack(now)
         return data
+
+    def recv_urgent(self, inline: bool, peek: bool) -> bytes:
+        """recv(MSG_OOB): Linux tcp_recv_urg (see :meth:`EngineSocket.recv_oob`)."""
+        urg = self._urg
+        if inline or urg is None or not urg.data or urg.data == URG_READ:
+            raise EngineError(errno.EINVAL)
+        if self.state is S.CLOSED and self.error is None and not self.fin_received():
+            raise EngineError(errno.ENOTCONN)
+        if urg.data & URG_VALID:
+            byte = bytes((urg.data & 0xFF,))
+            if not peek:
+                urg.data = URG_READ
+            return byte
+        if self.state is S.CLOSED or self.shut_rd or self.fin_received():
+            return b""
+        raise EngineError(errno.EAGAIN)
+
+    def at_mark(self) -> bool:
+        """SIOCATMARK: urgent data, and the next byte to read is it."""
+        urg = self._urg
+        copied = (self.rcv_nxt - len(self.rcv_buf)) & MASK
+        return urg is not None and bool(urg.data) and urg.seq == copied
 
     def _rcv_space_adjust(self, now: float) -> None:
         """Linux tcp_rcv_space_adjust (receive-buffer autotuning, :class:`.ReceiveSpace`):
@@ -1239,8 +1367,12 @@ class Connection:
         """Take the options a SYN or SYN-ACK negotiated, and its (unscaled) window."""
         self.wscale_ok, self.snd_wscale, self.sack_ok = neg.wscale_ok, neg.snd_wscale, neg.sack_ok
         self.ts_ok, ts_recent, self.snd_mss = neg.ts_ok, neg.ts_recent, neg.snd_mss
+        if self._md5_key() is not None:  # Linux tcp_current_mss: the signature's room
+            self.snd_mss -= md5.MD5_OPTION_SPACE
         # a SYN-ACK's ECN is good only for a SYN that asked for it (Linux tcp_ecn_rcv_synack)
-        self.ecn_ok = neg.ecn_ok and (self.state is not S.SYN_SENT or self._ecn_asked)
+        asked = self._ecn_flags & ECN_ASKED
+        if neg.ecn_ok and (self.state is not S.SYN_SENT or asked):
+            self._ecn_flags |= ECN_OK
         if not neg.wscale_ok:
             self.rcv_wscale = 0
             self.window_clamp = min(self.window_clamp, 65535)
@@ -1534,9 +1666,9 @@ class Connection:
         self._ato_pending = 1
         self._delack_at = now + DELACK_MAX
 
-    def enter_quickack(self) -> None:
-        """Linux tcp_enter_quickack_mode: quick ACKs again, out of ping-pong mode."""
-        self._quickack = MAX_QUICKACKS
+    def enter_quickack(self, count: int = MAX_QUICKACKS) -> None:
+        """Linux tcp_enter_quickack_mode: ``count`` quick ACKs (at least), out of ping-pong."""
+        self._quickack = max(self._quickack, count)
         self._pingpong = 0
         self._ato = DELACK
 
@@ -1698,6 +1830,7 @@ class Connection:
             or self.ooo is not None
             or self._rcv_fin_seq is not None
             or self._probe_at is not None
+            or self._urg is not None  # Linux tcp_fast_path_check: not with urgent data
         ):
             return False
         payload = seg.payload
@@ -1743,7 +1876,7 @@ class Connection:
             self._data_recv(ts, plen, now)
             self.bytes_received += plen
             self.ctx.emit(Readable(self.sock))
-            self._schedule_ack(now, plen)
+            self._schedule_ack(now, plen, seg.ecn, False)
         self.output(now)
         return True
 
@@ -1840,10 +1973,14 @@ class Connection:
             )
             if ts is not None:
                 self._replace_ts_recent(ts.tsval, seq, now)  # tcp_ack: FLAG_UPDATE_TS_RECENT
-            self._ack(seg.sack_blocks if self.sack_ok else (), ack, dupack, now, ts)
+            ece = bool(flags & ECE) and self.ecn_ok  # Linux tcp_ecn_rcv_ecn_echo: FLAG_ECE
+            self._ack(seg.sack_blocks if self.sack_ok else (), ack, dupack, now, ts, ece)
             fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
             if fin_acked and not self._fin_acked(now):
                 return
+        if flags & URG:  # Linux tcp_urg: tcp_check_urg
+            copied = (self.rcv_nxt - len(self.rcv_buf)) & MASK
+            self._urg = check_urg(self._urg, seq, seg.urgent, copied, self.rcv_nxt)
         if plen or flags & FIN:
             if (
                 flags & FIN
@@ -1927,10 +2064,12 @@ class Connection:
         dupack: bool,
         now: float,
         ts: Timestamps | None,
+        ece: bool = False,
     ) -> None:
         """Linux tcp_ack from SND.UNA on: SACK ``blocks`` (none unless SACK is on) on the
         scoreboard, then what ``ack`` acknowledges, then the congestion state (RACK, recovery,
-        PRR), then the timers."""
+        PRR; ``ece``: an ECN echo, FLAG_ECE, which brings the window down in CWR), then the
+        timers."""
         rec = self.recovery
         delivered = 0
         reord_seen = rec.pieces.reord_seen
@@ -1944,7 +2083,8 @@ class Connection:
             delivered += fresh
         if rec.pieces.reord_seen != reord_seen:
             self.ctx.counters["TCPSACKReorder"] += 1  # Linux tcp_check_sack_reordering
-        if ack == prior_una and not dupack and not delivered and rec.ca_state is CaState.OPEN:
+        state = rec.ca_state
+        if ack == prior_una and not dupack and not delivered and state is CaState.OPEN and not ece:
             return  # nothing for loss recovery (Linux: not tcp_ack_is_dubious)
         rtt = self.rtt
         wait = rec.on_ack(
@@ -1961,7 +2101,10 @@ class Connection:
             rtt.srtt,
             ts.tsecr if ts is not None else 0,
             self.ctx.counters,
+            ece,
         )
+        if self.ecn_ok and rec.ca_state > state and rec.ca_state >= CaState.CWR:
+            self._ecn_flags |= ECN_QUEUE_CWR  # tcp_init_cwnd_reduction: tcp_ecn_queue_cwr
         if self.snd_una == self.snd_max:
             self._rto_at = None
         elif wait:
@@ -2065,6 +2208,14 @@ class Connection:
                 self.snd_buf = buf if buf else b""
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
         self.snd_una = ack
+        queue = self.sock.errqueue
+        if queue is not None and queue.stamps:
+            queue.acked(una, ack, now)  # Linux tcp_ack_tstamp
+        urg = self._urg
+        if urg is not None and urg.snd_up is not None and not seq_lt(ack, urg.snd_up):
+            urg.snd_up = None  # Linux tcp_clean_rtx_queue: snd_up = snd_una, urgent mode over
+            if urg.idle:
+                self._urg = None
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         rtt: float | None = None
@@ -2208,6 +2359,8 @@ class Connection:
         seq = seg.seq
         if flags & SYN:
             seq = (seq + 1) & MASK
+        if self._urg is not None:
+            take_byte(self._urg, seq, payload)  # Linux tcp_urg: the byte of a pointer seen
         fin_seq = (seq + len(payload)) & MASK
         st = self.state
         if st not in _CAN_RECEIVE:
@@ -2231,6 +2384,9 @@ class Connection:
             flags &= ~FIN
         delivered = 0
         if payload:
+            if flags & CWR and self.ecn_ok:
+                # Linux tcp_ecn_accept_cwr: the peer reduced its window, no more ECE owed
+                self._ecn_flags &= ~ECN_DEMAND_CWR
             self.data_segs_in += self._wire_segs(len(payload))
             if seq == self.rcv_nxt:
                 self.rcv_buf = _appended(self.rcv_buf, payload)
@@ -2248,6 +2404,8 @@ class Connection:
                 budget = self.sock.rcvbuf - len(self.rcv_buf)
                 if self.ooo is None:
                     self.ooo = OutOfOrderQueue()
+                if self.ecn_ok:
+                    self._ecn_check_ce(seg.ecn)  # Linux tcp_data_queue_ofo
                 if not self.ooo.insert(seq, payload, self.rcv_nxt, budget, self.ctx.counters):
                     flags &= ~FIN  # dropped for want of memory: its FIN too
                 elif self.sack_ok:  # Linux: without SACK the window stays, for dupacks
@@ -2259,6 +2417,8 @@ class Connection:
         if self._rcv_fin_seq is not None and self.rcv_nxt == self._rcv_fin_seq:
             self.rcv_nxt = (self.rcv_nxt + 1) & MASK
             self.bytes_received += 1  # Linux tcp_rcv_nxt_update counts the FIN's sequence
+            if delivered and self.ecn_ok:
+                self._ecn_check_ce(seg.ecn)  # tcp_event_data_recv, before tcp_fin
             self._move(E.RCV_FIN)
             if self.state is S.TIME_WAIT:
                 self._rto_at = None
@@ -2275,9 +2435,27 @@ class Connection:
             if self.ooo:
                 self.send_ack(now)
             else:
-                self._schedule_ack(now, delivered)
+                # Linux tcp_ecn_accept_cwr: data with CWR is ACKed at once (ICSK_ACK_NOW)
+                cwr = bool(flags & CWR) and self.ecn_ok
+                self._schedule_ack(now, delivered, seg.ecn, cwr)
         else:
             self.send_ack(now)  # out of order or duplicate: ACK at once (with SACK blocks)
+
+    def _ecn_check_ce(self, ecn: int) -> None:
+        """Data on an ECN connection came with IP ECN field ``ecn``: Linux tcp_ecn_check_ce
+        (CE: ECE on what goes until a CWR comes, and quick ACKs; Not-ECT after ECT was seen:
+        likely a retransmission, quick ACKs)."""
+        ecn_flags = self._ecn_flags
+        if ecn == ECN_CE:
+            if not ecn_flags & ECN_DEMAND_CWR:
+                self.enter_quickack(2)
+                ecn_flags |= ECN_DEMAND_CWR
+            ecn_flags |= ECN_SEEN
+        elif ecn != ECN_NOT_ECT:
+            ecn_flags |= ECN_SEEN
+        elif ecn_flags & ECN_SEEN:
+            self.enter_quickack(2)
+        self._ecn_flags = ecn_flags
 
     def _fin_ack(self, now: float) -> None:
         """Linux tcp_fin into CLOSE_WAIT enters ping-pong mode (the application's own FIN may
@@ -2291,11 +2469,12 @@ class Connection:
         if self._delack_at is None:  # tcp_send_delayed_ack: an ato of 0 gives the next tick
             self._delack_at = now + (self._delack_timeout() if self._ato else JIFFY)
 
-    def _schedule_ack(self, now: float, size: int) -> None:
-        """``size`` bytes of in-order data arrived: Linux tcp_event_data_recv (ato, quick ACK
-        mode at the start) then __tcp_ack_snd_check: an ACK now for a second segment's worth
-        (one coalesced packet of many, GRO's, is as many segments) or in quick ACK mode (never
-        in ping-pong mode: the reply carries it), else a delayed ACK."""
+    def _schedule_ack(self, now: float, size: int, ecn: int, ack_now: bool) -> None:
+        """``size`` bytes of in-order data arrived (the last in IP ECN field ``ecn``): Linux
+        tcp_event_data_recv (ato, quick ACK mode at the start, tcp_ecn_check_ce) then
+        __tcp_ack_snd_check: an ACK now when ``ack_now`` (ICSK_ACK_NOW), for a second
+        segment's worth (one coalesced packet of many, GRO's, is as many segments) or in quick
+        ACK mode (never in ping-pong mode: the reply carries it), else a delayed ACK."""
         self._ato_pending += self._wire_segs(size)
         if not self._ato:  # the first data: the delayed ACK engine starts in quick ACK mode
             self._quickack = MAX_QUICKACKS
@@ -2309,7 +2488,9 @@ class Connection:
             elif gap > self.rtt.rto:
                 self._quickack = MAX_QUICKACKS
         self._lrcv = now
-        if self._ato_pending >= 2 or (self._quickack and not self._pingpong):
+        if self.ecn_ok:
+            self._ecn_check_ce(ecn)
+        if ack_now or self._ato_pending >= 2 or (self._quickack and not self._pingpong):
             self.send_ack(now)
         elif self._delack_at is None:
             self._delack_at = now + self._delack_timeout()
@@ -2395,6 +2576,8 @@ class Connection:
         # Linux tcp_retransmit_timer: tcp_enter_loss, the head again, the rest as ACKs come
         rec = self.recovery
         rec.on_timeout(self.snd_max, self.snd_una, self.retransmits == 1, now, ctx.counters)
+        if self.ecn_ok:
+            self._ecn_flags |= ECN_QUEUE_CWR  # tcp_enter_loss: tcp_ecn_queue_cwr
         self._retransmit_head(now)
         self._set_rto(now, start)
 

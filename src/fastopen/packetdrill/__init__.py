@@ -25,8 +25,13 @@ once per wakeup, one-shot, ``fd=``/``ptr=``/``u32=``/``u64=``), keepalive, TCP_M
 TCP_QUICKACK, MSG_NOSIGNAL, ``sendto`` to AF_UNSPEC, ``nstat | grep COUNTER``, ``tcp_ecn``,
 ``ip route ... features tcp_usec_ts``; beyond the TFO suite, packets with no flags (``-``),
 ``ioctl(fd, SIOCINQ, [N])``, MSG_EOR, and SO_ZEROCOPY/MSG_ZEROCOPY with ``recvmsg(...,
-MSG_ERRQUEUE)`` and its cmsg checked. The engine runs as on packetdrill's tun device, which takes
-TSO packets. ``bench/packetdrill_linux.py --suite tcp`` runs the rest of ``gtests/net/tcp``.
+MSG_ERRQUEUE)`` and its cmsg checked, the IP ECN field (``[ect0]``, ``[ect1]``, ``[ce]``,
+``[noecn]``, outbound ``[ect01]``), ``urg N`` (the urgent pointer, always checked as
+packetdrill checks it), ``md5 HEX`` options, MSG_OOB, SO_OOBINLINE, SIOCATMARK, IP_FREEBIND,
+``pipe`` and ``splice`` from a socket (engine), ``grep PATTERN /proc/net/tcp[6] | grep
+PATTERN``, SO_TIMESTAMPING with its SCM_TIMESTAMPING and IP_RECVERR cmsgs (engine). The
+engine runs as on packetdrill's tun device, which takes TSO packets.
+``bench/packetdrill_linux.py --suite tcp`` runs the rest of ``gtests/net/tcp``.
 """
 
 from __future__ import annotations

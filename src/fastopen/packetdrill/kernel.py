@@ -143,6 +143,12 @@ class KernelStack:
         with self.ns.entered():
             return {"TcpExt" + name: value for name, value in kernel_counters.tcpext().items()}
 
+    def proc_net_tcp(self, version: int) -> list[str]:
+        """The namespace's own /proc/net/tcp or tcp6 (the calling thread's, so thread-self)."""
+        name = "tcp" if version == 4 else "tcp6"
+        with self.ns.entered(), open(f"/proc/thread-self/net/{name}") as f:
+            return f.read().splitlines()
+
     def route(self, route: Route) -> bool:
         """The namespace's real route, for a prefix inside the allowed networks and on the
         script's device only."""

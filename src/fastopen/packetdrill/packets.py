@@ -13,14 +13,17 @@ import struct
 from ipaddress import IPv4Address, IPv6Address
 
 from fastopen.engine.icmp import IcmpError
-from fastopen.packetdrill.script import IcmpSpec, PacketSpec
+from fastopen.packetdrill.script import ECN_NAMES, ECT01, IcmpSpec, PacketSpec
 from fastopen.wire import (
+    ECN_ECT_0,
+    ECN_ECT_1,
     PROTO_TCP,
     Eol,
     FastOpen,
     Flags,
     IPv4Packet,
     IPv6Packet,
+    Md5Sig,
     Mss,
     Nop,
     Sack,
@@ -78,6 +81,8 @@ def option_to_text(option: TcpOption) -> str:
         case FastOpen(cookie, experimental):
             name = "FOEXP" if experimental else "FO"
             return f"{name} {cookie.hex()}" if cookie else name
+        case Md5Sig(digest):
+            return f"md5 {digest.hex()}"
         case UnknownOption(kind, data):
             return f"opt{kind} {data.hex()}" if data else f"opt{kind}"
     raise AssertionError(option)
@@ -91,23 +96,34 @@ def options_to_text(options: tuple[TcpOption, ...] | None) -> str:
     return " <" + ",".join(option_to_text(o) for o in options) + ">"
 
 
+#: The IP ECN field as packetdrill writes it (``[ect0]``), by codepoint.
+ECN_TEXT = {code: f"[{name}] " for name, code in ECN_NAMES.items()} | {ECT01: "[ect01] "}
+
+
 def spec_to_text(spec: PacketSpec) -> str:
-    text = f"{spec.flags or '-'} {spec.seq}:{spec.end}({spec.length})"
+    ecn = ECN_TEXT[spec.ecn] if spec.ecn is not None else ""
+    text = f"{ecn}{spec.flags or '-'} {spec.seq}:{spec.end}({spec.length})"
     if spec.ack is not None:
         text += f" ack {spec.ack}"
     if spec.window is not None:
         text += f" win {spec.window}"
+    if spec.urgent:
+        text += f" urg {spec.urgent}"
     return text + options_to_text(spec.options)
 
 
 def segment_to_text(seg: TcpSegment) -> str:
-    """A segment (in script space) as packetdrill prints an actual packet."""
+    """A segment (in script space) as packetdrill prints an actual packet, its IP ECN field
+    first when it has one."""
     flags = flags_to_text(seg.flags) or "-"
     end = (seg.seq + len(seg.payload)) & 0xFFFFFFFF
-    text = f"{flags} {seg.seq}:{end}({len(seg.payload)})"
+    ecn = ECN_TEXT[seg.ecn] if seg.ecn else ""
+    text = f"{ecn}{flags} {seg.seq}:{end}({len(seg.payload)})"
     if seg.flags & Flags.ACK:
         text += f" ack {seg.ack}"
     text += f" win {seg.window}"
+    if seg.urgent:
+        text += f" urg {seg.urgent}"
     return text + options_to_text(seg.options)
 
 
@@ -123,8 +139,16 @@ def _field(name: str, expected: int, actual: int) -> str | None:
 def compare(spec: PacketSpec, actual: TcpSegment, *, ts_tolerance_ticks: int | None) -> str | None:
     """None when ``actual`` (script space) is what ``spec`` expects, else packetdrill's reason.
 
-    ``ts_tolerance_ticks`` is how far TS val may stray (None: TS val is not checked).
+    ``ts_tolerance_ticks`` is how far TS val may stray (None: TS val is not checked). The IP
+    ECN field comes first, as packetdrill's verify_outbound_live_tos checks it before TCP's.
     """
+    if spec.ecn == ECT01:
+        if actual.ecn not in (ECN_ECT_0, ECN_ECT_1):
+            return f"live packet field ip_ecn: expected: 0x1 or 0x2 vs actual: 0x{actual.ecn:x}"
+    elif spec.ecn is not None:
+        problem = _field("ip_ecn", spec.ecn, actual.ecn)
+        if problem:
+            return problem
     expected_flags = flags_from_text(spec.flags)
     for _, bit in FLAG_LETTERS:
         name = f"tcp_{(bit.name or '').lower()}"
@@ -139,6 +163,7 @@ def compare(spec: PacketSpec, actual: TcpSegment, *, ts_tolerance_ticks: int | N
         checks.append(("tcp_ack_seq", spec.ack or 0, actual.ack))
     if spec.window is not None:
         checks.append(("tcp_window", spec.window, actual.window))
+    checks.append(("tcp_urg_ptr", spec.urgent, actual.urgent))
     for name, expected, got in checks:
         problem = _field(name, expected, got)
         if problem:

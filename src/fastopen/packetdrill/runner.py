@@ -42,18 +42,31 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from fastopen import constants as K
-from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
+from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState, errqueue
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.cc import CaState
+from fastopen.engine.errqueue import (
+    SCM_TSTAMP_ACK,
+    SCM_TSTAMP_SCHED,
+    SCM_TSTAMP_SND,
+    SO_EE_ORIGIN_TIMESTAMPING,
+    SO_EE_ORIGIN_ZEROCOPY,
+    SOF_TIMESTAMPING_OPT_TSONLY,
+    SOF_TIMESTAMPING_SOFTWARE,
+)
 from fastopen.engine.events import Accepted, SocketEvent
 from fastopen.engine.icmp import IcmpError
 from fastopen.engine.socket import (
     AF_UNSPEC_ADDRESS,
+    IP_FREEBIND,
     MSG_ZEROCOPY,
+    SIOCATMARK,
     SIOCINQ,
     SIOCOUTQ,
     SIOCOUTQNSD,
     SO_MARK,
+    SO_OOBINLINE,
+    SO_TIMESTAMPING,
     SO_ZEROCOPY,
     TCP_INQ,
     TCP_NOTSENT_LOWAT,
@@ -99,8 +112,9 @@ EPOLL_DATA = ("fd", "ptr", "u32", "u64")
 IP_RECVERR = 11
 IPV6_RECVERR = 25
 MSG_ERRQUEUE = 0x2000
+MSG_TRUNC = socket_mod.MSG_TRUNC
+SCM_TIMESTAMPING = SO_TIMESTAMPING
 #: struct sock_extended_err of a MSG_ZEROCOPY notification (linux/errqueue.h).
-SO_EE_ORIGIN_ZEROCOPY = 5
 SO_EE_CODE_ZEROCOPY_COPIED = 1
 #: packetdrill's default addresses (local = the stack under test) and ports.
 DEFAULT_ADDRESSES = {
@@ -146,6 +160,8 @@ SYMBOLS: dict[str, int] = {
     "TCP_FASTOPEN_NO_COOKIE": K.TCP_FASTOPEN_NO_COOKIE,
     "MSG_FASTOPEN": K.MSG_FASTOPEN,
     "MSG_DONTWAIT": socket_mod.MSG_DONTWAIT,
+    "MSG_OOB": socket_mod.MSG_OOB,
+    "MSG_PEEK": socket_mod.MSG_PEEK,
     "F_GETFL": 3,
     "F_SETFL": 4,
     "O_RDWR": os.O_RDWR,
@@ -166,6 +182,8 @@ SYMBOLS: dict[str, int] = {
     "TCP_QUICKACK": socket_mod.TCP_QUICKACK,
     "SO_ZEROCOPY": SO_ZEROCOPY,
     "SO_MARK": SO_MARK,
+    "SO_OOBINLINE": SO_OOBINLINE,
+    "IP_FREEBIND": IP_FREEBIND,
     "MSG_ZEROCOPY": MSG_ZEROCOPY,
     "MSG_EOR": socket_mod.MSG_EOR,
     "TCP_INQ": TCP_INQ,
@@ -178,8 +196,17 @@ SYMBOLS: dict[str, int] = {
     "SO_EE_ORIGIN_ICMP": 2,
     "SO_EE_ORIGIN_ICMP6": 3,
     "SO_EE_ORIGIN_ZEROCOPY": SO_EE_ORIGIN_ZEROCOPY,
+    "SO_EE_ORIGIN_TIMESTAMPING": SO_EE_ORIGIN_TIMESTAMPING,
+    "SO_TIMESTAMPING": SO_TIMESTAMPING,
+    "SCM_TIMESTAMPING": SCM_TIMESTAMPING,
+    "SCM_TSTAMP_SND": SCM_TSTAMP_SND,
+    "SCM_TSTAMP_SCHED": SCM_TSTAMP_SCHED,
+    "SCM_TSTAMP_ACK": SCM_TSTAMP_ACK,
+    "MSG_TRUNC": MSG_TRUNC,
+    **{name: getattr(errqueue, name) for name in dir(errqueue) if name.startswith("SOF_")},
     "SO_EE_CODE_ZEROCOPY_COPIED": SO_EE_CODE_ZEROCOPY_COPIED,
     "SIOCINQ": SIOCINQ,
+    "SIOCATMARK": SIOCATMARK,
     "FIONREAD": SIOCINQ,
     "SIOCOUTQ": SIOCOUTQ,
     "TIOCOUTQ": SIOCOUTQ,
@@ -519,6 +546,8 @@ class ScriptRunner(ABC, Generic[S, F]):
                 spec.window,
                 options,
                 bytes(spec.length),
+                spec.urgent,
+                ecn=spec.ecn or 0,  # no [ECN]: Not-ECT, as packetdrill sends it
             )
         except ValueError as exc:
             raise self.fail(f"cannot build the inbound packet: {exc}") from None
@@ -711,6 +740,11 @@ class ScriptRunner(ABC, Generic[S, F]):
         if isinstance(expr, int):
             return expr
         if isinstance(expr, Name):
+            v6 = self.local.version == 6
+            if expr.name in ("CMSG_LEVEL_IP", "CMSG_TYPE_RECVERR"):  # packetdrill's, by family
+                if expr.name == "CMSG_LEVEL_IP":
+                    return socket_mod.IPPROTO_IPV6 if v6 else socket_mod.IPPROTO_IP
+                return IPV6_RECVERR if v6 else IP_RECVERR
             known = SYMBOLS.get(expr.name, PYTHON_CONSTANTS.get(expr.name))
             if known is None:
                 raise self.fail(f"unknown symbol {expr.name}")
@@ -813,6 +847,9 @@ class ScriptRunner(ABC, Generic[S, F]):
         body = members.get("cmsg_data")
         if body is None:
             return
+        if (level, kind) == (socket_mod.SOL_SOCKET, SCM_TIMESTAMPING) and isinstance(data, dict):
+            self.check_timestamp(body, data)
+            return
         if isinstance(data, int):  # an int payload (TCP_CM_INQ)
             want_int = self.value(body)
             if want_int is not None and want_int != data:
@@ -828,6 +865,19 @@ class ScriptRunner(ABC, Generic[S, F]):
                 raise self.fail(f"recvmsg: cmsg_data has no {name}")
             if data[name] != value:
                 raise self.fail(f"recvmsg: cmsg_data {name}: expected {value} but got {data[name]}")
+
+    def check_timestamp(self, body: Expr, data: dict[str, int]) -> None:
+        """An SCM_TIMESTAMPING cmsg's first timestamp, in script time, within the tolerance
+        of the script's (packetdrill's scm_timestamping_expect_eq; zero: not checked)."""
+        want = self.struct_fields(body, ("scm_sec", "scm_nsec"), "cmsg_data")
+        expected = want.get("scm_sec", 0) * 1_000_000 + want.get("scm_nsec", 0) // 1000
+        if not expected:
+            return
+        actual = data["scm_sec"] * 1_000_000 + data["scm_nsec"] // 1000
+        if abs(expected - actual) > self.config.tolerance:
+            raise self.fail(
+                f"Bad timestamp 0 in scm_timestamping: expected={expected} actual={actual}"
+            )
 
     def poll_args(
         self, fds: Expr, nfds: Expr, timeout: Expr
@@ -976,6 +1026,18 @@ class Epoll:
     interest: dict[int, Interest] = field(default_factory=dict)
 
 
+#: A pipe's capacity (Linux: 16 pages).
+PIPE_CAPACITY = 65536
+
+
+@dataclass(slots=True)
+class Pipe:
+    """One end of a pipe() (the bytes in it shared by both ends): what splice() fills."""
+
+    data: bytearray
+    write_end: bool
+
+
 #: epoll's flags that are not events (Linux EP_PRIVATE_BITS).
 EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT | select.EPOLLEXCLUSIVE
 
@@ -1022,7 +1084,7 @@ def info_fields(info: TcpInfo) -> dict[str, int]:
     return {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
 
 
-class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
+class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
     """One run of one script against a fresh engine Host, in virtual time."""
 
     def __init__(self, script: Script, config: Config) -> None:
@@ -1418,6 +1480,9 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         entry = self.fd(fd)
         size = self.value(length) or 0
         bits = self.value(flags) or 0
+        if bits & socket_mod.MSG_OOB:  # Linux tcp_recv_urg: never blocks
+            byte = entry.sock.recv_oob(bool(bits & socket_mod.MSG_PEEK))
+            return min(len(byte), size)
         if is_null(buf) and size:
             return self.null_recv(entry, bits)
         return self.blocking(entry, lambda: len(entry.sock.recv(size, self.now)), bits)
@@ -1430,26 +1495,48 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
     def sys_read(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
         return self.sys_recv(fd, buf, length, 0)
 
+    def recv_error_queue(self, entry: Fd, msg: Expr) -> int:
+        """recvmsg(MSG_ERRQUEUE): the oldest notice as its IP_RECVERR (IPV6_RECVERR) cmsg; a
+        timestamp's (ee_errno ENOMSG) comes after its SCM_TIMESTAMPING cmsg (with
+        SOF_TIMESTAMPING_SOFTWARE) and, without OPT_TSONLY, with the packet it stamped, which
+        an empty iov truncates (MSG_TRUNC; the engine does not keep that packet's bytes)."""
+        sock = entry.sock
+        notice = sock.recv_error()
+        v6 = sock.family == socket_mod.AF_INET6
+        level, kind = (socket_mod.IPPROTO_IPV6, IPV6_RECVERR) if v6 else (0, IP_RECVERR)
+        zerocopy = notice.origin == SO_EE_ORIGIN_ZEROCOPY
+        err = {
+            "ee_errno": 0 if zerocopy else errno_mod.ENOMSG,
+            "ee_origin": notice.origin,
+            "ee_type": 0,
+            "ee_code": SO_EE_CODE_ZEROCOPY_COPIED if zerocopy else 0,
+            "ee_pad": 0,
+            "ee_info": notice.info,
+            "ee_data": notice.data,
+        }
+        cmsgs: list[tuple[int, int, dict[str, int] | int]] = []
+        out_flags = MSG_ERRQUEUE
+        tsflags = sock.errqueue.tsflags if sock.errqueue is not None else 0
+        if not zerocopy:
+            if not tsflags & SOF_TIMESTAMPING_OPT_TSONLY:
+                if sum(self.iov_lengths(msg)):
+                    raise self.fail("recvmsg(MSG_ERRQUEUE) of a stamped packet's bytes")
+                out_flags |= MSG_TRUNC
+            if tsflags & SOF_TIMESTAMPING_SOFTWARE:
+                usecs = round(notice.when * 1e6)
+                stamp = {"scm_sec": usecs // 1_000_000, "scm_nsec": usecs % 1_000_000 * 1000}
+                cmsgs.append((socket_mod.SOL_SOCKET, SCM_TIMESTAMPING, stamp))
+        cmsgs.append((level, kind, err))
+        self.check_msghdr(msg, out_flags, cmsgs)
+        return 0
+
     def sys_recvmsg(self, fd: Expr, msg: Expr, flags: Expr) -> int | Callable[[], int | None]:
-        """recvmsg: with MSG_ERRQUEUE the oldest notification of the error queue (MSG_ZEROCOPY
-        completions) as its IP_RECVERR cmsg; else the data, into ``msg_iov``."""
+        """recvmsg: with MSG_ERRQUEUE the oldest notice of the error queue
+        (:meth:`recv_error_queue`); else the data, into ``msg_iov``."""
         entry = self.fd(fd)
         bits = self.value(flags) or 0
         if bits & MSG_ERRQUEUE:
-            lo, hi = entry.sock.recv_error()
-            v6 = entry.sock.family == socket_mod.AF_INET6
-            level, kind = (socket_mod.IPPROTO_IPV6, IPV6_RECVERR) if v6 else (0, IP_RECVERR)
-            err = {
-                "ee_errno": 0,
-                "ee_origin": SO_EE_ORIGIN_ZEROCOPY,
-                "ee_type": 0,
-                "ee_code": SO_EE_CODE_ZEROCOPY_COPIED,
-                "ee_pad": 0,
-                "ee_info": lo,
-                "ee_data": hi,
-            }
-            self.check_msghdr(msg, MSG_ERRQUEUE, [(level, kind, err)])
-            return 0
+            return self.recv_error_queue(entry, msg)
         size = sum(self.iov_lengths(msg))
 
         def attempt() -> int:
@@ -1464,6 +1551,40 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
     def sys_shutdown(self, fd: Expr, how: Expr) -> int:
         self.fd(fd).sock.shutdown(self.value(how) or 0, self.now)
         return 0
+
+    def sys_pipe(self, fds: Expr) -> int:
+        """``pipe([R, W])``: a pipe whose ends get the script's numbers R and W."""
+        if not isinstance(fds, ListExpr) or len(fds.items) != 2:
+            raise self.fail("pipe needs [READ_FD, WRITE_FD]")
+        data = bytearray()
+        read_fd, write_fd = (self.value(item) for item in fds.items)
+        self.new_fd(Pipe(data, write_end=False), ELLIPSIS if read_fd is None else read_fd)
+        self.new_fd(Pipe(data, write_end=True), ELLIPSIS if write_fd is None else write_fd)
+        return 0
+
+    def sys_splice(
+        self, fd_in: Expr, off_in: Expr, fd_out: Expr, off_out: Expr, length: Expr, flags: Expr
+    ) -> int | Callable[[], int | None]:
+        """splice() from a socket into a pipe (Linux tcp_splice_read: what a read would give,
+        but never past an urgent mark, nor the pipe's room); offsets must be NULL."""
+        entry = self.fd(fd_in)
+        number = self.value(fd_out)
+        pipe = self.fds.get(number) if number is not None else None
+        if not isinstance(pipe, Pipe) or not pipe.write_end:
+            raise EngineError(errno_mod.EINVAL)
+        if not (is_null(off_in) and is_null(off_out)):
+            raise EngineError(errno_mod.ESPIPE)
+        size = self.value(length) or 0
+
+        def attempt() -> int:
+            room = PIPE_CAPACITY - len(pipe.data)
+            if not room:
+                raise EngineError(errno_mod.EAGAIN)
+            data = entry.sock.recv(min(size, room), self.now, splice=True)
+            pipe.data += data
+            return len(data)
+
+        return self.blocking(entry, attempt)
 
     def sys_close(self, fd: Expr) -> int:
         number = self.value(fd)
@@ -1483,6 +1604,10 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
             return select.POLLNVAL
         if isinstance(entry, Epoll):
             return 0  # nothing the scripts wait for
+        if isinstance(entry, Pipe):
+            ready = len(entry.data) < PIPE_CAPACITY if entry.write_end else bool(entry.data)
+            mask = (select.POLLOUT if entry.write_end else select.POLLIN) if ready else 0
+            return mask & events
         return entry.sock.poll() & (events | select.POLLERR | select.POLLHUP)
 
     def sys_poll(self, fds: Expr, nfds: Expr, timeout: Expr) -> int | Waiting:

@@ -17,14 +17,22 @@ from pathlib import Path
 
 from fastopen.packetdrill.errors import ScriptSyntaxError
 from fastopen.wire import (
+    ECN_CE,
+    ECN_ECT_0,
+    ECN_ECT_1,
+    ECN_NOT_ECT,
+    TCP_MD5_DIGEST_LEN,
+    TCPOPT_MD5SIG,
     Eol,
     FastOpen,
+    Md5Sig,
     Mss,
     Nop,
     Sack,
     SackPermitted,
     TcpOption,
     Timestamps,
+    UnknownOption,
     WindowScale,
 )
 
@@ -125,7 +133,10 @@ class PacketSpec:
     """``< S. 0:10(10) ack 1 win 32792 <mss 1460,FO abcd,nop,nop>`` (flags ``-``: none, "").
 
     ``options`` None means ``<...>`` (any options); an absent list is an empty tuple.
-    ``window`` None means no ``win`` (outbound: not checked).
+    ``window`` None means no ``win`` (outbound: not checked). ``ecn`` is the IP ECN field of
+    a ``[noecn]``, ``[ect0]``, ``[ect1]`` or ``[ce]`` before the flags (one of wire's
+    ``ECN_*``; outbound ``[ect01]``, :data:`ECT01`, is either ECT), None without one (inbound:
+    Not-ECT; outbound: not checked). ``urgent`` is ``urg N``'s urgent pointer (else 0).
     """
 
     direction: str
@@ -136,6 +147,8 @@ class PacketSpec:
     ack: int | None
     window: int | None
     options: tuple[TcpOption, ...] | None
+    ecn: int | None = None
+    urgent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +218,14 @@ _TIME = re.compile(
     rf"(?:\s*\.\.\.\s*(?P<t3>\+?{_NUM}))?"
 )
 _PACKET = re.compile(
+    r"(?:(?:\[(?P<ecn>\w+)\]|\((?P<ecn2>\w+)\))\s*)?"
     r"(?P<flags>[SFRPEWU.]+|-)\s+(?P<seq>\d+):(?P<end>\d+)\((?P<len>\d+)\)"
-    r"(?:\s+ack\s+(?P<ack>\d+))?(?:\s+win\s+(?P<win>\d+))?"
+    r"(?:\s+ack\s+(?P<ack>\d+))?(?:\s+win\s+(?P<win>\d+))?(?:\s+urg\s+(?P<urg>\d+))?"
     r"(?:\s*<(?P<opts>[^>]*)>)?\s*$"
 )
+#: packetdrill's IP ECN names (``ip_ecn``), and ``ect01``: outbound ECT(0) or ECT(1).
+ECT01 = -1
+ECN_NAMES = {"noecn": ECN_NOT_ECT, "ect0": ECN_ECT_0, "ect1": ECN_ECT_1, "ce": ECN_CE}
 _TOKEN = re.compile(
     r"\s*(?:(?P<ell>\.\.\.)|(?P<num>-?(?:0x[0-9a-fA-F]+|\d+))|(?P<name>[A-Za-z_]\w*)"
     r'|(?P<str>"(?:[^"\\]|\\.)*")|(?P<p>[()\[\]{},=|]))'
@@ -381,6 +398,14 @@ def _option(kind: str, args: list[str]) -> TcpOption:
         return Sack(blocks)
     if kind in ("FO", "FOEXP") and len(args) <= 1:
         return FastOpen(bytes.fromhex(args[0]) if args else b"", kind == "FOEXP")
+    if kind == "md5" and len(args) == 1:
+        # packetdrill's new_md5_option: up to 16 bytes (fewer make an option of that length)
+        digest = bytes.fromhex(args[0])
+        if len(digest) > TCP_MD5_DIGEST_LEN:
+            raise ValueError("TCP MD5 digest longer than 16 bytes")
+        if len(digest) == TCP_MD5_DIGEST_LEN:
+            return Md5Sig(digest)
+        return UnknownOption(TCPOPT_MD5SIG, digest)
     raise ValueError("unknown option or wrong arguments")
 
 
@@ -439,6 +464,18 @@ def parse_packet(direction: str, text: str, path: str, line: int) -> PacketSpec:
     options = () if opts is None else parse_options(opts, path, line)
     if options is None and direction == "<":
         raise ScriptSyntaxError(path, line, "an inbound packet cannot use <...> options")
+    ecn_name = m["ecn"] or m["ecn2"]
+    ecn: int | None = None
+    if ecn_name is not None:
+        if ecn_name == "ect01" and direction == ">":
+            ecn = ECT01
+        elif ecn_name in ECN_NAMES:
+            ecn = ECN_NAMES[ecn_name]
+        else:
+            raise ScriptSyntaxError(path, line, f"unknown IP ECN field [{ecn_name}]")
+    urgent = int(m["urg"]) if m["urg"] is not None else 0
+    if urgent >> 16:
+        raise ScriptSyntaxError(path, line, "urg_ptr value out of range")
     return PacketSpec(
         direction,
         "" if m["flags"] == "-" else m["flags"],  # "-": a segment with no flags at all
@@ -448,6 +485,8 @@ def parse_packet(direction: str, text: str, path: str, line: int) -> PacketSpec:
         int(m["ack"]) if m["ack"] is not None else None,
         int(m["win"]) if m["win"] is not None else None,
         options,
+        ecn,
+        urgent,
     )
 
 

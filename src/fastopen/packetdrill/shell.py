@@ -12,6 +12,7 @@ know fails, so that a script never runs under settings it did not get.
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from typing import Protocol
 
 from fastopen.cookies import KeyRing
 from fastopen.engine import Host
+from fastopen.engine.cache import IPAddress
 from fastopen.engine.cc import NAMES
+from fastopen.engine.socket import AF_INET, AF_INET6
 from fastopen.errors import KeyFormatError
 
 #: packetdrill's ``gtests/net/common/defaults.sh``, the part the engine has: buffers, TFO on for
@@ -171,6 +174,43 @@ class Stack(Protocol):
         """Set the route (its features); False when refused."""
         ...
 
+    def proc_net_tcp(self, version: int) -> list[str]:
+        """The lines of ``/proc/net/tcp`` (``version`` 4) or ``/proc/net/tcp6`` (6)."""
+        ...
+
+
+#: The files of the stacks' sockets a command may read, with their IP version.
+PROC_NET_TCP = {"/proc/net/tcp": 4, "/proc/net/tcp6": 6}
+#: Linux's TCP_* states as /proc/net/tcp writes them (``st``), by the engine's state name.
+PROC_STATES = {
+    "ESTABLISHED": 1,
+    "SYN_SENT": 2,
+    "SYN_RECEIVED": 3,
+    "FIN_WAIT_1": 4,
+    "FIN_WAIT_2": 5,
+    "TIME_WAIT": 6,
+    "CLOSED": 7,
+    "CLOSE_WAIT": 8,
+    "LAST_ACK": 9,
+    "LISTEN": 10,
+    "CLOSING": 11,
+}
+#: Its first line (tcp4_seq_show; tcp6_seq_show's names the same columns).
+PROC_NET_TCP_HEADER = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
+    "  timeout inode"
+)
+
+
+def proc_address(address: IPAddress | None, port: int, version: int) -> str:
+    """An address and port as /proc/net/tcp writes them: the address's 32-bit words in the
+    host's (little-endian) order, ``%08X`` each, then ``:%04X`` (any address: zeros)."""
+    packed = address.packed if address is not None else bytes(4 if version == 4 else 16)
+    words = "".join(
+        f"{int.from_bytes(packed[i : i + 4], 'little'):08X}" for i in range(0, len(packed), 4)
+    )
+    return f"{words}:{port:04X}"
+
 
 class EngineStack:
     """The sysctls of an engine :class:`~fastopen.engine.Host`."""
@@ -204,6 +244,33 @@ class EngineStack:
         others = tuple(n for n in settings.usec_ts_routes if n != route.network)
         settings.usec_ts_routes = (*others, route.network) if route.usec_ts else others
         return True
+
+    def proc_net_tcp(self, version: int) -> list[str]:
+        """The host's listeners, request sockets and connections of IP ``version``, as
+        tcp4_seq_show lists them (listeners first, then the established hash), with the
+        columns the engine has: ``sl``, the addresses, ``st``, ``tx_queue:rx_queue`` (unsent
+        and unread bytes, or a listener's accept queue); not timers, uid or inode."""
+        host = self.host
+        rows: list[tuple[IPAddress | None, int, IPAddress | None, int, int, int, int]] = []
+        family = AF_INET if version == 4 else AF_INET6
+        for (ip, port), sock in host.listeners.items():
+            if sock.family == family:
+                rows.append((ip, port, None, 0, 10, 0, len(sock.listen_queue.accepted)))
+        for local, lport, remote, rport in host.requests:
+            if local.version == version:
+                rows.append((local, lport, remote, rport, 3, 0, 0))
+        for (local, lport, remote, rport), conn in host.connections.items():
+            if local.version == version:
+                unsent = (conn.write_seq() - conn.snd_una) & 0xFFFFFFFF
+                state = PROC_STATES[conn.state.name]
+                rows.append((local, lport, remote, rport, state, unsent, len(conn.rcv_buf)))
+        lines = [PROC_NET_TCP_HEADER]
+        for i, (ip, port, rip, rport, state, tx, rx) in enumerate(rows):
+            lines.append(
+                f"{i:4d}: {proc_address(ip, port, version)} {proc_address(rip, rport, version)}"
+                f" {state:02X} {tx:08X}:{rx:08X}"
+            )
+        return lines
 
 
 def nstat_name(name: str) -> str:
@@ -250,7 +317,7 @@ class ShellCommands:
     def words(self, text: str) -> list[str] | None:
         """A command's words, redirections left out; None when it does not parse."""
         try:
-            tokens = shlex.split(text)
+            tokens = shlex.split(text, comments=True)  # "# ..." to the end: a comment
         except ValueError:
             return None
         words: list[str] = []
@@ -265,13 +332,43 @@ class ShellCommands:
         return words
 
     def pipeline(self, stages: list[list[str]]) -> bool:
-        """``nstat | grep NAME``: true when the counter NAME moved since the last nstat."""
-        if len(stages) != 2 or stages[0][:1] != ["nstat"] or stages[1][:1] != ["grep"]:
-            return False
-        patterns = [w for w in stages[1][1:] if not w.startswith("-")]
-        if len(patterns) != 1:
-            return False
-        return any(patterns[0] in line for line in self.nstat(stages[0][1:]))
+        """``nstat | grep NAME`` (true when the counter NAME moved since the last nstat), or
+        ``grep PATTERN /proc/net/tcp... | grep PATTERN``: true when lines come out of the last
+        grep, as its exit status says (the md5 scripts look for the listener that way)."""
+        first, *rest = stages
+        if first[:1] == ["nstat"] and all(w in ("-a", "-n", "-s", "-z") for w in first[1:]):
+            lines: list[str] | None = self.nstat(first[1:])
+        else:
+            lines = self.grep(first, None)
+        for stage in rest:
+            if lines is None:
+                return False
+            lines = self.grep(stage, lines)
+        return bool(lines)
+
+    def grep(self, words: list[str], lines: list[str] | None) -> list[str] | None:
+        """``grep PATTERN [FILE...]`` over ``lines`` (its input) or the files, the
+        ``/proc/net/tcp`` ones only, each line prefixed with its file's name when there are
+        several, as grep does; a pattern is a fixed string but for ``.``. None: not a grep
+        this knows."""
+        args = [w for w in words[1:] if w != "-q"]  # -q: the exit status alone, the same
+        if words[:1] != ["grep"] or not args or any(w.startswith("-") for w in args):
+            return None
+        pattern, files = args[0], args[1:]
+        if any(ch in pattern for ch in "\\[]*^$"):
+            return None
+        if files:
+            if lines is not None or not all(f in PROC_NET_TCP for f in files):
+                return None
+            lines = [
+                f"{name}:{line}" if len(files) > 1 else line
+                for name in files
+                for line in self.stack.proc_net_tcp(PROC_NET_TCP[name])
+            ]
+        if lines is None:
+            return None
+        match = re.compile(re.escape(pattern).replace("\\.", "."))
+        return [line for line in lines if match.search(line)]
 
     def nstat(self, args: list[str]) -> list[str]:
         """nstat's output lines: the counters that moved since the last run (since zero with
@@ -307,6 +404,8 @@ class ShellCommands:
         if program == "nstat" and all(w in ("-a", "-n", "-s", "-z") for w in words[1:]):
             self.nstat(words[1:])
             return True
+        if program == "grep":
+            return bool(self.grep(words, None))
         return "sysctl_restore" in program  # packetdrill's restore script: nothing to undo
 
     def assignment(self, word: str) -> bool:
