@@ -59,6 +59,8 @@ def test_every_behaviour_has_a_script() -> None:
         "client-delayed-ack",
         "client-keepalive",
         "client-user-timeout",
+        "client-user-timeout-probe",
+        "client-user-timeout-keepalive",
         "client-icmp-unreachable",
         "client-syn-data-packet-too-big",
         "client-usec-ts",

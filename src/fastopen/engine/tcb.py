@@ -191,6 +191,7 @@ class Connection:
         "_pace_at",
         "_pingpong",
         "_probe_at",
+        "_probes_since",
         "_quickack",
         "_rcv_fin_seq",
         "_rcv_tstamp",
@@ -345,6 +346,7 @@ class Connection:
         self._ka_at: float | None = None  # keepalive (SO_KEEPALIVE)
         self._ka_probes = 0
         self._probe_at: float | None = None
+        self._probes_since: float | None = None  # Linux icsk_probes_tstamp: the first probe
         self.probes_out = 0  # Linux icsk_probes_out: zero window probes unanswered
         self._rcv_tstamp = now  # the last ACK's arrival (Linux tp->rcv_tstamp)
         #: Linux tcp_wstamp_ns while data is in flight: when the last transmission left (with
@@ -1609,7 +1611,8 @@ class Connection:
     def _keepalive_timer(self, now: float) -> None:
         """Idle for TCP_KEEPIDLE with nothing in flight: a probe (one byte below SND.UNA, no
         data) every TCP_KEEPINTVL; TCP_KEEPCNT unanswered ones reset the connection with
-        ETIMEDOUT."""
+        ETIMEDOUT, or with TCP_USER_TIMEOUT set, a probe unanswered once that long has passed
+        since the last segment received (Linux tcp_keepalive_timer)."""
         sock = self.sock
         if not sock.options.keepalive or self.state not in _KEEPALIVE_STATES:
             return
@@ -1622,7 +1625,12 @@ class Connection:
         if elapsed < idle and self._ka_probes == 0:
             self._ka_at = now + idle - elapsed
             return
-        if self._ka_probes >= sock.keepalive_setting(_socket.TCP_KEEPCNT):
+        user_timeout = sock.options.user_timeout
+        if (
+            self._ka_probes > 0 and elapsed >= user_timeout
+            if user_timeout
+            else self._ka_probes >= sock.keepalive_setting(_socket.TCP_KEEPCNT)
+        ):
             self.send_rst(now)
             self._move(E.APP_ABORT)
             self.destroy(now, errno.ETIMEDOUT)
@@ -2586,9 +2594,18 @@ class Connection:
         Within an open window (it waited for a cork) one MSS of it goes, with PSH
         (tcp_write_wakeup); behind a zero window, a segment one below SND.UNA (no data) makes
         the peer ACK with its window. The peer answering keeps the connection alive;
-        ``retries2`` unanswered probes (8 for an orphan) end it."""
+        ``retries2`` unanswered probes (8 for an orphan) end it, and so does TCP_USER_TIMEOUT
+        from the first probe on, answered or not."""
         if self.snd_una != self.snd_max or not self._unsent():
             self.probes_out = 0
+            self._probes_since = None
+            return
+        user_timeout = self.sock.options.user_timeout
+        if self._probes_since is None:
+            self._probes_since = now
+        elif user_timeout and now - self._probes_since >= user_timeout:
+            self._move(E.TIMEOUT)
+            self.destroy(now, errno.ETIMEDOUT)
             return
         settings = self.ctx.settings
         limit = ORPHAN_RETRIES if self.orphan else settings.retries2
@@ -2611,13 +2628,24 @@ class Connection:
             self._transmit(nxt, flags, bytes(self.snd_buf[off : off + size]), now)
             self._set_rto(now)  # Linux tcp_event_new_data_sent: tcp_rearm_rto
             self.probes_out = self.backoff = 0
+            self._probes_since = None
             return
         self.ctx.counters["TCPWinProbe"] += 1
         self._emit((self.snd_una - 1) & MASK, ACK, now=now)
         self.probes_out += 1
         if self.backoff < settings.retries2:
             self.backoff += 1
-        self._probe_at = now + self.rtt.backed_off(self.backoff)
+        self._probe_at = now + self._probe0_when(now)
+
+    def _probe0_when(self, now: float) -> float:
+        """Linux tcp_probe0_when, within what is left of TCP_USER_TIMEOUT since the first
+        probe (tcp_clamp_probe0_to_user_timeout, at least TCP_TIMEOUT_MIN)."""
+        when = self.rtt.backed_off(self.backoff)
+        user_timeout = self.sock.options.user_timeout
+        since = self._probes_since
+        if not user_timeout or since is None:
+            return when
+        return min(when, max(user_timeout - max(now - since, 0.0), TIMEOUT_MIN))
 
     def _unsent(self) -> bool:
         """Data or a FIN waits to be sent."""
@@ -2635,8 +2663,9 @@ class Connection:
         if self.snd_wnd:
             self._probe_at = None
             self.backoff = 0
+            self._probes_since = None
         else:
-            self._probe_at = now + self.rtt.backed_off(self.backoff)
+            self._probe_at = now + self._probe0_when(now)
 
     # -- introspection -----------------------------------------------------------------------------
 
