@@ -44,8 +44,9 @@ from fastopen.wire import FastOpen, TcpSegment
 NEW_COOKIE = bytes(range(11, 19))
 
 
-def info(sock: EngineSocket) -> TcpInfo:
-    return sock.tcp_info()
+def info(sock: EngineSocket, now: float = 0.0) -> TcpInfo:
+    """The socket's tcp_info (the fields these tests read are no times since events)."""
+    return sock.tcp_info(now)
 
 
 # -- cookie request --------------------------------------------------------------------------------

@@ -206,6 +206,18 @@ def test_syscall_result_errno_and_assertion() -> None:
     assert "assertion failed" in str(assertion)
 
 
+def test_a_python_block_may_end_in_a_line_continuation() -> None:
+    """packetdrill writes a %{ }% block followed by a blank line (code.c write_text), so its
+    statements may end in a backslash (tcp_info/tcp-info-rwnd-limited.pkt does)."""
+    syn = (
+        "   +0 < S 0:10(10) win 65535 <mss 1460,FO 3021b9d889017eeb,nop,nop>\n"
+        "   +0 > S. 0:0(0) ack 11 <...>\n"
+    )
+    block = "   +0 %{{ assert tcpi_state == {state}, tcpi_state;\\\n assert tcpi_rto > 0;\\\n}}%\n"
+    run_script(parse_script(SERVER_HEAD + syn + block.format(state=3), "ok.pkt"))
+    assert "assertion failed" in str(fails(syn + block.format(state=1)))
+
+
 def test_getsockopt_values_are_checked() -> None:
     qlen = fails("   +0 getsockopt(3, SOL_TCP, TCP_FASTOPEN, [11], [4]) = 0\n")
     assert qlen.line == 7

@@ -465,7 +465,9 @@ class EngineSocket:
             locks = RCVBUF_LOCK
         self.options = replace(self.options, buf_locks=self.options.buf_locks | locks)
 
-    def getsockopt(self, level: int, name: int) -> int | bytes | TcpInfo:
+    def getsockopt(self, level: int, name: int, now: float | None = None) -> int | bytes | TcpInfo:
+        """An option's value; TCP_INFO is a snapshot at ``now``, which it needs (its
+        tcpi_last_* and chronograph fields are times since events)."""
         self._check_open()
         options = self.options
         if (level, name) in _RECVERR:
@@ -493,7 +495,9 @@ class EngineSocket:
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
         if name == TCP_INFO:
-            return self.tcp_info()
+            if now is None:
+                raise TypeError("getsockopt(TCP_INFO) needs now: tcp_info is a snapshot at a time")
+            return self.tcp_info(now)
         if name == TCP_NODELAY:
             return int(bool(self.nonagle & NAGLE_OFF))
         if name == TCP_CORK:
@@ -918,10 +922,11 @@ class EngineSocket:
             0xFFFFFFFF
         )
 
-    def tcp_info(self) -> TcpInfo:
-        """What getsockopt(TCP_INFO) shows (a listener or unconnected socket: mostly zeros)."""
+    def tcp_info(self, now: float) -> TcpInfo:
+        """What getsockopt(TCP_INFO) shows at ``now`` (a listener or unconnected socket: mostly
+        zeros)."""
         if self.conn is not None:
-            return self.conn.info()
+            return self.conn.info(now)
         fields = {name: 0 for name in TcpInfo.__dataclass_fields__}
         fields["tcpi_state"] = int(self.state)
         return TcpInfo(**fields)

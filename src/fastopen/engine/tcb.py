@@ -36,7 +36,7 @@ from fastopen.engine.handshake import (
     ts_clock,
 )
 from fastopen.engine.icmp import MIN_PMTU, IcmpError
-from fastopen.engine.info import FastOpenClientFail, TcpInfo
+from fastopen.engine.info import Chrono, ChronoType, FastOpenClientFail, TcpInfo, since_ms
 from fastopen.engine.ofo import OutOfOrderQueue
 from fastopen.engine.recovery import PROBE_DELACK, TIMEOUT_MIN, Recovery, Timer
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
@@ -153,6 +153,7 @@ class Connection:
         "_adv_mss",
         "_ato",
         "_ato_pending",
+        "_chrono",
         "_delack_at",
         "_dsack",
         "_ecn_asked",
@@ -324,6 +325,7 @@ class Connection:
         self._probe_at: float | None = None
         self.probes_out = 0  # Linux icsk_probes_out: zero window probes unanswered
         self._rcv_tstamp = now  # the last ACK's arrival (Linux tp->rcv_tstamp)
+        self._chrono: Chrono | None = None  # made when the first chronograph starts
         #: Linux tcp_wstamp_ns while data is in flight: when the last transmission left (with
         #: pacing, the earliest the next may), and the pacing timer (tcp_pacing_check).
         self._lsnd: float | None = None
@@ -340,7 +342,7 @@ class Connection:
         self._quickack = 0
         self._pingpong = 0
         self._rcv_wup = 0  # Linux rcv_wup: rcv_nxt when the last ACK went
-        self._lrcv = 0.0
+        self._lrcv = now  # a child's is when it is made (tcp_create_openreq_child)
         self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
         self._dsack: tuple[int, int] | None = None  # a D-SACK block for the next ACK
@@ -661,7 +663,8 @@ class Connection:
         if nonagle is None:
             nonagle = self.sock.nonagle
         first_nxt = self.snd_nxt
-        cwnd_limited = False
+        cwnd_limited = rwnd_limited = False
+        send_head = self._unsent()  # Linux tcp_push_pending_frames: tcp_write_xmit runs
         while True:
             nxt = self.snd_nxt
             off = (nxt - self.snd_buf_seq) & MASK
@@ -670,7 +673,11 @@ class Connection:
                 if self._paced(now):
                     break
                 room = (wnd_edge - nxt) & MASK
-                if room >= HALF or room == 0:
+                head = min(unsent, mss)  # Linux tcp_snd_wnd_test: the skb's first MSS fits
+                if self.eor_marks:
+                    head = self._eor_cut(nxt, head)
+                if room >= HALF or room < head:
+                    rwnd_limited = True
                     break
                 in_flight = rec.in_flight()
                 quota = cwnd_quota(rec.cwnd, in_flight)
@@ -682,7 +689,7 @@ class Connection:
                     goal = self._eor_cut(nxt, goal)
                 size = min(goal, mss * quota)
                 if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
-                    size = room if room < mss else room - room % mss
+                    size = room - room % mss
                 if (
                     size < goal
                     and not push_one
@@ -723,8 +730,20 @@ class Connection:
             and self._unsent()
         ):  # Linux tcp_check_probe_timer: nothing in flight to bring an ACK
             self._probe_at = now + self.rtt.backed_off(self.backoff)
+        if send_head:  # Linux tcp_write_xmit: the window stopped it, or no longer
+            if rwnd_limited:
+                self._chrono_start(ChronoType.RWND_LIMITED, now)
+            else:
+                self._chrono_stop(ChronoType.RWND_LIMITED, now, self._queues_empty())
         if cwnd_limited or self.snd_nxt != first_nxt:  # Linux tcp_write_xmit: sent or blocked
-            rec.cwnd_validate(cwnd_limited, self.snd_una, self.snd_max)
+            starves = rec.cwnd_validate(cwnd_limited, self.snd_una, self.snd_max)
+            if (
+                starves
+                and self.want_write
+                and not self._unsent()
+                and self.state in (S.ESTABLISHED, S.CLOSE_WAIT)
+            ):  # Linux tcp_cwnd_validate: the starvation is the send buffer's
+                self._chrono_start(ChronoType.SNDBUF_LIMITED, now)
         if frto_new and self.snd_max == rec.high_seq:  # nothing new could go: F-RTO ends
             rec.frto = False
             self._xmit_retransmit_queue(now)
@@ -935,6 +954,7 @@ class Connection:
         self.syn_fastopen = fastopen is not None
         self.syn_fastopen_exp = fastopen is not None and fastopen.experimental
         self.fo_request = fastopen is not None and not fastopen.cookie
+        self._chrono_start(ChronoType.BUSY, now)  # Linux tcp_connect_queue_skb: the SYN
         self._send_syn(now, payload=sent, fastopen=fastopen)
         start = self.snd_buf_seq  # ISS + 1: where the data begins (the same int, not a copy)
         self.snd_nxt = self.snd_max = (start + len(sent)) & MASK if sent else start
@@ -971,6 +991,8 @@ class Connection:
             if copy <= 0:  # Linux new_segment
                 if not self._memory_free(0):
                     break
+                if write_seq == nxt:  # Linux tcp_add_write_queue_tail: the first unsent skb
+                    self._chrono_start(ChronoType.BUSY, now)
                 self.skb_start = write_seq
                 self.sock.nonagle &= ~NAGLE_PUSH  # Linux tcp_skb_entail
                 copy = goal
@@ -1366,6 +1388,8 @@ class Connection:
         self._move(E.RCV_SYN_ACK)
         self._init_buffer_space()  # Linux tcp_finish_connect -> tcp_init_transfer
         self._lrcv = now  # Linux lrcvtime: a reply within ato of it is ping-pong
+        self.recovery.lsndtime = now  # Linux tcp_finish_connect: no restart on the first data
+        self._rcv_tstamp = now  # Linux tcp_ack of the SYN-ACK
         self.keepalive_changed(now)  # Linux tcp_finish_connect
         if self.total_retrans == 0:  # Karn: no sample from a retransmitted SYN
             self.rtt.sample(now - self._syn_sent_at)
@@ -1523,6 +1547,13 @@ class Connection:
         and twice the data not sent yet is below TCP_NOTSENT_LOWAT."""
         queued = len(self.snd_buf)
         return self.sock.sndbuf - queued >= queued // 2 and self._memory_free(1)
+
+    def _space_again(self, now: float) -> None:
+        """Linux sk_stream_write_space from tcp_check_space: the waiting writer has room
+        again (SOCK_NOSPACE clears), the send buffer no longer limits (tcp_chrono_stop)."""
+        self.want_write = False
+        self._chrono_stop(ChronoType.SNDBUF_LIMITED, now, self._queues_empty())
+        self.ctx.emit(Writable(self.sock))
 
     def _hold_ack(self, now: float) -> None:
         """A writer is waiting for the connection (Linux sk_write_pending): the ACK of the SYN-ACK
@@ -1854,8 +1885,7 @@ class Connection:
             self._rcv_data(seg, flags, now)
         self.output(now)
         if self.want_write and self.writable():  # Linux tcp_data_snd_check: tcp_check_space
-            self.want_write = False
-            self.ctx.emit(Writable(self.sock))
+            self._space_again(now)
 
     def _fin_acked(self, now: float) -> bool:
         """Our FIN is acknowledged; False when the connection is gone."""
@@ -1886,6 +1916,8 @@ class Connection:
             self._move(E.RCV_ACK_OF_SYN)
         if not self.tfo_child:  # a fast open child's started with it (tcp_init_transfer)
             self._init_buffer_space()
+            if self.listener is not None:  # Linux tcp_create_openreq_child makes it now
+                self._lrcv = self.recovery.lsndtime = now
         self.keepalive_changed(now)
         listener = self.listener
         if listener is None:
@@ -2075,6 +2107,9 @@ class Connection:
         rec = self.recovery
         prior_packets = rec.packets_out
         segs, fresh = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
+        if (prior_packets or syn) and self.snd_una == self.snd_max:
+            # Linux tcp_clean_rtx_queue: the retransmission queue is empty
+            self._chrono_stop(ChronoType.BUSY, now, self._queues_empty())
         # Linux pkts_acked, from tcp_clean_rtx_queue, which tcp_ack skips when nothing was in
         # the retransmission queue (no_queue: the ACK of a child's SYN-ACK)
         if rtt is not None and prior_packets:
@@ -2090,8 +2125,7 @@ class Connection:
             if not self.sock.options.buf_locks & SNDBUF_LOCK and rec.in_flight() < rec.cwnd:
                 self._sndbuf_expand()
         if self.want_write and self.writable():  # Linux sk_stream_write_space
-            self.want_write = False
-            self.ctx.emit(Writable(self.sock))
+            self._space_again(now)
         return segs + syn, fresh + syn
 
     def _oow_ack(
@@ -2400,6 +2434,22 @@ class Connection:
             self._fin_queued and self.snd_nxt == self._fin_seq
         )
 
+    def _chrono_start(self, kind: ChronoType, now: float) -> None:
+        """Linux tcp_chrono_start."""
+        chrono = self._chrono
+        if chrono is None:
+            chrono = self._chrono = Chrono()
+        chrono.start(kind, now)
+
+    def _chrono_stop(self, kind: ChronoType, now: float, queues_empty: bool) -> None:
+        """Linux tcp_chrono_stop (none started yet: nothing to stop)."""
+        if self._chrono is not None:
+            self._chrono.stop(kind, now, queues_empty)
+
+    def _queues_empty(self) -> bool:
+        """Linux tcp_rtx_and_write_queues_empty: nothing in flight, nothing to send."""
+        return self.snd_una == self.snd_max and not self._unsent()
+
     def _ack_probe(self, now: float) -> None:
         """Linux tcp_ack_probe: an ACK while probing; an open window ends the probes (their
         backoff too), a closed one times the next probe from now."""
@@ -2414,7 +2464,8 @@ class Connection:
 
     # -- introspection -----------------------------------------------------------------------------
 
-    def info(self) -> TcpInfo:
+    def info(self, now: float) -> TcpInfo:
+        """Linux tcp_get_info at ``now``."""
         options = 0
         if self.ts_ok:
             options |= TCPI_OPT_TIMESTAMPS
@@ -2435,6 +2486,8 @@ class Connection:
         unacked = pieces.packets_out
         if self.state is S.SYN_SENT:
             unacked += 1  # the SYN
+        chrono = self._chrono
+        busy, rwnd_limited, sndbuf_limited = chrono.stats_us(now) if chrono else (0, 0, 0)
         return TcpInfo(
             tcpi_state=int(self.state),
             tcpi_ca_state=int(rec.ca_state) or (CaState.LOSS if self.retransmits else 0),
@@ -2471,4 +2524,10 @@ class Connection:
             tcpi_rcv_wnd=(self.rcv_adv - self.rcv_nxt) & MASK if self.state in _SYNCHRONIZED else 0,
             tcpi_delivered=self.recovery.delivered,
             tcpi_delivered_ce=0,  # no ECN
+            tcpi_last_data_sent=since_ms(now, rec.lsndtime),
+            tcpi_last_data_recv=since_ms(now, self._lrcv),
+            tcpi_last_ack_recv=since_ms(now, self._rcv_tstamp),
+            tcpi_busy_time=busy,
+            tcpi_rwnd_limited=rwnd_limited,
+            tcpi_sndbuf_limited=sndbuf_limited,
         )

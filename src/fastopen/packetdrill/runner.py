@@ -939,7 +939,9 @@ class ScriptRunner(ABC, Generic[S, F]):
         namespace.update(info)
         code = textwrap.dedent(block.code).strip()
         try:
-            exec(compile(code, self.script.path, "exec"), namespace)
+            # followed by a blank line, as packetdrill writes it (code.c write_text): a block
+            # may end in a backslash
+            exec(compile(code + "\n\n", self.script.path, "exec"), namespace)
         except AssertionError as exc:
             detail = f": {exc}" if str(exc) else ""
             raise self.fail(f"assertion failed: {code}{detail}") from None
@@ -1250,7 +1252,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
 
     def sys_getsockopt(self, fd: Expr, level: Expr, name: Expr, value: Expr, length: Expr) -> int:
         sock = self.fd(fd).sock
-        actual = sock.getsockopt(self.value(level) or 0, self.value(name) or 0)
+        actual = sock.getsockopt(self.value(level) or 0, self.value(name) or 0, self.now)
         if isinstance(actual, int) and isinstance(value, ListExpr):
             expected = self.value(value)
             if expected is not None and expected != actual:
@@ -1603,4 +1605,4 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         sock = self.flow_socket()
         if sock is None:
             raise self.fail("a %{ }% block, but there is no socket under test")
-        return info_fields(sock.tcp_info())
+        return info_fields(sock.tcp_info(self.now))
