@@ -71,6 +71,19 @@ def seqs(segs: list[TcpSegment]) -> list[int]:
 # -- SACK recovery ---------------------------------------------------------------------------------
 
 
+def test_an_ack_below_snd_una_still_tags_its_sack_blocks() -> None:
+    """Linux tcp_ack's old_ack: a reordered ACK below SND.UNA goes on the scoreboard with what it
+    SACKs (tcp_sacktag_write_queue), for loss recovery (fast_recovery/
+    prr-ss-ack-below-snd_una-cubic.pkt: it lets PRR send 2 more MSS)."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, at(4), 0.3)
+    assert sock.tcp_info(0.3).tcpi_sacked == 0
+    ack(h, at(2), 0.31, (5, 9))  # late: acknowledges less than the ACK before it
+    info = sock.tcp_info(0.31)
+    assert (info.tcpi_sacked, info.tcpi_unacked) == (4, 6)
+
+
 def test_sack_recovery_retransmits_every_hole_at_once() -> None:
     """Three holes SACKed around: RACK marks them all lost (sent before what was delivered,
     past the RTT) and recovery sends all three on that ACK, not one per round trip."""

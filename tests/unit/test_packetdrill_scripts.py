@@ -66,6 +66,8 @@ def test_every_behaviour_has_a_script() -> None:
         "server-maxseg",
         "server-usec-ts",
         "server-paws",
+        "server-retransmit-psh-cut",
+        "server-retransmit-psh-end",
     ):
         assert behaviour in names
 

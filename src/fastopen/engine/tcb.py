@@ -204,6 +204,7 @@ class Connection:
         "ooo",
         "orphan",
         "probes_out",
+        "psh_marks",
         "pushed_at",
         "pushed_seq",
         "rcv_adv",
@@ -286,8 +287,14 @@ class Connection:
         #: first; no segment carries data from both sides of a mark (made when first used).
         self.eor_marks: list[int] | None = None
         #: Linux tp->pushed_seq: the data up to here was pushed (tcp_mark_push: a send without
-        #: MSG_MORE, or forced_push); a segment that ends beyond it goes without PSH.
+        #: MSG_MORE, or forced_push), for forced_push.
         self.pushed_seq = self.snd_buf_seq
+        #: The ends of the unsent skbs that have PSH (Linux TCPHDR_PSH in their tcp_flags, set
+        #: by tcp_mark_push), oldest first: a transmission that takes one ends it, or holds it
+        #: whole (tcp_grow_skb ORs an eaten skb's flags into the one before), and carries PSH;
+        #: the parts before it do not (tso_fragment gives PSH to the second part). Made when
+        #: first used, None when empty.
+        self.psh_marks: list[int] | None = None
         #: Where the last skb of the write queue starts (Linux tcp_write_queue_tail): a send
         #: fills it up to the size goal before it takes a new one (tcp_sendmsg_locked).
         self.skb_start = self.snd_buf_seq
@@ -637,11 +644,11 @@ class Connection:
 
     def output(self, now: float, nonagle: int | None = None, push_one: bool = False) -> None:
         """Send what the windows, Nagle and the state allow, as Linux tcp_write_xmit: new data
-        in pieces of many MSS (:mod:`.segmentation`), PSH on those that end within what was
-        pushed (tp->pushed_seq); then a FIN. ``nonagle`` is Linux's (the socket's unless a
-        MSG_MORE send corks it); ``push_one`` is tcp_push_one's: one piece, never deferred
-        for TSO. With data left and none in flight, the probe timer runs (Linux
-        __tcp_push_pending_frames, tcp_check_probe_timer)."""
+        in pieces of many MSS (:mod:`.segmentation`, PSH as :meth:`_transmit` gives it); then
+        a FIN. ``nonagle`` is Linux's (the socket's unless a MSG_MORE send corks it);
+        ``push_one`` is tcp_push_one's: one piece, never deferred for TSO. With data left and
+        none in flight, the probe timer runs (Linux __tcp_push_pending_frames,
+        tcp_check_probe_timer)."""
         st = self.state
         if st is S.SYN_SENT or st is S.CLOSED or st is S.LISTEN:
             return
@@ -707,8 +714,7 @@ class Connection:
                     else:  # Linux tcp_mss_split_point: the small tail waits
                         size -= partial
                         last = False
-                end = (nxt + size) & MASK
-                flags = ACK | PSH if seq_le(end, self.pushed_seq) else ACK
+                flags = ACK
                 if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
                     flags |= FIN
                 self._transmit(nxt, flags, bytes(buf[off : off + size]), now)
@@ -777,7 +783,8 @@ class Connection:
 
     def _retransmit(self, piece: Piece, segs: int, now: float) -> int:
         """Linux tcp_retransmit_skb: ``piece`` again, at most ``segs`` MSS of it (the piece is
-        cut there: PSH and FIN stay with the part that ends it). Returns the segments sent."""
+        cut there: PSH and FIN stay with the part that ends it; more than one segment carries
+        PSH, see :meth:`_transmit`). Returns the segments sent."""
         mss = self.snd_mss
         start = piece.start
         off = (start - self.snd_buf_seq) & MASK
@@ -796,6 +803,8 @@ class Connection:
         data = bytes(self.snd_buf[off : off + size])
         if not data:
             flags &= ~PSH
+        elif len(data) > mss:
+            flags |= PSH
         head = self.recovery.pieces.retransmitted(start, end, mss, now)
         count = head.pcount if head is not None else 1
         self.rtt.forget_timed()
@@ -900,13 +909,25 @@ class Connection:
 
     def _transmit(self, seq: int, flags: int, data: bytes, now: float) -> None:
         """New data (or a FIN) as one piece: a single segment to a TSO device, else its MSS
-        segments (PSH and FIN on the last, as GSO cuts it)."""
+        segments (PSH and FIN on the last, as GSO cuts it). The piece has PSH when it holds
+        the end of a pushed skb (:attr:`psh_marks`) or ``flags`` asks for it (a window
+        probe); on the wire also when it is more than one segment.
+
+        Linux 6.18 as measured (this machine's kernel, the real packetdrill): the skb of a
+        send has PSH at its end only (tcp_mark_push; tso_fragment and tcp_fragment give it
+        to the second part), yet every transmission of more than one segment carries PSH, a
+        retransmission too, while one of a single segment carries it only from its skb: a
+        write of 10 MSS at 2 MSS per TSO packet sends 5 packets with PSH; their
+        retransmissions, cut to one MSS, have none, except the part that ends the write."""
         end = (seq + len(data) + (1 if flags & FIN else 0)) & MASK
         mss = self.snd_mss
         rec = self.recovery
         if data:
             rec.data_sent(now)  # before it is out: CA_EVENT_TX_START after idle
-        rec.pieces.sent(seq, end, bool(flags & FIN), mss, now, bool(flags & PSH))
+        psh = self._take_push(seq, (seq + len(data)) & MASK) or bool(flags & PSH)
+        rec.pieces.sent(seq, end, bool(flags & FIN), mss, now, psh)
+        if psh or len(data) > mss:  # see _psh_on_wire
+            flags |= PSH
         if rec.ca_state is CaState.RECOVERY:
             rec.prr_out += segments(len(data), mss) or 1
         if not self.ts_ok:
@@ -954,11 +975,11 @@ class Connection:
         self.syn_fastopen = fastopen is not None
         self.syn_fastopen_exp = fastopen is not None and fastopen.experimental
         self.fo_request = fastopen is not None and not fastopen.cookie
-        self._chrono_start(ChronoType.BUSY, now)  # Linux tcp_connect_queue_skb: the SYN
         self._send_syn(now, payload=sent, fastopen=fastopen)
         start = self.snd_buf_seq  # ISS + 1: where the data begins (the same int, not a copy)
         self.snd_nxt = self.snd_max = (start + len(sent)) & MASK if sent else start
         if sent:  # the SYN data: one piece of one segment (the SYN and its data: two in tcp_ack)
+            # Linux tcp_send_syn_data: the data's skb has PSH
             self.recovery.pieces.sent(start, self.snd_nxt, False, len(sent), now)
         self._syn_sent_at = now
         self._set_rto(now)
@@ -988,6 +1009,7 @@ class Connection:
             start = self.skb_start if seq_lt(nxt, self.skb_start) else nxt
             tail = (write_seq - start) & MASK if seq_lt(nxt, write_seq) else 0
             copy = goal - tail if tail and not self._eor_at(write_seq) else 0
+            grows = copy > 0  # the data joins the last skb
             if copy <= 0:  # Linux new_segment
                 if not self._memory_free(0):
                     break
@@ -999,6 +1021,11 @@ class Connection:
             copy = min(copy, total - copied, self.sock.sndbuf - len(self.snd_buf))
             if copy <= 0:
                 break
+            marks = self.psh_marks
+            if grows and marks and marks[-1] == write_seq:  # Linux: the skb loses its PSH
+                marks.pop()
+                if not marks:
+                    self.psh_marks = None
             self.snd_buf = _appended(self.snd_buf, data[copied : copied + copy])
             copied += copy
             if copied == total or tail + copy < goal:
@@ -1007,7 +1034,7 @@ class Connection:
             # a full skb goes with PSH: measured on Linux 6.18 (google/packetdrill's
             # fastopen/server/opt34/simple3.pkt, notsent_lowat/notsent-lowat-setsockopt.pkt:
             # a full skb sent by tcp_push_one has it, before any tcp_mark_push)
-            self.pushed_seq = self.write_seq()
+            self._mark_push()
             if forced:
                 self.output(now, NAGLE_PUSH)
             elif seq_le(self.skb_start, self.snd_nxt):  # the skb is the send head
@@ -1016,11 +1043,11 @@ class Connection:
             self.want_write = True
             if not copied:
                 raise EngineError(errno.EAGAIN)
-            self.pushed_seq = self.write_seq()
+            self._mark_push()
             self.output(now, NAGLE_PUSH)
         else:  # Linux tcp_push
             if not more or self._forced_push():
-                self.pushed_seq = self.write_seq()
+                self._mark_push()
             self.output(now, NAGLE_CORK if more else None)
         self._rearm()
         return copied
@@ -1034,6 +1061,38 @@ class Connection:
         if cutoff and size > cutoff:
             size = cutoff
         return max(size // mss * mss, mss)
+
+    def _mark_push(self) -> None:
+        """Linux tcp_mark_push: the last skb has PSH, pushed_seq is the end of the data."""
+        end = (self.snd_buf_seq + len(self.snd_buf)) & MASK
+        self.pushed_seq = end
+        self._add_mark(end)
+
+    def _add_mark(self, end: int) -> None:
+        """The unsent skb that ends at ``end`` has PSH (:attr:`psh_marks`)."""
+        marks = self.psh_marks
+        if marks is None:
+            self.psh_marks = [end]
+            return
+        i = len(marks)
+        while i and seq_lt(end, marks[i - 1]):
+            i -= 1
+        if not i or marks[i - 1] != end:
+            marks.insert(i, end)
+
+    def _take_push(self, nxt: int, end: int) -> bool:
+        """A transmission of the unsent ``[nxt, end)``: whether it carries PSH (it holds the
+        end of a pushed skb); the marks it took are gone."""
+        marks = self.psh_marks
+        if not marks:
+            return False
+        push = False
+        while marks and seq_le(marks[0], end):
+            push = push or seq_lt(nxt, marks[0])
+            marks.pop(0)
+        if not marks:
+            self.psh_marks = None
+        return push
 
     def _forced_push(self) -> bool:
         """Linux forced_push: more than half the largest window was queued since the last
@@ -1872,6 +1931,10 @@ class Connection:
             fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
             if fin_acked and not self._fin_acked(now):
                 return
+        elif self.sack_ok and seg.sack_blocks:
+            # Linux tcp_ack, old_ack: an ACK below SND.UNA (reordered) still tags what it SACKs,
+            # for loss recovery (tcp_sacktag_write_queue, tcp_fastretrans_alert)
+            self._ack(seg.sack_blocks, self.snd_una, False, now, None)
         if plen or flags & FIN:
             if (
                 flags & FIN
@@ -2056,8 +2119,7 @@ class Connection:
         room = (self.snd_una + self.snd_wnd - self.snd_nxt) & MASK
         if unsent > 0 and room < HALF and room >= min(unsent, mss):
             size = min(unsent, mss)
-            end = (self.snd_nxt + size) & MASK
-            flags = ACK | PSH if seq_le(end, self.pushed_seq) else ACK
+            flags = ACK
             if size == unsent and self._fin_queued:
                 flags |= FIN
             self._transmit(self.snd_nxt, flags, bytes(self.snd_buf[off : off + size]), now)
@@ -2107,7 +2169,7 @@ class Connection:
         rec = self.recovery
         prior_packets = rec.packets_out
         segs, fresh = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
-        if (prior_packets or syn) and self.snd_una == self.snd_max:
+        if prior_packets and self.snd_una == self.snd_max:
             # Linux tcp_clean_rtx_queue: the retransmission queue is empty
             self._chrono_stop(ChronoType.BUSY, now, self._queues_empty())
         # Linux pkts_acked, from tcp_clean_rtx_queue, which tcp_ack skips when nothing was in
@@ -2413,6 +2475,10 @@ class Connection:
             end = (nxt + size) & MASK
             if seq_lt(self.pushed_seq, end):
                 self.pushed_seq = end
+            if size < unsent and not self.psh_marks:
+                # Linux tcp_write_wakeup: PSH on the skb before tcp_fragment, which gives it to
+                # the rest too (there, the end of what is queued: the engine has no skb edges)
+                self._add_mark((self.snd_buf_seq + len(self.snd_buf)) & MASK)
             flags = ACK | PSH
             if size == unsent and self._fin_queued:
                 flags |= FIN
