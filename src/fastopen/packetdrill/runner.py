@@ -39,7 +39,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState
@@ -1358,16 +1358,15 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         unspec = isinstance(addr, Name) and addr.name == "AF_UNSPEC"
         total, bits = self.value(length) or 0, self.value(flags) or 0
         if is_null(buf) and total:
-            return self.null_send(self.fd(fd), bits)
+            target = AF_UNSPEC_ADDRESS if unspec else (str(self.remote), self.config.connect_port)
+            self.null_send(self.fd(fd), bits, target)
         return self.send_to(self.fd(fd), total, bits, unspec)
 
-    def null_send(self, entry: Fd, flags: int) -> int:
-        """A send from a NULL buffer: what the socket's state says first (Linux checks it before
-        copying: EPIPE, EAGAIN...), else EFAULT with nothing queued (tcp_sendmsg_locked)."""
-        if flags & K.MSG_FASTOPEN or entry.sock.defer_connect:
-            raise self.fail("a NULL buffer for a Fast Open send is not supported")
-        entry.sock.sendto(b"", flags, None, self.now)
-        raise EngineError(errno_mod.EFAULT)
+    def null_send(self, entry: Fd, flags: int, addr: tuple[str, int] | None = None) -> NoReturn:
+        """A send from a NULL buffer (EngineSocket.send_unreadable): EFAULT, or what the socket's
+        state says first; a Fast Open one sends its SYN (with a cookie request) and gives
+        EINPROGRESS."""
+        entry.sock.send_unreadable(flags, addr, self.now)
 
     def null_recv(self, entry: Fd, flags: int) -> int | Callable[[], int | None]:
         """A recv into a NULL buffer: EFAULT when there is data to copy (tcp_recvmsg_locked,
@@ -1404,7 +1403,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         total = self.value(length) or 0
         bits = self.value(flags) or 0
         if is_null(buf) and total:
-            return self.null_send(entry, bits)
+            self.null_send(entry, bits)
 
         def first() -> int:
             return entry.sock.sendto(bytes(total), bits, None, self.now)
