@@ -359,6 +359,31 @@ def test_shell_commands_map_onto_the_host() -> None:
     assert shell.run("sysctl -q net.ipv4.tcp_ecn=3") == "sysctl -q net.ipv4.tcp_ecn=3"
 
 
+def test_device_offloads_and_root_qdisc_map_onto_the_host() -> None:
+    """ethtool -K tun0 tso/gso on|off is the engine's device (Settings.tso, Settings.gso);
+    tc qdisc fq on tun0's root paces (Settings.pacing), deleting it goes back to the default
+    that does not; other devices, features, qdiscs or parameters fail."""
+    host = Host(["192.168.0.1"], tso=True)
+    shell = ShellCommands(EngineStack(host))
+    assert shell.run("ethtool -K tun0 tso off gso off") is None
+    assert (host.settings.tso, host.settings.gso) == (False, False)
+    assert shell.run("ethtool -K tun0 gso on") is None
+    assert (host.settings.tso, host.settings.gso) == (False, True)
+    assert shell.run("tc qdisc replace dev tun0 root fq") is None
+    assert host.settings.pacing is True
+    assert shell.run("tc qdisc delete dev tun0 root 2>/dev/null") is None
+    assert host.settings.pacing is False
+    for refused in (
+        "ethtool -K eth0 tso off",
+        "ethtool -K tun0 lro off",
+        "ethtool -K tun0 tso",
+        "tc qdisc add dev tun0 root pfifo limit 0",
+        "tc qdisc replace dev tun0 root fq maxrate 1mbit",
+        "tc qdisc add dev eth0 root fq",
+    ):
+        assert shell.run(refused) == refused
+
+
 def test_congestion_control_sysctls_and_socket_option() -> None:
     """tcp_congestion_control takes the engine's algorithms only (Linux: ENOENT for another),
     tcp_slow_start_after_idle is a flag (defaults.sh: cubic, 0); TCP_CONGESTION as a string."""

@@ -896,6 +896,10 @@ class Connection:
         return size
 
     def _tso_segs(self) -> int:
+        """Linux tcp_tso_segs: segments per TSO (or GSO) packet; one without either."""
+        settings = self.ctx.settings
+        if not (settings.tso or settings.gso):
+            return 1
         rec = self.recovery
         return tso_segs(
             self.snd_mss,
@@ -1054,8 +1058,12 @@ class Connection:
 
     def _size_goal(self) -> int:
         """Linux tcp_xmit_size_goal: how much data an skb takes, whole MSS, at least one: the
-        device's GSO maximum within half the peer's largest window (tcp_bound_to_half_wnd)."""
+        device's GSO maximum within half the peer's largest window (tcp_bound_to_half_wnd); one
+        MSS when the device has neither TSO nor GSO (sk_can_gso)."""
         mss = self.snd_mss
+        settings = self.ctx.settings
+        if not (settings.tso or settings.gso):
+            return mss
         size = GSO_MAX_SIZE
         cutoff = self.max_window >> 1 if self.max_window > MSS_DEFAULT else self.max_window
         if cutoff and size > cutoff:

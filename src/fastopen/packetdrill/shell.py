@@ -2,11 +2,13 @@
 
 Scripts configure the stack with ``sysctl``, packetdrill's ``defaults.sh`` (google/packetdrill's
 ``gtests/net/common/defaults.sh`` or the Linux selftests' own) and ``set_sysctls.py``,
-``ip tcp_metrics flush``, and ``ip route add|change|replace PREFIX dev DEV [features
-tcp_usec_ts]`` (the route feature of microsecond TS values, Linux 6.7+). A :class:`Stack`
-applies them: :class:`EngineStack` maps each onto a :class:`~fastopen.engine.Host` attribute,
-the kernel backend writes the namespace's real sysctls and routes. Anything a stack does not
-know fails, so that a script never runs under settings it did not get.
+``ip tcp_metrics flush``, ``ip route add|change|replace PREFIX dev DEV [features
+tcp_usec_ts]`` (the route feature of microsecond TS values, Linux 6.7+), the device's offloads
+(``ethtool -K tun0 tso off gso off``) and its root qdisc (``tc qdisc replace dev tun0 root fq``,
+``tc qdisc delete dev tun0 root``). A :class:`Stack` applies them: :class:`EngineStack` maps
+each onto a :class:`~fastopen.engine.Host` attribute, the kernel backend writes the namespace's
+real sysctls, routes, offloads and qdisc. Anything a stack does not know fails, so that a script
+never runs under settings it did not get.
 """
 
 from __future__ import annotations
@@ -113,6 +115,13 @@ _REDIRECTIONS = (">", "&>", "2>", "1>")
 #: The route features the stacks know (``ip route ... features NAME``), with their RTAX_FEATURE_*
 #: bits.
 ROUTE_FEATURES = {"tcp_usec_ts": 0x10}
+#: The script's device (packetdrill's TUN device).
+DEVICE = "tun0"
+#: The offloads ``ethtool -K`` may set on it.
+OFFLOADS = frozenset({"tso", "gso"})
+#: The root qdiscs ``tc qdisc add|replace dev tun0 root NAME`` may install, without parameters:
+#: fq paces (Linux's EDT pacing); pfifo_fast, the default, does not.
+QDISCS = frozenset({"fq", "pfifo_fast"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +161,33 @@ def parse_route(words: list[str]) -> Route | None:
     return Route(words[0], network, words[3], features)
 
 
+def parse_offloads(words: list[str]) -> dict[str, bool] | None:
+    """The words after ``ethtool -K``: ``tun0`` and NAME on|off pairs of :data:`OFFLOADS`; None
+    for anything else."""
+    if len(words) < 3 or len(words) % 2 == 0 or words[0] != DEVICE:
+        return None
+    features: dict[str, bool] = {}
+    for name, value in zip(words[1::2], words[2::2], strict=True):
+        if name not in OFFLOADS or value not in ("on", "off"):
+            return None
+        features[name] = value == "on"
+    return features
+
+
+def parse_qdisc(words: list[str]) -> str | None:
+    """The words after ``tc qdisc``: the root qdisc of tun0 they install (``add|replace dev
+    tun0 root NAME``, a name of :data:`QDISCS`), or ``pfifo_fast`` for ``delete dev tun0
+    root`` (the device's default again); None for anything else (a child qdisc, parameters:
+    pfifo limit 0 drops every packet, which the engine's device does not model)."""
+    if words[1:4] != ["dev", DEVICE, "root"]:
+        return None
+    if words[0] == "delete" and len(words) == 4:
+        return "pfifo_fast"
+    if words[0] in ("add", "replace") and len(words) == 5 and words[4] in QDISCS:
+        return words[4]
+    return None
+
+
 class Stack(Protocol):
     """What the shell commands act on."""
 
@@ -169,6 +205,15 @@ class Stack(Protocol):
 
     def route(self, route: Route) -> bool:
         """Set the route (its features); False when refused."""
+        ...
+
+    def offload(self, features: dict[str, bool]) -> bool:
+        """Turn the device's offloads on or off (``ethtool -K tun0 ...``); False when refused."""
+        ...
+
+    def qdisc(self, name: str) -> bool:
+        """Make ``name`` the device's root qdisc (``pfifo_fast``: the default); False when
+        refused."""
         ...
 
 
@@ -203,6 +248,21 @@ class EngineStack:
         settings = self.host.settings
         others = tuple(n for n in settings.usec_ts_routes if n != route.network)
         settings.usec_ts_routes = (*others, route.network) if route.usec_ts else others
+        return True
+
+    def offload(self, features: dict[str, bool]) -> bool:
+        """The engine's device: TSO (``Settings.tso``: packets of many MSS go whole, else in
+        MSS segments) and GSO (``Settings.gso``: without it nor TSO, every skb is one MSS)."""
+        settings = self.host.settings
+        settings.tso = features.get("tso", settings.tso)
+        settings.gso = features.get("gso", settings.gso)
+        return True
+
+    def qdisc(self, name: str) -> bool:
+        """fq paces the engine's transmissions (``Settings.pacing``, Linux's EDT pacing);
+        pfifo_fast does not (nor does Linux without fq: its internal pacing is for the
+        congestion controls that ask, which the engine's reno and cubic do not)."""
+        self.host.settings.pacing = name == "fq"
         return True
 
 
@@ -304,6 +364,12 @@ class ShellCommands:
         if words[:2] == ["ip", "route"]:
             route = parse_route(words[2:])
             return route is not None and self.stack.route(route)
+        if program.endswith("ethtool") and words[1:2] == ["-K"]:
+            features = parse_offloads(words[2:])
+            return features is not None and self.stack.offload(features)
+        if program.endswith("tc") and words[1:2] == ["qdisc"]:
+            qdisc = parse_qdisc(words[2:])
+            return qdisc is not None and self.stack.qdisc(qdisc)
         if program == "nstat" and all(w in ("-a", "-n", "-s", "-z") for w in words[1:]):
             self.nstat(words[1:])
             return True
