@@ -24,7 +24,7 @@ from fastopen.packetdrill import (
     run_file,
 )
 from fastopen.packetdrill.run import run_script
-from fastopen.packetdrill.shell import EngineStack, ShellCommands
+from fastopen.packetdrill.shell import EngineStack, ScriptFiles, ShellCommands
 
 HERE = Path(__file__).resolve().parent.parent / "packetdrill"
 TEAM = sorted(HERE.glob("*.pkt"))
@@ -243,8 +243,8 @@ def test_unknown_shell_command_and_sysctl() -> None:
 
 
 def test_unsupported_syscall_is_a_syntax_level_error() -> None:
-    err = fails("   +0 sendfile(3, 4, ..., 10) = 10\n")
-    assert "unsupported system call sendfile()" in str(err)
+    err = fails("   +0 splice(3, NULL, 4, NULL, 10, 0) = 10\n")
+    assert "unsupported system call splice()" in str(err)
     with pytest.raises(ScriptSyntaxError):
         parse_script("+0 > S 0:0(0) <mss>", "x.pkt")
 
@@ -382,6 +382,54 @@ def test_device_offloads_and_root_qdisc_map_onto_the_host() -> None:
         "tc qdisc add dev eth0 root fq",
     ):
         assert shell.run(refused) == refused
+
+
+def test_script_files_live_in_memory_and_only_in_tmp() -> None:
+    """rm -f and dd of=/dev/zero make and remove a script's files, in memory (ScriptFiles:
+    nothing on the machine's file system); other paths, operands or sources fail."""
+    files = ScriptFiles()
+    shell = ShellCommands(EngineStack(Host(["192.168.0.1"])), files)
+    assert (
+        shell.run(
+            "/bin/rm -f /tmp/testfile\n"
+            "/bin/dd bs=1 count=5 if=/dev/zero of=/tmp/testfile status=none"
+        )
+        is None
+    )
+    assert files.data == {"/tmp/testfile": bytes(5)}
+    assert shell.run("rm -f /tmp/testfile /tmp/other") is None
+    assert files.data == {}
+    for refused in (
+        "rm -f /etc/passwd",
+        "rm -rf /tmp/x",
+        "rm /tmp/x",
+        "rm -f /tmp/../etc/x",
+        "dd bs=1 count=5 if=/dev/urandom of=/tmp/x",
+        "dd bs=1 count=5 if=/dev/zero of=/var/tmp/x",
+        "dd bs=1 count=5 if=/dev/zero of=/tmp/x conv=notrunc",
+    ):
+        assert shell.run(refused) == refused
+    assert files.data == {}
+    # without a script's files (a bare shell), rm and dd are unknown commands
+    assert ShellCommands(EngineStack(Host(["192.168.0.1"]))).run("rm -f /tmp/x") == "rm -f /tmp/x"
+
+
+def test_open_and_sendfile_send_a_scripts_file() -> None:
+    """open() of a file the script made and sendfile() of it, as a write of its bytes
+    (sendfile/sendfile-simple.pkt); ENOENT for a file it did not make."""
+    body = (
+        "   +0 `dd bs=1 count=5 if=/dev/zero of=/tmp/pda-file status=none`\n"
+        "   +0 < S 0:0(0) win 65535 <mss 1460>\n"
+        "   +0 > S. 0:0(0) ack 1 <mss 1460>\n"
+        "   +0 < . 1:1(0) ack 1 win 65535\n"
+        "   +0 accept(3, ..., ...) = 4\n"
+        '   +0 open("/tmp/pda-file", O_RDONLY) = 5\n'
+        "   +0 sendfile(4, 5, [0], 5) = 5\n"
+        "   +0 > P. 1:6(5) ack 1\n"
+    )
+    run_script(parse_script(SERVER_HEAD + body, "sendfile.pkt"))
+    missing = fails('   +0 open("/tmp/pda-none", O_RDONLY) = 5\n')
+    assert "expected result 5 but got -1 ENOENT" in str(missing)
 
 
 def test_congestion_control_sysctls_and_socket_option() -> None:

@@ -282,7 +282,7 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
         """Run the commands; the time they take is not script time (the clock stops)."""
         began = time.monotonic()
         try:
-            return ShellCommands(KernelStack(self.ns), sh_defaults=True).run(command)
+            return ShellCommands(KernelStack(self.ns), self.files, sh_defaults=True).run(command)
         finally:
             self.t0 += time.monotonic() - began
 

@@ -87,7 +87,7 @@ from fastopen.packetdrill.script import (
     Syscall,
     TimeKind,
 )
-from fastopen.packetdrill.shell import SYSCTLS, EngineStack, ShellCommands
+from fastopen.packetdrill.shell import SYSCTLS, EngineStack, ScriptFiles, ShellCommands
 from fastopen.wire import Flags, Sack, TcpOption, TcpSegment, Timestamps, emit_options
 
 MASK = 0xFFFFFFFF
@@ -148,6 +148,7 @@ SYMBOLS: dict[str, int] = {
     "MSG_DONTWAIT": socket_mod.MSG_DONTWAIT,
     "F_GETFL": 3,
     "F_SETFL": 4,
+    "O_RDONLY": os.O_RDONLY,
     "O_RDWR": os.O_RDWR,
     "O_NONBLOCK": os.O_NONBLOCK,
     "SHUT_RD": socket_mod.SHUT_RD,
@@ -357,6 +358,8 @@ class ScriptRunner(ABC, Generic[S, F]):
             raise ScriptSyntaxError(script.path, 0, "local and remote address families differ")
         self.last_time = 0.0
         self.fds: dict[int, F] = {}
+        #: The files the script's commands made, for open() and sendfile().
+        self.files = ScriptFiles()
         self.flow: Flow[S] | None = None
         self.next_remote_port = FIRST_REMOTE_PORT
         self.event: Event | None = None
@@ -481,8 +484,10 @@ class ScriptRunner(ABC, Generic[S, F]):
         known = ", ".join(name.rsplit(".", 1)[1] for name in SYSCTLS)
         return (
             f"the runner knows the sysctls {known}, defaults.sh, set_sysctls.py, "
-            "'ip tcp_metrics flush' and 'ip route add|change|replace PREFIX dev DEV "
-            "[features tcp_usec_ts]'"
+            "'ip tcp_metrics flush', 'ip route add|change|replace PREFIX dev DEV "
+            "[features tcp_usec_ts]', 'ethtool -K tun0 tso|gso on|off', 'tc qdisc "
+            "add|replace dev tun0 root fq|pfifo_fast', 'tc qdisc delete dev tun0 root', "
+            "'rm -f /tmp/NAME' and 'dd bs=N count=M if=/dev/zero of=/tmp/NAME'"
         )
 
     # -- inbound packets ---------------------------------------------------------------------------
@@ -972,6 +977,14 @@ class Fd:
 
 
 @dataclass(slots=True)
+class File:
+    """A descriptor of one of the script's files (open()), read from ``offset``."""
+
+    data: bytes
+    offset: int = 0
+
+
+@dataclass(slots=True)
 class Epoll:
     """An epoll descriptor: what it watches, by descriptor number."""
 
@@ -1024,7 +1037,7 @@ def info_fields(info: TcpInfo) -> dict[str, int]:
     return {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
 
 
-class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
+class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | File]):
     """One run of one script against a fresh engine Host, in virtual time."""
 
     def __init__(self, script: Script, config: Config) -> None:
@@ -1117,7 +1130,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
         self.collect()
 
     def shell(self, command: str) -> str | None:
-        return ShellCommands(EngineStack(self.host)).run(command)
+        return ShellCommands(EngineStack(self.host), self.files).run(command)
 
     # -- packets -----------------------------------------------------------------------------------
 
@@ -1413,6 +1426,40 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
     def sys_write(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
         return self.sys_send(fd, buf, length, 0)
 
+    def sys_open(self, path: Expr, flags: Expr, mode: Expr = ELLIPSIS) -> int:
+        """open() of a file the script made (ScriptFiles), read-only: ENOENT for another."""
+        if not isinstance(path, Quoted):
+            raise self.fail("open() needs a path in quotes")
+        if (self.value(flags) or 0) & os.O_ACCMODE != os.O_RDONLY:
+            raise self.fail("open() of a script's file is read-only (O_RDONLY)")
+        data = self.files.data.get(path.data.decode(errors="replace"))
+        if data is None:
+            raise EngineError(errno_mod.ENOENT)
+        return self.new_fd(File(data), self.expected_result())
+
+    def sys_sendfile(
+        self, out_fd: Expr, in_fd: Expr, offset: Expr, count: Expr
+    ) -> int | Callable[[], int | None]:
+        """sendfile(): ``count`` bytes of the file from ``[offset]`` (its own offset for NULL,
+        which moves) written to the socket as a write() of them (Linux splices the pages into
+        tcp_sendmsg_locked). The script's files hold zeros (``dd if=/dev/zero``), as the
+        payloads packetdrill expects."""
+        entry = self.fd(out_fd)
+        number = self.value(in_fd)
+        source = self.fds.get(number) if number is not None else None
+        if not isinstance(source, File):
+            raise EngineError(errno_mod.EBADF)
+        start = source.offset if is_null(offset) else self.value(offset) or 0
+        total = len(source.data[start : start + (self.value(count) or 0)])
+
+        def first() -> int:
+            return entry.sock.sendto(bytes(total), 0, None, self.now)
+
+        result = self.send_all(entry, total, first, 0)
+        if is_null(offset) and isinstance(result, int):
+            source.offset += result
+        return result
+
     def sys_recv(
         self, fd: Expr, buf: Expr, length: Expr, flags: Expr
     ) -> int | Callable[[], int | None]:
@@ -1484,6 +1531,9 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll]):
             return select.POLLNVAL
         if isinstance(entry, Epoll):
             return 0  # nothing the scripts wait for
+        if isinstance(entry, File):  # Linux DEFAULT_POLLMASK: a regular file is always ready
+            ready = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
+            return ready & events
         return entry.sock.poll() & (events | select.POLLERR | select.POLLHUP)
 
     def sys_poll(self, fds: Expr, nfds: Expr, timeout: Expr) -> int | Waiting:

@@ -5,7 +5,9 @@ Scripts configure the stack with ``sysctl``, packetdrill's ``defaults.sh`` (goog
 ``ip tcp_metrics flush``, ``ip route add|change|replace PREFIX dev DEV [features
 tcp_usec_ts]`` (the route feature of microsecond TS values, Linux 6.7+), the device's offloads
 (``ethtool -K tun0 tso off gso off``) and its root qdisc (``tc qdisc replace dev tun0 root fq``,
-``tc qdisc delete dev tun0 root``). A :class:`Stack` applies them: :class:`EngineStack` maps
+``tc qdisc delete dev tun0 root``); and make the files a script sends (``rm -f /tmp/NAME``, ``dd
+bs=N count=M if=/dev/zero of=/tmp/NAME``), which live in :class:`ScriptFiles`, in memory: no
+file outside the run is touched. A :class:`Stack` applies the rest: :class:`EngineStack` maps
 each onto a :class:`~fastopen.engine.Host` attribute, the kernel backend writes the namespace's
 real sysctls, routes, offloads and qdisc. Anything a stack does not know fails, so that a script
 never runs under settings it did not get.
@@ -161,6 +163,49 @@ def parse_route(words: list[str]) -> Route | None:
     return Route(words[0], network, words[3], features)
 
 
+#: Where a script's files may be (``/tmp/NAME``, a plain name).
+FILES_DIR = "/tmp/"
+
+
+class ScriptFiles:
+    """The files a script made (``dd``) and removed (``rm -f``), by path, kept in memory for
+    its ``open()`` and ``sendfile()``: a run never touches the machine's file system."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    @staticmethod
+    def allowed(path: str) -> bool:
+        """A path a script may use: a plain name in /tmp."""
+        name = path.removeprefix(FILES_DIR)
+        return path.startswith(FILES_DIR) and name not in ("", ".", "..") and "/" not in name
+
+    def rm(self, args: list[str]) -> bool:
+        """``rm -f PATH...``: the files are gone (none there is no error, as with -f)."""
+        if args[:1] != ["-f"] or len(args) < 2 or not all(map(self.allowed, args[1:])):
+            return False
+        for path in args[1:]:
+            self.data.pop(path, None)
+        return True
+
+    def dd(self, args: list[str]) -> bool:
+        """``dd bs=N count=M if=/dev/zero of=PATH [status=none]``: PATH holds N*M zeros."""
+        operands = dict(arg.partition("=")[::2] for arg in args)
+        if len(operands) != len(args) or not {"bs", "count", "if", "of"} <= operands.keys():
+            return False
+        if not operands.keys() <= {"bs", "count", "if", "of", "status"}:
+            return False
+        if operands["if"] != "/dev/zero" or operands.get("status", "none") != "none":
+            return False
+        size, count, path = operands["bs"], operands["count"], operands["of"]
+        if not (size.isdigit() and count.isdigit() and self.allowed(path)):
+            return False
+        self.data[path] = bytes(int(size) * int(count))
+        return True
+
+
 def parse_offloads(words: list[str]) -> dict[str, bool] | None:
     """The words after ``ethtool -K``: ``tun0`` and NAME on|off pairs of :data:`OFFLOADS`; None
     for anything else."""
@@ -281,8 +326,12 @@ class ShellCommands:
     runs as /bin/sh runs it: a sysctl the kernel refuses is a warning (this machine allows no
     cubic in a namespace); the engine must know every one."""
 
-    def __init__(self, stack: Stack, *, sh_defaults: bool = False) -> None:
+    def __init__(
+        self, stack: Stack, files: ScriptFiles | None = None, *, sh_defaults: bool = False
+    ) -> None:
         self.stack = stack
+        #: The script's files (``rm``, ``dd``): without them, those commands are unknown.
+        self.files = files
         self.sh_defaults = sh_defaults
         #: nstat's history: the counters as the last ``nstat`` saw them.
         self.nstat_seen: dict[str, int] = {}
@@ -370,6 +419,10 @@ class ShellCommands:
         if program.endswith("tc") and words[1:2] == ["qdisc"]:
             qdisc = parse_qdisc(words[2:])
             return qdisc is not None and self.stack.qdisc(qdisc)
+        if self.files is not None and program in ("rm", "/bin/rm"):
+            return self.files.rm(words[1:])
+        if self.files is not None and program in ("dd", "/bin/dd"):
+            return self.files.dd(words[1:])
         if program == "nstat" and all(w in ("-a", "-n", "-s", "-z") for w in words[1:]):
             self.nstat(words[1:])
             return True
