@@ -202,7 +202,8 @@ def test_hystart_ends_slow_start_on_a_delay_increase_before_any_loss() -> None:
         bulk.run(0.7)
         counters = bulk.client_host.counters
         assert counters["TCPHystartDelayDetect"] == int(detected)
-        assert bulk.link.stats.dropped == 0 and bulk.sock.tcp_info().tcpi_total_retrans == 0
+        retrans = bulk.sock.tcp_info(bulk.link.now).tcpi_total_retrans
+        assert bulk.link.stats.dropped == 0 and retrans == 0
         if detected:
             assert rec.ssthresh == counters["TCPHystartDelayCwnd"] < rec.cwnd < 2 * rec.ssthresh
         else:
@@ -217,7 +218,7 @@ def test_no_growth_while_the_application_limits_the_sender(cc: str) -> None:
     for _ in range(20):
         bulk.run(bulk.link.now + 2 * DELAY)
         bulk.pump()
-    info = bulk.sock.tcp_info()
+    info = bulk.sock.tcp_info(bulk.link.now)
     assert info.tcpi_delivered > 30
     assert info.tcpi_snd_cwnd == INIT_CWND
 
@@ -345,7 +346,7 @@ def test_the_tfo_report_of_an_engine_socket_shows_its_window() -> None:
     bulk = Bulk("cubic", drop=200)
     bulk.run(1.0)
     rec = bulk.recovery
-    rep = report(bulk.sock, Attempt(Side.CLIENT, attempted=False))
+    rep = report(bulk.sock, Attempt(Side.CLIENT, attempted=False), bulk.link.now)
     assert rep.stack == "userspace"
     assert (rep.cwnd, rep.ssthresh) == (rec.cwnd, rec.ssthresh) and rec.ssthresh < rec.cwnd
 

@@ -104,7 +104,7 @@ def test_a_tiny_mss_is_floored_at_tcp_min_snd_mss(timestamps: bool, mss: int) ->
     third = TcpSegment(PORT, 80, PEER_ISN + 1, synack.seq + 1, A, 65535, ts)
     h.receive_segment(CLIENT, SERVER, third, 0.01)
     child, _ = listener.accept(0.01)
-    assert child.tcp_info().tcpi_snd_mss == mss
+    assert child.tcp_info(0.01).tcpi_snd_mss == mss
     child.send(b"x" * 1000, 0.02)
     sent = out(h)
     assert {len(s.payload) for s in sent} == {mss} and len(sent) >= 10  # the initial window
@@ -116,7 +116,7 @@ def test_a_tiny_mss_is_floored_at_tcp_min_snd_mss(timestamps: bool, mss: int) ->
     for _ in range(3):  # duplicate ACKs: a fast retransmission, no division by the MSS
         dup = TcpSegment(PORT, 80, PEER_ISN + 1, synack.seq + 1, A, 65535, ts)
         h.receive_segment(CLIENT, SERVER, dup, t + 0.01)
-    assert child.tcp_info().tcpi_snd_cwnd >= 1
+    assert child.tcp_info(t + 0.01).tcpi_snd_cwnd >= 1
 
 
 # -- SYN queue, request sockets, SYN cookies --------------------------------------------------
@@ -166,7 +166,7 @@ def test_the_ack_of_a_request_makes_the_connection() -> None:
     h.receive_segment(CLIENT, SERVER, data, 0.05)
     child, _ = listener.accept(0.05)
     assert child.recv(10, 0.05) == b"hello" and listener.listen_queue.syn_qlen == 0
-    assert child.tcp_info().tcpi_rtt == 50000  # the SYN-ACK was timed
+    assert child.tcp_info(0.05).tcpi_rtt == 50000  # the SYN-ACK was timed
 
 
 def full_queue(backlog: int = 4, **kw: object) -> tuple[Host, EngineSocket]:
@@ -194,7 +194,7 @@ def test_a_full_syn_queue_answers_with_a_syn_cookie_and_no_fast_open() -> None:
     h.receive_segment(CLIENT, SERVER, ack, 1.1)
     child, peer = listener.accept(1.1)
     assert peer == (str(CLIENT), PORT) and child.recv(10, 1.1) == b"GET"
-    assert child.tcp_info().tcpi_snd_mss == 1300 and h.counters["SyncookiesRecv"] == 1
+    assert child.tcp_info(1.1).tcpi_snd_mss == 1300 and h.counters["SyncookiesRecv"] == 1
 
 
 def test_a_syn_cookie_keeps_wscale_and_sack_in_the_timestamp() -> None:
@@ -210,7 +210,7 @@ def test_a_syn_cookie_keeps_wscale_and_sack_in_the_timestamp() -> None:
         CLIENT, SERVER, TcpSegment(PORT, 80, PEER_ISN + 1, synack.seq + 1, A, 100, echo), 2.1
     )
     child, _ = listener.accept(2.1)
-    info = child.tcp_info()
+    info = child.tcp_info(2.1)
     assert (info.tcpi_snd_wscale, info.tcpi_rcv_wscale) == (9, 7)
     assert info.tcpi_snd_wnd == 100 << 9 and info.tcpi_snd_mss == 1460 - 12
 

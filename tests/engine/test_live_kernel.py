@@ -179,7 +179,7 @@ def kernel_client_exchange(
         run(host, fd, lambda: bool(listener.accept_queue))
         child, peer = listener.accept(time.monotonic())
         assert peer[0] == KERNEL
-        tfo_child = bool(child.tcp_info().tcpi_options & TCPI_OPT_TFO_CHILD)
+        tfo_child = bool(child.tcp_info(time.monotonic()).tcpi_options & TCPI_OPT_TFO_CHILD)
         assert engine_read(host, fd, child, len(request)) == request
         child.send(b"answer " + request, time.monotonic())
         child.close(time.monotonic())

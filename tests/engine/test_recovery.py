@@ -71,6 +71,19 @@ def seqs(segs: list[TcpSegment]) -> list[int]:
 # -- SACK recovery ---------------------------------------------------------------------------------
 
 
+def test_an_ack_below_snd_una_still_tags_its_sack_blocks() -> None:
+    """Linux tcp_ack's old_ack: a reordered ACK below SND.UNA goes on the scoreboard with what it
+    SACKs (tcp_sacktag_write_queue), for loss recovery (fast_recovery/
+    prr-ss-ack-below-snd_una-cubic.pkt: it lets PRR send 2 more MSS)."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, at(4), 0.3)
+    assert sock.tcp_info(0.3).tcpi_sacked == 0
+    ack(h, at(2), 0.31, (5, 9))  # late: acknowledges less than the ACK before it
+    info = sock.tcp_info(0.31)
+    assert (info.tcpi_sacked, info.tcpi_unacked) == (4, 6)
+
+
 def test_sack_recovery_retransmits_every_hole_at_once() -> None:
     """Three holes SACKed around: RACK marks them all lost (sent before what was delivered,
     past the RTT) and recovery sends all three on that ACK, not one per round trip."""
@@ -78,11 +91,11 @@ def test_sack_recovery_retransmits_every_hole_at_once() -> None:
     assert seqs(sent(h, sock, 10, 0.2)) == list(range(10))
     ack(h, DATA, 0.3, (1, 3), (4, 6), (7, 10))
     assert seqs(out(h)) == [0, 3, 6]
-    info = sock.tcp_info()
+    info = sock.tcp_info(0.3)
     assert (info.tcpi_ca_state, info.tcpi_sacked, info.tcpi_lost, info.tcpi_retrans) == (3, 7, 3, 3)
     assert h.counters["TCPSackRecovery"] == 1 and h.counters["TCPFastRetrans"] == 3
     ack(h, at(10), 0.4)
-    info = sock.tcp_info()
+    info = sock.tcp_info(0.4)
     assert (info.tcpi_ca_state, info.tcpi_unacked, info.tcpi_lost, info.tcpi_retrans) == (0,) * 4
     assert info.tcpi_snd_ssthresh == 5 and info.tcpi_snd_cwnd < 10  # Reno: half of 10
 
@@ -94,7 +107,7 @@ def test_prr_sends_in_proportion_to_what_is_delivered() -> None:
     sent(h, sock, 10, 0.2)
     ack(h, DATA, 0.3, (1, 4))  # three SACKed: segment 0 lost, its retransmission at once
     assert seqs(out(h)) == [0]
-    assert sock.tcp_info().tcpi_snd_cwnd == 8  # in flight 6 + ceil(5 * 3 / 10) = 2
+    assert sock.tcp_info(0.3).tcpi_snd_cwnd == 8  # in flight 6 + ceil(5 * 3 / 10) = 2
     sock.send(b"n" * (10 * MSS), 0.3)
     assert seqs(out(h)) == [10]
     ack(h, DATA, 0.31, (1, 5))  # ceil(5 * 4 / 10) - 2 sent: none
@@ -119,7 +132,7 @@ def test_rack_waits_a_reordering_window_before_marking_a_segment_lost() -> None:
     h.handle_timer(timer)
     assert out(h) == []  # nothing was lost
     assert h.counters["TCPSACKReorder"] == 1 and h.counters["TcpRetransSegs"] == 0
-    assert sock.tcp_info().tcpi_ca_state == 0
+    assert sock.tcp_info(timer).tcpi_ca_state == 0
 
 
 def test_rack_reordering_timer_marks_the_hole_lost_when_it_ends() -> None:
@@ -132,7 +145,7 @@ def test_rack_reordering_timer_marks_the_hole_lost_when_it_ends() -> None:
     timer = h.get_timer() or 0.0
     h.handle_timer(timer)
     assert seqs(out(h)) == [0]
-    assert sock.tcp_info().tcpi_ca_state == 3 and sock.tcp_info().tcpi_lost == 3
+    assert sock.tcp_info(timer).tcpi_ca_state == 3 and sock.tcp_info(timer).tcpi_lost == 3
     assert h.counters["TCPSackRecovery"] == 1 and h.counters["TCPTimeouts"] == 0
 
 
@@ -191,14 +204,14 @@ def test_tail_loss_probe_recovers_a_lost_tail_without_a_timeout() -> None:
     sent(h, sock, 10, 0.2)
     ack(h, at(8), 0.3)
     probe_at = h.get_timer() or 0.0
-    assert probe_at < 0.3 + sock.tcp_info().tcpi_rto / 1e6
+    assert probe_at < 0.3 + sock.tcp_info(0.3).tcpi_rto / 1e6
     h.handle_timer(probe_at)
     assert seqs(out(h)) == [9]
     assert h.counters["TCPLossProbes"] == 1
     ack(h, at(8), probe_at + 0.1, (9, 10))
     assert seqs(out(h)) == [8]
     ack(h, at(10), probe_at + 0.2)
-    assert h.counters["TCPTimeouts"] == 0 and sock.tcp_info().tcpi_unacked == 0
+    assert h.counters["TCPTimeouts"] == 0 and sock.tcp_info(probe_at + 0.2).tcpi_unacked == 0
 
 
 def test_a_probe_answered_above_it_was_a_repaired_loss() -> None:
@@ -209,12 +222,12 @@ def test_a_probe_answered_above_it_was_a_repaired_loss() -> None:
     ack(h, at(9), 0.3)
     h.handle_timer(h.get_timer() or 0.0)
     assert seqs(out(h)) == [9]
-    cwnd = sock.tcp_info().tcpi_snd_cwnd
+    cwnd = sock.tcp_info(0.3).tcpi_snd_cwnd
     sock.send(b"n" * MSS, 0.7)  # new data after the probe
     out(h)
     ack(h, at(11), 0.8)
     assert h.counters["TCPLossProbeRecovery"] == 1
-    assert sock.tcp_info().tcpi_snd_cwnd < cwnd
+    assert sock.tcp_info(0.8).tcpi_snd_cwnd < cwnd
 
 
 # -- without SACK ----------------------------------------------------------------------------------
@@ -229,15 +242,16 @@ def test_newreno_partial_ack_retransmits_the_next_hole_and_stays_in_recovery() -
     for t in (0.30, 0.31, 0.32):
         ack(h, at(1), t)  # segments 2, 3, 4 arrived (1 and 5 lost)
     assert seqs(out(h)) == [1]
-    assert h.counters["TCPRenoRecovery"] == 1 and sock.tcp_info().tcpi_ca_state == 3
+    assert h.counters["TCPRenoRecovery"] == 1 and sock.tcp_info(0.32).tcpi_ca_state == 3
     ack(h, at(5), 0.4)  # a partial ACK: up to the second hole
     assert seqs(out(h)) == [5]
-    assert sock.tcp_info().tcpi_ca_state == 3
+    assert sock.tcp_info(0.4).tcpi_ca_state == 3
     ack(h, at(10), 0.5)
-    assert sock.tcp_info().tcpi_ca_state == 3  # NewReno holds until above (tcp_try_undo_recovery)
+    # NewReno holds until above (tcp_try_undo_recovery)
+    assert sock.tcp_info(0.5).tcpi_ca_state == 3
     assert seqs(sent(h, sock, 1, 0.5)) == [10]
     ack(h, at(11), 0.6)
-    assert sock.tcp_info().tcpi_ca_state == 0
+    assert sock.tcp_info(0.6).tcpi_ca_state == 0
 
 
 def test_duplicate_acks_count_whatever_their_window_unless_it_grows() -> None:
@@ -268,12 +282,14 @@ def test_timeout_marks_everything_lost_and_resends_by_slow_start_skipping_sacked
     sent(h, sock, 6, 0.2)
     ack(h, DATA, 0.3, (3, 4), (5, 6))
     h.handle_timer(h.get_timer() or 0.0)  # RACK's reordering timer: recovery
-    assert sock.tcp_info().tcpi_ca_state == 3
+    assert sock.tcp_info(0.3).tcpi_ca_state == 3
     out(h)
+    t = 0.0
     while not h.counters["TCPTimeouts"]:
-        h.handle_timer(h.get_timer() or 0.0)
+        t = h.get_timer() or 0.0
+        h.handle_timer(t)
     assert seqs(out(h)) == [0]
-    info = sock.tcp_info()
+    info = sock.tcp_info(t)
     assert (info.tcpi_ca_state, info.tcpi_snd_cwnd, info.tcpi_lost) == (4, 1, 4)
     assert h.counters["TCPSackRecoveryFail"] == 1
     ack(h, at(1), 2.0, (3, 4), (5, 6))
@@ -296,7 +312,7 @@ def test_frto_undoes_a_spurious_timeout() -> None:
     ack(h, at(1), 1.0)
     assert seqs(out(h)) == [11, 12]  # step 2b: new data, not segment 1 again
     ack(h, at(2), 1.01)
-    info = sock.tcp_info()
+    info = sock.tcp_info(1.01)
     assert (info.tcpi_ca_state, info.tcpi_lost) == (0, 0) and info.tcpi_snd_cwnd >= 10
     assert h.counters["TCPSpuriousRTOs"] == 1 and h.counters["TCPLossUndo"] == 1
     ack(h, at(13), 1.02)
@@ -309,11 +325,11 @@ def test_dsack_of_every_retransmission_undoes_recovery() -> None:
     h, sock = established()
     sent(h, sock, 10, 0.2)
     ack(h, DATA, 0.3, (1, 4))
-    assert seqs(out(h)) == [0] and sock.tcp_info().tcpi_ca_state == 3
+    assert seqs(out(h)) == [0] and sock.tcp_info(0.3).tcpi_ca_state == 3
     ack(h, at(4), 0.31)  # segment 0 came (late, the original)
     ack(h, at(4), 0.4, (0, 1))  # and its retransmission: a D-SACK
     assert h.counters["TCPDSACKUndo"] == 1
-    assert sock.tcp_info().tcpi_snd_cwnd >= 10
+    assert sock.tcp_info(0.4).tcpi_snd_cwnd >= 10
 
 
 def test_dsack_is_counted_and_widens_the_reordering_window() -> None:

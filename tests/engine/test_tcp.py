@@ -41,6 +41,8 @@ from fastopen.engine.socket import (
     MSG_EOR,
     MSG_MORE,
     POLLOUT,
+    SO_SNDBUF,
+    SOL_SOCKET,
     TCP_CORK,
     TCP_NODELAY,
     TCP_NOTSENT_LOWAT,
@@ -98,7 +100,7 @@ def test_usec_ts_route_counts_ts_values_in_microseconds() -> None:
             sock.connect((str(address), 80), 2.5)
         syn = one(h)
         assert syn.timestamps == Timestamps(tsval, 0)
-        assert bool(sock.tcp_info().tcpi_options & TCPI_OPT_USEC_TS) is usec
+        assert bool(sock.tcp_info(2.5).tcpi_options & TCPI_OPT_USEC_TS) is usec
 
 
 def test_syn_options_as_linux_without_timestamps() -> None:
@@ -114,7 +116,7 @@ def test_negotiation_both_sides_must_offer() -> None:
     h.receive_segment(SERVER, CLIENT, synack(syn, ISN + 1, mss=536), 0.0)
     ack = one(h)
     assert ack.options == ()
-    info = sock.tcp_info()
+    info = sock.tcp_info(0.0)
     assert info.tcpi_options & (TCPI_OPT_SACK | TCPI_OPT_WSCALE | TCPI_OPT_TIMESTAMPS) == 0
     assert info.tcpi_snd_mss == 536
     # and with everything offered: mss minus the 12 bytes of timestamps
@@ -131,7 +133,7 @@ def test_negotiation_both_sides_must_offer() -> None:
     ack2 = one(h2)
     assert ack2.options[:2] == (Nop(), Nop()) and ack2.timestamps is not None
     assert ack2.timestamps.tsecr == 9
-    info2 = sock2.tcp_info()
+    info2 = sock2.tcp_info(0.0)
     assert info2.tcpi_options & (TCPI_OPT_SACK | TCPI_OPT_WSCALE | TCPI_OPT_TIMESTAMPS) == 7
     assert info2.tcpi_snd_mss == 1448 and info2.tcpi_snd_wscale == 2 and ack2.window == 502
 
@@ -234,12 +236,96 @@ def test_segmentation_at_the_mss_and_the_peer_window() -> None:
 
 
 def test_send_window_limits_what_is_in_flight() -> None:
+    """Linux tcp_mss_split_point and tcp_snd_wnd_test: whole MSS up to the peer's window; the
+    rest of it waits, since the next MSS would not fit."""
     h, sock, _ = connected()
     h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1, window=1500), 0.2)
     sock.send(b"w" * 4000, 0.2)
-    assert sum(len(s.payload) for s in out(h)) == 1500
-    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1501, window=1500), 0.3)
-    assert sum(len(s.payload) for s in out(h)) == 1500
+    assert [len(s.payload) for s in out(h)] == [1000]
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1001, window=1500), 0.3)
+    assert [(s.seq, len(s.payload)) for s in out(h)] == [(ISN + 1001, 1000)]
+
+
+def test_without_tso_and_gso_every_skb_is_one_mss() -> None:
+    """Linux sk_can_gso false (ethtool -K DEV tso off gso off): tcp_xmit_size_goal is the MSS
+    and tcp_tso_segs 1, so a write goes as MSS skbs, one transmission each, and a window
+    probe's share is one MSS; with GSO (and no TSO) the first transmission is a packet of two
+    segments (tcp_min_tso_segs), sent as its segments back to back, PSH on the last."""
+    h, sock, _ = connected(gso=True)
+    sock.setsockopt(SOL_TCP, TCP_NODELAY, 1)
+    sock.send(b"g" * 2500, 0.2)
+    assert [(len(s.payload), s.flags) for s in out(h)] == [(1000, A), (1000, A | P), (500, A | P)]
+    h, sock, _ = connected(gso=False)
+    assert sock.conn is not None and sock.conn._size_goal() == 1000
+    assert sock.conn._tso_segs() == 1
+    sock.setsockopt(SOL_TCP, TCP_NODELAY, 1)
+    sock.send(b"g" * 2500, 0.2)
+    segs = out(h)
+    assert [len(s.payload) for s in segs] == [1000, 1000, 500]
+    assert segs[-1].flags == A | P  # the end of what the send pushed
+
+
+def test_a_window_smaller_than_the_data_sends_nothing_until_it_opens() -> None:
+    """Linux tcp_snd_wnd_test: with 10 bytes of window, 1000 bytes to send do not go in part
+    (only a window probe would send a part); a window update sends them whole, and the time
+    the window held them is tcpi_rwnd_limited (tcp_chrono_start(TCP_CHRONO_RWND_LIMITED)).
+    tcpi_busy_time adds up all the chronograph's time (not the SYN's: tcp_connect puts it
+    straight in the retransmission queue)."""
+    h, sock, _ = connected()
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1, window=10), 0.2)
+    sock.send(b"w" * 1000, 0.2)
+    assert out(h) == []
+    info = sock.tcp_info(0.25)
+    assert (info.tcpi_rwnd_limited, info.tcpi_busy_time) == (50_000, 50_000)
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1, window=2000), 0.3)
+    assert [(s.seq, len(s.payload)) for s in out(h)] == [(ISN + 1, 1000)]
+    info = sock.tcp_info(0.35)
+    assert (info.tcpi_rwnd_limited, info.tcpi_busy_time) == (100_000, 150_000)
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1001, window=2000), 0.4)
+    info = sock.tcp_info(0.5)  # all acknowledged at 0.4: the chronograph stopped
+    assert (info.tcpi_rwnd_limited, info.tcpi_busy_time) == (100_000, 200_000)
+    assert (info.tcpi_last_data_sent, info.tcpi_last_ack_recv) == (200, 100)
+
+
+def test_a_writer_waiting_for_room_is_sndbuf_limited_once_all_is_sent() -> None:
+    """Linux tcp_cwnd_validate: with everything queued sent, the window not the limit and the
+    writer out of room (SOCK_NOSPACE), the send buffer limits (TCP_CHRONO_SNDBUF_LIMITED);
+    the ACK that gives room again ends it (tcp_check_space)."""
+    h, sock, _ = connected()
+    sock.setsockopt(SOL_SOCKET, SO_SNDBUF, 2304)  # 4608 (Linux doubles it)
+    assert sock.send(b"b" * 10000, 0.2) == 4608
+    assert sum(len(s.payload) for s in out(h)) == 4608
+    info = sock.tcp_info(0.25)
+    assert (info.tcpi_sndbuf_limited, info.tcpi_busy_time) == (50_000, 50_000)
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 4609), 0.3)
+    info = sock.tcp_info(0.4)
+    assert (info.tcpi_sndbuf_limited, info.tcpi_busy_time, info.tcpi_rwnd_limited) == (
+        100_000,
+        100_000,
+        0,
+    )
+
+
+def test_tcp_info_times_since_the_last_data_and_ack() -> None:
+    """Linux tcp_get_info: tcpi_last_data_recv, _sent and tcpi_last_ack_recv are the ms since
+    lrcvtime, lsndtime and rcv_tstamp; the handshake (tcp_finish_connect) sets the first two."""
+    h, sock, _ = connected()
+    info = sock.tcp_info(1.1)
+    assert (info.tcpi_last_data_recv, info.tcpi_last_data_sent, info.tcpi_last_ack_recv) == (
+        1000,
+        1000,
+        1000,
+    )
+    h.receive_segment(SERVER, CLIENT, data(PEER_ISN + 1, b"d" * 100), 1.2)
+    sock.send(b"s" * 100, 1.3)
+    out(h)
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 101, ISN + 101), 1.35)
+    info = sock.tcp_info(1.4)
+    assert (info.tcpi_last_data_recv, info.tcpi_last_data_sent, info.tcpi_last_ack_recv) == (
+        200,
+        100,
+        50,
+    )
 
 
 def test_nagle_holds_a_small_segment_while_one_is_unacked() -> None:
@@ -267,14 +353,15 @@ def test_msg_more_corks_one_send_even_with_nodelay() -> None:
 
 def test_msg_more_sends_whole_segments_without_psh() -> None:
     """Linux tcp_mss_split_point: corked, the small tail of a large send waits; what was
-    sent under MSG_MORE was not pushed (tcp_mark_push), so it has no PSH, nor the tail that
-    an ACK releases."""
+    sent under MSG_MORE was not pushed (tcp_mark_push), so a segment of it has no PSH, nor the
+    tail that an ACK releases; a TSO packet of more than one segment has it all the same, on
+    its last segment (as Linux 6.18 sends it: 1:2001 with PSH, 2001:3001 and 3001:3101
+    without)."""
     h, sock, _ = connected()
     sock.setsockopt(SOL_TCP, TCP_NODELAY, 1)
     assert sock.sendto(b"m" * 3100, MSG_MORE, None, 0.2) == 3100
     segs = out(h)
-    assert sum(len(s.payload) for s in segs) == 3000
-    assert all(s.flags == A for s in segs)
+    assert [(len(s.payload), s.flags) for s in segs] == [(1000, A), (1000, A | P), (1000, A)]
     h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 3001), 0.3)
     tail = one(h)
     assert (len(tail.payload), tail.flags) == (100, A)
@@ -311,7 +398,7 @@ def test_corked_data_with_nothing_in_flight_goes_at_the_probe_timer() -> None:
     sock.send(b"x" * 40, 0.2)
     assert out(h) == []
     when = h.get_timer()
-    assert when == pytest.approx(0.2 + sock.tcp_info().tcpi_rto / 1e6)
+    assert when == pytest.approx(0.2 + sock.tcp_info(0.2).tcpi_rto / 1e6)
     h.handle_timer(when)
     segment = one(h)
     assert (len(segment.payload), segment.flags) == (40, A | P)
@@ -350,7 +437,7 @@ def test_notsent_lowat_sysctl_applies_without_the_option() -> None:
 
 def test_rto_initial_one_second_exponential_backoff_then_rtt_estimate() -> None:
     h, sock, _ = connected()
-    info = sock.tcp_info()
+    info = sock.tcp_info(0.0)
     assert info.tcpi_rtt == 100_000  # SYN to SYN-ACK
     assert info.tcpi_rto == pytest.approx(300_000)  # SRTT + max(4 RTTVAR, 200 ms)
     sock.send(b"x" * 10, 1.0)
@@ -366,7 +453,7 @@ def test_rto_initial_one_second_exponential_backoff_then_rtt_estimate() -> None:
     # with SACK the first is a tail loss probe, at the RTO (before 2 SRTT + 200 ms), which does
     # not back off (Linux tcp_schedule_loss_probe); then timeouts at 0.3, doubled: 0.6
     assert times == [0.3, 0.6, 1.2]
-    assert sock.tcp_info().tcpi_total_retrans == 3
+    assert sock.tcp_info(t).tcpi_total_retrans == 3
     assert (h.counters["TCPLossProbes"], h.counters["TCPTimeouts"]) == (1, 2)
 
 
@@ -417,11 +504,11 @@ def test_zero_window_probe() -> None:
     h.handle_timer(t)
     probe = one(h)
     assert probe.seq == ISN and probe.payload == b"" and probe.flags == A
-    assert sock.tcp_info().tcpi_probes == 1 and h.counters["TCPWinProbe"] == 1
+    assert sock.tcp_info(t).tcpi_probes == 1 and h.counters["TCPWinProbe"] == 1
     h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1, window=100), t + 0.1)
     sent = one(h)
     assert sent.seq == ISN + 1 and sent.payload == b"p" * 10
-    assert sock.tcp_info().tcpi_probes == 0
+    assert sock.tcp_info(t + 0.1).tcpi_probes == 0
 
 
 # -- FIN, RST and TIME-WAIT ------------------------------------------------------------------------
@@ -680,7 +767,7 @@ def test_ipv6_connection() -> None:
     link.advance(0.01)
     child, _ = listener.accept(link.now)
     assert child.getsockname() == ("fd00:f0::2", 80)
-    assert sock.tcp_info().tcpi_snd_mss == 1500 - 60 - 12
+    assert sock.tcp_info(link.now).tcpi_snd_mss == 1500 - 60 - 12
     assert ipaddress.ip_address(sock.getsockname()[0]).version == 6
 
 

@@ -44,8 +44,9 @@ from fastopen.wire import FastOpen, TcpSegment
 NEW_COOKIE = bytes(range(11, 19))
 
 
-def info(sock: EngineSocket) -> TcpInfo:
-    return sock.tcp_info()
+def info(sock: EngineSocket, now: float = 0.0) -> TcpInfo:
+    """The socket's tcp_info (the fields these tests read are no times since events)."""
+    return sock.tcp_info(now)
 
 
 # -- cookie request --------------------------------------------------------------------------------
@@ -71,6 +72,31 @@ def test_cookie_and_server_mss_cached_per_server_then_syn_data_is_mss_minus_40()
     syn = one(h)
     assert syn.flags == S and syn.fastopen == FastOpen(COOKIE)
     assert syn.payload == DATA[:900]
+
+
+def test_an_unreadable_fast_open_send_sends_a_cookie_request_and_einprogress() -> None:
+    """Linux tcp_send_syn_data: the data cannot be copied (a NULL buffer), so its fallback sends
+    a plain SYN with a cookie request, though a cookie is cached, and the send gives
+    EINPROGRESS (syscall_bad_arg/fastopen-invalid-buf-ptr.pkt, measured on Linux 6.18): as
+    MSG_FASTOPEN and as the first send after a deferred TCP_FASTOPEN_CONNECT."""
+    h = client()
+    with_cookie(h)
+    for deferred in (False, True):
+        sock = h.socket()
+        if deferred:
+            sock.setsockopt(SOL_TCP, TCP_FASTOPEN_CONNECT, 1)
+            sock.connect(SERVER_ADDR, 0.0)  # a cookie: returns at once, nothing sent
+            assert out(h) == []
+        with pytest.raises(EngineError) as exc:
+            sock.send_unreadable(0 if deferred else MSG_FASTOPEN, SERVER_ADDR, 0.0)
+        assert exc.value.errno == errno.EINPROGRESS
+        syn = one(h)
+        assert (syn.flags, syn.payload, syn.fastopen) == (S, b"", FastOpen(b""))
+        sock.close(0.0)
+    plain = h.socket()
+    with pytest.raises(EngineError) as exc:
+        plain.send_unreadable(0, None, 0.0)
+    assert exc.value.errno == errno.EPIPE  # the socket's state first (not connected)
 
 
 def test_syn_data_without_cached_mss_uses_our_mss_minus_40() -> None:

@@ -118,7 +118,7 @@ def test_valid_cookie_creates_a_child_at_once_that_reads_and_writes_before_the_t
     assert child.send(b"HTTP/1.0 200 OK\r\n", 0.0) == 17
     answer = one(h)
     assert answer.seq == ISN + 1 and answer.payload == b"HTTP/1.0 200 OK\r\n"
-    info = child.tcp_info()
+    info = child.tcp_info(0.0)
     assert info.tcpi_options & TCPI_OPT_SYN_DATA and info.tcpi_options & TCPI_OPT_TFO_CHILD
     assert listener.fastopen_queue.qlen == 1  # pending until the third ACK
     h.receive_segment(
@@ -132,7 +132,7 @@ def test_valid_cookie_without_data_still_makes_a_tfo_child() -> None:
     synack = send_syn(h, syn(FastOpen(cookie_for())))
     assert synack.ack == PEER_ISN + 1
     child, _ = listener.accept(0.0)  # accepted before the third ACK
-    info = child.tcp_info()
+    info = child.tcp_info(0.0)
     assert info.tcpi_options & TCPI_OPT_TFO_CHILD and not info.tcpi_options & TCPI_OPT_SYN_DATA
 
 
@@ -170,7 +170,7 @@ def test_invalid_cookie_ordinary_handshake_data_dropped_correct_cookie_returned(
     child, _ = listener.accept(0.0)
     with pytest.raises(EngineError):
         child.recv(100, 0.0)  # the SYN data was dropped: nothing to read
-    assert not child.tcp_info().tcpi_options & TCPI_OPT_TFO_CHILD
+    assert not child.tcp_info(0.0).tcpi_options & TCPI_OPT_TFO_CHILD
 
 
 def test_syn_data_without_option_gets_an_ordinary_handshake() -> None:
@@ -305,4 +305,4 @@ def test_delivered_counts_the_synack_and_the_data_acked_by_the_third_ack() -> No
     h.receive_segment(
         CLIENT, SERVER, seg(A, PEER_ISN + 1 + len(REQ), ISN + 7, sport=40000, dport=80), 0.1
     )
-    assert (child.tcp_info().tcpi_delivered, child.tcp_info().tcpi_bytes_acked) == (2, 6)
+    assert (child.tcp_info(0.1).tcpi_delivered, child.tcp_info(0.1).tcpi_bytes_acked) == (2, 6)

@@ -136,7 +136,7 @@ def test_a_transfer_at_20_ms_grows_the_receive_window_beyond_65535() -> None:
     assert isinstance(rcvbuf, int)
     assert 131072 < rcvbuf <= 6291456
     assert 16 * 65535 < max_window(t) <= win_from_space(rcvbuf)
-    info = t.receiver.tcp_info()
+    info = t.receiver.tcp_info(t.link.now)
     assert info.tcpi_rcv_wscale == 7  # from tcp_rmem[2], 6 MB
 
 
@@ -152,7 +152,7 @@ def test_so_rcvbuf_locks_the_receive_buffer() -> None:
     t = download(2 * MB, rcvbuf=65536)
     assert t.receiver.getsockopt(SOL_SOCKET, SO_RCVBUF) == 131072
     assert max_window(t) <= 65536
-    assert t.receiver.tcp_info().tcpi_rcv_wscale == 7
+    assert t.receiver.tcp_info(t.link.now).tcpi_rcv_wscale == 7
 
 
 def test_the_send_buffer_grows_with_the_congestion_window() -> None:

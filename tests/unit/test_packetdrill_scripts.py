@@ -24,7 +24,7 @@ from fastopen.packetdrill import (
     run_file,
 )
 from fastopen.packetdrill.run import run_script
-from fastopen.packetdrill.shell import EngineStack, ShellCommands
+from fastopen.packetdrill.shell import EngineStack, ScriptFiles, ShellCommands
 
 HERE = Path(__file__).resolve().parent.parent / "packetdrill"
 TEAM = sorted(HERE.glob("*.pkt"))
@@ -72,6 +72,8 @@ def test_every_behaviour_has_a_script() -> None:
         "server-ecn",
         "server-urgent",
         "server-md5-unexpected",
+        "server-retransmit-psh-cut",
+        "server-retransmit-psh-end",
     ):
         assert behaviour in names
 
@@ -212,6 +214,18 @@ def test_syscall_result_errno_and_assertion() -> None:
     assert "assertion failed" in str(assertion)
 
 
+def test_a_python_block_may_end_in_a_line_continuation() -> None:
+    """packetdrill writes a %{ }% block followed by a blank line (code.c write_text), so its
+    statements may end in a backslash (tcp_info/tcp-info-rwnd-limited.pkt does)."""
+    syn = (
+        "   +0 < S 0:10(10) win 65535 <mss 1460,FO 3021b9d889017eeb,nop,nop>\n"
+        "   +0 > S. 0:0(0) ack 11 <...>\n"
+    )
+    block = "   +0 %{{ assert tcpi_state == {state}, tcpi_state;\\\n assert tcpi_rto > 0;\\\n}}%\n"
+    run_script(parse_script(SERVER_HEAD + syn + block.format(state=3), "ok.pkt"))
+    assert "assertion failed" in str(fails(syn + block.format(state=1)))
+
+
 def test_getsockopt_values_are_checked() -> None:
     qlen = fails("   +0 getsockopt(3, SOL_TCP, TCP_FASTOPEN, [11], [4]) = 0\n")
     assert qlen.line == 7
@@ -235,8 +249,8 @@ def test_unknown_shell_command_and_sysctl() -> None:
 
 
 def test_unsupported_syscall_is_a_syntax_level_error() -> None:
-    err = fails("   +0 sendfile(3, 4, ..., 10) = 10\n")
-    assert "unsupported system call sendfile()" in str(err)
+    err = fails("   +0 vmsplice(3, NULL, 10, 0) = 10\n")
+    assert "unsupported system call vmsplice()" in str(err)
     with pytest.raises(ScriptSyntaxError):
         parse_script("+0 > S 0:0(0) <mss>", "x.pkt")
 
@@ -349,6 +363,79 @@ def test_shell_commands_map_onto_the_host() -> None:
     assert host.settings.ecn == 1
     # AccECN (3..5) is not modelled: refused, so no script runs under settings it did not get
     assert shell.run("sysctl -q net.ipv4.tcp_ecn=3") == "sysctl -q net.ipv4.tcp_ecn=3"
+
+
+def test_device_offloads_and_root_qdisc_map_onto_the_host() -> None:
+    """ethtool -K tun0 tso/gso on|off is the engine's device (Settings.tso, Settings.gso);
+    tc qdisc fq on tun0's root paces (Settings.pacing), deleting it goes back to the default
+    that does not; other devices, features, qdiscs or parameters fail."""
+    host = Host(["192.168.0.1"], tso=True)
+    shell = ShellCommands(EngineStack(host))
+    assert shell.run("ethtool -K tun0 tso off gso off") is None
+    assert (host.settings.tso, host.settings.gso) == (False, False)
+    assert shell.run("ethtool -K tun0 gso on") is None
+    assert (host.settings.tso, host.settings.gso) == (False, True)
+    assert shell.run("tc qdisc replace dev tun0 root fq") is None
+    assert host.settings.pacing is True
+    assert shell.run("tc qdisc delete dev tun0 root 2>/dev/null") is None
+    assert host.settings.pacing is False
+    for refused in (
+        "ethtool -K eth0 tso off",
+        "ethtool -K tun0 lro off",
+        "ethtool -K tun0 tso",
+        "tc qdisc add dev tun0 root pfifo limit 0",
+        "tc qdisc replace dev tun0 root fq maxrate 1mbit",
+        "tc qdisc add dev eth0 root fq",
+    ):
+        assert shell.run(refused) == refused
+
+
+def test_script_files_live_in_memory_and_only_in_tmp() -> None:
+    """rm -f and dd of=/dev/zero make and remove a script's files, in memory (ScriptFiles:
+    nothing on the machine's file system); other paths, operands or sources fail."""
+    files = ScriptFiles()
+    shell = ShellCommands(EngineStack(Host(["192.168.0.1"])), files)
+    assert (
+        shell.run(
+            "/bin/rm -f /tmp/testfile\n"
+            "/bin/dd bs=1 count=5 if=/dev/zero of=/tmp/testfile status=none"
+        )
+        is None
+    )
+    assert files.data == {"/tmp/testfile": bytes(5)}
+    assert shell.run("rm -f /tmp/testfile /tmp/other") is None
+    assert files.data == {}
+    for refused in (
+        "rm -f /etc/passwd",
+        "rm -rf /tmp/x",
+        "rm /tmp/x",
+        "rm -f /tmp/../etc/x",
+        "dd bs=1 count=5 if=/dev/urandom of=/tmp/x",
+        "dd bs=1 count=5 if=/dev/zero of=/var/tmp/x",
+        "dd bs=1 count=5 if=/dev/zero of=/tmp/x conv=notrunc",
+    ):
+        assert shell.run(refused) == refused
+    assert files.data == {}
+    # without a script's files (a bare shell), rm and dd are unknown commands
+    assert ShellCommands(EngineStack(Host(["192.168.0.1"]))).run("rm -f /tmp/x") == "rm -f /tmp/x"
+
+
+def test_open_and_sendfile_send_a_scripts_file() -> None:
+    """open() of a file the script made and sendfile() of it, as a write of its bytes
+    (sendfile/sendfile-simple.pkt); ENOENT for a file it did not make."""
+    body = (
+        "   +0 `dd bs=1 count=5 if=/dev/zero of=/tmp/pda-file status=none`\n"
+        "   +0 < S 0:0(0) win 65535 <mss 1460>\n"
+        "   +0 > S. 0:0(0) ack 1 <mss 1460>\n"
+        "   +0 < . 1:1(0) ack 1 win 65535\n"
+        "   +0 accept(3, ..., ...) = 4\n"
+        '   +0 open("/tmp/pda-file", O_RDONLY) = 5\n'
+        "   +0 sendfile(4, 5, [0], 5) = 5\n"
+        "   +0 > P. 1:6(5) ack 1\n"
+    )
+    run_script(parse_script(SERVER_HEAD + body, "sendfile.pkt"))
+    missing = fails('   +0 open("/tmp/pda-none", O_RDONLY) = 5\n')
+    assert "expected result 5 but got -1 ENOENT" in str(missing)
 
 
 def test_congestion_control_sysctls_and_socket_option() -> None:

@@ -131,8 +131,13 @@ class Recovery:
         """Linux tcp_cong_avoid: the congestion control grows the window by the segments an
         ACK delivered (RFC 3465), only when the window is the limit (tcp_is_cwnd_limited; in
         slow start, also while it is below twice the most segments out)."""
-        if self._cwnd_limited or (in_slow_start(self) and self.cwnd < 2 * self._max_packets_out):
+        if self.is_cwnd_limited():
             self.cc.cong_avoid(self, acked_segments, now)
+
+    def is_cwnd_limited(self) -> bool:
+        """Linux tcp_is_cwnd_limited: the window was the limit (in slow start, also while it
+        is below twice the most segments out)."""
+        return self._cwnd_limited or (in_slow_start(self) and self.cwnd < 2 * self._max_packets_out)
 
     def _loss_ssthresh(self) -> int:
         """Linux tcp_init_cwnd_reduction and tcp_enter_loss: the congestion control's slow
@@ -143,9 +148,10 @@ class Recovery:
 
     # -- what the congestion control hears -------------------------------------------------------
 
-    def cwnd_validate(self, limited: bool, snd_una: int, snd_nxt: int) -> None:
+    def cwnd_validate(self, limited: bool, snd_una: int, snd_nxt: int) -> bool:
         """Linux tcp_cwnd_validate after a transmission: ``limited`` when the window stopped
-        it (or what is in flight fills it)."""
+        it (or what is in flight fills it). True when the network starves (the window is not
+        the limit)."""
         limited = limited or self.in_flight() >= self.cwnd
         if (
             seq_le(self._cwnd_usage_seq, snd_una)
@@ -155,6 +161,7 @@ class Recovery:
             self._cwnd_limited = limited
             self._max_packets_out = self.packets_out
             self._cwnd_usage_seq = snd_nxt
+        return not self.is_cwnd_limited()
 
     def data_sent(self, now: float) -> None:
         """Linux tcp_event_data_sent: data leaves (CA_EVENT_TX_START when none was in flight)."""

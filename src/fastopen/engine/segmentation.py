@@ -3,10 +3,12 @@
 Linux hands the device one packet of many MSS at a time (TSO, or GSO in software): as much as
 ``tcp_tso_autosize`` allows at the pacing rate (about 1 ms of it, ``sk_pacing_shift`` 10, at
 least ``tcp_min_tso_segs``) and ``tcp_cwnd_test`` lets out (at most half the congestion window
-at once, so that two such packets are in flight). Every first transmission of new data carries
-PSH (on the last segment when the stack segments it itself). What was sent stays cut at those
-boundaries in the retransmission queue (:class:`SentPieces`); a retransmission of part of a
-piece splits it, and only the part that ends the piece carries its PSH (``tcp_fragment``).
+at once, so that two such packets are in flight). A piece has PSH when it ends what a send
+pushed (``tcp_mark_push``); on the wire every packet of more than one segment carries PSH too (on
+its last segment when the stack segments it itself), as Linux 6.18 sends them. What was sent
+stays cut at those boundaries in the retransmission queue (:class:`SentPieces`); a retransmission
+of part of a piece splits it, and only the part that ends the piece keeps its PSH
+(``tcp_fragment``).
 
 The queue is also the SACK scoreboard (RFC 6675 as Linux keeps it in ``tcp_skb_cb->sacked``): each
 piece is SACKed, lost and/or retransmitted, with its last transmission time for RACK (RFC 8985,

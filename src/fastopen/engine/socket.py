@@ -13,6 +13,7 @@ import ipaddress
 import socket as _socket
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 from fastopen.constants import (
     MSG_FASTOPEN,
@@ -499,7 +500,9 @@ class EngineSocket:
             locks = RCVBUF_LOCK
         self.options = replace(self.options, buf_locks=self.options.buf_locks | locks)
 
-    def getsockopt(self, level: int, name: int) -> int | bytes | TcpInfo:
+    def getsockopt(self, level: int, name: int, now: float | None = None) -> int | bytes | TcpInfo:
+        """An option's value; TCP_INFO is a snapshot at ``now``, which it needs (its
+        tcpi_last_* and chronograph fields are times since events)."""
         self._check_open()
         options = self.options
         if (level, name) in _RECVERR:
@@ -529,7 +532,9 @@ class EngineSocket:
         if level != SOL_TCP:
             raise _fail(errno.ENOPROTOOPT)
         if name == TCP_INFO:
-            return self.tcp_info()
+            if now is None:
+                raise TypeError("getsockopt(TCP_INFO) needs now: tcp_info is a snapshot at a time")
+            return self.tcp_info(now)
         if name == TCP_NODELAY:
             return int(bool(self.nonagle & NAGLE_OFF))
         if name == TCP_CORK:
@@ -753,6 +758,20 @@ class EngineSocket:
             self.errqueue = ErrorQueue()
         return self.errqueue
 
+    def send_unreadable(self, flags: int, addr: SockAddr | None, now: float) -> NoReturn:
+        """A send from a buffer the kernel cannot read (a NULL pointer with a length): always
+        an error. What the socket's state says comes first (EPIPE, EAGAIN...); then the copy
+        faults, EFAULT with nothing queued (tcp_sendmsg_locked). A Fast Open send
+        (MSG_FASTOPEN, or the first after a deferred TCP_FASTOPEN_CONNECT) sends its SYN all
+        the same, without data and with a cookie request instead of the cookie
+        (tcp_send_syn_data's fallback), and gives EINPROGRESS (measured on Linux 6.18)."""
+        self._check_open()
+        if flags & MSG_FASTOPEN or self.defer_connect:
+            self._sendmsg_fastopen(b"", addr, now, unreadable=True)
+        else:
+            self.send(b"", now, flags)
+        raise _fail(errno.EFAULT)
+
     def recv_error(self) -> Notice:
         """recvmsg(MSG_ERRQUEUE): the oldest notice of the error queue (a zerocopy range of
         ids, or a transmit timestamp); EAGAIN when it is empty."""
@@ -772,16 +791,19 @@ class EngineSocket:
         conn = self.conn
         return queue.zerocopy_acked(None if conn is None or conn.gone() else conn.snd_una)
 
-    def _sendmsg_fastopen(self, data: bytes, addr: SockAddr | None, now: float) -> int:
+    def _sendmsg_fastopen(
+        self, data: bytes, addr: SockAddr | None, now: float, unreadable: bool = False
+    ) -> int:
         """Linux tcp_sendmsg_fastopen: the SYN carries what fits when a cookie is cached (an
-        AF_UNSPEC address is refused, as TFO off is)."""
+        AF_UNSPEC address is refused, as TFO off is); ``unreadable``: see
+        :meth:`send_unreadable`."""
         if not self.ctx.settings.tcp_fastopen & TFO_CLIENT_ENABLE or addr == AF_UNSPEC_ADDRESS:
             raise _fail(errno.EOPNOTSUPP)
         conn = self.conn
         if self.defer_connect:
             assert conn is not None
             self.defer_connect = False
-            return self._send_syn(conn, data, now)
+            return self._send_syn(conn, data, now, unreadable)
         if self.listening:
             raise _fail(errno.EISCONN)
         if conn is not None and conn.state is not TcpState.CLOSED:
@@ -792,11 +814,15 @@ class EngineSocket:
         self.connecting = False
         conn = self._new_connection(addr, now)
         self.connecting = True
-        return self._send_syn(conn, data, now)
+        return self._send_syn(conn, data, now, unreadable)
 
-    def _send_syn(self, conn: Connection, data: bytes, now: float) -> int:
-        """The SYN of a fast open: what of ``data`` fits rides in it (EINPROGRESS when none)."""
+    def _send_syn(self, conn: Connection, data: bytes, now: float, unreadable: bool = False) -> int:
+        """The SYN of a fast open: what of ``data`` fits rides in it (EINPROGRESS when none).
+        Data that cannot be read (``unreadable``) sends a plain SYN with a cookie request
+        (Linux tcp_send_syn_data: the copy failed, the fallback)."""
         usable, option = self._fastopen_option(conn, now)
+        if unreadable and usable and option is not None:
+            option = replace(option, cookie=b"")
         ctx = self.ctx
         room = syn_data_space(ctx.settings, ctx.cookie_cache, conn.local, conn.remote, conn.adv_mss)
         payload = data[:room] if usable else b""
@@ -972,10 +998,11 @@ class EngineSocket:
             0xFFFFFFFF
         )
 
-    def tcp_info(self) -> TcpInfo:
-        """What getsockopt(TCP_INFO) shows (a listener or unconnected socket: mostly zeros)."""
+    def tcp_info(self, now: float) -> TcpInfo:
+        """What getsockopt(TCP_INFO) shows at ``now`` (a listener or unconnected socket: mostly
+        zeros)."""
         if self.conn is not None:
-            return self.conn.info()
+            return self.conn.info(now)
         fields = {name: 0 for name in TcpInfo.__dataclass_fields__}
         fields["tcpi_state"] = int(self.state)
         return TcpInfo(**fields)

@@ -37,7 +37,7 @@ from fastopen.engine.handshake import (
     ts_clock,
 )
 from fastopen.engine.icmp import MIN_PMTU, IcmpError
-from fastopen.engine.info import FastOpenClientFail, TcpInfo
+from fastopen.engine.info import Chrono, ChronoType, FastOpenClientFail, TcpInfo, since_ms
 from fastopen.engine.ofo import OutOfOrderQueue
 from fastopen.engine.recovery import PROBE_DELACK, TIMEOUT_MIN, Recovery, Timer
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
@@ -176,6 +176,7 @@ class Connection:
         "_adv_mss",
         "_ato",
         "_ato_pending",
+        "_chrono",
         "_delack_at",
         "_dsack",
         "_ecn_flags",
@@ -227,6 +228,7 @@ class Connection:
         "ooo",
         "orphan",
         "probes_out",
+        "psh_marks",
         "pushed_at",
         "pushed_seq",
         "rcv_adv",
@@ -309,8 +311,14 @@ class Connection:
         #: first; no segment carries data from both sides of a mark (made when first used).
         self.eor_marks: list[int] | None = None
         #: Linux tp->pushed_seq: the data up to here was pushed (tcp_mark_push: a send without
-        #: MSG_MORE, or forced_push); a segment that ends beyond it goes without PSH.
+        #: MSG_MORE, or forced_push), for forced_push.
         self.pushed_seq = self.snd_buf_seq
+        #: The ends of the unsent skbs that have PSH (Linux TCPHDR_PSH in their tcp_flags, set
+        #: by tcp_mark_push), oldest first: a transmission that takes one ends it, or holds it
+        #: whole (tcp_grow_skb ORs an eaten skb's flags into the one before), and carries PSH;
+        #: the parts before it do not (tso_fragment gives PSH to the second part). Made when
+        #: first used, None when empty.
+        self.psh_marks: list[int] | None = None
         #: Where the last skb of the write queue starts (Linux tcp_write_queue_tail): a send
         #: fills it up to the size goal before it takes a new one (tcp_sendmsg_locked).
         self.skb_start = self.snd_buf_seq
@@ -349,6 +357,7 @@ class Connection:
         self._probes_since: float | None = None  # Linux icsk_probes_tstamp: the first probe
         self.probes_out = 0  # Linux icsk_probes_out: zero window probes unanswered
         self._rcv_tstamp = now  # the last ACK's arrival (Linux tp->rcv_tstamp)
+        self._chrono: Chrono | None = None  # made when the first chronograph starts
         #: Linux tcp_wstamp_ns while data is in flight: when the last transmission left (with
         #: pacing, the earliest the next may), and the pacing timer (tcp_pacing_check).
         self._lsnd: float | None = None
@@ -365,7 +374,7 @@ class Connection:
         self._quickack = 0
         self._pingpong = 0
         self._rcv_wup = 0  # Linux rcv_wup: rcv_nxt when the last ACK went
-        self._lrcv = 0.0
+        self._lrcv = now  # a child's is when it is made (tcp_create_openreq_child)
         self._lrcv_any = 0.0  # when the last segment came (Linux rcv_tstamp), for keepalive
         self.error: int | None = None
         self._dsack: tuple[int, int] | None = None  # a D-SACK block for the next ACK
@@ -711,11 +720,11 @@ class Connection:
 
     def output(self, now: float, nonagle: int | None = None, push_one: bool = False) -> None:
         """Send what the windows, Nagle and the state allow, as Linux tcp_write_xmit: new data
-        in pieces of many MSS (:mod:`.segmentation`), PSH on those that end within what was
-        pushed (tp->pushed_seq); then a FIN. ``nonagle`` is Linux's (the socket's unless a
-        MSG_MORE send corks it); ``push_one`` is tcp_push_one's: one piece, never deferred
-        for TSO. With data left and none in flight, the probe timer runs (Linux
-        __tcp_push_pending_frames, tcp_check_probe_timer)."""
+        in pieces of many MSS (:mod:`.segmentation`, PSH as :meth:`_transmit` gives it); then
+        a FIN. ``nonagle`` is Linux's (the socket's unless a MSG_MORE send corks it);
+        ``push_one`` is tcp_push_one's: one piece, never deferred for TSO. With data left and
+        none in flight, the probe timer runs (Linux __tcp_push_pending_frames,
+        tcp_check_probe_timer)."""
         st = self.state
         if st is S.SYN_SENT or st is S.CLOSED or st is S.LISTEN:
             return
@@ -737,7 +746,8 @@ class Connection:
         if nonagle is None:
             nonagle = self.sock.nonagle
         first_nxt = self.snd_nxt
-        cwnd_limited = False
+        cwnd_limited = rwnd_limited = False
+        send_head = self._unsent()  # Linux tcp_push_pending_frames: tcp_write_xmit runs
         while True:
             nxt = self.snd_nxt
             off = (nxt - self.snd_buf_seq) & MASK
@@ -746,7 +756,11 @@ class Connection:
                 if self._paced(now):
                     break
                 room = (wnd_edge - nxt) & MASK
-                if room >= HALF or room == 0:
+                head = min(unsent, mss)  # Linux tcp_snd_wnd_test: the skb's first MSS fits
+                if self.eor_marks:
+                    head = self._eor_cut(nxt, head)
+                if room >= HALF or room < head:
+                    rwnd_limited = True
                     break
                 in_flight = rec.in_flight()
                 quota = cwnd_quota(rec.cwnd, in_flight)
@@ -758,7 +772,7 @@ class Connection:
                     goal = self._eor_cut(nxt, goal)
                 size = min(goal, mss * quota)
                 if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
-                    size = room if room < mss else room - room % mss
+                    size = room - room % mss
                 if (
                     size < goal
                     and not push_one
@@ -776,8 +790,7 @@ class Connection:
                     else:  # Linux tcp_mss_split_point: the small tail waits
                         size -= partial
                         last = False
-                end = (nxt + size) & MASK
-                flags = ACK | PSH if seq_le(end, self.pushed_seq) else ACK
+                flags = ACK
                 if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
                     flags |= FIN
                 self._transmit(nxt, flags, bytes(buf[off : off + size]), now)
@@ -799,8 +812,20 @@ class Connection:
             and self._unsent()
         ):  # Linux tcp_check_probe_timer: nothing in flight to bring an ACK
             self._probe_at = now + self.rtt.backed_off(self.backoff)
+        if send_head:  # Linux tcp_write_xmit: the window stopped it, or no longer
+            if rwnd_limited:
+                self._chrono_start(ChronoType.RWND_LIMITED, now)
+            else:
+                self._chrono_stop(ChronoType.RWND_LIMITED, now, self._queues_empty())
         if cwnd_limited or self.snd_nxt != first_nxt:  # Linux tcp_write_xmit: sent or blocked
-            rec.cwnd_validate(cwnd_limited, self.snd_una, self.snd_max)
+            starves = rec.cwnd_validate(cwnd_limited, self.snd_una, self.snd_max)
+            if (
+                starves
+                and self.want_write
+                and not self._unsent()
+                and self.state in (S.ESTABLISHED, S.CLOSE_WAIT)
+            ):  # Linux tcp_cwnd_validate: the starvation is the send buffer's
+                self._chrono_start(ChronoType.SNDBUF_LIMITED, now)
         if frto_new and self.snd_max == rec.high_seq:  # nothing new could go: F-RTO ends
             rec.frto = False
             self._xmit_retransmit_queue(now)
@@ -836,7 +861,8 @@ class Connection:
 
     def _retransmit(self, piece: Piece, segs: int, now: float) -> int:
         """Linux tcp_retransmit_skb: ``piece`` again, at most ``segs`` MSS of it (the piece is
-        cut there: PSH and FIN stay with the part that ends it). Returns the segments sent."""
+        cut there: PSH and FIN stay with the part that ends it; more than one segment carries
+        PSH, see :meth:`_transmit`). Returns the segments sent."""
         mss = self.snd_mss
         start = piece.start
         off = (start - self.snd_buf_seq) & MASK
@@ -855,6 +881,8 @@ class Connection:
         data = bytes(self.snd_buf[off : off + size])
         if not data:
             flags &= ~PSH
+        elif len(data) > mss:
+            flags |= PSH
         head = self.recovery.pieces.retransmitted(start, end, mss, now)
         count = head.pcount if head is not None else 1
         self.rtt.forget_timed()
@@ -946,6 +974,10 @@ class Connection:
         return size
 
     def _tso_segs(self) -> int:
+        """Linux tcp_tso_segs: segments per TSO (or GSO) packet; one without either."""
+        settings = self.ctx.settings
+        if not (settings.tso or settings.gso):
+            return 1
         rec = self.recovery
         return tso_segs(
             self.snd_mss,
@@ -959,13 +991,25 @@ class Connection:
 
     def _transmit(self, seq: int, flags: int, data: bytes, now: float) -> None:
         """New data (or a FIN) as one piece: a single segment to a TSO device, else its MSS
-        segments (PSH and FIN on the last, as GSO cuts it)."""
+        segments (PSH and FIN on the last, as GSO cuts it). The piece has PSH when it holds
+        the end of a pushed skb (:attr:`psh_marks`) or ``flags`` asks for it (a window
+        probe); on the wire also when it is more than one segment.
+
+        Linux 6.18 as measured (this machine's kernel, the real packetdrill): the skb of a
+        send has PSH at its end only (tcp_mark_push; tso_fragment and tcp_fragment give it
+        to the second part), yet every transmission of more than one segment carries PSH, a
+        retransmission too, while one of a single segment carries it only from its skb: a
+        write of 10 MSS at 2 MSS per TSO packet sends 5 packets with PSH; their
+        retransmissions, cut to one MSS, have none, except the part that ends the write."""
         end = (seq + len(data) + (1 if flags & FIN else 0)) & MASK
         mss = self.snd_mss
         rec = self.recovery
         if data:
             rec.data_sent(now)  # before it is out: CA_EVENT_TX_START after idle
-        rec.pieces.sent(seq, end, bool(flags & FIN), mss, now, bool(flags & PSH))
+        psh = self._take_push(seq, (seq + len(data)) & MASK) or bool(flags & PSH)
+        rec.pieces.sent(seq, end, bool(flags & FIN), mss, now, psh)
+        if psh or len(data) > mss:  # see _psh_on_wire
+            flags |= PSH
         if rec.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
             rec.prr_out += segments(len(data), mss) or 1
         if not self.ts_ok:
@@ -1017,6 +1061,7 @@ class Connection:
         start = self.snd_buf_seq  # ISS + 1: where the data begins (the same int, not a copy)
         self.snd_nxt = self.snd_max = (start + len(sent)) & MASK if sent else start
         if sent:  # the SYN data: one piece of one segment (the SYN and its data: two in tcp_ack)
+            # Linux tcp_send_syn_data: the data's skb has PSH
             self.recovery.pieces.sent(start, self.snd_nxt, False, len(sent), now)
         self._syn_sent_at = now
         self._set_rto(now)
@@ -1047,15 +1092,23 @@ class Connection:
             start = self.skb_start if seq_lt(nxt, self.skb_start) else nxt
             tail = (write_seq - start) & MASK if seq_lt(nxt, write_seq) else 0
             copy = goal - tail if tail and not self._eor_at(write_seq) else 0
+            grows = copy > 0  # the data joins the last skb
             if copy <= 0:  # Linux new_segment
                 if not self._memory_free(0):
                     break
+                if write_seq == nxt:  # Linux tcp_add_write_queue_tail: the first unsent skb
+                    self._chrono_start(ChronoType.BUSY, now)
                 self.skb_start = write_seq
                 self.sock.nonagle &= ~NAGLE_PUSH  # Linux tcp_skb_entail
                 copy = goal
             copy = min(copy, total - copied, self.sock.sndbuf - len(self.snd_buf))
             if copy <= 0:
                 break
+            marks = self.psh_marks
+            if grows and marks and marks[-1] == write_seq:  # Linux: the skb loses its PSH
+                marks.pop()
+                if not marks:
+                    self.psh_marks = None
             self.snd_buf = _appended(self.snd_buf, data[copied : copied + copy])
             copied += copy
             if copied == total or tail + copy < goal:
@@ -1064,7 +1117,7 @@ class Connection:
             # a full skb goes with PSH: measured on Linux 6.18 (google/packetdrill's
             # fastopen/server/opt34/simple3.pkt, notsent_lowat/notsent-lowat-setsockopt.pkt:
             # a full skb sent by tcp_push_one has it, before any tcp_mark_push)
-            self.pushed_seq = self.write_seq()
+            self._mark_push()
             if forced:
                 self.output(now, NAGLE_PUSH)
             elif seq_le(self.skb_start, self.snd_nxt):  # the skb is the send head
@@ -1076,14 +1129,14 @@ class Connection:
             if oob:
                 self._mark_urg()
             self._tx_timestamp()
-            self.pushed_seq = self.write_seq()
+            self._mark_push()
             self.output(now, NAGLE_PUSH)
         else:  # Linux tcp_push
             if oob:
                 self._mark_urg()
             self._tx_timestamp()
             if not more or self._forced_push():
-                self.pushed_seq = self.write_seq()
+                self._mark_push()
             self.output(now, NAGLE_CORK if more else None)
         self._rearm()
         return copied
@@ -1102,13 +1155,49 @@ class Connection:
 
     def _size_goal(self) -> int:
         """Linux tcp_xmit_size_goal: how much data an skb takes, whole MSS, at least one: the
-        device's GSO maximum within half the peer's largest window (tcp_bound_to_half_wnd)."""
+        device's GSO maximum within half the peer's largest window (tcp_bound_to_half_wnd); one
+        MSS when the device has neither TSO nor GSO (sk_can_gso)."""
         mss = self.snd_mss
+        settings = self.ctx.settings
+        if not (settings.tso or settings.gso):
+            return mss
         size = GSO_MAX_SIZE
         cutoff = self.max_window >> 1 if self.max_window > MSS_DEFAULT else self.max_window
         if cutoff and size > cutoff:
             size = cutoff
         return max(size // mss * mss, mss)
+
+    def _mark_push(self) -> None:
+        """Linux tcp_mark_push: the last skb has PSH, pushed_seq is the end of the data."""
+        end = (self.snd_buf_seq + len(self.snd_buf)) & MASK
+        self.pushed_seq = end
+        self._add_mark(end)
+
+    def _add_mark(self, end: int) -> None:
+        """The unsent skb that ends at ``end`` has PSH (:attr:`psh_marks`)."""
+        marks = self.psh_marks
+        if marks is None:
+            self.psh_marks = [end]
+            return
+        i = len(marks)
+        while i and seq_lt(end, marks[i - 1]):
+            i -= 1
+        if not i or marks[i - 1] != end:
+            marks.insert(i, end)
+
+    def _take_push(self, nxt: int, end: int) -> bool:
+        """A transmission of the unsent ``[nxt, end)``: whether it carries PSH (it holds the
+        end of a pushed skb); the marks it took are gone."""
+        marks = self.psh_marks
+        if not marks:
+            return False
+        push = False
+        while marks and seq_le(marks[0], end):
+            push = push or seq_lt(nxt, marks[0])
+            marks.pop(0)
+        if not marks:
+            self.psh_marks = None
+        return push
 
     def _forced_push(self) -> bool:
         """Linux forced_push: more than half the largest window was queued since the last
@@ -1503,6 +1592,8 @@ class Connection:
         self._move(E.RCV_SYN_ACK)
         self._init_buffer_space()  # Linux tcp_finish_connect -> tcp_init_transfer
         self._lrcv = now  # Linux lrcvtime: a reply within ato of it is ping-pong
+        self.recovery.lsndtime = now  # Linux tcp_finish_connect: no restart on the first data
+        self._rcv_tstamp = now  # Linux tcp_ack of the SYN-ACK
         self.keepalive_changed(now)  # Linux tcp_finish_connect
         if self.total_retrans == 0:  # Karn: no sample from a retransmitted SYN
             self.rtt.sample(now - self._syn_sent_at)
@@ -1666,6 +1757,13 @@ class Connection:
         and twice the data not sent yet is below TCP_NOTSENT_LOWAT."""
         queued = len(self.snd_buf)
         return self.sock.sndbuf - queued >= queued // 2 and self._memory_free(1)
+
+    def _space_again(self, now: float) -> None:
+        """Linux sk_stream_write_space from tcp_check_space: the waiting writer has room
+        again (SOCK_NOSPACE clears), the send buffer no longer limits (tcp_chrono_stop)."""
+        self.want_write = False
+        self._chrono_stop(ChronoType.SNDBUF_LIMITED, now, self._queues_empty())
+        self.ctx.emit(Writable(self.sock))
 
     def _hold_ack(self, now: float) -> None:
         """A writer is waiting for the connection (Linux sk_write_pending): the ACK of the SYN-ACK
@@ -1986,6 +2084,10 @@ class Connection:
             fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
             if fin_acked and not self._fin_acked(now):
                 return
+        elif self.sack_ok and seg.sack_blocks:
+            # Linux tcp_ack, old_ack: an ACK below SND.UNA (reordered) still tags what it SACKs,
+            # for loss recovery (tcp_sacktag_write_queue, tcp_fastretrans_alert)
+            self._ack(seg.sack_blocks, self.snd_una, False, now, None)
         if flags & URG:  # Linux tcp_urg: tcp_check_urg
             copied = (self.rcv_nxt - len(self.rcv_buf)) & MASK
             self._urg = check_urg(self._urg, seq, seg.urgent, copied, self.rcv_nxt)
@@ -2002,8 +2104,7 @@ class Connection:
             self._rcv_data(seg, flags, now)
         self.output(now)
         if self.want_write and self.writable():  # Linux tcp_data_snd_check: tcp_check_space
-            self.want_write = False
-            self.ctx.emit(Writable(self.sock))
+            self._space_again(now)
 
     def _fin_acked(self, now: float) -> bool:
         """Our FIN is acknowledged; False when the connection is gone."""
@@ -2034,6 +2135,8 @@ class Connection:
             self._move(E.RCV_ACK_OF_SYN)
         if not self.tfo_child:  # a fast open child's started with it (tcp_init_transfer)
             self._init_buffer_space()
+            if self.listener is not None:  # Linux tcp_create_openreq_child makes it now
+                self._lrcv = self.recovery.lsndtime = now
         self.keepalive_changed(now)
         listener = self.listener
         if listener is None:
@@ -2178,8 +2281,7 @@ class Connection:
         room = (self.snd_una + self.snd_wnd - self.snd_nxt) & MASK
         if unsent > 0 and room < HALF and room >= min(unsent, mss):
             size = min(unsent, mss)
-            end = (self.snd_nxt + size) & MASK
-            flags = ACK | PSH if seq_le(end, self.pushed_seq) else ACK
+            flags = ACK
             if size == unsent and self._fin_queued:
                 flags |= FIN
             self._transmit(self.snd_nxt, flags, bytes(self.snd_buf[off : off + size]), now)
@@ -2237,6 +2339,9 @@ class Connection:
         rec = self.recovery
         prior_packets = rec.packets_out
         segs, fresh = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
+        if prior_packets and self.snd_una == self.snd_max:
+            # Linux tcp_clean_rtx_queue: the retransmission queue is empty
+            self._chrono_stop(ChronoType.BUSY, now, self._queues_empty())
         # Linux pkts_acked, from tcp_clean_rtx_queue, which tcp_ack skips when nothing was in
         # the retransmission queue (no_queue: the ACK of a child's SYN-ACK)
         if rtt is not None and prior_packets:
@@ -2252,8 +2357,7 @@ class Connection:
             if not self.sock.options.buf_locks & SNDBUF_LOCK and rec.in_flight() < rec.cwnd:
                 self._sndbuf_expand()
         if self.want_write and self.writable():  # Linux sk_stream_write_space
-            self.want_write = False
-            self.ctx.emit(Writable(self.sock))
+            self._space_again(now)
         return segs + syn, fresh + syn
 
     def _oow_ack(
@@ -2622,6 +2726,10 @@ class Connection:
             end = (nxt + size) & MASK
             if seq_lt(self.pushed_seq, end):
                 self.pushed_seq = end
+            if size < unsent and not self.psh_marks:
+                # Linux tcp_write_wakeup: PSH on the skb before tcp_fragment, which gives it to
+                # the rest too (there, the end of what is queued: the engine has no skb edges)
+                self._add_mark((self.snd_buf_seq + len(self.snd_buf)) & MASK)
             flags = ACK | PSH
             if size == unsent and self._fin_queued:
                 flags |= FIN
@@ -2654,6 +2762,22 @@ class Connection:
             self._fin_queued and self.snd_nxt == self._fin_seq
         )
 
+    def _chrono_start(self, kind: ChronoType, now: float) -> None:
+        """Linux tcp_chrono_start."""
+        chrono = self._chrono
+        if chrono is None:
+            chrono = self._chrono = Chrono()
+        chrono.start(kind, now)
+
+    def _chrono_stop(self, kind: ChronoType, now: float, queues_empty: bool) -> None:
+        """Linux tcp_chrono_stop (none started yet: nothing to stop)."""
+        if self._chrono is not None:
+            self._chrono.stop(kind, now, queues_empty)
+
+    def _queues_empty(self) -> bool:
+        """Linux tcp_rtx_and_write_queues_empty: nothing in flight, nothing to send."""
+        return self.snd_una == self.snd_max and not self._unsent()
+
     def _ack_probe(self, now: float) -> None:
         """Linux tcp_ack_probe: an ACK while probing; an open window ends the probes (their
         backoff too), a closed one times the next probe from now."""
@@ -2669,7 +2793,8 @@ class Connection:
 
     # -- introspection -----------------------------------------------------------------------------
 
-    def info(self) -> TcpInfo:
+    def info(self, now: float) -> TcpInfo:
+        """Linux tcp_get_info at ``now``."""
         options = 0
         if self.ts_ok:
             options |= TCPI_OPT_TIMESTAMPS
@@ -2690,6 +2815,8 @@ class Connection:
         unacked = pieces.packets_out
         if self.state is S.SYN_SENT:
             unacked += 1  # the SYN
+        chrono = self._chrono
+        busy, rwnd_limited, sndbuf_limited = chrono.stats_us(now) if chrono else (0, 0, 0)
         return TcpInfo(
             tcpi_state=int(self.state),
             tcpi_ca_state=int(rec.ca_state) or (CaState.LOSS if self.retransmits else 0),
@@ -2726,4 +2853,10 @@ class Connection:
             tcpi_rcv_wnd=(self.rcv_adv - self.rcv_nxt) & MASK if self.state in _SYNCHRONIZED else 0,
             tcpi_delivered=self.recovery.delivered,
             tcpi_delivered_ce=0,  # no ECN
+            tcpi_last_data_sent=since_ms(now, rec.lsndtime),
+            tcpi_last_data_recv=since_ms(now, self._lrcv),
+            tcpi_last_ack_recv=since_ms(now, self._rcv_tstamp),
+            tcpi_busy_time=busy,
+            tcpi_rwnd_limited=rwnd_limited,
+            tcpi_sndbuf_limited=sndbuf_limited,
         )

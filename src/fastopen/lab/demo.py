@@ -282,7 +282,7 @@ class _VirtualPair:
             self._requests[child] += child.recv(65536, now)
         if len(self._requests[child]) >= len(REQUEST):
             port = child.getpeername()[1]
-            self.reports[port] = report(child, Attempt(Side.SERVER, True))
+            self.reports[port] = report(child, Attempt(Side.SERVER, True), now)
             child.send(RESPONSE, now)
             child.close(now)
             del self._requests[child]
@@ -316,7 +316,7 @@ class _VirtualPair:
                 answer += got
         port = sock.getsockname()[1]
         off = None if fastopen else OffReason.DISABLED_BY_CALLER
-        client_report = report(sock, Attempt(Side.CLIENT, fastopen, off))
+        client_report = report(sock, Attempt(Side.CLIENT, fastopen, off), link.now)
         sock.close(link.now)
         link.advance(2 * link.delay + 0.001)  # the last segments cross the link
         self._serve()

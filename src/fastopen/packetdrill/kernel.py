@@ -29,6 +29,7 @@ import queue
 import select
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -61,14 +62,13 @@ from fastopen.packetdrill.script import (
     StructExpr,
     Syscall,
 )
-from fastopen.packetdrill.shell import Route, ShellCommands
+from fastopen.packetdrill.shell import DEVICE, Route, ShellCommands
 from fastopen.runtime.tun import open_tun, route_into
 from fastopen.wire import IPAddress, TcpSegment, ip_packet, parse_tcp_packet
 
 _libc = ctypes.CDLL(None, use_errno=True)
 #: The only addresses the kernel backend configures (RFC 2544 benchmarking, unique local).
 ALLOWED_NETWORKS = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("fd00::/8"))
-DEVICE = "tun0"
 TCP_CLOSE = 7  # Linux's tcpi_state of a socket neither connected nor connecting
 #: How long past its expected time the runner waits for a packet (to report it late, not missing).
 LATE_WAIT = 0.5
@@ -148,6 +148,24 @@ class KernelStack:
         name = "tcp" if version == 4 else "tcp6"
         with self.ns.entered(), open(f"/proc/thread-self/net/{name}") as f:
             return f.read().splitlines()
+
+    def offload(self, features: dict[str, bool]) -> bool:
+        """The namespace's TUN device's offloads, with ethtool."""
+        args = [word for name, on in features.items() for word in (name, "on" if on else "off")]
+        return self._run(["ethtool", "-K", DEVICE, *args])
+
+    def qdisc(self, name: str) -> bool:
+        """The namespace's TUN device's root qdisc, with tc (pfifo_fast: the default again)."""
+        if name == "pfifo_fast":
+            self._run(["tc", "qdisc", "delete", "dev", DEVICE, "root"])  # none: already so
+            return True
+        return self._run(["tc", "qdisc", "replace", "dev", DEVICE, "root", name])
+
+    def _run(self, args: list[str]) -> bool:
+        try:
+            return self.ns.run(args, check=False).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
 
     def route(self, route: Route) -> bool:
         """The namespace's real route, for a prefix inside the allowed networks and on the
@@ -270,7 +288,7 @@ class KernelRunner(ScriptRunner[socket.socket, socket.socket]):
         """Run the commands; the time they take is not script time (the clock stops)."""
         began = time.monotonic()
         try:
-            return ShellCommands(KernelStack(self.ns), sh_defaults=True).run(command)
+            return ShellCommands(KernelStack(self.ns), self.files, sh_defaults=True).run(command)
         finally:
             self.t0 += time.monotonic() - began
 

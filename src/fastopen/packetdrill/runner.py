@@ -39,7 +39,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from fastopen import constants as K
 from fastopen.engine import EngineError, EngineSocket, Host, TcpInfo, TcpState, errqueue
@@ -100,7 +100,7 @@ from fastopen.packetdrill.script import (
     Syscall,
     TimeKind,
 )
-from fastopen.packetdrill.shell import SYSCTLS, EngineStack, ShellCommands
+from fastopen.packetdrill.shell import SYSCTLS, EngineStack, ScriptFiles, ShellCommands
 from fastopen.wire import Flags, Sack, TcpOption, TcpSegment, Timestamps, emit_options
 
 MASK = 0xFFFFFFFF
@@ -164,6 +164,7 @@ SYMBOLS: dict[str, int] = {
     "MSG_PEEK": socket_mod.MSG_PEEK,
     "F_GETFL": 3,
     "F_SETFL": 4,
+    "O_RDONLY": os.O_RDONLY,
     "O_RDWR": os.O_RDWR,
     "O_NONBLOCK": os.O_NONBLOCK,
     "SHUT_RD": socket_mod.SHUT_RD,
@@ -384,6 +385,8 @@ class ScriptRunner(ABC, Generic[S, F]):
             raise ScriptSyntaxError(script.path, 0, "local and remote address families differ")
         self.last_time = 0.0
         self.fds: dict[int, F] = {}
+        #: The files the script's commands made, for open() and sendfile().
+        self.files = ScriptFiles()
         self.flow: Flow[S] | None = None
         self.next_remote_port = FIRST_REMOTE_PORT
         self.event: Event | None = None
@@ -508,8 +511,10 @@ class ScriptRunner(ABC, Generic[S, F]):
         known = ", ".join(name.rsplit(".", 1)[1] for name in SYSCTLS)
         return (
             f"the runner knows the sysctls {known}, defaults.sh, set_sysctls.py, "
-            "'ip tcp_metrics flush' and 'ip route add|change|replace PREFIX dev DEV "
-            "[features tcp_usec_ts]'"
+            "'ip tcp_metrics flush', 'ip route add|change|replace PREFIX dev DEV "
+            "[features tcp_usec_ts]', 'ethtool -K tun0 tso|gso on|off', 'tc qdisc "
+            "add|replace dev tun0 root fq|pfifo_fast', 'tc qdisc delete dev tun0 root', "
+            "'rm -f /tmp/NAME' and 'dd bs=N count=M if=/dev/zero of=/tmp/NAME'"
         )
 
     # -- inbound packets ---------------------------------------------------------------------------
@@ -989,7 +994,9 @@ class ScriptRunner(ABC, Generic[S, F]):
         namespace.update(info)
         code = textwrap.dedent(block.code).strip()
         try:
-            exec(compile(code, self.script.path, "exec"), namespace)
+            # followed by a blank line, as packetdrill writes it (code.c write_text): a block
+            # may end in a backslash
+            exec(compile(code + "\n\n", self.script.path, "exec"), namespace)
         except AssertionError as exc:
             detail = f": {exc}" if str(exc) else ""
             raise self.fail(f"assertion failed: {code}{detail}") from None
@@ -1017,6 +1024,14 @@ class Interest:
 class Fd:
     sock: EngineSocket
     nonblocking: bool = False
+
+
+@dataclass(slots=True)
+class File:
+    """A descriptor of one of the script's files (open()), read from ``offset``."""
+
+    data: bytes
+    offset: int = 0
 
 
 @dataclass(slots=True)
@@ -1084,7 +1099,7 @@ def info_fields(info: TcpInfo) -> dict[str, int]:
     return {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
 
 
-class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
+class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe | File]):
     """One run of one script against a fresh engine Host, in virtual time."""
 
     def __init__(self, script: Script, config: Config) -> None:
@@ -1177,7 +1192,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
         self.collect()
 
     def shell(self, command: str) -> str | None:
-        return ShellCommands(EngineStack(self.host)).run(command)
+        return ShellCommands(EngineStack(self.host), self.files).run(command)
 
     # -- packets -----------------------------------------------------------------------------------
 
@@ -1312,7 +1327,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
 
     def sys_getsockopt(self, fd: Expr, level: Expr, name: Expr, value: Expr, length: Expr) -> int:
         sock = self.fd(fd).sock
-        actual = sock.getsockopt(self.value(level) or 0, self.value(name) or 0)
+        actual = sock.getsockopt(self.value(level) or 0, self.value(name) or 0, self.now)
         if isinstance(actual, int) and isinstance(value, ListExpr):
             expected = self.value(value)
             if expected is not None and expected != actual:
@@ -1418,16 +1433,15 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
         unspec = isinstance(addr, Name) and addr.name == "AF_UNSPEC"
         total, bits = self.value(length) or 0, self.value(flags) or 0
         if is_null(buf) and total:
-            return self.null_send(self.fd(fd), bits)
+            target = AF_UNSPEC_ADDRESS if unspec else (str(self.remote), self.config.connect_port)
+            self.null_send(self.fd(fd), bits, target)
         return self.send_to(self.fd(fd), total, bits, unspec)
 
-    def null_send(self, entry: Fd, flags: int) -> int:
-        """A send from a NULL buffer: what the socket's state says first (Linux checks it before
-        copying: EPIPE, EAGAIN...), else EFAULT with nothing queued (tcp_sendmsg_locked)."""
-        if flags & K.MSG_FASTOPEN or entry.sock.defer_connect:
-            raise self.fail("a NULL buffer for a Fast Open send is not supported")
-        entry.sock.sendto(b"", flags, None, self.now)
-        raise EngineError(errno_mod.EFAULT)
+    def null_send(self, entry: Fd, flags: int, addr: tuple[str, int] | None = None) -> NoReturn:
+        """A send from a NULL buffer (EngineSocket.send_unreadable): EFAULT, or what the socket's
+        state says first; a Fast Open one sends its SYN (with a cookie request) and gives
+        EINPROGRESS."""
+        entry.sock.send_unreadable(flags, addr, self.now)
 
     def null_recv(self, entry: Fd, flags: int) -> int | Callable[[], int | None]:
         """A recv into a NULL buffer: EFAULT when there is data to copy (tcp_recvmsg_locked,
@@ -1464,7 +1478,7 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
         total = self.value(length) or 0
         bits = self.value(flags) or 0
         if is_null(buf) and total:
-            return self.null_send(entry, bits)
+            self.null_send(entry, bits)
 
         def first() -> int:
             return entry.sock.sendto(bytes(total), bits, None, self.now)
@@ -1473,6 +1487,40 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
 
     def sys_write(self, fd: Expr, buf: Expr, length: Expr) -> int | Callable[[], int | None]:
         return self.sys_send(fd, buf, length, 0)
+
+    def sys_open(self, path: Expr, flags: Expr, mode: Expr = ELLIPSIS) -> int:
+        """open() of a file the script made (ScriptFiles), read-only: ENOENT for another."""
+        if not isinstance(path, Quoted):
+            raise self.fail("open() needs a path in quotes")
+        if (self.value(flags) or 0) & os.O_ACCMODE != os.O_RDONLY:
+            raise self.fail("open() of a script's file is read-only (O_RDONLY)")
+        data = self.files.data.get(path.data.decode(errors="replace"))
+        if data is None:
+            raise EngineError(errno_mod.ENOENT)
+        return self.new_fd(File(data), self.expected_result())
+
+    def sys_sendfile(
+        self, out_fd: Expr, in_fd: Expr, offset: Expr, count: Expr
+    ) -> int | Callable[[], int | None]:
+        """sendfile(): ``count`` bytes of the file from ``[offset]`` (its own offset for NULL,
+        which moves) written to the socket as a write() of them (Linux splices the pages into
+        tcp_sendmsg_locked). The script's files hold zeros (``dd if=/dev/zero``), as the
+        payloads packetdrill expects."""
+        entry = self.fd(out_fd)
+        number = self.value(in_fd)
+        source = self.fds.get(number) if number is not None else None
+        if not isinstance(source, File):
+            raise EngineError(errno_mod.EBADF)
+        start = source.offset if is_null(offset) else self.value(offset) or 0
+        total = len(source.data[start : start + (self.value(count) or 0)])
+
+        def first() -> int:
+            return entry.sock.sendto(bytes(total), 0, None, self.now)
+
+        result = self.send_all(entry, total, first, 0)
+        if is_null(offset) and isinstance(result, int):
+            source.offset += result
+        return result
 
     def sys_recv(
         self, fd: Expr, buf: Expr, length: Expr, flags: Expr
@@ -1608,6 +1656,9 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
             ready = len(entry.data) < PIPE_CAPACITY if entry.write_end else bool(entry.data)
             mask = (select.POLLOUT if entry.write_end else select.POLLIN) if ready else 0
             return mask & events
+        if isinstance(entry, File):  # Linux DEFAULT_POLLMASK: a regular file is always ready
+            always = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
+            return always & events
         return entry.sock.poll() & (events | select.POLLERR | select.POLLHUP)
 
     def sys_poll(self, fds: Expr, nfds: Expr, timeout: Expr) -> int | Waiting:
@@ -1728,4 +1779,4 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe]):
         sock = self.flow_socket()
         if sock is None:
             raise self.fail("a %{ }% block, but there is no socket under test")
-        return info_fields(sock.tcp_info())
+        return info_fields(sock.tcp_info(self.now))

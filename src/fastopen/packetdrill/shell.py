@@ -2,11 +2,15 @@
 
 Scripts configure the stack with ``sysctl``, packetdrill's ``defaults.sh`` (google/packetdrill's
 ``gtests/net/common/defaults.sh`` or the Linux selftests' own) and ``set_sysctls.py``,
-``ip tcp_metrics flush``, and ``ip route add|change|replace PREFIX dev DEV [features
-tcp_usec_ts]`` (the route feature of microsecond TS values, Linux 6.7+). A :class:`Stack`
-applies them: :class:`EngineStack` maps each onto a :class:`~fastopen.engine.Host` attribute,
-the kernel backend writes the namespace's real sysctls and routes. Anything a stack does not
-know fails, so that a script never runs under settings it did not get.
+``ip tcp_metrics flush``, ``ip route add|change|replace PREFIX dev DEV [features
+tcp_usec_ts]`` (the route feature of microsecond TS values, Linux 6.7+), the device's offloads
+(``ethtool -K tun0 tso off gso off``) and its root qdisc (``tc qdisc replace dev tun0 root fq``,
+``tc qdisc delete dev tun0 root``); and make the files a script sends (``rm -f /tmp/NAME``, ``dd
+bs=N count=M if=/dev/zero of=/tmp/NAME``), which live in :class:`ScriptFiles`, in memory: no
+file outside the run is touched. A :class:`Stack` applies the rest: :class:`EngineStack` maps
+each onto a :class:`~fastopen.engine.Host` attribute, the kernel backend writes the namespace's
+real sysctls, routes, offloads and qdisc. Anything a stack does not know fails, so that a script
+never runs under settings it did not get.
 """
 
 from __future__ import annotations
@@ -116,6 +120,13 @@ _REDIRECTIONS = (">", "&>", "2>", "1>")
 #: The route features the stacks know (``ip route ... features NAME``), with their RTAX_FEATURE_*
 #: bits.
 ROUTE_FEATURES = {"tcp_usec_ts": 0x10}
+#: The script's device (packetdrill's TUN device).
+DEVICE = "tun0"
+#: The offloads ``ethtool -K`` may set on it.
+OFFLOADS = frozenset({"tso", "gso"})
+#: The root qdiscs ``tc qdisc add|replace dev tun0 root NAME`` may install, without parameters:
+#: fq paces (Linux's EDT pacing); pfifo_fast, the default, does not.
+QDISCS = frozenset({"fq", "pfifo_fast"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +166,76 @@ def parse_route(words: list[str]) -> Route | None:
     return Route(words[0], network, words[3], features)
 
 
+#: Where a script's files may be (``/tmp/NAME``, a plain name).
+FILES_DIR = "/tmp/"
+
+
+class ScriptFiles:
+    """The files a script made (``dd``) and removed (``rm -f``), by path, kept in memory for
+    its ``open()`` and ``sendfile()``: a run never touches the machine's file system."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    @staticmethod
+    def allowed(path: str) -> bool:
+        """A path a script may use: a plain name in /tmp."""
+        name = path.removeprefix(FILES_DIR)
+        return path.startswith(FILES_DIR) and name not in ("", ".", "..") and "/" not in name
+
+    def rm(self, args: list[str]) -> bool:
+        """``rm -f PATH...``: the files are gone (none there is no error, as with -f)."""
+        if args[:1] != ["-f"] or len(args) < 2 or not all(map(self.allowed, args[1:])):
+            return False
+        for path in args[1:]:
+            self.data.pop(path, None)
+        return True
+
+    def dd(self, args: list[str]) -> bool:
+        """``dd bs=N count=M if=/dev/zero of=PATH [status=none]``: PATH holds N*M zeros."""
+        operands = dict(arg.partition("=")[::2] for arg in args)
+        if len(operands) != len(args) or not {"bs", "count", "if", "of"} <= operands.keys():
+            return False
+        if not operands.keys() <= {"bs", "count", "if", "of", "status"}:
+            return False
+        if operands["if"] != "/dev/zero" or operands.get("status", "none") != "none":
+            return False
+        size, count, path = operands["bs"], operands["count"], operands["of"]
+        if not (size.isdigit() and count.isdigit() and self.allowed(path)):
+            return False
+        self.data[path] = bytes(int(size) * int(count))
+        return True
+
+
+def parse_offloads(words: list[str]) -> dict[str, bool] | None:
+    """The words after ``ethtool -K``: ``tun0`` and NAME on|off pairs of :data:`OFFLOADS`; None
+    for anything else."""
+    if len(words) < 3 or len(words) % 2 == 0 or words[0] != DEVICE:
+        return None
+    features: dict[str, bool] = {}
+    for name, value in zip(words[1::2], words[2::2], strict=True):
+        if name not in OFFLOADS or value not in ("on", "off"):
+            return None
+        features[name] = value == "on"
+    return features
+
+
+def parse_qdisc(words: list[str]) -> str | None:
+    """The words after ``tc qdisc``: the root qdisc of tun0 they install (``add|replace dev
+    tun0 root NAME``, a name of :data:`QDISCS`), or ``pfifo_fast`` for ``delete dev tun0
+    root`` (the device's default again); None for anything else (a child qdisc, parameters:
+    pfifo limit 0 drops every packet, which the engine's device does not model)."""
+    if words[1:4] != ["dev", DEVICE, "root"]:
+        return None
+    if words[0] == "delete" and len(words) == 4:
+        return "pfifo_fast"
+    if words[0] in ("add", "replace") and len(words) == 5 and words[4] in QDISCS:
+        return words[4]
+    return None
+
+
 class Stack(Protocol):
     """What the shell commands act on."""
 
@@ -176,6 +257,15 @@ class Stack(Protocol):
 
     def proc_net_tcp(self, version: int) -> list[str]:
         """The lines of ``/proc/net/tcp`` (``version`` 4) or ``/proc/net/tcp6`` (6)."""
+        ...
+
+    def offload(self, features: dict[str, bool]) -> bool:
+        """Turn the device's offloads on or off (``ethtool -K tun0 ...``); False when refused."""
+        ...
+
+    def qdisc(self, name: str) -> bool:
+        """Make ``name`` the device's root qdisc (``pfifo_fast``: the default); False when
+        refused."""
         ...
 
 
@@ -272,6 +362,21 @@ class EngineStack:
             )
         return lines
 
+    def offload(self, features: dict[str, bool]) -> bool:
+        """The engine's device: TSO (``Settings.tso``: packets of many MSS go whole, else in
+        MSS segments) and GSO (``Settings.gso``: without it nor TSO, every skb is one MSS)."""
+        settings = self.host.settings
+        settings.tso = features.get("tso", settings.tso)
+        settings.gso = features.get("gso", settings.gso)
+        return True
+
+    def qdisc(self, name: str) -> bool:
+        """fq paces the engine's transmissions (``Settings.pacing``, Linux's EDT pacing);
+        pfifo_fast does not (nor does Linux without fq: its internal pacing is for the
+        congestion controls that ask, which the engine's reno and cubic do not)."""
+        self.host.settings.pacing = name == "fq"
+        return True
+
 
 def nstat_name(name: str) -> str:
     """A counter's nstat name: the TCP MIB's as they are (``TcpInSegs``), TcpExt's prefixed
@@ -288,8 +393,12 @@ class ShellCommands:
     runs as /bin/sh runs it: a sysctl the kernel refuses is a warning (this machine allows no
     cubic in a namespace); the engine must know every one."""
 
-    def __init__(self, stack: Stack, *, sh_defaults: bool = False) -> None:
+    def __init__(
+        self, stack: Stack, files: ScriptFiles | None = None, *, sh_defaults: bool = False
+    ) -> None:
         self.stack = stack
+        #: The script's files (``rm``, ``dd``): without them, those commands are unknown.
+        self.files = files
         self.sh_defaults = sh_defaults
         #: nstat's history: the counters as the last ``nstat`` saw them.
         self.nstat_seen: dict[str, int] = {}
@@ -401,6 +510,16 @@ class ShellCommands:
         if words[:2] == ["ip", "route"]:
             route = parse_route(words[2:])
             return route is not None and self.stack.route(route)
+        if program.endswith("ethtool") and words[1:2] == ["-K"]:
+            features = parse_offloads(words[2:])
+            return features is not None and self.stack.offload(features)
+        if program.endswith("tc") and words[1:2] == ["qdisc"]:
+            qdisc = parse_qdisc(words[2:])
+            return qdisc is not None and self.stack.qdisc(qdisc)
+        if self.files is not None and program in ("rm", "/bin/rm"):
+            return self.files.rm(words[1:])
+        if self.files is not None and program in ("dd", "/bin/dd"):
+            return self.files.dd(words[1:])
         if program == "nstat" and all(w in ("-a", "-n", "-s", "-z") for w in words[1:]):
             self.nstat(words[1:])
             return True

@@ -177,7 +177,7 @@ class UserspaceDriver:
                 try:
                     transport = writer.transport
                     assert isinstance(transport, EngineTransport)
-                    info = transport.sock.tcp_info()
+                    info = transport.sock.tcp_info(self.stack.now())
                     acked = writer.get_extra_info("fastopen").syn_data_acked
                     fail, retrans = info.tcpi_fastopen_client_fail, info.tcpi_total_retrans
                     _handshake(outcome, fail, retrans, acked, request)

@@ -98,9 +98,10 @@ class UnsupportedOnUserspace(FastOpenError):
     """A feature of the kernel stack that the userspace stack does not have."""
 
 
-def report(sock: EngineSocket, attempt: Attempt) -> TfoReport:
-    """The TFO report of an engine connection, read from its ``tcp_info`` as the kernel's is."""
-    info = sock.tcp_info()
+def report(sock: EngineSocket, attempt: Attempt, now: float) -> TfoReport:
+    """The TFO report of an engine connection, read from its ``tcp_info`` at ``now`` as the
+    kernel's is."""
+    info = sock.tcp_info(now)
     kernel_view = KernelTcpInfo(
         state=info.tcpi_state,
         options=info.tcpi_options,
@@ -571,7 +572,7 @@ class UserspaceStack:
     ) -> tuple[asyncio.StreamReader, FastOpenStreamWriter]:
         reader = asyncio.StreamReader(limit=limit, loop=self.loop)
         protocol = FastOpenProtocol(
-            reader, self.loop, report=lambda _: report(sock, attempt), handler=handler
+            reader, self.loop, report=lambda _: report(sock, attempt, self.now()), handler=handler
         )
         extra: dict[str, Any] = {
             "peername": _sockaddr(sock.getpeername()),
@@ -708,8 +709,9 @@ class UserspaceStack:
                 Side.CLIENT, attempted=off is None, off_reason=off, peer=addr, note=note
             )
             if self.learn_paths:
-                retransmitted = sock.tcp_info().tcpi_total_retrans > 0
-                pathcache.learn(report(sock, attempt), addr, syn_retransmitted=retransmitted)
+                now = self.now()
+                retransmitted = sock.tcp_info(now).tcpi_total_retrans > 0
+                pathcache.learn(report(sock, attempt, now), addr, syn_retransmitted=retransmitted)
         reader, writer = self._streams(sock, limit, attempt)
         if first_flight[in_syn + sent :]:
             writer.write(first_flight[in_syn + sent :])
