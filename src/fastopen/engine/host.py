@@ -347,20 +347,29 @@ class Host:
 
     def receive(self, packet: bytes, now: float) -> None:
         """A whole IP packet for this host; malformed TCP is counted and dropped, others ignored."""
+        parsed = self.parse_packet(packet, now)
+        if parsed is not None:
+            self.receive_segment(*parsed, now)
+
+    def parse_packet(self, packet: bytes, now: float) -> Segment | None:
+        """The first half of :meth:`receive`: the segment ``packet`` carries to this host, its
+        checksums verified, for :meth:`receive_segment`; None when there is nothing to hand it:
+        malformed TCP (counted and dropped), another protocol or host (ignored), or a plain
+        SYN a listener under a SYN flood has answered at once (a SYN cookie)."""
         syn = parse_plain_syn(packet)
         if syn is not None and self._syn_cookie_at_once(syn, now):
-            return
+            return None
         try:
             parsed: Segment | None = parse_ipv4_tcp(packet, self.addresses)  # one pass, mostly
             if parsed is None:
                 ip = parse_ip(packet)
                 if ip.protocol != PROTO_TCP or ip.is_fragment or ip.dst not in self.addresses:
-                    return  # not for this TCP (the engine does not reassemble fragments)
+                    return None  # not for this TCP (the engine does not reassemble fragments)
                 parsed = ip.src, ip.dst, TcpSegment.parse(ip.payload, ip.src, ip.dst)
         except MalformedPacket:
             self.counters["TcpInErrs"] += 1
-            return
-        self.receive_segment(*parsed, now)
+            return None
+        return parsed
 
     def receive_segment(
         self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float, segs: int = 1

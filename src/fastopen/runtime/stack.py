@@ -54,10 +54,12 @@ from fastopen.kernel.netns import THREAD_NS
 from fastopen.kernel.tcpinfo import TcpInfo as KernelTcpInfo
 from fastopen.pcap import write_pcap_header, write_pcap_record
 from fastopen.report import OffReason, Side, TfoReport
+from fastopen.runtime.gro import Gro
 from fastopen.runtime.transport import EngineTransport
 from fastopen.runtime.tun import (
     CHECKSUM_TRUSTED,
     GSO_MAX_SIZE,
+    HEADROOM,
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VIRTIO_NET_HDR_GSO_TCPV4,
     VIRTIO_NET_HDR_GSO_TCPV6,
@@ -88,8 +90,6 @@ _log = logging.getLogger("fastopen.runtime")
 BATCH = 256
 #: Larger than any packet the device can carry (a GSO packet and its virtio header included).
 READ_SIZE = GSO_MAX_SIZE + 64
-#: Bytes of IP and TCP headers a packet can have at most beside its payload (IPv6, 40 + 60).
-HEADROOM = 100
 _ACK = int(Flags.ACK)
 _LAST_FLAGS = int(Flags.PSH | Flags.FIN)
 
@@ -176,6 +176,9 @@ class UserspaceStack:
         self._timer_at: float | None = None
         self._kicked = False
         self._servicing = False
+        #: Joins the runs of segments of one read batch (the TUN device does not, for packets
+        #: the kernel forwards to it): one engine pass and one ACK per run, as Linux's GRO.
+        self._gro = Gro(self._deliver)
         self._given_back: Callable[[], None] | None = None
         self._pcap: BinaryIO | None = None
         if pcap is not None:
@@ -346,7 +349,7 @@ class UserspaceStack:
         return loop
 
     def _on_readable(self) -> None:
-        host, fd, pcap, offloads = self.host, self.fd, self._pcap, self.offloads
+        host, fd, pcap, offloads, gro = self.host, self.fd, self._pcap, self.offloads, self._gro
         now = self.loop.time()
         for _ in range(BATCH):
             try:
@@ -361,17 +364,25 @@ class UserspaceStack:
                     continue
             if pcap is not None:
                 write_pcap_record(pcap, packet)
-            try:
-                host.receive(packet, now)
-            except ConnectionFault as fault:
-                self._contain(fault, now)
+            parsed = host.parse_packet(packet, now)
+            if parsed is not None:
+                gro.add(*parsed, now)
+        gro.flush()
         self._service()
+
+    def _deliver(self, src: Any, dst: Any, seg: TcpSegment, now: float, segs: int) -> None:
+        """A segment (``segs`` of the wire's, coalesced) to the engine; a fault is contained."""
+        try:
+            self.host.receive_segment(src, dst, seg, now, segs)
+        except ConnectionFault as fault:
+            self._contain(fault, now)
 
     def _receive_trusted(self, packet: bytes, gso_size: int, now: float) -> None:
         """A packet whose TCP checksum the device vouches for (it may be a partial one, to be
         completed): what :meth:`Host.receive` does, less the checksum. A coalesced one (GRO,
         segments of ``gso_size`` bytes) goes to TCP whole, as Linux's GRO hands it one skb:
-        one pass and one ACK for its segments, not one per segment."""
+        one pass and one ACK for its segments, not one per segment; a single one joins the
+        batch's runs (:class:`~fastopen.runtime.gro.Gro`)."""
         host = self.host
         try:
             ip = parse_ip(packet)
@@ -384,10 +395,11 @@ class UserspaceStack:
             host.counters["TcpInErrs"] += 1
             return
         segs = -(-len(seg.payload) // gso_size) if gso_size and seg.payload else 1
-        try:
-            host.receive_segment(ip.src, ip.dst, seg, now, segs)
-        except ConnectionFault as fault:
-            self._contain(fault, now)
+        if segs == 1:
+            self._gro.add(ip.src, ip.dst, seg, now)
+            return
+        self._gro.flush()  # what came before it goes first
+        self._deliver(ip.src, ip.dst, seg, now, segs)
 
     def _on_timer(self) -> None:
         when = self._timer_at
