@@ -11,10 +11,20 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from fastopen.errors import MalformedPacket
 from fastopen.pcap import read_pcap
 from fastopen.runtime import UserspaceStack
 from fastopen.runtime.gro import Gro
-from fastopen.wire import Flags, Nop, TcpSegment, Timestamps, parse_tcp_packet, split_segment
+from fastopen.wire import (
+    Flags,
+    Nop,
+    TcpSegment,
+    Timestamps,
+    ip_packet,
+    parse_ipv4_tcp,
+    parse_tcp_packet,
+    split_segment,
+)
 
 A, B, C = IPv4Address("198.18.0.1"), IPv4Address("198.18.0.2"), IPv4Address("198.18.0.3")
 MSS = 1448
@@ -36,10 +46,32 @@ def data(
 
 
 def through(segments: list[TcpSegment], src: IPv4Address = A) -> list[Delivered]:
+    """What ``segments`` become through GRO, given as parsed segments; checked to be what they
+    become as packets, the next segments of a run taken from their bytes (:meth:`Gro.join`)."""
     delivered: list[Delivered] = []
     gro = Gro(lambda *seg: delivered.append(seg))
     for i, seg in enumerate(segments):
         gro.add(src, B, seg, float(i))
+    gro.flush()
+    assert from_packets([ip_packet(src, B, seg) for seg in segments]) == delivered
+    return delivered
+
+
+def from_packets(packets: list[bytes]) -> list[Delivered]:
+    """``packets`` through GRO as the stack gives them: joined from their bytes, or parsed
+    (those that do not parse are dropped) and added."""
+    delivered: list[Delivered] = []
+    gro = Gro(lambda *seg: delivered.append(seg))
+    for i, packet in enumerate(packets):
+        if gro.join(packet):
+            continue
+        try:
+            parsed = parse_ipv4_tcp(packet, [B])
+        except MalformedPacket:
+            continue
+        if parsed is None:  # not a right IPv4 header
+            continue
+        gro.add(*parsed, float(i), packet)
     gro.flush()
     return delivered
 
@@ -93,6 +125,22 @@ def test_a_run_ends_at_psh_fin_a_shorter_segment_and_64_kb() -> None:
     alone.add(A, B, data(1, MSS, ACK | PSH), 0.0)
     alone.add(A, B, data(1 + MSS, 0), 0.0)
     assert len(held) == 2
+
+
+def test_a_packet_whose_checksums_are_wrong_is_never_joined() -> None:
+    run = [ip_packet(A, B, data(1 + i * MSS, MSS)) for i in range(3)]
+    bad_tcp = run[1][:-1] + bytes([run[1][-1] ^ 1])  # a payload bit flipped
+    bad_ip = run[1][:10] + bytes([run[1][10] ^ 1]) + run[1][11:]  # the IP header's checksum
+    for bad in (bad_tcp, bad_ip):
+        got = [(seg.seq, segs) for _, _, seg, _, segs in from_packets([run[0], bad, run[2]])]
+        assert got == [(1, 1), (1 + 2 * MSS, 1)]  # the bad one dropped, the run broken there
+    assert [segs for *_, segs in from_packets(run)] == [3]
+    gro = Gro(lambda *seg: None)
+    first = parse_ipv4_tcp(run[0], [B])
+    assert first is not None
+    gro.add(*first, 0.0, run[0])
+    assert gro.join(run[1]) and gro.join(run[2])  # taken from their bytes
+    assert not gro.join(bad_tcp) and not gro.join(bad_ip)
 
 
 def test_a_flight_read_in_one_batch_takes_one_pass_and_one_ack(tmp_path: Path) -> None:

@@ -1035,10 +1035,13 @@ class Connection:
         buf = self.rcv_buf
         if not isinstance(buf, bytearray) or not buf:
             return b""
-        data = bytes(buf[:n])
-        del buf[:n]
-        if not buf:
+        if n >= len(buf):
+            data = bytes(buf)
             self.rcv_buf = b""  # drained: the bytearray goes
+        else:
+            with memoryview(buf) as view:  # one copy (a slice of the bytearray is another)
+                data = bytes(view[:n])
+            del buf[:n]
         self._rcv_space_adjust(now)
         if self.state in _SYNCHRONIZED and not self.fin_received():
             # Linux tcp_cleanup_rbuf: a window update when the window left is at most half

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from fastopen.engine.cache import IPAddress
 from fastopen.runtime.tun import GSO_MAX_SIZE, HEADROOM
-from fastopen.wire import Flags, TcpSegment
+from fastopen.wire import IPV4_HEADER_LEN, PROTO_TCP, Flags, TcpSegment
 
 #: Flags that may differ within a run (tcp_gro_receive masks them out of its comparison).
 _MAY_DIFFER = int(Flags.CWR | Flags.FIN | Flags.PSH)
@@ -23,6 +23,7 @@ _MAY_DIFFER = int(Flags.CWR | Flags.FIN | Flags.PSH)
 _ENDS_RUN = int(Flags.URG | Flags.PSH | Flags.RST | Flags.SYN | Flags.FIN)
 _CWR = int(Flags.CWR)
 _LAST_FLAGS = int(Flags.FIN | Flags.PSH)
+_ONES = 0xFFFF
 
 Deliver = Callable[[IPAddress, IPAddress, TcpSegment, float, int], None]
 
@@ -40,6 +41,10 @@ class Gro:
     the held run and starts its own. One flow is held at a time (Linux holds up to eight):
     another flow's segment delivers the run first, so the order of all segments is kept.
     :meth:`flush` delivers what is held, at the end of the batch (Linux's ``napi_gro_flush``).
+
+    A run started by :meth:`add` with its packet (IPv4 without options) takes the segments that
+    follow in :meth:`join`, from their bytes: header against header, as tcp_gro_receive
+    compares them, and the checksums verified, without parsing them.
     """
 
     __slots__ = (
@@ -48,8 +53,11 @@ class Gro:
         "_end",
         "_first",
         "_flags",
+        "_head",
+        "_headers",
         "_now",
         "_parts",
+        "_pseudo",
         "_size",
         "_src",
         "_total",
@@ -66,10 +74,62 @@ class Gro:
         self._total = 0
         self._end = 0
         self._now = 0.0
+        #: The packet of the run's first segment when :meth:`join` may take the next ones.
+        self._head: bytes | None = None
+        self._headers = 0  # its IP and TCP headers' bytes
+        self._pseudo = 0  # its pseudo-header's sum, less the TCP length
 
-    def add(self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float) -> None:
+    def join(self, packet: bytes) -> bool:
+        """``packet``, a whole IP packet read from the device, joined to the run held when it
+        is the run's next segment (what :meth:`add` would join, the IPv4 and TCP checksums
+        right); else False, and nothing changed: it is to be parsed and given to :meth:`add`."""
+        head = self._head
+        if head is None:
+            return False
+        size = len(packet)
+        headers = self._headers
+        length = size - headers
+        flags = packet[33] if size > 33 else 0
+        if (
+            length <= 0
+            or length > self._size
+            or self._total + length > GSO_MAX_SIZE - HEADROOM
+            or packet[0] != 0x45
+            or (flags ^ self._flags) & ~_MAY_DIFFER
+            or flags & _CWR
+            or packet[12:24] != head[12:24]  # addresses and ports
+            or packet[28:33] != head[28:33]  # ACK, data offset, reserved bits
+            or packet[34:36] != head[34:36]  # window
+            or packet[40:headers] != head[40:headers]  # options
+            or int.from_bytes(packet[24:28], "big") != self._end
+            or int.from_bytes(packet[2:4], "big") != size
+            or packet[6] & 0x3F
+            or packet[7]
+            or packet[9] != PROTO_TCP
+            or int.from_bytes(packet[:IPV4_HEADER_LEN], "big") % _ONES
+        ):
+            return False
+        # a segment's words, its checksum and the pseudo-header's included, sum to a multiple
+        # of 0xFFFF when it is right
+        words = int.from_bytes(packet[IPV4_HEADER_LEN:], "big")
+        if size & 1:
+            words <<= 8
+        if (self._pseudo + size - IPV4_HEADER_LEN + words) % _ONES:
+            return False  # the parse says what is wrong with it
+        self._parts.append(packet[headers:])
+        self._total += length
+        self._end = (self._end + length) & 0xFFFFFFFF
+        self._flags |= flags & _LAST_FLAGS
+        if length < self._size or flags & _ENDS_RUN:
+            self.flush()
+        return True
+
+    def add(
+        self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float, packet: bytes = b""
+    ) -> None:
         """A segment read from the device at ``now`` (its checksum verified), ``src`` to
-        ``dst``."""
+        ``dst``; ``packet``, when given, is the IP packet it came in (then :meth:`join` may
+        take the segments after it from their bytes)."""
         payload = seg.payload
         length = len(payload)
         flags = int(seg.flags)
@@ -106,6 +166,14 @@ class Gro:
         self._flags = flags
         self._size = self._total = length
         self._end = (seg.seq + length) & 0xFFFFFFFF
+        if packet[:1] == b"\x45" and int.from_bytes(packet[2:4], "big") == len(packet):
+            self._head = packet
+            self._headers = IPV4_HEADER_LEN + (packet[32] >> 4) * 4
+            self._pseudo = (
+                int.from_bytes(packet[12:16], "big")
+                + int.from_bytes(packet[16:20], "big")
+                + PROTO_TCP
+            )
 
     def flush(self) -> None:
         """Deliver the run held, if any: one segment as it came, or the run joined."""
@@ -113,7 +181,7 @@ class Gro:
         if first is None:
             return
         src, dst, parts = self._src, self._dst, self._parts
-        self._first = self._src = self._dst = None
+        self._first = self._src = self._dst = self._head = None
         self._parts = []
         assert src is not None and dst is not None
         if len(parts) == 1:

@@ -364,9 +364,11 @@ class UserspaceStack:
                     continue
             if pcap is not None:
                 write_pcap_record(pcap, packet)
+            if gro.join(packet):
+                continue
             parsed = host.parse_packet(packet, now)
             if parsed is not None:
-                gro.add(*parsed, now)
+                gro.add(*parsed, now, packet)
         gro.flush()
         self._service()
 

@@ -16,8 +16,10 @@ from typing import Any, Protocol
 from fastopen.engine import EngineError, EngineSocket, TcpState
 from fastopen.engine.socket import SHUT_WR
 
-#: Bytes asked of the engine per recv call.
-RECV_SIZE = 65536
+#: Bytes asked of the engine per recv call: as much as asyncio's socket transports read at once
+#: (``max_size``). A smaller read leaves the rest of a batch queued, and the queue's bytearray is
+#: copied whole when it grows after a read took bytes off its front.
+RECV_SIZE = 256 * 1024
 #: asyncio's default write buffer limits.
 HIGH_WATER = 64 * 1024
 #: Bytes offered to the engine per send call at most: what waits is copied that much at a time,
