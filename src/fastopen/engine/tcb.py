@@ -122,7 +122,7 @@ _NOP = Nop()
 _FLAGS = [Flags(i) for i in range(256)]
 
 
-def _appended(buf: bytes | bytearray, data: bytes) -> bytearray:
+def _appended(buf: bytes | bytearray, data: bytes | memoryview) -> bytearray:
     """``buf`` with ``data`` after it: a queue is an empty bytes until its first data (an idle
     connection holds no bytearray), then a bytearray appended in place."""
     if isinstance(buf, bytearray):
@@ -950,7 +950,7 @@ class Connection:
         self._move(E.APP_CONNECT)
         self.ctx.counters["TcpActiveOpens"] += 1
 
-    def send(self, data: bytes, now: float, more: bool = False) -> int:
+    def send(self, data: bytes | memoryview, now: float, more: bool = False) -> int:
         """Linux tcp_sendmsg_locked: ``data`` fills the last skb up to the size goal, then
         new ones while the send buffer has room and, at each new one, the data not sent yet
         is below TCP_NOTSENT_LOWAT (sk_stream_memory_free); a full skb alone in the queue goes
