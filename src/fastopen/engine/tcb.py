@@ -131,6 +131,13 @@ def _appended(buf: bytes | bytearray, data: bytes | memoryview) -> bytearray:
     return bytearray(data)
 
 
+def _copied(buf: bytes | bytearray, start: int, end: int) -> bytes:
+    """``buf[start:end]`` as bytes, copied once (a slice of a bytearray is a copy of its own,
+    that bytes() would copy again)."""
+    with memoryview(buf) as view:
+        return bytes(view[start:end])
+
+
 def _timed_out(elapsed: float, boundary: int, rto_base: float, user_timeout: float) -> bool:
     """Linux retransmits_timed_out: ``elapsed`` (ms ticks) reached TCP_USER_TIMEOUT when one is
     set, else tcp_model_timeout, the time ``boundary`` retransmissions take with an RTO
@@ -704,7 +711,7 @@ class Connection:
                 flags = ACK | PSH if seq_le(end, self.pushed_seq) else ACK
                 if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
                     flags |= FIN
-                self._transmit(nxt, flags, bytes(buf[off : off + size]), now)
+                self._transmit(nxt, flags, _copied(buf, off, off + size), now)
                 if push_one:
                     break
                 continue
@@ -774,7 +781,7 @@ class Connection:
                 end = (end + 1) & MASK
         if not size and not flags & FIN:
             return 0
-        data = bytes(self.snd_buf[off : off + size])
+        data = _copied(self.snd_buf, off, off + size)
         if not data:
             flags &= ~PSH
         head = self.recovery.pieces.retransmitted(start, end, mss, now)
@@ -1039,8 +1046,7 @@ class Connection:
             data = bytes(buf)
             self.rcv_buf = b""  # drained: the bytearray goes
         else:
-            with memoryview(buf) as view:  # one copy (a slice of the bytearray is another)
-                data = bytes(view[:n])
+            data = _copied(buf, 0, n)
             del buf[:n]
         self._rcv_space_adjust(now)
         if self.state in _SYNCHRONIZED and not self.fin_received():
@@ -1940,7 +1946,7 @@ class Connection:
         prior_una = self.snd_una
         acked = 0
         if ack != prior_una:
-            acked, fresh = self._process_ack(ack, now, ts)
+            acked, fresh = self._process_ack(ack, now, ts, timer=False)
             delivered += fresh
         if rec.pieces.reord_seen != reord_seen:
             self.ctx.counters["TCPSACKReorder"] += 1  # Linux tcp_check_sack_reordering
@@ -2031,7 +2037,7 @@ class Connection:
             flags = ACK | PSH if seq_le(end, self.pushed_seq) else ACK
             if size == unsent and self._fin_queued:
                 flags |= FIN
-            self._transmit(self.snd_nxt, flags, bytes(self.snd_buf[off : off + size]), now)
+            self._transmit(self.snd_nxt, flags, _copied(self.snd_buf, off, off + size), now)
         else:
             tail = rec.pieces.tail(mss)
             if tail is None or not self._retransmit(tail, 1, now):
@@ -2040,9 +2046,13 @@ class Connection:
         self.ctx.counters["TCPLossProbes"] += 1
         self._set_rto(now)
 
-    def _process_ack(self, ack: int, now: float, ts: Timestamps | None = None) -> tuple[int, int]:
+    def _process_ack(
+        self, ack: int, now: float, ts: Timestamps | None = None, timer: bool = True
+    ) -> tuple[int, int]:
         """``ack`` acknowledges new data (or our SYN): drop it from the send buffer and the
-        retransmission queue. Returns (segments acknowledged, those newly delivered)."""
+        retransmission queue, and re-arm the retransmission timer unless ``timer`` is False
+        (:meth:`_ack` arms it once, after loss recovery, as Linux tcp_ack does). Returns
+        (segments acknowledged, those newly delivered)."""
         # Linux tcp_snd_una_update: bytes_acked counts sequence space, SYN and FIN included
         # (a child starts with its SYN-ACK acknowledged: snd_una = ISS + 1)
         una = self.snd_una
@@ -2085,7 +2095,7 @@ class Connection:
             rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
         if self.snd_una == self.snd_max:
             self._rto_at = self._lsnd = None
-        else:
+        elif timer:
             self._set_xmit_timer(now)
         if self.want_write:
             # Linux tcp_new_space: a writer waited; tcp_should_expand_sndbuf
@@ -2385,7 +2395,7 @@ class Connection:
             flags = ACK | PSH
             if size == unsent and self._fin_queued:
                 flags |= FIN
-            self._transmit(nxt, flags, bytes(self.snd_buf[off : off + size]), now)
+            self._transmit(nxt, flags, _copied(self.snd_buf, off, off + size), now)
             self._set_rto(now)  # Linux tcp_event_new_data_sent: tcp_rearm_rto
             self.probes_out = self.backoff = 0
             return
