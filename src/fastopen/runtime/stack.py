@@ -2,7 +2,9 @@
 
 A :class:`UserspaceStack` owns addresses (IPv4 and IPv6) that the kernel of its namespace routes
 into a TUN device. It reads every packet the kernel writes there into the engine
-(``host.receive``), writes every packet the engine makes back to the device, re-arms a single
+(``host.parse_packet``, then ``host.receive_segment`` with the runs of segments of each read
+batch joined as Linux's GRO joins them, :mod:`fastopen.runtime.gro`), writes every packet the
+engine makes back to the device, re-arms a single
 ``loop.call_at`` timer from ``host.get_timer()``, and turns engine events into asyncio
 transports and streams. It implements :class:`fastopen.streams.Stack`, so
 ``fastopen.open_connection(..., stack=stack)`` and ``fastopen.start_server(..., stack=stack)``
