@@ -95,8 +95,14 @@ class Host:
         isn: IsnFunction | None = None,
         tsoffset: TsOffsetFunction | None = None,
         secret: bytes | None = None,
+        first_port: int = EPHEMERAL_LOW,
         **changes: Unpack[SettingsChanges],
     ) -> None:
+        if not EPHEMERAL_LOW <= first_port <= EPHEMERAL_HIGH:
+            raise ValueError(
+                f"the first ephemeral port must be in {EPHEMERAL_LOW}-{EPHEMERAL_HIGH}, "
+                f"not {first_port}"
+            )
         self.addresses: list[IPAddress] = [ipaddress.ip_address(a) for a in addresses]
         if not self.addresses:
             raise ValueError("a Host needs at least one address")
@@ -120,7 +126,12 @@ class Host:
         self._events: deque[Event] = deque()
         self._timers: list[tuple[float, int, Timed]] = []
         self._tick = itertools.count()
-        self._next_port = EPHEMERAL_LOW
+        #: The next ephemeral port tried, then up, wrapping (``first_port``). Linux starts at a
+        #: keyed hash of the addresses plus a perturbation every connect advances, shared by all
+        #: processes (__inet_hash_connect), so a new process does not start where the last one
+        #: did; a new host here starts at ``first_port``, 32768 unless told (the userspace stack
+        #: draws it: the peer may still hold the last process's 4-tuple in TIME-WAIT).
+        self._next_port = first_port
         self.syncookies = SynCookies(self._secret)
         self._challenge_second = -1
         self._challenge_count = 0

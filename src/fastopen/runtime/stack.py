@@ -20,6 +20,7 @@ import errno
 import ipaddress
 import logging
 import os
+import secrets
 import socket
 import ssl as _ssl
 from collections.abc import Callable, Sequence
@@ -46,7 +47,7 @@ from fastopen.engine import (
     Readable,
     Writable,
 )
-from fastopen.engine.host import ConnectionFault, Segment
+from fastopen.engine.host import EPHEMERAL_HIGH, EPHEMERAL_LOW, ConnectionFault, Segment
 from fastopen.engine.settings import SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, SOL_TCP
 from fastopen.errors import FastOpenError, KernelFeatureMissing, MalformedPacket
@@ -161,7 +162,11 @@ class UserspaceStack:
     ) -> None:
         changes = SettingsChanges(tcp_fastopen=0x3, tso=offloads, pacing=True)
         changes.update(sysctls)
-        self.host = Host(addresses, **changes)
+        # a random first ephemeral port, as Linux's differ from process to process: starting
+        # where the last process did, a connect reuses its 4-tuple, which the peer may still hold
+        # in TIME-WAIT, and a SYN that TIME-WAIT takes for an old one waits for its retransmission
+        first = EPHEMERAL_LOW + secrets.randbelow(EPHEMERAL_HIGH - EPHEMERAL_LOW + 1)
+        self.host = Host(addresses, first_port=first, **changes)
         self.fd = fd
         self.offloads = offloads
         #: The device's MTU: a packet the engine makes larger is cut (by the device, or here).
