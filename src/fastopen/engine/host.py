@@ -97,8 +97,14 @@ class Host:
         isn: IsnFunction | None = None,
         tsoffset: TsOffsetFunction | None = None,
         secret: bytes | None = None,
+        first_port: int = EPHEMERAL_LOW,
         **changes: Unpack[SettingsChanges],
     ) -> None:
+        if not EPHEMERAL_LOW <= first_port <= EPHEMERAL_HIGH:
+            raise ValueError(
+                f"the first ephemeral port must be in {EPHEMERAL_LOW}-{EPHEMERAL_HIGH}, "
+                f"not {first_port}"
+            )
         self.addresses: list[IPAddress] = [ipaddress.ip_address(a) for a in addresses]
         if not self.addresses:
             raise ValueError("a Host needs at least one address")
@@ -122,7 +128,12 @@ class Host:
         self._events: deque[Event] = deque()
         self._timers: list[tuple[float, int, Timed]] = []
         self._tick = itertools.count()
-        self._next_port = EPHEMERAL_LOW
+        #: The next ephemeral port tried, then up, wrapping (``first_port``). Linux starts at a
+        #: keyed hash of the addresses plus a perturbation every connect advances, shared by all
+        #: processes (__inet_hash_connect), so a new process does not start where the last one
+        #: did; a new host here starts at ``first_port``, 32768 unless told (the userspace stack
+        #: draws it: the peer may still hold the last process's 4-tuple in TIME-WAIT).
+        self._next_port = first_port
         self.syncookies = SynCookies(self._secret)
         self._challenge_second = -1
         self._challenge_count = 0
@@ -349,20 +360,29 @@ class Host:
 
     def receive(self, packet: bytes, now: float) -> None:
         """A whole IP packet for this host; malformed TCP is counted and dropped, others ignored."""
+        parsed = self.parse_packet(packet, now)
+        if parsed is not None:
+            self.receive_segment(*parsed, now)
+
+    def parse_packet(self, packet: bytes, now: float) -> Segment | None:
+        """The first half of :meth:`receive`: the segment ``packet`` carries to this host, its
+        checksums verified, for :meth:`receive_segment`; None when there is nothing to hand it:
+        malformed TCP (counted and dropped), another protocol or host (ignored), or a plain
+        SYN a listener under a SYN flood has answered at once (a SYN cookie)."""
         syn = parse_plain_syn(packet)
         if syn is not None and self._syn_cookie_at_once(syn, now):
-            return
+            return None
         try:
             parsed: Segment | None = parse_ipv4_tcp(packet, self.addresses)  # one pass, mostly
             if parsed is None:
                 ip = parse_ip(packet)
                 if ip.protocol != PROTO_TCP or ip.is_fragment or ip.dst not in self.addresses:
-                    return  # not for this TCP (the engine does not reassemble fragments)
+                    return None  # not for this TCP (the engine does not reassemble fragments)
                 parsed = ip.src, ip.dst, TcpSegment.parse(ip.payload, ip.src, ip.dst, ip.ecn)
         except MalformedPacket:
             self.counters["TcpInErrs"] += 1
-            return
-        self.receive_segment(*parsed, now)
+            return None
+        return parsed
 
     def receive_segment(
         self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float, segs: int = 1

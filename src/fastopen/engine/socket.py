@@ -831,12 +831,13 @@ class EngineSocket:
             return sent
         raise _fail(errno.EINPROGRESS)
 
-    def send(self, data: bytes, now: float, flags: int = 0) -> int:
+    def send(self, data: bytes | memoryview, now: float, flags: int = 0) -> int:
         """send() of ``data``: what the send buffer and TCP_NOTSENT_LOWAT take (EAGAIN: none);
-        of ``flags`` MSG_MORE and MSG_OOB count (Linux tcp_sendmsg_locked)."""
+        of ``flags`` MSG_MORE and MSG_OOB count (Linux tcp_sendmsg_locked). What is taken is copied
+        (a view's bytes may change after the call)."""
         self._check_open()
         if self.defer_connect:
-            return self._sendmsg_fastopen(data, None, now)
+            return self._sendmsg_fastopen(bytes(data), None, now)
         conn = self.conn
         if conn is None:
             raise _fail(errno.EPIPE)

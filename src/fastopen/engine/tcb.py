@@ -145,13 +145,20 @@ _NOP = Nop()
 _FLAGS = [Flags(i) for i in range(256)]
 
 
-def _appended(buf: bytes | bytearray, data: bytes) -> bytearray:
+def _appended(buf: bytes | bytearray, data: bytes | memoryview) -> bytearray:
     """``buf`` with ``data`` after it: a queue is an empty bytes until its first data (an idle
     connection holds no bytearray), then a bytearray appended in place."""
     if isinstance(buf, bytearray):
         buf += data
         return buf
     return bytearray(data)
+
+
+def _copied(buf: bytes | bytearray, start: int, end: int) -> bytes:
+    """``buf[start:end]`` as bytes, copied once (a slice of a bytearray is a copy of its own,
+    that bytes() would copy again)."""
+    with memoryview(buf) as view:
+        return bytes(view[start:end])
 
 
 def _timed_out(elapsed: float, boundary: int, rto_base: float, user_timeout: float) -> bool:
@@ -793,7 +800,7 @@ class Connection:
                 flags = ACK
                 if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
                     flags |= FIN
-                self._transmit(nxt, flags, bytes(buf[off : off + size]), now)
+                self._transmit(nxt, flags, _copied(buf, off, off + size), now)
                 if push_one:
                     break
                 continue
@@ -878,7 +885,7 @@ class Connection:
                 end = (end + 1) & MASK
         if not size and not flags & FIN:
             return 0
-        data = bytes(self.snd_buf[off : off + size])
+        data = _copied(self.snd_buf, off, off + size)
         if not data:
             flags &= ~PSH
         elif len(data) > mss:
@@ -1073,7 +1080,9 @@ class Connection:
         self._move(E.APP_CONNECT)
         self.ctx.counters["TcpActiveOpens"] += 1
 
-    def send(self, data: bytes, now: float, more: bool = False, oob: bool = False) -> int:
+    def send(
+        self, data: bytes | memoryview, now: float, more: bool = False, oob: bool = False
+    ) -> int:
         """Linux tcp_sendmsg_locked: ``data`` fills the last skb up to the size goal, then
         new ones while the send buffer has room and, at each new one, the data not sent yet
         is below TCP_NOTSENT_LOWAT (sk_stream_memory_free); a full skb alone in the queue goes
@@ -1234,10 +1243,12 @@ class Connection:
                 urg.data = 0  # read past it (Linux: after(copied_seq, urg_seq))
                 if urg.idle:
                     self._urg = None
-        data = bytes(buf[:n])
-        del buf[:n]
-        if not buf:
+        if n >= len(buf):
+            data = bytes(buf)
             self.rcv_buf = b""  # drained: the bytearray goes
+        else:
+            data = _copied(buf, 0, n)
+            del buf[:n]
         self._rcv_space_adjust(now)
         if self.state in _SYNCHRONIZED and not self.fin_received():
             # Linux tcp_cleanup_rbuf: a window update when the window left is at most half
@@ -2190,7 +2201,7 @@ class Connection:
         prior_una = self.snd_una
         acked = 0
         if ack != prior_una:
-            acked, fresh = self._process_ack(ack, now, ts)
+            acked, fresh = self._process_ack(ack, now, ts, timer=False)
             delivered += fresh
         if rec.pieces.reord_seen != reord_seen:
             self.ctx.counters["TCPSACKReorder"] += 1  # Linux tcp_check_sack_reordering
@@ -2284,7 +2295,7 @@ class Connection:
             flags = ACK
             if size == unsent and self._fin_queued:
                 flags |= FIN
-            self._transmit(self.snd_nxt, flags, bytes(self.snd_buf[off : off + size]), now)
+            self._transmit(self.snd_nxt, flags, _copied(self.snd_buf, off, off + size), now)
         else:
             tail = rec.pieces.tail(mss)
             if tail is None or not self._retransmit(tail, 1, now):
@@ -2293,9 +2304,13 @@ class Connection:
         self.ctx.counters["TCPLossProbes"] += 1
         self._set_rto(now)
 
-    def _process_ack(self, ack: int, now: float, ts: Timestamps | None = None) -> tuple[int, int]:
+    def _process_ack(
+        self, ack: int, now: float, ts: Timestamps | None = None, timer: bool = True
+    ) -> tuple[int, int]:
         """``ack`` acknowledges new data (or our SYN): drop it from the send buffer and the
-        retransmission queue. Returns (segments acknowledged, those newly delivered)."""
+        retransmission queue, and re-arm the retransmission timer unless ``timer`` is False
+        (:meth:`_ack` arms it once, after loss recovery, as Linux tcp_ack does). Returns
+        (segments acknowledged, those newly delivered)."""
         # Linux tcp_snd_una_update: bytes_acked counts sequence space, SYN and FIN included
         # (a child starts with its SYN-ACK acknowledged: snd_una = ISS + 1)
         una = self.snd_una
@@ -2349,7 +2364,7 @@ class Connection:
             rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
         if self.snd_una == self.snd_max:
             self._rto_at = self._lsnd = None
-        else:
+        elif timer:
             self._set_xmit_timer(now)
         if self.want_write:
             # Linux tcp_new_space: a writer waited; tcp_should_expand_sndbuf
@@ -2733,7 +2748,7 @@ class Connection:
             flags = ACK | PSH
             if size == unsent and self._fin_queued:
                 flags |= FIN
-            self._transmit(nxt, flags, bytes(self.snd_buf[off : off + size]), now)
+            self._transmit(nxt, flags, _copied(self.snd_buf, off, off + size), now)
             self._set_rto(now)  # Linux tcp_event_new_data_sent: tcp_rearm_rto
             self.probes_out = self.backoff = 0
             self._probes_since = None

@@ -2,7 +2,9 @@
 
 A :class:`UserspaceStack` owns addresses (IPv4 and IPv6) that the kernel of its namespace routes
 into a TUN device. It reads every packet the kernel writes there into the engine
-(``host.receive``), writes every packet the engine makes back to the device, re-arms a single
+(``host.parse_packet``, then ``host.receive_segment`` with the runs of segments of each read
+batch joined as Linux's GRO joins them, :mod:`fastopen.runtime.gro`), writes every packet the
+engine makes back to the device, re-arms a single
 ``loop.call_at`` timer from ``host.get_timer()``, and turns engine events into asyncio
 transports and streams. It implements :class:`fastopen.streams.Stack`, so
 ``fastopen.open_connection(..., stack=stack)`` and ``fastopen.start_server(..., stack=stack)``
@@ -18,6 +20,7 @@ import errno
 import ipaddress
 import logging
 import os
+import secrets
 import socket
 import ssl as _ssl
 from collections.abc import Callable, Sequence
@@ -44,7 +47,7 @@ from fastopen.engine import (
     Readable,
     Writable,
 )
-from fastopen.engine.host import ConnectionFault, Segment
+from fastopen.engine.host import EPHEMERAL_HIGH, EPHEMERAL_LOW, ConnectionFault, Segment
 from fastopen.engine.settings import SettingsChanges
 from fastopen.engine.socket import AF_INET, AF_INET6, SO_REUSEADDR, SOL_SOCKET, SOL_TCP
 from fastopen.errors import FastOpenError, KernelFeatureMissing, MalformedPacket
@@ -54,10 +57,12 @@ from fastopen.kernel.netns import THREAD_NS
 from fastopen.kernel.tcpinfo import TcpInfo as KernelTcpInfo
 from fastopen.pcap import write_pcap_header, write_pcap_record
 from fastopen.report import OffReason, Side, TfoReport
+from fastopen.runtime.gro import Gro
 from fastopen.runtime.transport import EngineTransport
 from fastopen.runtime.tun import (
     CHECKSUM_TRUSTED,
     GSO_MAX_SIZE,
+    HEADROOM,
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VIRTIO_NET_HDR_GSO_TCPV4,
     VIRTIO_NET_HDR_GSO_TCPV6,
@@ -88,8 +93,6 @@ _log = logging.getLogger("fastopen.runtime")
 BATCH = 256
 #: Larger than any packet the device can carry (a GSO packet and its virtio header included).
 READ_SIZE = GSO_MAX_SIZE + 64
-#: Bytes of IP and TCP headers a packet can have at most beside its payload (IPv6, 40 + 60).
-HEADROOM = 100
 _ACK = int(Flags.ACK)
 _LAST_FLAGS = int(Flags.PSH | Flags.FIN)
 
@@ -160,7 +163,11 @@ class UserspaceStack:
     ) -> None:
         changes = SettingsChanges(tcp_fastopen=0x3, tso=offloads, pacing=True)
         changes.update(sysctls)
-        self.host = Host(addresses, **changes)
+        # a random first ephemeral port, as Linux's differ from process to process: starting
+        # where the last process did, a connect reuses its 4-tuple, which the peer may still hold
+        # in TIME-WAIT, and a SYN that TIME-WAIT takes for an old one waits for its retransmission
+        first = EPHEMERAL_LOW + secrets.randbelow(EPHEMERAL_HIGH - EPHEMERAL_LOW + 1)
+        self.host = Host(addresses, first_port=first, **changes)
         self.fd = fd
         self.offloads = offloads
         #: The device's MTU: a packet the engine makes larger is cut (by the device, or here).
@@ -177,6 +184,9 @@ class UserspaceStack:
         self._timer_at: float | None = None
         self._kicked = False
         self._servicing = False
+        #: Joins the runs of segments of one read batch (the TUN device does not, for packets
+        #: the kernel forwards to it): one engine pass and one ACK per run, as Linux's GRO.
+        self._gro = Gro(self._deliver)
         self._given_back: Callable[[], None] | None = None
         self._pcap: BinaryIO | None = None
         if pcap is not None:
@@ -347,7 +357,7 @@ class UserspaceStack:
         return loop
 
     def _on_readable(self) -> None:
-        host, fd, pcap, offloads = self.host, self.fd, self._pcap, self.offloads
+        host, fd, pcap, offloads, gro = self.host, self.fd, self._pcap, self.offloads, self._gro
         now = self.loop.time()
         for _ in range(BATCH):
             try:
@@ -362,17 +372,27 @@ class UserspaceStack:
                     continue
             if pcap is not None:
                 write_pcap_record(pcap, packet)
-            try:
-                host.receive(packet, now)
-            except ConnectionFault as fault:
-                self._contain(fault, now)
+            if gro.join(packet):
+                continue
+            parsed = host.parse_packet(packet, now)
+            if parsed is not None:
+                gro.add(*parsed, now, packet)
+        gro.flush()
         self._service()
+
+    def _deliver(self, src: Any, dst: Any, seg: TcpSegment, now: float, segs: int) -> None:
+        """A segment (``segs`` of the wire's, coalesced) to the engine; a fault is contained."""
+        try:
+            self.host.receive_segment(src, dst, seg, now, segs)
+        except ConnectionFault as fault:
+            self._contain(fault, now)
 
     def _receive_trusted(self, packet: bytes, gso_size: int, now: float) -> None:
         """A packet whose TCP checksum the device vouches for (it may be a partial one, to be
         completed): what :meth:`Host.receive` does, less the checksum. A coalesced one (GRO,
         segments of ``gso_size`` bytes) goes to TCP whole, as Linux's GRO hands it one skb:
-        one pass and one ACK for its segments, not one per segment."""
+        one pass and one ACK for its segments, not one per segment; a single one joins the
+        batch's runs (:class:`~fastopen.runtime.gro.Gro`)."""
         host = self.host
         try:
             ip = parse_ip(packet)
@@ -385,10 +405,11 @@ class UserspaceStack:
             host.counters["TcpInErrs"] += 1
             return
         segs = -(-len(seg.payload) // gso_size) if gso_size and seg.payload else 1
-        try:
-            host.receive_segment(ip.src, ip.dst, seg, now, segs)
-        except ConnectionFault as fault:
-            self._contain(fault, now)
+        if segs == 1:
+            self._gro.add(ip.src, ip.dst, seg, now)
+            return
+        self._gro.flush()  # what came before it goes first
+        self._deliver(ip.src, ip.dst, seg, now, segs)
 
     def _on_timer(self) -> None:
         when = self._timer_at

@@ -16,8 +16,10 @@ from typing import Any, Protocol
 from fastopen.engine import EngineError, EngineSocket, TcpState
 from fastopen.engine.socket import SHUT_WR
 
-#: Bytes asked of the engine per recv call.
-RECV_SIZE = 65536
+#: Bytes asked of the engine per recv call: as much as asyncio's socket transports read at once
+#: (``max_size``). A smaller read leaves the rest of a batch queued, and the queue's bytearray is
+#: copied whole when it grows after a read took bytes off its front.
+RECV_SIZE = 256 * 1024
 #: asyncio's default write buffer limits.
 HIGH_WATER = 64 * 1024
 #: Bytes offered to the engine per send call at most: what waits is copied that much at a time,
@@ -58,7 +60,9 @@ class EngineTransport(asyncio.Transport):
         self._wire = wire
         self._sock = sock
         self._protocol = protocol
-        self._buffer = bytearray()
+        #: What waits for room in the engine: a bytearray, or a view of the bytes one write left
+        #: (bytes cannot change: they wait as they are, not copied).
+        self._buffer: bytearray | memoryview = bytearray()
         self._high = HIGH_WATER
         self._low = HIGH_WATER // 4
         self._protocol_paused = False
@@ -104,7 +108,7 @@ class EngineTransport(asyncio.Transport):
                 return
             if not sent:
                 return
-            del self._buffer[:sent]
+            self._consumed(sent)
             self._wire.kick()
             if self._protocol_paused and len(self._buffer) <= self._low:
                 self._protocol_paused = False
@@ -117,7 +121,7 @@ class EngineTransport(asyncio.Transport):
 
     def closed(self, error: int | None) -> None:
         """The engine dropped the connection (``error`` is the errno, None after an orderly end)."""
-        self._buffer.clear()
+        self._buffer = bytearray()
         self._end(None if error is None else EngineError(error))
 
     # -- asyncio.WriteTransport ------------------------------------------------------------------
@@ -136,7 +140,13 @@ class EngineTransport(asyncio.Transport):
             self._wire.kick()
             rest = rest[sent:]
         if rest:
-            self._buffer += rest
+            buf = self._buffer
+            if not buf and isinstance(data, bytes):
+                self._buffer = rest
+            else:
+                if isinstance(buf, memoryview):
+                    buf = self._buffer = bytearray(buf)
+                buf += rest
             if not self._protocol_paused and len(self._buffer) > self._high:
                 self._protocol_paused = True
                 self._protocol.pause_writing()
@@ -165,7 +175,7 @@ class EngineTransport(asyncio.Transport):
 
     def abort(self) -> None:
         """Drop the connection with a RST, at once."""
-        self._buffer.clear()
+        self._buffer = bytearray()
         conn = self._sock.conn
         if conn is not None and conn.state is not TcpState.CLOSED:
             conn.abort(self._wire.now())
@@ -207,13 +217,22 @@ class EngineTransport(asyncio.Transport):
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _consumed(self, sent: int) -> None:
+        """``sent`` bytes of the buffer went into the engine."""
+        buf = self._buffer
+        if isinstance(buf, memoryview):
+            self._buffer = buf[sent:] if sent < len(buf) else bytearray()
+        else:
+            del buf[:sent]
+
     def _push(self, data: bytes | bytearray | memoryview) -> tuple[int, EngineError | None]:
-        """Hand the engine as much of ``data`` as it takes, :data:`SEND_CHUNK` at a time: how
-        much it took, and the error that stopped it (None for a full send buffer)."""
+        """Hand the engine as much of ``data`` as it takes, :data:`SEND_CHUNK` at a time (the
+        engine copies what it takes): how much it took, and the error that stopped it (None
+        for a full send buffer)."""
         sent, now = 0, self._wire.now()
         with memoryview(data) as view:
             while sent < len(view):
-                chunk = bytes(view[sent : sent + SEND_CHUNK])
+                chunk = view[sent : sent + SEND_CHUNK]
                 try:
                     took = self._sock.send(chunk, now)
                 except EngineError as exc:
@@ -237,7 +256,7 @@ class EngineTransport(asyncio.Transport):
         self._end(None)
 
     def _fatal(self, exc: EngineError) -> None:
-        self._buffer.clear()
+        self._buffer = bytearray()
         self._closing = True
         self._sock.close(self._wire.now())
         self._wire.kick()

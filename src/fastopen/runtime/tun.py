@@ -52,6 +52,8 @@ VIRTIO_NET_HDR_GSO_TCPV4 = 1
 VIRTIO_NET_HDR_GSO_TCPV6 = 4
 #: The largest packet a device with TSO takes or gives (the IPv4 total length's limit).
 GSO_MAX_SIZE = 65535
+#: Bytes of IP and TCP headers a packet can have at most beside its payload (IPv6, 40 + 60).
+HEADROOM = 100
 #: Packets the kernel queues for the stack to read (a TUN device's ``txqueuelen``, 500 by
 #: default). The stack reads them as Linux's softirq takes received packets from a CPU's backlog,
 #: so it gets that queue's length (``net.core.netdev_max_backlog``, 1000): 500 lost the packets of

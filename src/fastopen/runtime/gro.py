@@ -1,0 +1,207 @@
+"""GRO in software: the segments of one read batch joined as Linux's GRO joins a NAPI poll's.
+
+A TUN device hands the stack the packets the kernel forwards to it one by one (it coalesces only
+what the namespace's own TCP sent as one TSO packet): a bulk transfer from another host arrives
+as one packet per MSS. Linux's receive path merges such runs before TCP sees them
+(``napi_gro_receive``, ``dev_gro_receive``, ``tcp_gro_receive`` in net/ipv4/tcp_offload.c), so
+TCP makes one pass, and one ACK, for up to 64 KB: :class:`Gro` does that over the packets the
+stack reads in one wake-up, then hands each run to the engine as one coalesced segment
+(``Host.receive_segment(..., segs)``, as a GRO packet of the device's own comes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastopen.engine.cache import IPAddress
+from fastopen.runtime.tun import GSO_MAX_SIZE, HEADROOM
+from fastopen.wire import IPV4_HEADER_LEN, PROTO_TCP, Flags, TcpSegment
+
+#: Flags that may differ within a run (tcp_gro_receive masks them out of its comparison).
+_MAY_DIFFER = int(Flags.CWR | Flags.FIN | Flags.PSH)
+#: Flags that end a run on the segment carrying them (tcp_gro_receive's final flush).
+_ENDS_RUN = int(Flags.URG | Flags.PSH | Flags.RST | Flags.SYN | Flags.FIN)
+_CWR = int(Flags.CWR)
+_LAST_FLAGS = int(Flags.FIN | Flags.PSH)
+_ONES = 0xFFFF
+
+Deliver = Callable[[IPAddress, IPAddress, TcpSegment, float, int], None]
+
+
+class Gro:
+    """Joins runs of received segments of one flow, as Linux's ``tcp_gro_receive`` would, and
+    passes each to ``deliver(src, dst, segment, now, segs)``: a segment as it came (``segs``
+    1), or a run as one segment of ``segs`` segments, in the order they came.
+
+    A run is held while it may grow: segments with payload, at the sequence number after the
+    run's, with the same ports, addresses, IP ECN field (TOS and TTL from the bytes), flags
+    (CWR, FIN and PSH aside), window, ACK and options (timestamps included, byte for byte in
+    Linux), none longer than the first, and
+    all of it within 64 KB. A segment with URG, PSH, RST, SYN or FIN, or shorter than the
+    first, ends the run it joins; a CWR one starts a new one; one that does not fit delivers
+    the held run and starts its own. One flow is held at a time (Linux holds up to eight):
+    another flow's segment delivers the run first, so the order of all segments is kept.
+    :meth:`flush` delivers what is held, at the end of the batch (Linux's ``napi_gro_flush``).
+
+    A run started by :meth:`add` with its packet (IPv4 without options) takes the segments that
+    follow in :meth:`join`, from their bytes: header against header, as tcp_gro_receive
+    compares them, and the checksums verified, without parsing them.
+    """
+
+    __slots__ = (
+        "_deliver",
+        "_dst",
+        "_end",
+        "_first",
+        "_flags",
+        "_head",
+        "_headers",
+        "_now",
+        "_parts",
+        "_pseudo",
+        "_size",
+        "_src",
+        "_total",
+    )
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._first: TcpSegment | None = None
+        self._src: IPAddress | None = None
+        self._dst: IPAddress | None = None
+        self._parts: list[bytes] = []
+        self._flags = 0
+        self._size = 0
+        self._total = 0
+        self._end = 0
+        self._now = 0.0
+        #: The packet of the run's first segment when :meth:`join` may take the next ones.
+        self._head: bytes | None = None
+        self._headers = 0  # its IP and TCP headers' bytes
+        self._pseudo = 0  # its pseudo-header's sum, less the TCP length
+
+    def join(self, packet: bytes) -> bool:
+        """``packet``, a whole IP packet read from the device, joined to the run held when it
+        is the run's next segment (what :meth:`add` would join, the IPv4 and TCP checksums
+        right); else False, and nothing changed: it is to be parsed and given to :meth:`add`."""
+        head = self._head
+        if head is None:
+            return False
+        size = len(packet)
+        headers = self._headers
+        length = size - headers
+        flags = packet[33] if size > 33 else 0
+        if (
+            length <= 0
+            or length > self._size
+            or self._total + length > GSO_MAX_SIZE - HEADROOM
+            or packet[0] != 0x45
+            or packet[1] != head[1]  # TOS (ECN included) and TTL, as inet_gro_receive's flush
+            or packet[8] != head[8]
+            or (flags ^ self._flags) & ~_MAY_DIFFER
+            or flags & _CWR
+            or packet[12:24] != head[12:24]  # addresses and ports
+            or packet[28:33] != head[28:33]  # ACK, data offset, reserved bits
+            or packet[34:36] != head[34:36]  # window
+            or packet[40:headers] != head[40:headers]  # options
+            or int.from_bytes(packet[24:28], "big") != self._end
+            or int.from_bytes(packet[2:4], "big") != size
+            or packet[6] & 0x3F
+            or packet[7]
+            or packet[9] != PROTO_TCP
+            or int.from_bytes(packet[:IPV4_HEADER_LEN], "big") % _ONES
+        ):
+            return False
+        # a segment's words, its checksum and the pseudo-header's included, sum to a multiple
+        # of 0xFFFF when it is right
+        words = int.from_bytes(packet[IPV4_HEADER_LEN:], "big")
+        if size & 1:
+            words <<= 8
+        if (self._pseudo + size - IPV4_HEADER_LEN + words) % _ONES:
+            return False  # the parse says what is wrong with it
+        self._parts.append(packet[headers:])
+        self._total += length
+        self._end = (self._end + length) & 0xFFFFFFFF
+        self._flags |= flags & _LAST_FLAGS
+        if length < self._size or flags & _ENDS_RUN:
+            self.flush()
+        return True
+
+    def add(
+        self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float, packet: bytes = b""
+    ) -> None:
+        """A segment read from the device at ``now`` (its checksum verified), ``src`` to
+        ``dst``; ``packet``, when given, is the IP packet it came in (then :meth:`join` may
+        take the segments after it from their bytes)."""
+        payload = seg.payload
+        length = len(payload)
+        flags = int(seg.flags)
+        first = self._first
+        if first is not None:
+            if (
+                src is self._src
+                and dst is self._dst
+                and seg.seq == self._end
+                and 0 < length <= self._size
+                and not flags & _CWR
+                and (flags ^ self._flags) & ~_MAY_DIFFER == 0
+                and seg.ack == first.ack
+                and seg.window == first.window
+                and seg.src_port == first.src_port
+                and seg.dst_port == first.dst_port
+                and seg.reserved == first.reserved
+                and seg.ecn == first.ecn
+                and seg.options == first.options
+                and self._total + length <= GSO_MAX_SIZE - HEADROOM
+            ):
+                self._parts.append(payload)
+                self._total += length
+                self._end = (self._end + length) & 0xFFFFFFFF
+                self._flags |= flags & _LAST_FLAGS
+                if length < self._size or flags & _ENDS_RUN:
+                    self.flush()
+                return
+            self.flush()
+        if not length or flags & _ENDS_RUN or seg.urgent:
+            self._deliver(src, dst, seg, now, 1)
+            return
+        self._first, self._src, self._dst, self._now = seg, src, dst, now
+        self._parts = [payload]
+        self._flags = flags
+        self._size = self._total = length
+        self._end = (seg.seq + length) & 0xFFFFFFFF
+        if packet[:1] == b"\x45" and int.from_bytes(packet[2:4], "big") == len(packet):
+            self._head = packet
+            self._headers = IPV4_HEADER_LEN + (packet[32] >> 4) * 4
+            self._pseudo = (
+                int.from_bytes(packet[12:16], "big")
+                + int.from_bytes(packet[16:20], "big")
+                + PROTO_TCP
+            )
+
+    def flush(self) -> None:
+        """Deliver the run held, if any: one segment as it came, or the run joined."""
+        first = self._first
+        if first is None:
+            return
+        src, dst, parts = self._src, self._dst, self._parts
+        self._first = self._src = self._dst = self._head = None
+        self._parts = []
+        assert src is not None and dst is not None
+        if len(parts) == 1:
+            self._deliver(src, dst, first, self._now, 1)
+            return
+        joined = TcpSegment(
+            first.src_port,
+            first.dst_port,
+            first.seq,
+            first.ack,
+            Flags(self._flags),
+            first.window,
+            first.options,
+            b"".join(parts),
+            0,
+            first.reserved,
+            first.ecn,
+        )
+        self._deliver(src, dst, joined, self._now, len(parts))
