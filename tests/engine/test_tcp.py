@@ -919,3 +919,25 @@ def test_a_coalesced_segment_is_acknowledged_at_once_and_counted_as_its_segments
     assert acks and acks[-1].ack == nxt + 4000
     after = (conn.segs_in, conn.data_segs_in, h.counters["TcpInSegs"])
     assert [b - a for a, b in zip(before, after, strict=True)] == [4, 4, 4]
+
+
+def test_a_device_that_drops_everything_keeps_the_data_and_probes_every_500_ms() -> None:
+    """Linux tcp_transmit_skb on NET_XMIT_DROP (tc qdisc ... pfifo limit 0,
+    Settings.qdisc_drops): nothing leaves, the data stays unsent, the window comes down
+    (CWR), and the probe timer tries again every TCP_RESOURCE_PROBE_INTERVAL with no backoff,
+    each try counted in tcpi_probes; once the device takes packets the next try sends."""
+    h, sock, _ = connected()
+    h.settings.qdisc_drops = True
+    assert sock.send(b"x" * 100, 1.0) == 100
+    assert out(h) == [] and sock.conn is not None and sock.conn.snd_nxt == ISN + 1
+    first = h.get_timer()
+    assert first is not None and first > 1.0
+    h.handle_timer(first)
+    assert out(h) == [] and h.get_timer() == pytest.approx(first + 0.5)
+    h.handle_timer(first + 0.5)
+    info = sock.tcp_info(first + 0.5)
+    assert (info.tcpi_probes, info.tcpi_backoff, info.tcpi_ca_state) == (2, 0, 2)
+    h.settings.qdisc_drops = False
+    h.handle_timer(first + 1.0)
+    sent = one(h)
+    assert sent.seq == ISN + 1 and len(sent.payload) == 100

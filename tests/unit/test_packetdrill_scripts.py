@@ -367,8 +367,9 @@ def test_shell_commands_map_onto_the_host() -> None:
 
 def test_device_offloads_and_root_qdisc_map_onto_the_host() -> None:
     """ethtool -K tun0 tso/gso on|off is the engine's device (Settings.tso, Settings.gso);
-    tc qdisc fq on tun0's root paces (Settings.pacing), deleting it goes back to the default
-    that does not; other devices, features, qdiscs or parameters fail."""
+    tc qdisc fq on tun0's root paces (Settings.pacing), pfifo limit 0 drops every packet
+    (Settings.qdisc_drops), deleting it goes back to the default that does neither; other
+    devices, features, qdiscs or parameters fail."""
     host = Host(["192.168.0.1"], tso=True)
     shell = ShellCommands(EngineStack(host))
     assert shell.run("ethtool -K tun0 tso off gso off") is None
@@ -379,11 +380,15 @@ def test_device_offloads_and_root_qdisc_map_onto_the_host() -> None:
     assert host.settings.pacing is True
     assert shell.run("tc qdisc delete dev tun0 root 2>/dev/null") is None
     assert host.settings.pacing is False
+    assert shell.run("tc qdisc add dev tun0 root pfifo limit 0") is None
+    assert (host.settings.qdisc_drops, host.settings.pacing) == (True, False)
+    assert shell.run("tc qdisc delete dev tun0 root") is None
+    assert host.settings.qdisc_drops is False
     for refused in (
         "ethtool -K eth0 tso off",
         "ethtool -K tun0 lro off",
         "ethtool -K tun0 tso",
-        "tc qdisc add dev tun0 root pfifo limit 0",
+        "tc qdisc add dev tun0 root pfifo limit 1",
         "tc qdisc replace dev tun0 root fq maxrate 1mbit",
         "tc qdisc add dev eth0 root fq",
     ):

@@ -311,6 +311,8 @@ class Host:
     # -- output ------------------------------------------------------------------------------------
 
     def output(self, src: IPAddress, dst: IPAddress, segment: TcpSegment) -> None:
+        if self.settings.qdisc_drops:
+            return  # the device's queue refuses it (Settings.qdisc_drops)
         self.counters["TcpOutSegs"] += 1
         self._out.append((src, dst, segment))
 

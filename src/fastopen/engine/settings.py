@@ -85,6 +85,10 @@ class Settings:
     #: data leaves no earlier than the pacing rate allows after the one before it (EDT,
     #: tcp_wstamp_ns), after the first 10 segments; off, as Linux on pfifo (packetdrill's).
     pacing: bool = False
+    #: The device's queue refuses every packet (``tc qdisc add dev DEV root pfifo limit 0``):
+    #: each transmission fails locally (NET_XMIT_DROP), data stays unsent, and TCP tries again
+    #: from its probe timer every TCP_RESOURCE_PROBE_INTERVAL (500 ms).
+    qdisc_drops: bool = False
     #: tcp_congestion_control: the algorithm new sockets get (``cubic`` or ``reno``).
     congestion_control: str = "cubic"
     #: tcp_slow_start_after_idle: the window restarts after an RTO with nothing sent.
@@ -149,6 +153,7 @@ class SettingsChanges(TypedDict, total=False):
     gso: bool
     min_tso_segs: int
     pacing: bool
+    qdisc_drops: bool
     usec_ts_routes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     congestion_control: str
     slow_start_after_idle: bool

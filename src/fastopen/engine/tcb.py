@@ -111,6 +111,8 @@ PAWS_WINDOW = 1
 PAWS_24DAYS = 60 * 60 * 24 * 24
 #: Linux TCP_PAWS_MSL (seconds): a RST is PAWS-checked only against a TS.Recent this young.
 PAWS_MSL = 60
+#: Linux TCP_RESOURCE_PROBE_INTERVAL (seconds): the probe timer after a local drop.
+RESOURCE_PROBE_INTERVAL = 0.5
 #: Linux tcp_max_tso_deferred_mss: with tcp_tso_win_divisor 0, room for more than this many
 #: MSS sends a TSO packet at once.
 MAX_TSO_DEFERRED_MSS = 3
@@ -800,6 +802,8 @@ class Connection:
                 flags = ACK
                 if last and self._fin_queued and seq_le(self._fin_seq, (wnd_edge + 1) & MASK):
                     flags |= FIN
+                if self._xmit_refused():
+                    break
                 self._transmit(nxt, flags, _copied(buf, off, off + size), now)
                 if push_one:
                     break
@@ -809,6 +813,7 @@ class Connection:
                 and nxt == self._fin_seq
                 and nxt == end_data
                 and (rec.in_flight() < rec.cwnd or not rec.packets_out)
+                and not self._xmit_refused()
             ):
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
@@ -836,6 +841,14 @@ class Connection:
         if frto_new and self.snd_max == rec.high_seq:  # nothing new could go: F-RTO ends
             rec.frto = False
             self._xmit_retransmit_queue(now)
+
+    def _xmit_refused(self) -> bool:
+        """Linux tcp_transmit_skb when the device's queue drops the packet (NET_XMIT_DROP,
+        :attr:`Settings.qdisc_drops`): nothing leaves, the window comes down (tcp_enter_cwr)."""
+        if not self.ctx.settings.qdisc_drops:
+            return False
+        self.recovery.enter_cwr(self.snd_nxt)
+        return True
 
     def _nagle_check(self, nonagle: int) -> bool:
         """Linux tcp_nagle_check, for a segment short of an MSS: corked, or Nagle on and,
@@ -2732,6 +2745,10 @@ class Connection:
             self._move(E.TIMEOUT)
             self.destroy(now, errno.ETIMEDOUT)
             return
+        if self._xmit_refused():  # tcp_write_wakeup failed locally: probe again soon
+            self.probes_out += 1
+            self._probe_at = now + self._probe0_when(now, RESOURCE_PROBE_INTERVAL)
+            return
         nxt = self.snd_nxt
         room = (self.snd_una + self.snd_wnd - nxt) & MASK
         off = (nxt - self.snd_buf_seq) & MASK
@@ -2760,10 +2777,11 @@ class Connection:
             self.backoff += 1
         self._probe_at = now + self._probe0_when(now)
 
-    def _probe0_when(self, now: float) -> float:
-        """Linux tcp_probe0_when, within what is left of TCP_USER_TIMEOUT since the first
-        probe (tcp_clamp_probe0_to_user_timeout, at least TCP_TIMEOUT_MIN)."""
-        when = self.rtt.backed_off(self.backoff)
+    def _probe0_when(self, now: float, when: float | None = None) -> float:
+        """Linux tcp_probe0_when (or ``when``), within what is left of TCP_USER_TIMEOUT since
+        the first probe (tcp_clamp_probe0_to_user_timeout, at least TCP_TIMEOUT_MIN)."""
+        if when is None:
+            when = self.rtt.backed_off(self.backoff)
         user_timeout = self.sock.options.user_timeout
         since = self._probes_since
         if not user_timeout or since is None:

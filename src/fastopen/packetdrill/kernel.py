@@ -159,7 +159,7 @@ class KernelStack:
         if name == "pfifo_fast":
             self._run(["tc", "qdisc", "delete", "dev", DEVICE, "root"])  # none: already so
             return True
-        return self._run(["tc", "qdisc", "replace", "dev", DEVICE, "root", name])
+        return self._run(["tc", "qdisc", "replace", "dev", DEVICE, "root", *name.split()])
 
     def _run(self, args: list[str]) -> bool:
         try:

@@ -124,9 +124,9 @@ ROUTE_FEATURES = {"tcp_usec_ts": 0x10}
 DEVICE = "tun0"
 #: The offloads ``ethtool -K`` may set on it.
 OFFLOADS = frozenset({"tso", "gso"})
-#: The root qdiscs ``tc qdisc add|replace dev tun0 root NAME`` may install, without parameters:
-#: fq paces (Linux's EDT pacing); pfifo_fast, the default, does not.
-QDISCS = frozenset({"fq", "pfifo_fast"})
+#: The root qdiscs ``tc qdisc add|replace dev tun0 root QDISC`` may install: fq paces (Linux's
+#: EDT pacing); pfifo_fast, the default, does not; ``pfifo limit 0`` drops every packet.
+QDISCS = frozenset({"fq", "pfifo_fast", "pfifo limit 0"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,15 +224,16 @@ def parse_offloads(words: list[str]) -> dict[str, bool] | None:
 
 def parse_qdisc(words: list[str]) -> str | None:
     """The words after ``tc qdisc``: the root qdisc of tun0 they install (``add|replace dev
-    tun0 root NAME``, a name of :data:`QDISCS`), or ``pfifo_fast`` for ``delete dev tun0
-    root`` (the device's default again); None for anything else (a child qdisc, parameters:
-    pfifo limit 0 drops every packet, which the engine's device does not model)."""
+    tun0 root QDISC``, one of :data:`QDISCS` with its parameters), or ``pfifo_fast`` for
+    ``delete dev tun0 root`` (the device's default again); None for anything else (a child
+    qdisc, other parameters)."""
     if words[1:4] != ["dev", DEVICE, "root"]:
         return None
     if words[0] == "delete" and len(words) == 4:
         return "pfifo_fast"
-    if words[0] in ("add", "replace") and len(words) == 5 and words[4] in QDISCS:
-        return words[4]
+    qdisc = " ".join(words[4:])
+    if words[0] in ("add", "replace") and qdisc in QDISCS:
+        return qdisc
     return None
 
 
@@ -373,8 +374,11 @@ class EngineStack:
     def qdisc(self, name: str) -> bool:
         """fq paces the engine's transmissions (``Settings.pacing``, Linux's EDT pacing);
         pfifo_fast does not (nor does Linux without fq: its internal pacing is for the
-        congestion controls that ask, which the engine's reno and cubic do not)."""
-        self.host.settings.pacing = name == "fq"
+        congestion controls that ask, which the engine's reno and cubic do not); ``pfifo limit
+        0`` refuses every packet (``Settings.qdisc_drops``)."""
+        settings = self.host.settings
+        settings.pacing = name == "fq"
+        settings.qdisc_drops = name == "pfifo limit 0"
         return True
 
 
