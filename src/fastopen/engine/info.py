@@ -54,3 +54,5 @@ class TcpInfo:
     tcpi_rcv_wnd: int
     tcpi_delivered: int
     tcpi_delivered_ce: int
+    tcpi_delivery_rate: int
+    tcpi_delivery_rate_app_limited: int
