@@ -12,7 +12,10 @@ retransmission D-SACKed, RFC 3708, or an ACK echoing a timestamp from before the
 retransmission, RFC 3522; ``undo_marker``, ``undo_retrans``). How the window grows and how far
 a loss cuts it is the congestion control's (:mod:`.cc`, Linux ``tcp_congestion_ops``):
 :meth:`Recovery._grow`, :meth:`Recovery._loss_ssthresh` and the undo ask it, and it hears of the
-state changes, RTT samples and transmissions after idle it needs.
+state changes, RTT samples and transmissions after idle it needs. Each ACK also makes a delivery
+rate sample (:mod:`.rate`, ``tcp_rate_gen``); an algorithm with ``cong_control`` (BBR) takes it
+in place of the growth and PRR (Linux tcp_cong_control), and the stack's end-of-reduction
+window and restart after idle leave its window alone.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class Settings:
     #: data leaves no earlier than the pacing rate allows after the one before it (EDT,
     #: tcp_wstamp_ns), after the first 10 segments; off, as Linux on pfifo (packetdrill's).
     pacing: bool = False
-    #: tcp_congestion_control: the algorithm new sockets get (``cubic`` or ``reno``).
+    #: tcp_congestion_control: the algorithm new sockets get (``cubic``, ``reno`` or ``bbr``).
     congestion_control: str = "cubic"
     #: tcp_slow_start_after_idle: the window restarts after an RTO with nothing sent.
     slow_start_after_idle: bool = True
