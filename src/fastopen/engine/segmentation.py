@@ -107,16 +107,17 @@ class Piece:
         "start",
         "xmit",
     )
+    # set by DeliveryRate.skb_sent as the piece leaves (or copied by a split)
+    delivered: int
+    delivered_mstamp: float | None
+    first_tx: float
+    app_limited: bool
 
     def __init__(
         self, start: int, end: int, pcount: int, flags: int, xmit: float, order: int
     ) -> None:
         self.start, self.end, self.pcount, self.flags = start, end, pcount, flags
         self.xmit, self.order = xmit, order
-        self.delivered = 0
-        self.delivered_mstamp: float | None = None
-        self.first_tx = xmit
-        self.app_limited = False
 
     def data_len(self) -> int:
         """Bytes of data (the FIN takes a sequence number, not a byte)."""
@@ -258,14 +259,10 @@ class SentPieces:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def begin_ack(self, in_flight: int) -> None:
-        """An ACK arrives (``in_flight`` segments before it): what it shows is judged against
-        the scoreboard before it, and it starts a rate sample."""
+    def begin_ack(self) -> None:
+        """An ACK arrives: what it shows is judged against the scoreboard before it."""
         self.prior_fack = self.fack if self.sacked_out else None
         self.orig_delivered = False
-        rate = self.rate
-        if rate is not None:
-            rate.begin(in_flight)
 
     def sent(
         self,

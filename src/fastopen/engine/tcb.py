@@ -1955,9 +1955,11 @@ class Connection:
         delivered = 0
         reord_seen = rec.pieces.reord_seen
         pieces = rec.pieces
-        pieces.begin_ack(rec.in_flight())
-        if pieces.rate is not None:  # tcp_wstamp_ns, for cong_control
-            pieces.rate.edt = self._lsnd if self._lsnd is not None else now
+        pieces.begin_ack()
+        rate = pieces.rate
+        if rate is not None:  # a rate sample starts (and tcp_wstamp_ns, for cong_control)
+            rate.begin(rec.in_flight())
+            rate.edt = self._lsnd if self._lsnd is not None else now
         if blocks and rec.packets_out:
             delivered = self._sacktag(blocks, ack, now)
         prior_una = self.snd_una
