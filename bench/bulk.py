@@ -8,9 +8,9 @@ For each link (RTT 0 and 20 ms, loss 0 and 1%; a fresh lab each), ``--runs`` rou
   namespaces' default is the host's, and CUBIC cannot be chosen inside a namespace here);
 - engine receives: ``fastopen get --stack userspace --output`` from the same nginx;
 - engine sends: curl from ``fastopen serve --stack userspace --file``;
-  both once per ``--cc`` (the engine's ``--congestion``: ``cubic``, its default, or ``reno``;
-  repeatable), and once more with ``--baseline FASTOPEN`` (another build's ``fastopen``, say
-  main's, for a before/after in the same run; without ``--congestion``);
+  both once per ``--cc`` (the engine's ``--congestion``: ``cubic``, its default, ``reno`` or
+  ``bbr``; repeatable), and once more with ``--baseline FASTOPEN`` (another build's
+  ``fastopen``, say main's, for a before/after in the same run; without ``--congestion``);
 - PyTCP receives / sends: the same against PyTCP (bench/pytcp.py installs it in a scratch venv;
   ``--pytcp-runs`` rounds, 1 by default: it is slow; ``--pytcp-runs 0`` leaves it out).
 
@@ -20,10 +20,12 @@ time from the start of the connect to the last byte (curl's ``time_total``, ``fa
 --json``'s ``total_ms``); every body is checked against the file's hash. A transfer not done in
 ``--timeout`` seconds counts as that long (its rate is then an upper bound, marked ``<``).
 Prints the median of the runs, in MB/s, and the ratios engine / kernel (the kernel running
-its default and running Reno) against the goals of issue 11.
+its default, named as the namespace's tcp_congestion_control reads, and running Reno) against
+the goals of issue 11: at 1% loss each engine's against both (say engine cubic against the
+kernel running Reno, engine bbr against the kernel's default, BBR here).
 
 Needs root, nginx and curl.
-``.venv/bin/python bench/bulk.py [--size 20] [--runs 3] [--cc cubic --cc reno] [--baseline F]``
+``.venv/bin/python bench/bulk.py [--size 20] [--runs 3] [--cc cubic --cc bbr] [--baseline F]``
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastopen.engine.cc import NAMES
 from fastopen.lab.emulator import Lab, check_support
 from fastopen.lab.netns import Netns
 
@@ -234,7 +237,8 @@ def measure(
     python: Path | None,
     pytcp_runs: int,
     engines: list[Engine],
-) -> dict[str, Row]:
+) -> tuple[dict[str, Row], str]:
+    """The rows of one link, and the kernel's default congestion control there."""
     rows = {"kernel": Row(), "kernel reno": Row()}
     for engine in engines:
         rows[f"{engine.name} receives"] = Row()
@@ -272,7 +276,7 @@ def measure(
                         client, f"http://{addr}:{PYTCP_PORT}/", rows["pytcp sends"], "pytcp sends"
                     )
                     peer.stop()
-    return {name: row for name, row in rows.items() if row.rates}
+    return {name: row for name, row in rows.items() if row.rates}, default_cc
 
 
 def main() -> None:
@@ -282,7 +286,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per transfer")
     parser.add_argument("--pytcp-runs", type=int, default=1, help="rounds of PyTCP (0: none)")
     parser.add_argument(
-        "--cc", action="append", choices=("cubic", "reno"),
+        "--cc", action="append", choices=NAMES,
         help="the engine's congestion control (repeatable: one engine each; default cubic)",
     )  # fmt: skip
     parser.add_argument(
@@ -317,7 +321,9 @@ def main() -> None:
         folder.chmod(0o755)  # nginx's worker reads the file
         bench = Bench(folder, args.size, args.timeout)
         for rtt, loss in links:
-            rows = measure(bench, rtt, loss, args.runs, python, args.pytcp_runs, engines)
+            rows, default_cc = measure(
+                bench, rtt, loss, args.runs, python, args.pytcp_runs, engines
+            )
             print(f"\nRTT {rtt * 1000:g} ms, loss {loss * 100:g}%")
             for name, row in rows.items():
                 print(f"  {name:22} {row.cell()}")
@@ -330,14 +336,15 @@ def main() -> None:
                 if not name.startswith(("engine", "baseline")):
                     continue
                 rate = rows[name].median()
-                line = f"  {name} / kernel default: {rate / kernel:.2f}   / kernel reno: "
+                line = f"  {name} / kernel default ({default_cc}): {rate / kernel:.2f}"
+                line += "   / kernel reno: "
                 line += f"{rate / reno:.2f}"
                 if goal is not None:
                     verdict = "met" if rate / reference >= goal else "NOT met"
                     line += f"   (goal vs {against} >= {goal:g}: {verdict}"
                     if loss:
                         verdict = "met" if rate / kernel >= DEFAULT_CC_GOAL else "NOT met"
-                        line += f", vs default >= {DEFAULT_CC_GOAL:g}: {verdict}"
+                        line += f", vs default ({default_cc}) >= {DEFAULT_CC_GOAL:g}: {verdict}"
                     line += ")"
                 print(line)
                 direction = name.rsplit(" ", 1)[1]

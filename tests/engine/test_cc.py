@@ -309,7 +309,9 @@ def test_tcp_congestion_get_set_and_enoent() -> None:
     sock.setsockopt(SOL_TCP, TCP_CONGESTION, b"reno\0junk")
     assert sock.getsockopt(SOL_TCP, TCP_CONGESTION) == b"reno".ljust(16, b"\0")
     with fails_with(errno.ENOENT):
-        sock.setsockopt(SOL_TCP, TCP_CONGESTION, b"bbr")
+        sock.setsockopt(SOL_TCP, TCP_CONGESTION, b"vegas")
+    sock.setsockopt(SOL_TCP, TCP_CONGESTION, b"bbr")
+    assert sock.getsockopt(SOL_TCP, TCP_CONGESTION) == b"bbr".ljust(16, b"\0")
     with fails_with(errno.EINVAL):
         sock.setsockopt(SOL_TCP, TCP_CONGESTION, b"")
     assert Host(["198.18.0.1"], congestion_control="reno").socket().getsockopt(

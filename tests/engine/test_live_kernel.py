@@ -21,6 +21,7 @@ import pytest
 from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN, TCPI_OPT_TFO_CHILD
 from fastopen.cookies import KeyRing
 from fastopen.engine import Connected, EngineError, EngineSocket, Host
+from fastopen.engine.bbr import Bbr
 from fastopen.lab.netns import Netns
 from fastopen.runtime.tun import open_tun
 
@@ -202,3 +203,47 @@ def test_kernel_client_engine_server(wire: tuple[Netns, int]) -> None:
     assert host.counters["TCPFastOpenPassive"] == 1
     assert ns.counters()["TCPFastOpenActive"] == 1
     listener.close(time.monotonic())
+
+
+def test_engine_bbr_sends_bulk_to_the_kernel(wire: tuple[Netns, int]) -> None:
+    """An engine client running BBR (paced at its own rate) sends 2 MiB to a kernel server:
+    all of it arrives in order, and the sender has a delivery rate, a bandwidth estimate and a
+    min_rtt from the kernel's ACKs."""
+    ns, fd = wire
+    host = Host([ENGINE], congestion_control="bbr")
+    data = bytes(range(256)) * 8192
+    got = bytearray()
+    with ns.entered():
+        listener = socket.socket()
+    with listener:
+        listener.bind((KERNEL, 8081))
+        listener.listen(1)
+        listener.setblocking(False)
+        sock = host.socket()
+        with pytest.raises(EngineError) as exc:
+            sock.connect((KERNEL, 8081), time.monotonic())
+        assert exc.value.errno == errno.EINPROGRESS
+        run(host, fd, lambda: isinstance(host.next_event(), Connected))
+        conn = kernel_accept(host, fd, listener)
+        sent = 0
+
+        def done() -> bool:
+            nonlocal sent
+            if sent < len(data):
+                try:
+                    sent += sock.send(data[sent : sent + 65536], time.monotonic())
+                except EngineError as exc:
+                    assert exc.errno == errno.EAGAIN
+            with contextlib.suppress(BlockingIOError):
+                got.extend(conn.recv(1 << 20))
+            return len(got) >= len(data)
+
+        with conn:
+            run(host, fd, done, 20.0)
+    assert bytes(got) == data
+    assert sock.conn is not None
+    bbr = sock.conn.recovery.cc
+    assert isinstance(bbr, Bbr)
+    assert sock.tcp_info(time.monotonic()).tcpi_delivery_rate > 0
+    assert bbr.bw_bytes() > 0 and 0 < bbr.min_rtt_us < 1_000_000
+    assert bbr.rtt_cnt > 3

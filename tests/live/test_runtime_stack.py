@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import ipaddress
+import itertools
 import socket
 import ssl
 import threading
@@ -22,6 +24,7 @@ import fastopen
 from fastopen.engine import TcpState
 from fastopen.lab.netns import CLIENT, SERVER, Netns
 from fastopen.runtime import NamespaceStacks, UnsupportedOnUserspace, UserspaceStack
+from fastopen.wire import TcpSegment
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(60)]
 
@@ -70,6 +73,48 @@ def test_bulk_both_ways_with_half_close(wire: tuple[Netns, UserspaceStack]) -> N
 
     got = asyncio.run(scenario())
     assert hashlib.sha256(got).digest() == hashlib.sha256(BULK).digest()
+
+
+def test_each_packet_reaches_the_engine_at_the_time_it_is_read(
+    wire: tuple[Netns, UserspaceStack],
+) -> None:
+    """A kernel client uploads 1 MiB: the device's packets come in batches, and each reaches
+    the engine stamped when it was read, not when its batch began (Linux tcp_mstamp_refresh per
+    segment): the stamps never repeat, so no ACK read late in a long batch looks younger."""
+    ns, stack = wire
+    host = stack.host
+    stamps: list[float] = []
+    receive_segment = host.receive_segment  # where host.receive and the offloads' path lead
+
+    def spy_receive_segment(
+        src: ipaddress.IPv4Address | ipaddress.IPv6Address,
+        dst: ipaddress.IPv4Address | ipaddress.IPv6Address,
+        seg: TcpSegment,
+        now: float,
+        segs: int = 1,
+    ) -> None:
+        stamps.append(now)
+        receive_segment(src, dst, seg, now, segs)
+
+    host.receive_segment = spy_receive_segment  # type: ignore[method-assign]
+
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    def client() -> None:
+        with kernel_socket(ns) as sock:
+            sock.connect((STACK, PORT))
+            sock.sendall(BULK)
+
+    async def scenario() -> None:
+        async with await fastopen.start_server(sink, STACK, PORT, stack=stack):
+            await asyncio.to_thread(client)
+
+    asyncio.run(scenario())
+    assert len(stamps) > 50
+    assert all(a < b for a, b in itertools.pairwise(stamps))
 
 
 def test_engine_client_upload_and_write_eof(wire: tuple[Netns, UserspaceStack]) -> None:

@@ -240,7 +240,7 @@ def test_unknown_shell_command_and_sysctl() -> None:
     err = fails("\n+0 `rm -rf /tmp/nothing`\n")
     assert err.line == 8
     assert "shell command failed or unsupported: 'rm -rf /tmp/nothing'" in str(err)
-    knob = fails("+0 `sysctl -q net.ipv4.tcp_congestion_control=bbr`\n")
+    knob = fails("+0 `sysctl -q net.ipv4.tcp_congestion_control=vegas`\n")
     assert knob.line == 7
     # An alternative after || runs when the first command is unsupported.
     run_script(
@@ -449,13 +449,16 @@ def test_congestion_control_sysctls_and_socket_option() -> None:
     stack = EngineStack(Host(["198.18.0.1"]))
     assert stack.sysctl("net.ipv4.tcp_congestion_control", "reno")
     assert stack.host.settings.congestion_control == "reno"
-    assert not stack.sysctl("net.ipv4.tcp_congestion_control", "bbr")
+    assert not stack.sysctl("net.ipv4.tcp_congestion_control", "vegas")
+    assert stack.sysctl("net.ipv4.tcp_congestion_control", "bbr")
+    assert stack.host.settings.congestion_control == "bbr"
     assert stack.sysctl("net.ipv4.tcp_slow_start_after_idle", "0")
     assert not stack.host.settings.slow_start_after_idle
     run_script(
         parse_script(
             SERVER_HEAD + '   +0 setsockopt(3, SOL_TCP, TCP_CONGESTION, "reno", 4) = 0\n'
-            '   +0 setsockopt(3, SOL_TCP, TCP_CONGESTION, "bbr", 3) = -1 ENOENT (No such file)\n'
+            '   +0 setsockopt(3, SOL_TCP, TCP_CONGESTION, "vegas", 5) = -1 ENOENT (No such file)\n'
+            '   +0 setsockopt(3, SOL_TCP, TCP_CONGESTION, "bbr", 3) = 0\n'
         )
     )
 

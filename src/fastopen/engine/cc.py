@@ -7,7 +7,14 @@ Linux has: ``cong_avoid`` when an ACK delivered data while the window was the li
 the RTT sample of an ACK, ``set_state`` when the connection enters a new ``CaState`` and
 ``cwnd_event`` for a ``CaEvent`` (data sent with nothing in flight, a restart after idle).
 
-Two algorithms, by their Linux names (``net.ipv4.tcp_congestion_control``, ``TCP_CONGESTION``):
+An algorithm may also have the optional operations Linux's has (None when it has not, as a
+NULL pointer in ``tcp_congestion_ops``): ``init`` as the connection is established,
+``cong_control``, which takes the place of ``cong_avoid`` and the stack's window reduction and
+pacing rate: it sets ``cwnd`` and its own ``pacing_rate`` from each ACK's rate sample
+(:class:`~fastopen.engine.rate.DeliveryRate`) and the stack paces by it (Linux
+``SK_PACING_NEEDED``), ``min_tso_segs`` and ``sndbuf_expand``.
+
+Three algorithms, by their Linux names (``net.ipv4.tcp_congestion_control``, ``TCP_CONGESTION``):
 
 * ``reno``: ``tcp_reno_cong_avoid`` (slow start by the segments each ACK delivers, RFC 3465
   with Linux's unlimited L; congestion avoidance ``tcp_cong_avoid_ai``: one segment per window
@@ -17,7 +24,8 @@ Two algorithms, by their Linux names (``net.ipv4.tcp_congestion_control``, ``TCP
   ``hystart_detect=3``: ACK train and delay increase, ``hystart_low_window=16``,
   ``hystart_ack_delta_us=2000``). Time is counted in jiffies of 1 ms (``HZ=1000``); the cube
   root is exact where ``cubic_root`` approximates it by a table and one Newton step (they
-  differ by at most a few 1/1024 s in K).
+  differ by at most a few 1/1024 s in K);
+* ``bbr``: ``tcp_bbr.c`` (BBR v1), :mod:`fastopen.engine.bbr`, with ``cong_control``.
 
 Stateless Reno is one shared instance; each CUBIC connection has its own (``__slots__``) from
 the first hook that moves it, and shares its host's :class:`CubicAtRest` until then.
@@ -27,13 +35,15 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
-from fastopen.engine.segmentation import GSO_MAX_SIZE
+from fastopen.engine.rate import DeliveryRate
+from fastopen.engine.segmentation import GSO_MAX_SIZE, SentPieces
 from fastopen.engine.seq import seq_lt
 
 #: The algorithms the engine has, by Linux name (the default first, as Linux lists them).
-NAMES = ("cubic", "reno")
+NAMES = ("cubic", "reno", "bbr")
 #: Linux TCP_CA_NAME_MAX: a name is at most 15 bytes and a NUL.
 NAME_MAX = 16
 
@@ -59,7 +69,9 @@ class CaEvent(enum.IntEnum):
 class Window(Protocol):
     """What an algorithm reads and moves: Linux tp->snd_cwnd, snd_ssthresh, snd_cwnd_cnt,
     prior_cwnd (the window before the last reduction) and lsndtime (when data last left);
-    ``cc``, the connection's algorithm (:class:`CubicAtRest` puts a connection's own there)."""
+    ``cc``, the connection's algorithm (:class:`CubicAtRest` puts a connection's own there);
+    what ``cong_control`` reads: icsk_ca_state, tp->delivered, the scoreboard (its ``rate``)
+    and tcp_packets_in_flight."""
 
     cwnd: int
     ssthresh: int
@@ -67,6 +79,11 @@ class Window(Protocol):
     prior_cwnd: int
     lsndtime: float
     cc: CongestionControl
+    ca_state: CaState
+    delivered: int
+    pieces: SentPieces
+
+    def in_flight(self) -> int: ...
 
 
 class CongestionControl(Protocol):
@@ -74,6 +91,29 @@ class CongestionControl(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def init(self) -> Callable[[Window, int, float, float, float], None] | None:
+        """Linux ca_ops->init, as the connection is established (tcp_init_transfer) or gets
+        the algorithm then (tcp_reinit_congestion_control): (window, MSS, SRTT, min RTT,
+        now)."""
+
+    @property
+    def cong_control(self) -> Callable[[Window, DeliveryRate, float], None] | None:
+        """Linux ca_ops->cong_control: each ACK's rate sample sets the window and the pacing
+        rate (None: cong_avoid, the stack's PRR and tcp_update_pacing_rate)."""
+
+    @property
+    def pacing_rate(self) -> float | None:
+        """sk_pacing_rate as ``cong_control`` sets it, bytes a second (None: the stack's)."""
+
+    @property
+    def min_tso_segs(self) -> Callable[[], int] | None:
+        """Linux ca_ops->min_tso_segs (None: tcp_min_tso_segs)."""
+
+    @property
+    def sndbuf_expand(self) -> Callable[[], int] | None:
+        """Linux ca_ops->sndbuf_expand: send buffer per segment of window (None: 2)."""
 
     def cong_avoid(self, w: Window, acked: int, now: float) -> None:
         """An ACK delivered ``acked`` segments while cwnd-limited: grow the window."""
@@ -128,6 +168,7 @@ class Reno:
     """Linux tcp_reno (``tcp_cong.c``): slow start, then one segment per window delivered."""
 
     __slots__ = ()
+    init = cong_control = pacing_rate = min_tso_segs = sndbuf_expand = None
 
     @property
     def name(self) -> str:
@@ -215,6 +256,7 @@ class Cubic:
         "_tcp_cwnd",
         "cnt",
     )
+    init = cong_control = pacing_rate = min_tso_segs = sndbuf_expand = None
 
     def __init__(self, counters: Counter[str]) -> None:
         self._counters = counters

@@ -123,6 +123,8 @@ class Fuzz:
             "mtu": rng.choice((576, 1280, 1500)),
             "negative_cache_time": rng.choice((0.0, 900.0)),
             "pacing": seed % 2 == 1,  # odd seeds pace (no draw: the others stay as they were)
+            # seeds 3, 7, 11...: BBR (its own pacing and cong_control), the others CUBIC
+            "congestion_control": "bbr" if seed % 4 == 3 else "cubic",
         }
         self.client = Host([CLIENT], secret=b"c" * 16, **common)  # TFO client (0x1)
         self.server = Host([SERVER], secret=b"s" * 16, **common)

@@ -13,6 +13,7 @@ import errno
 import heapq
 import ipaddress
 import itertools
+import random
 import secrets
 import struct
 from collections import Counter, deque
@@ -21,6 +22,7 @@ from typing import Unpack
 
 from fastopen.constants import TFO_COUNTERS
 from fastopen.cookies import siphash24
+from fastopen.engine.bbr import Bbr
 from fastopen.engine.cache import CookieCache, IPAddress, NegativeReason
 from fastopen.engine.cc import RENO, CongestionControl, CubicAtRest
 from fastopen.engine.context import Bound, ConnKey, Timed
@@ -135,6 +137,8 @@ class Host:
         #: draws it: the peer may still hold the last process's 4-tuple in TIME-WAIT).
         self._next_port = first_port
         self.syncookies = SynCookies(self._secret)
+        #: The host's random source (Linux get_random_u32_below), seeded by its secret.
+        self._random = random.Random(self._secret)
         self._challenge_second = -1
         self._challenge_count = 0
 
@@ -146,12 +150,15 @@ class Host:
 
     def congestion_control(self, name: str) -> CongestionControl:
         """The algorithm ``name`` for a connection (KeyError for one the engine has not; Linux:
-        ENOENT): Reno's one instance, or this host's CUBIC at rest, which its connections
-        share until each needs state of its own."""
+        ENOENT): Reno's one instance, this host's CUBIC at rest, which its connections
+        share until each needs state of its own, or a BBR of its own (its random phases from
+        the host's random source)."""
         if name == "cubic":
             return self._cubic
         if name == "reno":
             return RENO
+        if name == "bbr":
+            return Bbr(self._random.randrange)
         raise KeyError(name)
 
     def adv_mss(self, local: IPAddress) -> int:

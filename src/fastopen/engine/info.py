@@ -135,3 +135,5 @@ class TcpInfo:
     tcpi_busy_time: int
     tcpi_rwnd_limited: int
     tcpi_sndbuf_limited: int
+    tcpi_delivery_rate: int
+    tcpi_delivery_rate_app_limited: int

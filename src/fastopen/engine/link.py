@@ -5,6 +5,9 @@ owning its destination address after ``delay`` seconds, unless the seeded random
 it (``loss``), sends it twice (``duplicate``) or holds it back for a while (``reorder``, up to
 ``reorder_delay`` more). ``encode=True`` carries whole IP packets as bytes (``packets_to_send`` ->
 ``receive``); the default carries parsed segments (``segments_to_send`` -> ``receive_segment``).
+With ``rate`` (bytes a second) each direction is a bottleneck of that rate: a packet waits for
+the ones before it to the same host to be serialised, and one that would queue more than
+``buffer`` bytes (0: no limit) is dropped (a drop-tail queue).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from fastopen.engine.cache import IPAddress
 from fastopen.engine.events import EngineError
 from fastopen.engine.host import Host, Segment
 from fastopen.wire import parse_ip
+
+#: IPv4 and TCP headers with timestamps: a parsed segment's bytes on a bottleneck, beside its
+#: payload.
+HEADERS = 52
 
 
 @dataclass
@@ -45,6 +52,8 @@ class Link:
         reorder_delay: float = 0.003,
         seed: int = 0,
         encode: bool = False,
+        rate: float = 0.0,
+        buffer: int = 0,
     ) -> None:
         self.hosts = hosts
         self.now = 0.0
@@ -54,6 +63,9 @@ class Link:
         self.reorder = reorder
         self.reorder_delay = reorder_delay
         self.encode = encode
+        self.rate = rate
+        self.buffer = buffer
+        self._busy: dict[Host, float] = {}  # when each direction's bottleneck is free again
         self.stats = LinkStats()
         self._random = random.Random(seed)
         self._route: dict[IPAddress, Host] = {a: h for h in hosts for a in h.addresses}
@@ -67,12 +79,20 @@ class Link:
         if self.loss and rnd() < self.loss:
             stats.dropped += 1
             return
+        sent = self.now
+        if self.rate:
+            size = len(item) if isinstance(item, bytes) else len(item[2].payload) + HEADERS
+            start = max(sent, self._busy.get(host, 0.0))
+            if self.buffer and (start - sent) * self.rate + size > self.buffer:
+                stats.dropped += 1
+                return
+            sent = self._busy[host] = start + size / self.rate
         copies = 1
         if self.duplicate and rnd() < self.duplicate:
             stats.duplicated += 1
             copies = 2
         for _ in range(copies):
-            at = self.now + self.delay
+            at = sent + self.delay
             if self.reorder and rnd() < self.reorder:
                 stats.reordered += 1
                 at += rnd() * self.reorder_delay

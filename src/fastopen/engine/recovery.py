@@ -12,7 +12,10 @@ retransmission D-SACKed, RFC 3708, or an ACK echoing a timestamp from before the
 retransmission, RFC 3522; ``undo_marker``, ``undo_retrans``). How the window grows and how far
 a loss cuts it is the congestion control's (:mod:`.cc`, Linux ``tcp_congestion_ops``):
 :meth:`Recovery._grow`, :meth:`Recovery._loss_ssthresh` and the undo ask it, and it hears of the
-state changes, RTT samples and transmissions after idle it needs.
+state changes, RTT samples and transmissions after idle it needs. Each ACK also makes a delivery
+rate sample (:mod:`.rate`, ``tcp_rate_gen``); an algorithm with ``cong_control`` (BBR) takes it
+in place of the growth and PRR (Linux tcp_cong_control), and the stack's end-of-reduction
+window and restart after idle leave its window alone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import enum
 from collections import Counter
 
 from fastopen.engine.cc import CaEvent, CaState, CongestionControl, in_slow_start
+from fastopen.engine.rate import DeliveryRate
 from fastopen.engine.segmentation import REORDERING, SentPieces
 from fastopen.engine.seq import seq_le, seq_lt
 
@@ -163,6 +167,23 @@ class Recovery:
             self._cwnd_usage_seq = snd_nxt
         return not self.is_cwnd_limited()
 
+    def check_app_limited(self, unsent: int, mss: int) -> None:
+        """Linux tcp_rate_check_app_limited at a write, ``unsent`` bytes waiting to go (the
+        rate sampler is made here for a connection that writes before it sent)."""
+        pieces = self.pieces
+        rate = pieces.rate
+        if rate is None:
+            rate = pieces.rate = DeliveryRate()
+        rate.check_app_limited(
+            unsent,
+            mss,
+            self.in_flight(),
+            self.cwnd,
+            pieces.lost_out,
+            pieces.retrans_out,
+            self.delivered,
+        )
+
     def data_sent(self, now: float) -> None:
         """Linux tcp_event_data_sent: data leaves (CA_EVENT_TX_START when none was in flight)."""
         if not self.packets_out:
@@ -174,8 +195,8 @@ class Recovery:
         to send after more than an RTO with nothing in flight: ssthresh keeps 3/4 of the window,
         which halves per RTO idle, down to the initial window."""
         idle = now - self.lsndtime
-        if self.packets_out or idle <= rto:
-            return
+        if self.packets_out or idle <= rto or self.cc.cong_control is not None:
+            return  # (Linux tcp_slow_start_after_idle_check: not with cong_control)
         self.cc.cwnd_event(self, CaEvent.CWND_RESTART, now)
         cwnd = self.cwnd
         self.ssthresh = max(self.ssthresh, (cwnd >> 1) + (cwnd >> 2))
@@ -255,8 +276,9 @@ class Recovery:
                 if self._may_undo(tsecr):
                     self._undo(state is CaState.LOSS)
                     counters["TCPLossUndo" if state is CaState.LOSS else "TCPFullUndo"] += 1
-                elif state is CaState.CWR or (
-                    state is CaState.RECOVERY and self.undo_marker is not None
+                elif self.cc.cong_control is None and (
+                    state is CaState.CWR
+                    or (state is CaState.RECOVERY and self.undo_marker is not None)
                 ):
                     self.cwnd = self.ssthresh  # Linux tcp_end_cwnd_reduction
                 self.ca_state = CaState.OPEN
@@ -284,6 +306,15 @@ class Recovery:
             else:
                 self.ca_state = CaState.OPEN
         newly_lost = pieces.lost_out - lost_before
+        rate = pieces.rate
+        if rate is not None:
+            rate.gen(self.delivered, delivered, now, min_rtt)
+        control = self.cc.cong_control
+        if control is not None:  # Linux tcp_cong_control: the algorithm's own
+            if rate is not None:
+                rate.mss, rate.srtt = mss, srtt
+                control(self, rate, now)
+            return wait
         if self.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
             self._cwnd_reduction(delivered, newly_lost, advanced)
         elif advanced:
@@ -381,7 +412,8 @@ class Recovery:
             counters["TCPLossProbeRecovery"] += 1
             if self.ca_state in (CaState.OPEN, CaState.DISORDER):
                 self.ssthresh = self._loss_ssthresh()
-                self.cwnd = self.ssthresh
+                if self.cc.cong_control is None:  # Linux tcp_end_cwnd_reduction
+                    self.cwnd = self.ssthresh
         elif dupack and not advanced:
             self.tlp_high_seq = None
 

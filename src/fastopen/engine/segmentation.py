@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 
+from fastopen.engine.rate import RETRANS_FLAGS, DeliveryRate
 from fastopen.engine.seq import MASK, seq_le, seq_lt
 
 #: Linux sk_pacing_shift (about 1 ms of the pacing rate per TSO packet), tcp_tso_rtt_log, the
@@ -40,24 +41,13 @@ def pacing_rate(mss: int, cwnd: int, ssthresh: int, packets_out: int, srtt: floa
     return mss * ratio * max(cwnd, packets_out) / srtt
 
 
-def tso_segs(
-    mss: int,
-    cwnd: int,
-    ssthresh: int,
-    packets_out: int,
-    srtt: float,
-    min_rtt: float,
-    min_tso_segs: int,
-) -> int:
-    """Linux tcp_tso_autosize with tcp_update_pacing_rate: segments per TSO packet.
-
-    At the :func:`pacing_rate`, about 1 ms of it; without an RTT sample a packet is as large as
-    GSO allows. A short ``min_rtt`` adds ``GSO_MAX_SIZE >> (min_rtt_us >> tcp_tso_rtt_log)``
-    bytes."""
-    if srtt <= 0:
+def tso_segs(mss: int, rate: float, min_rtt: float, min_tso_segs: int) -> int:
+    """Linux tcp_tso_autosize: segments per TSO packet, about 1 ms of the pacing ``rate``
+    (bytes a second; 0, none yet: as large as GSO allows). A short ``min_rtt`` adds
+    ``GSO_MAX_SIZE >> (min_rtt_us >> tcp_tso_rtt_log)`` bytes."""
+    if not rate:
         size = GSO_MAX_SIZE
     else:
-        rate = pacing_rate(mss, cwnd, ssthresh, packets_out, srtt)
         size = int(rate) >> PACING_SHIFT
         if min_rtt > 0:
             r = int(min_rtt * 1e6) >> TSO_RTT_LOG
@@ -90,6 +80,7 @@ F_LOST = 4
 F_RETRANS = 8
 F_EVER = 16
 F_FIN = 32
+assert RETRANS_FLAGS == F_RETRANS | F_EVER
 
 
 def sent_after(a: Piece, t2: float, order2: int, end2: int) -> bool:
@@ -102,9 +93,27 @@ def sent_after(a: Piece, t2: float, order2: int, end2: int) -> bool:
 
 class Piece:
     """One piece of the retransmission queue (a Linux skb): ``[start, end)``, its segments, its
-    flags, when it last left and that transmission's number (the order in one instant)."""
+    flags, when it last left and that transmission's number (the order in one instant), and the
+    delivery state its last transmission noted (Linux ``tcp_skb_cb->tx``, :mod:`.rate`:
+    ``delivered``, ``delivered_mstamp``, None once SACKed, ``first_tx`` and ``app_limited``)."""
 
-    __slots__ = ("end", "flags", "order", "pcount", "start", "xmit")
+    __slots__ = (
+        "app_limited",
+        "delivered",
+        "delivered_mstamp",
+        "end",
+        "first_tx",
+        "flags",
+        "order",
+        "pcount",
+        "start",
+        "xmit",
+    )
+    # set by DeliveryRate.skb_sent as the piece leaves (or copied by a split)
+    delivered: int
+    delivered_mstamp: float | None
+    first_tx: float
+    app_limited: bool
 
     def __init__(
         self, start: int, end: int, pcount: int, flags: int, xmit: float, order: int
@@ -119,7 +128,8 @@ class Piece:
 
 class SentPieces:
     """The retransmission queue and SACK scoreboard: what was sent and not yet acknowledged, in
-    pieces as they left, oldest first, with the RACK state of the newest delivery.
+    pieces as they left, oldest first, with the RACK state of the newest delivery and the
+    delivery rate sampler (``rate``, made with the first piece sent or the first write).
 
     Created empty (no queue until the first piece is sent, and none once all is acknowledged)."""
 
@@ -135,6 +145,7 @@ class SentPieces:
         "rack_order",
         "rack_rtt",
         "rack_xmit",
+        "rate",
         "reord_seen",
         "reordering",
         "retrans_out",
@@ -157,6 +168,7 @@ class SentPieces:
         self.orig_delivered = False  # Linux FLAG_ORIG_SACK_ACKED: never-retransmitted data came
         self.reord_seen = 0  # pieces that came late (Linux tp->reord_seen)
         self.reordering = REORDERING  # Linux tp->reordering: its degree, in segments
+        self.rate: DeliveryRate | None = None
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -192,6 +204,8 @@ class SentPieces:
         p = pieces[i]
         self._remove(p)
         tail = Piece(at, p.end, 0, p.flags, p.xmit, p.order)
+        tail.delivered, tail.delivered_mstamp = p.delivered, p.delivered_mstamp
+        tail.first_tx, tail.app_limited = p.first_tx, p.app_limited
         p.end = at
         p.flags &= ~(F_PSH | F_FIN)
         p.pcount = self._count(p, mss)
@@ -215,6 +229,9 @@ class SentPieces:
             return 0
         p.flags = f | F_LOST
         self.lost_out += p.pcount
+        rate = self.rate
+        if rate is not None:
+            rate.lost += p.pcount  # Linux tp->lost
         return p.pcount
 
     def _reorder(self, fack: int, low: int, mss: int) -> None:
@@ -226,8 +243,12 @@ class SentPieces:
             self.reordering = min(-(-metric // mss), MAX_REORDERING)
 
     def _delivered(self, p: Piece, now: float, min_rtt: float) -> None:
-        """Linux tcp_rack_advance: RACK learns from a newly delivered piece, unless it was
-        retransmitted and the sample is below min_rtt (the original was delivered)."""
+        """Linux tcp_rate_skb_delivered, then tcp_rack_advance: RACK learns from a newly
+        delivered piece, unless it was retransmitted and the sample is below min_rtt (the
+        original was delivered)."""
+        rate = self.rate
+        if rate is not None:
+            rate.skb_delivered(p, bool(p.flags & F_SACKED), now)
         if not p.flags & F_EVER:
             self.orig_delivered = True
         rtt = now - p.xmit
@@ -245,14 +266,28 @@ class SentPieces:
         self.prior_fack = self.fack if self.sacked_out else None
         self.orig_delivered = False
 
-    def sent(self, start: int, end: int, fin: bool, mss: int, now: float, psh: bool = True) -> None:
-        """New data ``[start, end)`` (its FIN included) left as one piece, with PSH or not."""
+    def sent(
+        self,
+        start: int,
+        end: int,
+        fin: bool,
+        mss: int,
+        now: float,
+        psh: bool = True,
+        delivered: int = 0,
+    ) -> None:
+        """New data ``[start, end)`` (its FIN included) left as one piece, with PSH or not,
+        ``delivered`` segments delivered so far (tcp_rate_skb_sent notes it)."""
         if self._pieces is None:
             self._pieces = deque()
+        rate = self.rate
+        if rate is None:
+            rate = self.rate = DeliveryRate()
         self.sends += 1
         flags = (F_PSH if psh else 0) | (F_FIN if fin else 0)
         p = Piece(start, end, 0, flags, now, self.sends)
         p.pcount = self._count(p, mss)
+        rate.skb_sent(p, self.packets_out, delivered, now)
         self._pieces.append(p)
         self.packets_out += p.pcount
 
@@ -409,10 +444,13 @@ class SentPieces:
             p = pieces[-1]
         return p
 
-    def retransmitted(self, start: int, end: int, mss: int, now: float) -> Piece | None:
+    def retransmitted(
+        self, start: int, end: int, mss: int, now: float, delivered: int = 0
+    ) -> Piece | None:
         """``[start, end)`` went again, from the start of a piece: the piece is cut at ``end``
         (the head loses PSH and FIN, as tcp_fragment gives them to the tail) and the head is
-        marked retransmitted at ``now``. Returns the head."""
+        marked retransmitted at ``now``, noting ``delivered`` (tcp_rate_skb_sent). Returns the
+        head."""
         pieces = self._pieces
         if not pieces:
             return None
@@ -428,5 +466,7 @@ class SentPieces:
             p.order = self.sends
             p.pcount = self._count(p, mss)
             self._add(p)
+            if self.rate is not None:
+                self.rate.skb_sent(p, self.packets_out, delivered, now)
             return p
         return None

@@ -89,7 +89,7 @@ class Settings:
     #: each transmission fails locally (NET_XMIT_DROP), data stays unsent, and TCP tries again
     #: from its probe timer every TCP_RESOURCE_PROBE_INTERVAL (500 ms).
     qdisc_drops: bool = False
-    #: tcp_congestion_control: the algorithm new sockets get (``cubic`` or ``reno``).
+    #: tcp_congestion_control: the algorithm new sockets get (``cubic``, ``reno`` or ``bbr``).
     congestion_control: str = "cubic"
     #: tcp_slow_start_after_idle: the window restarts after an RTO with nothing sent.
     slow_start_after_idle: bool = True

@@ -404,7 +404,7 @@ class EngineSocket:
                 raise _fail(errno.EINVAL) from None
             return
         if name == TCP_CONGESTION:
-            self._set_congestion(value)
+            self._set_congestion(value, now)
             return
         if not isinstance(value, int):
             raise _fail(errno.EINVAL)
@@ -567,10 +567,12 @@ class EngineSocket:
             return self.congestion.encode().ljust(NAME_MAX, b"\0")
         raise _fail(errno.ENOPROTOOPT)
 
-    def _set_congestion(self, value: int | bytes) -> None:
+    def _set_congestion(self, value: int | bytes, now: float | None) -> None:
         """Linux TCP_CONGESTION: a name (up to TCP_CA_NAME_MAX - 1 bytes, to its NUL); ENOENT
         for an algorithm the engine has not. A connection gets the new algorithm fresh
-        (tcp_reinit_congestion_control: its window stays); the same name changes nothing."""
+        (tcp_reinit_congestion_control: its window stays, an established one's algorithm is
+        initialised, at ``now`` or, without it, when data last left); the same name changes
+        nothing."""
         if not isinstance(value, bytes) or not value:
             raise _fail(errno.EINVAL)
         name = value[: NAME_MAX - 1].split(b"\0", 1)[0].decode("ascii", "replace")
@@ -579,8 +581,11 @@ class EngineSocket:
         if name == self.congestion:
             return
         self.congestion = name
-        if self.conn is not None:
-            self.conn.recovery.cc = self.ctx.congestion_control(name)
+        conn = self.conn
+        if conn is not None:
+            conn.recovery.cc = self.ctx.congestion_control(name)
+            if conn.state not in (TcpState.CLOSED, TcpState.LISTEN):
+                conn.init_congestion_control(now if now is not None else conn.recovery.lsndtime)
 
     # -- addresses ---------------------------------------------------------------------------------
 

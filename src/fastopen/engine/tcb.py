@@ -903,7 +903,7 @@ class Connection:
             flags &= ~PSH
         elif len(data) > mss:
             flags |= PSH
-        head = self.recovery.pieces.retransmitted(start, end, mss, now)
+        head = self.recovery.pieces.retransmitted(start, end, mss, now, self.recovery.delivered)
         count = head.pcount if head is not None else 1
         self.rtt.forget_timed()
         self.total_retrans += count
@@ -923,7 +923,7 @@ class Connection:
         this one was late (OS jitter), once 10 segments are out (sch_fq's first ones)."""
         prior = self._lsnd
         stamp = now if prior is None or prior < now else prior
-        if self.ctx.settings.pacing and self.data_segs_out >= 10:
+        if self._pacing() and self.data_segs_out >= 10:
             rate = self._pacing_rate()
             if rate:
                 length = size / rate
@@ -931,9 +931,18 @@ class Connection:
                 stamp += length - min(length / 2, credit)
         self._lsnd = stamp
 
+    def _pacing(self) -> bool:
+        """Linux sk_pacing_status: the egress paces (fq: ``settings.pacing``), or TCP does
+        (SK_PACING_NEEDED: a congestion control with its own pacing rate, BBR)."""
+        return self.ctx.settings.pacing or self.recovery.cc.pacing_rate is not None
+
     def _pacing_rate(self) -> float:
-        """Linux sk_pacing_rate (tcp_update_pacing_rate), bytes a second; 0 without an RTT."""
+        """Linux sk_pacing_rate, bytes a second: the congestion control's (cong_control), else
+        tcp_update_pacing_rate's; 0 without an RTT."""
         rec = self.recovery
+        rate = rec.cc.pacing_rate
+        if rate is not None:
+            return rate
         return pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
 
     def _paced(self, now: float) -> bool:
@@ -941,7 +950,7 @@ class Connection:
         pacing timer sends then. A departure due within :data:`PACING_SLACK` goes now (Linux's
         hrtimer is good to a microsecond, an event loop's timers to a millisecond)."""
         stamp = self._lsnd
-        if stamp is None or stamp <= now + PACING_SLACK or not self.ctx.settings.pacing:
+        if stamp is None or stamp <= now + PACING_SLACK or not self._pacing():
             return False
         if self._pace_at is None:
             self._pace_at = stamp
@@ -994,19 +1003,18 @@ class Connection:
         return size
 
     def _tso_segs(self) -> int:
-        """Linux tcp_tso_segs: segments per TSO (or GSO) packet; one without either."""
+        """Linux tcp_tso_segs: segments per TSO (or GSO) packet, one without either:
+        tcp_tso_autosize at the pacing rate, at least the congestion control's min_tso_segs
+        (else tcp_min_tso_segs)."""
         settings = self.ctx.settings
         if not (settings.tso or settings.gso):
             return 1
-        rec = self.recovery
+        least = self.recovery.cc.min_tso_segs
         return tso_segs(
             self.snd_mss,
-            rec.cwnd,
-            rec.ssthresh,
-            rec.packets_out,
-            self.rtt.srtt,
+            self._pacing_rate(),
             self.rtt.min_rtt,
-            self.ctx.settings.min_tso_segs,
+            least() if least is not None else self.ctx.settings.min_tso_segs,
         )
 
     def _transmit(self, seq: int, flags: int, data: bytes, now: float) -> None:
@@ -1027,7 +1035,7 @@ class Connection:
         if data:
             rec.data_sent(now)  # before it is out: CA_EVENT_TX_START after idle
         psh = self._take_push(seq, (seq + len(data)) & MASK) or bool(flags & PSH)
-        rec.pieces.sent(seq, end, bool(flags & FIN), mss, now, psh)
+        rec.pieces.sent(seq, end, bool(flags & FIN), mss, now, psh, rec.delivered)
         if psh or len(data) > mss:  # see _psh_on_wire
             flags |= PSH
         if rec.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
@@ -1082,7 +1090,8 @@ class Connection:
         self.snd_nxt = self.snd_max = (start + len(sent)) & MASK if sent else start
         if sent:  # the SYN data: one piece of one segment (the SYN and its data: two in tcp_ack)
             # Linux tcp_send_syn_data: the data's skb has PSH
-            self.recovery.pieces.sent(start, self.snd_nxt, False, len(sent), now)
+            rec = self.recovery
+            rec.pieces.sent(start, self.snd_nxt, False, len(sent), now, True, rec.delivered)
         self._syn_sent_at = now
         self._set_rto(now)
         self._rearm()
@@ -1106,6 +1115,7 @@ class Connection:
         total = len(data)
         goal = self._size_goal()
         copied = 0
+        self.recovery.check_app_limited((self.write_seq() - self.snd_nxt) & MASK, self.snd_mss)
         if self.ctx.settings.slow_start_after_idle and total:
             self.recovery.restart_after_idle(now, self.rtt.rto)
         while copied < total:
@@ -1317,20 +1327,33 @@ class Connection:
         """The MSS we offer less the timestamps' room (Linux tp->advmss once established)."""
         return self._adv_mss - (TS_OPTION_LEN if self.ts_ok else 0)
 
-    def _init_buffer_space(self) -> None:
-        """Linux tcp_init_buffer_space, as the connection is established: the send buffer
+    def _init_transfer(self, now: float) -> None:
+        """Linux tcp_init_transfer, as the connection is established: the congestion control's
+        init (tcp_init_congestion_control), then tcp_init_buffer_space: the send buffer
         for the initial window (unless SO_SNDBUF locked it), the window clamp at the
         receive buffer's full space less one segment, rcv_ssthresh within it."""
+        self.init_congestion_control(now)
         if not self.sock.options.buf_locks & SNDBUF_LOCK:
             self._sndbuf_expand()
         clamp = established_clamp(self.window_clamp, self.sock.rcvbuf, self._advmss())
         self.window_clamp = clamp
         self.rcv_ssthresh = min(self.rcv_ssthresh, clamp)
 
+    def init_congestion_control(self, now: float) -> None:
+        """Linux tcp_init_congestion_control: the algorithm's init, if it has one."""
+        rec = self.recovery
+        init = rec.cc.init
+        if init is not None:
+            init(rec, self.snd_mss, self.rtt.srtt, self.rtt.min_rtt, now)
+
     def _sndbuf_expand(self) -> None:
-        """Linux tcp_sndbuf_expand: room for twice the congestion window, up to tcp_wmem[2]."""
+        """Linux tcp_sndbuf_expand: room for twice the congestion window (the congestion
+        control's sndbuf_expand times it), up to tcp_wmem[2]."""
         mss = self.snd_mss + (TS_OPTION_LEN if self.ts_ok else 0)  # rx_opt.mss_clamp
-        need = min(sndbuf_for(mss, self.recovery.cwnd), self.ctx.settings.wmem_max)
+        rec = self.recovery
+        expand = rec.cc.sndbuf_expand
+        per_cwnd = expand() if expand is not None else 2
+        need = min(sndbuf_for(mss, rec.cwnd, per_cwnd), self.ctx.settings.wmem_max)
         if self.sock.sndbuf < need:
             self.sock.sndbuf = need
 
@@ -1530,7 +1553,7 @@ class Connection:
         self.ctx.counters["TcpPassiveOpens"] += 1
         self.tfo_child = True
         self.fo_pending = True
-        self._init_buffer_space()  # Linux tcp_fastopen_create_child -> tcp_init_transfer
+        self._init_transfer(now)  # Linux tcp_fastopen_create_child -> tcp_init_transfer
         if seg.payload:
             self.rcv_buf = _appended(self.rcv_buf, seg.payload)
             self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
@@ -1614,7 +1637,7 @@ class Connection:
             self._send_synack(now)
             return
         self._move(E.RCV_SYN_ACK)
-        self._init_buffer_space()  # Linux tcp_finish_connect -> tcp_init_transfer
+        self._init_transfer(now)  # Linux tcp_finish_connect -> tcp_init_transfer
         self._lrcv = now  # Linux lrcvtime: a reply within ato of it is ping-pong
         self.recovery.lsndtime = now  # Linux tcp_finish_connect: no restart on the first data
         self._rcv_tstamp = now  # Linux tcp_ack of the SYN-ACK
@@ -2158,7 +2181,7 @@ class Connection:
         if self.state is S.SYN_RECEIVED:
             self._move(E.RCV_ACK_OF_SYN)
         if not self.tfo_child:  # a fast open child's started with it (tcp_init_transfer)
-            self._init_buffer_space()
+            self._init_transfer(now)
             if self.listener is not None:  # Linux tcp_create_openreq_child makes it now
                 self._lrcv = self.recovery.lsndtime = now
         self.keepalive_changed(now)
@@ -2208,7 +2231,12 @@ class Connection:
         rec = self.recovery
         delivered = 0
         reord_seen = rec.pieces.reord_seen
-        rec.pieces.begin_ack()
+        pieces = rec.pieces
+        pieces.begin_ack()
+        rate = pieces.rate
+        if rate is not None:  # a rate sample starts (and tcp_wstamp_ns, for cong_control)
+            rate.begin(rec.in_flight())
+            rate.edt = self._lsnd if self._lsnd is not None else now
         if blocks and rec.packets_out:
             delivered = self._sacktag(blocks, ack, now)
         prior_una = self.snd_una
@@ -2219,8 +2247,15 @@ class Connection:
         if rec.pieces.reord_seen != reord_seen:
             self.ctx.counters["TCPSACKReorder"] += 1  # Linux tcp_check_sack_reordering
         state = rec.ca_state
-        if ack == prior_una and not dupack and not delivered and state is CaState.OPEN and not ece:
-            return  # nothing for loss recovery (Linux: not tcp_ack_is_dubious)
+        if (
+            ack == prior_una
+            and not dupack
+            and not delivered
+            and state is CaState.OPEN
+            and not ece
+            and rec.cc.cong_control is None
+        ):
+            return  # nothing for loss recovery (Linux: not tcp_ack_is_dubious) nor cong_control
         rtt = self.rtt
         wait = rec.on_ack(
             ack,
@@ -2845,6 +2880,7 @@ class Connection:
             options |= TCPI_OPT_USEC_TS
         rec = self.recovery
         pieces = rec.pieces
+        rate = pieces.rate
         unacked = pieces.packets_out
         if self.state is S.SYN_SENT:
             unacked += 1  # the SYN
@@ -2892,4 +2928,6 @@ class Connection:
             tcpi_busy_time=busy,
             tcpi_rwnd_limited=rwnd_limited,
             tcpi_sndbuf_limited=sndbuf_limited,
+            tcpi_delivery_rate=rate.delivery_rate(self.snd_mss) if rate is not None else 0,
+            tcpi_delivery_rate_app_limited=int(rate.rate_app_limited) if rate is not None else 0,
         )

@@ -50,12 +50,13 @@ def space_from_win(win: int) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def sndbuf_for(mss: int, cwnd: int) -> int:
-    """Linux tcp_sndbuf_expand: twice the larger of TCP_INIT_CWND and ``cwnd`` segments, each
-    costing a power-of-two head for ``mss`` bytes and its sk_buff (87,040 for 1,460 and 10;
-    cached: connections share the few sizes, and an idle one holds no int of its own)."""
+def sndbuf_for(mss: int, cwnd: int, per_cwnd: int = 2) -> int:
+    """Linux tcp_sndbuf_expand: twice (``per_cwnd``: the congestion control's sndbuf_expand)
+    the larger of TCP_INIT_CWND and ``cwnd`` segments, each costing a power-of-two head for
+    ``mss`` bytes and its sk_buff (87,040 for 1,460 and 10; cached: connections share the few
+    sizes, and an idle one holds no int of its own)."""
     per_mss = (1 << (mss + HEAD_OVERHEAD - 1).bit_length()) + SKB_OVERHEAD
-    return 2 * max(INIT_CWND, cwnd) * per_mss
+    return per_cwnd * max(INIT_CWND, cwnd) * per_mss
 
 
 @functools.lru_cache(maxsize=256)

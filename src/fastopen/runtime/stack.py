@@ -357,13 +357,20 @@ class UserspaceStack:
         return loop
 
     def _on_readable(self) -> None:
+        """Up to :data:`BATCH` packets from the device into the engine, each at the time it is
+        read (Linux stamps each segment as TCP takes it, tcp_mstamp_refresh: with one time for
+        the batch, an ACK read late in a long batch would look up to the batch's length
+        younger, and RACK and BBR's min_rtt take the shortest RTT samples); a run GRO joins
+        (:class:`~fastopen.runtime.gro.Gro`) at the time its first segment was read."""
         host, fd, pcap, offloads, gro = self.host, self.fd, self._pcap, self.offloads, self._gro
-        now = self.loop.time()
+        clock = self.loop.time
+        now = clock()
         for _ in range(BATCH):
             try:
                 packet = os.read(fd, READ_SIZE)
             except BlockingIOError:
                 break
+            now = clock()
             if offloads:
                 flags, gso_type, _, gso_size, _, _ = VNET_HDR.unpack_from(packet)
                 packet = packet[VNET_HDR.size :]
