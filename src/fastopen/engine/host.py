@@ -410,8 +410,10 @@ class Host:
             if conn is not None:
                 if conn.state is not S.TIME_WAIT:
                     # Linux tcp_v4_rcv: tcp_inbound_hash, but not for a TIME-WAIT socket
-                    if self._md5_ok(conn.sock.options.md5_keys, src, dst, seg):
-                        conn.segment_arrives(seg, now)
+                    keys = conn.sock.options.md5_keys
+                    if (keys or seg.options) and not inbound_ok(keys, src, dst, seg, self.counters):
+                        return
+                    conn.segment_arrives(seg, now)
                     return
                 isn = conn.time_wait_isn(seg, now)
                 if isn is None:

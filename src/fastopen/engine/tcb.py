@@ -827,8 +827,8 @@ class Connection:
         if send_head:  # Linux tcp_write_xmit: the window stopped it, or no longer
             if rwnd_limited:
                 self._chrono_start(ChronoType.RWND_LIMITED, now)
-            else:
-                self._chrono_stop(ChronoType.RWND_LIMITED, now, self._queues_empty())
+            elif (chrono := self._chrono) is not None and chrono.kind:  # one runs
+                chrono.stop(ChronoType.RWND_LIMITED, now, self._queues_empty())
         if cwnd_limited or self.snd_nxt != first_nxt:  # Linux tcp_write_xmit: sent or blocked
             starves = rec.cwnd_validate(cwnd_limited, self.snd_una, self.snd_max)
             if (
