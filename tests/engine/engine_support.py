@@ -6,14 +6,16 @@ import contextlib
 import errno
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from fastopen.constants import MSG_FASTOPEN
 from fastopen.cookies import KeyRing
-from fastopen.engine import EngineError, EngineSocket, Host
+from fastopen.engine import Connected, EngineError, EngineSocket, Host, Readable, Writable
+from fastopen.engine.link import Link
+from fastopen.engine.recovery import Recovery
 from fastopen.wire import FastOpen, Flags, Mss, TcpOption, TcpSegment
 
 CLIENT = ipaddress.IPv4Address("198.18.0.1")
@@ -133,3 +135,74 @@ def syn_data_answered(
     syn = one(h)
     h.receive_segment(SERVER, CLIENT, synack(syn, syn.seq + 1 + acked), now + rtt)
     return sock, syn
+
+
+class BulkTransfer:
+    """A client sending over ``link`` as fast as its windows let it (or ``write`` bytes a
+    round trip) to a server on port 80 reading all it gets (``received`` counts it)."""
+
+    def __init__(
+        self, client_host: Host, server_host: Host, link: Link, write: int | None = None
+    ) -> None:
+        self.client_host, self.server_host, self.link, self.write = (
+            client_host,
+            server_host,
+            link,
+            write,
+        )
+        address = (str(server_host.addresses[0]), 80)
+        listener = server_host.socket()
+        listener.bind(address)
+        listener.listen(1)
+        self.sock = client_host.socket()
+        with fails_with(errno.EINPROGRESS):
+            self.sock.connect(address, 0.0)
+        while not listener.accept_queue:
+            assert self.link.step()
+        self.server, _ = listener.accept(self.link.now)
+        self.received = 0
+        self.pump()
+
+    @property
+    def recovery(self) -> Recovery:
+        conn = self.sock.conn
+        assert conn is not None
+        return conn.recovery
+
+    def pump(self) -> None:
+        if self.write is not None:
+            self.sock.send(b"w" * self.write, self.link.now)
+            return
+        while True:
+            try:
+                self.sock.send(b"x" * 65536, self.link.now)
+            except EngineError as exc:
+                assert exc.errno == errno.EAGAIN
+                return
+
+    def step(self, until: float | None = None) -> bool:
+        """One step of the link (False: nothing happens before ``until``)."""
+        if not self.link.step(until):
+            return False
+        for h in (self.client_host, self.server_host):
+            while (ev := h.next_event()) is not None:
+                if isinstance(ev, Readable) and ev.sock is self.server:
+                    self._drain()
+                elif (
+                    isinstance(ev, Writable | Connected)
+                    and ev.sock is self.sock
+                    and self.write is None
+                ):
+                    self.pump()
+        return True
+
+    def _drain(self) -> None:
+        try:
+            while data := self.server.recv(1 << 20, self.link.now):
+                self.received += len(data)
+        except EngineError as exc:
+            assert exc.errno == errno.EAGAIN
+
+    def run(self, until: float, check: Callable[[], None] = lambda: None) -> None:
+        while self.step(until):
+            check()

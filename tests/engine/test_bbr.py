@@ -9,13 +9,12 @@ last new minimum RTT; and BBR keeps the bottleneck busy at a random loss that ho
 
 from __future__ import annotations
 
-import errno
 import socket
-from collections.abc import Callable
 
 import pytest
+from engine_support import BulkTransfer
 
-from fastopen.engine import Connected, EngineError, Host, Readable, Writable
+from fastopen.engine import Host
 from fastopen.engine.bbr import (
     BBR_UNIT,
     CWND_GAIN,
@@ -30,11 +29,10 @@ from fastopen.engine.bbr import (
 )
 from fastopen.engine.cc import CaState
 from fastopen.engine.link import HEADERS, Link
-from fastopen.engine.recovery import INFINITE_SSTHRESH, Recovery
+from fastopen.engine.recovery import INFINITE_SSTHRESH
 from fastopen.engine.tcb import Connection
 from fastopen.engine.window import sndbuf_for
 
-SERVER = ("198.18.0.2", 80)
 SOL_TCP = socket.IPPROTO_TCP
 MSS = 1448  # MTU 1500 with timestamps
 RATE = 1_500_000  # the bottleneck, bytes a second (headers included)
@@ -43,7 +41,7 @@ DELAY = 0.02  # one way: RTT 40 ms
 GOODPUT = RATE * MSS / (MSS + HEADERS)
 
 
-class Transfer:
+class Transfer(BulkTransfer):
     """A client sending as fast as its buffer lets it to a server reading all it gets."""
 
     def __init__(
@@ -56,29 +54,12 @@ class Transfer:
         secret: bytes = b"b" * 16,
         write: int | None = None,
     ) -> None:
-        self.client = Host(["198.18.0.1"], congestion_control=cc, secret=secret)
-        self.server = Host(["198.18.0.2"], rmem_max=8 << 20)
-        self.link = Link(
-            self.client,
-            self.server,
-            delay=delay,
-            rate=rate,
-            buffer=int(rate * delay * 4),
-            loss=loss,
-            seed=3,
+        client = Host(["198.18.0.1"], congestion_control=cc, secret=secret)
+        server = Host(["198.18.0.2"], rmem_max=8 << 20)
+        link = Link(
+            client, server, delay=delay, rate=rate, buffer=int(rate * delay * 4), loss=loss, seed=3
         )
-        self.write = write
-        listener = self.server.socket()
-        listener.bind(SERVER)
-        listener.listen(1)
-        self.sock = self.client.socket()
-        with pytest.raises(EngineError):
-            self.sock.connect(SERVER, 0.0)
-        while not listener.accept_queue:
-            assert self.link.step()
-        self.peer, _ = listener.accept(self.link.now)
-        self.received = 0
-        self.pump()
+        super().__init__(client, server, link, write)
 
     @property
     def conn(self) -> Connection:
@@ -87,43 +68,10 @@ class Transfer:
         return conn
 
     @property
-    def recovery(self) -> Recovery:
-        return self.conn.recovery
-
-    @property
     def bbr(self) -> Bbr:
         cc = self.recovery.cc
         assert isinstance(cc, Bbr)
         return cc
-
-    def pump(self) -> None:
-        if self.write is not None:
-            self.sock.send(b"w" * self.write, self.link.now)
-            return
-        while True:
-            try:
-                self.sock.send(b"x" * 65536, self.link.now)
-            except EngineError as exc:
-                assert exc.errno == errno.EAGAIN
-                return
-
-    def run(self, until: float, check: Callable[[], None] = lambda: None) -> None:
-        while self.link.step(until):
-            for h in (self.client, self.server):
-                while (ev := h.next_event()) is not None:
-                    if isinstance(ev, Readable) and ev.sock is self.peer:
-                        try:
-                            while data := self.peer.recv(1 << 20, self.link.now):
-                                self.received += len(data)
-                        except EngineError as exc:
-                            assert exc.errno == errno.EAGAIN
-                    elif (
-                        isinstance(ev, Writable | Connected)
-                        and ev.sock is self.sock
-                        and self.write is None
-                    ):
-                        self.pump()
-            check()
 
 
 def test_delivery_rate_is_the_bottleneck_rate_and_marks_app_limited_samples() -> None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Callable
 
 import pytest
-from engine_support import fails_with
+from engine_support import BulkTransfer, fails_with
 
-from fastopen.engine import Connected, EngineError, EngineSocket, Host, Readable, Writable
+from fastopen.engine import EngineSocket, Host
 from fastopen.engine.cc import CUBE_FACTOR, RENO, CaState, Cubic, CubicAtRest, cube_root
 from fastopen.engine.host import Segment
 from fastopen.engine.link import Link
@@ -50,73 +49,18 @@ class LossyLink(Link):
         super()._put(host, item)
 
 
-class Bulk:
+class Bulk(BulkTransfer):
     """A client sending as fast as its windows let it to a server reading all it gets; the
     client writes ``write`` bytes a round trip (None: always as much as it can)."""
 
     def __init__(
         self, cc: str, *, drop: int = 0, write: int | None = None, idle_restart: bool = True
     ) -> None:
-        self.client_host = Host(
+        client = Host(
             ["198.18.0.1"], mtu=MTU, congestion_control=cc, slow_start_after_idle=idle_restart
         )
-        self.server_host = Host(["198.18.0.2"], mtu=MTU)
-        self.link = LossyLink(self.client_host, self.server_host, drop=drop)
-        self.write = write
-        listener = self.server_host.socket()
-        listener.bind(SERVER)
-        listener.listen(1)
-        self.sock = self.client_host.socket()
-        with fails_with(errno.EINPROGRESS):
-            self.sock.connect(SERVER, 0.0)
-        while not listener.accept_queue:
-            assert self.link.step()
-        self.server, _ = listener.accept(self.link.now)
-        self.pump()
-
-    @property
-    def recovery(self) -> Recovery:
-        conn = self.sock.conn
-        assert conn is not None
-        return conn.recovery
-
-    def pump(self) -> None:
-        if self.write is not None:
-            self.sock.send(b"w" * self.write, self.link.now)
-            return
-        while True:
-            try:
-                self.sock.send(b"x" * 65536, self.link.now)
-            except EngineError as exc:
-                assert exc.errno == errno.EAGAIN
-                return
-
-    def step(self, until: float | None = None) -> bool:
-        """One step of the link (False: nothing happens before ``until``)."""
-        if not self.link.step(until):
-            return False
-        for h in (self.client_host, self.server_host):
-            while (ev := h.next_event()) is not None:
-                if isinstance(ev, Readable) and ev.sock is self.server:
-                    self._drain()
-                elif (
-                    isinstance(ev, Writable | Connected)
-                    and ev.sock is self.sock
-                    and self.write is None
-                ):
-                    self.pump()
-        return True
-
-    def _drain(self) -> None:
-        try:
-            while self.server.recv(1 << 20, self.link.now):
-                pass
-        except EngineError as exc:
-            assert exc.errno == errno.EAGAIN
-
-    def run(self, until: float, check: Callable[[], None] = lambda: None) -> None:
-        while self.step(until):
-            check()
+        server = Host(["198.18.0.2"], mtu=MTU)
+        super().__init__(client, server, LossyLink(client, server, drop=drop), write)
 
 
 def test_slow_start_grows_by_the_segments_each_ack_delivers() -> None:

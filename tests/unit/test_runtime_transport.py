@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import tracemalloc
 
-from fastopen.runtime import UserspaceStack
+from stack_pair import exchange, stack_pair
 
-CLIENT, SERVER, PORT = "198.18.0.1", "198.18.0.2", 80
 BIG = hashlib.sha256(b"big").digest() * (1 << 17)  # 4 MiB
 
 
 def test_a_big_write_waits_uncopied_and_a_reused_bytearray_as_it_was() -> None:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    for end in (a, b):
-        end.setblocking(False)
-    client = UserspaceStack(a.detach(), [CLIENT])
-    client.learn_paths = False
-    server = UserspaceStack(b.detach(), [SERVER])
+    client, server = stack_pair()
     added: list[int] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -43,16 +36,7 @@ def test_a_big_write_waits_uncopied_and_a_reused_bytearray_as_it_was() -> None:
         await writer.drain()
         writer.close()
 
-    async def main() -> bytes:
-        async with await server.start_server(handler, SERVER, PORT):
-            reader, writer = await client.open_connection(SERVER, PORT)
-            writer.write(b"hello")
-            answer = await reader.read()
-            writer.close()
-            return answer
-
-    with client, server:
-        got = asyncio.run(main())
+    got = exchange(client, server, handler)
     assert got == BIG + b"tail" + BIG
     # what waited was not copied: the engine's send buffer took its share, no 4 MiB more
     assert added and added[0] < len(BIG) // 4
