@@ -144,6 +144,35 @@ def test_a_packet_whose_checksums_are_wrong_is_never_joined() -> None:
     assert not gro.join(bad_tcp) and not gro.join(bad_ip)
 
 
+def _with_ip(packet: bytes, offset: int, value: int) -> bytes:
+    """``packet`` with byte ``offset`` of its IPv4 header set to ``value``, the header's
+    checksum made right again."""
+    header = bytearray(packet[:20])
+    header[offset] = value
+    header[10:12] = b"\0\0"
+    total = sum(int.from_bytes(header[i : i + 2], "big") for i in range(0, 20, 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    header[10:12] = (~total & 0xFFFF).to_bytes(2, "big")
+    return bytes(header) + packet[20:]
+
+
+def test_a_packet_whose_df_or_ttl_differs_is_not_joined_nor_a_fragment_held() -> None:
+    # inet_gro_receive: TTL, TOS and DF must be the first's; a fragment is never held
+    run = [ip_packet(A, B, data(1 + i * MSS, MSS)) for i in range(3)]
+    assert run[0][6] == 0x40  # DF
+    for offset, value in ((6, 0x00), (8, 63)):  # DF cleared; the TTL one less
+        changed = [run[0]] + [_with_ip(packet, offset, value) for packet in run[1:]]
+        got = [(seg.seq, segs) for _, _, seg, _, segs in from_packets(changed)]
+        assert got == [(1, 1), (1 + MSS, 2)]  # those that differ make a run of their own
+    gro = Gro(lambda *seg: None)
+    fragment = _with_ip(run[0], 6, 0x60)  # DF and more fragments
+    first = parse_ipv4_tcp(run[0], [B])
+    assert first is not None
+    gro.add(*first, 0.0, fragment)
+    assert not gro.join(run[1])  # not taken from its bytes after a fragment's
+
+
 def test_a_flight_read_in_one_batch_takes_one_pass_and_one_ack(tmp_path: Path) -> None:
     capture = tmp_path / "client.pcap"
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -11,6 +11,7 @@ stack reads in one wake-up, then hands each run to the engine as one coalesced s
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from fastopen.engine.cache import IPAddress
@@ -24,8 +25,16 @@ _ENDS_RUN = int(Flags.URG | Flags.PSH | Flags.RST | Flags.SYN | Flags.FIN)
 _CWR = int(Flags.CWR)
 _LAST_FLAGS = int(Flags.FIN | Flags.PSH)
 _ONES = 0xFFFF
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
 
 Deliver = Callable[[IPAddress, IPAddress, TcpSegment, float, int], None]
+
+
+def _same_ip(packet: bytes, head: bytes) -> bool:
+    """``packet`` (IPv4, or b"": not known) may join the run of ``head``'s as
+    inet_gro_receive allows: the same TTL and DF (TOS is the segments' ``ecn``)."""
+    return not packet or (packet[8] == head[8] and not (packet[6] ^ head[6]) & 0x40)
 
 
 class Gro:
@@ -34,7 +43,7 @@ class Gro:
     1), or a run as one segment of ``segs`` segments, in the order they came.
 
     A run is held while it may grow: segments with payload, at the sequence number after the
-    run's, with the same ports, addresses, IP ECN field (TOS and TTL from the bytes), flags
+    run's, with the same ports, addresses, IP ECN field (TOS), TTL and DF bit, flags
     (CWR, FIN and PSH aside), window, ACK and options (timestamps included, byte for byte in
     Linux), none longer than the first, and
     all of it within 64 KB. A segment with URG, PSH, RST, SYN or FIN, or shorter than the
@@ -49,19 +58,25 @@ class Gro:
     """
 
     __slots__ = (
+        "_ack",
         "_deliver",
         "_dst",
         "_end",
+        "_ends",
         "_first",
         "_flags",
         "_head",
         "_headers",
+        "_ip",
+        "_ip2",
         "_now",
+        "_options",
         "_parts",
         "_pseudo",
         "_size",
         "_src",
         "_total",
+        "_window",
     )
 
     def __init__(self, deliver: Deliver) -> None:
@@ -78,6 +93,8 @@ class Gro:
         #: The packet of the run's first segment when :meth:`join` may take the next ones.
         self._head: bytes | None = None
         self._headers = 0  # its IP and TCP headers' bytes
+        #: Its header's bytes that the next ones' must equal (see :meth:`join`).
+        self._ip = self._ip2 = self._ends = self._ack = self._window = self._options = b""
         self._pseudo = 0  # its pseudo-header's sum, less the TCP length
 
     def join(self, packet: bytes) -> bool:
@@ -95,26 +112,27 @@ class Gro:
             length <= 0
             or length > self._size
             or self._total + length > GSO_MAX_SIZE - HEADROOM
-            or packet[0] != 0x45
-            or packet[1] != head[1]  # TOS (ECN included) and TTL, as inet_gro_receive's flush
-            or packet[8] != head[8]
             or (flags ^ self._flags) & ~_MAY_DIFFER
             or flags & _CWR
-            or packet[12:24] != head[12:24]  # addresses and ports
-            or packet[28:33] != head[28:33]  # ACK, data offset, reserved bits
-            or packet[34:36] != head[34:36]  # window
-            or packet[40:headers] != head[40:headers]  # options
-            or int.from_bytes(packet[24:28], "big") != self._end
-            or int.from_bytes(packet[2:4], "big") != size
-            or packet[6] & 0x3F
-            or packet[7]
-            or packet[9] != PROTO_TCP
+            # the header's bytes against the first's, as inet_gro_receive and tcp_gro_receive
+            # compare them: version and length 0x45 and TOS (ECN included); fragment bits
+            # (none, DF alike), TTL and protocol; addresses and ports; ACK, data offset and
+            # reserved bits; window; urgent pointer (0) and options
+            or not packet.startswith(self._ip, 0)
+            or not packet.startswith(self._ip2, 6)
+            or not packet.startswith(self._ends, 12)
+            or not packet.startswith(self._ack, 28)
+            or not packet.startswith(self._window, 34)
+            or not packet.startswith(self._options, 38)
+            or _U32.unpack_from(packet, 24)[0] != self._end
+            or _U16.unpack_from(packet, 2)[0] != size
             or int.from_bytes(packet[:IPV4_HEADER_LEN], "big") % _ONES
         ):
             return False
         # a segment's words, its checksum and the pseudo-header's included, sum to a multiple
-        # of 0xFFFF when it is right
-        words = int.from_bytes(packet[IPV4_HEADER_LEN:], "big")
+        # of 0xFFFF when it is right; the whole packet's sum is the segment's, as the IP
+        # header's words sum to one (2**16 is 1 modulo 0xFFFF)
+        words = int.from_bytes(packet, "big")
         if size & 1:
             words <<= 8
         if (self._pseudo + size - IPV4_HEADER_LEN + words) % _ONES:
@@ -153,6 +171,7 @@ class Gro:
                 and seg.ecn == first.ecn
                 and seg.options == first.options
                 and self._total + length <= GSO_MAX_SIZE - HEADROOM
+                and (self._head is None or _same_ip(packet, self._head))
             ):
                 self._parts.append(payload)
                 self._total += length
@@ -170,9 +189,17 @@ class Gro:
         self._flags = flags
         self._size = self._total = length
         self._end = (seg.seq + length) & 0xFFFFFFFF
-        if packet[:1] == b"\x45" and int.from_bytes(packet[2:4], "big") == len(packet):
+        if (
+            packet[:1] == b"\x45"
+            and int.from_bytes(packet[2:4], "big") == len(packet)
+            and not packet[6] & 0x3F
+            and not packet[7]
+        ):
             self._head = packet
-            self._headers = IPV4_HEADER_LEN + (packet[32] >> 4) * 4
+            self._headers = headers = IPV4_HEADER_LEN + (packet[32] >> 4) * 4
+            self._ip, self._ip2, self._ends = packet[:2], packet[6:10], packet[12:24]
+            self._ack, self._window = packet[28:33], packet[34:36]
+            self._options = packet[38:headers]
             self._pseudo = (
                 int.from_bytes(packet[12:16], "big")
                 + int.from_bytes(packet[16:20], "big")
