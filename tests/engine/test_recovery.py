@@ -471,6 +471,24 @@ def test_tcp_pacing_ca_ratio_from_half_ssthresh() -> None:
     assert conn._pacing_rate() == pytest.approx(1.5 * 20 * MSS / srtt)
 
 
+def test_a_tso_packet_counts_its_segments() -> None:
+    """Linux __tcp_transmit_skb: segs_out and data_segs_out add tcp_skb_pcount, so five TSO
+    packets of 2 segments are the 10 segments sch_fq lets go unpaced, and the one after them
+    waits for the pacing rate: of the 4 segments an ACK of 2 allows, 2 go at once, 2 after
+    half a packet's time (the rest is credit for being late): 2 * 12 * 1000 bytes / 93.75 ms."""
+    h, sock = established(pacing=True, tso=True)
+    assert [len(s.payload) for s in sent(h, sock, 100, 0.2)] == [2 * MSS] * 5
+    info = sock.tcp_info(0.2)
+    assert (info.tcpi_data_segs_out, info.tcpi_segs_out) == (10, 12)  # and the SYN, the ACK
+    ack(h, at(2), 0.25)
+    assert [len(s.payload) for s in out(h)] == [2 * MSS]
+    while not (got := [len(s.payload) for s in out(h) if s.payload]):
+        when = h.get_timer()
+        assert when is not None
+        h.handle_timer(max(when, 0.25))
+    assert got == [2 * MSS] and when == pytest.approx(0.25 + 2 * MSS / 256_000 / 2)
+
+
 def test_pacing_sends_at_once_what_is_due_within_a_millisecond() -> None:
     """An event loop's timers are good to a millisecond: at 2.4 MB/s (cwnd 200 over 100 ms,
     120% in congestion avoidance) two TSO packets of 2,000 bytes, 0.83 ms apart, leave at

@@ -673,9 +673,13 @@ class Connection:
             key = self._md5_key()
             if key is not None:
                 seg = md5.sign(key, self.local, self.remote, seg)
-        self.segs_out += 1
+        # Linux __tcp_transmit_skb: segs_out and data_segs_out count tcp_skb_pcount, the
+        # segments a TSO packet becomes on the wire
+        mss = self.snd_mss
+        count = 1 if len(payload) <= mss else -(-len(payload) // mss)
+        self.segs_out += count
         if payload:
-            self.data_segs_out += 1
+            self.data_segs_out += count
             queue = self.sock.errqueue
             if queue is not None and queue.stamps:
                 queue.transmitted(seq, len(payload), now)  # SCM_TSTAMP_SCHED, SCM_TSTAMP_SND
