@@ -557,6 +557,17 @@ def test_active_close_fin_wait_time_wait_60_seconds() -> None:
     assert sock.state.name == "CLOSED" and h.connections == {}
 
 
+def test_a_fin_after_a_full_window_leaves_at_once() -> None:
+    """Linux tcp_cwnd_test: a FIN of one segment is never held by the congestion window, so
+    shutdown with a full window of data in flight sends it at once."""
+    h, sock, _ = connected()
+    sock.send(b"w" * 10_000, 0.2)
+    assert len(out(h)) == 10  # the initial window, all in flight
+    sock.close(0.25)
+    fin = one(h)
+    assert fin.flags == F | A and fin.seq == ISN + 10_001 and not fin.payload
+
+
 def test_simultaneous_close_goes_through_closing() -> None:
     h, sock, _ = connected()
     sock.close(1.0)

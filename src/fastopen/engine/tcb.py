@@ -816,9 +816,8 @@ class Connection:
                 self._fin_queued
                 and nxt == self._fin_seq
                 and nxt == end_data
-                and (rec.in_flight() < rec.cwnd or not rec.packets_out)
                 and not self._xmit_refused()
-            ):
+            ):  # Linux tcp_cwnd_test: a FIN of one segment is never held by the window
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
         if (
