@@ -442,6 +442,53 @@ def test_with_pacing_a_window_leaves_at_the_pacing_rate(pacing: bool) -> None:
         assert left == {round(0.3 + 0.005 * i, 6): 2 for i in range(10)}
 
 
+@pytest.mark.parametrize(("ss_ratio", "gap"), [(100, 0.01), (400, 0.0025)])
+def test_tcp_pacing_ss_ratio_sets_the_slow_start_rate(ss_ratio: int, gap: float) -> None:
+    """tcp_pacing_ss_ratio (Linux tcp_update_pacing_rate): in slow start the pacing rate is
+    that percentage of cwnd * mss / srtt: 100% of 20 * 1000 bytes / 100 ms, 10 ms per TSO
+    packet of 2 segments; 400%, 2.5 ms (200%, the default, 5 ms as above)."""
+    h, sock = established(pacing=True, pacing_ss_ratio=ss_ratio)
+    sent(h, sock, 100, 0.2)
+    ack(h, at(10), 0.3)
+    left = [0.3] if sum(1 for s in out(h) if s.payload) == 2 else []
+    while (when := h.get_timer()) is not None and len(left) < 5:
+        h.handle_timer(when)
+        if sum(1 for s in out(h) if s.payload) == 2:
+            left.append(when)
+    assert left == pytest.approx([0.3 + gap * i for i in range(5)])
+
+
+def test_tcp_pacing_ca_ratio_from_half_ssthresh() -> None:
+    """tcp_pacing_ca_ratio: from cwnd >= ssthresh / 2 on (nearing the end of slow start, and
+    in congestion avoidance) the rate is that percentage of cwnd * mss / srtt instead."""
+    _, sock = established(pacing=True, pacing_ss_ratio=300, pacing_ca_ratio=150)
+    conn = sock.conn
+    assert conn is not None
+    rec, srtt = conn.recovery, conn.rtt.srtt
+    rec.cwnd, rec.ssthresh = 20, 42
+    assert conn._pacing_rate() == pytest.approx(3.0 * 20 * MSS / srtt)
+    rec.ssthresh = 41  # 41 / 2 = 20, in integers as Linux
+    assert conn._pacing_rate() == pytest.approx(1.5 * 20 * MSS / srtt)
+
+
+def test_a_tso_packet_counts_its_segments() -> None:
+    """Linux __tcp_transmit_skb: segs_out and data_segs_out add tcp_skb_pcount, so five TSO
+    packets of 2 segments are the 10 segments sch_fq lets go unpaced, and the one after them
+    waits for the pacing rate: of the 4 segments an ACK of 2 allows, 2 go at once, 2 after
+    half a packet's time (the rest is credit for being late): 2 * 12 * 1000 bytes / 93.75 ms."""
+    h, sock = established(pacing=True, tso=True)
+    assert [len(s.payload) for s in sent(h, sock, 100, 0.2)] == [2 * MSS] * 5
+    info = sock.tcp_info(0.2)
+    assert (info.tcpi_data_segs_out, info.tcpi_segs_out) == (10, 12)  # and the SYN, the ACK
+    ack(h, at(2), 0.25)
+    assert [len(s.payload) for s in out(h)] == [2 * MSS]
+    while not (got := [len(s.payload) for s in out(h) if s.payload]):
+        when = h.get_timer()
+        assert when is not None
+        h.handle_timer(max(when, 0.25))
+    assert got == [2 * MSS] and when == pytest.approx(0.25 + 2 * MSS / 256_000 / 2)
+
+
 def test_pacing_sends_at_once_what_is_due_within_a_millisecond() -> None:
     """An event loop's timers are good to a millisecond: at 2.4 MB/s (cwnd 200 over 100 ms,
     120% in congestion avoidance) two TSO packets of 2,000 bytes, 0.83 ms apart, leave at

@@ -511,6 +511,31 @@ def test_zero_window_probe() -> None:
     assert sock.tcp_info(t + 0.1).tcpi_probes == 0
 
 
+@pytest.mark.parametrize("idle_restart", [True, False])
+def test_a_window_opening_after_idle_restarts_the_window(idle_restart: bool) -> None:
+    """Linux tcp_ack_update_window: a window that changes while data waits is a restart check
+    too (tcp_slow_start_after_idle_check): data queued behind a zero window for more than an
+    RTO since data last left goes out with the window halved per RTO idle, down to 10."""
+    h, sock, _ = connected(slow_start_after_idle=idle_restart)
+    sock.send(b"a" * 10_000, 0.2)
+    assert len(out(h)) == 10
+    rec = sock.conn.recovery if sock.conn else None
+    assert rec is not None
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 10_001, window=0), 0.3)
+    assert rec.cwnd == 20 and rec.lsndtime == 0.2
+    sock.send(b"b" * 20_000, 0.3)  # not idle yet: the write restarts nothing
+    t = 0.3
+    for _ in range(3):  # window probes are not data: lsndtime stays
+        t = h.get_timer() or 0.0
+        h.handle_timer(t)
+        assert one(h).payload == b""
+    assert rec.cwnd == 20 and rec.lsndtime == 0.2
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 10_001, window=65535), t)
+    sent = out(h)
+    assert rec.cwnd == (10 if idle_restart else 20)
+    assert len(sent) == rec.cwnd
+
+
 # -- FIN, RST and TIME-WAIT ------------------------------------------------------------------------
 
 
@@ -530,6 +555,17 @@ def test_active_close_fin_wait_time_wait_60_seconds() -> None:
     assert one(h).ack == PEER_ISN + 2 and h.get_timer() == pytest.approx(62.0)
     h.handle_timer(62.0)
     assert sock.state.name == "CLOSED" and h.connections == {}
+
+
+def test_a_fin_after_a_full_window_leaves_at_once() -> None:
+    """Linux tcp_cwnd_test: a FIN of one segment is never held by the congestion window, so
+    shutdown with a full window of data in flight sends it at once."""
+    h, sock, _ = connected()
+    sock.send(b"w" * 10_000, 0.2)
+    assert len(out(h)) == 10  # the initial window, all in flight
+    sock.close(0.25)
+    fin = one(h)
+    assert fin.flags == F | A and fin.seq == ISN + 10_001 and not fin.payload
 
 
 def test_simultaneous_close_goes_through_closing() -> None:

@@ -363,6 +363,12 @@ def test_shell_commands_map_onto_the_host() -> None:
     assert host.settings.ecn == 1
     # AccECN (3..5) is not modelled: refused, so no script runs under settings it did not get
     assert shell.run("sysctl -q net.ipv4.tcp_ecn=3") == "sysctl -q net.ipv4.tcp_ecn=3"
+    assert shell.run("sysctl -q net/ipv4/tcp_pacing_ss_ratio=300") is None
+    assert shell.run("sysctl -q net.ipv4.tcp_pacing_ca_ratio=0") is None
+    assert (host.settings.pacing_ss_ratio, host.settings.pacing_ca_ratio) == (300, 0)
+    # Linux: 0 to 1000 percent, EINVAL past them
+    bad = "sysctl -q net.ipv4.tcp_pacing_ss_ratio=1001"
+    assert shell.run(bad) == bad and host.settings.pacing_ss_ratio == 300
 
 
 def test_device_offloads_and_root_qdisc_map_onto_the_host() -> None:

@@ -85,6 +85,10 @@ class Settings:
     #: data leaves no earlier than the pacing rate allows after the one before it (EDT,
     #: tcp_wstamp_ns), after the first 10 segments; off, as Linux on pfifo (packetdrill's).
     pacing: bool = False
+    #: tcp_pacing_ss_ratio and tcp_pacing_ca_ratio: the pacing rate in percent of
+    #: ``cwnd * mss / srtt``, in slow start (below half ssthresh) and after it (0 to 1000).
+    pacing_ss_ratio: int = 200
+    pacing_ca_ratio: int = 120
     #: The device's queue refuses every packet (``tc qdisc add dev DEV root pfifo limit 0``):
     #: each transmission fails locally (NET_XMIT_DROP), data stays unsent, and TCP tries again
     #: from its probe timer every TCP_RESOURCE_PROBE_INTERVAL (500 ms).
@@ -153,6 +157,8 @@ class SettingsChanges(TypedDict, total=False):
     gso: bool
     min_tso_segs: int
     pacing: bool
+    pacing_ss_ratio: int
+    pacing_ca_ratio: int
     qdisc_drops: bool
     usec_ts_routes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     congestion_control: str

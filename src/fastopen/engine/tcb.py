@@ -673,9 +673,13 @@ class Connection:
             key = self._md5_key()
             if key is not None:
                 seg = md5.sign(key, self.local, self.remote, seg)
-        self.segs_out += 1
+        # Linux __tcp_transmit_skb: segs_out and data_segs_out count tcp_skb_pcount, the
+        # segments a TSO packet becomes on the wire
+        mss = self.snd_mss
+        count = 1 if len(payload) <= mss else -(-len(payload) // mss)
+        self.segs_out += count
         if payload:
-            self.data_segs_out += 1
+            self.data_segs_out += count
             queue = self.sock.errqueue
             if queue is not None and queue.stamps:
                 queue.transmitted(seq, len(payload), now)  # SCM_TSTAMP_SCHED, SCM_TSTAMP_SND
@@ -812,9 +816,8 @@ class Connection:
                 self._fin_queued
                 and nxt == self._fin_seq
                 and nxt == end_data
-                and (rec.in_flight() < rec.cwnd or not rec.packets_out)
                 and not self._xmit_refused()
-            ):
+            ):  # Linux tcp_cwnd_test: a FIN of one segment is never held by the window
                 self._transmit(nxt, FIN | ACK, b"", now)
             break
         if (
@@ -943,7 +946,16 @@ class Connection:
         rate = rec.cc.pacing_rate
         if rate is not None:
             return rate
-        return pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
+        settings = self.ctx.settings
+        return pacing_rate(
+            self.snd_mss,
+            rec.cwnd,
+            rec.ssthresh,
+            rec.packets_out,
+            self.rtt.srtt,
+            settings.pacing_ss_ratio,
+            settings.pacing_ca_ratio,
+        )
 
     def _paced(self, now: float) -> bool:
         """Linux tcp_pacing_check: with pacing, nothing leaves before tcp_wstamp_ns; the
@@ -2007,7 +2019,7 @@ class Connection:
         elif opts:
             return False
         predicted = nwin == self.snd_wnd
-        win_update = self._update_window(seq, ack, nwin)
+        win_update = self._update_window(seq, ack, nwin, now)
         self._rcv_tstamp = now
         self.soft_error = None
         self.probes_out = 0  # tcp_ack_probe, no probe timer
@@ -2110,7 +2122,7 @@ class Connection:
         if seq_lt(ack, (self.snd_una - self.max_window) & MASK):
             self._challenge_ack(now)  # RFC 5961 5.2
             return
-        win_update = self._update_window(seq, ack, seg.window << self.snd_wscale)
+        win_update = self._update_window(seq, ack, seg.window << self.snd_wscale, now)
         self._rcv_tstamp = now
         self.soft_error = None  # Linux tcp_ack: something worked, no soft error to report
         self._ack_probe(now)
@@ -2194,19 +2206,23 @@ class Connection:
         if not self.tfo_child:
             listener.child_ready(self.sock)
 
-    def _update_window(self, seq: int, ack: int, nwin: int) -> bool:
+    def _update_window(self, seq: int, ack: int, nwin: int, now: float) -> bool:
         """Linux tcp_ack_update_window: the window ``nwin`` (scaled) of a segment at ``seq``
         acknowledging ``ack`` is taken unless an older segment's. True for FLAG_WIN_UPDATE
         (tcp_may_update_window, before the window moves: a later segment, or the same one
-        offering more or nothing)."""
+        offering more or nothing). A window that changes with data waiting to be sent checks
+        for a restart after idle (tcp_slow_start_after_idle_check), as a write does."""
         wl1 = self.snd_wl1
         later = seq_lt(wl1, seq)
         win_update = self._window_news(seq, nwin)
         if later or (wl1 == seq and seq_le(self.snd_wl2, ack)):
-            self.snd_wnd = nwin
+            if nwin != self.snd_wnd:
+                self.snd_wnd = nwin
+                if self.ctx.settings.slow_start_after_idle and self.write_seq() != self.snd_nxt:
+                    self.recovery.restart_after_idle(now, self.rtt.rto)
+                if nwin > self.max_window:
+                    self.max_window = nwin
             self.snd_wl1, self.snd_wl2 = seq, ack
-            if nwin > self.max_window:
-                self.max_window = nwin
         return win_update
 
     def _window_news(self, seq: int, nwin: int) -> bool:

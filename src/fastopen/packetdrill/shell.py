@@ -94,6 +94,19 @@ def _ecn(host: Host, value: str) -> None:
     host.settings.ecn = mode
 
 
+def _pacing_ratio(attr: str) -> Callable[[Host, str], None]:
+    """``tcp_pacing_ss_ratio``, ``tcp_pacing_ca_ratio``: percent, 0 to 1000 (Linux: EINVAL
+    past them)."""
+
+    def apply(host: Host, value: str) -> None:
+        ratio = int(value, 0)
+        if not 0 <= ratio <= 1000:
+            raise ValueError(value)
+        setattr(host.settings, attr, ratio)
+
+    return apply
+
+
 #: The sysctls the runner applies to the engine Host.
 SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_fastopen": _int("tcp_fastopen"),
@@ -113,6 +126,8 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_slow_start_after_idle": _flag("slow_start_after_idle"),
     "net.ipv4.tcp_tso_win_divisor": _int("tso_win_divisor"),
     "net.ipv4.tcp_notsent_lowat": _int("notsent_lowat"),
+    "net.ipv4.tcp_pacing_ss_ratio": _pacing_ratio("pacing_ss_ratio"),
+    "net.ipv4.tcp_pacing_ca_ratio": _pacing_ratio("pacing_ca_ratio"),
 }
 #: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
 IGNORED_SYSCTLS: dict[str, str] = {}
