@@ -1003,12 +1003,9 @@ class Connection:
         return size
 
     def _tso_segs(self) -> int:
-        """Linux tcp_tso_segs: segments per TSO (or GSO) packet, one without either:
-        tcp_tso_autosize at the pacing rate, at least the congestion control's min_tso_segs
-        (else tcp_min_tso_segs)."""
-        settings = self.ctx.settings
-        if not (settings.tso or settings.gso):
-            return 1
+        """Linux tcp_tso_segs: segments per TSO (or GSO: TCP always has it, sk_setup_caps)
+        packet: tcp_tso_autosize at the pacing rate, at least the congestion control's
+        min_tso_segs (else tcp_min_tso_segs)."""
         least = self.recovery.cc.min_tso_segs
         return tso_segs(
             self.snd_mss,
@@ -1187,12 +1184,10 @@ class Connection:
 
     def _size_goal(self) -> int:
         """Linux tcp_xmit_size_goal: how much data an skb takes, whole MSS, at least one: the
-        device's GSO maximum within half the peer's largest window (tcp_bound_to_half_wnd); one
-        MSS when the device has neither TSO nor GSO (sk_can_gso)."""
+        device's GSO maximum within half the peer's largest window (tcp_bound_to_half_wnd).
+        TCP has GSO on every device (sk_setup_caps sets NETIF_F_GSO for it: ``ethtool -K DEV
+        gso off`` changes nothing here)."""
         mss = self.snd_mss
-        settings = self.ctx.settings
-        if not (settings.tso or settings.gso):
-            return mss
         size = GSO_MAX_SIZE
         cutoff = self.max_window >> 1 if self.max_window > MSS_DEFAULT else self.max_window
         if cutoff and size > cutoff:
