@@ -37,6 +37,7 @@ from fastopen.constants import (
 )
 from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
+from fastopen.engine.rtt import RttEstimator
 from fastopen.engine.socket import (
     MSG_EOR,
     MSG_MORE,
@@ -255,6 +256,31 @@ def test_without_tso_a_write_goes_as_gso_packets_psh_on_their_last_segment() -> 
     sock.setsockopt(SOL_TCP, TCP_NODELAY, 1)
     sock.send(b"g" * 2500, 0.2)
     assert [(len(s.payload), s.flags) for s in out(h)] == [(1000, A), (1000, A | P), (500, A | P)]
+
+
+def test_every_ack_of_new_data_measures_the_rtt_without_timestamps() -> None:
+    """Linux tcp_clean_rtx_queue and tcp_ack_update_rtt: each ACK that delivers data never
+    retransmitted gives a sample, from the sending time of the first piece it acknowledges
+    (not one timed segment per round trip); one that acknowledges a retransmission gives none
+    (Karn)."""
+    h, sock, _ = connected()
+    conn = sock.conn
+    assert conn is not None
+    sock.setsockopt(SOL_TCP, TCP_NODELAY, 1)
+    for _ in range(3):
+        sock.send(b"r" * 1000, 0.2)
+    out(h)
+    expected = RttEstimator()
+    expected.sample(0.1)  # the SYN's
+    for ack, now in ((ISN + 1001, 0.21), (ISN + 2001, 0.23)):
+        h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ack), now)
+        expected.sample(now - 0.2)
+        assert (conn.rtt.srtt, conn.rtt.min_rtt) == pytest.approx((expected.srtt, 0.01))
+    h.handle_timer(0.2 + conn.rtt.rto + 0.5)  # the last one again, by the timer
+    out(h)
+    before = conn.rtt.srtt
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 3001), 2.0)
+    assert conn.rtt.srtt == before
 
 
 def test_a_window_smaller_than_the_data_sends_nothing_until_it_opens() -> None:
