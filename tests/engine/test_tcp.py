@@ -37,6 +37,7 @@ from fastopen.constants import (
 )
 from fastopen.engine import Closed, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import Link
+from fastopen.engine.rtt import RttEstimator
 from fastopen.engine.socket import (
     MSG_EOR,
     MSG_MORE,
@@ -246,23 +247,40 @@ def test_send_window_limits_what_is_in_flight() -> None:
     assert [(s.seq, len(s.payload)) for s in out(h)] == [(ISN + 1001, 1000)]
 
 
-def test_without_tso_and_gso_every_skb_is_one_mss() -> None:
-    """Linux sk_can_gso false (ethtool -K DEV tso off gso off): tcp_xmit_size_goal is the MSS
-    and tcp_tso_segs 1, so a write goes as MSS skbs, one transmission each, and a window
-    probe's share is one MSS; with GSO (and no TSO) the first transmission is a packet of two
-    segments (tcp_min_tso_segs), sent as its segments back to back, PSH on the last."""
-    h, sock, _ = connected(gso=True)
+def test_without_tso_a_write_goes_as_gso_packets_psh_on_their_last_segment() -> None:
+    """Linux 6.x TCP always has GSO (sk_setup_caps, whatever the device): a device without TSO
+    gets the first transmission as a packet of two segments (tcp_min_tso_segs), cut in
+    software, PSH on its last, then the rest of the write, which ends it (tcp_mark_push)."""
+    h, sock, _ = connected()
+    assert sock.conn is not None and sock.conn._size_goal() > 1000
     sock.setsockopt(SOL_TCP, TCP_NODELAY, 1)
     sock.send(b"g" * 2500, 0.2)
     assert [(len(s.payload), s.flags) for s in out(h)] == [(1000, A), (1000, A | P), (500, A | P)]
-    h, sock, _ = connected(gso=False)
-    assert sock.conn is not None and sock.conn._size_goal() == 1000
-    assert sock.conn._tso_segs() == 1
+
+
+def test_every_ack_of_new_data_measures_the_rtt_without_timestamps() -> None:
+    """Linux tcp_clean_rtx_queue and tcp_ack_update_rtt: each ACK that delivers data never
+    retransmitted gives a sample, from the sending time of the first piece it acknowledges
+    (not one timed segment per round trip); one that acknowledges a retransmission gives none
+    (Karn)."""
+    h, sock, _ = connected()
+    conn = sock.conn
+    assert conn is not None
     sock.setsockopt(SOL_TCP, TCP_NODELAY, 1)
-    sock.send(b"g" * 2500, 0.2)
-    segs = out(h)
-    assert [len(s.payload) for s in segs] == [1000, 1000, 500]
-    assert segs[-1].flags == A | P  # the end of what the send pushed
+    for _ in range(3):
+        sock.send(b"r" * 1000, 0.2)
+    out(h)
+    expected = RttEstimator()
+    expected.sample(0.1)  # the SYN's
+    for ack, now in ((ISN + 1001, 0.21), (ISN + 2001, 0.23)):
+        h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ack), now)
+        expected.sample(now - 0.2)
+        assert (conn.rtt.srtt, conn.rtt.min_rtt) == pytest.approx((expected.srtt, 0.01))
+    h.handle_timer(0.2 + conn.rtt.rto + 0.5)  # the last one again, by the timer
+    out(h)
+    before = conn.rtt.srtt
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 3001), 2.0)
+    assert conn.rtt.srtt == before
 
 
 def test_a_window_smaller_than_the_data_sends_nothing_until_it_opens() -> None:

@@ -1,13 +1,12 @@
 """Round-trip time estimation and the retransmission timeout (RFC 6298 with Linux's bounds).
 
 One :class:`RttEstimator` per connection, as smoltcp's ``RttEstimator`` and aioquic's
-``QuicPacketRecovery`` keep it: samples from timestamps (every ACK) or from one timed segment at
-a time (Karn's rule: never from a retransmission), SRTT, RTTVAR and the RTO.
+``QuicPacketRecovery`` keep it: SRTT, RTTVAR and the RTO from the samples every ACK gives (Linux
+tcp_ack_update_rtt: the sending time of what it delivered, Karn's rule, else its TS echo; the
+connection takes them).
 """
 
 from __future__ import annotations
-
-from fastopen.engine.seq import seq_le
 
 #: Linux TCP_TIMEOUT_INIT, TCP_RTO_MIN, TCP_RTO_MAX (seconds).
 RTO_INIT = 1.0
@@ -18,22 +17,23 @@ MAX_BACKOFF_SHIFT = 15
 
 
 class RttEstimator:
-    """SRTT, RTTVAR and RTO of one connection, and the segment being timed."""
+    """SRTT, RTTVAR, RTO and min RTT of one connection."""
 
-    __slots__ = ("_timed_at", "_timed_seq", "min_rtt", "rto", "rttvar", "srtt")
+    __slots__ = ("min_rtt", "rto", "rttvar", "srtt")
 
     def __init__(self) -> None:
         self.srtt = 0.0
         self.rttvar = 0.0
         self.min_rtt = 0.0  # the smallest sample (Linux tcp_min_rtt, here over the lifetime)
         self.rto = RTO_INIT
-        self._timed_seq: int | None = None
-        self._timed_at = 0.0
 
-    def sample(self, rtt: float) -> None:
-        """RFC 6298 with Linux's floor: RTO = SRTT + max(4 RTTVAR, 200 ms), at most 120 s."""
-        if not self.min_rtt or rtt < self.min_rtt:
-            self.min_rtt = rtt
+    def sample(self, rtt: float, ca_rtt: float | None = None) -> None:
+        """RFC 6298 with Linux's floor: RTO = SRTT + max(4 RTTVAR, 200 ms), at most 120 s;
+        min_rtt from ``ca_rtt`` when given (Linux tcp_update_rtt_min: the last delivered
+        piece's RTT), else ``rtt``."""
+        least = rtt if ca_rtt is None else ca_rtt
+        if not self.min_rtt or least < self.min_rtt:
+            self.min_rtt = least
         if self.srtt == 0.0:
             self.srtt = rtt
             self.rttvar = rtt / 2
@@ -41,25 +41,6 @@ class RttEstimator:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
         self.rto = min(max(self.srtt + max(4 * self.rttvar, RTO_MIN), RTO_MIN), RTO_MAX)
-
-    def time_segment(self, end: int, now: float) -> None:
-        """Time the segment ending at ``end`` sent at ``now``, unless one is timed already."""
-        if self._timed_seq is None:
-            self._timed_seq, self._timed_at = end, now
-
-    def forget_timed(self) -> None:
-        """A retransmission happened: the timed segment gives no sample (Karn)."""
-        self._timed_seq = None
-
-    def on_ack(self, ack: int, now: float) -> float | None:
-        """``ack`` arrived: a sample (returned) when it covers the timed segment."""
-        seq = self._timed_seq
-        if seq is None or not seq_le(seq, ack):
-            return None
-        rtt = now - self._timed_at
-        self.sample(rtt)
-        self._timed_seq = None
-        return rtt
 
     def backed_off(self, backoff: int) -> float:
         """The RTO after ``backoff`` doublings, at most RTO_MAX."""

@@ -88,6 +88,8 @@ F_RETRANS = 8
 F_EVER = 16
 F_FIN = 32
 assert RETRANS_FLAGS == F_RETRANS | F_EVER
+#: SentPieces.first_ackt once an ACK acknowledged a retransmitted piece: no RTT sample (Karn).
+RETRANS_ACKED = -1.0
 
 
 def sent_after(a: Piece, t2: float, order2: int, end2: int) -> bool:
@@ -143,6 +145,9 @@ class SentPieces:
     __slots__ = (
         "_pieces",
         "fack",
+        "first_ackt",
+        "first_sackt",
+        "last_deliveredt",
         "lost_out",
         "orig_delivered",
         "packets_out",
@@ -176,6 +181,14 @@ class SentPieces:
         self.reord_seen = 0  # pieces that came late (Linux tp->reord_seen)
         self.reordering = REORDERING  # Linux tp->reordering: its degree, in segments
         self.rate: DeliveryRate | None = None
+        # what this ACK delivered, for its RTT sample (Linux tcp_clean_rtx_queue's first_ackt,
+        # tcp_sacktag_one's first_sackt): the sending time of the first never-retransmitted
+        # piece it acknowledged (RETRANS_ACKED once it acknowledged a retransmitted one: Karn,
+        # FLAG_RETRANS_DATA_ACKED), of the first it SACKed, and of the last it SACKed, else
+        # acknowledged (last_sackt, else last_ackt: ca_rtt_us)
+        self.first_ackt: float | None = None
+        self.first_sackt: float | None = None
+        self.last_deliveredt = 0.0
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -272,6 +285,7 @@ class SentPieces:
         """An ACK arrives: what it shows is judged against the scoreboard before it."""
         self.prior_fack = self.fack if self.sacked_out else None
         self.orig_delivered = False
+        self.first_ackt = self.first_sackt = None
 
     def sent(
         self,
@@ -313,6 +327,8 @@ class SentPieces:
                 self._add(p)
                 gone = before - p.pcount
                 acked += gone
+                if gone:
+                    self._ack_time(p)
                 if not p.flags & F_SACKED:
                     fresh += gone
                     if gone:
@@ -321,6 +337,7 @@ class SentPieces:
             pieces.popleft()
             self._remove(p)
             acked += p.pcount
+            self._ack_time(p)
             if not p.flags & F_SACKED:
                 fresh += p.pcount
                 self._delivered(p, now, min_rtt)
@@ -330,6 +347,17 @@ class SentPieces:
         if not pieces:
             self._pieces = None
         return acked, fresh
+
+    def _ack_time(self, p: Piece) -> None:
+        """Linux tcp_clean_rtx_queue: an acknowledged piece's sending time for the RTT, unless
+        it was ever retransmitted (then this ACK gives none) or SACKed before."""
+        if p.flags & RETRANS_FLAGS:
+            self.first_ackt = RETRANS_ACKED
+        elif not p.flags & F_SACKED and self.first_ackt != RETRANS_ACKED:
+            if self.first_ackt is None:
+                self.first_ackt = p.xmit
+            if self.first_sackt is None:
+                self.last_deliveredt = p.xmit
 
     def sack(self, blocks: list[tuple[int, int]], mss: int, now: float, min_rtt: float) -> int:
         """Linux tcp_sacktag_write_queue: mark the pieces ``blocks`` cover (cut at their edges);
@@ -364,6 +392,10 @@ class SentPieces:
                 self._remove(p)
                 if not p.flags & F_EVER and seq_lt(p.end, fack):
                     self._reorder(fack, p.start, mss)  # a hole filled below the highest SACK
+                if not p.flags & RETRANS_FLAGS:  # Linux tcp_sacktag_one: first_sackt
+                    self.last_deliveredt = p.xmit
+                    if self.first_sackt is None:
+                        self.first_sackt = p.xmit
                 p.flags = (p.flags | F_SACKED) & ~(F_LOST | F_RETRANS)
                 self._add(p)
                 newly += p.pcount

@@ -75,10 +75,6 @@ class Settings:
     #: The device segments large sends itself (TSO): the engine hands it segments of many MSS,
     #: as Linux sizes them (tcp_tso_autosize); off, every segment is at most one MSS.
     tso: bool = False
-    #: The device takes GSO packets, which the stack segments in software when the device has
-    #: no TSO: skbs of many MSS all the same. With neither (``ethtool -K DEV tso off gso
-    #: off``), every skb is one MSS (Linux sk_can_gso false: tcp_xmit_size_goal is the MSS).
-    gso: bool = True
     #: tcp_min_tso_segs: the fewest segments a TSO packet is given.
     min_tso_segs: int = 2
     #: The egress paces (Linux with the fq qdisc, or tcp_internal_pacing): a transmission of
@@ -154,7 +150,6 @@ class SettingsChanges(TypedDict, total=False):
     keepalive_intvl: int
     keepalive_probes: int
     tso: bool
-    gso: bool
     min_tso_segs: int
     pacing: bool
     pacing_ss_ratio: int

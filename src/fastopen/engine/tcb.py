@@ -45,6 +45,7 @@ from fastopen.engine.segmentation import (
     F_FIN,
     F_PSH,
     GSO_MAX_SIZE,
+    RETRANS_ACKED,
     Piece,
     cwnd_quota,
     pacing_rate,
@@ -908,7 +909,6 @@ class Connection:
             flags |= PSH
         head = self.recovery.pieces.retransmitted(start, end, mss, now, self.recovery.delivered)
         count = head.pcount if head is not None else 1
-        self.rtt.forget_timed()
         self.total_retrans += count
         self.ctx.counters["TcpRetransSegs"] += count
         tsval = (ts_clock(now, self.usec_ts) + self.tsoffset) & MASK if self.ts_ok else 0
@@ -1015,12 +1015,9 @@ class Connection:
         return size
 
     def _tso_segs(self) -> int:
-        """Linux tcp_tso_segs: segments per TSO (or GSO) packet, one without either:
-        tcp_tso_autosize at the pacing rate, at least the congestion control's min_tso_segs
-        (else tcp_min_tso_segs)."""
-        settings = self.ctx.settings
-        if not (settings.tso or settings.gso):
-            return 1
+        """Linux tcp_tso_segs: segments per TSO (or GSO: TCP always has it, sk_setup_caps)
+        packet: tcp_tso_autosize at the pacing rate, at least the congestion control's
+        min_tso_segs (else tcp_min_tso_segs)."""
         least = self.recovery.cc.min_tso_segs
         return tso_segs(
             self.snd_mss,
@@ -1052,8 +1049,6 @@ class Connection:
             flags |= PSH
         if rec.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
             rec.prr_out += segments(len(data), mss) or 1
-        if not self.ts_ok:
-            self.rtt.time_segment(end, now)
         if data and now - self._lrcv < self._ato:
             self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
         self._emit_segments(seq, flags, data, now)
@@ -1199,12 +1194,10 @@ class Connection:
 
     def _size_goal(self) -> int:
         """Linux tcp_xmit_size_goal: how much data an skb takes, whole MSS, at least one: the
-        device's GSO maximum within half the peer's largest window (tcp_bound_to_half_wnd); one
-        MSS when the device has neither TSO nor GSO (sk_can_gso)."""
+        device's GSO maximum within half the peer's largest window (tcp_bound_to_half_wnd).
+        TCP has GSO on every device (sk_setup_caps sets NETIF_F_GSO for it: ``ethtool -K DEV
+        gso off`` changes nothing here)."""
         mss = self.snd_mss
-        settings = self.ctx.settings
-        if not (settings.tso or settings.gso):
-            return mss
         size = GSO_MAX_SIZE
         cutoff = self.max_window >> 1 if self.max_window > MSS_DEFAULT else self.max_window
         if cutoff and size > cutoff:
@@ -1666,7 +1659,7 @@ class Connection:
                 self._rcv_data(seg, flags, now)  # Linux tcp_fastopen_add_skb
         else:
             # data in a plain SYN-ACK is dropped, as Linux does
-            self.recovery.delivered += self._process_ack(seg.ack, now)[1]
+            self.recovery.delivered += self._process_ack(seg.ack, now, rtt_sample=False)[1]
         self.ctx.emit(Connected(self.sock))
         self.ctx.emit(Writable(self.sock))
         if fo_fail:  # Linux: the SYN data is lost, tcp_non_congestion_loss_retransmit
@@ -1934,7 +1927,7 @@ class Connection:
     def _rcv_fastopen_synack(self, seg: TcpSegment, now: float) -> bool:
         """Learn from the SYN-ACK; True when SYN data must go again (TFO failed)."""
         ctx = self.ctx
-        self.recovery.delivered += self._process_ack(seg.ack, now)[1]
+        self.recovery.delivered += self._process_ack(seg.ack, now, rtt_sample=False)[1]
         unacked = self.syn_data and self.snd_una != self.snd_max
         client_synack(
             ctx.cookie_cache,
@@ -2260,6 +2253,9 @@ class Connection:
         if ack != prior_una:
             acked, fresh = self._process_ack(ack, now, ts, timer=False)
             delivered += fresh
+        elif delivered and (sample := self._ack_rtt(now, ts, False)) is not None:
+            # Linux tcp_clean_rtx_queue: a SACK alone measures too (sack_rtt_us)
+            rec.rtt_sample(round(sample * 1e6), ack, self.snd_max, self._pacing_rate(), now)
         if rec.pieces.reord_seen != reord_seen:
             self.ctx.counters["TCPSACKReorder"] += 1  # Linux tcp_check_sack_reordering
         state = rec.ca_state
@@ -2369,12 +2365,18 @@ class Connection:
         self._set_rto(now)
 
     def _process_ack(
-        self, ack: int, now: float, ts: Timestamps | None = None, timer: bool = True
+        self,
+        ack: int,
+        now: float,
+        ts: Timestamps | None = None,
+        timer: bool = True,
+        rtt_sample: bool = True,
     ) -> tuple[int, int]:
         """``ack`` acknowledges new data (or our SYN): drop it from the send buffer and the
-        retransmission queue, and re-arm the retransmission timer unless ``timer`` is False
-        (:meth:`_ack` arms it once, after loss recovery, as Linux tcp_ack does). Returns
-        (segments acknowledged, those newly delivered)."""
+        retransmission queue, take the ACK's RTT sample (:meth:`_ack_rtt`; not for a SYN-ACK,
+        ``rtt_sample`` False, which the SYN's time gave) and re-arm the retransmission timer
+        unless ``timer`` is False (:meth:`_ack` arms it once, after loss recovery, as Linux
+        tcp_ack does). Returns (segments acknowledged, those newly delivered)."""
         # Linux tcp_snd_una_update: bytes_acked counts sequence space, SYN and FIN included
         # (a child starts with its SYN-ACK acknowledged: snd_una = ISS + 1)
         una = self.snd_una
@@ -2407,25 +2409,18 @@ class Connection:
                 self._urg = None
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
-        rtt: float | None = None
-        if ts is not None and ts.tsecr:
-            rtt = self._rtt_tsopt(now, ts.tsecr)
-            if rtt is not None:
-                self.rtt.sample(rtt)
-        else:
-            rtt = self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
         rec = self.recovery
         prior_packets = rec.packets_out
         segs, fresh = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
+        rtt = self._ack_rtt(now, ts, True) if rtt_sample else None
         if prior_packets and self.snd_una == self.snd_max:
             # Linux tcp_clean_rtx_queue: the retransmission queue is empty
             self._chrono_stop(ChronoType.BUSY, now, self._queues_empty())
         # Linux pkts_acked, from tcp_clean_rtx_queue, which tcp_ack skips when nothing was in
         # the retransmission queue (no_queue: the ACK of a child's SYN-ACK)
         if rtt is not None and prior_packets:
-            rate = self._pacing_rate()
-            rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
+            rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, self._pacing_rate(), now)
         if self.snd_una == self.snd_max:
             self._rto_at = self._lsnd = None
         elif timer:
@@ -2438,6 +2433,31 @@ class Connection:
         if self.want_write and self.writable():  # Linux sk_stream_write_space
             self._space_again(now)
         return segs + syn, fresh + syn
+
+    def _ack_rtt(self, now: float, ts: Timestamps | None, acked: bool) -> float | None:
+        """Linux tcp_ack_update_rtt: the RTT this ACK measures, from the sending time of what
+        it newly delivered (Karn: none when it acknowledges a retransmitted piece), else of
+        what it newly SACKed, else (when it ``acked`` new data) from its TS echo; the last
+        delivered piece's RTT goes to min_rtt and the congestion control (ca_rtt_us, returned;
+        None without a sample)."""
+        pieces = self.recovery.pieces
+        seq_rtt = ca_rtt = None
+        first = pieces.first_ackt
+        if first is not None and first != RETRANS_ACKED:
+            seq_rtt = now - first
+        first = pieces.first_sackt
+        if first is not None and seq_rtt is None:
+            seq_rtt = now - first
+        if seq_rtt is not None:
+            ca_rtt = now - pieces.last_deliveredt
+        else:
+            if not (acked and ts is not None and ts.tsecr):
+                return None
+            seq_rtt = ca_rtt = self._rtt_tsopt(now, ts.tsecr)
+            if seq_rtt is None:
+                return None
+        self.rtt.sample(seq_rtt, ca_rtt)
+        return ca_rtt
 
     def _oow_ack(
         self, now: float, pure: bool, seq: int = 0, end: int = 0, skipped: str = "TCPACKSkippedSeq"
@@ -2743,7 +2763,6 @@ class Connection:
             self.destroy(now, self.soft_error or errno.ETIMEDOUT)  # Linux tcp_write_err
             return
         ctx.counters["TCPTimeouts"] += 1
-        self.rtt.forget_timed()
         if st is S.SYN_SENT and self.retransmits == 0 and self.syn_data:
             ctx.cookie_cache.disable(
                 (self.local, self.remote, self.rport), NegativeReason.SYN_DATA_TIMEOUT, now

@@ -380,10 +380,11 @@ class EngineStack:
 
     def offload(self, features: dict[str, bool]) -> bool:
         """The engine's device: TSO (``Settings.tso``: packets of many MSS go whole, else in
-        MSS segments) and GSO (``Settings.gso``: without it nor TSO, every skb is one MSS)."""
+        MSS segments). GSO changes nothing for TCP, as on Linux 6.x: sk_setup_caps gives
+        every TCP socket NETIF_F_GSO whatever the device has, so skbs stay many MSS and a
+        device without TSO gets them cut in software, as without TSO alone."""
         settings = self.host.settings
         settings.tso = features.get("tso", settings.tso)
-        settings.gso = features.get("gso", settings.gso)
         return True
 
     def qdisc(self, name: str) -> bool:
