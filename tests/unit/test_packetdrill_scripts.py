@@ -363,6 +363,11 @@ def test_shell_commands_map_onto_the_host() -> None:
     assert host.settings.ecn == 1
     # AccECN (3..5) is not modelled: refused, so no script runs under settings it did not get
     assert shell.run("sysctl -q net.ipv4.tcp_ecn=3") == "sysctl -q net.ipv4.tcp_ecn=3"
+    assert host.settings.early_retrans == 4  # defaults.sh's (TLP on, as Linux's 3)
+    assert shell.run("sysctl -q net.ipv4.tcp_early_retrans=0") is None
+    assert host.settings.early_retrans == 0
+    # Linux's range is 0 to 4
+    assert shell.run("sysctl net.ipv4.tcp_early_retrans=5") == "sysctl net.ipv4.tcp_early_retrans=5"
 
 
 def test_device_offloads_and_root_qdisc_map_onto_the_host() -> None:

@@ -99,6 +99,9 @@ class Settings:
     #: tcp_notsent_lowat: a socket without TCP_NOTSENT_LOWAT is writable while less than this
     #: is queued and not sent (Linux: UINT_MAX, no limit).
     notsent_lowat: int = 0xFFFFFFFF
+    #: tcp_early_retrans: 3 or 4 arm a tail loss probe (tcp_schedule_loss_probe), any other
+    #: value (0 to 4) none; it does nothing else in Linux 6.x (RACK is tcp_recovery's).
+    early_retrans: int = 3
 
     @property
     def wscale(self) -> int:
@@ -159,3 +162,4 @@ class SettingsChanges(TypedDict, total=False):
     slow_start_after_idle: bool
     tso_win_divisor: int
     notsent_lowat: int
+    early_retrans: int

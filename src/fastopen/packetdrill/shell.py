@@ -31,7 +31,7 @@ from fastopen.errors import KeyFormatError
 
 #: packetdrill's ``gtests/net/common/defaults.sh``, the part the engine has: buffers, TFO on for
 #: clients and for servers without the socket option too, the selftests key, timestamps, SACK,
-#: CUBIC, no slow start after idle.
+#: CUBIC, no slow start after idle, tail loss probes.
 DEFAULTS_SH = {
     "net.ipv4.tcp_rmem": "4096 540000 15728640",
     "net.ipv4.tcp_wmem": "4096 262144 4194304",
@@ -44,6 +44,7 @@ DEFAULTS_SH = {
     "net.ipv4.tcp_ecn": "0",
     "net.ipv4.tcp_congestion_control": "cubic",
     "net.ipv4.tcp_slow_start_after_idle": "0",
+    "net.ipv4.tcp_early_retrans": "4",
     "net.ipv4.tcp_notsent_lowat": "4294967295",
 }
 #: The Linux selftests' own ``defaults.sh`` (tools/testing/selftests/net/packetdrill): the same
@@ -94,6 +95,14 @@ def _ecn(host: Host, value: str) -> None:
     host.settings.ecn = mode
 
 
+def _early_retrans(host: Host, value: str) -> None:
+    """``tcp_early_retrans``: 0 to 4 (Linux proc_dou8vec_minmax refuses the rest)."""
+    mode = int(value, 0)
+    if not 0 <= mode <= 4:
+        raise ValueError(value)
+    host.settings.early_retrans = mode
+
+
 #: The sysctls the runner applies to the engine Host.
 SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_fastopen": _int("tcp_fastopen"),
@@ -113,6 +122,7 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_slow_start_after_idle": _flag("slow_start_after_idle"),
     "net.ipv4.tcp_tso_win_divisor": _int("tso_win_divisor"),
     "net.ipv4.tcp_notsent_lowat": _int("notsent_lowat"),
+    "net.ipv4.tcp_early_retrans": _early_retrans,
 }
 #: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
 IGNORED_SYSCTLS: dict[str, str] = {}
