@@ -25,6 +25,7 @@ from engine_support import (
 )
 
 from fastopen.engine import EngineError, EngineSocket, Host
+from fastopen.engine.cc import Reno, Window
 from fastopen.engine.link import Link
 from fastopen.engine.segmentation import SentPieces
 from fastopen.wire import Mss, Sack, SackPermitted, TcpSegment
@@ -242,7 +243,7 @@ def test_rack_orders_the_transmissions_of_one_instant_as_they_left() -> None:
     board.mark_all_lost(counters)
     board.sent(2000, 3000, False, MSS, 1.0)
     board.retransmitted(0, 1000, MSS, 1.0)
-    assert board.sack([(2000, 3000)], MSS, 1.1, 0.1) == 1
+    assert board.sack([(2000, 3000)], MSS, 1.1, 0.1) == (1, 1.0)
     board.rack_mark_lost(1.1, 0.0, counters)
     assert (board.retrans_out, board.lost_out, counters["TCPLostRetransmit"]) == (1, 2, 0)
 
@@ -261,6 +262,61 @@ def test_the_receiver_reports_the_newest_block_first() -> None:
         (base + 3000, base + 3500),
         (base + 5000, base + 5500),
     )
+
+
+# -- the RTT the congestion control sees ----------------------------------------------------------
+
+
+class RttSpy(Reno):
+    """Reno, noting the RTT each pkts_acked gets (microseconds)."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+
+    def pkts_acked(
+        self, w: Window, rtt_us: int, una: int, snd_nxt: int, rate: float, now: float
+    ) -> None:
+        self.samples.append(rtt_us)
+
+
+def rtt_spy(sock: EngineSocket) -> list[int]:
+    """The RTT samples the connection's congestion control gets from now on."""
+    assert sock.conn is not None
+    spy = RttSpy()
+    sock.conn.recovery.cc = spy
+    return spy.samples
+
+
+def test_every_ack_gives_the_congestion_control_the_rtt_of_what_it_delivered() -> None:
+    """Linux tcp_clean_rtx_queue and tcp_ack_update_rtt (rs->rtt_us, pkts_acked's sample):
+    without timestamps, every ACK of data never retransmitted gives the time since the last
+    piece it acknowledged left, a SACK since the last piece it SACKed left (not one timed
+    segment a round trip): HyStart counts its 8 samples a round by ACKs. The ACK of what was
+    retransmitted gives none (Karn, FLAG_RETRANS_DATA_ACKED)."""
+    h, sock = established()
+    samples = rtt_spy(sock)
+    sent(h, sock, 4, 0.2)
+    ack(h, at(1), 0.3)
+    ack(h, at(2), 0.31)
+    sent(h, sock, 2, 0.31)
+    ack(h, at(2), 0.35, (5, 6))
+    assert samples == [100_000, 110_000, 40_000]
+    assert seqs(out(h)) == [2]  # RACK: sent 110 ms before the SACKed one, lost
+    ack(h, at(6), 0.37)  # with segment 2's retransmission
+    assert samples == [100_000, 110_000, 40_000]
+
+
+def test_an_ack_of_a_retransmission_gives_the_congestion_control_no_rtt() -> None:
+    """Karn (Linux FLAG_RETRANS_DATA_ACKED): the ACK of a retransmitted segment, without
+    timestamps, is no RTT sample for the congestion control."""
+    h, sock = established(early_retrans=0)
+    samples = rtt_spy(sock)
+    sent(h, sock, 1, 0.2)
+    rto = h.get_timer() or 0.0
+    h.handle_timer(rto)
+    assert seqs(out(h)) == [0]
+    ack(h, at(1), rto + 0.1)
+    assert samples == []
 
 
 # -- tail loss probe -------------------------------------------------------------------------------

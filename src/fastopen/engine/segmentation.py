@@ -292,12 +292,18 @@ class SentPieces:
         self._pieces.append(p)
         self.packets_out += p.pcount
 
-    def acked(self, una: int, mss: int, now: float, min_rtt: float) -> tuple[int, int]:
+    def acked(
+        self, una: int, mss: int, now: float, min_rtt: float
+    ) -> tuple[int, int, float | None]:
         """Everything below ``una`` is acknowledged (Linux tcp_clean_rtx_queue, tcp_trim_head):
-        (segments acknowledged, those not SACKed before)."""
+        (segments acknowledged, those not SACKed before, when the last of those left: its
+        last_ackt, None when there is none or a retransmitted piece was acknowledged too,
+        FLAG_RETRANS_DATA_ACKED, Karn)."""
         pieces = self._pieces
         acked = fresh = 0
         reord: int | None = None  # the lowest never-retransmitted piece delivered here
+        stamp: float | None = None
+        retrans = False
         while pieces and seq_lt(pieces[0].start, una):
             p = pieces[0]
             start = p.start
@@ -309,6 +315,11 @@ class SentPieces:
                 self._add(p)
                 gone = before - p.pcount
                 acked += gone
+                if gone:
+                    if p.flags & F_EVER:
+                        retrans = True
+                    elif not p.flags & F_SACKED:
+                        stamp = p.xmit
                 if not p.flags & F_SACKED:
                     fresh += gone
                     if gone:
@@ -319,6 +330,10 @@ class SentPieces:
             pieces.popleft()
             self._remove(p)
             acked += p.pcount
+            if p.flags & F_EVER:
+                retrans = True
+            elif not p.flags & F_SACKED:
+                stamp = p.xmit
             if not p.flags & F_SACKED:
                 fresh += p.pcount
                 self._delivered(p, now, min_rtt)
@@ -330,14 +345,18 @@ class SentPieces:
             self._reorder(self.fack if self.sacked_out else una, reord, mss)
         if not pieces:
             self._pieces = None
-        return acked, fresh
+        return acked, fresh, None if retrans else stamp
 
-    def sack(self, blocks: list[tuple[int, int]], mss: int, now: float, min_rtt: float) -> int:
+    def sack(
+        self, blocks: list[tuple[int, int]], mss: int, now: float, min_rtt: float
+    ) -> tuple[int, float | None]:
         """Linux tcp_sacktag_write_queue: mark the pieces ``blocks`` cover (cut at their edges);
-        a SACKed piece is no longer lost nor in flight. Returns the segments newly SACKed."""
+        a SACKed piece is no longer lost nor in flight. Returns the segments newly SACKed, and
+        when the last of them never retransmitted left (tcp_sacktag_one's last_sackt)."""
         pieces = self._pieces
+        stamp: float | None = None
         if not pieces:
-            return 0
+            return 0, stamp
         newly = 0
         fack = self.fack if self.sacked_out else pieces[0].start
         reord: int | None = None  # the lowest such hole filled
@@ -370,13 +389,15 @@ class SentPieces:
                 p.flags = (p.flags | F_SACKED) & ~(F_LOST | F_RETRANS)
                 self._add(p)
                 newly += p.pcount
+                if not p.flags & F_EVER:
+                    stamp = p.xmit
                 self._delivered(p, now, min_rtt)
                 if seq_lt(self.fack, p.end) or self.sacked_out == p.pcount:
                     self.fack = p.end
                 i += 1
         if reord is not None:
             self._reorder(self.fack, reord, mss)  # one event for the SACK (tcp_sacktag_write_queue)
-        return newly
+        return newly, stamp
 
     def rack_mark_lost(
         self, now: float, reo_wnd: float, counters: Counter[str]

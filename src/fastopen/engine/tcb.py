@@ -2247,13 +2247,16 @@ class Connection:
         if rate is not None:  # a rate sample starts (and tcp_wstamp_ns, for cong_control)
             rate.begin(rec.in_flight())
             rate.edt = self._lsnd if self._lsnd is not None else now
+        sacked_xmit: float | None = None
         if blocks and rec.packets_out:
-            delivered = self._sacktag(blocks, ack, now)
+            delivered, sacked_xmit = self._sacktag(blocks, ack, now)
         prior_una = self.snd_una
         acked = 0
         if ack != prior_una:
-            acked, fresh = self._process_ack(ack, now, ts, timer=False)
+            acked, fresh = self._process_ack(ack, now, ts, timer=False, sacked_xmit=sacked_xmit)
             delivered += fresh
+        elif sacked_xmit is not None:
+            self._pkts_acked(ack, now, sacked_xmit)  # Linux tcp_clean_rtx_queue: the SACK's RTT
         if rec.pieces.reord_seen != reord_seen:
             self.ctx.counters["TCPSACKReorder"] += 1  # Linux tcp_check_sack_reordering
         state = rec.ca_state
@@ -2293,10 +2296,13 @@ class Connection:
         elif ack != prior_una or rec.timer is not Timer.RTO:
             self._set_xmit_timer(now)
 
-    def _sacktag(self, blocks: tuple[tuple[int, int], ...], ack: int, now: float) -> int:
+    def _sacktag(
+        self, blocks: tuple[tuple[int, int], ...], ack: int, now: float
+    ) -> tuple[int, float | None]:
         """Linux tcp_sacktag_write_queue: the blocks within the data in flight go on the
         scoreboard; a D-SACK (RFC 2883: the first block below ``ack`` or inside the second)
-        is counted and widens RACK's reordering window. Returns the segments newly SACKed."""
+        is counted and widens RACK's reordering window. Returns the segments newly SACKed
+        and when the last of them never retransmitted left (last_sackt)."""
         rec = self.recovery
         first = blocks[0]
         if seq_lt(first[0], ack) or (
@@ -2313,7 +2319,7 @@ class Connection:
             if seq_lt(start, end):
                 clipped.append((start, end))
         if not clipped:
-            return 0
+            return 0, None
         return rec.pieces.sack(clipped, self.snd_mss, now, self.rtt.min_rtt)
 
     def _retransmit_head(self, now: float) -> bool:
@@ -2362,13 +2368,30 @@ class Connection:
         self.ctx.counters["TCPLossProbes"] += 1
         self._set_rto(now)
 
+    def _pkts_acked(
+        self, ack: int, now: float, stamp: float | None, ts_rtt: float | None = None
+    ) -> None:
+        """Linux tcp_ack_update_rtt's rs->rtt_us, which ca_ops->pkts_acked gets: the time since
+        ``stamp`` (when the last piece this ACK SACKed left, else the last it acknowledged),
+        else its TS echo's round trip (``ts_rtt``)."""
+        rtt = now - stamp if stamp is not None else ts_rtt
+        if rtt is not None:
+            self.recovery.rtt_sample(round(rtt * 1e6), ack, self.snd_max, self._pacing_rate(), now)
+
     def _process_ack(
-        self, ack: int, now: float, ts: Timestamps | None = None, timer: bool = True
+        self,
+        ack: int,
+        now: float,
+        ts: Timestamps | None = None,
+        timer: bool = True,
+        sacked_xmit: float | None = None,
     ) -> tuple[int, int]:
         """``ack`` acknowledges new data (or our SYN): drop it from the send buffer and the
         retransmission queue, and re-arm the retransmission timer unless ``timer`` is False
-        (:meth:`_ack` arms it once, after loss recovery, as Linux tcp_ack does). Returns
-        (segments acknowledged, those newly delivered)."""
+        (:meth:`_ack` arms it once, after loss recovery, as Linux tcp_ack does); the RTT the
+        congestion control gets is from the last piece the ACK SACKed (``sacked_xmit``: when
+        it left), else from what it acknowledged. Returns (segments acknowledged, those newly
+        delivered)."""
         # Linux tcp_snd_una_update: bytes_acked counts sequence space, SYN and FIN included
         # (a child starts with its SYN-ACK acknowledged: snd_una = ISS + 1)
         una = self.snd_una
@@ -2401,25 +2424,25 @@ class Connection:
                 self._urg = None
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
-        rtt: float | None = None
+        ts_rtt: float | None = None
         if ts is not None and ts.tsecr:
-            rtt = self._rtt_tsopt(now, ts.tsecr)
-            if rtt is not None:
-                self.rtt.sample(rtt)
+            ts_rtt = self._rtt_tsopt(now, ts.tsecr)
+            if ts_rtt is not None:
+                self.rtt.sample(ts_rtt)
         else:
-            rtt = self.rtt.on_ack(ack, now)
+            self.rtt.on_ack(ack, now)
         self.retransmits = self.backoff = 0
         rec = self.recovery
         prior_packets = rec.packets_out
-        segs, fresh = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
+        segs, fresh, acked_xmit = rec.pieces.acked(ack, self.snd_mss, now, self.rtt.min_rtt)
         if prior_packets and self.snd_una == self.snd_max:
             # Linux tcp_clean_rtx_queue: the retransmission queue is empty
             self._chrono_stop(ChronoType.BUSY, now, self._queues_empty())
         # Linux pkts_acked, from tcp_clean_rtx_queue, which tcp_ack skips when nothing was in
         # the retransmission queue (no_queue: the ACK of a child's SYN-ACK)
-        if rtt is not None and prior_packets:
-            rate = self._pacing_rate()
-            rec.rtt_sample(round(rtt * 1e6), ack, self.snd_max, rate, now)
+        if prior_packets:
+            stamp = sacked_xmit if sacked_xmit is not None else acked_xmit
+            self._pkts_acked(ack, now, stamp, ts_rtt)
         if self.snd_una == self.snd_max:
             self._rto_at = self._lsnd = None
         elif timer:
