@@ -586,6 +586,21 @@ def test_with_pacing_a_window_leaves_at_the_pacing_rate(pacing: bool) -> None:
         assert left == {round(0.3 + 0.005 * i, 6): 2 for i in range(10)}
 
 
+def test_tcp_pacing_ss_ratio_sets_the_slow_start_pacing_rate() -> None:
+    """Linux tcp_update_pacing_rate reads net.ipv4.tcp_pacing_ss_ratio (percent): at 100
+    instead of 200 the same window leaves at half the rate, 10 ms between the TSO packets of
+    2 segments instead of 5."""
+    h, sock = established(pacing=True, pacing_ss_ratio=100)
+    assert len(sent(h, sock, 100, 0.2)) == 10
+    ack(h, at(10), 0.3)
+    left = {0.3: sum(1 for s in out(h) if s.payload)}
+    while (when := h.get_timer()) is not None and when < 0.39:
+        h.handle_timer(when)
+        if got := sum(1 for s in out(h) if s.payload):
+            left[round(when, 6)] = got
+    assert left == {round(0.3 + 0.01 * i, 6): 2 for i in range(9)}
+
+
 def test_pacing_sends_at_once_what_is_due_within_a_millisecond() -> None:
     """An event loop's timers are good to a millisecond: at 2.4 MB/s (cwnd 200 over 100 ms,
     120% in congestion avoidance) two TSO packets of 2,000 bytes, 0.83 ms apart, leave at

@@ -386,6 +386,12 @@ def test_shell_commands_map_onto_the_host() -> None:
     assert host.settings.early_retrans == 0
     # Linux's range is 0 to 4
     assert shell.run("sysctl net.ipv4.tcp_early_retrans=5") == "sysctl net.ipv4.tcp_early_retrans=5"
+    assert (
+        shell.run("sysctl -q net/ipv4/tcp_pacing_ss_ratio=150 net.ipv4.tcp_pacing_ca_ratio=90")
+        is None
+    )
+    assert (host.settings.pacing_ss_ratio, host.settings.pacing_ca_ratio) == (150, 90)
+    assert shell.run("sysctl net.ipv4.tcp_pacing_ca_ratio=1001") is not None  # Linux: 0..1000
 
 
 def test_device_offloads_and_root_qdisc_map_onto_the_host() -> None:

@@ -24,21 +24,28 @@ from fastopen.engine.rate import RETRANS_FLAGS, DeliveryRate
 from fastopen.engine.seq import MASK, seq_le, seq_lt
 
 #: Linux sk_pacing_shift (about 1 ms of the pacing rate per TSO packet), tcp_tso_rtt_log, the
-#: GSO size of a device (GSO_LEGACY_MAX_SIZE), tcp_pacing_ss_ratio and tcp_pacing_ca_ratio.
+#: GSO size of a device (GSO_LEGACY_MAX_SIZE).
 PACING_SHIFT = 10
 TSO_RTT_LOG = 9
 GSO_MAX_SIZE = 65536
-PACING_SS_RATIO = 2.0
-PACING_CA_RATIO = 1.2
 
 
-def pacing_rate(mss: int, cwnd: int, ssthresh: int, packets_out: int, srtt: float) -> float:
-    """Linux tcp_update_pacing_rate, bytes a second: 200 % (slow start) or 120 % of
-    ``cwnd * mss / srtt``; 0 without an RTT sample (``sk_pacing_rate`` ~0UL: unlimited)."""
+def pacing_rate(
+    mss: int,
+    cwnd: int,
+    ssthresh: int,
+    packets_out: int,
+    srtt: float,
+    ss_ratio: int = 200,
+    ca_ratio: int = 120,
+) -> float:
+    """Linux tcp_update_pacing_rate, bytes a second: ``ss_ratio`` % (tcp_pacing_ss_ratio,
+    below half ssthresh) or ``ca_ratio`` % (tcp_pacing_ca_ratio) of ``cwnd * mss / srtt``; 0
+    without an RTT sample (``sk_pacing_rate`` ~0UL: unlimited)."""
     if srtt <= 0:
         return 0.0
-    ratio = PACING_SS_RATIO if cwnd < ssthresh // 2 else PACING_CA_RATIO
-    return mss * ratio * max(cwnd, packets_out) / srtt
+    ratio = ss_ratio if cwnd < ssthresh // 2 else ca_ratio
+    return mss * ratio / 100 * max(cwnd, packets_out) / srtt
 
 
 def tso_segs(mss: int, rate: float, min_rtt: float, min_tso_segs: int) -> int:

@@ -103,6 +103,10 @@ class Settings:
     #: tcp_early_retrans: 3 or 4 arm a tail loss probe (tcp_schedule_loss_probe), any other
     #: value (0 to 4) none; it does nothing else in Linux 6.x (RACK is tcp_recovery's).
     early_retrans: int = 3
+    #: tcp_pacing_ss_ratio, tcp_pacing_ca_ratio: the pacing rate, in percent of cwnd * mss /
+    #: srtt, below half ssthresh (slow start) and above.
+    pacing_ss_ratio: int = 200
+    pacing_ca_ratio: int = 120
     #: The tcp_cubic module's parameters (``/sys/module/tcp_cubic/parameters``): the host's
     #: CUBIC connections read them as they go, a change takes effect on the next ACK.
     cubic: CubicParams = field(default_factory=CubicParams)
@@ -167,4 +171,6 @@ class SettingsChanges(TypedDict, total=False):
     tso_win_divisor: int
     notsent_lowat: int
     early_retrans: int
+    pacing_ss_ratio: int
+    pacing_ca_ratio: int
     cubic: CubicParams

@@ -953,7 +953,16 @@ class Connection:
         rate = rec.cc.pacing_rate
         if rate is not None:
             return rate
-        return pacing_rate(self.snd_mss, rec.cwnd, rec.ssthresh, rec.packets_out, self.rtt.srtt)
+        settings = self.ctx.settings
+        return pacing_rate(
+            self.snd_mss,
+            rec.cwnd,
+            rec.ssthresh,
+            rec.packets_out,
+            self.rtt.srtt,
+            settings.pacing_ss_ratio,
+            settings.pacing_ca_ratio,
+        )
 
     def _paced(self, now: float) -> bool:
         """Linux tcp_pacing_check: with pacing, nothing leaves before tcp_wstamp_ns; the

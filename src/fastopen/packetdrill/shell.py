@@ -47,6 +47,8 @@ DEFAULTS_SH = {
     "net.ipv4.tcp_congestion_control": "cubic",
     "net.ipv4.tcp_slow_start_after_idle": "0",
     "net.ipv4.tcp_early_retrans": "4",
+    "net.ipv4.tcp_pacing_ss_ratio": "200",
+    "net.ipv4.tcp_pacing_ca_ratio": "120",
     "net.ipv4.tcp_notsent_lowat": "4294967295",
 }
 #: The Linux selftests' own ``defaults.sh`` (tools/testing/selftests/net/packetdrill): the same
@@ -105,6 +107,18 @@ def _early_retrans(host: Host, value: str) -> None:
     host.settings.early_retrans = mode
 
 
+def _pacing_ratio(attr: str) -> Callable[[Host, str], None]:
+    """``tcp_pacing_ss_ratio``, ``tcp_pacing_ca_ratio``: percent, 0 to 1000 as Linux takes."""
+
+    def apply(host: Host, value: str) -> None:
+        ratio = int(value, 0)
+        if not 0 <= ratio <= 1000:
+            raise ValueError(value)
+        setattr(host.settings, attr, ratio)
+
+    return apply
+
+
 #: The sysctls the runner applies to the engine Host.
 SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_fastopen": _int("tcp_fastopen"),
@@ -125,6 +139,8 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_tso_win_divisor": _int("tso_win_divisor"),
     "net.ipv4.tcp_notsent_lowat": _int("notsent_lowat"),
     "net.ipv4.tcp_early_retrans": _early_retrans,
+    "net.ipv4.tcp_pacing_ss_ratio": _pacing_ratio("pacing_ss_ratio"),
+    "net.ipv4.tcp_pacing_ca_ratio": _pacing_ratio("pacing_ca_ratio"),
 }
 
 
