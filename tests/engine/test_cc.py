@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections import Counter
 
 import pytest
 from engine_support import BulkTransfer, fails_with
 
 from fastopen.engine import EngineSocket, Host
-from fastopen.engine.cc import CUBE_FACTOR, RENO, CaState, Cubic, CubicAtRest, cube_root
+from fastopen.engine.cc import (
+    CUBE_FACTOR,
+    HYSTART_ACK_TRAIN,
+    HYSTART_DELAY,
+    RENO,
+    CaState,
+    Cubic,
+    CubicAtRest,
+    CubicParams,
+    cube_root,
+)
 from fastopen.engine.host import Segment
 from fastopen.engine.link import Link
 from fastopen.engine.recovery import INIT_CWND, Recovery
@@ -170,7 +181,7 @@ def test_no_growth_while_the_application_limits_the_sender(cc: str) -> None:
 def test_cubic_and_reno_hooks_as_linux() -> None:
     """ssthresh on a loss, fast convergence (a loss below the last W_max remembers less),
     undo (the larger of the window and the one before the reduction), the cube root."""
-    cubic = Cubic(Host(["198.18.0.1"]).counters)
+    cubic = Cubic(Host(["198.18.0.1"]).counters, CubicParams())
     rec = Recovery(cubic, 0.0)
     rec.cwnd = 100
     assert rec._loss_ssthresh() == 70 and rec.prior_cwnd == 100
@@ -214,7 +225,7 @@ def test_cubic_connections_share_its_state_until_one_moves_it() -> None:
     bulk.run(bulk.link.now + 3.0)
     cc = bulk.recovery.cc
     assert type(cc) is Cubic and bulk.recovery.ssthresh < 0x7FFFFFFF  # the loss moved it
-    fresh = Cubic(host.counters)
+    fresh = Cubic(host.counters, host.settings.cubic)
     assert {n: getattr(shared[0], n) for n in Cubic.__slots__} == {
         n: getattr(fresh, n) for n in Cubic.__slots__
     }
@@ -321,7 +332,7 @@ def test_the_window_restarts_after_idle(idle_restart: bool) -> None:
 def test_cubic_moves_its_epoch_over_an_idle_time() -> None:
     """Linux cubictcp_cwnd_event(CA_EVENT_TX_START): data sent again after an idle time moves
     the epoch by that time (never past now), so the curve goes on where it stood."""
-    cubic = Cubic(Host(["198.18.0.1"]).counters)
+    cubic = Cubic(Host(["198.18.0.1"]).counters, CubicParams())
     rec = Recovery(cubic, 0.0)
     rec.cwnd = 100
     rec.ssthresh = rec._loss_ssthresh()
@@ -341,20 +352,54 @@ def test_cubic_moves_its_epoch_over_an_idle_time() -> None:
     assert cubic._epoch_start == 18_500
 
 
+def train(params: CubicParams, rate: float = 0.0, cwnd: int = 20) -> tuple[int, Counter[str]]:
+    """ACKs 100 us apart on a 100 us path: after how many slow start ended (0: not in 19)."""
+    counters: Counter[str] = Counter()
+    cubic = Cubic(counters, params)
+    rec = Recovery(cubic, 0.0)
+    rec.cwnd = cwnd
+    now, una = 1.0, 1000
+    for n in range(1, 20):
+        cubic.pkts_acked(rec, 100, una + n, una + 100, rate, now + n * 100e-6)
+        if rec.ssthresh == rec.cwnd:
+            return n, counters
+    return 0, counters
+
+
 @pytest.mark.parametrize(("rate", "acks"), [(0.0, 2), (10e6, 7)])
 def test_hystart_ack_train(rate: float, acks: int) -> None:
     """HyStart's ACK train: ACKs at most 2 ms apart for longer than half the minimum RTT end
     slow start; the span also gets half of hystart_ack_delay (two GSO packets at the pacing
     rate, at most 1 ms), so a 100 us path paced at 10 MB/s needs (100 + 1000) / 2 = 550 us of
     train, one with no pacing rate yet 50 us."""
-    counters = Host(["198.18.0.1"]).counters
-    cubic = Cubic(counters)
-    rec = Recovery(cubic, 0.0)
-    rec.cwnd = 20
-    now, una = 1.0, 1000
-    for n in range(1, 20):
-        cubic.pkts_acked(rec, 100, una + n, una + 100, rate, now + n * 100e-6)
-        if rec.ssthresh == rec.cwnd:
-            break
+    n, counters = train(CubicParams(), rate)
     assert n == acks and counters["TCPHystartTrainDetect"] == 1
     assert counters["TCPHystartTrainCwnd"] == 20
+
+
+def test_hystart_module_parameters() -> None:
+    """tcp_cubic's hystart, hystart_detect, hystart_low_window and hystart_ack_delta_us
+    (Settings.cubic): HyStart off, or without the ACK train detection, the train does not end
+    slow start; below hystart_low_window it does not act; ACKs further apart than
+    hystart_ack_delta_us are no train."""
+    assert train(CubicParams())[0] == 2
+    assert train(CubicParams(hystart=0))[0] == 0
+    assert train(CubicParams(hystart_detect=HYSTART_DELAY))[0] == 0
+    assert train(CubicParams(hystart_detect=HYSTART_ACK_TRAIN))[0] == 2
+    assert train(CubicParams(hystart_low_window=21))[0] == 0
+    assert train(CubicParams(hystart_ack_delta_us=99))[0] == 0
+
+
+def test_hystart_delay_detection_only_with_its_hystart_detect_bit() -> None:
+    """hystart_detect=1 (the ACK train alone): a delay increase that ends slow start with
+    the default 3 does not; the host's parameters reach its connections (a module parameter
+    of Linux, Settings.cubic of the engine)."""
+    for detect, detected in ((HYSTART_ACK_TRAIN | HYSTART_DELAY, 1), (HYSTART_ACK_TRAIN, 0)):
+        bulk = Bulk("cubic")
+        bulk.client_host.settings.cubic.hystart_detect = detect
+        rec = bulk.recovery
+        bulk.run(0.3)
+        bulk.link.delay = DELAY + 0.010
+        bulk.run(0.7)
+        assert bulk.client_host.counters["TCPHystartDelayDetect"] == detected
+        assert (rec.ssthresh == 0x7FFFFFFF) == (not detected)

@@ -25,6 +25,7 @@ from engine_support import (
 )
 
 from fastopen.engine import EngineError, EngineSocket, Host
+from fastopen.engine.cc import Reno, Window
 from fastopen.engine.link import Link
 from fastopen.engine.segmentation import SentPieces
 from fastopen.wire import Mss, Sack, SackPermitted, TcpSegment
@@ -135,6 +136,75 @@ def test_rack_waits_a_reordering_window_before_marking_a_segment_lost() -> None:
     assert sock.tcp_info(timer).tcpi_ca_state == 0
 
 
+def test_reordering_is_one_event_per_ack_however_many_pieces_came_late() -> None:
+    """Linux tcp_check_sack_reordering, once per tcp_sacktag_write_queue and once per
+    tcp_clean_rtx_queue: a SACK of a hole below the highest SACK is one event (degree 7);
+    the ACK that then delivers both holes left (0-2 and 4-8) is one more (degree 10), not one a
+    piece (tcpi_reord_seen, cubic-rack-reo-timeout-retrans-failed-incoming-data.pkt)."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, DATA, 0.21, (9, 10))
+    ack(h, DATA, 0.21, (3, 4), (9, 10))
+    info = sock.tcp_info(0.21)
+    assert (info.tcpi_reord_seen, info.tcpi_reordering) == (1, 7)
+    ack(h, at(10), 0.21)
+    info = sock.tcp_info(0.21)
+    assert (info.tcpi_reord_seen, info.tcpi_reordering) == (2, 10)
+    assert h.counters["TCPSACKReorder"] == 2
+
+
+def test_with_reordering_above_tcp_reordering_a_sack_alone_grows_the_window() -> None:
+    """Linux tcp_may_raise_cwnd: the window grows on ACKs of new data, and once the reordering
+    degree is above tcp_reordering (3) on any forward progress, a SACK too: 10, the first SACK
+    (degree 3) leaves it, the second (degree 7) adds its segment, the ACK of the 8 left
+    makes 19."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, DATA, 0.21, (9, 10))
+    assert sock.tcp_info(0.21).tcpi_snd_cwnd == 10
+    ack(h, DATA, 0.21, (3, 4), (9, 10))
+    assert sock.tcp_info(0.21).tcpi_snd_cwnd == 11
+    ack(h, at(10), 0.21)
+    assert sock.tcp_info(0.21).tcpi_snd_cwnd == 19
+
+
+def test_a_retransmission_the_device_refuses_is_counted_but_not_in_flight() -> None:
+    """Linux __tcp_retransmit_skb when tcp_transmit_skb fails (NET_XMIT_DROP,
+    Settings.qdisc_drops): tcpi_total_retrans, TcpRetransSegs and TCPRetransFail count it,
+    retrans_out (tcpi_retrans) does not, and recovery sent nothing (prr_out)."""
+    h, sock = established()
+    sent(h, sock, 4, 0.2)
+    ack(h, DATA, 0.3, (3, 4))
+    h.settings.qdisc_drops = True
+    timer = h.get_timer() or 0.0
+    h.handle_timer(timer)  # RACK's reordering timer: 0 to 2 lost, their retransmission refused
+    assert out(h) == []
+    info = sock.tcp_info(timer)
+    assert (info.tcpi_ca_state, info.tcpi_lost, info.tcpi_retrans) == (3, 3, 0)
+    refused = h.counters["TCPRetransFail"]
+    assert refused >= 1 and info.tcpi_total_retrans == refused == h.counters["TcpRetransSegs"]
+    assert h.counters["TCPFastRetrans"] == 0
+
+
+def test_a_timeout_whose_retransmission_is_refused_tries_again_in_500_ms_unbacked_off() -> None:
+    """Linux tcp_retransmit_timer: the head's retransmission refused locally, the timer is
+    TCP_RESOURCE_PROBE_INTERVAL and the RTO does not back off; once the device takes it, the
+    head goes and the RTO doubles."""
+    h, sock = established(early_retrans=0)
+    sent(h, sock, 2, 0.2)
+    h.settings.qdisc_drops = True
+    rto = h.get_timer() or 0.0
+    h.handle_timer(rto)
+    assert out(h) == [] and h.get_timer() == pytest.approx(rto + 0.5)
+    info = sock.tcp_info(rto)
+    assert (info.tcpi_backoff, info.tcpi_retransmits, info.tcpi_retrans) == (0, 1, 0)
+    h.settings.qdisc_drops = False
+    h.handle_timer(rto + 0.5)
+    assert seqs(out(h)) == [0]
+    info = sock.tcp_info(rto + 0.5)
+    assert (info.tcpi_backoff, info.tcpi_retrans) == (1, 1)
+
+
 def test_rack_reordering_timer_marks_the_hole_lost_when_it_ends() -> None:
     """Linux tcp_rack_reo_timeout: the window passes and the hole is still there: lost,
     recovery starts and the hole goes again."""
@@ -194,6 +264,61 @@ def test_the_receiver_reports_the_newest_block_first() -> None:
     )
 
 
+# -- the RTT the congestion control sees ----------------------------------------------------------
+
+
+class RttSpy(Reno):
+    """Reno, noting the RTT each pkts_acked gets (microseconds)."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+
+    def pkts_acked(
+        self, w: Window, rtt_us: int, una: int, snd_nxt: int, rate: float, now: float
+    ) -> None:
+        self.samples.append(rtt_us)
+
+
+def rtt_spy(sock: EngineSocket) -> list[int]:
+    """The RTT samples the connection's congestion control gets from now on."""
+    assert sock.conn is not None
+    spy = RttSpy()
+    sock.conn.recovery.cc = spy
+    return spy.samples
+
+
+def test_every_ack_gives_the_congestion_control_the_rtt_of_what_it_delivered() -> None:
+    """Linux tcp_clean_rtx_queue and tcp_ack_update_rtt (rs->rtt_us, pkts_acked's sample):
+    without timestamps, every ACK of data never retransmitted gives the time since the last
+    piece it acknowledged left, a SACK since the last piece it SACKed left (not one timed
+    segment a round trip): HyStart counts its 8 samples a round by ACKs. The ACK of what was
+    retransmitted gives none (Karn, FLAG_RETRANS_DATA_ACKED)."""
+    h, sock = established()
+    samples = rtt_spy(sock)
+    sent(h, sock, 4, 0.2)
+    ack(h, at(1), 0.3)
+    ack(h, at(2), 0.31)
+    sent(h, sock, 2, 0.31)
+    ack(h, at(2), 0.35, (5, 6))
+    assert samples == [100_000, 110_000, 40_000]
+    assert seqs(out(h)) == [2]  # RACK: sent 110 ms before the SACKed one, lost
+    ack(h, at(6), 0.37)  # with segment 2's retransmission
+    assert samples == [100_000, 110_000, 40_000]
+
+
+def test_an_ack_of_a_retransmission_gives_the_congestion_control_no_rtt() -> None:
+    """Karn (Linux FLAG_RETRANS_DATA_ACKED): the ACK of a retransmitted segment, without
+    timestamps, is no RTT sample for the congestion control."""
+    h, sock = established(early_retrans=0)
+    samples = rtt_spy(sock)
+    sent(h, sock, 1, 0.2)
+    rto = h.get_timer() or 0.0
+    h.handle_timer(rto)
+    assert seqs(out(h)) == [0]
+    ack(h, at(1), rto + 0.1)
+    assert samples == []
+
+
 # -- tail loss probe -------------------------------------------------------------------------------
 
 
@@ -212,6 +337,25 @@ def test_tail_loss_probe_recovers_a_lost_tail_without_a_timeout() -> None:
     assert seqs(out(h)) == [8]
     ack(h, at(10), probe_at + 0.2)
     assert h.counters["TCPTimeouts"] == 0 and sock.tcp_info(probe_at + 0.2).tcpi_unacked == 0
+
+
+@pytest.mark.parametrize("early_retrans", [0, 1, 2, 3, 4])
+def test_only_tcp_early_retrans_3_or_4_arms_a_loss_probe(early_retrans: int) -> None:
+    """Linux tcp_schedule_loss_probe: net.ipv4.tcp_early_retrans 3 or 4 (3 the default) arm a
+    probe at 2 SRTT; 0 to 2 none, the retransmission timer runs (cubic-bulk-166k.pkt turns
+    TLP off so)."""
+    h, sock = established(early_retrans=early_retrans)
+    sent(h, sock, 10, 0.2)
+    ack(h, at(8), 0.3)
+    timer = h.get_timer() or 0.0
+    rto = sock.tcp_info(0.3).tcpi_rto / 1e6
+    h.handle_timer(timer)
+    assert seqs(out(h)) == [9 if early_retrans >= 3 else 8]
+    if early_retrans >= 3:
+        assert timer < 0.3 + rto and h.counters["TCPLossProbes"] == 1
+    else:
+        assert timer == pytest.approx(0.3 + rto, abs=1e-6)
+        assert h.counters["TCPLossProbes"] == 0 and h.counters["TCPTimeouts"] == 1
 
 
 def test_a_probe_answered_above_it_was_a_repaired_loss() -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 from pathlib import Path
+from typing import cast
 
 import pytest
 from click.testing import CliRunner
 
 from fastopen.cli import main
 from fastopen.engine import Host
+from fastopen.lab.netns import Netns
 from fastopen.packetdrill import (
     Config,
     ScriptError,
@@ -23,6 +25,7 @@ from fastopen.packetdrill import (
     parse_script,
     run_file,
 )
+from fastopen.packetdrill.kernel import KernelStack
 from fastopen.packetdrill.run import run_script
 from fastopen.packetdrill.shell import EngineStack, ScriptFiles, ShellCommands
 
@@ -226,6 +229,21 @@ def test_a_python_block_may_end_in_a_line_continuation() -> None:
     assert "assertion failed" in str(fails(syn + block.format(state=1)))
 
 
+def test_python_blocks_share_their_names_as_one_program() -> None:
+    """packetdrill runs every %{ }% block as one Python program (code.c), so a name one block
+    sets is there in a later one (cubic/cubic-hystart-delay-rtt-jumps-upward.pkt sets
+    TCP_INFINITE_SSTHRESH once); tcp_info's fields are each block's own."""
+    syn = (
+        "   +0 < S 0:10(10) win 65535 <mss 1460,FO 3021b9d889017eeb,nop,nop>\n"
+        "   +0 %{ cwnd = tcpi_snd_cwnd; cwnd += 1 }%\n"
+        "   +0 > S. 0:0(0) ack 11 <...>\n"
+    )
+    later = "   +0 %{ assert cwnd == tcpi_snd_cwnd + 1, (cwnd, tcpi_snd_cwnd) }%\n"
+    run_script(parse_script(SERVER_HEAD + syn + later, "ok.pkt"))
+    alone = syn.replace("cwnd = tcpi_snd_cwnd; cwnd += 1", "pass")
+    assert "name 'cwnd' is not defined" in str(fails(alone + later))  # a fresh run's
+
+
 def test_getsockopt_values_are_checked() -> None:
     qlen = fails("   +0 getsockopt(3, SOL_TCP, TCP_FASTOPEN, [11], [4]) = 0\n")
     assert qlen.line == 7
@@ -363,6 +381,11 @@ def test_shell_commands_map_onto_the_host() -> None:
     assert host.settings.ecn == 1
     # AccECN (3..5) is not modelled: refused, so no script runs under settings it did not get
     assert shell.run("sysctl -q net.ipv4.tcp_ecn=3") == "sysctl -q net.ipv4.tcp_ecn=3"
+    assert host.settings.early_retrans == 4  # defaults.sh's (TLP on, as Linux's 3)
+    assert shell.run("sysctl -q net.ipv4.tcp_early_retrans=0") is None
+    assert host.settings.early_retrans == 0
+    # Linux's range is 0 to 4
+    assert shell.run("sysctl net.ipv4.tcp_early_retrans=5") == "sysctl net.ipv4.tcp_early_retrans=5"
     assert shell.run("sysctl -q net/ipv4/tcp_pacing_ss_ratio=300") is None
     assert shell.run("sysctl -q net.ipv4.tcp_pacing_ca_ratio=0") is None
     assert (host.settings.pacing_ss_ratio, host.settings.pacing_ca_ratio) == (300, 0)
@@ -400,6 +423,28 @@ def test_device_offloads_and_root_qdisc_map_onto_the_host() -> None:
         "tc qdisc add dev eth0 root fq",
     ):
         assert shell.run(refused) == refused
+
+
+def test_cubic_module_parameters_map_onto_the_host() -> None:
+    """echo N > /sys/module/tcp_cubic/parameters/NAME sets the HyStart parameters the engine
+    has (Settings.cubic); another parameter, module or value fails, and the kernel backend
+    refuses them all (a module's parameters are the machine's, not the namespace's)."""
+    host = Host(["192.168.0.1"])
+    shell = ShellCommands(EngineStack(host))
+    params = "/sys/module/tcp_cubic/parameters/"
+    assert shell.run(f"echo 1 > {params}hystart_detect") is None
+    assert shell.run(f"echo 0 >{params}hystart\necho 32 > {params}hystart_low_window") is None
+    assert shell.run(f"echo 0x3e8 > {params}hystart_ack_delta_us") is None
+    cubic = host.settings.cubic
+    assert (cubic.hystart_detect, cubic.hystart, cubic.hystart_low_window) == (1, 0, 32)
+    assert cubic.hystart_ack_delta_us == 1000
+    for refused in (
+        f"echo 600 > {params}beta",
+        f"echo x > {params}hystart",
+        "echo 1 > /sys/module/tcp_bbr/parameters/hystart",
+    ):
+        assert shell.run(refused) == refused
+    assert not KernelStack(cast(Netns, None)).module_param("tcp_cubic", "hystart", "0")
 
 
 def test_script_files_live_in_memory_and_only_in_tmp() -> None:

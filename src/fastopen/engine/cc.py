@@ -20,11 +20,12 @@ Three algorithms, by their Linux names (``net.ipv4.tcp_congestion_control``, ``T
   with Linux's unlimited L; congestion avoidance ``tcp_cong_avoid_ai``: one segment per window
   of segments delivered), ``tcp_reno_ssthresh`` (half the window);
 * ``cubic``: ``tcp_cubic.c`` (RFC 9438) with its module defaults: beta 717/1024,
-  ``bic_scale`` 41, ``fast_convergence``, ``tcp_friendliness``, HyStart (``hystart=1``,
-  ``hystart_detect=3``: ACK train and delay increase, ``hystart_low_window=16``,
-  ``hystart_ack_delta_us=2000``). Time is counted in jiffies of 1 ms (``HZ=1000``); the cube
-  root is exact where ``cubic_root`` approximates it by a table and one Newton step (they
-  differ by at most a few 1/1024 s in K);
+  ``bic_scale`` 41, ``fast_convergence``, ``tcp_friendliness``, and HyStart as the host's
+  :class:`CubicParams` say (Linux's defaults: ``hystart=1``, ``hystart_detect=3``: ACK train
+  and delay increase, ``hystart_low_window=16``, ``hystart_ack_delta_us=2000``). Time is
+  counted in jiffies of 1 ms (``HZ=1000``); the cube root is exact where ``cubic_root``
+  approximates it by a table and one Newton step (they differ by at most a few 1/1024 s in
+  K); the RTT samples are Linux's, one per ACK (``tcp_clean_rtx_queue``);
 * ``bbr``: ``tcp_bbr.c`` (BBR v1), :mod:`fastopen.engine.bbr`, with ``cong_control``.
 
 Stateless Reno is one shared instance; each CUBIC connection has its own (``__slots__``) from
@@ -36,6 +37,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from fastopen.engine.rate import DeliveryRate
@@ -212,13 +214,29 @@ HZ = 1000
 FRIENDLY_SCALE = 8 * (BETA_SCALE + BETA) // 3 // (BETA_SCALE - BETA)
 CUBE_RTT_SCALE = BIC_SCALE * 10
 CUBE_FACTOR = (1 << (10 + 3 * BICTCP_HZ)) // CUBE_RTT_SCALE
-#: HyStart: hystart_low_window, hystart_ack_delta_us, HYSTART_MIN_SAMPLES and the bounds of the
-#: delay threshold (HYSTART_DELAY_MIN, HYSTART_DELAY_MAX), microseconds.
-HYSTART_LOW_WINDOW = 16
-HYSTART_ACK_DELTA_US = 2000
+#: HyStart's detections (hystart_detect bits): the ACK train, the delay increase.
+HYSTART_ACK_TRAIN = 0x1
+HYSTART_DELAY = 0x2
+#: HyStart: HYSTART_MIN_SAMPLES and the bounds of the delay threshold (HYSTART_DELAY_MIN,
+#: HYSTART_DELAY_MAX), microseconds.
 HYSTART_MIN_SAMPLES = 8
 HYSTART_DELAY_MIN_US = 4000
 HYSTART_DELAY_MAX_US = 16000
+
+
+@dataclass(slots=True)
+class CubicParams:
+    """The writable parameters of Linux's tcp_cubic module that the engine has
+    (``/sys/module/tcp_cubic/parameters/NAME``, global in Linux, one host's here), with their
+    defaults; read at every use, as the module reads its variables: ``hystart`` (HyStart on),
+    ``hystart_detect`` (its detections, :data:`HYSTART_ACK_TRAIN` | :data:`HYSTART_DELAY`),
+    ``hystart_low_window`` (the smallest window it acts on) and ``hystart_ack_delta_us`` (the
+    most ACKs of a train are apart)."""
+
+    hystart: int = 1
+    hystart_detect: int = HYSTART_ACK_TRAIN | HYSTART_DELAY
+    hystart_low_window: int = 16
+    hystart_ack_delta_us: int = 2000
 
 
 def cube_root(a: int) -> int:
@@ -251,6 +269,7 @@ class Cubic:
         "_last_max_cwnd",
         "_last_time",
         "_origin",
+        "_params",
         "_round_start",
         "_sample_cnt",
         "_tcp_cwnd",
@@ -258,8 +277,9 @@ class Cubic:
     )
     init = cong_control = pacing_rate = min_tso_segs = sndbuf_expand = None
 
-    def __init__(self, counters: Counter[str]) -> None:
+    def __init__(self, counters: Counter[str], params: CubicParams) -> None:
         self._counters = counters
+        self._params = params
         self._reset()
         self._hystart_reset(None, 0)
 
@@ -379,7 +399,7 @@ class Cubic:
         delay = max(rtt_us, 1)
         if self._delay_min == 0 or self._delay_min > delay:
             self._delay_min = delay
-        if not self._found and w.cwnd < w.ssthresh:  # in slow start
+        if not self._found and w.cwnd < w.ssthresh and self._params.hystart:  # in slow start
             self._hystart_update(w, delay, una, snd_nxt, rate, int(now * 1_000_000))
 
     def _hystart_update(
@@ -393,10 +413,12 @@ class Cubic:
         end = self._end_seq
         if end is None or seq_lt(end, una):
             self._hystart_reset(snd_nxt, now_us)
-        if w.cwnd < HYSTART_LOW_WINDOW:
+        params = self._params
+        if w.cwnd < params.hystart_low_window:
             return
         counters = self._counters
-        if now_us - self._last_ack <= HYSTART_ACK_DELTA_US:
+        detect = params.hystart_detect
+        if detect & HYSTART_ACK_TRAIN and now_us - self._last_ack <= params.hystart_ack_delta_us:
             self._last_ack = now_us
             ack_delay = min(1000, int(GSO_MAX_SIZE * 4 * 1_000_000 / rate)) if rate else 0
             if now_us - self._round_start > (self._delay_min + ack_delay) >> 1:  # not paced
@@ -404,6 +426,8 @@ class Cubic:
                 counters["TCPHystartTrainDetect"] += 1
                 counters["TCPHystartTrainCwnd"] += w.cwnd
                 w.ssthresh = w.cwnd
+        if not detect & HYSTART_DELAY:
+            return
         if self._curr_rtt > delay:
             self._curr_rtt = delay
         if self._sample_cnt < HYSTART_MIN_SAMPLES:
@@ -427,7 +451,7 @@ class CubicAtRest(Cubic):
     __slots__ = ()
 
     def _own(self, w: Window) -> Cubic:
-        cc = Cubic(self._counters)
+        cc = Cubic(self._counters, self._params)
         w.cc = cc
         return cc
 

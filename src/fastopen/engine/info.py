@@ -137,3 +137,5 @@ class TcpInfo:
     tcpi_sndbuf_limited: int
     tcpi_delivery_rate: int
     tcpi_delivery_rate_app_limited: int
+    #: times data was found delivered out of order (Linux tp->reord_seen)
+    tcpi_reord_seen: int

@@ -317,8 +317,10 @@ class Recovery:
             return wait
         if self.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
             self._cwnd_reduction(delivered, newly_lost, advanced)
-        elif advanced:
-            self._grow(delivered, now)  # Linux tcp_cong_control: acked_sacked
+        elif advanced or (sack_ok and delivered and pieces.reordering > REORDERING):
+            # Linux tcp_may_raise_cwnd: new data acked; with reordering above tcp_reordering,
+            # any forward progress (FLAG_DATA_SACKED too); tcp_cong_avoid by acked_sacked
+            self._grow(delivered, now)
         return wait
 
     def _process_loss(
@@ -378,14 +380,15 @@ class Recovery:
         self._prior_ssthresh = max(self.ssthresh, (cwnd >> 1) + (cwnd >> 2))
         self.prior_cwnd = cwnd
 
-    def retransmitted(self, segments: int, tsval: int) -> None:
+    def retransmitted(self, segments: int, tsval: int, sent: bool = True) -> None:
         """Linux tcp_retransmit_skb: one more retransmission to undo (undo_retrans), the first
-        one's time (retrans_stamp, as the TSval it carried); PRR counts what recovery sent."""
+        one's time (retrans_stamp, as the TSval it carried), even when it was not ``sent``;
+        PRR counts what recovery sent (tcp_xmit_retransmit_queue)."""
         if self.undo_marker is not None:
             self.undo_retrans = max(self.undo_retrans, 0) + segments
             if self.undo_tsval is None:
                 self.undo_tsval = tsval
-        if self.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
+        if sent and self.ca_state in (CaState.RECOVERY, CaState.CWR):  # tcp_in_cwnd_reduction
             self.prr_out += segments
 
     def _reno_delivery(self, acked: int, dupack: bool) -> int:

@@ -178,7 +178,7 @@ class SentPieces:
         self.rack_rtt = 0.0
         self.rack_advanced = False
         self.orig_delivered = False  # Linux FLAG_ORIG_SACK_ACKED: never-retransmitted data came
-        self.reord_seen = 0  # pieces that came late (Linux tp->reord_seen)
+        self.reord_seen = 0  # ACKs that showed reordering (Linux tp->reord_seen)
         self.reordering = REORDERING  # Linux tp->reordering: its degree, in segments
         self.rate: DeliveryRate | None = None
         # what this ACK delivered, for its RTT sample (Linux tcp_clean_rtx_queue's first_ackt,
@@ -256,7 +256,8 @@ class SentPieces:
 
     def _reorder(self, fack: int, low: int, mss: int) -> None:
         """Linux tcp_check_sack_reordering: ``low`` arrived after data up to ``fack``; the
-        reordering degree grows to that distance in segments (at most tcp_max_reordering)."""
+        reordering degree grows to that distance in segments (at most tcp_max_reordering); one
+        event for each ACK that shows it (tp->reord_seen)."""
         self.reord_seen += 1
         metric = (fack - low) & MASK
         if metric > self.reordering * mss:
@@ -317,8 +318,10 @@ class SentPieces:
         (segments acknowledged, those not SACKed before)."""
         pieces = self._pieces
         acked = fresh = 0
+        reord: int | None = None  # the lowest never-retransmitted piece delivered here
         while pieces and seq_lt(pieces[0].start, una):
             p = pieces[0]
+            start = p.start
             if seq_lt(una, p.end):  # partly: trim the head (Linux tcp_trim_head)
                 self._remove(p)
                 before = p.pcount
@@ -333,6 +336,8 @@ class SentPieces:
                     fresh += gone
                     if gone:
                         self._delivered(p, now, min_rtt)
+                        if not p.flags & F_EVER and reord is None:
+                            reord = start
                 break
             pieces.popleft()
             self._remove(p)
@@ -341,9 +346,12 @@ class SentPieces:
             if not p.flags & F_SACKED:
                 fresh += p.pcount
                 self._delivered(p, now, min_rtt)
-                fack = self.prior_fack
-                if not p.flags & F_EVER and fack is not None and seq_lt(p.end, fack):
-                    self._reorder(fack, p.start, mss)  # late, below what was SACKed before
+                if not p.flags & F_EVER and reord is None:
+                    reord = start
+        fack = self.prior_fack
+        if reord is not None and fack is not None and seq_lt(reord, fack):
+            # late, below what was SACKed before: one event for the ACK
+            self._reorder(self.fack if self.sacked_out else una, reord, mss)
         if not pieces:
             self._pieces = None
         return acked, fresh
@@ -367,6 +375,7 @@ class SentPieces:
             return 0
         newly = 0
         fack = self.fack if self.sacked_out else pieces[0].start
+        reord: int | None = None  # the lowest such hole filled
         for start, end in blocks:
             i = 0
             while i < len(pieces):
@@ -391,7 +400,8 @@ class SentPieces:
                     p = self._split(i, cut, mss)
                 self._remove(p)
                 if not p.flags & F_EVER and seq_lt(p.end, fack):
-                    self._reorder(fack, p.start, mss)  # a hole filled below the highest SACK
+                    # a hole filled below the highest SACK
+                    reord = p.start if reord is None or seq_lt(p.start, reord) else reord
                 if not p.flags & RETRANS_FLAGS:  # Linux tcp_sacktag_one: first_sackt
                     self.last_deliveredt = p.xmit
                     if self.first_sackt is None:
@@ -403,6 +413,8 @@ class SentPieces:
                 if seq_lt(self.fack, p.end) or self.sacked_out == p.pcount:
                     self.fack = p.end
                 i += 1
+        if reord is not None:
+            self._reorder(self.fack, reord, mss)  # one event for the SACK (tcp_sacktag_write_queue)
         return newly
 
     def rack_mark_lost(
@@ -484,12 +496,14 @@ class SentPieces:
         return p
 
     def retransmitted(
-        self, start: int, end: int, mss: int, now: float, delivered: int = 0
+        self, start: int, end: int, mss: int, now: float, delivered: int = 0, sent: bool = True
     ) -> Piece | None:
         """``[start, end)`` went again, from the start of a piece: the piece is cut at ``end``
         (the head loses PSH and FIN, as tcp_fragment gives them to the tail) and the head is
-        marked retransmitted at ``now``, noting ``delivered`` (tcp_rate_skb_sent). Returns the
-        head."""
+        marked retransmitted at ``now``, noting ``delivered`` (tcp_rate_skb_sent). Not
+        ``sent`` (the device refused it): stamped ``now`` and ever retransmitted (no RTT
+        sample from it), but not in flight again (__tcp_retransmit_skb's error path). Returns
+        the head."""
         pieces = self._pieces
         if not pieces:
             return None
@@ -499,13 +513,13 @@ class SentPieces:
             if seq_lt(end, p.end):
                 p = self._split(i, end, mss)
             self._remove(p)
-            p.flags |= F_RETRANS | F_EVER
+            p.flags |= F_RETRANS | F_EVER if sent else F_EVER
             p.xmit = now
             self.sends += 1
             p.order = self.sends
             p.pcount = self._count(p, mss)
             self._add(p)
-            if self.rate is not None:
+            if self.rate is not None and sent:
                 self.rate.skb_sent(p, self.packets_out, delivered, now)
             return p
         return None

@@ -12,6 +12,7 @@ from typing import TypedDict
 
 from fastopen.cookies import KeyRing
 from fastopen.engine.cache import NEGATIVE_TIME
+from fastopen.engine.cc import CubicParams
 
 
 @dataclass(slots=True)
@@ -99,6 +100,12 @@ class Settings:
     #: tcp_notsent_lowat: a socket without TCP_NOTSENT_LOWAT is writable while less than this
     #: is queued and not sent (Linux: UINT_MAX, no limit).
     notsent_lowat: int = 0xFFFFFFFF
+    #: tcp_early_retrans: 3 or 4 arm a tail loss probe (tcp_schedule_loss_probe), any other
+    #: value (0 to 4) none; it does nothing else in Linux 6.x (RACK is tcp_recovery's).
+    early_retrans: int = 3
+    #: The tcp_cubic module's parameters (``/sys/module/tcp_cubic/parameters``): the host's
+    #: CUBIC connections read them as they go, a change takes effect on the next ACK.
+    cubic: CubicParams = field(default_factory=CubicParams)
 
     @property
     def wscale(self) -> int:
@@ -160,3 +167,5 @@ class SettingsChanges(TypedDict, total=False):
     slow_start_after_idle: bool
     tso_win_divisor: int
     notsent_lowat: int
+    early_retrans: int
+    cubic: CubicParams

@@ -446,11 +446,13 @@ class Connection:
     def _set_xmit_timer(self, now: float) -> None:
         """Linux tcp_set_xmit_timer: a tail loss probe (tcp_schedule_loss_probe: SACK, Open or
         CWR, after the handshake; 2 SRTT, plus TCP_RTO_MIN with one segment out for a delayed
-        ACK, never after the RTO), else the retransmission timer."""
+        ACK, never after the RTO; only with tcp_early_retrans 3 or 4), else the
+        retransmission timer."""
         rec = self.recovery
         srtt = self.rtt.srtt
         if (
             not self.sack_ok
+            or self.ctx.settings.early_retrans not in (3, 4)
             or not rec.packets_out
             or rec.ca_state not in (CaState.OPEN, CaState.CWR)
             or not self.syn_acked
@@ -886,7 +888,8 @@ class Connection:
     def _retransmit(self, piece: Piece, segs: int, now: float) -> int:
         """Linux tcp_retransmit_skb: ``piece`` again, at most ``segs`` MSS of it (the piece is
         cut there: PSH and FIN stay with the part that ends it; more than one segment carries
-        PSH, see :meth:`_transmit`). Returns the segments sent."""
+        PSH, see :meth:`_transmit`). Returns the segments sent: none when the device refused
+        it (counted as a retransmission all the same, and in TCPRetransFail)."""
         mss = self.snd_mss
         start = piece.start
         off = (start - self.snd_buf_seq) & MASK
@@ -907,12 +910,19 @@ class Connection:
             flags &= ~PSH
         elif len(data) > mss:
             flags |= PSH
-        head = self.recovery.pieces.retransmitted(start, end, mss, now, self.recovery.delivered)
+        rec = self.recovery
+        sent = not self._xmit_refused()
+        head = rec.pieces.retransmitted(start, end, mss, now, rec.delivered, sent)
         count = head.pcount if head is not None else 1
         self.total_retrans += count
         self.ctx.counters["TcpRetransSegs"] += count
         tsval = (ts_clock(now, self.usec_ts) + self.tsoffset) & MASK if self.ts_ok else 0
-        self.recovery.retransmitted(count, tsval)
+        rec.retransmitted(count, tsval, sent)
+        if not sent:
+            self.ctx.counters["TCPRetransFail"] += count
+            if self._rto_at is None:
+                self._set_rto(now)
+            return 0
         self._emit_segments(start, flags, data, now)
         self._sent_at(len(data), now)
         if self._rto_at is None:
@@ -2318,12 +2328,12 @@ class Connection:
             return 0
         return rec.pieces.sack(clipped, self.snd_mss, now, self.rtt.min_rtt)
 
-    def _retransmit_head(self, now: float) -> None:
+    def _retransmit_head(self, now: float) -> bool:
         """The timeout's retransmission (Linux tcp_retransmit_skb of the queue's head, one
-        segment): whatever the window, the first MSS at SND.UNA again."""
+        segment): whatever the window, the first MSS at SND.UNA again. False: the device
+        refused it."""
         head = self.recovery.pieces.head()
-        if head is not None:
-            self._retransmit(head, 1, now)
+        return head is None or self._retransmit(head, 1, now) > 0
 
     def _reo_timeout(self, now: float) -> None:
         """RACK's reordering window ended (Linux tcp_rack_reo_timeout): what is lost goes."""
@@ -2788,8 +2798,13 @@ class Connection:
         rec.on_timeout(self.snd_max, self.snd_una, self.retransmits == 1, now, ctx.counters)
         if self.ecn_ok:
             self._ecn_flags |= ECN_QUEUE_CWR  # tcp_enter_loss: tcp_ecn_queue_cwr
-        self._retransmit_head(now)
-        self._set_rto(now, start)
+        if self._retransmit_head(now):
+            self._set_rto(now, start)
+        else:
+            # the device refused it (NET_XMIT_DROP): again after TCP_RESOURCE_PROBE_INTERVAL,
+            # the RTO not backed off
+            self.backoff -= 1
+            self._rto_at = now + RESOURCE_PROBE_INTERVAL
 
     def _probe_timer(self, now: float) -> None:
         """Linux tcp_probe_timer and tcp_send_probe0: data waits with nothing in flight.
@@ -2965,4 +2980,5 @@ class Connection:
             tcpi_sndbuf_limited=sndbuf_limited,
             tcpi_delivery_rate=rate.delivery_rate(self.snd_mss) if rate is not None else 0,
             tcpi_delivery_rate_app_limited=int(rate.rate_app_limited) if rate is not None else 0,
+            tcpi_reord_seen=pieces.reord_seen,
         )

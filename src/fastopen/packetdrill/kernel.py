@@ -161,6 +161,10 @@ class KernelStack:
             return True
         return self._run(["tc", "qdisc", "replace", "dev", DEVICE, "root", *name.split()])
 
+    def module_param(self, module: str, name: str, value: str) -> bool:
+        """Refused: a module's parameters are the whole machine's, not the namespace's."""
+        return False
+
     def _run(self, args: list[str]) -> bool:
         try:
             return self.ns.run(args, check=False).returncode == 0

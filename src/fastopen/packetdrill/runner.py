@@ -100,7 +100,13 @@ from fastopen.packetdrill.script import (
     Syscall,
     TimeKind,
 )
-from fastopen.packetdrill.shell import SYSCTLS, EngineStack, ScriptFiles, ShellCommands
+from fastopen.packetdrill.shell import (
+    MODULE_PARAMS,
+    SYSCTLS,
+    EngineStack,
+    ScriptFiles,
+    ShellCommands,
+)
 from fastopen.wire import Flags, Sack, TcpOption, TcpSegment, Timestamps, emit_options
 
 MASK = 0xFFFFFFFF
@@ -392,6 +398,9 @@ class ScriptRunner(ABC, Generic[S, F]):
         self.event: Event | None = None
         self.call: Syscall | None = None
         self.counts = {"in": 0, "out": 0, "syscalls": 0}
+        #: The ``%{ }%`` blocks' globals: packetdrill runs them all as one Python program
+        #: (code.c), so a name one block sets is there in the next.
+        self.python_vars: dict[str, object] = {"__builtins__": builtins, **PYTHON_CONSTANTS}
         self.icmp: dict[int, tuple[int, int]] = {}
         for event in script.events:  # packetdrill resolves ICMP names when it parses
             if isinstance(event.action, IcmpSpec):
@@ -509,8 +518,10 @@ class ScriptRunner(ABC, Generic[S, F]):
 
     def shell_hint(self) -> str:
         known = ", ".join(name.rsplit(".", 1)[1] for name in SYSCTLS)
+        params = ", ".join(f"{module}.{name}" for module, name in MODULE_PARAMS)
         return (
-            f"the runner knows the sysctls {known}, defaults.sh, set_sysctls.py, "
+            f"the runner knows the sysctls {known}, the module parameters {params} ('echo N "
+            "> /sys/module/MODULE/parameters/NAME'), defaults.sh, set_sysctls.py, "
             "'ip tcp_metrics flush', 'ip route add|change|replace PREFIX dev DEV "
             "[features tcp_usec_ts]', 'ethtool -K tun0 tso|gso on|off', 'tc qdisc "
             "add|replace dev tun0 root fq|pfifo_fast', 'tc qdisc delete dev tun0 root', "
@@ -989,8 +1000,7 @@ class ScriptRunner(ABC, Generic[S, F]):
 
     def python(self, block: Python) -> None:
         info = self.tcp_info_fields()
-        namespace: dict[str, object] = {"__builtins__": builtins}
-        namespace.update(PYTHON_CONSTANTS)
+        namespace = self.python_vars
         namespace.update(info)
         code = textwrap.dedent(block.code).strip()
         try:

@@ -5,11 +5,13 @@ Scripts configure the stack with ``sysctl``, packetdrill's ``defaults.sh`` (goog
 ``ip tcp_metrics flush``, ``ip route add|change|replace PREFIX dev DEV [features
 tcp_usec_ts]`` (the route feature of microsecond TS values, Linux 6.7+), the device's offloads
 (``ethtool -K tun0 tso off gso off``) and its root qdisc (``tc qdisc replace dev tun0 root fq``,
-``tc qdisc delete dev tun0 root``); and make the files a script sends (``rm -f /tmp/NAME``, ``dd
-bs=N count=M if=/dev/zero of=/tmp/NAME``), which live in :class:`ScriptFiles`, in memory: no
-file outside the run is touched. A :class:`Stack` applies the rest: :class:`EngineStack` maps
-each onto a :class:`~fastopen.engine.Host` attribute, the kernel backend writes the namespace's
-real sysctls, routes, offloads and qdisc. Anything a stack does not know fails, so that a script
+``tc qdisc delete dev tun0 root``), kernel module parameters (``echo 3 >
+/sys/module/tcp_cubic/parameters/hystart_detect``); and make the files a script sends (``rm -f
+/tmp/NAME``, ``dd bs=N count=M if=/dev/zero of=/tmp/NAME``), which live in
+:class:`ScriptFiles`, in memory: no file outside the run is touched. A :class:`Stack` applies
+the rest: :class:`EngineStack` maps each onto a :class:`~fastopen.engine.Host` attribute, the
+kernel backend writes the namespace's real sysctls, routes, offloads and qdisc (and refuses
+module parameters, which are the machine's). Anything a stack does not know fails, so that a script
 never runs under settings it did not get.
 """
 
@@ -31,7 +33,7 @@ from fastopen.errors import KeyFormatError
 
 #: packetdrill's ``gtests/net/common/defaults.sh``, the part the engine has: buffers, TFO on for
 #: clients and for servers without the socket option too, the selftests key, timestamps, SACK,
-#: CUBIC, no slow start after idle.
+#: CUBIC, no slow start after idle, tail loss probes.
 DEFAULTS_SH = {
     "net.ipv4.tcp_rmem": "4096 540000 15728640",
     "net.ipv4.tcp_wmem": "4096 262144 4194304",
@@ -44,6 +46,9 @@ DEFAULTS_SH = {
     "net.ipv4.tcp_ecn": "0",
     "net.ipv4.tcp_congestion_control": "cubic",
     "net.ipv4.tcp_slow_start_after_idle": "0",
+    "net.ipv4.tcp_early_retrans": "4",
+    "net.ipv4.tcp_pacing_ss_ratio": "200",
+    "net.ipv4.tcp_pacing_ca_ratio": "120",
     "net.ipv4.tcp_notsent_lowat": "4294967295",
 }
 #: The Linux selftests' own ``defaults.sh`` (tools/testing/selftests/net/packetdrill): the same
@@ -94,6 +99,14 @@ def _ecn(host: Host, value: str) -> None:
     host.settings.ecn = mode
 
 
+def _early_retrans(host: Host, value: str) -> None:
+    """``tcp_early_retrans``: 0 to 4 (Linux proc_dou8vec_minmax refuses the rest)."""
+    mode = int(value, 0)
+    if not 0 <= mode <= 4:
+        raise ValueError(value)
+    host.settings.early_retrans = mode
+
+
 def _pacing_ratio(attr: str) -> Callable[[Host, str], None]:
     """``tcp_pacing_ss_ratio``, ``tcp_pacing_ca_ratio``: percent, 0 to 1000 (Linux: EINVAL
     past them)."""
@@ -126,9 +139,27 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_slow_start_after_idle": _flag("slow_start_after_idle"),
     "net.ipv4.tcp_tso_win_divisor": _int("tso_win_divisor"),
     "net.ipv4.tcp_notsent_lowat": _int("notsent_lowat"),
+    "net.ipv4.tcp_early_retrans": _early_retrans,
     "net.ipv4.tcp_pacing_ss_ratio": _pacing_ratio("pacing_ss_ratio"),
     "net.ipv4.tcp_pacing_ca_ratio": _pacing_ratio("pacing_ca_ratio"),
 }
+
+
+def _cubic(attr: str) -> Callable[[Host, str], None]:
+    """A tcp_cubic parameter, an int as Linux param_set_int reads it (kstrtoint, base 0)."""
+    return lambda host, value: setattr(host.settings.cubic, attr, int(value, 0))
+
+
+#: The module parameters the runner applies to the engine Host, by module and name: the
+#: writable ones of tcp_cubic the engine has (Settings.cubic).
+MODULE_PARAMS: dict[tuple[str, str], Callable[[Host, str], None]] = {
+    ("tcp_cubic", name): _cubic(name)
+    for name in ("hystart", "hystart_detect", "hystart_low_window", "hystart_ack_delta_us")
+}
+#: ``echo VALUE > /sys/module/MODULE/parameters/NAME``.
+MODULE_PARAM = re.compile(
+    r"echo\s+(?P<value>[-+]?\w+)\s*>\s*/sys/module/(?P<module>\w+)/parameters/(?P<name>\w+)"
+)
 #: Knobs that change nothing the engine does, with the value for which that holds ("*": any).
 IGNORED_SYSCTLS: dict[str, str] = {}
 _REDIRECTIONS = (">", "&>", "2>", "1>")
@@ -284,6 +315,11 @@ class Stack(Protocol):
         refused."""
         ...
 
+    def module_param(self, module: str, name: str, value: str) -> bool:
+        """Set a kernel module's parameter (``echo VALUE >
+        /sys/module/MODULE/parameters/NAME``); False when unknown or refused."""
+        ...
+
 
 #: The files of the stacks' sockets a command may read, with their IP version.
 PROC_NET_TCP = {"/proc/net/tcp": 4, "/proc/net/tcp6": 6}
@@ -397,6 +433,17 @@ class EngineStack:
         settings.qdisc_drops = name == "pfifo limit 0"
         return True
 
+    def module_param(self, module: str, name: str, value: str) -> bool:
+        """tcp_cubic's HyStart parameters (:data:`MODULE_PARAMS`, ``Settings.cubic``)."""
+        setter = MODULE_PARAMS.get((module, name))
+        if setter is None:
+            return False
+        try:
+            setter(self.host, value)
+        except ValueError:
+            return False
+        return True
+
 
 def nstat_name(name: str) -> str:
     """A counter's nstat name: the TCP MIB's as they are (``TcpInSegs``), TcpExt's prefixed
@@ -433,6 +480,9 @@ class ShellCommands:
         return None
 
     def command(self, text: str) -> bool:
+        param = MODULE_PARAM.fullmatch(text.strip())
+        if param is not None:
+            return self.stack.module_param(param["module"], param["name"], param["value"])
         stages = text.split("|")
         words = [self.words(stage) for stage in stages]
         if any(w is None for w in words):
