@@ -513,7 +513,7 @@ class SentPieces:
             if seq_lt(end, p.end):
                 p = self._split(i, end, mss)
             self._remove(p)
-            p.flags |= F_RETRANS | F_EVER if sent else F_EVER
+            p.flags |= (F_RETRANS | F_EVER) if sent else F_EVER
             p.xmit = now
             self.sends += 1
             p.order = self.sends

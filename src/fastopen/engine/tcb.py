@@ -678,8 +678,7 @@ class Connection:
                 seg = md5.sign(key, self.local, self.remote, seg)
         # Linux __tcp_transmit_skb: segs_out and data_segs_out count tcp_skb_pcount, the
         # segments a TSO packet becomes on the wire
-        mss = self.snd_mss
-        count = 1 if len(payload) <= mss else -(-len(payload) // mss)
+        count = segments(len(payload), self.snd_mss) or 1
         self.segs_out += count
         if payload:
             self.data_segs_out += count

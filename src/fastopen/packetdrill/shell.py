@@ -99,23 +99,15 @@ def _ecn(host: Host, value: str) -> None:
     host.settings.ecn = mode
 
 
-def _early_retrans(host: Host, value: str) -> None:
-    """``tcp_early_retrans``: 0 to 4 (Linux proc_dou8vec_minmax refuses the rest)."""
-    mode = int(value, 0)
-    if not 0 <= mode <= 4:
-        raise ValueError(value)
-    host.settings.early_retrans = mode
-
-
-def _pacing_ratio(attr: str) -> Callable[[Host, str], None]:
-    """``tcp_pacing_ss_ratio``, ``tcp_pacing_ca_ratio``: percent, 0 to 1000 (Linux: EINVAL
-    past them)."""
+def _ranged(attr: str, low: int, high: int) -> Callable[[Host, str], None]:
+    """An int sysctl that Linux takes only from ``low`` to ``high`` (its extra1 and extra2:
+    EINVAL past them)."""
 
     def apply(host: Host, value: str) -> None:
-        ratio = int(value, 0)
-        if not 0 <= ratio <= 1000:
+        number = int(value, 0)
+        if not low <= number <= high:
             raise ValueError(value)
-        setattr(host.settings, attr, ratio)
+        setattr(host.settings, attr, number)
 
     return apply
 
@@ -139,9 +131,9 @@ SYSCTLS: dict[str, Callable[[Host, str], None]] = {
     "net.ipv4.tcp_slow_start_after_idle": _flag("slow_start_after_idle"),
     "net.ipv4.tcp_tso_win_divisor": _int("tso_win_divisor"),
     "net.ipv4.tcp_notsent_lowat": _int("notsent_lowat"),
-    "net.ipv4.tcp_early_retrans": _early_retrans,
-    "net.ipv4.tcp_pacing_ss_ratio": _pacing_ratio("pacing_ss_ratio"),
-    "net.ipv4.tcp_pacing_ca_ratio": _pacing_ratio("pacing_ca_ratio"),
+    "net.ipv4.tcp_early_retrans": _ranged("early_retrans", 0, 4),
+    "net.ipv4.tcp_pacing_ss_ratio": _ranged("pacing_ss_ratio", 0, 1000),
+    "net.ipv4.tcp_pacing_ca_ratio": _ranged("pacing_ca_ratio", 0, 1000),
 }
 
 
