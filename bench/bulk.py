@@ -190,10 +190,13 @@ class Bench:
         finally:
             proc.send_signal(signal.SIGINT)  # KeyboardInterrupt: the addresses go back
             try:
-                proc.communicate(timeout=10)
+                _, err = proc.communicate(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.communicate()
+                _, err = proc.communicate()
+                err += "\n(killed 10 s after SIGINT: the namespace's addresses were not given back)"
+            if proc.returncode != 0 and sys.exc_info()[0] is None:
+                raise SystemExit(f"fastopen serve stopped with {proc.returncode}: {err.strip()}")
 
 
 @contextmanager

@@ -331,3 +331,25 @@ def test_taken_over_address_reaches_the_stack_past_the_kernels_time_wait(
         assert server.sysctl("net.ipv4.tcp_early_demux") == "0"
         assert asyncio.run(scenario(stack)) == b"engine"
     assert server.sysctl("net.ipv4.tcp_early_demux") == early_demux
+
+
+def test_closing_gives_the_addresses_back_when_the_last_flush_fails(
+    netns_pair: tuple[Netns, Netns], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last FINs and RSTs cannot be written (the device failed, say): close still closes
+    the device and gives the taken addresses back, then says what failed; once closed, closing
+    again does nothing."""
+    _, server = netns_pair
+    stack = UserspaceStack.replace_kernel(server)
+    assert SERVER.ipv4 not in server.run(["ip", "addr"]).stdout
+
+    def failing_flush() -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(stack, "_flush", failing_flush)
+    with pytest.raises(OSError, match="Input/output error"):
+        stack.close()
+    assert stack.fd == -1
+    assert f"inet {SERVER.ipv4}/24" in server.run(["ip", "addr"]).stdout  # given back
+    assert "fous0" not in server.run(["ip", "link"]).stdout
+    stack.close()

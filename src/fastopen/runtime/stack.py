@@ -289,18 +289,21 @@ class UserspaceStack:
         addresses taken over from the kernel."""
         if self.fd < 0:
             return
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.remove_reader(self.fd)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._flush()  # the last FINs and RSTs
-        os.close(self.fd)
-        self.fd = -1
-        if self._pcap is not None:
-            self._pcap.close()
-        if self._given_back is not None:
-            self._given_back()
+        try:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(self.fd)
+            if self._timer is not None:
+                self._timer.cancel()
+            self._flush()  # the last FINs and RSTs
+        finally:  # whatever failed above, the device goes and the addresses go back
+            os.close(self.fd)
+            self.fd = -1
+            if self._pcap is not None:
+                self._pcap.close()
+            given_back, self._given_back = self._given_back, None
+            if given_back is not None:
+                given_back()
 
     def __enter__(self) -> UserspaceStack:
         return self
