@@ -29,6 +29,7 @@ from fastopen.engine.cc import (
 from fastopen.engine.host import Segment
 from fastopen.engine.link import Link
 from fastopen.engine.recovery import INIT_CWND, Recovery
+from fastopen.engine.settings import Settings
 from fastopen.kernel.attempts import Attempt
 from fastopen.report import Side
 from fastopen.runtime.stack import report
@@ -181,7 +182,7 @@ def test_no_growth_while_the_application_limits_the_sender(cc: str) -> None:
 def test_cubic_and_reno_hooks_as_linux() -> None:
     """ssthresh on a loss, fast convergence (a loss below the last W_max remembers less),
     undo (the larger of the window and the one before the reduction), the cube root."""
-    cubic = Cubic(Host(["198.18.0.1"]).counters, CubicParams())
+    cubic = Cubic(Host(["198.18.0.1"]).counters, Settings())
     rec = Recovery(cubic, 0.0)
     rec.cwnd = 100
     assert rec._loss_ssthresh() == 70 and rec.prior_cwnd == 100
@@ -225,7 +226,7 @@ def test_cubic_connections_share_its_state_until_one_moves_it() -> None:
     bulk.run(bulk.link.now + 3.0)
     cc = bulk.recovery.cc
     assert type(cc) is Cubic and bulk.recovery.ssthresh < 0x7FFFFFFF  # the loss moved it
-    fresh = Cubic(host.counters, host.settings.cubic)
+    fresh = Cubic(host.counters, host.settings)
     assert {n: getattr(shared[0], n) for n in Cubic.__slots__} == {
         n: getattr(fresh, n) for n in Cubic.__slots__
     }
@@ -332,7 +333,7 @@ def test_the_window_restarts_after_idle(idle_restart: bool) -> None:
 def test_cubic_moves_its_epoch_over_an_idle_time() -> None:
     """Linux cubictcp_cwnd_event(CA_EVENT_TX_START): data sent again after an idle time moves
     the epoch by that time (never past now), so the curve goes on where it stood."""
-    cubic = Cubic(Host(["198.18.0.1"]).counters, CubicParams())
+    cubic = Cubic(Host(["198.18.0.1"]).counters, Settings())
     rec = Recovery(cubic, 0.0)
     rec.cwnd = 100
     rec.ssthresh = rec._loss_ssthresh()
@@ -352,10 +353,13 @@ def test_cubic_moves_its_epoch_over_an_idle_time() -> None:
     assert cubic._epoch_start == 18_500
 
 
-def train(params: CubicParams, rate: float = 0.0, cwnd: int = 20) -> tuple[int, Counter[str]]:
-    """ACKs 100 us apart on a 100 us path: after how many slow start ended (0: not in 19)."""
+def train(
+    params: CubicParams, rate: float = 0.0, cwnd: int = 20, *, paced: bool = False
+) -> tuple[int, Counter[str]]:
+    """ACKs 100 us apart on a 100 us path: after how many slow start ended (0: not in 19);
+    ``paced``: the egress paces (fq, ``Settings.pacing``)."""
     counters: Counter[str] = Counter()
-    cubic = Cubic(counters, params)
+    cubic = Cubic(counters, Settings(cubic=params, pacing=paced))
     rec = Recovery(cubic, 0.0)
     rec.cwnd = cwnd
     now, una = 1.0, 1000
@@ -366,13 +370,16 @@ def train(params: CubicParams, rate: float = 0.0, cwnd: int = 20) -> tuple[int, 
     return 0, counters
 
 
-@pytest.mark.parametrize(("rate", "acks"), [(0.0, 2), (10e6, 7)])
-def test_hystart_ack_train(rate: float, acks: int) -> None:
-    """HyStart's ACK train: ACKs at most 2 ms apart for longer than half the minimum RTT end
-    slow start; the span also gets half of hystart_ack_delay (two GSO packets at the pacing
-    rate, at most 1 ms), so a 100 us path paced at 10 MB/s needs (100 + 1000) / 2 = 550 us of
-    train, one with no pacing rate yet 50 us."""
-    n, counters = train(CubicParams(), rate)
+@pytest.mark.parametrize(
+    ("rate", "paced", "acks"), [(0.0, False, 2), (10e6, False, 7), (0.0, True, 3), (10e6, True, 13)]
+)
+def test_hystart_ack_train(rate: float, paced: bool, acks: int) -> None:
+    """HyStart's ACK train: ACKs at most 2 ms apart for longer than the minimum RTT end slow
+    start; the span also gets hystart_ack_delay (two GSO packets at the pacing rate, at most
+    1 ms). Half of that when nothing paces (Linux SK_PACING_NONE: no fq), so a 100 us path
+    at a pacing rate of 10 MB/s needs (100 + 1000) / 2 = 550 us of train unpaced, 1,100 us
+    behind fq; with no pacing rate yet 50 us and 100 us."""
+    n, counters = train(CubicParams(), rate, paced=paced)
     assert n == acks and counters["TCPHystartTrainDetect"] == 1
     assert counters["TCPHystartTrainCwnd"] == 20
 

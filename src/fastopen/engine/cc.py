@@ -38,11 +38,14 @@ import enum
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fastopen.engine.rate import DeliveryRate
 from fastopen.engine.segmentation import GSO_MAX_SIZE, SentPieces
 from fastopen.engine.seq import seq_lt
+
+if TYPE_CHECKING:
+    from fastopen.engine.settings import Settings
 
 #: The algorithms the engine has, by Linux name (the default first, as Linux lists them).
 NAMES = ("cubic", "reno", "bbr")
@@ -269,17 +272,19 @@ class Cubic:
         "_last_max_cwnd",
         "_last_time",
         "_origin",
-        "_params",
         "_round_start",
         "_sample_cnt",
+        "_settings",
         "_tcp_cwnd",
         "cnt",
     )
     init = cong_control = pacing_rate = min_tso_segs = sndbuf_expand = None
 
-    def __init__(self, counters: Counter[str], params: CubicParams) -> None:
+    def __init__(self, counters: Counter[str], settings: Settings) -> None:
         self._counters = counters
-        self._params = params
+        #: the host's: the module parameters (``settings.cubic``) and whether the egress paces
+        #: (``settings.pacing``, Linux sk_pacing_status), read at every use
+        self._settings = settings
         self._reset()
         self._hystart_reset(None, 0)
 
@@ -399,21 +404,23 @@ class Cubic:
         delay = max(rtt_us, 1)
         if self._delay_min == 0 or self._delay_min > delay:
             self._delay_min = delay
-        if not self._found and w.cwnd < w.ssthresh and self._params.hystart:  # in slow start
+        if not self._found and w.cwnd < w.ssthresh and self._settings.cubic.hystart:  # in SS
             self._hystart_update(w, delay, una, snd_nxt, rate, int(now * 1_000_000))
 
     def _hystart_update(
         self, w: Window, delay: int, una: int, snd_nxt: int, rate: float, now_us: int
     ) -> None:
         """Linux hystart_update: slow start ends (ssthresh = cwnd) when the ACKs of a round
-        keep coming closely spaced for half the minimum RTT (the pipe is full; plus half the
-        time two GSO packets take at the pacing rate, at most 1 ms: hystart_ack_delay), or when the
-        smallest of the first 8 RTTs of a round exceeds the minimum by an eighth of it
-        (4 to 16 ms: a queue builds)."""
+        keep coming closely spaced for the minimum RTT (the pipe is full; plus the time two GSO
+        packets take at the pacing rate, at most 1 ms: hystart_ack_delay), half of that when
+        nothing paces the connection (SK_PACING_NONE: its ACKs come in trains of TSO bursts),
+        or when the smallest of the first 8 RTTs of a round exceeds the minimum by an eighth of
+        it (4 to 16 ms: a queue builds)."""
         end = self._end_seq
         if end is None or seq_lt(end, una):
             self._hystart_reset(snd_nxt, now_us)
-        params = self._params
+        settings = self._settings
+        params = settings.cubic
         if w.cwnd < params.hystart_low_window:
             return
         counters = self._counters
@@ -421,7 +428,10 @@ class Cubic:
         if detect & HYSTART_ACK_TRAIN and now_us - self._last_ack <= params.hystart_ack_delta_us:
             self._last_ack = now_us
             ack_delay = min(1000, int(GSO_MAX_SIZE * 4 * 1_000_000 / rate)) if rate else 0
-            if now_us - self._round_start > (self._delay_min + ack_delay) >> 1:  # not paced
+            threshold = self._delay_min + ack_delay
+            if not settings.pacing:  # cubic has no pacing rate of its own: fq's, or none
+                threshold >>= 1
+            if now_us - self._round_start > threshold:
                 self._found = True
                 counters["TCPHystartTrainDetect"] += 1
                 counters["TCPHystartTrainCwnd"] += w.cwnd
@@ -451,7 +461,7 @@ class CubicAtRest(Cubic):
     __slots__ = ()
 
     def _own(self, w: Window) -> Cubic:
-        cc = Cubic(self._counters, self._params)
+        cc = Cubic(self._counters, self._settings)
         w.cc = cc
         return cc
 

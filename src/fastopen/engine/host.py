@@ -115,7 +115,7 @@ class Host:
         self.cookie_cache = CookieCache(self.settings.negative_cache_time)
         self.counters: Counter[str] = Counter({name: 0 for name in TFO_COUNTERS})
         self.blackhole = Blackhole(self.settings, self.counters)
-        self._cubic = CubicAtRest(self.counters, self.settings.cubic)
+        self._cubic = CubicAtRest(self.counters, self.settings)
         self.connections: dict[ConnKey, Connection] = {}
         #: Path MTUs learnt from ICMP, by destination: (MTU, when it expires).
         self.pmtu: dict[IPAddress, tuple[int, float]] = {}
