@@ -25,6 +25,12 @@ exit path) with addresses inside 198.18.0.0/15 or fd00::/8 (packetdrill's own de
 ours to configure), several at once (``--jobs``); ``--save-baseline FILE`` writes the names Linux
 passed, one a line, and ``--baseline FILE`` reads such a file instead of running Linux. With a
 baseline the report ends with Linux's count and the scripts Linux passes that the engine fails.
+
+A namespace may only select the congestion controls of the host's
+``net.ipv4.tcp_allowed_congestion_control`` (Linux: the others are restricted to the initial
+namespace; on these machines the list is ``reno bbr``), so the scripts that ask for CUBIC fail on
+Linux. ``--allow-cubic`` adds ``cubic`` to that list (a global setting, not one of TFO's) for the
+Linux runs and puts the list back as it was on every exit path, signals included.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -41,6 +48,7 @@ from pathlib import Path
 
 from fastopen.cookies import KeyRing
 from fastopen.errors import FastOpenError
+from fastopen.lab.emulator import exit_on_signal
 from fastopen.lab.netns import Netns
 from fastopen.packetdrill import Config, run_file
 
@@ -67,6 +75,26 @@ LINUX_V6 = ("--local_ip=fd00::1", "--gateway_ip=fd00::2", "--remote_ip=fd00:1::1
 DEFAULTS_KEY = "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4"
 #: How long one script may take on Linux (they run in real time; the longest take ~1 min).
 LINUX_TIMEOUT = 300.0
+
+
+ALLOWED_CC = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+
+
+@contextlib.contextmanager
+def cubic_allowed() -> Iterator[None]:
+    """``cubic`` in the host's tcp_allowed_congestion_control for the block (see the module's
+    documentation), the list as it was after: SIGTERM too ends the block."""
+    before = ALLOWED_CC.read_text().strip()
+    if "cubic" in before.split():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, exit_on_signal)
+    try:
+        ALLOWED_CC.write_text(f"{before} cubic\n")
+        yield
+    finally:
+        ALLOWED_CC.write_text(f"{before}\n")
+        signal.signal(signal.SIGTERM, previous)
 
 
 def scripts_of(tcp: Path, suites: Sequence[str]) -> tuple[Path, list[Path]]:
@@ -149,6 +177,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=4, help="Linux runs at once (default 4)")
     parser.add_argument("--baseline", type=Path, help="a file of the scripts Linux passes")
     parser.add_argument("--save-baseline", type=Path, help="write the scripts Linux passed")
+    parser.add_argument(
+        "--allow-cubic", action="store_true",
+        help="let the Linux runs select CUBIC (tcp_allowed_congestion_control, put back after)",
+    )  # fmt: skip
     args = parser.parse_args()
     tcp = (args.checkout / TCP).resolve()
     base, scripts = scripts_of(tcp, args.suite)
@@ -158,8 +190,13 @@ def main() -> int:
     names = [str(script.relative_to(base)) for script in scripts]
     linux: dict[str, str | None] | None = None
     if args.linux is not None:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            outcomes = list(pool.map(lambda s: run_linux(args.linux, s), scripts))
+        allowed = cubic_allowed() if args.allow_cubic else contextlib.nullcontext()
+        with allowed:
+            pool = ThreadPoolExecutor(max_workers=args.jobs)
+            try:
+                outcomes = list(pool.map(lambda s: run_linux(args.linux, s), scripts))
+            finally:  # interrupted: the scripts not started yet are not run
+                pool.shutdown(cancel_futures=True)
         linux = dict(zip(names, outcomes, strict=True))
         if args.save_baseline is not None:
             passed_names = [name for name, problem in linux.items() if problem is None]

@@ -513,7 +513,10 @@ class TcpSegment:
     ``ecn`` is not TCP's: it is the ECN field of the IP header that carries the segment (one of
     ``ECN_*``), as Linux keeps a received one in ``TCP_SKB_CB(skb)->ip_dsfield`` and gives a
     sent one to IP in the socket's TOS (INET_ECN_xmit); :func:`ip_packet` writes it, the
-    parsers of IP packets fill it in.
+    parsers of IP packets fill it in. ``tos`` and ``df`` are what IP is told for a segment to
+    send, from its socket: the DSCP bits of the TOS byte or traffic class (``IP_TOS`` less its
+    ECN bits, which are ``ecn``'s) and, for IPv4, Don't Fragment (``IP_MTU_DISCOVER``); a
+    parsed segment has their defaults.
     """
 
     src_port: int
@@ -527,6 +530,8 @@ class TcpSegment:
     urgent: int = 0
     reserved: int = 0
     ecn: int = 0
+    tos: int = 0
+    df: bool = True
 
     def __post_init__(self) -> None:
         if (
@@ -535,7 +540,10 @@ class TcpSegment:
             or self.flags >> 8
             or self.reserved >> 4
             or self.ecn >> 2
+            or self.tos & ~0xFC
         ):
+            if self.tos & 3:
+                raise ValueError(f"TOS 0x{self.tos:02x} has ECN bits: they are the segment's ecn")
             _check_ranges(
                 ("source port", self.src_port, 16),
                 ("destination port", self.dst_port, 16),
@@ -546,6 +554,7 @@ class TcpSegment:
                 ("urgent pointer", self.urgent, 16),
                 ("reserved bits", self.reserved, 4),
                 ("ECN field", self.ecn, 2),
+                ("TOS", self.tos, 8),
             )
 
     @classmethod
@@ -678,6 +687,8 @@ def _parse_segment(
         urgent,
         offset & 0x0F,
         ecn & 3,
+        0,
+        True,
     )
 
 
@@ -717,6 +728,8 @@ def split_segment(segment: TcpSegment, size: int) -> list[TcpSegment]:
                 segment.urgent,
                 segment.reserved,
                 segment.ecn,
+                segment.tos,
+                segment.df,
             )
         )
     return pieces
@@ -1072,7 +1085,8 @@ def ip_packet(
     *,
     partial_checksum: bool = False,
 ) -> bytes:
-    """A whole IP packet (v4 with DF, or v6 by the addresses' family) around ``segment``.
+    """A whole IP packet (v4, or v6 by the addresses' family) around ``segment``, with its
+    ``tos`` and ``ecn`` in the TOS byte (traffic class) and, for v4, DF as its ``df`` says.
 
     ``partial_checksum``: the TCP checksum field holds the folded sum of the pseudo-header only
     (not complemented), for a device that sums the rest (virtio's ``NEEDS_CSUM``, at offset 16 of
@@ -1094,13 +1108,14 @@ def ip_packet(
         if total > 0xFFFF:
             raise ValueError("IPv4 packet longer than 65535 bytes")
         s, d = int(src), int(dst)
-        tos = segment.ecn
-        head = (0x45 << 8 | tos) + total + _DF + (ttl << 8 | PROTO_TCP) + s + d
-        ip = _IPV4_HEADER.pack(0x45, tos, total, 0, _DF, ttl, PROTO_TCP, _checksum(head), s, d)
+        tos = segment.tos | segment.ecn
+        frag = _DF if segment.df else 0
+        head = (0x45 << 8 | tos) + total + frag + (ttl << 8 | PROTO_TCP) + s + d
+        ip = _IPV4_HEADER.pack(0x45, tos, total, 0, frag, ttl, PROTO_TCP, _checksum(head), s, d)
     else:
         if length > 0xFFFF:
             raise ValueError(f"IPv6 payload of {length} bytes (jumbograms are not supported)")
-        first = 6 << 28 | segment.ecn << 20
+        first = 6 << 28 | (segment.tos | segment.ecn) << 20
         ip = _IPV6_HEADER.pack(first, length, PROTO_TCP, ttl, src.packed, dst.packed)
     return b"".join((ip, tcp, options, segment.payload))
 

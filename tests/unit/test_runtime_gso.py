@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from fastopen.runtime import UserspaceStack
 from fastopen.runtime.tun import VNET_HDR
 from fastopen.wire import (
+    ECN_ECT_0,
     Flags,
     Nop,
     TcpSegment,
@@ -53,6 +55,22 @@ def test_a_run_is_joined_and_cut_back_exactly(stack: UserspaceStack) -> None:
     joined = packets[0][2]
     assert joined.flags == ACK | PSH | FIN and joined.seq == 1
     assert split_segment(joined, MSS) == run
+
+
+def test_a_run_keeps_one_ip_header(stack: UserspaceStack) -> None:
+    """The IP header of a GSO packet is every segment's (tcp_gso_segment copies it): a run
+    ends where the ECN field (new data ECT(0), a retransmission Not-ECT), the TOS or DF
+    changes, and the joined segment keeps those of the run."""
+    marked = [replace(data(1 + i * MSS, MSS), ecn=ECN_ECT_0, tos=0x28, df=False) for i in range(3)]
+    plain = data(1 + 3 * MSS, MSS)
+    retransmit = replace(data(1 + 4 * MSS, MSS), tos=0x28, df=False)
+    packets = stack._coalesced([(A, B, seg) for seg in [*marked, plain, retransmit]])
+    assert [(len(seg.payload), seg.ecn, seg.tos, seg.df) for _, _, seg, _ in packets] == [
+        (3 * MSS, ECN_ECT_0, 0x28, False),
+        (MSS, 0, 0, True),
+        (MSS, 0, 0x28, False),
+    ]
+    assert split_segment(packets[0][2], MSS) == marked
 
 
 def test_runs_end_at_a_short_segment_a_gap_and_64_kb(stack: UserspaceStack) -> None:

@@ -668,7 +668,18 @@ class Host:
             cookie_ts = timestamp(int(now * 1000), wscale, neg.sack_ok, False)
             tsval = (cookie_ts + self.choose_tsoffset(local, remote)) & MASK
         rcv_wnd = initial_window(listener.rcvbuf, adv_mss - (TS_OPTION_LEN if neg.ts_ok else 0))
-        synack = synack_segment(lport, rport, isn, seq, neg, adv_mss, rcv_wscale, rcv_wnd, tsval)
+        synack = synack_segment(
+            lport,
+            rport,
+            isn,
+            seq,
+            neg,
+            adv_mss,
+            rcv_wscale,
+            rcv_wnd,
+            tsval,
+            ip_header=listener.options.ip_header(local.version),
+        )
         self.output(local, remote, synack)
         listener.listen_queue.last_overflow = now
         self.counters["SyncookiesSent"] += 1

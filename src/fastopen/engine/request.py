@@ -105,6 +105,7 @@ class RequestSock:
             self.rcv_wnd_init,
             tsval,
             fastopen,
+            self.listener.options.ip_header(local.version),
         )
         keys = self.listener.options.md5_keys
         key = md5.lookup(keys, remote) if keys else None
@@ -185,10 +186,13 @@ def synack_segment(
     rcv_wnd_init: int,
     tsval: int | None,
     fastopen: FastOpen | None = None,
+    ip_header: tuple[int, bool] = (0, True),
 ) -> TcpSegment:
     """The SYN-ACK answering a SYN with ``irs`` (Linux tcp_make_synack): ``tsval`` is its TS
     value, the connection's offset included (used when ``neg.ts_ok``), ``fastopen`` the cookie
-    option the SYN asked for."""
+    option the SYN asked for, ``ip_header`` its ``tos`` and ``df`` (the listener's,
+    :meth:`~fastopen.engine.socket.SocketOptions.ip_header`, as ip_build_and_send_pkt
+    takes them)."""
     options = linux_synack_options(
         adv_mss,
         sack=neg.sack_ok,
@@ -204,4 +208,6 @@ def synack_segment(
         _SYNACK_ECE if neg.ecn_ok else _SYNACK,
         rcv_wnd_init,  # already at most 65535 (initial_window)
         options,
+        tos=ip_header[0],
+        df=ip_header[1],
     )

@@ -109,6 +109,10 @@ SockAddr = tuple[str, int]
 _RECVERR = frozenset(((_socket.IPPROTO_IP, 11), (_socket.IPPROTO_IPV6, 25)))
 #: (level, name) of IP_FREEBIND and IPV6_FREEBIND.
 IP_FREEBIND = 15
+#: IP_TOS and IP_MTU_DISCOVER (level SOL_IP), and the modes of the latter (linux/in.h).
+IP_TOS, IP_MTU_DISCOVER = 1, 10
+IP_PMTUDISC_DONT, IP_PMTUDISC_WANT, IP_PMTUDISC_DO = 0, 1, 2
+IP_PMTUDISC_PROBE, IP_PMTUDISC_INTERFACE, IP_PMTUDISC_OMIT = 3, 4, 5
 _FREEBIND = frozenset(((_socket.IPPROTO_IP, IP_FREEBIND), (_socket.IPPROTO_IPV6, 78)))
 _KEEPALIVE_LIMITS = {
     TCP_KEEPIDLE: MAX_KEEPIDLE,
@@ -162,6 +166,31 @@ class SocketOptions:
     oobinline: bool = False
     #: IP_FREEBIND / IPV6_FREEBIND: bind() takes an address the host does not have.
     freebind: bool = False
+    #: IP_TOS: the DSCP bits of the IPv4 TOS byte (Linux inet->tos; its ECN bits are TCP's).
+    tos: int = 0
+    #: IP_MTU_DISCOVER (Linux inet->pmtudisc; WANT, as ip_no_pmtu_disc=0 gives new sockets).
+    pmtudisc: int = IP_PMTUDISC_WANT
+
+    @property
+    def dont_fragment(self) -> bool:
+        """Linux ip_dont_fragment: IPv4 packets go with DF for IP_PMTUDISC_DO, and for WANT
+        (the route's MTU is never locked here)."""
+        return self.pmtudisc in (IP_PMTUDISC_WANT, IP_PMTUDISC_DO)
+
+    def ip_header(self, version: int) -> tuple[int, bool]:
+        """The ``tos`` and ``df`` of a segment this socket sends over IP ``version``
+        (:class:`~fastopen.wire.TcpSegment`; IP_TOS is IPv4's)."""
+        return (self.tos if version == 4 else 0), self.dont_fragment
+
+    @property
+    def accepts_pmtu(self) -> bool:
+        """A path MTU learnt from ICMP lowers this socket's MSS (Linux tcp_v4_mtu_reduced:
+        not for IP_PMTUDISC_DONT, nor where ip_sk_accept_pmtu is false, INTERFACE and OMIT)."""
+        return self.pmtudisc not in (
+            IP_PMTUDISC_DONT,
+            IP_PMTUDISC_INTERFACE,
+            IP_PMTUDISC_OMIT,
+        )
 
 
 DEFAULT_OPTIONS = SocketOptions()
@@ -327,6 +356,16 @@ class EngineSocket:
             return
         if (level, name) in _FREEBIND and isinstance(value, int):
             self.options = replace(self.options, freebind=bool(value))
+            return
+        if level == _socket.IPPROTO_IP and name in (IP_TOS, IP_MTU_DISCOVER):
+            if not isinstance(value, int):
+                raise _fail(errno.EINVAL)
+            if name == IP_TOS:  # Linux __ip_sock_set_tos: a stream keeps TCP's ECN bits
+                self.options = replace(self.options, tos=value & 0xFC)
+            elif not IP_PMTUDISC_DONT <= value <= IP_PMTUDISC_OMIT:
+                raise _fail(errno.EINVAL)
+            else:
+                self.options = replace(self.options, pmtudisc=value)
             return
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
@@ -507,6 +546,10 @@ class EngineSocket:
         options = self.options
         if (level, name) in _RECVERR:
             return int(options.recverr)
+        if level == _socket.IPPROTO_IP and name == IP_TOS:
+            return options.tos  # Linux adds the ECN bits of the last segment sent
+        if level == _socket.IPPROTO_IP and name == IP_MTU_DISCOVER:
+            return options.pmtudisc
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
                 return int(self.reuseaddr)

@@ -660,6 +660,7 @@ class Connection:
                     flags |= CWR
             if self._ecn_flags & ECN_DEMAND_CWR:
                 flags |= ECE
+        tos, df = self.sock.options.ip_header(self.local.version)
         seg = TcpSegment(
             self.lport,
             self.rport,
@@ -670,7 +671,10 @@ class Connection:
             options,
             payload,
             urgent,
-            ecn=ecn,
+            0,
+            ecn,
+            tos,
+            df,
         )
         if self.sock.options.md5_keys:
             key = self._md5_key()
@@ -1504,7 +1508,10 @@ class Connection:
         self._pace_at = None
         self._leave_queues(now, reset=False)
         self.ctx.forget(self.key, self)
-        rst = TcpSegment(self.lport, self.rport, self.snd_max, self.rcv_nxt, _FLAGS[RST | ACK], 0)
+        tos, df = self.sock.options.ip_header(self.local.version)
+        rst = TcpSegment(
+            self.lport, self.rport, self.snd_max, self.rcv_nxt, _FLAGS[RST | ACK], 0, tos=tos, df=df
+        )
         self.ctx.output(self.local, self.remote, rst)
         self.ctx.counters["TcpOutRsts"] += 1
         if self.error is None:
@@ -1719,7 +1726,9 @@ class Connection:
     def _mtu_reduced(self, err: IcmpError, now: float) -> None:
         """Linux tcp_v4_mtu_reduced / tcp_v6_mtu_reduced: a path MTU below the one in use
         lowers the MSS and resends what no longer fits, at once (tcp_simple_retransmit; a SYN
-        with data goes again as a bare SYN, as after a timeout)."""
+        with data goes again as a bare SYN, as after a timeout). An IPv4 socket whose
+        IP_MTU_DISCOVER refuses it (DONT, INTERFACE, OMIT) leaves the learning to the route
+        and keeps its MSS; one that sends without DF (DONT, PROBE) gets no soft error."""
         floor = MIN_PMTU[err.version]
         if err.mtu < floor:
             if err.version == 6:
@@ -1731,7 +1740,11 @@ class Connection:
         if mss >= self._adv_mss:
             return
         self.ctx.update_pmtu(self.remote, mtu, now)
-        self.soft_error = errno.EMSGSIZE
+        options = self.sock.options
+        if err.version == 6 or options.dont_fragment:
+            self.soft_error = errno.EMSGSIZE
+        if err.version == 4 and not options.accepts_pmtu:
+            return
         self.clamp_mss(mss)
         if self.state is S.SYN_SENT:
             self.total_retrans += 1

@@ -247,7 +247,7 @@ class Lab:
         if threading.current_thread() is not threading.main_thread():
             return
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm)
+            self._old_sigterm = signal.signal(signal.SIGTERM, exit_on_signal)
 
     def close(self) -> None:
         """Stop the forwarder (its TUN devices go with it) and delete both namespaces."""
@@ -351,7 +351,9 @@ class LabError(FastOpenError):
     """The lab could not be built, or broke while in use (its forwarder died)."""
 
 
-def _sigterm(signum: int, frame: FrameType | None) -> None:
+def exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """A signal handler that ends the process as an exception does (SystemExit, code 128 +
+    the signal), so that every ``finally`` and ``with`` block runs its cleanup."""
     raise SystemExit(128 + signum)
 
 

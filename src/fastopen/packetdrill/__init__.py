@@ -28,6 +28,7 @@ TCP_QUICKACK, MSG_NOSIGNAL, ``sendto`` to AF_UNSPEC, ``nstat | grep COUNTER``, `
 MSG_ERRQUEUE)`` and its cmsg checked, the IP ECN field (``[ect0]``, ``[ect1]``, ``[ce]``,
 ``[noecn]``, outbound ``[ect01]``), ``urg N`` (the urgent pointer, always checked as
 packetdrill checks it), ``md5 HEX`` options, MSG_OOB, SO_OOBINLINE, SIOCATMARK, IP_FREEBIND,
+IP_TOS, IP_MTU_DISCOVER with its ``IP_PMTUDISC_*`` modes,
 ``pipe`` and ``splice`` from a socket (engine), ``grep PATTERN /proc/net/tcp[6] | grep
 PATTERN``, SO_TIMESTAMPING with its SCM_TIMESTAMPING and IP_RECVERR cmsgs (engine). The
 engine runs as on packetdrill's tun device, which takes TSO packets.

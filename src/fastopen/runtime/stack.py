@@ -538,8 +538,9 @@ class UserspaceStack:
         """``out`` as packets for a device with TSO: ``(src, dst, segment, gso_size)``.
 
         Each run of segments that the device would cut back into exactly those (as Linux's
-        ``tcp_gso_segment``: the same flow, contiguous, the same ACK, window and options, all of
-        the same size but the last, PSH and FIN on the last only) is joined into one segment
+        ``tcp_gso_segment``: the same flow, contiguous, the same ACK, window and options, the
+        same IP header fields (ECN, TOS, DF), all of the same size but the last, PSH and FIN on
+        the last only) is joined into one segment
         of up to 64 KB, to be cut into ``gso_size`` bytes; ``gso_size`` 0: one packet as it is
         (:meth:`_flush` cuts one larger than the MTU, the engine's own TSO, at the MSS).
         """
@@ -567,6 +568,9 @@ class UserspaceStack:
                         and seg.ack == first.ack
                         and seg.window == first.window
                         and seg.options == first.options
+                        and seg.ecn == first.ecn  # new data and retransmissions differ
+                        and seg.tos == first.tos
+                        and seg.df == first.df
                     ):
                         break
                     total += length
@@ -585,6 +589,9 @@ class UserspaceStack:
                     b"".join(seg.payload for _, _, seg in out[i:j]),
                     0,
                     first.reserved,
+                    first.ecn,
+                    first.tos,
+                    first.df,
                 )
                 packets.append((src, dst, joined, size))
             else:
