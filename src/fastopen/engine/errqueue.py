@@ -3,8 +3,9 @@ MSG_ZEROCOPY completions and SO_TIMESTAMPING's transmit timestamps, oldest first
 
 Zerocopy (msg_zerocopy_realloc, __msg_zerocopy_callback): every send that queued data takes
 the next id; once the peer has acknowledged all of it, its id extends the newest notification
-when that is a zerocopy one whose ids it follows, else it queues a new one. The engine always
-copies (ee_code SO_EE_CODE_ZEROCOPY_COPIED, as on a device without scatter-gather).
+when that is a zerocopy one whose ids it follows, else it queues a new one. The skbs hold the
+pinned pages (:class:`~fastopen.engine.segmentation.Frags`), but the engine's packets leave as
+copies, as a TUN device copies them (skb_orphan_frags_rx: ee_code SO_EE_CODE_ZEROCOPY_COPIED).
 
 Timestamps (tcp_tx_timestamp, __skb_tstamp_tx, tcp_ack_tstamp): a send on a socket with
 SO_TIMESTAMPING's record flags marks the last byte it queued; the segment carrying it reports

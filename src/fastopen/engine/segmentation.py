@@ -14,11 +14,17 @@ The queue is also the SACK scoreboard (RFC 6675 as Linux keeps it in ``tcp_skb_c
 piece is SACKed, lost and/or retransmitted, with its last transmission time for RACK (RFC 8985,
 ``tcp_rack_detect_loss``); ``packets_out``, ``sacked_out``, ``lost_out`` and ``retrans_out`` are
 kept as Linux keeps them, in segments (``tcp_skb_pcount``).
+
+Before that, a send cuts the queued data in skbs (``tcp_sendmsg_locked``): at the size goal, and
+with MSG_ZEROCOPY where the last skb runs out of page fragments (:class:`Frags`: each page of
+each buffer of the send is one, at most ``MAX_SKB_FRAGS``; :class:`Iov`).
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
+from itertools import accumulate
 
 from fastopen.engine.rate import RETRANS_FLAGS, DeliveryRate
 from fastopen.engine.seq import MASK, seq_le, seq_lt
@@ -74,6 +80,99 @@ def cwnd_quota(cwnd: int, in_flight: int) -> int:
 def segments(length: int, mss: int) -> int:
     """Linux tcp_skb_pcount: the segments ``length`` bytes take at ``mss``."""
     return -(-length // mss) if length > 0 else 0
+
+
+#: Linux MAX_SKB_FRAGS (CONFIG_MAX_SKB_FRAGS; also net.core.max_skb_frags's default, the bound
+#: of a copy into an skb) and the size of a page of the buffers MSG_ZEROCOPY pins.
+MAX_SKB_FRAGS = 17
+PAGE_SIZE = 4096
+
+
+class Iov:
+    """The buffers of one sendmsg (msg_iov) as MSG_ZEROCOPY pins them in skbs: each of their
+    pages is a fragment of its own (Linux zerocopy_fill_skb_from_iter takes a buffer's pages,
+    and merges a page into the last fragment only where it continues it in memory, which
+    separately allocated buffers, as packetdrill's, do not), each buffer taken as starting a
+    page."""
+
+    __slots__ = ("ends", "i")
+
+    def __init__(self, lengths: Iterable[int]) -> None:
+        self.ends = list(accumulate(lengths))  # where each buffer ends in the send's data
+        self.i = 0  # the buffer the send is in
+
+    def fragment(self, pos: int, size: int) -> int:
+        """Of the ``size`` bytes at offset ``pos`` of the send's data (the send goes forward),
+        how many one fragment holds: up to the end of their page or of their buffer."""
+        ends = self.ends
+        i = self.i
+        while ends[i] <= pos:
+            i += 1
+        self.i = i
+        offset = pos - (ends[i - 1] if i else 0)
+        return min(PAGE_SIZE - offset % PAGE_SIZE, ends[i] - pos, size)
+
+
+class Frags:
+    """The page fragments of the write queue's last skb once it holds zerocopy pages (Linux
+    skb_shinfo(skb)->frags of an skb_zcopy skb): where each ends, oldest first, and whether the
+    last holds copied bytes (the socket's page frag, which the next copy extends:
+    skb_can_coalesce). Only the fragments not sent yet count: a transmission of part of the skb
+    took the others with it (tso_fragment)."""
+
+    __slots__ = ("copied", "ends")
+
+    def __init__(self, ends: list[int]) -> None:
+        self.ends = ends
+        self.copied = bool(ends)  # the skb's bytes so far were copied: one fragment
+
+    def _unsent(self, nxt: int) -> list[int]:
+        ends = self.ends
+        while ends and seq_le(ends[0], nxt):
+            ends.pop(0)
+        return ends
+
+    def copy(self, nxt: int, end: int) -> bool:
+        """A copy of the bytes up to ``end`` (tcp_sendmsg_locked without zerocopy): they extend
+        the last fragment when it holds copied bytes, else take a new one below
+        ``MAX_SKB_FRAGS``; False when there is none (tcp_mark_push, a new skb)."""
+        ends = self._unsent(nxt)
+        if self.copied:
+            ends[-1] = end
+            return True
+        if len(ends) >= MAX_SKB_FRAGS:
+            return False
+        ends.append(end)
+        self.copied = True
+        return True
+
+    def pin(self, iov: Iov, pos: int, seq: int, size: int, nxt: int) -> int:
+        """Linux skb_zerocopy_iter_stream: up to ``size`` bytes of the send's data from offset
+        ``pos`` (queued from ``seq``) pinned, a fragment per page, while the skb has fewer than
+        ``MAX_SKB_FRAGS``; the bytes taken (0: -EMSGSIZE, tcp_mark_push and a new skb)."""
+        ends = self._unsent(nxt)
+        taken = 0
+        while taken < size and len(ends) < MAX_SKB_FRAGS:
+            taken += iov.fragment(pos + taken, size - taken)
+            ends.append((seq + taken) & MASK)
+        if taken:
+            self.copied = False
+        return taken
+
+
+class Skbs:
+    """What the write queue's skbs are beyond their bytes, made when first needed: the ends no
+    segment of new data crosses, oldest first (``cuts``): a record's end (MSG_EOR, Linux
+    TCP_SKB_CB(skb)->eor: tcp_skb_can_collapse_to), where no send adds to the skb either, and
+    the edges of an skb with zerocopy pages (skb_shift moves no fragment to or from one:
+    tcp_grow_skb never joins it to its neighbour); and the last skb's :class:`Frags` once it
+    holds zerocopy pages (``frags``, else None)."""
+
+    __slots__ = ("cuts", "frags")
+
+    def __init__(self) -> None:
+        self.cuts: list[int] = []
+        self.frags: Frags | None = None
 
 
 #: Linux tcp_reordering (the initial degree) and tcp_max_reordering.

@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import socket as _socket
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NoReturn
 
@@ -46,6 +47,7 @@ from fastopen.engine.md5 import (
     parse_md5sig,
     set_key,
 )
+from fastopen.engine.segmentation import Iov
 from fastopen.engine.seq import MASK
 from fastopen.engine.states import TcpState
 from fastopen.engine.tcb import NAGLE_CORK, NAGLE_OFF, NAGLE_PUSH, Connection
@@ -785,15 +787,27 @@ class EngineSocket:
     # -- data --------------------------------------------------------------------------------------
 
     def sendto(self, data: bytes, flags: int, addr: SockAddr | None, now: float) -> int:
-        """send/sendto/sendmsg with their flags: MSG_FASTOPEN, MSG_MORE (more data follows:
-        this send is corked), MSG_EOR (the data ends a record: no segment joins it to what
-        follows), and MSG_ZEROCOPY on a socket with SO_ZEROCOPY (a notification on the error
-        queue once the data is acknowledged)."""
+        """send/sendto with their flags: MSG_FASTOPEN, MSG_MORE (more data follows: this send
+        is corked), MSG_EOR (the data ends a record: no segment joins it to what follows),
+        and MSG_ZEROCOPY on a socket with SO_ZEROCOPY (a notification on the error queue once
+        the data is acknowledged; its pages are the skbs' fragments, see :meth:`sendmsg`)."""
+        return self.sendmsg((data,), flags, addr, now)
+
+    def sendmsg(
+        self, buffers: Sequence[bytes], flags: int, addr: SockAddr | None, now: float
+    ) -> int:
+        """sendmsg() of the msg_iov ``buffers``: sendto of their bytes, one after the other.
+        With MSG_ZEROCOPY on a socket with SO_ZEROCOPY the buffers are not copied but pinned
+        (Linux skb_zerocopy_iter_stream): each page of each buffer is a fragment of an skb,
+        which holds at most 17 (MAX_SKB_FRAGS); one out of them gets PSH and the data goes on
+        in a new skb, and no segment joins data of an skb with zerocopy pages to another's
+        (18 buffers of one byte go as segments of 17 and 1, copied as one of 18)."""
+        data = buffers[0] if len(buffers) == 1 else b"".join(buffers)
         self._check_open()
         if flags & MSG_FASTOPEN or self.defer_connect:
             sent = self._sendmsg_fastopen(data, addr, now)
         else:
-            sent = self.send(data, now, flags)
+            sent = self.send(data, now, flags, [len(buf) for buf in buffers])
         if flags & MSG_EOR and sent > 0 and self.conn is not None:
             self.conn.mark_eor()
         if flags & MSG_ZEROCOPY and self.options.zerocopy and sent > 0 and self.conn is not None:
@@ -879,10 +893,19 @@ class EngineSocket:
             return sent
         raise _fail(errno.EINPROGRESS)
 
-    def send(self, data: bytes | memoryview, now: float, flags: int = 0) -> int:
+    def send(
+        self,
+        data: bytes | memoryview,
+        now: float,
+        flags: int = 0,
+        iov: Sequence[int] | None = None,
+    ) -> int:
         """send() of ``data``: what the send buffer and TCP_NOTSENT_LOWAT take (EAGAIN: none);
-        of ``flags`` MSG_MORE and MSG_OOB count (Linux tcp_sendmsg_locked). What is taken is copied
-        (a view's bytes may change after the call)."""
+        of ``flags`` MSG_MORE and MSG_OOB count (Linux tcp_sendmsg_locked), and MSG_ZEROCOPY on
+        a socket with SO_ZEROCOPY: the pages of the buffers ``data`` joins, of the lengths
+        ``iov`` (one buffer when None), are the skbs' fragments (as :meth:`sendmsg`, which
+        takes the notification's id; a send that goes on with the rest of one takes none).
+        What is taken is copied (a view's bytes may change after the call)."""
         self._check_open()
         if self.defer_connect:
             return self._sendmsg_fastopen(bytes(data), None, now)
@@ -902,7 +925,13 @@ class EngineSocket:
         ):
             if not data:
                 return 0
-            return conn.send(data, now, more=bool(flags & MSG_MORE), oob=bool(flags & MSG_OOB))
+            pages = None
+            if flags & MSG_ZEROCOPY and self.options.zerocopy:
+                if iov is not None and sum(iov) != len(data):
+                    raise ValueError(f"send: buffers of {sum(iov)} bytes for {len(data)}")
+                pages = Iov((len(data),) if iov is None else iov)
+            more, oob = bool(flags & MSG_MORE), bool(flags & MSG_OOB)
+            return conn.send(data, now, more=more, oob=oob, iov=pages)
         if st is TcpState.SYN_SENT or st is TcpState.SYN_RECEIVED:
             raise _fail(errno.EAGAIN)
         raise _fail(errno.EPIPE)

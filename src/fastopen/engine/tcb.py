@@ -46,7 +46,10 @@ from fastopen.engine.segmentation import (
     F_PSH,
     GSO_MAX_SIZE,
     RETRANS_ACKED,
+    Frags,
+    Iov,
     Piece,
+    Skbs,
     cwnd_quota,
     pacing_rate,
     segments,
@@ -221,7 +224,6 @@ class Connection:
         "ctx",
         "data_segs_in",
         "data_segs_out",
-        "eor_marks",
         "error",
         "fastopen_client_fail",
         "fo_blackhole_check",
@@ -259,6 +261,7 @@ class Connection:
         "shut_rd",
         "shut_wr",
         "skb_start",
+        "skbs",
         "snd_buf",
         "snd_buf_seq",
         "snd_max",
@@ -317,9 +320,8 @@ class Connection:
         self.snd_buf_seq = (self.iss + 1) & MASK
         self._fin_queued = False
         self._fin_seq = 0
-        #: MSG_EOR: where a send marked the end of a record (Linux TCP_SKB_CB(skb)->eor), oldest
-        #: first; no segment carries data from both sides of a mark (made when first used).
-        self.eor_marks: list[int] | None = None
+        #: The skbs' record ends, zerocopy edges and last fragments (made when first used).
+        self.skbs: Skbs | None = None
         #: Linux tp->pushed_seq: the data up to here was pushed (tcp_mark_push: a send without
         #: MSG_MORE, or forced_push), for forced_push.
         self.pushed_seq = self.snd_buf_seq
@@ -767,6 +769,7 @@ class Connection:
         first_nxt = self.snd_nxt
         cwnd_limited = rwnd_limited = False
         send_head = self._unsent()  # Linux tcp_push_pending_frames: tcp_write_xmit runs
+        skbs = self.skbs
         while True:
             nxt = self.snd_nxt
             off = (nxt - self.snd_buf_seq) & MASK
@@ -776,8 +779,8 @@ class Connection:
                     break
                 room = (wnd_edge - nxt) & MASK
                 head = min(unsent, mss)  # Linux tcp_snd_wnd_test: the skb's first MSS fits
-                if self.eor_marks:
-                    head = self._eor_cut(nxt, head)
+                if skbs is not None and skbs.cuts:
+                    head = self._cut(skbs.cuts, nxt, head)
                 if room >= HALF or room < head:
                     rwnd_limited = True
                     break
@@ -787,8 +790,8 @@ class Connection:
                     cwnd_limited = True
                     break
                 goal = min(unsent, mss * self._tso_segs())
-                if self.eor_marks:
-                    goal = self._eor_cut(nxt, goal)
+                if skbs is not None and skbs.cuts:
+                    goal = self._cut(skbs.cuts, nxt, goal)
                 size = min(goal, mss * quota)
                 if size > room:  # Linux tcp_mss_split_point: whole MSS up to the window
                     size = room - room % mss
@@ -1011,16 +1014,27 @@ class Connection:
 
     def mark_eor(self) -> None:
         """MSG_EOR: what the application queued so far ends a record."""
-        end = self.write_seq()
-        if self.eor_marks is None:
-            self.eor_marks = []
-        if not self.eor_marks or self.eor_marks[-1] != end:
-            self.eor_marks.append(end)
+        self._add_cut(self.write_seq())
 
-    def _eor_cut(self, nxt: int, size: int) -> int:
-        """Linux tcp_skb_can_collapse_to: new data from ``nxt`` stops at the next record end."""
-        marks = self.eor_marks
-        assert marks is not None
+    def _skbs(self) -> Skbs:
+        """:attr:`skbs`, made when first needed."""
+        skbs = self.skbs
+        if skbs is None:
+            skbs = self.skbs = Skbs()
+        return skbs
+
+    def _add_cut(self, seq: int) -> None:
+        """No segment of new data crosses ``seq`` (``Skbs.cuts``, in order: ``seq`` is the end
+        of the queue or the start of its last skb)."""
+        cuts = self._skbs().cuts
+        if not cuts or cuts[-1] != seq:
+            cuts.append(seq)
+
+    @staticmethod
+    def _cut(marks: list[int], nxt: int, size: int) -> int:
+        """New data from ``nxt`` stops at the next cut of ``marks`` (Linux
+        tcp_skb_can_collapse_to at a record end; tcp_grow_skb's skb_shift refused at a
+        zerocopy skb's edge)."""
         while marks and seq_le(marks[0], nxt):
             marks.pop(0)
         if marks and seq_lt(marks[0], (nxt + size) & MASK):
@@ -1123,18 +1137,27 @@ class Connection:
         self.ctx.counters["TcpActiveOpens"] += 1
 
     def send(
-        self, data: bytes | memoryview, now: float, more: bool = False, oob: bool = False
+        self,
+        data: bytes | memoryview,
+        now: float,
+        more: bool = False,
+        oob: bool = False,
+        iov: Iov | None = None,
     ) -> int:
         """Linux tcp_sendmsg_locked: ``data`` fills the last skb up to the size goal, then
         new ones while the send buffer has room and, at each new one, the data not sent yet
         is below TCP_NOTSENT_LOWAT (sk_stream_memory_free); a full skb alone in the queue goes
         at once (tcp_push_one), past half the largest window all is pushed (forced_push).
         Then tcp_push: PSH up to here unless ``more`` (MSG_MORE), which corks this one send;
-        ``oob`` (MSG_OOB): the last byte taken is urgent (tcp_mark_urg).
+        ``oob`` (MSG_OOB): the last byte taken is urgent (tcp_mark_urg). ``iov``: the
+        buffers ``data`` joins, whose pages MSG_ZEROCOPY pins as the skbs' fragments (None:
+        copied); an skb out of fragments gets PSH and the data goes on in a new one.
         Returns the bytes taken: fewer when the buffer filled (EAGAIN when none)."""
         total = len(data)
         goal = self._size_goal()
         copied = 0
+        full = False  # the last skb ran out of fragments (Linux goto new_segment)
+        frags = None if self.skbs is None else self.skbs.frags
         self.recovery.check_app_limited((self.write_seq() - self.snd_nxt) & MASK, self.snd_mss)
         if self.ctx.settings.slow_start_after_idle and total:
             self.recovery.restart_after_idle(now, self.rtt.rto)
@@ -1143,19 +1166,37 @@ class Connection:
             nxt = self.snd_nxt
             start = self.skb_start if seq_lt(nxt, self.skb_start) else nxt
             tail = (write_seq - start) & MASK if seq_lt(nxt, write_seq) else 0
-            copy = goal - tail if tail and not self._eor_at(write_seq) else 0
+            copy = goal - tail if tail and not full and not self._cut_at(write_seq) else 0
             grows = copy > 0  # the data joins the last skb
             if copy <= 0:  # Linux new_segment
                 if not self._memory_free(0):
                     break
                 if write_seq == nxt:  # Linux tcp_add_write_queue_tail: the first unsent skb
                     self._chrono_start(ChronoType.BUSY, now)
+                elif frags is not None:  # the skb before has zerocopy pages
+                    self._add_cut(write_seq)
+                if frags is not None:
+                    frags = self._skbs().frags = None
                 self.skb_start = write_seq
                 self.sock.nonagle &= ~NAGLE_PUSH  # Linux tcp_skb_entail
                 copy = goal
+                tail = 0
+                full = False
             copy = min(copy, total - copied, self.sock.sndbuf - len(self.snd_buf))
             if copy <= 0:
                 break
+            if iov is not None:  # Linux skb_zerocopy_iter_stream
+                if frags is None:
+                    if seq_lt(nxt, self.skb_start):
+                        self._add_cut(self.skb_start)
+                    frags = self._skbs().frags = Frags([write_seq] if grows else [])
+                copy = frags.pin(iov, copied, write_seq, copy, nxt)
+            elif grows and frags is not None:  # a copy into an skb with zerocopy pages
+                copy = copy if frags.copy(nxt, (write_seq + copy) & MASK) else 0
+            if not copy:  # out of fragments: Linux tcp_mark_push, goto new_segment
+                self._mark_push()
+                full = True
+                continue
             marks = self.psh_marks
             if grows and marks and marks[-1] == write_seq:  # Linux: the skb loses its PSH
                 marks.pop()
@@ -1254,10 +1295,11 @@ class Connection:
         push."""
         return seq_lt((self.pushed_seq + (self.max_window >> 1)) & MASK, self.write_seq())
 
-    def _eor_at(self, seq: int) -> bool:
-        """The skb ending at ``seq`` ends a record (MSG_EOR): nothing joins it."""
-        marks = self.eor_marks
-        return marks is not None and bool(marks) and marks[-1] == seq
+    def _cut_at(self, seq: int) -> bool:
+        """The skb ending at ``seq`` ends a record (MSG_EOR): nothing joins it (a cut there at a
+        zerocopy skb's edge is the start of an skb still empty: a new one is the same)."""
+        skbs = self.skbs
+        return skbs is not None and bool(skbs.cuts) and skbs.cuts[-1] == seq
 
     def _memory_free(self, wake: int) -> bool:
         """Linux tcp_stream_memory_free: the data not sent yet (doubled for a wakeup, ``wake``

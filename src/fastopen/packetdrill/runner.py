@@ -1083,6 +1083,18 @@ class Pipe:
 EPOLL_FLAGS = select.EPOLLET | select.EPOLLONESHOT | select.EPOLLEXCLUSIVE
 
 
+def buffers_after(lengths: Sequence[int], done: int) -> list[int]:
+    """The lengths of what buffers of ``lengths`` hold past their first ``done`` bytes."""
+    rest = []
+    for n in lengths:
+        if done >= n:
+            done -= n
+        else:
+            rest.append(n - done)
+            done = 0
+    return rest
+
+
 def is_null(buf: Expr) -> bool:
     """A system call's buffer given as ``NULL`` (the kernel cannot copy from or into it)."""
     return isinstance(buf, Name) and buf.name == "NULL"
@@ -1417,9 +1429,16 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe | File]):
         return attempt
 
     def send_all(
-        self, entry: Fd, total: int, first: Callable[[], int], flags: int
+        self,
+        entry: Fd,
+        total: int,
+        first: Callable[[], int],
+        flags: int,
+        iov: Sequence[int] | None = None,
     ) -> int | Callable[[], int | None]:
-        """A send of ``total`` bytes; blocking sockets wait for the connection and the buffer."""
+        """A send of ``total`` bytes (from the buffers of lengths ``iov``, when a sendmsg's);
+        blocking sockets wait for the connection and the buffer, and go on with the rest of
+        the same buffers."""
         sock = entry.sock
         blocking = not entry.nonblocking and not flags & socket_mod.MSG_DONTWAIT
         try:
@@ -1441,8 +1460,9 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe | File]):
             waiting[0] = False
 
         def attempt() -> int | None:
+            rest = None if iov is None else buffers_after(iov, done[0])
             try:
-                done[0] += sock.send(bytes(total - done[0]), self.now, flags)
+                done[0] += sock.send(bytes(total - done[0]), self.now, flags, rest)
             except EngineError as exc:
                 if exc.errno == errno_mod.EAGAIN:
                     return None
@@ -1481,21 +1501,23 @@ class EngineRunner(ScriptRunner[EngineSocket, Fd | Epoll | Pipe | File]):
         return self.blocking(entry, attempt, flags)
 
     def sys_sendmsg(self, fd: Expr, msg: Expr, flags: Expr) -> int | Callable[[], int | None]:
-        return self.send_to(self.fd(fd), sum(self.iov_lengths(msg)), self.value(flags) or 0)
+        iov = self.iov_lengths(msg)
+        return self.send_to(self.fd(fd), sum(iov), self.value(flags) or 0, iov=iov)
 
     def send_to(
-        self, entry: Fd, total: int, flags: int, unspec: bool = False
+        self, entry: Fd, total: int, flags: int, unspec: bool = False, iov: list[int] | None = None
     ) -> int | Callable[[], int | None]:
-        """sendto/sendmsg to the script's remote address (MSG_FASTOPEN starts a connection),
-        or to an address of family AF_UNSPEC."""
+        """sendto/sendmsg (the lengths of its buffers ``iov``) to the script's remote address
+        (MSG_FASTOPEN starts a connection), or to an address of family AF_UNSPEC."""
         if flags & K.MSG_FASTOPEN:
             self.start_active(entry.sock)
         target = AF_UNSPEC_ADDRESS if unspec else (str(self.remote), self.config.connect_port)
+        buffers = [bytes(total)] if iov is None else [bytes(n) for n in iov]
 
         def first() -> int:
-            return entry.sock.sendto(bytes(total), flags, target, self.now)
+            return entry.sock.sendmsg(buffers, flags, target, self.now)
 
-        return self.send_all(entry, total, first, flags)
+        return self.send_all(entry, total, first, flags, iov)
 
     def sys_send(
         self, fd: Expr, buf: Expr, length: Expr, flags: Expr
