@@ -49,6 +49,7 @@ from fastopen.engine.socket import (
     TCP_NOTSENT_LOWAT,
     TCP_SYNCNT,
 )
+from fastopen.engine.window import SKB_TRUESIZE
 from fastopen.wire import (
     Flags,
     Mss,
@@ -308,20 +309,58 @@ def test_a_window_smaller_than_the_data_sends_nothing_until_it_opens() -> None:
 def test_a_writer_waiting_for_room_is_sndbuf_limited_once_all_is_sent() -> None:
     """Linux tcp_cwnd_validate: with everything queued sent, the window not the limit and the
     writer out of room (SOCK_NOSPACE), the send buffer limits (TCP_CHRONO_SNDBUF_LIMITED);
-    the ACK that gives room again ends it (tcp_check_space)."""
+    the ACK that gives room again ends it (tcp_check_space). The first skb of the write takes
+    the size goal (32,000) past the buffer of 4,608, the send fills what tcp_push_one left of it
+    to the goal again (42,000 in all); the ACK at 0.35 sends the last of it."""
     h, sock, _ = connected()
     sock.setsockopt(SOL_SOCKET, SO_SNDBUF, 2304)  # 4608 (Linux doubles it)
-    assert sock.send(b"b" * 10000, 0.2) == 4608
-    assert sum(len(s.payload) for s in out(h)) == 4608
-    info = sock.tcp_info(0.25)
-    assert (info.tcpi_sndbuf_limited, info.tcpi_busy_time) == (50_000, 50_000)
-    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 4609), 0.3)
+    assert sock.send(b"b" * 100000, 0.2) == 42000
+    assert sum(len(s.payload) for s in out(h)) == 10000
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 10001), 0.3)
+    assert sum(len(s.payload) for s in out(h)) == 20000
+    assert sock.tcp_info(0.3).tcpi_sndbuf_limited == 0
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 30001), 0.35)
+    assert sum(len(s.payload) for s in out(h)) == 12000
     info = sock.tcp_info(0.4)
+    assert (info.tcpi_sndbuf_limited, info.tcpi_busy_time) == (50_000, 200_000)
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 42001), 0.45)
+    info = sock.tcp_info(0.5)
     assert (info.tcpi_sndbuf_limited, info.tcpi_busy_time, info.tcpi_rwnd_limited) == (
         100_000,
-        100_000,
+        250_000,
         0,
     )
+
+
+def test_the_send_buffer_counts_each_skb_s_truesize() -> None:
+    """Linux sk_wmem_queued: an skb costs its data and SKB_TRUESIZE (832, tcp_stream_alloc_skb)
+    until it is acknowledged, sent or not; a send takes a new skb only while that is below the
+    buffer (sk_stream_memory_free), and fills it to the size goal all the same. The peer's window
+    of 4,000 makes a size goal of 2,000: in a buffer of 4,608, a second skb starts at 2,832 and
+    a third not, whether the skbs left or wait for the window."""
+    h = host(CLIENT)
+    sock, _ = connecting(h)
+    opts = (Mss(1000), SackPermitted())
+    h.receive_segment(SERVER, CLIENT, seg(S | A, PEER_ISN, ISN + 1, options=opts, window=4000), 0.1)
+    out(h)
+    sock.setsockopt(SOL_SOCKET, SO_SNDBUF, 2304)  # 4608 (Linux doubles it)
+    conn = sock.conn
+    assert conn is not None and SKB_TRUESIZE == 832
+    assert sock.send(b"a" * 10000, 0.2) == 4000
+    assert sum(len(s.payload) for s in out(h)) == 4000  # two skbs, each cut in MSS segments
+    assert conn.wmem_queued() == 4000 + 2 * 832 and not conn.writable()
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 1001, window=4000), 0.3)
+    assert conn.wmem_queued() == 3000 + 2 * 832 and not conn.writable()  # tcp_trim_head
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 2001, window=4000), 0.3)
+    assert conn.wmem_queued() == 2000 + 832 and conn.writable()  # 1,776 free >= 1,416
+    assert sock.send(b"b" * 10000, 0.4) == 2000
+    assert sum(len(s.payload) for s in out(h)) == 2000
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, ISN + 6001, window=0), 0.5)
+    assert conn.wmem_queued() == 0
+    assert sock.send(b"c" * 10000, 0.6) == 4000  # two skbs wait for the window
+    assert out(h) == [] and conn.wmem_queued() == 4000 + 2 * 832
+    with fails_with(errno.EAGAIN):
+        sock.send(b"d", 0.6)
 
 
 def test_tcp_info_times_since_the_last_data_and_ack() -> None:

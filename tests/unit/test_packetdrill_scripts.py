@@ -77,6 +77,7 @@ def test_every_behaviour_has_a_script() -> None:
         "server-md5-unexpected",
         "server-retransmit-psh-cut",
         "server-retransmit-psh-end",
+        "client-sndbuf-truesize",
     ):
         assert behaviour in names
 

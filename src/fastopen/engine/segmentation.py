@@ -379,6 +379,12 @@ class SentPieces:
         if sent_after(p, self.rack_xmit, self.rack_order, self.rack_end):
             self.rack_xmit, self.rack_order, self.rack_end = p.xmit, p.order, p.end
 
+    def skbs(self) -> int:
+        """The pieces queued: the skbs of Linux's retransmission queue, each charged its
+        truesize (:meth:`.Connection.wmem_queued`)."""
+        pieces = self._pieces
+        return len(pieces) if pieces is not None else 0
+
     # -- events ------------------------------------------------------------------------------------
 
     def begin_ack(self) -> None:

@@ -75,6 +75,7 @@ from fastopen.engine.window import (
     GROW_MIN_LEN,
     INIT_CWND,
     RCVBUF_LOCK,
+    SKB_TRUESIZE,
     SNDBUF_LOCK,
     ReceiveSpace,
     established_clamp,
@@ -1145,8 +1146,10 @@ class Connection:
         iov: Iov | None = None,
     ) -> int:
         """Linux tcp_sendmsg_locked: ``data`` fills the last skb up to the size goal, then
-        new ones while the send buffer has room and, at each new one, the data not sent yet
-        is below TCP_NOTSENT_LOWAT (sk_stream_memory_free); a full skb alone in the queue goes
+        new ones, each up to the size goal, while what is queued is below the send buffer,
+        truesize counted (:meth:`wmem_queued`), and the data not sent yet below
+        TCP_NOTSENT_LOWAT (sk_stream_memory_free, before each new skb only: the last one may
+        take the buffer past its size); a full skb alone in the queue goes
         at once (tcp_push_one), past half the largest window all is pushed (forced_push).
         Then tcp_push: PSH up to here unless ``more`` (MSG_MORE), which corks this one send;
         ``oob`` (MSG_OOB): the last byte taken is urgent (tcp_mark_urg). ``iov``: the
@@ -1169,7 +1172,7 @@ class Connection:
             copy = goal - tail if tail and not full and not self._cut_at(write_seq) else 0
             grows = copy > 0  # the data joins the last skb
             if copy <= 0:  # Linux new_segment
-                if not self._memory_free(0):
+                if not self._memory_free(self.wmem_queued(), 0):
                     break
                 if write_seq == nxt:  # Linux tcp_add_write_queue_tail: the first unsent skb
                     self._chrono_start(ChronoType.BUSY, now)
@@ -1182,9 +1185,7 @@ class Connection:
                 copy = goal
                 tail = 0
                 full = False
-            copy = min(copy, total - copied, self.sock.sndbuf - len(self.snd_buf))
-            if copy <= 0:
-                break
+            copy = min(copy, total - copied)
             if iov is not None:  # Linux skb_zerocopy_iter_stream
                 if frags is None:
                     if seq_lt(nxt, self.skb_start):
@@ -1198,20 +1199,22 @@ class Connection:
                 full = True
                 continue
             marks = self.psh_marks
-            if grows and marks and marks[-1] == write_seq:  # Linux: the skb loses its PSH
+            pushed = False
+            if grows and marks and marks[-1] == write_seq:
+                # Linux: PSH is the skb's flag (TCP_SKB_CB(skb)->tcp_flags): the first copy of a
+                # send clears it (if (!copied)), a later one keeps it as the skb grows
+                pushed = copied > 0
                 marks.pop()
                 if not marks:
                     self.psh_marks = None
             self.snd_buf = _appended(self.snd_buf, data[copied : copied + copy])
+            if pushed:
+                self._add_mark((write_seq + copy) & MASK)
             copied += copy
             if copied == total or tail + copy < goal:
                 continue
-            forced = self._forced_push()
-            # a full skb goes with PSH: measured on Linux 6.18 (google/packetdrill's
-            # fastopen/server/opt34/simple3.pkt, notsent_lowat/notsent-lowat-setsockopt.pkt:
-            # a full skb sent by tcp_push_one has it, before any tcp_mark_push)
-            self._mark_push()
-            if forced:
+            if self._forced_push():
+                self._mark_push()
                 self.output(now, NAGLE_PUSH)
             elif seq_le(self.skb_start, self.snd_nxt):  # the skb is the send head
                 self.output(now, push_one=True)
@@ -1301,9 +1304,13 @@ class Connection:
         skbs = self.skbs
         return skbs is not None and bool(skbs.cuts) and skbs.cuts[-1] == seq
 
-    def _memory_free(self, wake: int) -> bool:
-        """Linux tcp_stream_memory_free: the data not sent yet (doubled for a wakeup, ``wake``
-        1) is below TCP_NOTSENT_LOWAT, the socket's or the host's (tcp_notsent_lowat)."""
+    def _memory_free(self, queued: int, wake: int) -> bool:
+        """Linux __sk_stream_memory_free: what is queued (sk_wmem_queued, ``queued``) is below
+        the send buffer, and tcp_stream_memory_free: the data not sent yet (doubled for a
+        wakeup, ``wake`` 1) is below TCP_NOTSENT_LOWAT, the socket's or the host's
+        (tcp_notsent_lowat)."""
+        if queued >= self.sock.sndbuf:
+            return False
         lowat = self.sock.options.notsent_lowat or self.ctx.settings.notsent_lowat
         end = (self.snd_buf_seq + len(self.snd_buf)) & MASK
         notsent = (end - self.snd_nxt) & MASK if seq_lt(self.snd_nxt, end) else 0
@@ -1869,10 +1876,33 @@ class Connection:
         return (end + 1) & MASK if self._fin_queued else end
 
     def writable(self) -> bool:
-        """Linux __sk_stream_is_writeable: the free send buffer is at least half what is queued,
-        and twice the data not sent yet is below TCP_NOTSENT_LOWAT."""
-        queued = len(self.snd_buf)
-        return self.sock.sndbuf - queued >= queued // 2 and self._memory_free(1)
+        """Linux __sk_stream_is_writeable: the free send buffer is at least half what is queued
+        (sk_stream_wspace, sk_stream_min_wspace: truesize counted, :meth:`wmem_queued`), and
+        twice the data not sent yet is below TCP_NOTSENT_LOWAT."""
+        queued = self.wmem_queued()
+        return self.sock.sndbuf - queued >= queued >> 1 and self._memory_free(queued, 1)
+
+    def wmem_queued(self) -> int:
+        """Linux sk_wmem_queued: the truesize of the skbs queued, sent or not. tcp_skb_entail
+        charges a new skb :data:`SKB_TRUESIZE`, each byte copied into it one more;
+        tcp_clean_rtx_queue gives an acknowledged skb's back (tcp_wmem_free_skb), tcp_trim_head
+        the bytes of one acknowledged in part. So: the bytes queued, and SKB_TRUESIZE for each
+        piece of the retransmission queue (tcp_fragment's cuts counted) and each skb not sent
+        yet (:meth:`_unsent_skbs`)."""
+        skbs = self.recovery.pieces.skbs() + self._unsent_skbs()
+        return len(self.snd_buf) + skbs * SKB_TRUESIZE
+
+    def _unsent_skbs(self) -> int:
+        """The skbs of the write queue: the last one (:attr:`skb_start`), or what is left of it
+        once a transmission cut it (tso_fragment), and before it the ones sends filled to the
+        size goal (what a transmission left of the first of them is one skb: tcp_grow_skb
+        takes from the next skb, tso_fragment cuts the rest off)."""
+        end = (self.snd_buf_seq + len(self.snd_buf)) & MASK
+        nxt = self.snd_nxt
+        if not seq_lt(nxt, end):
+            return 0
+        before = (self.skb_start - nxt) & MASK if seq_lt(nxt, self.skb_start) else 0
+        return 1 - (-before // self._size_goal())
 
     def _space_again(self, now: float) -> None:
         """Linux sk_stream_write_space from tcp_check_space: the waiting writer has room

@@ -8,7 +8,9 @@
   timestamps or from a window's worth of data, tcp_rcv_rtt_measure_ts / tcp_rcv_rtt_measure)
   and grows the buffer to twice that and more while it grows, up to ``tcp_rmem[2]``;
 - send-buffer growth: :func:`sndbuf_for` (tcp_sndbuf_expand: room for twice the congestion
-  window, counted in the memory each segment takes).
+  window, counted in the memory each segment takes); what an skb of the send queue costs
+  besides its data (:data:`SKB_TRUESIZE`, which the connection counts against the buffer as
+  Linux counts sk_wmem_queued).
 
 The connection (:mod:`.tcb`) keeps the receive window itself (rcv_ssthresh, window_clamp and the
 window selection); the buffers are the socket's, as ``sk_rcvbuf`` and ``sk_sndbuf`` are.
@@ -30,10 +32,19 @@ SNDBUF_LOCK = 1
 RCVBUF_LOCK = 2
 #: Linux TCP_INIT_CWND.
 INIT_CWND = 10
-#: What tcp_sndbuf_expand counts per segment besides its payload: MAX_TCP_HEADER and
-#: skb_shared_info in the head (rounded up to a power of two), then struct sk_buff.
-HEAD_OVERHEAD = 320 + 320
-SKB_OVERHEAD = 256
+#: Linux MAX_TCP_HEADER, SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) and
+#: SKB_DATA_ALIGN(sizeof(struct sk_buff)) of this machine's kernel (6.18, x86-64; measured:
+#: tcp_sndbuf_expand's power of two is 2,048 up to an MSS of 1,536, 4,096 from 1,537).
+MAX_TCP_HEADER = 192
+SHINFO_SIZE = 320
+SKB_SIZE = 256
+#: Linux tcp_stream_alloc_skb: the truesize of a new skb before its data, SKB_TRUESIZE of its
+#: head's end offset, which comes to the head's size and the sk_buff. alloc_skb_fclone
+#: (MAX_TCP_HEADER) takes the head from skb_small_head_cache, of SKB_HEAD_ALIGN(MAX_TCP_HEADER)
+#: bytes (512), a cache line more (L1_CACHE_BYTES, 64) as that is a power of two. Each byte
+#: copied into the skb adds one (skb_copy_to_page_nocache). 832, as measured: SO_MEMINFO's
+#: wmem_queued with one skb of one byte queued is 833.
+SKB_TRUESIZE = MAX_TCP_HEADER + SHINFO_SIZE + 64 + SKB_SIZE
 #: tcp_grow_window only for segments of at least this many bytes (tcp_event_data_recv).
 GROW_MIN_LEN = 128
 
@@ -53,9 +64,9 @@ def space_from_win(win: int) -> int:
 def sndbuf_for(mss: int, cwnd: int, per_cwnd: int = 2) -> int:
     """Linux tcp_sndbuf_expand: twice (``per_cwnd``: the congestion control's sndbuf_expand)
     the larger of TCP_INIT_CWND and ``cwnd`` segments, each costing a power-of-two head for
-    ``mss`` bytes and its sk_buff (87,040 for 1,460 and 10; cached: connections share the few
+    ``mss`` bytes and its sk_buff (46,080 for 1,460 and 10; cached: connections share the few
     sizes, and an idle one holds no int of its own)."""
-    per_mss = (1 << (mss + HEAD_OVERHEAD - 1).bit_length()) + SKB_OVERHEAD
+    per_mss = (1 << (mss + MAX_TCP_HEADER + SHINFO_SIZE - 1).bit_length()) + SKB_SIZE
     return per_cwnd * max(INIT_CWND, cwnd) * per_mss
 
 
