@@ -7,6 +7,10 @@ Linux's TFO run uses::
     -D TFO_COOKIE=3021b9d889017eeb -D CODE=host_unreachable
     -D CMSG_LEVEL_IP=SOL_IP -D CMSG_TYPE_RECVERR=IP_RECVERR
 
+and, as packetdrill's ``run_all.py``, a script whose name ends in ``v6.pkt`` over IPv6 only
+(``--ip_version=ipv6 --mtu=1520``, its IPv6 definitions); the others over IPv4 (run_all.py also
+runs them over IPv6 and IPv4-mapped IPv6).
+
 ``--suite`` picks the folders: ``fastopen`` (the default, Linux's TFO suite), ``tcp`` (every
 folder outside ``fastopen/``), or folder names (``--suite close nagle``)::
 
@@ -62,6 +66,15 @@ DEFINES = {
     "CMSG_LEVEL_IP": "SOL_IP",
     "CMSG_TYPE_RECVERR": "IP_RECVERR",
 }
+#: What packetdrill's run_all.py gives a script whose name ends in ``v6.pkt``, which it runs
+#: over IPv6 only: ``--ip_version=ipv6 --mtu=1520`` and these definitions (the cookie is
+#: defaults.sh's key's for its IPv6 addresses, the engine's defaults too).
+V6_DEFINES = {
+    "TFO_COOKIE": "c1d1e9742a47a9bc",
+    "CMSG_LEVEL_IP": "SOL_IPV6",
+    "CMSG_TYPE_RECVERR": "IPV6_RECVERR",
+}
+V6_MTU = 1520
 #: The real packetdrill's addresses in its namespace: ours, not its 192.168/16 and 2001:db8::/32.
 LINUX_V4 = (
     "--local_ip=198.18.0.1",
@@ -124,11 +137,23 @@ def folder(path: Path) -> Iterator[None]:
         os.chdir(before)
 
 
+def ipv6_only(script: Path) -> bool:
+    """Whether packetdrill's run_all.py runs ``script`` over IPv6 only (its name ends in
+    ``v6.pkt``), or the script says so itself (``--ip_version=ipv6``)."""
+    return script.name.endswith("v6.pkt") or "--ip_version=ipv6" in script.read_text(
+        errors="replace"
+    )
+
+
 def run_engine(script: Path) -> str | None:
     """None when ``script`` passes on the engine, else the first line of why it failed."""
+    if script.name.endswith("v6.pkt"):
+        config = Config(stack="engine", ip_version=6, mtu=V6_MTU, defines=dict(V6_DEFINES))
+    else:
+        config = Config(stack="engine", defines=dict(DEFINES))
     with folder(script.parent):
         try:
-            run_file(script.name, Config(stack="engine", defines=dict(DEFINES)))
+            run_file(script.name, config)
         except FastOpenError as exc:
             return str(exc).splitlines()[0]
         except Exception as exc:  # an engine or runner bug: a failure of this script, go on
@@ -139,11 +164,14 @@ def run_engine(script: Path) -> str | None:
 def run_linux(binary: Path, script: Path) -> str | None:
     """None when the real packetdrill passes ``script`` on this Linux, in a namespace of its own,
     else the first line it printed about why."""
-    text = script.read_text(errors="replace")
-    addresses = LINUX_V6 if "--ip_version=ipv6" in text else LINUX_V4
+    v6 = ipv6_only(script)
+    addresses = LINUX_V6 if v6 else LINUX_V4
     remote, local = (a.split("=", 1)[1].split("/")[0] for a in (addresses[-1], addresses[0]))
     cookie = KeyRing.from_text(DEFAULTS_KEY).mint(ip_address(remote), ip_address(local)).hex()
-    defines = [f"-D{name}={value}" for name, value in {**DEFINES, "TFO_COOKIE": cookie}.items()]
+    given = V6_DEFINES if v6 else DEFINES
+    defines = [f"-D{name}={value}" for name, value in {**given, "TFO_COOKIE": cookie}.items()]
+    if script.name.endswith("v6.pkt"):
+        addresses = ("--ip_version=ipv6", f"--mtu={V6_MTU}", *addresses)
     with Netns(tag="pdl") as ns:
         try:
             proc = ns.run(
