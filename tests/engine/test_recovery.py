@@ -153,6 +153,56 @@ def test_reordering_is_one_event_per_ack_however_many_pieces_came_late() -> None
     assert h.counters["TCPSACKReorder"] == 2
 
 
+def test_a_segment_acknowledged_in_two_parts_is_reordering_and_keeps_racks_window() -> None:
+    """Linux tcp_clean_rtx_queue leaves a one-segment skb whole on a partial ACK (only a TSO
+    skb is trimmed, tcp_tso_acked): the ACK of its rest delivers data from below the SND.UNA
+    before it (prior_fack, tcp_highest_sack_seq), reordering (tcpi_reord_seen, TCPSACKReorder).
+    Then three segments SACKed past a hole do not make it lost at once: RACK keeps min_rtt / 4
+    of reordering window (tcp_rack_reo_wnd) and the reordering timer sends it
+    (eor/no-coalesce-retrans.pkt: "timeout based retransmit")."""
+    h, sock = established()
+    sock.send(b"d" * 600, 0.2)
+    out(h)
+    ack(h, DATA + 300, 0.3)
+    assert sock.tcp_info(0.3).tcpi_reord_seen == 0
+    ack(h, DATA + 600, 0.3)
+    assert sock.tcp_info(0.3).tcpi_reord_seen == 1 and h.counters["TCPSACKReorder"] == 1
+    sock.send(b"d" * (4 * MSS), 0.3)
+    assert [s.seq for s in out(h) if s.payload] == [DATA + 600 + n * MSS for n in range(4)]
+    first = DATA + 600
+    opts = (Sack(((first + MSS, first + 4 * MSS),)),)
+    h.receive_segment(SERVER, CLIENT, seg(A, PEER_ISN + 1, first, options=opts), 0.4)
+    assert out(h) == []
+    timer = h.get_timer()
+    assert timer == pytest.approx(0.4 + 0.025 + 0.002)  # min_rtt 100 ms / 4, TCP_TIMEOUT_MIN_US
+    h.handle_timer(timer)
+    assert [s.seq for s in out(h)] == [first]
+    assert sock.tcp_info(timer).tcpi_ca_state == 3 and h.counters["TCPTimeouts"] == 0
+
+
+def test_a_tso_packet_acknowledged_in_two_parts_is_not_reordering() -> None:
+    """Linux tcp_tso_acked trims a TSO skb to SND.UNA on a partial ACK: its rest starts at the
+    SND.UNA before the next ACK, no reordering."""
+    h, sock = established()
+    sent(h, sock, 2, 0.2)
+    ack(h, at(1), 0.3)
+    ack(h, at(2), 0.3)
+    assert sock.tcp_info(0.3).tcpi_reord_seen == 0 and h.counters["TCPSACKReorder"] == 0
+
+
+def test_a_segment_partly_acknowledged_goes_again_from_snd_una() -> None:
+    """Linux __tcp_retransmit_skb trims the head of a retransmission to SND.UNA
+    (tcp_trim_head): what was acknowledged of a one-segment piece does not go again."""
+    h, sock = established()
+    sock.send(b"d" * 600, 0.2)
+    out(h)
+    ack(h, DATA + 200, 0.3)
+    timer = h.get_timer() or 0.0
+    h.handle_timer(timer)
+    again = one(h)
+    assert (again.seq, len(again.payload)) == (DATA + 200, 400)
+
+
 def test_with_reordering_above_tcp_reordering_a_sack_alone_grows_the_window() -> None:
     """Linux tcp_may_raise_cwnd: the window grows on ACKs of new data, and once the reordering
     degree is above tcp_reordering (3) on any forward progress, a SACK too: 10, the first SACK

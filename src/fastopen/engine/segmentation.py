@@ -268,7 +268,8 @@ class SentPieces:
         self._pieces: deque[Piece] | None = None
         self.packets_out = self.sacked_out = self.lost_out = self.retrans_out = 0
         self.fack = 0  # Linux tcp_highest_sack_seq: the highest end SACKed (with sacked_out)
-        self.prior_fack: int | None = None  # the highest SACKed before this ACK (tcp_ack)
+        # Linux tcp_ack's prior_fack: the highest SACKed before this ACK, else SND.UNA
+        self.prior_fack: int | None = None
         # RACK (Linux tp->rack): the newest delivered transmission, its RTT, news since
         self.rack_xmit = 0.0
         self.rack_order = 0
@@ -387,9 +388,10 @@ class SentPieces:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def begin_ack(self) -> None:
-        """An ACK arrives: what it shows is judged against the scoreboard before it."""
-        self.prior_fack = self.fack if self.sacked_out else None
+    def begin_ack(self, una: int) -> None:
+        """An ACK arrives at SND.UNA ``una``: what it shows is judged against the scoreboard
+        before it (Linux tcp_highest_sack_seq: SND.UNA with nothing SACKed)."""
+        self.prior_fack = self.fack if self.sacked_out else una
         self.orig_delivered = False
         self.first_ackt = self.first_sackt = None
 
@@ -420,14 +422,18 @@ class SentPieces:
 
     def acked(self, una: int, mss: int, now: float, min_rtt: float) -> tuple[int, int]:
         """Everything below ``una`` is acknowledged (Linux tcp_clean_rtx_queue, tcp_trim_head):
-        (segments acknowledged, those not SACKed before)."""
+        (segments acknowledged, those not SACKed before). A piece of one segment partly
+        acknowledged stays whole (Linux trims only a TSO skb, tcp_tso_acked), so when the rest
+        is acknowledged it starts below the SND.UNA before: a hole filled late, reordering."""
         pieces = self._pieces
         acked = fresh = 0
         reord: int | None = None  # the lowest never-retransmitted piece delivered here
         while pieces and seq_lt(pieces[0].start, una):
             p = pieces[0]
             start = p.start
-            if seq_lt(una, p.end):  # partly: trim the head (Linux tcp_trim_head)
+            if seq_lt(una, p.end):  # partly: a TSO piece loses its head (tcp_tso_acked)
+                if p.pcount == 1:
+                    break
                 self._remove(p)
                 before = p.pcount
                 p.start = una
@@ -599,6 +605,13 @@ class SentPieces:
             self._split(len(pieces) - 1, at, mss)
             p = pieces[-1]
         return p
+
+    @staticmethod
+    def trim_acked(p: Piece, una: int) -> None:
+        """Linux __tcp_retransmit_skb's tcp_trim_head: a piece partly acknowledged (one
+        segment, which :meth:`acked` leaves whole) goes again from ``una``."""
+        if seq_lt(p.start, una):
+            p.start = una
 
     def retransmitted(
         self, start: int, end: int, mss: int, now: float, delivered: int = 0, sent: bool = True

@@ -898,6 +898,7 @@ class Connection:
         PSH, see :meth:`_transmit`). Returns the segments sent: none when the device refused
         it (counted as a retransmission all the same, and in TCPRetransFail)."""
         mss = self.snd_mss
+        self.recovery.pieces.trim_acked(piece, self.snd_una)
         start = piece.start
         off = (start - self.snd_buf_seq) & MASK
         have = len(self.snd_buf) - off if off < HALF else 0
@@ -2335,7 +2336,7 @@ class Connection:
         delivered = 0
         reord_seen = rec.pieces.reord_seen
         pieces = rec.pieces
-        pieces.begin_ack()
+        pieces.begin_ack(self.snd_una)
         rate = pieces.rate
         if rate is not None:  # a rate sample starts (and tcp_wstamp_ns, for cong_control)
             rate.begin(rec.in_flight())
