@@ -188,13 +188,15 @@ class Bench:
                 raise SystemExit(f"fastopen serve did not start: {proc.communicate()[1]}")
             yield
         finally:
-            proc.send_signal(signal.SIGINT)  # KeyboardInterrupt: the addresses go back
+            # SIGTERM stops it as Ctrl-C does, the addresses given back; not SIGINT, which a
+            # bench started in the background (a shell's asynchronous command) passes on ignored
+            proc.send_signal(signal.SIGTERM)
             try:
                 _, err = proc.communicate(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 _, err = proc.communicate()
-                err += "\n(killed 10 s after SIGINT: the namespace's addresses were not given back)"
+                err += "\n(killed 10 s after SIGTERM: the addresses were not given back)"
             if proc.returncode != 0 and sys.exc_info()[0] is None:
                 raise SystemExit(f"fastopen serve stopped with {proc.returncode}: {err.strip()}")
 
