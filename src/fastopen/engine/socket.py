@@ -807,7 +807,8 @@ class EngineSocket:
         if flags & MSG_FASTOPEN or self.defer_connect:
             sent = self._sendmsg_fastopen(data, addr, now)
         else:
-            sent = self.send(data, now, flags, [len(buf) for buf in buffers])
+            iov = None if len(buffers) == 1 else [len(buf) for buf in buffers]
+            sent = self.send(data, now, flags, iov)
         if flags & MSG_EOR and sent > 0 and self.conn is not None:
             self.conn.mark_eor()
         if flags & MSG_ZEROCOPY and self.options.zerocopy and sent > 0 and self.conn is not None:
