@@ -28,6 +28,7 @@ from fastopen.engine import EngineError, EngineSocket, Host
 from fastopen.engine.cc import Reno, Window
 from fastopen.engine.link import Link
 from fastopen.engine.segmentation import SentPieces
+from fastopen.runtime.gro import Gro
 from fastopen.wire import Mss, Sack, SackPermitted, TcpSegment
 
 MSS = 1000
@@ -696,3 +697,29 @@ def test_pacing_sends_at_once_what_is_due_within_a_millisecond() -> None:
     conn.recovery.cwnd, conn.recovery.ssthresh = 200, 100
     ack(h, at(12), 0.4)
     assert [len(s.payload) for s in out(h) if s.payload] == [2 * MSS, 2 * MSS]
+
+
+def test_a_stretch_ack_from_the_filter_leaves_tcp_where_the_acks_would() -> None:
+    # a sender in slow start, its ACKs one per two segments, read in one batch (the userspace
+    # stack's GRO and ACK filter, fastopen.runtime.gro) or one by one
+    ends = []
+    for batched in (False, True):
+        h = host(CLIENT, congestion_control="cubic")
+        sock, _ = connecting(h)
+        synack = seg(S | A, PEER_ISN, ISN + 1, options=(Mss(MSS), SackPermitted()))
+        h.receive_segment(SERVER, CLIENT, synack, 0.1)
+        one(h)
+        sock.send(b"d" * 40_000, 0.1)
+        assert len(out(h)) == 10
+        gro = Gro(h.receive_segment)
+        for i in range(1, 6):
+            ack = seg(A, PEER_ISN + 1, ISN + 1 + i * 2000)
+            if batched:
+                gro.add(SERVER, CLIENT, ack, 0.2)
+            else:
+                h.receive_segment(SERVER, CLIENT, ack, 0.2)
+        gro.flush()
+        assert gro.filtered == (4 if batched else 0)
+        info = sock.tcp_info(0.2)
+        ends.append((info.tcpi_snd_cwnd, info.tcpi_bytes_acked, len(out(h))))
+    assert ends[0] == ends[1] == (20, 10_001, 20)  # cwnd 10 + 10 acked; 20 in flight again

@@ -1,7 +1,9 @@
 """GRO in software: the runs of segments of one read batch reach the engine joined as Linux's
 ``tcp_gro_receive`` joins them, everything else as it came, in order; and a stack receiving a
 flight through a packet socket pair (one record a packet, as a TUN device carries them) makes
-one engine pass, and one ACK, per run of it."""
+one engine pass, and one ACK, per run of it. Pure ACKs that a later one of the batch makes
+redundant are filtered as CAKE's ack-filter does, and TCP ends where all of them would have
+left it."""
 
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from fastopen.runtime import UserspaceStack
 from fastopen.runtime.gro import Gro
 from fastopen.wire import (
     Flags,
+    Mss,
     Nop,
+    Sack,
+    TcpOption,
     TcpSegment,
     Timestamps,
     ip_packet,
@@ -120,12 +125,14 @@ def test_a_run_ends_at_psh_fin_a_shorter_segment_and_64_kb() -> None:
     assert [segs for *_, segs in through(short)] == [2, 1]
     many = [data(1 + i * MSS, MSS) for i in range(60)]
     assert [segs for *_, segs in through(many)] == [45, 15]  # 45 x 1,448 bytes: below 64 KB
-    # a PSH segment alone (nothing held) and a pure ACK are never held
+    # a PSH segment alone (nothing held) is never held; a pure ACK is, until the next segment
     alone = Gro(lambda *seg: held.append(seg[2]))
     held: list[TcpSegment] = []
     alone.add(A, B, data(1, MSS, ACK | PSH), 0.0)
     alone.add(A, B, data(1 + MSS, 0), 0.0)
-    assert len(held) == 2
+    assert len(held) == 1
+    alone.add(A, B, data(1 + MSS, MSS, ACK | PSH), 0.0)
+    assert len(held) == 3
 
 
 def test_a_packet_whose_checksums_are_wrong_is_never_joined() -> None:
@@ -223,3 +230,65 @@ def test_a_flight_read_in_one_batch_takes_one_pass_and_one_ack(tmp_path: Path) -
     ]
     # one ACK per run (in quick ACK mode, one per segment without)
     assert acks == [start + 5 * 1448, end]
+
+
+def pure(ack: int, *blocks: tuple[int, int], ts: int = 1000, **kw: Any) -> TcpSegment:
+    """The peer's pure ACK of ``ack``, SACKing ``blocks``, timestamps (``ts``, 2000)."""
+    options: tuple[TcpOption, ...] = (Nop(), Nop(), Timestamps(ts, 2000))
+    if blocks:
+        options += (Nop(), Nop(), Sack(blocks))
+    return data(1, 0, ack=ack, options=options, **kw)
+
+
+def test_pure_acks_that_a_later_one_makes_redundant_are_filtered() -> None:
+    # cake_ack_filter: a later pure ACK of the flow that acknowledges more, with timestamps
+    # no older, stands for the ones before it; it comes at its own time, as a stretch ACK
+    acks = [pure(1 + i * 2 * MSS, ts=1000 + i) for i in range(1, 6)]
+    delivered: list[Delivered] = []
+    gro = Gro(lambda *seg: delivered.append(seg))
+    for i, seg in enumerate(acks):
+        gro.add(A, B, seg, float(i))
+    assert delivered == []  # the last is held until the batch ends
+    gro.flush()
+    assert delivered == [(A, B, acks[-1], 4.0, 1)] and gro.filtered == 4
+    assert from_packets([ip_packet(A, B, seg) for seg in acks]) == delivered
+    # SACK: a later ACK that SACKs all the earlier did, and more at the same ACK; as in CAKE,
+    # only its SACK blocks cover the earlier's (a block below its ACK may be a D-SACK)
+    sacked = [pure(1, (3001, 4001)), pure(1, (3001, 5001)), pure(5001)]
+    assert [seg for _, _, seg, _, _ in through(sacked)] == sacked[1:]
+
+
+def test_what_the_ack_filter_keeps() -> None:
+    # nothing that would tell TCP something: duplicate ACKs count, a window update is one
+    first = pure(1001)
+    cases = {
+        "duplicate": pure(1001),
+        "window update": pure(1001, window=900),
+        "older ack": pure(1),
+        "older timestamp": pure(2001, ts=999),
+        "no timestamp": data(1, 0, ack=2001, options=()),
+        "ece": pure(2001, flags=ACK | Flags.ECE),
+        "less sacked": pure(1001, (3001, 4001)),
+        "sack not covered": pure(2001, (5001, 6001)),
+        "data": data(1, 100, ack=2001),
+        "fin": pure(2001, flags=ACK | FIN),
+    }
+    for name, second in cases.items():
+        if name == "less sacked":
+            first, second = pure(1001, (3001, 5001)), second
+        elif name == "sack not covered":
+            first = pure(1001, (3001, 4001))
+        else:
+            first = pure(1001)
+        got = [seg for _, _, seg, _, _ in through([first, second])]
+        assert got == [first, second], name
+    # an option the filter does not know of (cake_tcph_may_drop: MSS, window scale...)
+    odd = data(1, 0, ack=1001, options=(Mss(1000),))  # type: ignore[arg-type]
+    assert [seg for _, _, seg, _, _ in through([odd, pure(2001)])] == [odd, pure(2001)]
+    # another flow's segment between: each as it came
+    order: list[tuple[IPv4Address, int]] = []
+    mixed = Gro(lambda *seg: order.append((seg[0], seg[2].ack)))
+    for src, seg in ((A, pure(1001)), (C, pure(1001)), (A, pure(2001))):
+        mixed.add(src, B, seg, 0.0)
+    mixed.flush()
+    assert order == [(A, 1001), (C, 1001), (A, 2001)] and mixed.filtered == 0

@@ -7,6 +7,14 @@ as one packet per MSS. Linux's receive path merges such runs before TCP sees the
 TCP makes one pass, and one ACK, for up to 64 KB: :class:`Gro` does that over the packets the
 stack reads in one wake-up, then hands each run to the engine as one coalesced segment
 (``Host.receive_segment(..., segs)``, as a GRO packet of the device's own comes).
+
+It also filters ACKs as Linux's CAKE qdisc does with ``ack-filter`` (``cake_ack_filter`` in
+net/sched/sch_cake.c): a pure ACK that the next segment of the batch, a pure ACK of the same
+flow, makes redundant (it acknowledges as much or more, SACKs all it SACKed, and more when the
+ACK is the same, with the same ECN flags and timestamps no older) never reaches TCP, which sees
+the later one as a stretch ACK. A stack that is behind reads its ACKs in bunches: this spares it
+a pass per ACK that would tell it nothing new. Duplicate ACKs, window updates and ACKs with
+other options all go through.
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ import struct
 from collections.abc import Callable
 
 from fastopen.engine.cache import IPAddress
+from fastopen.engine.seq import seq_le, seq_lt
 from fastopen.runtime.tun import GSO_MAX_SIZE, HEADROOM
-from fastopen.wire import IPV4_HEADER_LEN, PROTO_TCP, Flags, TcpSegment
+from fastopen.wire import IPV4_HEADER_LEN, PROTO_TCP, Eol, Flags, Nop, Sack, TcpSegment, Timestamps
 
 #: Flags that may differ within a run (tcp_gro_receive masks them out of its comparison).
 _MAY_DIFFER = int(Flags.CWR | Flags.FIN | Flags.PSH)
@@ -24,11 +33,52 @@ _MAY_DIFFER = int(Flags.CWR | Flags.FIN | Flags.PSH)
 _ENDS_RUN = int(Flags.URG | Flags.PSH | Flags.RST | Flags.SYN | Flags.FIN)
 _CWR = int(Flags.CWR)
 _LAST_FLAGS = int(Flags.FIN | Flags.PSH)
+#: The flags of a pure ACK the filter may drop, less ECN's (cake_tcph_may_drop: ACK alone).
+_ECN_FLAGS = int(Flags.ECE | Flags.CWR)
+_ACK = int(Flags.ACK)
 _ONES = 0xFFFF
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 
 Deliver = Callable[[IPAddress, IPAddress, TcpSegment, float, int], None]
+Held = tuple[IPAddress, IPAddress, TcpSegment, float]
+
+
+def _redundant(old: TcpSegment, new: TcpSegment) -> bool:
+    """``old``, a pure ACK of ``new``'s flow, tells TCP nothing ``new`` (a pure ACK that came
+    after it) does not: cake_tcph_may_drop and cake_ack_filter's tests. Its options are only
+    timestamps, SACK blocks and padding, its timestamps no later than ``new``'s; ``new``
+    acknowledges as much and SACKs all it SACKed, and more when the ACK is the same."""
+    if (
+        old.flags != new.flags
+        or old.reserved
+        or old.ecn != new.ecn
+        or old.src_port != new.src_port
+        or old.dst_port != new.dst_port
+        or seq_lt(new.ack, old.ack)
+    ):
+        return False
+    old_blocks: tuple[tuple[int, int], ...] = ()
+    for option in old.options:
+        if isinstance(option, Timestamps):
+            ts = new.timestamps
+            if ts is None or seq_lt(ts.tsval, option.tsval) or seq_lt(ts.tsecr, option.tsecr):
+                return False
+        elif isinstance(option, Sack):
+            old_blocks = option.blocks
+        elif not isinstance(option, (Nop, Eol)):
+            return False
+    new_blocks = new.sack_blocks
+    if not old_blocks and not new_blocks:
+        return new.ack != old.ack  # the same ACK again is a duplicate: it counts
+    for start, end in old_blocks:
+        if not any(seq_le(s, start) and seq_le(end, e) for s, e in new_blocks):
+            return False
+    if new.ack != old.ack:
+        return True
+    return sum((e - s) & 0xFFFFFFFF for s, e in new_blocks) > sum(
+        (e - s) & 0xFFFFFFFF for s, e in old_blocks
+    )
 
 
 def _same_ip(packet: bytes, head: bytes) -> bool:
@@ -52,6 +102,9 @@ class Gro:
     another flow's segment delivers the run first, so the order of all segments is kept.
     :meth:`flush` delivers what is held, at the end of the batch (Linux's ``napi_gro_flush``).
 
+    A pure ACK is held too (``filtered`` counts those a later one made redundant, see the
+    module docstring): the next segment either replaces it or has it delivered first.
+
     A run started by :meth:`add` with its packet (IPv4 without options) takes the segments that
     follow in :meth:`join`, from their bytes: header against header, as tcp_gro_receive
     compares them, and the checksums verified, without parsing them.
@@ -59,6 +112,7 @@ class Gro:
 
     __slots__ = (
         "_ack",
+        "_acked",
         "_deliver",
         "_dst",
         "_end",
@@ -77,6 +131,7 @@ class Gro:
         "_src",
         "_total",
         "_window",
+        "filtered",
     )
 
     def __init__(self, deliver: Deliver) -> None:
@@ -96,6 +151,9 @@ class Gro:
         #: Its header's bytes that the next ones' must equal (see :meth:`join`).
         self._ip = self._ip2 = self._ends = self._ack = self._window = self._options = b""
         self._pseudo = 0  # its pseudo-header's sum, less the TCP length
+        #: The pure ACK held, to be delivered unless the next segment makes it redundant.
+        self._acked: Held | None = None
+        self.filtered = 0
 
     def join(self, packet: bytes) -> bool:
         """``packet``, a whole IP packet read from the device, joined to the run held when it
@@ -154,6 +212,14 @@ class Gro:
         payload = seg.payload
         length = len(payload)
         flags = int(seg.flags)
+        held = self._acked
+        if held is not None:
+            self._acked = None
+            if not length and src is held[0] and dst is held[1] and _redundant(held[2], seg):
+                self._acked = (src, dst, seg, now)
+                self.filtered += 1
+                return
+            self._deliver(*held, 1)
         first = self._first
         if first is not None:
             if (
@@ -182,6 +248,9 @@ class Gro:
                 return
             self.flush()
         if not length or flags & _ENDS_RUN or seg.urgent:
+            if not length and flags & ~_ECN_FLAGS == _ACK and not seg.urgent:
+                self._acked = (src, dst, seg, now)  # a pure ACK: the next may make it redundant
+                return
             self._deliver(src, dst, seg, now, 1)
             return
         self._first, self._src, self._dst, self._now = seg, src, dst, now
@@ -207,7 +276,12 @@ class Gro:
             )
 
     def flush(self) -> None:
-        """Deliver the run held, if any: one segment as it came, or the run joined."""
+        """Deliver what is held, if anything: the pure ACK, or the run (one segment as it came,
+        or the run joined). Never both: each delivers the other before it is held."""
+        held = self._acked
+        if held is not None:
+            self._acked = None
+            self._deliver(*held, 1)
         first = self._first
         if first is None:
             return
