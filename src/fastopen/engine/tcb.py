@@ -39,6 +39,7 @@ from fastopen.engine.handshake import (
 from fastopen.engine.icmp import MIN_PMTU, IcmpError
 from fastopen.engine.info import Chrono, ChronoType, FastOpenClientFail, TcpInfo, since_ms
 from fastopen.engine.ofo import OutOfOrderQueue
+from fastopen.engine.rcvqueue import ReceiveQueue
 from fastopen.engine.recovery import PROBE_DELACK, TIMEOUT_MIN, Recovery, Timer
 from fastopen.engine.rtt import RTO_INIT, RTO_MAX, RTO_MIN, RttEstimator
 from fastopen.engine.segmentation import (
@@ -153,12 +154,21 @@ _FLAGS = [Flags(i) for i in range(256)]
 
 
 def _appended(buf: bytes | bytearray, data: bytes | memoryview) -> bytearray:
-    """``buf`` with ``data`` after it: a queue is an empty bytes until its first data (an idle
-    connection holds no bytearray), then a bytearray appended in place."""
+    """The send buffer ``buf`` with ``data`` after it: an empty bytes until its first data (an
+    idle connection holds no bytearray), then a bytearray appended in place."""
     if isinstance(buf, bytearray):
         buf += data
         return buf
     return bytearray(data)
+
+
+def _received(queue: ReceiveQueue | bytes, data: bytes | memoryview) -> ReceiveQueue:
+    """``queue`` with ``data`` after it: an empty bytes until its first data (an idle connection
+    holds no queue), then a :class:`~fastopen.engine.rcvqueue.ReceiveQueue`."""
+    if isinstance(queue, ReceiveQueue):
+        queue.append(data)
+        return queue
+    return ReceiveQueue(data)
 
 
 def _copied(buf: bytes | bytearray, start: int, end: int) -> bytes:
@@ -337,7 +347,7 @@ class Connection:
         self.skb_start = self.snd_buf_seq
         self.rcv_nxt = 0
         self.rcv_adv = 0
-        self.rcv_buf: bytes | bytearray = b""
+        self.rcv_buf: ReceiveQueue | bytes = b""
         self.ooo: OutOfOrderQueue | None = None  # made at the first hole, dropped when filled
         self._rcv_fin_seq: int | None = None
         mss = ctx.adv_mss(local)
@@ -1322,24 +1332,21 @@ class Connection:
         urgent mark (an urgent byte at the start is left out unless SO_OOBINLINE; a splice
         stops at it); b"" when that is all there was."""
         buf = self.rcv_buf
-        if not isinstance(buf, bytearray) or not buf:
+        if not isinstance(buf, ReceiveQueue) or not buf:
             return b""
         urg = self._urg
         if urg is not None and urg.data:
             copied = (self.rcv_nxt - len(buf)) & MASK
             inline = self.sock.options.oobinline
             skip, n = read_limit(urg, copied, n, len(buf), inline=inline, splice=splice)
-            del buf[:skip]
+            buf.skip(skip)
             if seq_lt(urg.seq, (copied + skip + min(n, len(buf))) & MASK):
                 urg.data = 0  # read past it (Linux: after(copied_seq, urg_seq))
                 if urg.idle:
                     self._urg = None
-        if n >= len(buf):
-            data = bytes(buf)
-            self.rcv_buf = b""  # drained: the bytearray goes
-        else:
-            data = _copied(buf, 0, n)
-            del buf[:n]
+        data = buf.take(n)
+        if not buf:
+            self.rcv_buf = b""  # drained: the queue goes
         self._rcv_space_adjust(now)
         if self.state in _SYNCHRONIZED and not self.fin_received():
             # Linux tcp_cleanup_rbuf: a window update when the window left is at most half
@@ -1626,7 +1633,7 @@ class Connection:
         self.fo_pending = True
         self._init_transfer(now)  # Linux tcp_fastopen_create_child -> tcp_init_transfer
         if seg.payload:
-            self.rcv_buf = _appended(self.rcv_buf, seg.payload)
+            self.rcv_buf = _received(self.rcv_buf, seg.payload)
             self.rcv_nxt = (self.rcv_nxt + len(seg.payload)) & MASK
             self.bytes_received += len(seg.payload)
             self.syn_data_acked = True
@@ -2124,7 +2131,7 @@ class Connection:
             if predicted:
                 counters["TCPHPHits"] += 1
             self.data_segs_in += self._wire_segs(plen)
-            self.rcv_buf = _appended(self.rcv_buf, payload)
+            self.rcv_buf = _received(self.rcv_buf, payload)
             self.rcv_nxt = (seq + plen) & MASK
             self._data_recv(ts, plen, now)
             self.bytes_received += plen
@@ -2695,7 +2702,7 @@ class Connection:
                 self._ecn_flags &= ~ECN_DEMAND_CWR
             self.data_segs_in += self._wire_segs(len(payload))
             if seq == self.rcv_nxt:
-                self.rcv_buf = _appended(self.rcv_buf, payload)
+                self.rcv_buf = _received(self.rcv_buf, payload)
                 delivered = len(payload)
                 self.rcv_nxt = (seq + delivered) & MASK
                 self._data_recv(seg.timestamps, delivered, now)
@@ -2703,7 +2710,7 @@ class Connection:
                     more = self.ooo.take(self.rcv_nxt)
                     if not self.ooo:
                         self.ooo = None
-                    self.rcv_buf = _appended(self.rcv_buf, more)
+                    self.rcv_buf = _received(self.rcv_buf, more)
                     self.rcv_nxt = (self.rcv_nxt + len(more)) & MASK
                     delivered += len(more)
             else:
