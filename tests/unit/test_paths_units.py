@@ -13,6 +13,7 @@ from fastopen.errors import FastOpenError
 from fastopen.kernel import pathcache
 from fastopen.lab.middlebox import MIDDLEBOXES, Placed
 from fastopen.probe import Outcome, Step, Target, Verdict, verdict
+from fastopen.probe.drivers import _handshake
 
 
 def test_middlebox_names_and_parameters() -> None:
@@ -109,3 +110,23 @@ def test_the_path_cache_forgets_old_entries_and_the_files_of_gone_namespaces(
     pathcache.record("198.18.0.9", 82, pathcache.Failure.RESET)
     assert sorted(e.port for e in pathcache.entries()) == [81, 82]
     assert not gone.exists() and recent.exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "fail", "retrans", "seconds", "answered"),
+    [
+        (Step.REQUEST_34, 0, 0, 0.002, True),
+        (Step.REQUEST_34, 0, 1, 1.003, False),
+        # the server's retransmitted SYN-ACK (no option) beat the client's own retransmission
+        (Step.REQUEST_34, 0, 0, 1.001, False),
+        (Step.PLAIN, 0, 0, 0.9, True),
+        (Step.DATA, 3, 1, 1.004, False),  # the SYN went again without its data
+        (Step.DATA, 0, 0, 0.002, True),
+    ],
+)
+def test_first_syn_answered(
+    step: Step, fail: int, retrans: int, seconds: float, answered: bool
+) -> None:
+    outcome = Outcome(step)
+    _handshake(outcome, fail, retrans, True, b"HEAD", seconds)
+    assert (outcome.first_syn_answered, outcome.syn_data_acked) == (answered, 4)

@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 from fastopen.constants import TCP_FASTOPEN_CONNECT
 from fastopen.engine.cache import CacheEntry
+from fastopen.engine.rtt import RTO_INIT
 from fastopen.errors import FastOpenError
 from fastopen.kernel import tcp_metrics, tcpinfo
 from fastopen.kernel.netns import identify
@@ -83,15 +84,26 @@ async def _in_thread(work: Callable[[], T]) -> T:
 
 
 def _handshake(
-    outcome: Outcome, client_fail: int, total_retrans: int, acked: bool, request: bytes
+    outcome: Outcome,
+    client_fail: int,
+    total_retrans: int,
+    acked: bool,
+    request: bytes,
+    seconds: float,
 ) -> None:
-    """What ``TCP_INFO`` shows of the handshake: was the first SYN answered (for SYN data: not
-    retransmitted without its data; else: no retransmission at all), and the SYN data acked
-    (all of the request: it fits in one SYN)."""
+    """What ``TCP_INFO`` shows of the handshake, which took ``seconds``: was the first SYN
+    answered (for SYN data: not retransmitted without its data; else: no retransmission at all,
+    and the answer came before the SYN's retransmission timer, ``RTO_INIT``, would have fired),
+    and the SYN data acked (all of the request: it fits in one SYN).
+
+    The time matters because a server retransmits its SYN-ACK after the same 1 s, and Linux's
+    retransmission carries no TFO option (``tcp_rtx_synack`` passes no cookie): behind a box that
+    drops SYN-ACKs with the option, that plain SYN-ACK may beat the client's own retransmission
+    and look like an answer to the first SYN, without a cookie."""
     if outcome.step is Step.DATA:
         outcome.first_syn_answered = client_fail != _SYN_RETRANSMITTED
     else:
-        outcome.first_syn_answered = total_retrans == 0
+        outcome.first_syn_answered = total_retrans == 0 and seconds < RTO_INIT
     outcome.syn_data_acked = len(request) if acked else 0
 
 
@@ -175,12 +187,13 @@ class UserspaceDriver:
                     host, port, first_flight=request, fastopen=tfo
                 )
                 try:
+                    seconds = time.monotonic() - start
                     transport = writer.transport
                     assert isinstance(transport, EngineTransport)
                     info = transport.sock.tcp_info(self.stack.now())
                     acked = writer.get_extra_info("fastopen").syn_data_acked
                     fail, retrans = info.tcpi_fastopen_client_fail, info.tcpi_total_retrans
-                    _handshake(outcome, fail, retrans, acked, request)
+                    _handshake(outcome, fail, retrans, acked, request, seconds)
                     _answer(outcome, await reader.read(READ), start)
                 finally:
                     writer.close()
@@ -226,11 +239,12 @@ class KernelDriver:
                 sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
             async with asyncio.timeout(timeout):
                 await loop.sock_connect(sock, addr)  # deferred when a cookie is cached
-                await loop.sock_sendall(sock, request)
+                await loop.sock_sendall(sock, request)  # handshake done (or SYN data sent)
+                seconds = time.monotonic() - start
                 first = await loop.sock_recv(sock, READ)
             info = tcpinfo.read(sock)
             fail, retrans = info.fastopen_client_fail, info.total_retrans
-            _handshake(outcome, fail, retrans, info.syn_data, request)
+            _handshake(outcome, fail, retrans, info.syn_data, request, seconds)
             _answer(outcome, first, start)
         except (OSError, TimeoutError) as exc:
             _failed(outcome, exc)
