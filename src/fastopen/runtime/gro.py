@@ -14,7 +14,8 @@ flow, makes redundant (it acknowledges as much or more, SACKs all it SACKed, and
 ACK is the same, with the same ECN flags and timestamps no older) never reaches TCP, which sees
 the later one as a stretch ACK. A stack that is behind reads its ACKs in bunches: this spares it
 a pass per ACK that would tell it nothing new. Duplicate ACKs, window updates and ACKs with
-other options all go through.
+other options all go through. The common pure ACK (IPv4, timestamps its only option) is
+filtered from its bytes, against the one held, without being parsed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ _ACK = int(Flags.ACK)
 _ONES = 0xFFFF
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_TS = struct.Struct("!II")
+#: A pure ACK that :meth:`Gro.join` may filter from its bytes: IPv4 without options, 52 bytes,
+#: TCP header of 32 bytes with ACK alone, urgent pointer 0, then NOP, NOP, timestamps.
+_FAST_LEN = IPV4_HEADER_LEN + 32
+_FAST_TCP = b"\x80\x10"  # data offset 8, no reserved bits; ACK
+_FAST_OPTIONS = b"\x00\x00\x01\x01\x08\x0a"  # urgent pointer; NOP, NOP, kind 8 length 10
+_HALF = 0x80000000
 
 Deliver = Callable[[IPAddress, IPAddress, TcpSegment, float, int], None]
 Held = tuple[IPAddress, IPAddress, TcpSegment, float]
@@ -81,6 +89,19 @@ def _redundant(old: TcpSegment, new: TcpSegment) -> bool:
     )
 
 
+def _fast_ack(packet: bytes) -> bool:
+    """``packet`` is a pure ACK of the form :meth:`Gro.join` filters from its bytes."""
+    return (
+        len(packet) == _FAST_LEN
+        and packet[0] == 0x45
+        and packet[2:4] == b"\x00\x34"
+        and not packet[6] & 0x3F
+        and not packet[7]
+        and packet.startswith(_FAST_TCP, 32)
+        and packet.startswith(_FAST_OPTIONS, 38)
+    )
+
+
 def _same_ip(packet: bytes, head: bytes) -> bool:
     """``packet`` (IPv4, or b"": not known) may join the run of ``head``'s as
     inet_gro_receive allows: the same TTL and DF (TOS is the segments' ``ecn``)."""
@@ -103,7 +124,9 @@ class Gro:
     :meth:`flush` delivers what is held, at the end of the batch (Linux's ``napi_gro_flush``).
 
     A pure ACK is held too (``filtered`` counts those a later one made redundant, see the
-    module docstring): the next segment either replaces it or has it delivered first.
+    module docstring): the next segment either replaces it or has it delivered first. When it
+    came as a plain IPv4 packet with timestamps alone, :meth:`join` replaces it with the next
+    such ACK from that one's bytes (the segment delivered is made from the last one's values).
 
     A run started by :meth:`add` with its packet (IPv4 without options) takes the segments that
     follow in :meth:`join`, from their bytes: header against header, as tcp_gro_receive
@@ -117,6 +140,14 @@ class Gro:
         "_dst",
         "_end",
         "_ends",
+        "_fast",
+        "_fast_ack",
+        "_fast_flow",
+        "_fast_ip",
+        "_fast_ip2",
+        "_fast_now",
+        "_fast_ts",
+        "_fast_window",
         "_first",
         "_flags",
         "_head",
@@ -150,18 +181,30 @@ class Gro:
         self._headers = 0  # its IP and TCP headers' bytes
         #: Its header's bytes that the next ones' must equal (see :meth:`join`).
         self._ip = self._ip2 = self._ends = self._ack = self._window = self._options = b""
-        self._pseudo = 0  # its pseudo-header's sum, less the TCP length
+        #: The pseudo-header's sum, less the TCP length, of the run's first segment or of the
+        #: pure ACK held (never both are held).
+        self._pseudo = 0
         #: The pure ACK held, to be delivered unless the next segment makes it redundant.
         self._acked: Held | None = None
+        #: The packet of the pure ACK held when :meth:`join` may replace it from the next ACK's
+        #: bytes; the header bytes those must equal (version to TOS; fragment bits to protocol;
+        #: addresses, ports and sequence number); the values of the last that replaced it.
+        self._fast: bytes | None = None
+        self._fast_ip = self._fast_ip2 = self._fast_flow = b""
+        self._fast_ack = self._fast_window = 0
+        self._fast_ts = (0, 0)
+        self._fast_now = 0.0
         self.filtered = 0
 
-    def join(self, packet: bytes) -> bool:
-        """``packet``, a whole IP packet read from the device, joined to the run held when it
-        is the run's next segment (what :meth:`add` would join, the IPv4 and TCP checksums
-        right); else False, and nothing changed: it is to be parsed and given to :meth:`add`."""
+    def join(self, packet: bytes, now: float) -> bool:
+        """``packet``, a whole IP packet read from the device at ``now``, joined to the run held
+        when it is the run's next segment (what :meth:`add` would join, the IPv4 and TCP
+        checksums right), or replacing the pure ACK held when it is a later one that makes it
+        redundant (:meth:`_supersede`); else False, and nothing changed: it is to be parsed and
+        given to :meth:`add`."""
         head = self._head
         if head is None:
-            return False
+            return self._fast is not None and self._supersede(packet, now)
         size = len(packet)
         headers = self._headers
         length = size - headers
@@ -203,6 +246,83 @@ class Gro:
             self.flush()
         return True
 
+    def _supersede(self, packet: bytes, now: float) -> bool:
+        """``packet`` replaces the pure ACK held, from its bytes: a pure ACK of the same form
+        (see :func:`_fast_ack`), flow, sequence number, IP header (TTL, DF and TOS, ECN
+        included) that acknowledges more, with timestamps no older, both checksums right: what
+        :func:`_redundant` lets go, for the ACKs it sees most."""
+        fast = self._fast
+        assert fast is not None
+        if (
+            len(packet) != _FAST_LEN
+            or not packet.startswith(self._fast_ip, 0)
+            or not packet.startswith(self._fast_ip2, 6)
+            or not packet.startswith(self._fast_flow, 12)
+            or not packet.startswith(_FAST_TCP, 32)
+            or not packet.startswith(_FAST_OPTIONS, 38)
+        ):
+            return False
+        ack = _U32.unpack_from(packet, 28)[0]
+        tsval, tsecr = ts = _TS.unpack_from(packet, 44)
+        last_val, last_ecr = self._fast_ts
+        if (
+            not 0 < (ack - self._fast_ack) & 0xFFFFFFFF < _HALF
+            or (tsval - last_val) & 0xFFFFFFFF >= _HALF
+            or (tsecr - last_ecr) & 0xFFFFFFFF >= _HALF
+            or int.from_bytes(packet[:IPV4_HEADER_LEN], "big") % _ONES
+            # the TCP sum with the pseudo-header's (the IP header's words sum to 0 here)
+            or (self._pseudo + 32 + int.from_bytes(packet, "big")) % _ONES
+        ):
+            return False
+        self._fast_ack, self._fast_ts, self._fast_now = ack, ts, now
+        self._fast_window = _U16.unpack_from(packet, 34)[0]
+        self.filtered += 1
+        return True
+
+    def _take_acked(self) -> Held | None:
+        """The pure ACK held, no longer held: the last that replaced it in :meth:`join`, if one
+        did, made from its values."""
+        held = self._acked
+        self._acked = None
+        fast = self._fast
+        if fast is None or held is None:
+            return held
+        self._fast = None
+        src, dst, seg, _ = held
+        if self._fast_ack == seg.ack:
+            return held  # none replaced it (each acknowledges more)
+        tsval, tsecr = self._fast_ts
+        options = seg.options
+        latest = TcpSegment(
+            seg.src_port,
+            seg.dst_port,
+            seg.seq,
+            self._fast_ack,
+            seg.flags,
+            self._fast_window,
+            (options[0], options[1], Timestamps(tsval, tsecr)),
+            b"",
+            0,
+            seg.reserved,
+            seg.ecn,
+        )
+        return src, dst, latest, self._fast_now
+
+    def _hold_ack(
+        self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float, packet: bytes
+    ) -> None:
+        """Hold the pure ACK ``seg`` (read at ``now`` in ``packet``, if given)."""
+        self._acked = (src, dst, seg, now)
+        if not _fast_ack(packet):
+            return
+        self._fast = packet
+        self._fast_ip, self._fast_ip2, self._fast_flow = packet[:4], packet[6:10], packet[12:28]
+        self._fast_ack, self._fast_window, self._fast_now = seg.ack, seg.window, now
+        self._fast_ts = _TS.unpack_from(packet, 44)
+        self._pseudo = (
+            int.from_bytes(packet[12:16], "big") + int.from_bytes(packet[16:20], "big") + PROTO_TCP
+        )
+
     def add(
         self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float, packet: bytes = b""
     ) -> None:
@@ -212,11 +332,10 @@ class Gro:
         payload = seg.payload
         length = len(payload)
         flags = int(seg.flags)
-        held = self._acked
+        held = self._take_acked()
         if held is not None:
-            self._acked = None
             if not length and src is held[0] and dst is held[1] and _redundant(held[2], seg):
-                self._acked = (src, dst, seg, now)
+                self._hold_ack(src, dst, seg, now, packet)
                 self.filtered += 1
                 return
             self._deliver(*held, 1)
@@ -249,7 +368,7 @@ class Gro:
             self.flush()
         if not length or flags & _ENDS_RUN or seg.urgent:
             if not length and flags & ~_ECN_FLAGS == _ACK and not seg.urgent:
-                self._acked = (src, dst, seg, now)  # a pure ACK: the next may make it redundant
+                self._hold_ack(src, dst, seg, now, packet)  # the next may make it redundant
                 return
             self._deliver(src, dst, seg, now, 1)
             return
@@ -278,9 +397,8 @@ class Gro:
     def flush(self) -> None:
         """Deliver what is held, if anything: the pure ACK, or the run (one segment as it came,
         or the run joined). Never both: each delivers the other before it is held."""
-        held = self._acked
+        held = self._take_acked()
         if held is not None:
-            self._acked = None
             self._deliver(*held, 1)
         first = self._first
         if first is None:

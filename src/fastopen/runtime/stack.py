@@ -382,7 +382,7 @@ class UserspaceStack:
                     continue
             if pcap is not None:
                 write_pcap_record(pcap, packet)
-            if gro.join(packet):
+            if gro.join(packet, now):
                 continue
             parsed = host.parse_packet(packet, now)
             if parsed is not None:
