@@ -70,6 +70,7 @@ from fastopen.engine.seq import (
     seq_le,
     seq_lt,
 )
+from fastopen.engine.sndqueue import SendQueue
 from fastopen.engine.states import TcpEvent, TcpState, transition
 from fastopen.engine.urgent import URG_READ, URG_VALID, Urgent, check_urg, read_limit, take_byte
 from fastopen.engine.window import (
@@ -153,13 +154,13 @@ _NOP = Nop()
 _FLAGS = [Flags(i) for i in range(256)]
 
 
-def _appended(buf: bytes | bytearray, data: bytes | memoryview) -> bytearray:
-    """The send buffer ``buf`` with ``data`` after it: an empty bytes until its first data (an
-    idle connection holds no bytearray), then a bytearray appended in place."""
-    if isinstance(buf, bytearray):
-        buf += data
-        return buf
-    return bytearray(data)
+def _appended(queue: SendQueue | bytes, data: bytes | memoryview) -> SendQueue:
+    """The send queue ``queue`` with ``data`` after it: an empty bytes until its first data (an
+    idle connection holds no queue), then a :class:`~fastopen.engine.sndqueue.SendQueue`."""
+    if isinstance(queue, SendQueue):
+        queue.append(data)
+        return queue
+    return SendQueue(data)
 
 
 def _received(queue: ReceiveQueue | bytes, data: bytes | memoryview) -> ReceiveQueue:
@@ -171,11 +172,9 @@ def _received(queue: ReceiveQueue | bytes, data: bytes | memoryview) -> ReceiveQ
     return ReceiveQueue(data)
 
 
-def _copied(buf: bytes | bytearray, start: int, end: int) -> bytes:
-    """``buf[start:end]`` as bytes, copied once (a slice of a bytearray is a copy of its own,
-    that bytes() would copy again)."""
-    with memoryview(buf) as view:
-        return bytes(view[start:end])
+def _copied(queue: SendQueue | bytes, start: int, end: int) -> bytes:
+    """Bytes ``start`` to ``end`` of the send queue ``queue`` (b"" when it is empty)."""
+    return queue.copy(start, end) if isinstance(queue, SendQueue) else b""
 
 
 def _timed_out(elapsed: float, boundary: int, rto_base: float, user_timeout: float) -> bool:
@@ -327,7 +326,7 @@ class Connection:
         self.snd_wnd = 0
         self.snd_wl1 = self.snd_wl2 = 0
         self.max_window = 0
-        self.snd_buf: bytes | bytearray = b""  # a bytearray while data waits (_appended)
+        self.snd_buf: SendQueue | bytes = b""  # a SendQueue while data waits (_appended)
         self.snd_buf_seq = (self.iss + 1) & MASK
         self._fin_queued = False
         self._fin_seq = 0
@@ -2496,8 +2495,8 @@ class Connection:
             n = min(off, len(self.snd_buf))
             if n:
                 buf = self.snd_buf
-                if isinstance(buf, bytearray):
-                    del buf[:n]
+                if isinstance(buf, SendQueue):
+                    buf.trim(n)
                 self.snd_buf = buf if buf else b""
                 self.snd_buf_seq = (self.snd_buf_seq + n) & MASK
         self.snd_una = ack
