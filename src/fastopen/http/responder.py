@@ -20,6 +20,8 @@ from fastopen.streams import ServerGuard, Stack, start_server
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 8192
+#: A body up to this long goes out in one write with its header (one segment when it fits).
+COPY_MAX = 65536
 _REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 425: "Too Early"}
 
 #: Called once per request: peer address, method (None if malformed), status, the TFO report.
@@ -32,7 +34,11 @@ def too_early(method: str, report: TfoReport | None) -> bool:
     return bool(report is not None and report.replay_suspected) and not replay_safe(method)
 
 
-def _response(status: int, body: bytes, *, head: bool, close: bool) -> bytes:
+def _respond(
+    writer: asyncio.StreamWriter, status: int, body: bytes, *, head: bool, close: bool
+) -> None:
+    """Write the response: the header and, unless for HEAD, the body; a body over
+    :data:`COPY_MAX` is written after the header, not copied into one bytes with it."""
     lines = [
         f"HTTP/1.1 {status} {_REASONS[status]}",
         "Content-Type: text/plain; charset=utf-8",
@@ -41,7 +47,14 @@ def _response(status: int, body: bytes, *, head: bool, close: bool) -> bytes:
     ]
     if status == 405:
         lines.append("Allow: GET, HEAD")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head else body)
+    header = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    if head:
+        writer.write(header)
+    elif len(body) <= COPY_MAX:
+        writer.write(header + body)
+    else:
+        writer.write(header)
+        writer.write(body)
 
 
 def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]] | None:
@@ -81,7 +94,7 @@ async def _serve_one(
                 raw = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError as exc:
                 if exc.partial:
-                    writer.write(_response(400, b"bad request\n", head=False, close=True))
+                    _respond(writer, 400, b"bad request\n", head=False, close=True)
                 return
             except asyncio.LimitOverrunError:
                 raw = b""
@@ -104,7 +117,7 @@ async def _serve_one(
                     )
             if on_request is not None:
                 on_request(where, method, status, writer.get_extra_info("fastopen"))
-            writer.write(_response(status, data, head=head, close=close))
+            _respond(writer, status, data, head=head, close=close)
             await writer.drain()
             first = False
             if close:
