@@ -84,12 +84,23 @@ _FASTOPEN_MAGIC = _U16.pack(TCPOPT_FASTOPEN_MAGIC)
 # C what a loop over words would do in Python. Sums of parts add up as long as each part starts
 # at an even offset; a checksum field at an even offset weighs its own value.
 _ONES = 0xFFFF
+#: Bytes of each part :func:`words` sums (even): CPython takes the remainder of a long by 0xFFFF
+#: one 30-bit digit at a time, a hardware division each; a full-sized packet's words as four
+#: parts summed leave a quarter of the digits to divide (5.0 -> 3.7 us for 1,500 bytes).
+_PART = 376
 
 
-def _words(data: bytes | memoryview) -> int:
-    """``data`` as one big-endian integer, padded to an even length: its words' sum, mod 0xFFFF."""
-    value = int.from_bytes(data, "big")
-    return value << 8 if len(data) & 1 else value
+def words(data: bytes | memoryview) -> int:
+    """A number congruent to the sum of ``data``'s 16-bit words modulo 0xFFFF (its checksum is
+    right when that of all the words it covers is 0), ``data`` padded to an even length: its
+    even-length parts as big-endian integers, summed."""
+    size = len(data)
+    total = start = 0
+    while size - start > _PART:
+        total += int.from_bytes(data[start : start + _PART], "big")
+        start += _PART
+    tail = int.from_bytes(data[start:], "big")
+    return total + (tail << 8 if size & 1 else tail)
 
 
 def _checksum(total: int) -> int:
@@ -100,7 +111,7 @@ def _checksum(total: int) -> int:
 
 def internet_checksum(data: bytes | memoryview) -> int:
     """The RFC 1071 checksum of ``data`` (one's complement of the one's complement sum)."""
-    total = _words(data)
+    total = words(data)
     return _checksum(total) if total else _ONES
 
 
@@ -116,7 +127,7 @@ def _pseudo_sum(src: IPAddress, dst: IPAddress, length: int) -> int:
 
 def tcp_checksum(src: IPAddress, dst: IPAddress, segment: bytes | memoryview) -> int:
     """The TCP checksum of ``segment`` (its checksum field zeroed) with the pseudo-header."""
-    return _checksum(_pseudo_sum(src, dst, len(segment)) + _words(segment))
+    return _checksum(_pseudo_sum(src, dst, len(segment)) + words(segment))
 
 
 def _setters(cls: type[object], head: str, tail: str) -> Callable[..., object]:
@@ -593,7 +604,7 @@ class TcpSegment:
             + self.window
             + self.urgent
             + int.from_bytes(options, "big")
-            + _words(self.payload)
+            + words(self.payload)
         )
 
     def emit(self, src: IPAddress, dst: IPAddress) -> bytes:
@@ -669,10 +680,7 @@ def _parse_segment(
             raise MalformedPacket(str(exc)) from None
     if pseudo is not None:
         # the field sits at an even offset: taking its value off the words' sum zeroes it
-        words = int.from_bytes(data, "big")
-        if size & 1:
-            words <<= 8
-        expected = _ONES - ((pseudo + words - checksum) % _ONES or _ONES)
+        expected = _ONES - ((pseudo + words(data) - checksum) % _ONES or _ONES)
         if checksum != expected and not (checksum == _ONES and expected == 0):
             raise MalformedPacket(f"bad TCP checksum 0x{checksum:04x} (expected 0x{expected:04x})")
     return _new_segment(

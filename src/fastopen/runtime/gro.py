@@ -26,7 +26,17 @@ from collections.abc import Callable
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.seq import seq_le, seq_lt
 from fastopen.runtime.tun import GSO_MAX_SIZE, HEADROOM
-from fastopen.wire import IPV4_HEADER_LEN, PROTO_TCP, Eol, Flags, Nop, Sack, TcpSegment, Timestamps
+from fastopen.wire import (
+    IPV4_HEADER_LEN,
+    PROTO_TCP,
+    Eol,
+    Flags,
+    Nop,
+    Sack,
+    TcpSegment,
+    Timestamps,
+    words,
+)
 
 #: Flags that may differ within a run (tcp_gro_receive masks them out of its comparison).
 _MAY_DIFFER = int(Flags.CWR | Flags.FIN | Flags.PSH)
@@ -233,10 +243,7 @@ class Gro:
         # a segment's words, its checksum and the pseudo-header's included, sum to a multiple
         # of 0xFFFF when it is right; the whole packet's sum is the segment's, as the IP
         # header's words sum to one (2**16 is 1 modulo 0xFFFF)
-        words = int.from_bytes(packet, "big")
-        if size & 1:
-            words <<= 8
-        if (self._pseudo + size - IPV4_HEADER_LEN + words) % _ONES:
+        if (self._pseudo + size - IPV4_HEADER_LEN + words(packet)) % _ONES:
             return False  # the parse says what is wrong with it
         self._parts.append(packet[headers:])
         self._total += length
