@@ -31,7 +31,7 @@ class Pair:
         for name, host in (("client", self.client), ("server", self.server)):
             host_output = host.output
 
-            def output(src, dst, seg, name=name, host_output=host_output):  # type: ignore[no-untyped-def]
+            def output(src, dst, seg, segs=1, name=name, host_output=host_output):  # type: ignore[no-untyped-def]
                 nonlocal data_segments
                 if name == "client" and seg.payload:
                     data_segments += 1
@@ -41,7 +41,7 @@ class Pair:
                     if data_segments == mark:
                         seg = dataclasses.replace(seg, ecn=ECN_CE)
                 self.sent.append((name, seg))
-                host_output(src, dst, seg)
+                host_output(src, dst, seg, segs)
 
             host.output = output  # type: ignore[method-assign]
         listener = self.server.socket()

@@ -47,9 +47,9 @@ class Wire:
         for host in (self.client, self.server):
             host_output = host.output
 
-            def output(src, dst, seg, host_output=host_output):  # type: ignore[no-untyped-def]
+            def output(src, dst, seg, segs=1, host_output=host_output):  # type: ignore[no-untyped-def]
                 self.seen.append((str(src), seg))
-                host_output(src, dst, seg)
+                host_output(src, dst, seg, segs)
 
             host.output = output  # type: ignore[method-assign]
         self.listener = self.server.socket()

@@ -667,7 +667,7 @@ def test_tcp_pacing_ca_ratio_from_half_ssthresh() -> None:
 
 
 def test_a_tso_packet_counts_its_segments() -> None:
-    """Linux __tcp_transmit_skb: segs_out and data_segs_out add tcp_skb_pcount, so five TSO
+    """Linux __tcp_transmit_skb: segs_out, data_segs_out and OutSegs add tcp_skb_pcount, so five TSO
     packets of 2 segments are the 10 segments sch_fq lets go unpaced, and the one after them
     waits for the pacing rate: of the 4 segments an ACK of 2 allows, 2 go at once, 2 after
     half a packet's time (the rest is credit for being late): 2 * 12 * 1000 bytes / 93.75 ms."""
@@ -675,6 +675,7 @@ def test_a_tso_packet_counts_its_segments() -> None:
     assert [len(s.payload) for s in sent(h, sock, 100, 0.2)] == [2 * MSS] * 5
     info = sock.tcp_info(0.2)
     assert (info.tcpi_data_segs_out, info.tcpi_segs_out) == (10, 12)  # and the SYN, the ACK
+    assert h.counters["TcpOutSegs"] == 12  # OutSegs as well (TCP_MIB_OUTSEGS)
     ack(h, at(2), 0.25)
     assert [len(s.payload) for s in out(h)] == [2 * MSS]
     while not (got := [len(s.payload) for s in out(h) if s.payload]):

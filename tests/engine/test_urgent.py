@@ -28,9 +28,9 @@ def pair() -> tuple[Link, EngineSocket, EngineSocket, list[TcpSegment]]:
     sent: list[TcpSegment] = []
     client_output = client.output
 
-    def output(src, dst, seg):  # type: ignore[no-untyped-def]
+    def output(src, dst, seg, segs=1):  # type: ignore[no-untyped-def]
         sent.append(seg)
-        client_output(src, dst, seg)
+        client_output(src, dst, seg, segs)
 
     client.output = output  # type: ignore[method-assign]
     listener = server.socket()

@@ -317,10 +317,12 @@ class Host:
 
     # -- output ------------------------------------------------------------------------------------
 
-    def output(self, src: IPAddress, dst: IPAddress, segment: TcpSegment) -> None:
+    def output(self, src: IPAddress, dst: IPAddress, segment: TcpSegment, segs: int = 1) -> None:
+        """``segment`` to send, ``segs`` segments on the wire (a TSO one's: Linux counts
+        OutSegs by tcp_skb_pcount)."""
         if self.settings.qdisc_drops:
             return  # the device's queue refuses it (Settings.qdisc_drops)
-        self.counters["TcpOutSegs"] += 1
+        self.counters["TcpOutSegs"] += segs
         self._out.append((src, dst, segment))
 
     def packets_to_send(self) -> list[bytes]:

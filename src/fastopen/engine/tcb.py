@@ -701,7 +701,7 @@ class Connection:
             queue = self.sock.errqueue
             if queue is not None and queue.stamps:
                 queue.transmitted(seq, len(payload), now)  # SCM_TSTAMP_SCHED, SCM_TSTAMP_SND
-        self.ctx.output(self.local, self.remote, seg)
+        self.ctx.output(self.local, self.remote, seg, count)
 
     def send_ack(self, now: float) -> None:
         """A pure ACK, with the highest sequence sent (never one rewound for a retransmission)."""
