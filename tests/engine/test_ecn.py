@@ -101,6 +101,9 @@ def test_ce_is_echoed_until_cwr_and_the_sender_reduces_once() -> None:
     assert not last.flags & Flags.ECE  # the CWR stopped the echo
     assert conn.recovery.ca_state is CaState.OPEN  # SND.NXT at the echo is acknowledged
     assert pair.child.recv(10_000, pair.link.now) == b"c" * 1000 + b"n" * 1000 + b"m" * 1000
+    # the one segment the echo acknowledged was delivered with ECE (tcp_count_delivered)
+    assert pair.sock.tcp_info(pair.link.now).tcpi_delivered_ce == 1
+    assert pair.client.counters["TCPDeliveredCE"] == 1
 
 
 def test_data_with_cwr_is_acked_at_once() -> None:

@@ -102,6 +102,24 @@ def test_sack_recovery_retransmits_every_hole_at_once() -> None:
     assert info.tcpi_snd_ssthresh == 5 and info.tcpi_snd_cwnd < 10  # Reno: half of 10
 
 
+def test_the_counters_of_sending_and_delivering() -> None:
+    """Linux's TcpExt counters of one recovery: TCPOrigDataSent counts new segments only
+    (tcp_event_new_data_sent), TCPDelivered what each ACK newly delivers, SACKed or acked, the
+    SYN-ACK's SYN included (tcp_newly_delivered: tp->delivered's rise in tcp_ack), TCPPureAcks
+    an ACK without data that tcp_ack's slow path takes (this one has SACK blocks), TCPHPAcks one
+    that header prediction takes."""
+    h, sock = established()
+    assert h.counters["TCPDelivered"] == 1  # the SYN
+    sent(h, sock, 10, 0.2)
+    ack(h, DATA, 0.3, (1, 3), (4, 6), (7, 10))
+    assert seqs(out(h)) == [0, 3, 6]
+    ack(h, at(10), 0.4)
+    counters = {k: h.counters[k] for k in ("TCPOrigDataSent", "TCPDelivered", "TCPPureAcks")}
+    assert counters == {"TCPOrigDataSent": 10, "TCPDelivered": 11, "TCPPureAcks": 1}
+    assert h.counters["TCPHPAcks"] == 1 and h.counters["TcpRetransSegs"] == 3
+    assert sock.tcp_info(0.4).tcpi_delivered == 11
+
+
 def test_prr_sends_in_proportion_to_what_is_delivered() -> None:
     """RFC 6937 (Linux tcp_cwnd_reduction): with the flight above ssthresh (5), the window
     lets out ceil(ssthresh * delivered / prior_cwnd) less what recovery sent."""

@@ -218,9 +218,10 @@ def test_an_unread_buffer_closes_the_window_without_moving_its_edge_back() -> No
 
 def test_an_idle_established_connection_holds_no_queue_or_buffer() -> None:
     """Each end's socket, connection and their parts, with no queue or buffer made before it
-    is used (tracemalloc over 200 connections, both ends, halved): a queue made eagerly costs
-    more than the margin."""
-    assert idle_connection_bytes(200) <= IDLE_BOUND
+    is used (tracemalloc over 1,000 connections, both ends, halved, as bench/engine.py measures
+    it: over 200, the hosts' connection tables' room for more adds 25 bytes): a queue made
+    eagerly costs more than the margin."""
+    assert idle_connection_bytes(1000) <= IDLE_BOUND
 
 
 def test_children_share_their_listeners_options_and_change_their_own() -> None:

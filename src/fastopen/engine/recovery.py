@@ -66,6 +66,7 @@ class Recovery:
         "cwnd",
         "cwnd_cnt",
         "delivered",
+        "delivered_ce",
         "frto",
         "high_seq",
         "lsndtime",
@@ -94,6 +95,7 @@ class Recovery:
         self._max_packets_out = 0
         self._cwnd_usage_seq = 0
         self.delivered = 0  # Linux tp->delivered: segments acknowledged (SYN and FIN count)
+        self.delivered_ce = 0  # Linux tp->delivered_ce: of them, acknowledged with ECE
         self._reno_sacked = 0  # without SACK: duplicate ACKs counted as delivered (sacked_out)
         self.ca_state = CaState.OPEN
         self.high_seq = 0  # Linux tp->high_seq: SND.NXT when recovery (or loss) started

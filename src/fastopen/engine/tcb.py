@@ -25,7 +25,7 @@ from fastopen.constants import (
 from fastopen.engine import md5
 from fastopen.engine.cache import IPAddress, NegativeReason
 from fastopen.engine.cc import CaState
-from fastopen.engine.context import ConnectionContext
+from fastopen.engine.context import ConnectionContext, ConnKey
 from fastopen.engine.events import Closed, Connected, EngineError, Readable, Writable
 from fastopen.engine.fastopen import client_synack
 from fastopen.engine.handshake import (
@@ -242,7 +242,6 @@ class Connection:
         "fo_request",
         "irs",
         "iss",
-        "key",
         "listener",
         "local",
         "lport",
@@ -318,7 +317,6 @@ class Connection:
         self.sock = sock
         self.listener: EngineSocket | None = None
         self.local, self.lport, self.remote, self.rport = local, lport, remote, rport
-        self.key = (local, lport, remote, rport)
         self.state = S.CLOSED
         self.iss = ctx.choose_isn(local, lport, remote, rport, now) if iss is None else iss
         self.irs = 0
@@ -591,6 +589,11 @@ class Connection:
 
     def _tsopt(self, now: float, echo: int) -> Timestamps:
         return Timestamps((ts_clock(now, self.usec_ts) + self.tsoffset) & MASK, echo)
+
+    @property
+    def key(self) -> ConnKey:
+        """(local, lport, remote, rport): the connection's key in its host's table."""
+        return (self.local, self.lport, self.remote, self.rport)
 
     @property
     def ecn_ok(self) -> bool:
@@ -1090,6 +1093,8 @@ class Connection:
         if data and now - self._lrcv < self._ato:
             self._pingpong += 1  # Linux tcp_event_data_sent: a reply within ato
         self._emit_segments(seq, flags, data, now)
+        # Linux tcp_event_new_data_sent: TCPOrigDataSent adds the skb's tcp_skb_pcount
+        self.ctx.counters["TCPOrigDataSent"] += segments(len(data), mss) or 1
         self._sent_at(len(data), now)
         if len(data) % mss:
             self.snd_sml = end  # Linux tcp_minshall_update: new data not of whole MSS
@@ -1131,6 +1136,8 @@ class Connection:
         self.syn_fastopen_exp = fastopen is not None and fastopen.experimental
         self.fo_request = fastopen is not None and not fastopen.cookie
         self._send_syn(now, payload=sent, fastopen=fastopen)
+        if sent:
+            self.ctx.counters["TCPOrigDataSent"] += 1  # Linux tcp_send_syn_data
         start = self.snd_buf_seq  # ISS + 1: where the data begins (the same int, not a copy)
         self.snd_nxt = self.snd_max = (start + len(sent)) & MASK if sent else start
         if sent:  # the SYN data: one piece of one segment (the SYN and its data: two in tcp_ack)
@@ -1731,7 +1738,7 @@ class Connection:
                 self._rcv_data(seg, flags, now)  # Linux tcp_fastopen_add_skb
         else:
             # data in a plain SYN-ACK is dropped, as Linux does
-            self.recovery.delivered += self._process_ack(seg.ack, now, rtt_sample=False)[1]
+            self._synack_acked(seg, now)
         self.ctx.emit(Connected(self.sock))
         self.ctx.emit(Writable(self.sock))
         if fo_fail:  # Linux: the SYN data is lost, tcp_non_congestion_loss_retransmit
@@ -2028,7 +2035,7 @@ class Connection:
     def _rcv_fastopen_synack(self, seg: TcpSegment, now: float) -> bool:
         """Learn from the SYN-ACK; True when SYN data must go again (TFO failed)."""
         ctx = self.ctx
-        self.recovery.delivered += self._process_ack(seg.ack, now, rtt_sample=False)[1]
+        self._synack_acked(seg, now)
         unacked = self.syn_data and self.snd_una != self.snd_max
         client_synack(
             ctx.cookie_cache,
@@ -2069,7 +2076,8 @@ class Connection:
         straight to the queue, then tcp_event_data_recv and __tcp_ack_snd_check. Linux's
         prediction also wants the window unchanged (else its slow path updates it); here a
         new window (not zero) is taken as the slow path takes it, and only a segment Linux
-        predicts counts: TCPHPHits for data, TCPHPAcks for an ACK advancing SND.UNA.
+        predicts counts: TCPHPHits for data, TCPHPAcks for an ACK advancing SND.UNA (another
+        without data is one of TCPPureAcks, as tcp_ack counts it).
 
         What it does is what :meth:`_rcv_synchronized` does with such a segment, in the same
         order (the ACK first, so events come out alike), without the tests that cannot fail
@@ -2120,6 +2128,8 @@ class Connection:
         counters = self.ctx.counters
         if predicted and ack != una:
             counters["TCPHPAcks"] += 1
+        elif not plen:  # Linux tcp_ack: not FLAG_DATA, outside its fast path
+            counters["TCPPureAcks"] += 1
         dupack = ack == una and not plen and not win_update and una != self.snd_max
         if ts is not None and self.rcv_nxt == self._rcv_wup:
             # Linux: a predicted segment is at RCV.NXT, so tcp_replace_ts_recent's
@@ -2232,6 +2242,8 @@ class Connection:
             )
             if ts is not None:
                 self._replace_ts_recent(ts.tsval, seq, now)  # tcp_ack: FLAG_UPDATE_TS_RECENT
+            if not plen and not flags & FIN:  # tcp_ack, its slow path: not FLAG_DATA
+                self.ctx.counters["TCPPureAcks"] += 1
             ece = bool(flags & ECE) and self.ecn_ok  # Linux tcp_ecn_rcv_ecn_echo: FLAG_ECE
             self._ack(seg.sack_blocks if self.sack_ok else (), ack, dupack, now, ts, ece)
             fin_acked = self._fin_queued and ack == ((self._fin_seq + 1) & MASK)
@@ -2340,6 +2352,7 @@ class Connection:
         timers."""
         rec = self.recovery
         delivered = 0
+        prior_delivered = rec.delivered
         reord_seen = rec.pieces.reord_seen
         pieces = rec.pieces
         pieces.begin_ack(self.snd_una)
@@ -2386,6 +2399,7 @@ class Connection:
             self.ctx.counters,
             ece,
         )
+        self._newly_delivered(rec.delivered - prior_delivered, ece)
         if self.ecn_ok and rec.ca_state > state and rec.ca_state >= CaState.CWR:
             self._ecn_flags |= ECN_QUEUE_CWR  # tcp_init_cwnd_reduction: tcp_ecn_queue_cwr
         if self.snd_una == self.snd_max:
@@ -2395,6 +2409,22 @@ class Connection:
             rec.timer = Timer.REO
         elif ack != prior_una or rec.timer is not Timer.RTO:
             self._set_xmit_timer(now)
+
+    def _synack_acked(self, seg: TcpSegment, now: float) -> None:
+        """What the SYN-ACK ``seg`` acknowledges (tcp_ack from tcp_rcv_synsent_state_process)."""
+        newly = self._process_ack(seg.ack, now, rtt_sample=False)[1]
+        self.recovery.delivered += newly
+        self._newly_delivered(newly, False)  # FLAG_ECE is never a SYN's
+
+    def _newly_delivered(self, newly: int, ece: bool) -> None:
+        """``newly`` segments delivered by one ACK (``ece``: with an ECN echo, FLAG_ECE), as
+        Linux's tcp_newly_delivered counts them in TCPDelivered, and with ECE in
+        TCPDeliveredCE and tp->delivered_ce (tcp_count_delivered)."""
+        counters = self.ctx.counters
+        counters["TCPDelivered"] += newly
+        if ece:
+            self.recovery.delivered_ce += newly
+            counters["TCPDeliveredCE"] += newly
 
     def _sacktag(self, blocks: tuple[tuple[int, int], ...], ack: int, now: float) -> int:
         """Linux tcp_sacktag_write_queue: the blocks within the data in flight go on the
@@ -3062,7 +3092,7 @@ class Connection:
             tcpi_snd_wnd=self.snd_wnd,
             tcpi_rcv_wnd=(self.rcv_adv - self.rcv_nxt) & MASK if self.state in _SYNCHRONIZED else 0,
             tcpi_delivered=self.recovery.delivered,
-            tcpi_delivered_ce=0,  # no ECN
+            tcpi_delivered_ce=self.recovery.delivered_ce,
             tcpi_last_data_sent=since_ms(now, rec.lsndtime),
             tcpi_last_data_recv=since_ms(now, self._lrcv),
             tcpi_last_ack_recv=since_ms(now, self._rcv_tstamp),
