@@ -773,7 +773,8 @@ class Connection:
             self._xmit_retransmit_queue(now)
         mss = self.snd_mss
         buf = self.snd_buf
-        end_data = (self.snd_buf_seq + len(buf)) & MASK
+        queued = len(buf)  # sending takes nothing off the queue: once for the loop
+        end_data = (self.snd_buf_seq + queued) & MASK
         # what counts is data: a TFO child's SYN-ACK is not in its queue (Linux snd_una ISN + 1)
         una = (self.iss + 1) & MASK if self.snd_una == self.iss else self.snd_una
         wnd_edge = (una + self.snd_wnd) & MASK  # Linux tcp_snd_wnd_test (cwnd: tcp_cwnd_test)
@@ -786,7 +787,7 @@ class Connection:
         while True:
             nxt = self.snd_nxt
             off = (nxt - self.snd_buf_seq) & MASK
-            unsent = len(buf) - off if off < HALF else 0
+            unsent = queued - off if off < HALF else 0
             if unsent > 0:
                 if self._paced(now):
                     break
