@@ -112,6 +112,11 @@ def _fast_ack(packet: bytes) -> bool:
     )
 
 
+def _pseudo(packet: bytes) -> int:
+    """The sum of the pseudo-header of ``packet`` (IPv4), less the TCP length."""
+    return int.from_bytes(packet[12:16], "big") + int.from_bytes(packet[16:20], "big") + PROTO_TCP
+
+
 def _same_ip(packet: bytes, head: bytes) -> bool:
     """``packet`` (IPv4, or b"": not known) may join the run of ``head``'s as
     inet_gro_receive allows: the same TTL and DF (TOS is the segments' ``ecn``)."""
@@ -196,10 +201,10 @@ class Gro:
         self._pseudo = 0
         #: The pure ACK held, to be delivered unless the next segment makes it redundant.
         self._acked: Held | None = None
-        #: The packet of the pure ACK held when :meth:`join` may replace it from the next ACK's
-        #: bytes; the header bytes those must equal (version to TOS; fragment bits to protocol;
-        #: addresses, ports and sequence number); the values of the last that replaced it.
-        self._fast: bytes | None = None
+        #: Whether :meth:`join` may replace the pure ACK held from the next ACK's bytes; the
+        #: header bytes those must equal (version to TOS; fragment bits to protocol; addresses,
+        #: ports and sequence number); the values of the last that replaced it.
+        self._fast = False
         self._fast_ip = self._fast_ip2 = self._fast_flow = b""
         self._fast_ack = self._fast_window = 0
         self._fast_ts = (0, 0)
@@ -214,7 +219,7 @@ class Gro:
         given to :meth:`add`."""
         head = self._head
         if head is None:
-            return self._fast is not None and self._supersede(packet, now)
+            return self._fast and self._supersede(packet, now)
         size = len(packet)
         headers = self._headers
         length = size - headers
@@ -258,8 +263,6 @@ class Gro:
         (see :func:`_fast_ack`), flow, sequence number, IP header (TTL, DF and TOS, ECN
         included) that acknowledges more, with timestamps no older, both checksums right: what
         :func:`_redundant` lets go, for the ACKs it sees most."""
-        fast = self._fast
-        assert fast is not None
         if (
             len(packet) != _FAST_LEN
             or not packet.startswith(self._fast_ip, 0)
@@ -278,7 +281,7 @@ class Gro:
             or (tsecr - last_ecr) & 0xFFFFFFFF >= _HALF
             or int.from_bytes(packet[:IPV4_HEADER_LEN], "big") % _ONES
             # the TCP sum with the pseudo-header's (the IP header's words sum to 0 here)
-            or (self._pseudo + 32 + int.from_bytes(packet, "big")) % _ONES
+            or (self._pseudo + 32 + words(packet)) % _ONES
         ):
             return False
         self._fast_ack, self._fast_ts, self._fast_now = ack, ts, now
@@ -291,10 +294,9 @@ class Gro:
         did, made from its values."""
         held = self._acked
         self._acked = None
-        fast = self._fast
-        if fast is None or held is None:
+        if not self._fast or held is None:
             return held
-        self._fast = None
+        self._fast = False
         src, dst, seg, _ = held
         if self._fast_ack == seg.ack:
             return held  # none replaced it (each acknowledges more)
@@ -322,13 +324,11 @@ class Gro:
         self._acked = (src, dst, seg, now)
         if not _fast_ack(packet):
             return
-        self._fast = packet
+        self._fast = True
         self._fast_ip, self._fast_ip2, self._fast_flow = packet[:4], packet[6:10], packet[12:28]
         self._fast_ack, self._fast_window, self._fast_now = seg.ack, seg.window, now
         self._fast_ts = _TS.unpack_from(packet, 44)
-        self._pseudo = (
-            int.from_bytes(packet[12:16], "big") + int.from_bytes(packet[16:20], "big") + PROTO_TCP
-        )
+        self._pseudo = _pseudo(packet)
 
     def add(
         self, src: IPAddress, dst: IPAddress, seg: TcpSegment, now: float, packet: bytes = b""
@@ -395,11 +395,7 @@ class Gro:
             self._ip, self._ip2, self._ends = packet[:2], packet[6:10], packet[12:24]
             self._ack, self._window = packet[28:33], packet[34:36]
             self._options = packet[38:headers]
-            self._pseudo = (
-                int.from_bytes(packet[12:16], "big")
-                + int.from_bytes(packet[16:20], "big")
-                + PROTO_TCP
-            )
+            self._pseudo = _pseudo(packet)
 
     def flush(self) -> None:
         """Deliver what is held, if anything: the pure ACK, or the run (one segment as it came,
