@@ -672,7 +672,9 @@ class ScriptRunner(ABC, Generic[S, F]):
             )
         if problem is not None:
             raise self.fail(f"error handling packet: {problem}\n{expected_text}\n{actual_text}")
-        self.last_time = when if event.time.kind is TimeKind.ANY else start
+        # the next relative time counts from when the packet came, not from its script time
+        # (packetdrill's adjust_relative_event_times: "now" after the packet is sniffed)
+        self.last_time = when
 
     def aggregate(
         self, first: tuple[float, TcpSegment], spec: PacketSpec, start: float, end: float | None
