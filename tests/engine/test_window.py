@@ -280,6 +280,42 @@ def test_a_tso_sender_holds_a_small_packet_while_acks_are_coming(divisor: int, h
     assert later and len(later[0].payload) >= 2 * 1460
 
 
+def test_a_tso_sender_defers_only_for_an_ack_due_within_a_millisecond() -> None:
+    """Linux 6.18 tcp_tso_should_defer ("tcp: fix tcp_tso_should_defer() vs large RTT"): at
+    about 20 ms RTT, room for 2 segments of a 10-segment TSO packet, within 1 ms of the last
+    transmission, goes at once while the ACK of the oldest segment out is still 6 ms away (the
+    rule before waited from half an SRTT on, and held such flows at a small window), and waits
+    when that ACK is due within 1 ms."""
+    h = support.host(support.SERVER, tso=True, min_tso_segs=10, congestion_control="reno")
+    listener = h.socket()
+    listener.bind(support.SERVER_ADDR)
+    listener.listen(8)
+    syn = support.seg(
+        support.S, support.PEER_ISN, options=(Mss(1460), WindowScale(7)), sport=PORT, dport=80
+    )
+    h.receive_segment(support.CLIENT, support.SERVER, syn, 0.0)
+    una = support.one(h).seq + 1
+
+    def ack(segments: int, now: float) -> int:
+        """The data segments the server sends on an ACK of ``segments`` at ``now``."""
+        segment = support.seg(
+            support.A, support.PEER_ISN + 1, (una + segments * 1460) & MASK, sport=PORT, dport=80
+        )
+        h.receive_segment(support.CLIENT, support.SERVER, segment, now)
+        return sum(len(s.payload) for s in support.out(h)) // 1460
+
+    assert ack(0, 0.020) == 0  # the handshake: SRTT 20 ms
+    child, _ = listener.accept(0.020)
+    child.send(bytes(1 << 20), 0.020)
+    assert sum(len(s.payload) for s in support.out(h)) == 10 * 1460  # the initial window
+    # each ACK delivers a segment and slow start adds one: room for 2, less than a third of the
+    # window and than the TSO packet; the oldest segment out left at 20 ms, SRTT stays near 18 ms
+    assert ack(1, 0.0315) == 2  # the last transmission was 11.5 ms ago: no deferral
+    assert ack(2, 0.0320) == 2  # 0.5 ms after it, but the next ACK is due in 6 ms
+    assert ack(3, 0.0380) == 2  # the last transmission 6 ms ago
+    assert ack(4, 0.0384) == 0  # 0.4 ms after it, and the next ACK is due now: wait for it
+
+
 def test_a_waiting_writer_is_woken_when_a_third_of_the_buffer_is_free() -> None:
     """Linux sk_stream_write_space: a writer that filled the send buffer (42,000: SO_SNDBUF
     21,000) is woken once the free space is half what is queued, not at the first byte freed

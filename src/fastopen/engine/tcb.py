@@ -120,6 +120,9 @@ PAWS_24DAYS = 60 * 60 * 24 * 24
 PAWS_MSL = 60
 #: Linux TCP_RESOURCE_PROBE_INTERVAL (seconds): the probe timer after a local drop.
 RESOURCE_PROBE_INTERVAL = 0.5
+#: Linux tcp_tso_should_defer: no wait for an ACK expected later than this (seconds; or half an
+#: SRTT when that is less).
+TSO_DEFER_ACK_WAIT = 0.001
 #: Linux tcp_max_tso_deferred_mss: with tcp_tso_win_divisor 0, room for more than this many
 #: MSS sends a TSO packet at once.
 MAX_TSO_DEFERRED_MSS = 3
@@ -1004,7 +1007,9 @@ class Connection:
         packet due (``goal`` bytes), so wait for the ACKs in flight to open more rather than
         send a small packet; unless recovery is on, the last transmission was over 1 ms ago,
         the room is 1/tcp_tso_win_divisor of the window, the next ACK is likely to come too
-        late (the oldest piece out left less than half an SRTT ago), or a FIN waits behind."""
+        late (the oldest piece out is acknowledged, an SRTT after it left, in more than half an
+        SRTT or 1 ms: Linux 6.18, "tcp: fix tcp_tso_should_defer() vs large RTT"), or a FIN
+        waits behind."""
         if (
             not self.ctx.settings.tso
             or self.recovery.ca_state >= CaState.RECOVERY
@@ -1025,7 +1030,10 @@ class Connection:
         elif limit > MAX_TSO_DEFERRED_MSS * mss:
             return False
         head = self.recovery.pieces.head()
-        return head is not None and now - head.xmit >= self.rtt.srtt / 2
+        if head is None:
+            return False
+        srtt = self.rtt.srtt
+        return head.xmit + srtt - now <= min(srtt / 2, TSO_DEFER_ACK_WAIT)
 
     def mark_eor(self) -> None:
         """MSG_EOR: what the application queued so far ends a record."""
