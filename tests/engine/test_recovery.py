@@ -27,6 +27,7 @@ from engine_support import (
 from fastopen.engine import EngineError, EngineSocket, Host
 from fastopen.engine.cc import Reno, Window
 from fastopen.engine.link import Link
+from fastopen.engine.recovery import INFINITE_SSTHRESH
 from fastopen.engine.segmentation import SentPieces
 from fastopen.runtime.gro import Gro
 from fastopen.wire import Mss, Sack, SackPermitted, TcpSegment
@@ -545,16 +546,84 @@ def test_dsack_of_every_retransmission_undoes_recovery() -> None:
     assert sock.tcp_info(0.4).tcpi_snd_cwnd >= 10
 
 
-def test_dsack_is_counted_and_widens_the_reordering_window() -> None:
-    """RFC 2883: a first SACK block below the ACK reports a duplicate (TCPDSACKRecv); RACK
-    then waits longer before calling a hole lost (Linux tcp_rack_update_reo_wnd)."""
+def test_a_dsack_of_data_never_sent_twice_is_dubious() -> None:
+    """Linux tcp_check_dsack / tcp_dsack_seen: a first SACK block below the ACK is a D-SACK
+    (TCPDSACKRecv), inside the second one too (TCPDSACKOfoRecv); with more duplicates than
+    the sender retransmitted it is ignored (TCPDSACKIgnoredDubious): no TCPDSACKRecvSegs and
+    RACK's reordering window stays one step of min_rtt / 4."""
     h, sock = established()
-    sent(h, sock, 4, 0.2)
-    ack(h, at(1), 0.3, (0, 1))  # segment 0 came twice
-    assert h.counters["TCPDSACKRecv"] == 1
-    ack(h, at(1), 0.31, (2, 3))
+    sent(h, sock, 6, 0.2)
+    ack(h, at(1), 0.3, (0, 1))  # segment 0 came twice, but it left once
+    ack(h, at(1), 0.305, (3, 4), (3, 5))  # segment 3 too, inside the second block
+    n = h.counters
+    assert (n["TCPDSACKRecv"], n["TCPDSACKOfoRecv"], n["TCPDSACKIgnoredDubious"]) == (1, 1, 2)
+    assert n["TCPDSACKRecvSegs"] == 0
     timer = h.get_timer() or 0.0
-    assert timer > 0.31 + 0.025 + 0.002  # two steps of min_rtt / 4
+    assert timer == pytest.approx(0.305 + 0.025 + 0.002)  # hole 1: one step (min_rtt 100 ms)
+
+
+def test_dsacks_after_reordering_widen_the_reordering_window_a_round_trip_later() -> None:
+    """Linux tcp_rack_update_reo_wnd: reordering seen (a hole filled by its original), then a
+    retransmission D-SACKed (TCPDSACKRecvSegs; its data already acknowledged, so every
+    retransmission is accounted for: TCPDSACKUndo); the next ACK that delivers data widens
+    RACK's reordering window to two steps of min_rtt / 4, the ACK carrying the D-SACK not."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, at(1), 0.3, (2, 3))
+    ack(h, at(3), 0.305)  # segment 1 came late: reordering (TCPSACKReorder)
+    ack(h, at(3), 0.31, (4, 7))  # a hole at 3: one step, 25 ms
+    assert h.get_timer() == pytest.approx(0.31 + 0.025 + 0.002)
+    h.handle_timer(h.get_timer() or 0.0)
+    assert seqs(out(h)) == [3] and sock.tcp_info(0.34).tcpi_ca_state == 3
+    ack(h, at(7), 0.34)  # the original of 3
+    ack(h, at(7), 0.35, (3, 4))  # and its retransmission: a D-SACK
+    n = h.counters
+    assert (n["TCPDSACKRecv"], n["TCPDSACKRecvSegs"], n["TCPDSACKUndo"]) == (1, 1, 1)
+    assert n["TCPDSACKIgnoredDubious"] == 0
+    ack(h, at(8), 0.36)  # delivers segment 7: the window widens now
+    ack(h, at(8), 0.37, (9, 10))  # a hole at 8
+    assert h.get_timer() == pytest.approx(0.37 + 0.05 + 0.002)
+
+
+def test_dsacks_in_the_window_and_below_it_both_count_for_the_undo() -> None:
+    """Linux tcp_sacktag_one and tcp_check_dsack: two retransmissions in one recovery, the
+    first D-SACKed while still in the window (inside the second block: TCPDSACKOfoRecv), the
+    other once acknowledged (below the ACK: TCPDSACKRecv); with both accounted for, the
+    reduction is undone (TCPDSACKUndo) and the window is back."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, at(0), 0.3, (1, 2), (3, 6))  # 0 and 2 lost
+    assert seqs(out(h)) == [0]
+    ack(h, at(0), 0.305, (1, 2), (3, 7))
+    assert seqs(out(h)) == [2]
+    ack(h, at(0), 0.31, (2, 3), (1, 7))  # the original of 2 came, then its retransmission
+    assert h.counters["TCPDSACKOfoRecv"] == 1 and h.counters["TCPDSACKUndo"] == 0
+    ack(h, at(7), 0.32)  # the original of 0
+    ack(h, at(7), 0.33, (0, 1))  # and its retransmission
+    n = h.counters
+    assert (n["TCPDSACKRecv"], n["TCPDSACKRecvSegs"], n["TCPDSACKUndo"]) == (1, 2, 1)
+    info = sock.tcp_info(0.33)
+    assert info.tcpi_ca_state == 0 and info.tcpi_snd_cwnd >= 10
+
+
+def test_a_dsack_of_the_loss_probe_shows_nothing_was_lost() -> None:
+    """Linux tcp_process_tlp_ack (FLAG_DSACK_TLP): the probe's segment D-SACKed, so the
+    original and the probe both came: no loss to repair, the window stays
+    (TCPLossProbeRecovery not counted when later data is acknowledged, no slow start
+    threshold set)."""
+    h, sock = established()
+    sent(h, sock, 10, 0.2)
+    ack(h, at(9), 0.3)
+    h.handle_timer(h.get_timer() or 0.0)
+    assert seqs(out(h)) == [9] and h.counters["TCPLossProbes"] == 1
+    ack(h, at(10), 0.75)  # the original of 9, late
+    ack(h, at(10), 0.76, (9, 10))  # and the probe: its D-SACK
+    assert h.counters["TCPDSACKRecvSegs"] == 1
+    sock.send(b"n" * MSS, 0.77)
+    out(h)
+    ack(h, at(11), 0.8)
+    assert h.counters["TCPLossProbeRecovery"] == 0
+    assert sock.tcp_info(0.8).tcpi_snd_ssthresh == INFINITE_SSTHRESH
 
 
 # -- whole transfers -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from collections import Counter
 from fastopen.engine.cc import CaEvent, CaState, CongestionControl, in_slow_start
 from fastopen.engine.rate import DeliveryRate
 from fastopen.engine.segmentation import REORDERING, SentPieces
-from fastopen.engine.seq import seq_le, seq_lt
+from fastopen.engine.seq import MASK, seq_le, seq_lt
 
 #: Linux TCP_INIT_CWND (segments).
 INIT_CWND = 10
@@ -39,6 +39,21 @@ PROBE_DELACK = 0.2
 #: Linux TCP_RACK_RECOVERY_THRESH and the cap of rack.reo_wnd_steps.
 REO_WND_PERSIST = 16
 REO_WND_STEPS_MAX = 0xFF
+
+
+class ReoWindow:
+    """RACK's reordering window once a D-SACK came (Linux tp->rack.reo_wnd_steps,
+    reo_wnd_persist, dsack_seen, last_delivered, and tp->dsack_dups): a connection that never
+    had one keeps none (one step of min_rtt / 4, no persistence)."""
+
+    __slots__ = ("dsack_dups", "dsack_seen", "last_delivered", "persist", "steps")
+
+    def __init__(self) -> None:
+        self.steps = 1
+        self.persist = 0  # recoveries the widened window outlives (reo_wnd_persist)
+        self.dsack_seen = False  # a D-SACK to widen it for, at the next round trip's ACK
+        self.last_delivered = 0  # tp->delivered when it was last widened
+        self.dsack_dups = 0  # segments D-SACKed, over the connection's life
 
 
 class Timer(enum.IntEnum):
@@ -59,8 +74,7 @@ class Recovery:
         "_prior_ssthresh",
         "_prr_delivered",
         "_reno_sacked",
-        "_reo_wnd_persist",
-        "_reo_wnd_steps",
+        "_reo",
         "ca_state",
         "cc",
         "cwnd",
@@ -102,8 +116,7 @@ class Recovery:
         self.prior_cwnd = 0  # the window before the last reduction (PRR's base, an undo's)
         self._prr_delivered = 0
         self.prr_out = 0
-        self._reo_wnd_steps = 1
-        self._reo_wnd_persist = 0
+        self._reo: ReoWindow | None = None
         self.tlp_high_seq: int | None = None  # SND.NXT after a loss probe, until it is answered
         self.timer = Timer.RTO
         # undo (Linux undo_marker, undo_retrans, retrans_stamp as a TSval, prior_ssthresh)
@@ -223,18 +236,85 @@ class Recovery:
             self.ca_state >= CaState.RECOVERY or self.pieces.sacked_out >= self.pieces.reordering
         ):
             return 0.0
-        return min(min_rtt / 4 * self._reo_wnd_steps, srtt)
+        steps = self._reo.steps if self._reo is not None else 1
+        return min(min_rtt / 4 * steps, srtt)
 
-    def on_dsack(self, segments: int, counters: Counter[str]) -> None:
-        """A D-SACK (RFC 2883) for ``segments`` came: TCPDSACKRecv, a retransmission that was
-        not needed (Linux tcp_check_dsack), and RACK's reordering window grows
-        (tcp_rack_update_reo_wnd)."""
-        counters["TCPDSACKRecv"] += 1
+    def check_dsack(
+        self,
+        blocks: tuple[tuple[int, int], ...],
+        ack: int,
+        prior_una: int,
+        mss: int,
+        max_window: int,
+        total_retrans: int,
+        counters: Counter[str],
+    ) -> int:
+        """Linux tcp_check_dsack with tcp_dsack_seen: a first SACK block below ``ack``
+        (TCPDSACKRecv) or inside the second (TCPDSACKOfoRecv) reports data received twice
+        (RFC 2883). Returns the segments it covers (TCPDSACKRecvSegs), 0 for none or for a
+        dubious one (TCPDSACKIgnoredDubious: empty, larger than the peer's largest window, or
+        more duplicates than retransmissions so far). One for data already acknowledged and
+        above the undo marker counts against the retransmissions to undo; one of a loss probe
+        (FLAG_DSACK_TLP) shows that nothing was lost; another, once reordering was seen, widens
+        RACK's reordering window at the next round trip (:meth:`_update_reo_wnd`)."""
+        start, end = blocks[0]
+        if seq_lt(start, ack):
+            counters["TCPDSACKRecv"] += 1
+        elif len(blocks) > 1 and seq_le(blocks[1][0], start) and seq_le(end, blocks[1][1]):
+            counters["TCPDSACKOfoRecv"] += 1
+        else:
+            return 0
+        length = (end - start) & MASK
+        if not seq_lt(start, end) or length > max_window:
+            counters["TCPDSACKIgnoredDubious"] += 1
+            return 0
+        dups = -(-length // mss) if length > mss else 1
+        probe = length <= mss and self.tlp_high_seq == end  # FLAG_DSACK_TLP
+        reo = self._reo
+        if reo is None:
+            reo = self._reo = ReoWindow()
+        reo.dsack_dups += dups
+        if reo.dsack_dups > total_retrans:  # the sender never sent them twice
+            counters["TCPDSACKIgnoredDubious"] += 1
+            return 0
+        if probe:
+            if not seq_lt(ack, end):
+                self.tlp_high_seq = None  # tcp_process_tlp_ack: the probe and the original came
+        elif self.pieces.reord_seen:
+            reo.dsack_seen = True
+        counters["TCPDSACKRecvSegs"] += dups
+        marker = self.undo_marker
+        if (
+            marker is not None
+            and self.undo_retrans > 0
+            and seq_le(end, prior_una)
+            and seq_lt(marker, end)
+        ):  # D-SACK for data already forgotten: dumb counting
+            self.undo_retrans = max(self.undo_retrans - dups, 0)
+        return dups
+
+    def dsacked_retransmission(self, segments: int) -> None:
+        """Linux tcp_sacktag_one: a D-SACK covers ``segments`` of retransmitted pieces still
+        queued (above the undo marker): retransmissions the undo no longer waits for."""
         if self.undo_marker is not None and self.undo_retrans > 0:
             self.undo_retrans = max(self.undo_retrans - segments, 0)
-        if self._reo_wnd_steps < REO_WND_STEPS_MAX:
-            self._reo_wnd_steps += 1
-        self._reo_wnd_persist = REO_WND_PERSIST
+
+    def _update_reo_wnd(self, prior_delivered: int | None) -> None:
+        """Linux tcp_rack_update_reo_wnd, on an ACK with a delivery sample: a D-SACK since a
+        round trip after the last widening widens RACK's reordering window by a step for
+        :data:`REO_WND_PERSIST` recoveries; once they are over, it is one step again."""
+        reo = self._reo
+        if reo is None or not prior_delivered:
+            return
+        if seq_lt(prior_delivered, reo.last_delivered):
+            reo.dsack_seen = False  # a round trip has not passed since it was widened
+        if reo.dsack_seen:
+            reo.steps = min(reo.steps + 1, REO_WND_STEPS_MAX)
+            reo.dsack_seen = False
+            reo.last_delivered = self.delivered
+            reo.persist = REO_WND_PERSIST
+        elif not reo.persist:
+            reo.steps = 1
 
     def on_ack(
         self,
@@ -262,9 +342,11 @@ class Recovery:
         if not sack_ok:
             delivered = self._reno_delivery(acked, dupack)
         self.delivered += delivered
+        pieces = self.pieces
+        rate = pieces.rate
+        self._update_reo_wnd(rate.prior_delivered if rate is not None else None)
         if self.tlp_high_seq is not None and seq_le(self.tlp_high_seq, una):
             self._tlp_acked(una, advanced, dupack, counters)
-        pieces = self.pieces
         lost_before = pieces.lost_out
         wait = 0.0
         if sack_ok and pieces.rack_advanced:
@@ -278,26 +360,26 @@ class Recovery:
                 if self._may_undo(tsecr):
                     self._undo(state is CaState.LOSS)
                     counters["TCPLossUndo" if state is CaState.LOSS else "TCPFullUndo"] += 1
-                elif self.cc.cong_control is None and (
-                    state is CaState.CWR
-                    or (state is CaState.RECOVERY and self.undo_marker is not None)
-                ):
-                    self.cwnd = self.ssthresh  # Linux tcp_end_cwnd_reduction
+                else:
+                    if self.cc.cong_control is None and (
+                        state is CaState.CWR
+                        or (state is CaState.RECOVERY and self.undo_marker is not None)
+                    ):
+                        self.cwnd = self.ssthresh  # Linux tcp_end_cwnd_reduction
+                    reo = self._reo
+                    if state is not CaState.CWR and reo is not None and reo.persist:
+                        reo.persist -= 1  # tcp_try_undo_recovery: the losses were real
                 self.ca_state = CaState.OPEN
                 self.frto = False
                 self._reno_sacked = 0
-                if self._reo_wnd_persist:
-                    self._reo_wnd_persist -= 1
-                elif self._reo_wnd_steps > 1:
-                    self._reo_wnd_steps = 1
         elif self.ca_state is CaState.RECOVERY:
             if advanced and not sack_ok:
                 pieces.mark_head_lost(mss, counters)  # RFC 6582: a partial ACK, the next hole
-            if self.undo_marker is not None and not self.undo_retrans:
-                self._undo(False)  # Linux tcp_try_undo_dsack: every retransmission D-SACKed
-                counters["TCPDSACKUndo"] += 1
+            if self._try_undo_dsack(counters):
                 self.ca_state = CaState.DISORDER if self.sacked_out else CaState.OPEN
                 self.high_seq = snd_nxt
+        if self.ca_state <= CaState.DISORDER:
+            self._try_undo_dsack(counters)  # a D-SACK after the recovery ended, too
         if self.ca_state in (CaState.OPEN, CaState.DISORDER, CaState.CWR):
             if pieces.lost_out or (not sack_ok and self._reno_sacked + 1 > REORDERING):
                 self.enter_recovery(prior_una, snd_nxt, sack_ok, mss, counters)
@@ -352,6 +434,19 @@ class Recovery:
         counters["TCPLossUndo"] += 1
         self.ca_state = CaState.OPEN
         self.frto = False
+
+    def _try_undo_dsack(self, counters: Counter[str]) -> bool:
+        """Linux tcp_try_undo_dsack: every retransmission since the reduction was D-SACKed,
+        so none was needed: the reduction is undone (TCPDSACKUndo), and RACK keeps a widened
+        reordering window through one recovery more."""
+        if self.undo_marker is None or self.undo_retrans:
+            return False
+        reo = self._reo
+        if reo is not None:
+            reo.persist = min(reo.persist + 1, REO_WND_PERSIST)
+        self._undo(False)
+        counters["TCPDSACKUndo"] += 1
+        return True
 
     def _may_undo(self, tsecr: int) -> bool:
         """Linux tcp_may_undo: a reduction to undo, every retransmission D-SACKed or the ACK

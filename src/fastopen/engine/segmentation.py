@@ -528,6 +528,17 @@ class SentPieces:
             self._reorder(self.fack, reord, mss)  # one event for the SACK (tcp_sacktag_write_queue)
         return newly
 
+    def retransmitted_in(self, start: int, end: int) -> int:
+        """The segments of the pieces within ``[start, end)`` sent more than once (Linux
+        tcp_sacktag_one on a D-SACK block: TCPCB_RETRANS)."""
+        n = 0
+        for p in self._pieces or ():
+            if seq_le(end, p.start):
+                break
+            if seq_le(start, p.start) and seq_le(p.end, end) and p.flags & RETRANS_FLAGS:
+                n += p.pcount
+        return n
+
     def rack_mark_lost(
         self, now: float, reo_wnd: float, counters: Counter[str]
     ) -> tuple[int, float]:

@@ -2369,8 +2369,10 @@ class Connection:
         if rate is not None:  # a rate sample starts (and tcp_wstamp_ns, for cong_control)
             rate.begin(rec.in_flight())
             rate.edt = self._lsnd if self._lsnd is not None else now
-        if blocks and rec.packets_out:
-            delivered = self._sacktag(blocks, ack, now)
+        if blocks:
+            delivered, dsacking = self._sacktag(blocks, ack, now)
+            if dsacking:
+                dupack = False  # Linux: FLAG_DSACKING_ACK, no duplicate
         prior_una = self.snd_una
         acked = 0
         if ack != prior_una:
@@ -2435,17 +2437,26 @@ class Connection:
             self.recovery.delivered_ce += newly
             counters["TCPDeliveredCE"] += newly
 
-    def _sacktag(self, blocks: tuple[tuple[int, int], ...], ack: int, now: float) -> int:
-        """Linux tcp_sacktag_write_queue: the blocks within the data in flight go on the
-        scoreboard; a D-SACK (RFC 2883: the first block below ``ack`` or inside the second)
-        is counted and widens RACK's reordering window. Returns the segments newly SACKed."""
+    def _sacktag(
+        self, blocks: tuple[tuple[int, int], ...], ack: int, now: float
+    ) -> tuple[int, bool]:
+        """Linux tcp_sacktag_write_queue: a D-SACK first (RFC 2883, Recovery.check_dsack;
+        the retransmitted pieces it covers no longer wait for an undo), then the blocks within
+        the data in flight go on the scoreboard. Returns (the segments delivered: newly SACKed,
+        plus those D-SACKed, a spurious retransmission being delivered too; whether a D-SACK
+        counted, FLAG_DSACKING_ACK)."""
         rec = self.recovery
-        first = blocks[0]
-        if seq_lt(first[0], ack) or (
-            len(blocks) > 1 and seq_le(blocks[1][0], first[0]) and seq_le(first[1], blocks[1][1])
-        ):
-            rec.on_dsack(segments((first[1] - first[0]) & MASK, self.snd_mss), self.ctx.counters)
         una, top = self.snd_una, self.snd_max
+        dups = rec.check_dsack(
+            blocks, ack, una, self.snd_mss, self.max_window, self.total_retrans, self.ctx.counters
+        )
+        if not rec.packets_out:
+            return dups, dups > 0
+        if dups and seq_lt(una, blocks[0][1]):  # tcp_sacktag_one of a dup_sack block
+            start, end = blocks[0]
+            retransmitted = rec.pieces.retransmitted_in(una if seq_lt(start, una) else start, end)
+            if retransmitted:
+                rec.dsacked_retransmission(retransmitted)
         clipped = []
         for start, end in blocks:
             if seq_lt(start, una):
@@ -2455,8 +2466,8 @@ class Connection:
             if seq_lt(start, end):
                 clipped.append((start, end))
         if not clipped:
-            return 0
-        return rec.pieces.sack(clipped, self.snd_mss, now, self.rtt.min_rtt)
+            return dups, dups > 0
+        return dups + rec.pieces.sack(clipped, self.snd_mss, now, self.rtt.min_rtt), dups > 0
 
     def _retransmit_head(self, now: float) -> bool:
         """The timeout's retransmission (Linux tcp_retransmit_skb of the queue's head, one
