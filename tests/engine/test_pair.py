@@ -264,3 +264,32 @@ def test_bulk_transfer_both_ways_segmented_in_order(loss: float, reorder: float,
     assert_nothing_left(a, b)
     if loss:
         assert a.counters["TcpRetransSegs"] and b.counters["TcpRetransSegs"]
+
+
+def test_recv_ready_is_recv_with_none_for_eagain() -> None:
+    """EngineSocket.recv_ready: None where recv raises EAGAIN, the bytes, b"" at the end of the
+    stream, and recv's other errors (ENOTCONN before a connection)."""
+    a, b = Host(["198.18.0.1"]), Host(["198.18.0.2"])
+    link = Link(a, b)
+    listener = b.socket()
+    listener.bind(SERVER)
+    listener.listen(8)
+    client = a.socket()
+    with pytest.raises(EngineError) as unconnected:
+        client.recv_ready(100, 0.0)
+    assert unconnected.value.errno == errno.ENOTCONN
+    with pytest.raises(EngineError):
+        client.connect(SERVER, 0.0)
+    while not listener.accept_queue:
+        assert link.step()
+    server, _ = listener.accept(link.now)
+    link.advance(0.01)
+    assert server.recv_ready(100, link.now) is None
+    with pytest.raises(EngineError) as eagain:
+        server.recv(100, link.now)
+    assert eagain.value.errno == errno.EAGAIN
+    client.send(b"x" * 10, link.now)
+    client.shutdown(socket.SHUT_WR, link.now)
+    link.advance(0.01)
+    assert server.recv_ready(100, link.now) == b"x" * 10
+    assert server.recv_ready(100, link.now) == b""

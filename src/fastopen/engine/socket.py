@@ -940,6 +940,14 @@ class EngineSocket:
     def recv(self, n: int, now: float, *, splice: bool = False) -> bytes:
         """Up to ``n`` bytes (b"" at the end of the stream); ``splice``: as splice() reads
         (Linux tcp_splice_read), b"" at an urgent mark while data waits behind it."""
+        data = self.recv_ready(n, now, splice=splice)
+        if data is None:
+            raise _fail(errno.EAGAIN)
+        return data
+
+    def recv_ready(self, n: int, now: float, *, splice: bool = False) -> bytes | None:
+        """:meth:`recv` without EAGAIN: None when nothing is there yet (a runtime's read loop
+        ends on it without an exception each time it has drained the socket)."""
         self._check_open()
         conn = self.conn
         if conn is None:
@@ -956,7 +964,7 @@ class EngineSocket:
             return b""
         if conn.state is TcpState.CLOSED:
             raise _fail(errno.ENOTCONN)
-        raise _fail(errno.EAGAIN)
+        return None
 
     def recv_oob(self, peek: bool = False) -> bytes:
         """recv(MSG_OOB) (Linux tcp_recv_urg): the urgent byte, once (``peek``: it stays);

@@ -85,11 +85,12 @@ class EngineTransport(asyncio.Transport):
         sock, protocol = self._sock, self._protocol
         while self._reading and not self._closing:
             try:
-                data = sock.recv(RECV_SIZE, self._wire.now())
+                data = sock.recv_ready(RECV_SIZE, self._wire.now())
             except EngineError as exc:
-                if exc.errno != errno.EAGAIN:
-                    self._fatal(exc)
+                self._fatal(exc)
                 break
+            if data is None:
+                break  # drained
             if not data:
                 if not self._eof_received:
                     self._eof_received = True
