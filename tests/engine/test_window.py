@@ -175,6 +175,42 @@ def test_the_send_buffer_grows_with_the_congestion_window() -> None:
     assert isinstance(sndbuf, int) and 46080 < sndbuf <= 4194304
 
 
+def test_the_send_buffer_grows_for_the_window_an_ack_leaves_once_its_data_went() -> None:
+    """Linux tcp_check_space after the push (tcp_data_snd_check): for a waiting writer,
+    tcp_new_space grows the send buffer to twice the congestion window the ACK left (slow
+    start grew it), and only when the window is not full once the ACK's data went
+    (tcp_should_expand_sndbuf: then the buffer is what limits)."""
+    h = support.host(support.SERVER)
+    listener = h.socket()
+    listener.bind(support.SERVER_ADDR)
+    listener.listen(8)
+    opts = (Mss(1460), WindowScale(7))
+    syn = support.seg(support.S, support.PEER_ISN, options=opts, sport=PORT, dport=80)
+    h.receive_segment(support.CLIENT, support.SERVER, syn, 0.0)
+    una = support.one(h).seq + 1
+
+    def ack(segments: int, now: float) -> None:
+        """The ACK of ``segments``; a writer woken fills the buffer again."""
+        seg = support.seg(
+            support.A, support.PEER_ISN + 1, (una + segments * 1460) & MASK, window=4000,
+            sport=PORT, dport=80,
+        )  # fmt: skip
+        h.receive_segment(support.CLIENT, support.SERVER, seg, now)
+        if child is not None and child.conn is not None and not child.conn.want_write:
+            child.send(bytes(200_000), now)
+        support.out(h)
+
+    child = None
+    ack(0, 0.1)
+    child, _ = listener.accept(0.1)
+    assert child.send(bytes(200_000), 0.1) == 54 * 1460  # the writer waits for room
+    support.out(h)
+    ack(10, 0.2)  # cwnd 20, and the buffer fills it: no growth
+    assert child.sndbuf == sndbuf_for(1460, 10)
+    ack(30, 0.21)  # cwnd 40, 24 segments to send: the buffer limits
+    assert child.sndbuf == sndbuf_for(1460, 40) == 184_320
+
+
 def test_so_sndbuf_locks_the_send_buffer_and_children_inherit_it() -> None:
     t = download(2 * MB, sndbuf=50000)
     assert t.sender.getsockopt(SOL_SOCKET, SO_SNDBUF) == 100000
@@ -319,7 +355,9 @@ def test_a_tso_sender_defers_only_for_an_ack_due_within_a_millisecond() -> None:
 def test_a_waiting_writer_is_woken_when_a_third_of_the_buffer_is_free() -> None:
     """Linux sk_stream_write_space: a writer that filled the send buffer (42,000: SO_SNDBUF
     21,000) is woken once the free space is half what is queued, not at the first byte freed
-    (and still woken then, though an earlier ACK freed some)."""
+    (and still woken then, though earlier ACKs freed some). tcp_check_space judges it once
+    what the ACK let out is sent (tcp_data_snd_check), each segment sent an skb of its own
+    (its truesize counted)."""
     h = support.host(support.SERVER)
     listener = h.socket()
     listener.bind(support.SERVER_ADDR)
@@ -345,8 +383,9 @@ def test_a_waiting_writer_is_woken_when_a_third_of_the_buffer_is_free() -> None:
     child, _ = listener.accept(0.1)
     child.setsockopt(SOL_SOCKET, SO_SNDBUF, 21000)
     assert child.send(bytes(61000), 0.1) == 42000
-    assert not ack(10000, 0.2)  # 10,000 free, 32,000 queued
-    assert ack(22000, 0.3)  # 22,000 free, 20,000 queued
+    assert not ack(10000, 0.2)  # 32,000 bytes queued: 41,152 with the skbs
+    assert not ack(22000, 0.3)  # 28,320 queued, 13,680 free: less than half
+    assert ack(32000, 0.4)  # 14,160 queued, 27,840 free
 
 
 def test_reading_a_closed_window_open_sends_a_window_update() -> None:

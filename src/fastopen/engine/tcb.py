@@ -1754,6 +1754,7 @@ class Connection:
             self.recovery.pieces.mark_all_lost(self.ctx.counters)
             self.recovery.non_congestion_loss(self.snd_max)
         self.output(now)
+        self._check_space(now)  # Linux tcp_rcv_state_process: tcp_data_snd_check
         if self.segs_out == before:
             if self.sock.write_pending and not fo_fail:
                 self._hold_ack(now)
@@ -1926,6 +1927,19 @@ class Connection:
             return 0
         before = (self.skb_start - nxt) & MASK if seq_lt(nxt, self.skb_start) else 0
         return 1 - (-before // self._size_goal())
+
+    def _check_space(self, now: float) -> None:
+        """Linux tcp_check_space, once what an ACK allowed went out (tcp_data_snd_check): for
+        a writer that waits (SOCK_NOSPACE), tcp_new_space grows the send buffer for the window
+        as the ACK left it, unless that window is full (tcp_should_expand_sndbuf: the buffer
+        is then not the limit), and wakes the writer once there is room."""
+        if not self.want_write:
+            return
+        rec = self.recovery
+        if not self.sock.options.buf_locks & SNDBUF_LOCK and rec.in_flight() < rec.cwnd:
+            self._sndbuf_expand()
+        if self.writable():
+            self._space_again(now)
 
     def _space_again(self, now: float) -> None:
         """Linux sk_stream_write_space from tcp_check_space: the waiting writer has room
@@ -2156,6 +2170,7 @@ class Connection:
             self.ctx.emit(Readable(self.sock))
             self._schedule_ack(now, plen, seg.ecn, False)
         self.output(now)
+        self._check_space(now)  # Linux tcp_data_snd_check
         return True
 
     def _rcv_synchronized(self, seg: TcpSegment, now: float) -> None:
@@ -2277,8 +2292,7 @@ class Connection:
                 self.ctx.blackhole.active_disable(now)
             self._rcv_data(seg, flags, now)
         self.output(now)
-        if self.want_write and self.writable():  # Linux tcp_data_snd_check: tcp_check_space
-            self._space_again(now)
+        self._check_space(now)  # Linux tcp_data_snd_check
 
     def _fin_acked(self, now: float) -> bool:
         """Our FIN is acknowledged; False when the connection is gone."""
@@ -2576,13 +2590,6 @@ class Connection:
             self._rto_at = self._lsnd = None
         elif timer:
             self._set_xmit_timer(now)
-        if self.want_write:
-            # Linux tcp_new_space: a writer waited; tcp_should_expand_sndbuf
-            rec = self.recovery
-            if not self.sock.options.buf_locks & SNDBUF_LOCK and rec.in_flight() < rec.cwnd:
-                self._sndbuf_expand()
-        if self.want_write and self.writable():  # Linux sk_stream_write_space
-            self._space_again(now)
         return segs + syn, fresh + syn
 
     def _ack_rtt(self, now: float, ts: Timestamps | None, acked: bool) -> float | None:
