@@ -19,7 +19,7 @@ from fastopen.engine import EngineError, EngineSocket, Host, Writable
 from fastopen.engine.link import Link, idle_connection_bytes
 from fastopen.engine.seq import HALF, MASK
 from fastopen.engine.window import ReceiveSpace, sndbuf_for, win_from_space
-from fastopen.wire import Mss, TcpSegment, WindowScale
+from fastopen.wire import Mss, TcpOption, TcpSegment, WindowScale
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
 SERVER_ADDR = (SERVER, 80)
@@ -32,6 +32,20 @@ PORT = 40000
 #: RTT estimator with their ints, the 4-tuple and the table entry; CUBIC's state and the socket's
 #: options and listen queue are shared or not made.
 IDLE_BOUND = 2048
+
+
+def syn_received(
+    options: tuple[TcpOption, ...], **settings: object
+) -> tuple[Host, EngineSocket, int]:
+    """A server host (``settings``) listening on port 80 that answered a client's SYN with
+    ``options``: (the host, the listener, the first sequence number of its data)."""
+    h = support.host(support.SERVER, **settings)
+    listener = h.socket()
+    listener.bind(support.SERVER_ADDR)
+    listener.listen(8)
+    syn = support.seg(support.S, support.PEER_ISN, options=options, sport=PORT, dport=80)
+    h.receive_segment(support.CLIENT, support.SERVER, syn, 0.0)
+    return h, listener, (support.one(h).seq + 1) & MASK
 
 
 @dataclass
@@ -180,14 +194,7 @@ def test_the_send_buffer_grows_for_the_window_an_ack_leaves_once_its_data_went()
     tcp_new_space grows the send buffer to twice the congestion window the ACK left (slow
     start grew it), and only when the window is not full once the ACK's data went
     (tcp_should_expand_sndbuf: then the buffer is what limits)."""
-    h = support.host(support.SERVER)
-    listener = h.socket()
-    listener.bind(support.SERVER_ADDR)
-    listener.listen(8)
-    opts = (Mss(1460), WindowScale(7))
-    syn = support.seg(support.S, support.PEER_ISN, options=opts, sport=PORT, dport=80)
-    h.receive_segment(support.CLIENT, support.SERVER, syn, 0.0)
-    una = support.one(h).seq + 1
+    h, listener, una = syn_received((Mss(1460), WindowScale(7)))
 
     def ack(segments: int, now: float) -> None:
         """The ACK of ``segments``; a writer woken fills the buffer again."""
@@ -288,15 +295,7 @@ def test_a_tso_sender_holds_a_small_packet_while_acks_are_coming(divisor: int, h
     segments (less than 1/tcp_tso_win_divisor of the window; with 0, at most 3 MSS) within
     1 ms of the last transmission lets nothing out (a larger TSO packet will go with the next
     ACKs); once the last transmission is over 1 ms old, the room goes at once."""
-    h = support.host(support.SERVER, tso=True, tso_win_divisor=divisor)
-    listener = h.socket()
-    listener.bind(support.SERVER_ADDR)
-    listener.listen(8)
-    opts = (Mss(1460), WindowScale(7))
-    syn = support.seg(support.S, support.PEER_ISN, options=opts, sport=PORT, dport=80)
-    h.receive_segment(support.CLIENT, support.SERVER, syn, 0.0)
-    synack = support.one(h)
-    una = synack.seq + 1
+    h, listener, una = syn_received((Mss(1460), WindowScale(7)), tso=True, tso_win_divisor=divisor)
 
     def ack(n: int, now: float) -> list[TcpSegment]:
         segment = support.seg(
@@ -322,15 +321,9 @@ def test_a_tso_sender_defers_only_for_an_ack_due_within_a_millisecond() -> None:
     transmission, goes at once while the ACK of the oldest segment out is still 6 ms away (the
     rule before waited from half an SRTT on, and held such flows at a small window), and waits
     when that ACK is due within 1 ms."""
-    h = support.host(support.SERVER, tso=True, min_tso_segs=10, congestion_control="reno")
-    listener = h.socket()
-    listener.bind(support.SERVER_ADDR)
-    listener.listen(8)
-    syn = support.seg(
-        support.S, support.PEER_ISN, options=(Mss(1460), WindowScale(7)), sport=PORT, dport=80
+    h, listener, una = syn_received(
+        (Mss(1460), WindowScale(7)), tso=True, min_tso_segs=10, congestion_control="reno"
     )
-    h.receive_segment(support.CLIENT, support.SERVER, syn, 0.0)
-    una = support.one(h).seq + 1
 
     def ack(segments: int, now: float) -> int:
         """The data segments the server sends on an ACK of ``segments`` at ``now``."""
@@ -358,13 +351,7 @@ def test_a_waiting_writer_is_woken_when_a_third_of_the_buffer_is_free() -> None:
     (and still woken then, though earlier ACKs freed some). tcp_check_space judges it once
     what the ACK let out is sent (tcp_data_snd_check), each segment sent an skb of its own
     (its truesize counted)."""
-    h = support.host(support.SERVER)
-    listener = h.socket()
-    listener.bind(support.SERVER_ADDR)
-    listener.listen(8)
-    syn = support.seg(support.S, support.PEER_ISN, options=(Mss(1000),), sport=PORT, dport=80)
-    h.receive_segment(support.CLIENT, support.SERVER, syn, 0.0)
-    una = support.one(h).seq + 1
+    h, listener, una = syn_received((Mss(1000),))
 
     def ack(n: int, now: float) -> bool:
         """The ACK of ``n`` bytes: did the writer get a Writable?"""
