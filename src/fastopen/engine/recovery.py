@@ -254,7 +254,8 @@ class Recovery:
         (RFC 2883). Returns the segments it covers (TCPDSACKRecvSegs), 0 for none or for a
         dubious one (TCPDSACKIgnoredDubious: empty, larger than the peer's largest window, or
         more duplicates than retransmissions so far). One for data already acknowledged and
-        above the undo marker counts against the retransmissions to undo; one of a loss probe
+        above the undo marker counts against the retransmissions to undo, one in the window
+        for the retransmitted pieces it covers; one of a loss probe
         (FLAG_DSACK_TLP) shows that nothing was lost; another, once reordering was seen, widens
         RACK's reordering window at the next round trip (:meth:`_update_reo_wnd`)."""
         start, end = blocks[0]
@@ -284,20 +285,14 @@ class Recovery:
             reo.dsack_seen = True
         counters["TCPDSACKRecvSegs"] += dups
         marker = self.undo_marker
-        if (
-            marker is not None
-            and self.undo_retrans > 0
-            and seq_le(end, prior_una)
-            and seq_lt(marker, end)
-        ):  # D-SACK for data already forgotten: dumb counting
-            self.undo_retrans = max(self.undo_retrans - dups, 0)
+        if marker is not None and self.undo_retrans > 0:
+            if not seq_lt(prior_una, end):  # data already forgotten: dumb counting
+                undone = dups if seq_lt(marker, end) else 0
+            else:  # tcp_sacktag_one: the retransmitted pieces it covers, still queued
+                low = prior_una if seq_lt(start, prior_una) else start
+                undone = self.pieces.retransmitted_in(low, end)
+            self.undo_retrans = max(self.undo_retrans - undone, 0)
         return dups
-
-    def dsacked_retransmission(self, segments: int) -> None:
-        """Linux tcp_sacktag_one: a D-SACK covers ``segments`` of retransmitted pieces still
-        queued (above the undo marker): retransmissions the undo no longer waits for."""
-        if self.undo_marker is not None and self.undo_retrans > 0:
-            self.undo_retrans = max(self.undo_retrans - segments, 0)
 
     def _update_reo_wnd(self, prior_delivered: int | None) -> None:
         """Linux tcp_rack_update_reo_wnd, on an ACK with a delivery sample: a D-SACK since a

@@ -2454,23 +2454,15 @@ class Connection:
     def _sacktag(
         self, blocks: tuple[tuple[int, int], ...], ack: int, now: float
     ) -> tuple[int, bool]:
-        """Linux tcp_sacktag_write_queue: a D-SACK first (RFC 2883, Recovery.check_dsack;
-        the retransmitted pieces it covers no longer wait for an undo), then the blocks within
-        the data in flight go on the scoreboard. Returns (the segments delivered: newly SACKed,
-        plus those D-SACKed, a spurious retransmission being delivered too; whether a D-SACK
-        counted, FLAG_DSACKING_ACK)."""
+        """Linux tcp_sacktag_write_queue: a D-SACK first (RFC 2883, Recovery.check_dsack),
+        then the blocks within the data in flight go on the scoreboard. Returns (the segments
+        delivered: newly SACKed, plus those D-SACKed, a spurious retransmission being delivered
+        too; whether a D-SACK counted, FLAG_DSACKING_ACK)."""
         rec = self.recovery
         una, top = self.snd_una, self.snd_max
         dups = rec.check_dsack(
             blocks, ack, una, self.snd_mss, self.max_window, self.total_retrans, self.ctx.counters
         )
-        if not rec.packets_out:
-            return dups, dups > 0
-        if dups and seq_lt(una, blocks[0][1]):  # tcp_sacktag_one of a dup_sack block
-            start, end = blocks[0]
-            retransmitted = rec.pieces.retransmitted_in(una if seq_lt(start, una) else start, end)
-            if retransmitted:
-                rec.dsacked_retransmission(retransmitted)
         clipped = []
         for start, end in blocks:
             if seq_lt(start, una):
