@@ -672,9 +672,11 @@ class ScriptRunner(ABC, Generic[S, F]):
             )
         if problem is not None:
             raise self.fail(f"error handling packet: {problem}\n{expected_text}\n{actual_text}")
-        # the next relative time counts from when the packet came, not from its script time
-        # (packetdrill's adjust_relative_event_times: "now" after the packet is sniffed)
-        self.last_time = when
+        # after a packet matched in a range of times (or at any time), the next relative time
+        # counts from when it came, as packetdrill adjusts relative event times; after one at
+        # an exact time, from that time (the kernel backend's own read latency must not pile
+        # up into the timeline, and the TSvals the kernel sends stay on the script's clock)
+        self.last_time = when if end != start else start
 
     def aggregate(
         self, first: tuple[float, TcpSegment], spec: PacketSpec, start: float, end: float | None
