@@ -25,25 +25,23 @@ class Pair:
 
     def __init__(self, *, mark: int | None = None, drop: int | None = None) -> None:
         self.client, self.server = Host([CLIENT], ecn=1), Host([SERVER])
-        self.link = Link(self.client, self.server, delay=0.005)
         self.sent: list[tuple[str, TcpSegment]] = []
         data_segments = 0
-        for name, host in (("client", self.client), ("server", self.server)):
-            host_output = host.output
 
-            def output(src, dst, seg, segs=1, name=name, host_output=host_output):  # type: ignore[no-untyped-def]
-                nonlocal data_segments
-                if name == "client" and seg.payload:
-                    data_segments += 1
-                    if data_segments == drop:
-                        self.sent.append((name, seg))
-                        return
-                    if data_segments == mark:
-                        seg = dataclasses.replace(seg, ecn=ECN_CE)
-                self.sent.append((name, seg))
-                host_output(src, dst, seg, segs)
+        def tap(host: Host, src: object, dst: object, seg: TcpSegment) -> TcpSegment | None:
+            nonlocal data_segments
+            name = "client" if host is self.client else "server"
+            if name == "client" and seg.payload:
+                data_segments += 1
+                if data_segments == drop:
+                    self.sent.append((name, seg))
+                    return None
+                if data_segments == mark:
+                    seg = dataclasses.replace(seg, ecn=ECN_CE)
+            self.sent.append((name, seg))
+            return seg
 
-            host.output = output  # type: ignore[method-assign]
+        self.link = Link(self.client, self.server, delay=0.005, tap=tap)
         listener = self.server.socket()
         listener.bind(SERVER_ADDR)
         listener.listen(4)
@@ -55,6 +53,7 @@ class Pair:
         self.child, _ = listener.accept(self.link.now)
 
     def segments(self, name: str) -> list[TcpSegment]:
+        self.link.flush()  # what the hosts sent since the last step, too
         return [seg for who, seg in self.sent if who == name]
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import errno
 import socket
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 from engine_support import CLIENT, SERVER, SERVER_ADDR, host
 
-from fastopen.engine import EngineError, EngineSocket
+from fastopen.engine import EngineError, EngineSocket, Host
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.link import Link
 from fastopen.engine.tcb import Connection
@@ -65,20 +64,13 @@ def transfer(
         if not fast:
             patch.setattr(Connection, "_rcv_established", lambda conn, seg, now: False)
         a, b = host(CLIENT, **settings), host(SERVER, **settings)
-        link = Link(a, b, loss=loss, duplicate=loss, reorder=loss, seed=seed)
-        for h, name in ((a, "client"), (b, "server")):
+        who = {a: "client", b: "server"}
 
-            def output(
-                src: IPAddress,
-                dst: IPAddress,
-                seg: TcpSegment,
-                name: str = name,
-                sent: Callable[[IPAddress, IPAddress, TcpSegment], None] = h.output,
-            ) -> None:
-                run.wire.append((link.now, name, seg))
-                sent(src, dst, seg)
+        def tap(h: Host, src: IPAddress, dst: IPAddress, seg: TcpSegment) -> TcpSegment:
+            run.wire.append((link.now, who[h], seg))
+            return seg
 
-            h.output = output  # type: ignore[method-assign,assignment]
+        link = Link(a, b, loss=loss, duplicate=loss, reorder=loss, seed=seed, tap=tap)
         listener = b.socket()
         listener.bind(SERVER_ADDR)
         listener.listen(8)

@@ -42,16 +42,13 @@ class Wire:
 
     def __init__(self) -> None:
         self.client, self.server = Host([CLIENT]), Host([SERVER])
-        self.link = Link(self.client, self.server, delay=0.005)
         self.seen: list[tuple[str, TcpSegment]] = []
-        for host in (self.client, self.server):
-            host_output = host.output
 
-            def output(src, dst, seg, segs=1, host_output=host_output):  # type: ignore[no-untyped-def]
-                self.seen.append((str(src), seg))
-                host_output(src, dst, seg, segs)
+        def tap(host: Host, src: object, dst: object, seg: TcpSegment) -> TcpSegment:
+            self.seen.append((str(src), seg))
+            return seg
 
-            host.output = output  # type: ignore[method-assign]
+        self.link = Link(self.client, self.server, delay=0.005, tap=tap)
         self.listener = self.server.socket()
         self.listener.bind(SERVER_ADDR)
         self.listener.listen(8)
@@ -63,6 +60,7 @@ class Wire:
         self.link.advance(1.0)
 
     def sent_by(self, address: str) -> list[TcpSegment]:
+        self.link.flush()  # what the hosts sent since the last step, too
         return [seg for src, seg in self.seen if src == address]
 
 

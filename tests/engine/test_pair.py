@@ -25,6 +25,7 @@ from fastopen.engine import (
     Writable,
 )
 from fastopen.engine.link import Link
+from fastopen.wire import Flags, TcpSegment
 
 SERVER = ("198.18.0.2", 80)
 REQUEST, ANSWER = 100, 1000
@@ -293,3 +294,27 @@ def test_recv_ready_is_recv_with_none_for_eagain() -> None:
     link.advance(0.01)
     assert server.recv_ready(100, link.now) == b"x" * 10
     assert server.recv_ready(100, link.now) == b""
+
+
+def test_a_link_tap_sees_changes_or_drops_what_crosses() -> None:
+    """Link's tap: every segment a host puts on the wire, before the impairments; what it
+    returns is carried, None loses it (counted as dropped); not with encoded packets."""
+    client, server = Host(["198.18.0.1"]), Host(["198.18.0.2"])
+    seen: list[tuple[Host, TcpSegment]] = []
+
+    def tap(host: Host, src: object, dst: object, seg: TcpSegment) -> TcpSegment | None:
+        seen.append((host, seg))
+        return None if seg.flags & Flags.SYN and not seg.flags & Flags.ACK else seg
+
+    link = Link(client, server, tap=tap)
+    listener = server.socket()
+    listener.bind(("198.18.0.2", 80))
+    listener.listen(1)
+    sock = client.socket()
+    with pytest.raises(EngineError):
+        sock.connect(("198.18.0.2", 80), link.now)
+    link.advance(0.5)
+    assert [h for h, _ in seen] == [client] and link.stats.dropped == 1
+    assert server.counters["TcpPassiveOpens"] == 0 and not listener.accept_queue  # no SYN came
+    with pytest.raises(ValueError, match="parsed segments"):
+        Link(client, server, encode=True, tap=tap)

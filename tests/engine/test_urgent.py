@@ -24,15 +24,14 @@ def pair() -> tuple[Link, EngineSocket, EngineSocket, list[TcpSegment]]:
     """A connection from a client to a server engine: the link, the client's socket, the
     server's child and what the client sent."""
     client, server = Host([CLIENT]), Host([SERVER])
-    link = Link(client, server, delay=0.005)
     sent: list[TcpSegment] = []
-    client_output = client.output
 
-    def output(src, dst, seg, segs=1):  # type: ignore[no-untyped-def]
-        sent.append(seg)
-        client_output(src, dst, seg, segs)
+    def tap(host: Host, src: object, dst: object, seg: TcpSegment) -> TcpSegment:
+        if host is client:
+            sent.append(seg)
+        return seg
 
-    client.output = output  # type: ignore[method-assign]
+    link = Link(client, server, delay=0.005, tap=tap)
     listener = server.socket()
     listener.bind(SERVER_ADDR)
     listener.listen(1)
@@ -47,6 +46,7 @@ def pair() -> tuple[Link, EngineSocket, EngineSocket, list[TcpSegment]]:
 def test_msg_oob_goes_out_of_band() -> None:
     link, sock, child, sent = pair()
     assert sock.send(b"abcdefghi!", link.now, MSG_OOB) == 10
+    link.flush()
     seg = sent[-1]
     assert seg.flags & Flags.URG and seg.urgent == 10  # the byte before seq + 10: "!"
     link.advance(0.1)
@@ -58,6 +58,8 @@ def test_msg_oob_goes_out_of_band() -> None:
         child.recv_oob()  # read once (TCP_URG_READ)
     assert exc.value.errno == errno.EINVAL
     assert sock.send(b"more", link.now) == 4
+    link.flush()
+    assert sent[-1].payload == b"more"
     assert not sent[-1].flags & Flags.URG  # acknowledged: out of urgent mode
     link.advance(0.1)
     assert child.recv(100, link.now) == b"more"  # the urgent byte is not in the stream

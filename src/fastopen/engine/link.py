@@ -7,7 +7,9 @@ it (``loss``), sends it twice (``duplicate``) or holds it back for a while (``re
 ``receive``); the default carries parsed segments (``segments_to_send`` -> ``receive_segment``).
 With ``rate`` (bytes a second) each direction is a bottleneck of that rate: a packet waits for
 the ones before it to the same host to be serialised, and one that would queue more than
-``buffer`` bytes (0: no limit) is dropped (a drop-tail queue).
+``buffer`` bytes (0: no limit) is dropped (a drop-tail queue). A ``tap`` sees each parsed segment
+a host puts on the wire, before the impairments: it returns the segment to carry (the same one,
+or one it changed) or None to lose it there (a test's observer or its middlebox).
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import heapq
 import itertools
 import random
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastopen.engine.cache import IPAddress
 from fastopen.engine.events import EngineError
 from fastopen.engine.host import Host, Segment
-from fastopen.wire import parse_ip
+from fastopen.wire import TcpSegment, parse_ip
+
+#: What a :class:`Link`'s tap is called with: the sending host, the source and destination
+#: addresses and the segment; it returns the segment to carry, or None to drop it.
+Tap = Callable[[Host, IPAddress, IPAddress, TcpSegment], TcpSegment | None]
 
 #: IPv4 and TCP headers with timestamps: a parsed segment's bytes on a bottleneck, beside its
 #: payload.
@@ -54,7 +61,10 @@ class Link:
         encode: bool = False,
         rate: float = 0.0,
         buffer: int = 0,
+        tap: Tap | None = None,
     ) -> None:
+        if tap is not None and encode:
+            raise ValueError("a tap sees parsed segments: not with encode=True")
         self.hosts = hosts
         self.now = 0.0
         self.delay = delay
@@ -65,6 +75,7 @@ class Link:
         self.encode = encode
         self.rate = rate
         self.buffer = buffer
+        self.tap = tap
         self._busy: dict[Host, float] = {}  # when each direction's bottleneck is free again
         self.stats = LinkStats()
         self._random = random.Random(seed)
@@ -108,7 +119,14 @@ class Link:
                     if dst in route:
                         self._put(route[dst], packet)
             else:
+                tap = self.tap
                 for src, dst, seg in host.segments_to_send():
+                    if tap is not None:
+                        carried = tap(host, src, dst, seg)
+                        if carried is None:
+                            self.stats.dropped += 1
+                            continue
+                        seg = carried
                     if dst in route:
                         self._put(route[dst], (src, dst, seg))
 
