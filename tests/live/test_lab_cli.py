@@ -175,6 +175,23 @@ def test_demo_without_root_runs_the_engine_in_virtual_time() -> None:
     assert "Every namespace" not in out  # it made none
 
 
+def test_lab_down_removes_a_lab_stopped_while_it_came_up(tmp_path: Path) -> None:
+    """The state `lab up` records before it makes anything names the namespaces only (no
+    client, server or forwarder yet): `lab down` removes what it names and says so."""
+    state = tmp_path / "lab.json"
+    name = f"fo-down-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        state.write_text(json.dumps({"namespaces": [name], "forwarder": None}))
+        env = {**os.environ, "FASTOPEN_LAB_STATE": str(state)}
+        down = _fastopen("lab", "down", env=env)
+        assert down.returncode == 0, down.stderr
+        assert f"lab down: removed {name} and the link forwarder" in down.stdout
+        assert name not in _namespaces() and not state.exists()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
 def test_a_signal_during_lab_up_leaves_nothing_behind(tmp_path: Path) -> None:
     """SIGINT or SIGTERM the moment `lab up` has recorded the names (so while `ip netns add`
     runs), or has made one namespace, or two: whatever the command made, it removed, or recorded

@@ -11,7 +11,15 @@ import click
 
 from fastopen.cli.options import Duration, Group
 from fastopen.errors import FastOpenError
-from fastopen.lab.emulator import STATE, Lab, check_support, load_state, remove_detached, save_state
+from fastopen.lab.emulator import (
+    STATE,
+    Lab,
+    check_support,
+    lab_namespaces,
+    load_state,
+    remove_detached,
+    save_state,
+)
 from fastopen.lab.farm import CLIENT_ADDR, Farm, server_address
 from fastopen.lab.farm import remove as remove_farm
 from fastopen.lab.middlebox import MIDDLEBOXES
@@ -186,7 +194,9 @@ def down() -> None:
     if state is None:
         click.echo("no lab is up")
         return
-    click.echo(f"lab down: removed {state['client']}, {state['server']} and the link forwarder")
+    # a lab stopped while coming up left only the namespaces it had recorded
+    names = ", ".join(lab_namespaces(state)) or "no namespace"
+    click.echo(f"lab down: removed {names} and the link forwarder")
 
 
 @lab.command("middleboxes")
