@@ -194,9 +194,13 @@ def down() -> None:
     if state is None:
         click.echo("no lab is up")
         return
-    # a lab stopped while coming up left only the namespaces it had recorded
-    names = ", ".join(lab_namespaces(state)) or "no namespace"
-    click.echo(f"lab down: removed {names} and the link forwarder")
+    # a lab stopped while coming up recorded its namespaces only, and had no forwarder yet
+    removed = lab_namespaces(state)
+    if state.get("forwarder"):
+        removed.append("the link forwarder")
+    if len(removed) > 1:
+        removed[-2:] = [f"{removed[-2]} and {removed[-1]}"]
+    click.echo(f"lab down: removed {', '.join(removed) or 'nothing'}")
 
 
 @lab.command("middleboxes")

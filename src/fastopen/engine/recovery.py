@@ -255,9 +255,9 @@ class Recovery:
         dubious one (TCPDSACKIgnoredDubious: empty, larger than the peer's largest window, or
         more duplicates than retransmissions so far). One for data already acknowledged and
         above the undo marker counts against the retransmissions to undo, one in the window
-        for the retransmitted pieces it covers; one of a loss probe
-        (FLAG_DSACK_TLP) shows that nothing was lost; another, once reordering was seen, widens
-        RACK's reordering window at the next round trip (:meth:`_update_reo_wnd`)."""
+        for the retransmitted pieces it covers; one of a loss probe (FLAG_DSACK_TLP) shows
+        that nothing was lost; another, once reordering was seen, widens RACK's reordering
+        window at the next round trip (:meth:`_update_reo_wnd`)."""
         start, end = blocks[0]
         if seq_lt(start, ack):
             counters["TCPDSACKRecv"] += 1
