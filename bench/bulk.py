@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastopen.engine import ENGINE_BUILD
 from fastopen.engine.cc import NAMES
 from fastopen.lab.emulator import Lab, check_support
 from fastopen.lab.netns import Netns
@@ -316,7 +317,8 @@ def main() -> None:
 
     print(
         f"bulk transfers of {args.size} MiB through the lab link, MB/s: median (min-max) of "
-        f"{args.runs} runs; '<' timed out at {args.timeout:g} s"
+        f"{args.runs} runs; '<' timed out at {args.timeout:g} s; the engine "
+        f"{ENGINE_BUILD}"
     )
     python, why = install() if args.pytcp_runs else (None, "--pytcp-runs 0")
     if python is None:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pytcp import PyTcp, install
 
 import fastopen
+from fastopen.engine import ENGINE_BUILD
 from fastopen.lab.emulator import Lab, check_support
 from fastopen.lab.netns import Netns
 from fastopen.runtime import UserspaceStack
@@ -283,7 +284,8 @@ def main() -> None:
         memory = _idle(lab, python, args.idle) if args.idle else {}
     print(
         f"connections/s through the lab link (RTT 0), TFO, {args.concurrency} kernel clients, "
-        f"{args.seconds:g} s per round, median of {args.runs} (min-max)"
+        f"{args.seconds:g} s per round, median of {args.runs} (min-max); the engine "
+        f"{ENGINE_BUILD}"
     )
     for stack in stacks:
         r, c = rates[stack], cpus[stack]

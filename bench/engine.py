@@ -25,7 +25,7 @@ import socket
 import time
 
 from fastopen.constants import MSG_FASTOPEN, TCP_FASTOPEN
-from fastopen.engine import Connected, EngineError, EngineSocket, Host, Readable
+from fastopen.engine import ENGINE_BUILD, Connected, EngineError, EngineSocket, Host, Readable
 from fastopen.engine.link import idle_connection_bytes
 
 GOAL = 5000
@@ -203,7 +203,10 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000, help="idle connections measured")
     args = parser.parse_args()
     n = args.transactions
-    print(f"engine transactions/s, {n} each (100-byte request, 1,000-byte answer, close)")
+    print(
+        f"engine transactions/s, {n} each (100-byte request, 1,000-byte answer, close); the "
+        f"engine {ENGINE_BUILD}"
+    )
     for encode in (False, True):
         path = "IP packets (emit+parse)" if encode else "segments (in memory)"
         tfo = Bench(encode).run(n, tfo=True)

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import statistics
 
+from fastopen.engine import ENGINE_BUILD
 from fastopen.lab.demo import Kind, Sample, in_lab, measure, plan
 from fastopen.lab.emulator import Lab, check_support
 from fastopen.streams import STACKS
@@ -47,7 +48,10 @@ def main() -> None:
     rtts = args.rtt or [20.0, 100.0, 200.0]
     stacks = args.stack or sorted(STACKS)
 
-    print(f"time to first byte, {args.connections} connections per figure, medians and p95 in ms")
+    print(
+        f"time to first byte, {args.connections} connections per figure, medians and p95 in ms; "
+        f"the engine {ENGINE_BUILD}"
+    )
     header = f"{'RTT':>7}  {'stack':<10}{'plain':>17}{'TFO':>17}{'TFO/plain':>11}  goal"
     print(header)
     worst = 0.0

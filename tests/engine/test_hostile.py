@@ -435,7 +435,9 @@ def test_a_fault_in_one_connection_is_reset_and_the_others_keep_their_timers() -
     child.send(b"x", 0.1)
     out(h)
 
-    conn.rtt = None  # type: ignore[assignment]  # a bug: its retransmission timer fails
+    # a bug: its congestion control has none of the hooks, so its next timer fails (an object
+    # the compiled engine takes too: the attribute is a protocol's)
+    conn.recovery.cc = object()  # type: ignore[assignment]
     with pytest.raises(ConnectionFault) as fault:
         while (t := h.get_timer()) is not None:
             h.handle_timer(t)

@@ -25,7 +25,7 @@ from fastopen.engine import (
     Writable,
 )
 from fastopen.engine.link import Link
-from fastopen.wire import Flags, TcpSegment
+from fastopen.wire import Flags, TcpSegment, parse_ip
 
 SERVER = ("198.18.0.2", 80)
 REQUEST, ANSWER = 100, 1000
@@ -318,3 +318,25 @@ def test_a_link_tap_sees_changes_or_drops_what_crosses() -> None:
     assert server.counters["TcpPassiveOpens"] == 0 and not listener.accept_queue  # no SYN came
     with pytest.raises(ValueError, match="parsed segments"):
         Link(client, server, encode=True, tap=tap)
+
+
+def test_a_link_capture_sees_each_encoded_packet_as_it_leaves() -> None:
+    """Link's capture (``encode=True``): each IP packet a host puts on the wire, with the time
+    it left: the SYN at 0, the SYN-ACK one delay later; not with parsed segments."""
+    client, server = Host(["198.18.0.1"]), Host(["198.18.0.2"])
+    captured: list[tuple[float, bytes]] = []
+    link = Link(
+        client, server, delay=0.01, encode=True, capture=lambda at, p: captured.append((at, p))
+    )
+    listener = server.socket()
+    listener.bind(("198.18.0.2", 80))
+    listener.listen(1)
+    sock = client.socket()
+    with pytest.raises(EngineError):
+        sock.connect(("198.18.0.2", 80), link.now)
+    link.advance(0.1)
+    flags = [TcpSegment.parse(parse_ip(p).payload).flags for _, p in captured]
+    assert flags[:3] == [Flags.SYN, Flags.SYN | Flags.ACK, Flags.ACK]
+    assert [round(at, 6) for at, _ in captured[:3]] == [0.0, 0.01, 0.02]
+    with pytest.raises(ValueError, match="encoded packets"):
+        Link(client, server, capture=lambda at, p: None)

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hostspy import spy_on_receive
 from tfo import request
 
 import fastopen
@@ -83,23 +84,20 @@ def test_each_packet_reaches_the_engine_at_the_time_it_is_read(
     segment; a run GRO joins, when its first segment was): the stamps never repeat, so no ACK
     read late in a long batch looks younger."""
     ns, stack = wire
-    host = stack.host
     stamps: list[float] = []
     wire_segments: list[int] = []
-    receive_segment = host.receive_segment  # where host.receive and the offloads' path lead
 
-    def spy_receive_segment(
+    def note(
         src: ipaddress.IPv4Address | ipaddress.IPv6Address,
         dst: ipaddress.IPv4Address | ipaddress.IPv6Address,
         seg: TcpSegment,
         now: float,
-        segs: int = 1,
+        segs: int,
     ) -> None:
         stamps.append(now)
         wire_segments.append(segs)
-        receive_segment(src, dst, seg, now, segs)
 
-    host.receive_segment = spy_receive_segment  # type: ignore[method-assign]
+    spy_on_receive(stack, note)  # where host.receive and the offloads' path lead
 
     async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await reader.read(65536):

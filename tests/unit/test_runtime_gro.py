@@ -13,6 +13,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from hostspy import spy_on_receive
+
 from fastopen.errors import MalformedPacket
 from fastopen.pcap import read_pcap
 from fastopen.runtime import UserspaceStack
@@ -190,14 +192,12 @@ def test_a_flight_read_in_one_batch_takes_one_pass_and_one_ack(tmp_path: Path) -
     server = UserspaceStack(b.detach(), ["198.18.0.2"])
     body = bytes(range(256)) * 40  # 10,240 bytes: 8 segments, within the initial window
     passes: list[tuple[int, int]] = []  # (payload bytes, segments) of each engine pass with data
-    receive_segment = client.host.receive_segment
 
-    def counted(src: Any, dst: Any, seg: TcpSegment, now: float, segs: int = 1) -> None:
+    def counted(src: Any, dst: Any, seg: TcpSegment, now: float, segs: int) -> None:
         if seg.payload:
             passes.append((len(seg.payload), segs))
-        receive_segment(src, dst, seg, now, segs)
 
-    client.host.receive_segment = counted  # type: ignore[method-assign]
+    spy_on_receive(client, counted)
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readexactly(5)

@@ -7,6 +7,9 @@ packets to send, events and the next timer. See docs/engine-api.md.
 
 from __future__ import annotations
 
+from importlib.machinery import EXTENSION_SUFFIXES
+
+from fastopen.engine import tcb as _tcb
 from fastopen.engine.cache import CacheEntry, CookieCache, NegativeEntry, NegativeReason
 from fastopen.engine.events import (
     Accepted,
@@ -24,7 +27,15 @@ from fastopen.engine.settings import Settings
 from fastopen.engine.socket import EngineSocket
 from fastopen.engine.states import TRANSITIONS, TcpEvent, TcpState
 
+#: whether this engine was compiled by mypyc (``FASTOPEN_MYPYC=1`` at build time, see setup.py)
+#: or runs as Python source; the compiled engine is the same code, a few times faster
+COMPILED = _tcb.__file__ is not None and _tcb.__file__.endswith(tuple(EXTENSION_SUFFIXES))
+#: the same in words, as the benchmarks print it
+ENGINE_BUILD = "compiled by mypyc" if COMPILED else "as Python source"
+
 __all__ = [
+    "COMPILED",
+    "ENGINE_BUILD",
     "TRANSITIONS",
     "Accepted",
     "CacheEntry",

@@ -173,7 +173,11 @@ class Reno:
     """Linux tcp_reno (``tcp_cong.c``): slow start, then one segment per window delivered."""
 
     __slots__ = ()
-    init = cong_control = pacing_rate = min_tso_segs = sndbuf_expand = None
+    init = None
+    cong_control = None
+    pacing_rate = None
+    min_tso_segs = None
+    sndbuf_expand = None
 
     @property
     def name(self) -> str:
@@ -278,7 +282,11 @@ class Cubic:
         "_tcp_cwnd",
         "cnt",
     )
-    init = cong_control = pacing_rate = min_tso_segs = sndbuf_expand = None
+    init = None
+    cong_control = None
+    pacing_rate = None
+    min_tso_segs = None
+    sndbuf_expand = None
 
     def __init__(self, counters: Counter[str], settings: Settings) -> None:
         self._counters = counters

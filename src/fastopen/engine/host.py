@@ -73,12 +73,14 @@ Segment = tuple[IPAddress, IPAddress, TcpSegment]
 
 class ConnectionFault(Exception):
     """An input failed inside the engine (a bug, never a peer's doing): ``owner`` is the
-    Connection or request socket it failed in (None: the listener or the host); the cause is
-    chained. :meth:`Host.reset_faulty` drops that one."""
+    Connection or request socket it failed in (None: the listener or the host); ``cause``, the
+    exception, is its ``__cause__`` (set here: compiled by mypyc, ``raise ... from`` sets none).
+    :meth:`Host.reset_faulty` drops that one."""
 
-    def __init__(self, owner: object) -> None:
+    def __init__(self, owner: object, cause: BaseException) -> None:
         super().__init__(f"engine input failed in {owner!r}")
         self.owner = owner
+        self.__cause__ = cause
 
 
 class Host:
@@ -306,7 +308,7 @@ class Host:
             try:
                 timed.on_timer(now)
             except Exception as exc:  # a bug: the caller resets that one (reset_faulty)
-                raise ConnectionFault(timed) from exc
+                raise ConnectionFault(timed, exc) from exc
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
@@ -449,7 +451,7 @@ class Host:
             else:
                 self.send_reset_for(dst, src, seg)
         except Exception as exc:
-            raise ConnectionFault(owner) from exc
+            raise ConnectionFault(owner, exc) from exc
 
     def _md5_ok(
         self, keys: tuple[Md5Key, ...], src: IPAddress, dst: IPAddress, seg: TcpSegment
@@ -642,7 +644,7 @@ class Host:
             )
             self._send_cookie(listener, key, syn.seq, syn.mss, neg, now)
         except Exception as exc:  # a bug: the caller goes on (the listener is not reset)
-            raise ConnectionFault(None) from exc
+            raise ConnectionFault(None, exc) from exc
         return True
 
     def _send_cookie(

@@ -9,7 +9,8 @@ With ``rate`` (bytes a second) each direction is a bottleneck of that rate: a pa
 the ones before it to the same host to be serialised, and one that would queue more than
 ``buffer`` bytes (0: no limit) is dropped (a drop-tail queue). A ``tap`` sees each parsed segment
 a host puts on the wire, before the impairments: it returns the segment to carry (the same one,
-or one it changed) or None to lose it there (a test's observer or its middlebox).
+or one it changed) or None to lose it there (a test's observer or its middlebox); with
+``encode=True``, ``capture`` sees each packet so, with the time it leaves (the demo's record).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from fastopen.wire import TcpSegment, parse_ip
 #: What a :class:`Link`'s tap is called with: the sending host, the source and destination
 #: addresses and the segment; it returns the segment to carry, or None to drop it.
 Tap = Callable[[Host, IPAddress, IPAddress, TcpSegment], TcpSegment | None]
+#: What a :class:`Link`'s capture is called with (``encode=True``): the time and the packet.
+Capture = Callable[[float, bytes], None]
 
 #: IPv4 and TCP headers with timestamps: a parsed segment's bytes on a bottleneck, beside its
 #: payload.
@@ -62,9 +65,12 @@ class Link:
         rate: float = 0.0,
         buffer: int = 0,
         tap: Tap | None = None,
+        capture: Capture | None = None,
     ) -> None:
         if tap is not None and encode:
             raise ValueError("a tap sees parsed segments: not with encode=True")
+        if capture is not None and not encode:
+            raise ValueError("a capture sees encoded packets: only with encode=True")
         self.hosts = hosts
         self.now = 0.0
         self.delay = delay
@@ -76,6 +82,7 @@ class Link:
         self.rate = rate
         self.buffer = buffer
         self.tap = tap
+        self.capture = capture
         self._busy: dict[Host, float] = {}  # when each direction's bottleneck is free again
         self.stats = LinkStats()
         self._random = random.Random(seed)
@@ -114,7 +121,10 @@ class Link:
         route = self._route
         for host in self.hosts:
             if self.encode:
+                capture = self.capture
                 for packet in host.packets_to_send():
+                    if capture is not None:
+                        capture(self.now, packet)
                     dst = parse_ip(packet).dst
                     if dst in route:
                         self._put(route[dst], packet)

@@ -236,28 +236,22 @@ def run(
 VIRTUAL = "engine (virtual time)"
 
 
-class _RecordingHost(Host):
-    """A host that records each packet it receives, stamped with when its sender sent it."""
-
-    def __init__(self, address: str, delay: float, record: list[CapturedPacket], **kw: Any):
-        super().__init__([address], **kw)
-        self._delay = delay
-        self._record = record
-
-    def receive(self, packet: bytes, now: float) -> None:
-        self._record.append(CapturedPacket(now - self._delay, packet))
-        super().receive(packet, now)
-
-
 class _VirtualPair:
     """A client and a server engine joined by :class:`fastopen.engine.link.Link` (lossless,
     ``rtt`` round trip), the server answering each request with :data:`RESPONSE`."""
 
     def __init__(self, rtt: float, client: str, server: str, seed: int) -> None:
         self.packets: list[CapturedPacket] = []
-        self.client = _RecordingHost(client, rtt / 2, self.packets, tcp_fastopen=0x1)
-        self.server = _RecordingHost(server, rtt / 2, self.packets, tcp_fastopen=0x2)
-        self.link = Link(self.client, self.server, delay=rtt / 2, seed=seed, encode=True)
+        self.client = Host([client], tcp_fastopen=0x1)
+        self.server = Host([server], tcp_fastopen=0x2)
+        self.link = Link(
+            self.client,
+            self.server,
+            delay=rtt / 2,
+            seed=seed,
+            encode=True,
+            capture=lambda at, packet: self.packets.append(CapturedPacket(at, packet)),
+        )
         self.server_addr = (server, PORT)
         self.listener = self.server.socket()
         self.listener.bind(self.server_addr)

@@ -23,6 +23,7 @@ import os
 import secrets
 import socket
 import ssl as _ssl
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -836,6 +837,7 @@ class UserspaceStack:
                 return  # EAGAIN: none left
             child.setsockopt(SOL_TCP, socket.TCP_NODELAY, 1, self.now())
             self._streams(child, server.limit, server.attempt, server.handler)
+            server.clients.add(self._transports[child])
 
     def unlisten(self, lsock: EngineSocket) -> None:
         self._listeners.pop(lsock, None)
@@ -880,6 +882,8 @@ class EngineServer(asyncio.AbstractServer):
         self.limit = limit
         self.attempt = attempt
         self.listeners: list[EngineSocket] = []
+        #: the connections it accepted that are still open (asyncio.Server's ``_clients``)
+        self.clients: weakref.WeakSet[EngineTransport] = weakref.WeakSet()
         self._loop = stack.loop
         self._serving = True
         self._closed = asyncio.Event()
@@ -904,6 +908,16 @@ class EngineServer(asyncio.AbstractServer):
         if self._forever is not None and not self._forever.done():
             self._forever.cancel()
         self._closed.set()
+
+    def close_clients(self) -> None:
+        """Close every connection it accepted (asyncio.Server.close_clients, Python 3.13)."""
+        for transport in list(self.clients):
+            transport.close()
+
+    def abort_clients(self) -> None:
+        """Abort every connection it accepted, with a RST (asyncio.Server.abort_clients)."""
+        for transport in list(self.clients):
+            transport.abort()
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop

@@ -175,7 +175,9 @@ class EngineTransport(asyncio.Transport):
             raise ValueError(f"high ({self._high}) must be >= low ({self._low}) must be >= 0")
 
     def abort(self) -> None:
-        """Drop the connection with a RST, at once."""
+        """Drop the connection with a RST, at once (nothing, once it is lost: asyncio's too)."""
+        if self._lost:
+            return  # closed and handed back to the engine (in TIME_WAIT, say), or reset
         self._buffer = bytearray()
         conn = self._sock.conn
         if conn is not None and conn.state is not TcpState.CLOSED:
