@@ -6,9 +6,13 @@ each a 100-byte request and its answer (the demo's exchange). Prints the median 
 first byte and the ratio TFO/plain of the medians (goal: at most 0.52, the paper's figure for
 a page of one round trip). Stacks are columns of the grid: the kernel's and the userspace
 engine's (which takes the kernel's place in both namespaces), with the difference of their
-medians (goal of issue 11: the userspace stack within 0.5 ms of the kernel).
+medians (goal of issue 11: the userspace stack within 0.5 ms of the kernel). ``--rounds R``
+takes each figure's connections in R rounds, the stacks in turn in each (a fresh lab each time):
+this machine's own latency drifts by milliseconds over a minute, and stacks measured one after
+the other would show that drift as their difference.
 
-Needs root. ``.venv/bin/python bench/latency_grid.py [--connections 30] [--rtt 20 --rtt 100 ...]``
+Needs root. ``.venv/bin/python bench/latency_grid.py [--connections 30] [--rounds 1]
+[--rtt 20 --rtt 100 ...]``
 """
 
 from __future__ import annotations
@@ -43,14 +47,15 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=30, help="per kind, RTT and stack")
     parser.add_argument("--rtt", type=float, action="append", help="RTT in ms (repeatable)")
     parser.add_argument("--stack", action="append", choices=sorted(STACKS), help="(repeatable)")
+    parser.add_argument("--rounds", type=int, default=1, help="stacks in turn, this many times")
     args = parser.parse_args()
     check_support("bench/latency_grid.py")
     rtts = args.rtt or [20.0, 100.0, 200.0]
     stacks = args.stack or sorted(STACKS)
 
     print(
-        f"time to first byte, {args.connections} connections per figure, medians and p95 in ms; "
-        f"the engine {ENGINE_BUILD}"
+        f"time to first byte, {args.connections} connections per figure in {args.rounds} "
+        f"round(s), medians and p95 in ms; the engine {ENGINE_BUILD}"
     )
     header = f"{'RTT':>7}  {'stack':<10}{'plain':>17}{'TFO':>17}{'TFO/plain':>11}  goal"
     print(header)
@@ -58,8 +63,12 @@ def main() -> None:
     worst_gap = 0.0
     for rtt_ms in rtts:
         medians: dict[str, tuple[float, float]] = {}
-        for name in stacks:
-            samples = _grid_cell(name, rtt_ms / 1000, args.connections)
+        taken: dict[str, list[Sample]] = {name: [] for name in stacks}
+        for _ in range(args.rounds):
+            for name in stacks:
+                per_round = -(-args.connections // args.rounds)
+                taken[name] += _grid_cell(name, rtt_ms / 1000, per_round)
+        for name, samples in taken.items():
             plain = [s.ttfb * 1000 for s in samples if s.kind is Kind.PLAIN]
             tfo = [s.ttfb * 1000 for s in samples if s.kind is Kind.TFO_COOKIE]
             unused = sum(1 for s in samples if s.kind is Kind.TFO_COOKIE and not s.client.used)
