@@ -11,7 +11,7 @@ from typing import Any
 from setuptools import build_meta
 from setuptools.build_meta import *  # noqa: F403  (the whole PEP 517/660 interface)
 
-#: what mypyc needs to build: mypy (mypyc ships with it) and the compiled engine's type sources
+#: what compiling needs beside setuptools: mypy, which mypyc ships with
 MYPYC = ["mypy>=1.10"]
 
 

@@ -296,6 +296,17 @@ def test_recv_ready_is_recv_with_none_for_eagain() -> None:
     assert server.recv_ready(100, link.now) == b""
 
 
+def _listen_and_connect(client: Host, server: Host, link: Link) -> EngineSocket:
+    """A listener on ``server`` port 80 and a connect from ``client`` begun (its SYN queued);
+    the listener."""
+    listener = server.socket()
+    listener.bind(("198.18.0.2", 80))
+    listener.listen(1)
+    with pytest.raises(EngineError):
+        client.socket().connect(("198.18.0.2", 80), link.now)
+    return listener
+
+
 def test_a_link_tap_sees_changes_or_drops_what_crosses() -> None:
     """Link's tap: every segment a host puts on the wire, before the impairments; what it
     returns is carried, None loses it (counted as dropped); not with encoded packets."""
@@ -307,12 +318,7 @@ def test_a_link_tap_sees_changes_or_drops_what_crosses() -> None:
         return None if seg.flags & Flags.SYN and not seg.flags & Flags.ACK else seg
 
     link = Link(client, server, tap=tap)
-    listener = server.socket()
-    listener.bind(("198.18.0.2", 80))
-    listener.listen(1)
-    sock = client.socket()
-    with pytest.raises(EngineError):
-        sock.connect(("198.18.0.2", 80), link.now)
+    listener = _listen_and_connect(client, server, link)
     link.advance(0.5)
     assert [h for h, _ in seen] == [client] and link.stats.dropped == 1
     assert server.counters["TcpPassiveOpens"] == 0 and not listener.accept_queue  # no SYN came
@@ -328,12 +334,7 @@ def test_a_link_capture_sees_each_encoded_packet_as_it_leaves() -> None:
     link = Link(
         client, server, delay=0.01, encode=True, capture=lambda at, p: captured.append((at, p))
     )
-    listener = server.socket()
-    listener.bind(("198.18.0.2", 80))
-    listener.listen(1)
-    sock = client.socket()
-    with pytest.raises(EngineError):
-        sock.connect(("198.18.0.2", 80), link.now)
+    _listen_and_connect(client, server, link)
     link.advance(0.1)
     flags = [TcpSegment.parse(parse_ip(p).payload).flags for _, p in captured]
     assert flags[:3] == [Flags.SYN, Flags.SYN | Flags.ACK, Flags.ACK]
