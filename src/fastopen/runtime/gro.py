@@ -9,13 +9,17 @@ stack reads in one wake-up, then hands each run to the engine as one coalesced s
 (``Host.receive_segment(..., segs)``, as a GRO packet of the device's own comes).
 
 It also filters ACKs as Linux's CAKE qdisc does with ``ack-filter`` (``cake_ack_filter`` in
-net/sched/sch_cake.c): a pure ACK that the next segment of the batch, a pure ACK of the same
-flow, makes redundant (it acknowledges as much or more, SACKs all it SACKed, and more when the
-ACK is the same, with the same ECN flags and timestamps no older) never reaches TCP, which sees
-the later one as a stretch ACK. A stack that is behind reads its ACKs in bunches: this spares it
-a pass per ACK that would tell it nothing new. Duplicate ACKs, window updates and ACKs with
-other options all go through. The common pure ACK (IPv4, timestamps its only option) is
-filtered from its bytes, against the one held, without being parsed.
+net/sched/sch_cake.c), less its SACK rules: a pure ACK that the next segment of the batch, a
+pure ACK of the same flow, makes redundant (it acknowledges more, with the same ECN flags and
+timestamps no older) never reaches TCP, which sees the later one as a stretch ACK. A stack that
+is behind reads its ACKs in bunches: this spares it a pass per ACK that would tell it nothing
+new. Duplicate ACKs, window updates, ACKs with other options and every ACK with SACK blocks
+(or followed by one) go through: each moves the loss state machine, which Linux runs ACK by
+ACK (on the first duplicate ACKs of a loss, in Disorder, the window's room goes as new data;
+recovery starts at the one that makes the loss certain; CAKE would hand TCP only the last,
+and the sender would go into recovery without sending that data). The common pure ACK (IPv4,
+timestamps its only option) is filtered from its bytes, against the one held, without being
+parsed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import struct
 from collections.abc import Callable
 
 from fastopen.engine.cache import IPAddress
-from fastopen.engine.seq import seq_le, seq_lt
+from fastopen.engine.seq import seq_lt
 from fastopen.runtime.tun import GSO_MAX_SIZE, HEADROOM
 from fastopen.wire import (
     IPV4_HEADER_LEN,
@@ -32,7 +36,6 @@ from fastopen.wire import (
     Eol,
     Flags,
     Nop,
-    Sack,
     TcpSegment,
     Timestamps,
     words,
@@ -64,9 +67,9 @@ Held = tuple[IPAddress, IPAddress, TcpSegment, float]
 
 def _redundant(old: TcpSegment, new: TcpSegment) -> bool:
     """``old``, a pure ACK of ``new``'s flow, tells TCP nothing ``new`` (a pure ACK that came
-    after it) does not: cake_tcph_may_drop and cake_ack_filter's tests. Its options are only
-    timestamps, SACK blocks and padding, its timestamps no later than ``new``'s; ``new``
-    acknowledges as much and SACKs all it SACKed, and more when the ACK is the same."""
+    after it) does not: cake_tcph_may_drop and cake_ack_filter's tests, less those of SACK
+    (neither carries SACK blocks). Its options are only timestamps and padding, its timestamps
+    no later than ``new``'s; ``new`` acknowledges more."""
     if (
         old.flags != new.flags
         or old.reserved
@@ -76,27 +79,15 @@ def _redundant(old: TcpSegment, new: TcpSegment) -> bool:
         or seq_lt(new.ack, old.ack)
     ):
         return False
-    old_blocks: tuple[tuple[int, int], ...] = ()
     for option in old.options:
         if isinstance(option, Timestamps):
             ts = new.timestamps
             if ts is None or seq_lt(ts.tsval, option.tsval) or seq_lt(ts.tsecr, option.tsecr):
                 return False
-        elif isinstance(option, Sack):
-            old_blocks = option.blocks
         elif not isinstance(option, (Nop, Eol)):
-            return False
-    new_blocks = new.sack_blocks
-    if not old_blocks and not new_blocks:
-        return new.ack != old.ack  # the same ACK again is a duplicate: it counts
-    for start, end in old_blocks:
-        if not any(seq_le(s, start) and seq_le(end, e) for s, e in new_blocks):
-            return False
-    if new.ack != old.ack:
-        return True
-    return sum((e - s) & 0xFFFFFFFF for s, e in new_blocks) > sum(
-        (e - s) & 0xFFFFFFFF for s, e in old_blocks
-    )
+            return False  # SACK blocks, or an option the filter does not know of
+    # the same ACK again is a duplicate: it counts; so does an ACK before a SACK
+    return new.ack != old.ack and not new.sack_blocks
 
 
 def _fast_ack(packet: bytes) -> bool:
