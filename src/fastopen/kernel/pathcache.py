@@ -148,10 +148,28 @@ def host(namespace: str) -> Iterator[None]:
         _host.reset(token)
 
 
+#: store_path's answers, by (directory, namespace): a connect looks its path up at least twice.
+_paths: dict[tuple[str, str], tuple[Path, str]] = {}
+
+
 def store_path() -> Path:
     """The file of this thread's network namespace (or of the :func:`host` in force)."""
-    where = Path(os.environ.get("FASTOPEN_PATHS_DIR") or DIR)
-    return where / f"{_host.get() or namespace_id()}.json"
+    return _store()[0]
+
+
+def _store() -> tuple[Path, str]:
+    """:func:`store_path`, and its name as a string (for a stat without pathlib's costs)."""
+    key = (os.environ.get("FASTOPEN_PATHS_DIR") or str(DIR), _host.get() or namespace_id())
+    found = _paths.get(key)
+    if found is None:
+        path = Path(key[0]) / f"{key[1]}.json"
+        found = _paths[key] = path, str(path)
+    return found
+
+
+def _absent(name: str) -> bool:
+    """No cache file ``name``, on disk or in memory (nothing to look up: TFO goes ahead)."""
+    return not os.path.exists(name) and name not in _memory
 
 
 _memory: dict[str, dict[str, dict[str, Any]]] = {}
@@ -223,8 +241,8 @@ def _prune(data: dict[str, dict[str, Any]], path: Path, now: float) -> None:
 
 def lookup(address: str, port: int, now: float | None = None) -> PathEntry | None:
     """The entry of a path while TFO is off on it (None: go ahead with TFO)."""
-    path = store_path()
-    if not path.exists() and str(path) not in _memory:
+    path, name = _store()
+    if _absent(name):
         return None
     data = _load(path).get(_key(address, port))
     if data is None:
@@ -247,8 +265,8 @@ def record(address: str, port: int, reason: Failure, now: float | None = None) -
 def clear(address: str, port: int, *, only: Failure | None = None) -> bool:
     """TFO went through on the path: forget its failures (``only`` those of one kind).
     Whether there were any."""
-    path = store_path()
-    if not path.exists() and str(path) not in _memory:
+    path, name = _store()
+    if _absent(name):
         return False
     found = _load(path).get(_key(address, port))
     if found is None or (only is not None and found.get("reason") != only.value):

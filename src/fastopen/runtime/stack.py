@@ -482,12 +482,17 @@ class UserspaceStack:
                     transport.closed(event.error)
 
     def _rearm(self) -> None:
+        """The loop's timer for the engine's next deadline. One armed for an earlier time stays
+        (it fires, finds nothing due and arms the next): a deadline that moves later on every
+        ACK, the retransmission timer's, costs no cancel and no new timer each pass."""
         when = self.host.get_timer()
-        if when != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = when
-            self._timer = None if when is None else self.loop.call_at(when, self._on_timer)
+        armed = self._timer_at
+        if when == armed or (armed is not None and (when is None or when > armed)):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = None if when is None else self.loop.call_at(when, self._on_timer)
 
     def _flush(self) -> None:
         """Write what the engine has to send: with offloads, runs of segments as GSO packets and
@@ -742,19 +747,26 @@ class UserspaceStack:
             sock.close(self.now())
             self._service()
             raise
-        with pathcache.host(self.path_host):
-            note = pathcache.note(addr) if off is OffReason.PATH_BLOCKED else None
-            attempt = Attempt(
-                Side.CLIENT, attempted=off is None, off_reason=off, peer=addr, note=note
-            )
-            if self.learn_paths:
-                now = self.now()
-                retransmitted = sock.tcp_info(now).tcpi_total_retrans > 0
-                pathcache.learn(report(sock, attempt, now), addr, syn_retransmitted=retransmitted)
+        note = None
+        if off is OffReason.PATH_BLOCKED:
+            with pathcache.host(self.path_host):
+                note = pathcache.note(addr)
+        attempt = Attempt(Side.CLIENT, attempted=off is None, off_reason=off, peer=addr, note=note)
+        if self.learn_paths:
+            loop.call_soon(self._learn, sock, attempt, addr)
         reader, writer = self._streams(sock, limit, attempt)
         if first_flight[in_syn + sent :]:
             writer.write(first_flight[in_syn + sent :])
         return reader, writer
+
+    def _learn(self, sock: EngineSocket, attempt: Attempt, addr: tuple[str, int]) -> None:
+        """Teach the path cache what became of the SYN data of ``sock``'s handshake, once the
+        connect has returned: off the application's way to its first byte (the kernel stack's
+        clients teach it at their first report)."""
+        now = self.now()
+        retransmitted = sock.tcp_info(now).tcpi_total_retrans > 0
+        with pathcache.host(self.path_host):
+            pathcache.learn(report(sock, attempt, now), addr, syn_retransmitted=retransmitted)
 
     async def start_server(
         self,
