@@ -730,6 +730,27 @@ def test_with_pacing_a_window_leaves_at_the_pacing_rate(pacing: bool) -> None:
         assert left == {round(0.3 + 0.005 * i, 6): 2 for i in range(10)}
 
 
+@pytest.mark.parametrize("cc", ["cubic", "bbr"])
+def test_a_pacing_burst_leaves_at_once_then_the_rate_takes_over(cc: str) -> None:
+    """Settings.pacing_burst (the userspace stack's stand-in for Linux's TCP small queues, on a
+    device that shows it no queue): up to that many bytes leave ahead of the pacing rate, the
+    rest at the rate. As above, the 20 segments an ACK allows at 5 ms per TSO packet of 2: a
+    burst of 6,000 bytes lets 4 packets go at once (the 4th due 15 ms ahead: 6,000 bytes at
+    the rate), then one each 5 ms, as the rate refills it. BBR paces itself: no burst."""
+    h, sock = established(pacing=True, pacing_burst=6000, congestion_control=cc)
+    assert len(sent(h, sock, 100, 0.2)) == 10
+    ack(h, at(10), 0.3)
+    left = {0.3: sum(1 for s in out(h) if s.payload)}
+    while (when := h.get_timer()) is not None and when < 0.39:
+        h.handle_timer(when)
+        if got := sum(1 for s in out(h) if s.payload):
+            left[round(when, 6)] = left.get(round(when, 6), 0) + got
+    if cc == "bbr":
+        assert left[0.3] <= 2
+    else:
+        assert left == {0.3: 8} | {round(0.305 + 0.005 * i, 6): 2 for i in range(6)}
+
+
 @pytest.mark.parametrize(("ss_ratio", "gap"), [(100, 0.01), (400, 0.0025)])
 def test_tcp_pacing_ss_ratio_sets_the_slow_start_rate(ss_ratio: int, gap: float) -> None:
     """tcp_pacing_ss_ratio (Linux tcp_update_pacing_rate): in slow start the pacing rate is

@@ -82,6 +82,12 @@ class Settings:
     #: data leaves no earlier than the pacing rate allows after the one before it (EDT,
     #: tcp_wstamp_ns), after the first 10 segments; off, as Linux on pfifo (packetdrill's).
     pacing: bool = False
+    #: With ``pacing``: bytes that may leave ahead of the pacing rate, a token bucket the rate
+    #: refills; 0, none (fq's). The userspace stack's device, a TUN device, shows it no queue:
+    #: it takes Linux's TCP small queues for one (what tcp_small_queue_check lets sit below TCP,
+    #: two TSO packets, leaves at once), drained at the pacing rate. Not for BBR, which paces
+    #: itself.
+    pacing_burst: int = 0
     #: tcp_pacing_ss_ratio and tcp_pacing_ca_ratio: the pacing rate in percent of
     #: ``cwnd * mss / srtt``, in slow start (below half ssthresh) and after it (0 to 1000).
     pacing_ss_ratio: int = 200
@@ -159,6 +165,7 @@ class SettingsChanges(TypedDict, total=False):
     tso: bool
     min_tso_segs: int
     pacing: bool
+    pacing_burst: int
     pacing_ss_ratio: int
     pacing_ca_ratio: int
     qdisc_drops: bool

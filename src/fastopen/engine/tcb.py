@@ -994,10 +994,20 @@ class Connection:
     def _paced(self, now: float) -> bool:
         """Linux tcp_pacing_check: with pacing, nothing leaves before tcp_wstamp_ns; the
         pacing timer sends then. A departure due within :data:`PACING_SLACK` goes now (Linux's
-        hrtimer is good to a microsecond, an event loop's timers to a millisecond)."""
+        hrtimer is good to a microsecond, an event loop's timers to a millisecond; a millisecond
+        at the pacing rate is also what tcp_small_queue_check lets sit below TCP), or within
+        the time the pacing rate takes for ``settings.pacing_burst`` bytes."""
         stamp = self._lsnd
         if stamp is None or stamp <= now + PACING_SLACK or not self._pacing():
             return False
+        burst = self.ctx.settings.pacing_burst
+        if burst and self.recovery.cc.pacing_rate is None:
+            rate = self._pacing_rate()
+            if rate:
+                ahead = burst / rate
+                if stamp <= now + ahead:
+                    return False
+                stamp -= ahead
         if self._pace_at is None:
             self._pace_at = stamp
         return True

@@ -9,15 +9,17 @@ stack reads in one wake-up, then hands each run to the engine as one coalesced s
 (``Host.receive_segment(..., segs)``, as a GRO packet of the device's own comes).
 
 It also filters ACKs as Linux's CAKE qdisc does with ``ack-filter`` (``cake_ack_filter`` in
-net/sched/sch_cake.c), less its SACK rules: a pure ACK that the next segment of the batch, a
-pure ACK of the same flow, makes redundant (it acknowledges more, with the same ECN flags and
-timestamps no older) never reaches TCP, which sees the later one as a stretch ACK. A stack that
-is behind reads its ACKs in bunches: this spares it a pass per ACK that would tell it nothing
-new. Duplicate ACKs, window updates, ACKs with other options and every ACK with SACK blocks
-(or followed by one) go through: each moves the loss state machine, which Linux runs ACK by
-ACK (on the first duplicate ACKs of a loss, in Disorder, the window's room goes as new data;
-recovery starts at the one that makes the loss certain; CAKE would hand TCP only the last,
-and the sender would go into recovery without sending that data). The common pure ACK (IPv4,
+net/sched/sch_cake.c): a pure ACK that the next segment of the batch, a pure ACK of the same
+flow, makes redundant (it acknowledges as much or more, SACKs all it SACKed, and more when the
+ACK is the same, with the same ECN flags and timestamps no older) never reaches TCP, which sees
+the later one as a stretch ACK. A stack that is behind reads its ACKs in bunches: this spares it
+a pass per ACK that would tell it nothing new. Duplicate ACKs, window updates and ACKs with
+other options all go through; so do ACKs with SACK blocks (and the one before such an ACK)
+until the batch has brought more than :data:`BEHIND` segments: each moves the loss state
+machine, which Linux runs ACK by ACK (on the first duplicate ACKs of a loss, in Disorder, the
+window's room goes as new data; recovery starts at the one that makes the loss certain; CAKE's
+rules would hand TCP only the last, and the sender go into recovery without sending that
+data); a stack that far behind takes them by CAKE's rules. The common pure ACK (IPv4,
 timestamps its only option) is filtered from its bytes, against the one held, without being
 parsed.
 """
@@ -28,7 +30,7 @@ import struct
 from collections.abc import Callable
 
 from fastopen.engine.cache import IPAddress
-from fastopen.engine.seq import seq_lt
+from fastopen.engine.seq import seq_le, seq_lt
 from fastopen.runtime.tun import GSO_MAX_SIZE, HEADROOM
 from fastopen.wire import (
     IPV4_HEADER_LEN,
@@ -36,11 +38,15 @@ from fastopen.wire import (
     Eol,
     Flags,
     Nop,
+    Sack,
     TcpSegment,
     Timestamps,
     words,
 )
 
+#: Segments of one read batch after which its ACKs with SACK blocks are filtered too (the stack
+#: is behind: CAKE's rules), where before each reaches TCP.
+BEHIND = 8
 #: Flags that may differ within a run (tcp_gro_receive masks them out of its comparison).
 _MAY_DIFFER = int(Flags.CWR | Flags.FIN | Flags.PSH)
 #: Flags that end a run on the segment carrying them (tcp_gro_receive's final flush).
@@ -65,11 +71,12 @@ Deliver = Callable[[IPAddress, IPAddress, TcpSegment, float, int], None]
 Held = tuple[IPAddress, IPAddress, TcpSegment, float]
 
 
-def _redundant(old: TcpSegment, new: TcpSegment) -> bool:
+def _redundant(old: TcpSegment, new: TcpSegment, sack: bool) -> bool:
     """``old``, a pure ACK of ``new``'s flow, tells TCP nothing ``new`` (a pure ACK that came
-    after it) does not: cake_tcph_may_drop and cake_ack_filter's tests, less those of SACK
-    (neither carries SACK blocks). Its options are only timestamps and padding, its timestamps
-    no later than ``new``'s; ``new`` acknowledges more."""
+    after it) does not: cake_tcph_may_drop and cake_ack_filter's tests. Its options are only
+    timestamps, SACK blocks and padding, its timestamps no later than ``new``'s; ``new``
+    acknowledges as much and SACKs all it SACKed, and more when the ACK is the same. Without
+    ``sack``, neither carries SACK blocks."""
     if (
         old.flags != new.flags
         or old.reserved
@@ -79,15 +86,29 @@ def _redundant(old: TcpSegment, new: TcpSegment) -> bool:
         or seq_lt(new.ack, old.ack)
     ):
         return False
+    old_blocks: tuple[tuple[int, int], ...] = ()
     for option in old.options:
         if isinstance(option, Timestamps):
             ts = new.timestamps
             if ts is None or seq_lt(ts.tsval, option.tsval) or seq_lt(ts.tsecr, option.tsecr):
                 return False
+        elif isinstance(option, Sack):
+            old_blocks = option.blocks
         elif not isinstance(option, (Nop, Eol)):
-            return False  # SACK blocks, or an option the filter does not know of
-    # the same ACK again is a duplicate: it counts; so does an ACK before a SACK
-    return new.ack != old.ack and not new.sack_blocks
+            return False
+    new_blocks = new.sack_blocks
+    if not old_blocks and not new_blocks:
+        return new.ack != old.ack  # the same ACK again is a duplicate: it counts
+    if not sack:
+        return False
+    for start, end in old_blocks:
+        if not any(seq_le(s, start) and seq_le(end, e) for s, e in new_blocks):
+            return False
+    if new.ack != old.ack:
+        return True
+    return sum((e - s) & 0xFFFFFFFF for s, e in new_blocks) > sum(
+        (e - s) & 0xFFFFFFFF for s, e in old_blocks
+    )
 
 
 def _fast_ack(packet: bytes) -> bool:
@@ -164,6 +185,7 @@ class Gro:
         "_options",
         "_parts",
         "_pseudo",
+        "_seen",
         "_size",
         "_src",
         "_total",
@@ -200,6 +222,8 @@ class Gro:
         self._fast_ack = self._fast_window = 0
         self._fast_ts = (0, 0)
         self._fast_now = 0.0
+        #: Segments of this read batch so far (:meth:`end_batch` resets it).
+        self._seen = 0
         self.filtered = 0
 
     def join(self, packet: bytes, now: float) -> bool:
@@ -208,6 +232,7 @@ class Gro:
         checksums right), or replacing the pure ACK held when it is a later one that makes it
         redundant (:meth:`_supersede`); else False, and nothing changed: it is to be parsed and
         given to :meth:`add`."""
+        self._seen += 1
         head = self._head
         if head is None:
             return self._fast and self._supersede(packet, now)
@@ -327,12 +352,19 @@ class Gro:
         """A segment read from the device at ``now`` (its checksum verified), ``src`` to
         ``dst``; ``packet``, when given, is the IP packet it came in (then :meth:`join` may
         take the segments after it from their bytes)."""
+        if not packet:
+            self._seen += 1  # (one that came as bytes counted in join)
         payload = seg.payload
         length = len(payload)
         flags = int(seg.flags)
         held = self._take_acked()
         if held is not None:
-            if not length and src is held[0] and dst is held[1] and _redundant(held[2], seg):
+            if (
+                not length
+                and src is held[0]
+                and dst is held[1]
+                and _redundant(held[2], seg, self._seen > BEHIND)
+            ):
                 self._hold_ack(src, dst, seg, now, packet)
                 self.filtered += 1
                 return
@@ -387,6 +419,11 @@ class Gro:
             self._ack, self._window = packet[28:33], packet[34:36]
             self._options = packet[38:headers]
             self._pseudo = _pseudo(packet)
+
+    def end_batch(self) -> None:
+        """The read batch is over: :meth:`flush`, and the next batch counts from 0."""
+        self.flush()
+        self._seen = 0
 
     def flush(self) -> None:
         """Deliver what is held, if anything: the pure ACK, or the run (one segment as it came,

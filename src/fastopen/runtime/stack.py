@@ -94,6 +94,9 @@ _log = logging.getLogger("fastopen.runtime")
 BATCH = 256
 #: Larger than any packet the device can carry (a GSO packet and its virtio header included).
 READ_SIZE = GSO_MAX_SIZE + 64
+#: What may leave at once ahead of the pacing rate (Settings.pacing_burst): two TSO packets of
+#: 64 KB, as Linux's TCP small queues let sit in a device's queue (tcp_small_queue_check).
+PACING_BURST = 2 * 65536
 _ACK = int(Flags.ACK)
 _LAST_FLAGS = int(Flags.PSH | Flags.FIN)
 
@@ -162,7 +165,9 @@ class UserspaceStack:
         offloads: bool = False,
         **sysctls: Unpack[SettingsChanges],
     ) -> None:
-        changes = SettingsChanges(tcp_fastopen=0x3, tso=offloads, pacing=True)
+        changes = SettingsChanges(
+            tcp_fastopen=0x3, tso=offloads, pacing=True, pacing_burst=PACING_BURST
+        )
         changes.update(sysctls)
         # a random first ephemeral port, as Linux's differ from process to process: starting
         # where the last process did, a connect reuses its 4-tuple, which the peer may still hold
@@ -388,7 +393,7 @@ class UserspaceStack:
             parsed = host.parse_packet(packet, now)
             if parsed is not None:
                 gro.add(*parsed, now, packet)
-        gro.flush()
+        gro.end_batch()
         self._service()
 
     def _deliver(self, src: Any, dst: Any, seg: TcpSegment, now: float, segs: int) -> None:
