@@ -76,7 +76,7 @@ def _redundant(old: TcpSegment, new: TcpSegment, sack: bool) -> bool:
     after it) does not: cake_tcph_may_drop and cake_ack_filter's tests. Its options are only
     timestamps, SACK blocks and padding, its timestamps no later than ``new``'s; ``new``
     acknowledges as much and SACKs all it SACKed, and more when the ACK is the same. Without
-    ``sack``, neither carries SACK blocks."""
+    ``sack`` (the batch is short), an ACK with SACK blocks, or the one before it, never is."""
     if (
         old.flags != new.flags
         or old.reserved
@@ -353,7 +353,7 @@ class Gro:
         ``dst``; ``packet``, when given, is the IP packet it came in (then :meth:`join` may
         take the segments after it from their bytes)."""
         if not packet:
-            self._seen += 1  # (one that came as bytes counted in join)
+            self._seen += 1  # one given with its packet went through join first, and counted
         payload = seg.payload
         length = len(payload)
         flags = int(seg.flags)

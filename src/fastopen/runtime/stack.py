@@ -94,9 +94,9 @@ _log = logging.getLogger("fastopen.runtime")
 BATCH = 256
 #: Larger than any packet the device can carry (a GSO packet and its virtio header included).
 READ_SIZE = GSO_MAX_SIZE + 64
-#: What may leave at once ahead of the pacing rate (Settings.pacing_burst): two TSO packets of
-#: 64 KB, as Linux's TCP small queues let sit in a device's queue (tcp_small_queue_check).
-PACING_BURST = 2 * 65536
+#: What may leave at once ahead of the pacing rate (Settings.pacing_burst): two TSO packets, as
+#: Linux's TCP small queues let sit in a device's queue (tcp_small_queue_check).
+PACING_BURST = 2 * GSO_MAX_SIZE
 _ACK = int(Flags.ACK)
 _LAST_FLAGS = int(Flags.PSH | Flags.FIN)
 
